@@ -1,0 +1,52 @@
+//! The one error type of the domain crate: why a value or a change was refused.
+
+/// Why input was refused. Messages are one line, lowercase, and say how to fix the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "invalid app name {0:?}: use 1-30 lowercase letters, digits and dashes, starting with a letter and not ending with a dash"
+    )]
+    AppName(String),
+    #[error("the app name {0:?} is reserved; choose another")]
+    ReservedAppName(String),
+    #[error("invalid config key {0:?}: keys match [A-Za-z_][A-Za-z0-9_]*")]
+    ConfigKey(String),
+    #[error("{0} is set by the platform and cannot be configured")]
+    ReservedConfigKey(String),
+    #[error("the value of {key} is {len} bytes; values are limited to {max} bytes")]
+    ConfigValueTooLarge { key: String, len: usize, max: usize },
+    #[error("the app's config would be {len} bytes; an app's config is limited to {max} bytes")]
+    ConfigTooLarge { len: usize, max: usize },
+    #[error("invalid Procfile line {line}: {reason}")]
+    Procfile { line: usize, reason: String },
+    #[error(
+        "invalid process type {0:?}: use 1-63 lowercase letters, digits and dashes, starting with a letter"
+    )]
+    ProcessType(String),
+    #[error("invalid release version {0:?}: write it as v3 or 3")]
+    ReleaseVersion(String),
+    #[error("invalid scale {0:?}: write TYPE=COUNT, for example web=2")]
+    ScaleSyntax(String),
+    #[error("cannot scale {process} to {count}: at most {max} processes per type")]
+    ScaleTooLarge {
+        process: String,
+        count: u32,
+        max: u32,
+    },
+    #[error("the release process runs once per release and cannot be scaled")]
+    ScaleRelease,
+    #[error("the app has no process type {process:?}; its processes are: {known}")]
+    UnknownProcessType { process: String, known: String },
+    #[error("{0:?} is given more than once")]
+    Duplicate(String),
+    #[error(
+        "invalid username {0:?}: use 1-32 lowercase letters, digits, '.', '_' and '-', starting with a letter or digit"
+    )]
+    Username(String),
+    #[error("the password must be {min} to {max} characters long")]
+    Password { min: usize, max: usize },
+    #[error("invalid SSH public key: {0}")]
+    SshKey(String),
+    #[error("invalid domain {0:?}: use a lowercase host name such as www.example.com")]
+    Hostname(String),
+}

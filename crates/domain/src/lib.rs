@@ -1,0 +1,37 @@
+//! Slipway's vocabulary and release rules: pure types and functions, no I/O.
+//!
+//! Every type with an invariant has a private field and a `parse` constructor, so a value
+//! that exists is valid. The release rules of the product contract (what makes a release,
+//! which release a rollback targets, which rollbacks are refused) live here as pure
+//! functions over plain data, so the store, the API and the release manager share one
+//! definition of them.
+//!
+//! Architecture invariant: this crate knows nothing of SQL, HTTP, processes or the file
+//! system. It must stay cheap to compile and test.
+
+mod app_name;
+mod config;
+mod error;
+mod formation;
+mod hostname;
+mod procfile;
+mod release;
+mod ssh_key;
+mod user;
+
+pub use app_name::AppName;
+pub use config::{
+    ConfigChange, ConfigDiff, ConfigKey, ConfigVars, MAX_CONFIG_BYTES, MAX_VALUE_BYTES,
+};
+pub use error::Error;
+pub use formation::{Formation, MAX_PROCESSES_PER_TYPE};
+pub use hostname::Hostname;
+pub use procfile::{ProcessType, Procfile};
+pub use release::{
+    ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion, RollbackRefused, rollback_target,
+};
+pub use ssh_key::SshPublicKey;
+pub use user::{Password, Username};
+
+#[cfg(test)]
+mod test_util;

@@ -1,0 +1,177 @@
+//! The Procfile: process types and their commands.
+
+use std::fmt;
+
+use crate::Error;
+
+/// A process type's name, such as `web` or `worker`: a DNS label of at most 63 characters,
+/// because it names a Kubernetes Deployment (`<app>-<type>`) and a process (`web.1`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ProcessType(String);
+
+impl ProcessType {
+    pub const WEB: &str = "web";
+    pub const RELEASE: &str = "release";
+
+    pub fn parse(name: &str) -> Result<ProcessType, Error> {
+        let bytes = name.as_bytes();
+        let valid = (1..=63).contains(&bytes.len())
+            && bytes[0].is_ascii_lowercase()
+            && bytes[bytes.len() - 1] != b'-'
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+        if !valid {
+            return Err(Error::ProcessType(name.to_owned()));
+        }
+        Ok(ProcessType(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `release` runs once per release instead of being scaled.
+    pub fn is_release(&self) -> bool {
+        self.0 == Self::RELEASE
+    }
+}
+
+impl fmt::Display for ProcessType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A parsed Procfile: `type: command` lines in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Procfile {
+    entries: Vec<(ProcessType, String)>,
+}
+
+impl Procfile {
+    /// Parses a Procfile. Blank lines and `#` comments are skipped; a type given twice,
+    /// a line without `:`, and an empty command are refused with the line number.
+    pub fn parse(text: &str) -> Result<Procfile, Error> {
+        let mut entries: Vec<(ProcessType, String)> = Vec::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let refuse = |reason: String| Error::Procfile { line, reason };
+            let Some((name, command)) = trimmed.split_once(':') else {
+                return Err(refuse("expected `type: command`".to_owned()));
+            };
+            let name = ProcessType::parse(name.trim()).map_err(|err| refuse(err.to_string()))?;
+            let command = command.trim();
+            if command.is_empty() {
+                return Err(refuse(format!("process type {name} has no command")));
+            }
+            if entries.iter().any(|(existing, _)| *existing == name) {
+                return Err(refuse(format!("process type {name} is defined twice")));
+            }
+            entries.push((name, command.to_owned()));
+        }
+        Ok(Procfile { entries })
+    }
+
+    /// Builds a Procfile from types and commands, as a buildpack declares them.
+    pub fn from_entries<'a>(
+        entries: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Procfile, Error> {
+        let text: String = entries
+            .into_iter()
+            .map(|(t, c)| format!("{t}: {c}\n"))
+            .collect();
+        Procfile::parse(&text)
+    }
+
+    pub fn command(&self, process: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(name, _)| name.as_str() == process)
+            .map(|(_, c)| c.as_str())
+    }
+
+    pub fn process_types(&self) -> impl Iterator<Item = &ProcessType> {
+        self.entries.iter().map(|(name, _)| name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&ProcessType, &str)> {
+        self.entries
+            .iter()
+            .map(|(name, command)| (name, command.as_str()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl fmt::Display for Procfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (name, command) in &self.entries {
+            writeln!(f, "{name}: {command}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{Expect, expect};
+
+    use super::*;
+    use crate::test_util::show;
+
+    #[track_caller]
+    fn check(input: &str, expect: Expect) {
+        expect.assert_eq(&show(Procfile::parse(input)));
+    }
+
+    #[test]
+    fn parses_types_comments_and_blank_lines() {
+        check(
+            "# the app\nweb: gunicorn app:app --bind 0.0.0.0:$PORT\n\n  worker:python worker.py  \nrelease: ./migrate\n",
+            expect![[r#"
+                web: gunicorn app:app --bind 0.0.0.0:$PORT
+                worker: python worker.py
+                release: ./migrate
+            "#]],
+        );
+        check("", expect![""]);
+        check("# nothing\n\n", expect![""]);
+        check(
+            "web: a\r\nclock: b\r\n",
+            expect![[r#"
+            web: a
+            clock: b
+        "#]],
+        );
+    }
+
+    #[test]
+    fn refuses_bad_lines() {
+        check(
+            "web: a\nweb: b\n",
+            expect!["error: invalid Procfile line 2: process type web is defined twice"],
+        );
+        check(
+            "web a\n",
+            expect!["error: invalid Procfile line 1: expected `type: command`"],
+        );
+        check(
+            "web:\n",
+            expect!["error: invalid Procfile line 1: process type web has no command"],
+        );
+        check(
+            "\nWeb_Server: x\n",
+            expect![[
+                r#"error: invalid Procfile line 2: invalid process type "Web_Server": use 1-63 lowercase letters, digits and dashes, starting with a letter"#
+            ]],
+        );
+    }
+}
