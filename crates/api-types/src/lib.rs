@@ -1,1 +1,278 @@
-//! placeholder
+//! The `/v1` wire types: what the API server sends and accepts, shared with the `slip` CLI.
+//!
+//! Architecture invariant: plain serde structs with no behaviour and no dependency on the
+//! server; the CLI builds against this crate alone. Validation happens in the server, with
+//! the `domain` crate's parsers, so a client can never skip it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorBody {
+    /// One line saying what went wrong and, where it helps, what to do.
+    pub error: String,
+    /// A stable machine-readable code, such as `not_found` or `invalid_input`.
+    pub code: String,
+}
+
+/// What the platform tells clients about itself (`GET /v1/info`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PlatformInfo {
+    pub version: String,
+    /// Where `git push` goes, such as `ssh://git@127.0.0.1:2222`.
+    pub git_url: String,
+    /// The platform domain; app `demo` answers at `demo.<domain>`.
+    pub domain: String,
+    /// Whether anyone may register, or only admins may create users.
+    pub registration_open: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct User {
+    pub username: String,
+    pub admin: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}
+
+/// A user and a fresh API token (login, and self-registration).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Session {
+    pub user: User,
+    /// Shown once; the server keeps only its hash.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AddKey {
+    /// One line of an OpenSSH `.pub` file.
+    pub public_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SshKey {
+    pub id: Uuid,
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    pub comment: String,
+    pub public_key: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateApp {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct App {
+    pub name: String,
+    pub owner: String,
+    /// `http://<app>.<domain>:<port>`.
+    pub url: String,
+    /// The remote `git push` goes to.
+    pub git_url: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}
+
+/// `GET /v1/apps/{app}`: the app and what it runs now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AppInfo {
+    pub app: App,
+    /// The newest release, whatever its status.
+    pub latest_release: Option<Release>,
+    pub formation: Vec<ProcessCount>,
+    pub domains: Vec<Domain>,
+    pub collaborators: Vec<Collaborator>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AddCollaborator {
+    pub username: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Collaborator {
+    pub username: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub added_at: OffsetDateTime,
+}
+
+/// An app's config as of a release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Config {
+    /// The release this config belongs to.
+    pub version: u32,
+    pub values: BTreeMap<String, String>,
+}
+
+/// `PATCH /v1/apps/{app}/config`: a string sets a key, `null` unsets it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ConfigPatch {
+    pub values: BTreeMap<String, Option<String>>,
+}
+
+/// The result of a config change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ConfigChanged {
+    /// The release the change made; `None` when it changed nothing.
+    pub release: Option<Release>,
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseStatus {
+    Pending,
+    Deploying,
+    Succeeded,
+    Failed,
+}
+
+impl std::fmt::Display for ReleaseStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReleaseStatus::Pending => "pending",
+            ReleaseStatus::Deploying => "deploying",
+            ReleaseStatus::Succeeded => "succeeded",
+            ReleaseStatus::Failed => "failed",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Release {
+    pub version: u32,
+    pub summary: String,
+    pub status: ReleaseStatus,
+    /// Why the release failed, when it did.
+    pub reason: Option<String>,
+    pub build: Option<Uuid>,
+    /// The commit the release's build was made from.
+    pub commit: Option<String>,
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}
+
+/// `GET /v1/apps/{app}/releases/{version}`: a release and the config it carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ReleaseInfo {
+    pub release: Release,
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Rollback {
+    /// The release to roll back to; the previous successful release when absent.
+    pub version: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProcessCount {
+    #[serde(rename = "type")]
+    pub process_type: String,
+    pub count: u32,
+    /// The command, when the current build declares this type.
+    pub command: Option<String>,
+}
+
+/// `PATCH /v1/apps/{app}/formation`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Scale {
+    pub counts: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum BuildStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl std::fmt::Display for BuildStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BuildStatus::Running => "running",
+            BuildStatus::Succeeded => "succeeded",
+            BuildStatus::Failed => "failed",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Build {
+    pub id: Uuid,
+    pub commit: String,
+    pub status: BuildStatus,
+    /// Process type → command, from the Procfile or the buildpacks.
+    pub procfile: BTreeMap<String, String>,
+    /// The image the build made, by digest.
+    pub image: Option<String>,
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AddDomain {
+    pub domain: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Domain {
+    pub domain: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}

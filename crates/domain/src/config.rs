@@ -45,46 +45,57 @@ impl fmt::Display for ConfigKey {
     }
 }
 
-/// A requested change to an app's config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigChange {
-    Set(BTreeMap<ConfigKey, String>),
-    Unset(Vec<ConfigKey>),
+/// A requested change to an app's config: keys to set and keys to unset, as one
+/// `PATCH` of the API carries them (`null` unsets).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigChange {
+    set: BTreeMap<ConfigKey, String>,
+    unset: Vec<ConfigKey>,
 }
 
 impl ConfigChange {
-    /// Parses a set request, checking each key and value on its own.
+    /// Parses a change: `Some(value)` sets a key, `None` unsets it. Each key and value is
+    /// checked on its own; a key given twice is refused.
+    pub fn parse<'a>(
+        entries: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<ConfigChange, Error> {
+        let mut change = ConfigChange::default();
+        for (key, value) in entries {
+            let key = ConfigKey::parse(key)?;
+            if change.set.contains_key(&key) || change.unset.contains(&key) {
+                return Err(Error::Duplicate(key.0));
+            }
+            match value {
+                Some(value) if value.len() > MAX_VALUE_BYTES => {
+                    return Err(Error::ConfigValueTooLarge {
+                        key: key.0,
+                        len: value.len(),
+                        max: MAX_VALUE_BYTES,
+                    });
+                }
+                Some(value) => {
+                    change.set.insert(key, value.to_owned());
+                }
+                None => change.unset.push(key),
+            }
+        }
+        Ok(change)
+    }
+
+    /// A change that only sets keys.
     pub fn set<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<ConfigChange, Error> {
-        let mut vars = BTreeMap::new();
-        for (key, value) in pairs {
-            let key = ConfigKey::parse(key)?;
-            if value.len() > MAX_VALUE_BYTES {
-                return Err(Error::ConfigValueTooLarge {
-                    key: key.0,
-                    len: value.len(),
-                    max: MAX_VALUE_BYTES,
-                });
-            }
-            if vars.insert(key.clone(), value.to_owned()).is_some() {
-                return Err(Error::Duplicate(key.0));
-            }
-        }
-        Ok(ConfigChange::Set(vars))
+        ConfigChange::parse(pairs.into_iter().map(|(k, v)| (k, Some(v))))
     }
 
-    /// Parses an unset request.
+    /// A change that only unsets keys.
     pub fn unset<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<ConfigChange, Error> {
-        let mut parsed: Vec<ConfigKey> = Vec::new();
-        for key in keys {
-            let key = ConfigKey::parse(key)?;
-            if parsed.contains(&key) {
-                return Err(Error::Duplicate(key.0));
-            }
-            parsed.push(key);
-        }
-        Ok(ConfigChange::Unset(parsed))
+        ConfigChange::parse(keys.into_iter().map(|k| (k, None)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.unset.is_empty()
     }
 }
 
@@ -133,12 +144,8 @@ pub struct ConfigVars(BTreeMap<ConfigKey, String>);
 impl ConfigVars {
     /// Rebuilds config read back from storage or the wire, checking every key and limit.
     pub fn from_map(map: BTreeMap<String, String>) -> Result<ConfigVars, Error> {
-        let ConfigChange::Set(vars) =
-            ConfigChange::set(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))?
-        else {
-            unreachable!("ConfigChange::set returns Set")
-        };
-        let config = ConfigVars(vars);
+        let change = ConfigChange::set(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let config = ConfigVars(change.set);
         config.check_total()?;
         Ok(config)
     }
@@ -147,22 +154,16 @@ impl ConfigVars {
     pub fn apply(&self, change: &ConfigChange) -> Result<(ConfigVars, ConfigDiff), Error> {
         let mut next = self.0.clone();
         let mut diff = ConfigDiff::default();
-        match change {
-            ConfigChange::Set(vars) => {
-                for (key, value) in vars {
-                    match next.insert(key.clone(), value.clone()) {
-                        None => diff.added.push(key.clone()),
-                        Some(old) if old != *value => diff.changed.push(key.clone()),
-                        Some(_) => {}
-                    }
-                }
+        for (key, value) in &change.set {
+            match next.insert(key.clone(), value.clone()) {
+                None => diff.added.push(key.clone()),
+                Some(old) if old != *value => diff.changed.push(key.clone()),
+                Some(_) => {}
             }
-            ConfigChange::Unset(keys) => {
-                for key in keys {
-                    if next.remove(key).is_some() {
-                        diff.removed.push(key.clone());
-                    }
-                }
+        }
+        for key in &change.unset {
+            if next.remove(key).is_some() {
+                diff.removed.push(key.clone());
             }
         }
         let next = ConfigVars(next);

@@ -1,1 +1,30 @@
-//! placeholder
+//! Slipway's persistent state: one [`Store`] over SQLite (the embedded default) or
+//! PostgreSQL, chosen by the database URL.
+//!
+//! Architecture invariant: this is the only crate that contains SQL. Every query is one SQL
+//! text that both backends run (placeholders `$1…`, `RETURNING`, no `now()`: times are bound
+//! from Rust); the rare statement that must differ says so where it stands. The store knows
+//! nothing about HTTP or SSH: it takes domain types and returns its own plain records.
+//!
+//! Release versions are allocated from a per-app counter (`apps.last_version`) in the same
+//! transaction that inserts the release. The counter's row lock (PostgreSQL) or the single
+//! writer connection (SQLite) serialises concurrent writers to one app, so versions are
+//! unique and consecutive, and each release's config is computed from the one before it.
+
+mod apps;
+mod builds;
+mod db;
+mod error;
+mod model;
+mod releases;
+mod users;
+
+pub use db::{Backend, Store};
+pub use error::Error;
+pub use model::{
+    Access, App, Build, BuildStatus, Collaborator, ConfigOutcome, Domain, Event, ProcessCount,
+    Release, SshKey, User,
+};
+pub use users::NewUser;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

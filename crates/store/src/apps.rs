@@ -1,0 +1,360 @@
+//! Apps, collaborators, formation, domains and the audit trail.
+
+use domain::{AppName, Formation, Hostname, ProcessType, ReleaseCause, ReleaseStatus};
+use uuid::Uuid;
+
+use crate::db::{new_id, now, on_db, record_event};
+use crate::error::conflict_on_unique;
+use crate::{Access, App, Collaborator, Domain, Error, Event, ProcessCount, Result, Store, User};
+
+const APP_SELECT: &str = "SELECT a.id, a.name, o.username AS owner, a.created_at FROM apps a \
+                          JOIN users o ON o.id = a.owner_id";
+
+#[derive(sqlx::FromRow)]
+struct AppRow {
+    id: Uuid,
+    name: String,
+    owner: String,
+    created_at: time::OffsetDateTime,
+}
+
+impl TryFrom<AppRow> for App {
+    type Error = Error;
+
+    fn try_from(row: AppRow) -> Result<App> {
+        Ok(App {
+            id: row.id,
+            name: AppName::parse(&row.name).map_err(Error::corrupt)?,
+            owner: row.owner,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AccessRow {
+    #[sqlx(flatten)]
+    app: AppRow,
+    access: i64,
+}
+
+impl Store {
+    /// Creates an app owned by `owner`, with release v1, "created initial release".
+    pub async fn create_app(&self, name: &AppName, owner: &User) -> Result<App> {
+        let id = new_id();
+        let created_at = now();
+        let summary = ReleaseCause::Created.summary(&owner.username);
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO apps (id, name, owner_id, last_version, created_at) VALUES ($1, $2, $3, 1, $4)",
+            )
+            .bind(id)
+            .bind(name.as_str())
+            .bind(owner.id)
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_on_unique(e, || format!("the app name {name} is taken")))?;
+            sqlx::query(
+                "INSERT INTO releases (id, app_id, version, build_id, config, summary, status, reason, created_by, created_at) \
+                 VALUES ($1, $2, 1, NULL, '{}', $3, $4, NULL, $5, $6)",
+            )
+            .bind(new_id())
+            .bind(id)
+            .bind(&summary)
+            .bind(ReleaseStatus::Succeeded.as_str())
+            .bind(owner.id)
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await?;
+            record_event!(&mut *tx, app: name.as_str(), actor: &owner.username, action: "app.create", detail: "")?;
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        })?;
+        Ok(App {
+            id,
+            name: name.clone(),
+            owner: owner.username.clone(),
+            created_at,
+        })
+    }
+
+    /// The apps `user` may see: all of them for an admin, else those they own or collaborate on.
+    pub async fn apps_for(&self, user: &User) -> Result<Vec<App>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{APP_SELECT} WHERE $1 OR a.owner_id = $2 OR EXISTS \
+             (SELECT 1 FROM collaborators c WHERE c.app_id = a.id AND c.user_id = $2) ORDER BY a.name"
+        ));
+        let rows: Vec<AppRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
+            .bind(user.admin)
+            .bind(user.id)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(App::try_from).collect()
+    }
+
+    pub async fn app(&self, name: &str) -> Result<App> {
+        let sql = sqlx::AssertSqlSafe(format!("{APP_SELECT} WHERE a.name = $1"));
+        let row: Option<AppRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
+            .bind(name)
+            .fetch_optional(pool)
+            .await)?;
+        row.ok_or_else(|| Error::NotFound(format!("app {name}")))?
+            .try_into()
+    }
+
+    /// The app and how `user` relates to it, in one query.
+    pub async fn app_access(&self, name: &str, user: &User) -> Result<(App, Access)> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT a.id, a.name, o.username AS owner, a.created_at, CAST(CASE \
+               WHEN a.owner_id = $2 THEN 2 \
+               WHEN EXISTS (SELECT 1 FROM collaborators c WHERE c.app_id = a.id AND c.user_id = $2) THEN 1 \
+               ELSE 0 END AS BIGINT) AS access \
+             FROM apps a JOIN users o ON o.id = a.owner_id WHERE a.name = $1"
+        ));
+        let row: Option<AccessRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
+            .bind(name)
+            .bind(user.id)
+            .fetch_optional(pool)
+            .await)?;
+        let row = row.ok_or_else(|| Error::NotFound(format!("app {name}")))?;
+        let access = match row.access {
+            2 => Access::Owner,
+            1 => Access::Collaborator,
+            _ => Access::None,
+        };
+        Ok((row.app.try_into()?, access))
+    }
+
+    /// Deletes the app and everything that belongs to it; the audit trail keeps its events.
+    pub async fn destroy_app(&self, app: &App, actor: &User) -> Result<()> {
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            // Releases refer to builds; both go with the app, releases first.
+            sqlx::query("DELETE FROM releases WHERE app_id = $1")
+                .bind(app.id)
+                .execute(&mut *tx)
+                .await?;
+            let done = sqlx::query("DELETE FROM apps WHERE id = $1")
+                .bind(app.id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(Error::NotFound(format!("app {}", app.name)));
+            }
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "app.destroy", detail: "")?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub async fn collaborators(&self, app: &App) -> Result<Vec<Collaborator>> {
+        let rows: Vec<(String, time::OffsetDateTime)> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT u.username, c.added_at FROM collaborators c JOIN users u ON u.id = c.user_id \
+                 WHERE c.app_id = $1 ORDER BY u.username",
+            )
+            .bind(app.id)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(username, added_at)| Collaborator { username, added_at })
+            .collect())
+    }
+
+    pub async fn add_collaborator(
+        &self,
+        app: &App,
+        username: &str,
+        actor: &User,
+    ) -> Result<Collaborator> {
+        let user = self.user(username).await?;
+        if user.username == app.owner {
+            return Err(Error::Conflict(format!(
+                "{username} owns {} already",
+                app.name
+            )));
+        }
+        let added_at = now();
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO collaborators (app_id, user_id, added_at) VALUES ($1, $2, $3)",
+            )
+            .bind(app.id)
+            .bind(user.id)
+            .bind(added_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                conflict_on_unique(e, || format!("{username} is a collaborator already"))
+            })?;
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "perms.add", detail: username)?;
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        })?;
+        Ok(Collaborator {
+            username: user.username,
+            added_at,
+        })
+    }
+
+    pub async fn remove_collaborator(&self, app: &App, username: &str, actor: &User) -> Result<()> {
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "DELETE FROM collaborators WHERE app_id = $1 AND user_id = (SELECT id FROM users WHERE username = $2)",
+            )
+            .bind(app.id)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(Error::NotFound(format!("collaborator {username}")));
+            }
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "perms.remove", detail: username)?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub async fn formation(&self, app: &App) -> Result<Vec<ProcessCount>> {
+        let rows: Vec<(String, i64)> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT process_type, count FROM formation WHERE app_id = $1 ORDER BY process_type",
+            )
+            .bind(app.id)
+            .fetch_all(pool)
+            .await
+        })?;
+        rows.into_iter()
+            .map(|(process_type, count)| {
+                let count = u32::try_from(count).map_err(Error::corrupt)?;
+                Ok(ProcessCount {
+                    process_type,
+                    count,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies a scale request. `known` is the process types of the app's current build,
+    /// if it has one (see [`Formation::scale`]). Scaling makes no release.
+    pub async fn scale(
+        &self,
+        app: &App,
+        changes: &[(ProcessType, u32)],
+        known: Option<&[ProcessType]>,
+        actor: &User,
+    ) -> Result<Vec<ProcessCount>> {
+        let current = self.formation(app).await?;
+        let current = Formation::from_counts(current.iter().filter_map(|p| {
+            ProcessType::parse(&p.process_type)
+                .ok()
+                .map(|t| (t, p.count))
+        }));
+        current.scale(changes, known)?;
+        let detail: Vec<String> = changes.iter().map(|(t, n)| format!("{t}={n}")).collect();
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            for (process_type, count) in changes {
+                sqlx::query(
+                    "INSERT INTO formation (app_id, process_type, count) VALUES ($1, $2, $3) \
+                     ON CONFLICT (app_id, process_type) DO UPDATE SET count = excluded.count",
+                )
+                .bind(app.id)
+                .bind(process_type.as_str())
+                .bind(i64::from(*count))
+                .execute(&mut *tx)
+                .await?;
+            }
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "ps.scale", detail: detail.join(" "))?;
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        })?;
+        self.formation(app).await
+    }
+
+    pub async fn domains(&self, app: &App) -> Result<Vec<Domain>> {
+        let rows: Vec<(String, time::OffsetDateTime)> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT domain, created_at FROM domains WHERE app_id = $1 ORDER BY domain",
+            )
+            .bind(app.id)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(domain, created_at)| Domain { domain, created_at })
+            .collect())
+    }
+
+    pub async fn add_domain(&self, app: &App, domain: &Hostname, actor: &User) -> Result<Domain> {
+        let created_at = now();
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO domains (domain, app_id, created_at) VALUES ($1, $2, $3)")
+                .bind(domain.as_str())
+                .bind(app.id)
+                .bind(created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    conflict_on_unique(e, || format!("the domain {domain} is already in use"))
+                })?;
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "domains.add", detail: domain.as_str())?;
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        })?;
+        Ok(Domain {
+            domain: domain.to_string(),
+            created_at,
+        })
+    }
+
+    pub async fn remove_domain(&self, app: &App, domain: &str, actor: &User) -> Result<()> {
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("DELETE FROM domains WHERE domain = $1 AND app_id = $2")
+                .bind(domain)
+                .bind(app.id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(Error::NotFound(format!("domain {domain}")));
+            }
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "domains.remove", detail: domain)?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// The newest events first; for one app, or platform-wide.
+    pub async fn events(&self, app: Option<&str>, limit: u32) -> Result<Vec<Event>> {
+        type EventRow = (Option<String>, String, String, String, time::OffsetDateTime);
+        let rows: Vec<EventRow> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT app, actor, action, detail, created_at FROM events \
+                 WHERE $1 IS NULL OR app = $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(app)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(app, actor, action, detail, created_at)| Event {
+                app,
+                actor,
+                action,
+                detail,
+                created_at,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,116 @@
+//! Builds: what a push produced, recorded while it runs and when it ends.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::db::{new_id, now, on_db};
+use crate::{App, Build, BuildStatus, Error, Result, Store, User};
+
+const BUILD_SELECT: &str = "SELECT b.id, b.commit_sha, b.status, b.procfile, b.image, u.username AS created_by, \
+     b.created_at, b.finished_at FROM builds b JOIN users u ON u.id = b.created_by";
+
+#[derive(sqlx::FromRow)]
+struct BuildRow {
+    id: Uuid,
+    commit_sha: String,
+    status: String,
+    procfile: String,
+    image: Option<String>,
+    created_by: String,
+    created_at: time::OffsetDateTime,
+    finished_at: Option<time::OffsetDateTime>,
+}
+
+impl TryFrom<BuildRow> for Build {
+    type Error = Error;
+
+    fn try_from(row: BuildRow) -> Result<Build> {
+        Ok(Build {
+            id: row.id,
+            commit: row.commit_sha,
+            status: BuildStatus::parse(&row.status).ok_or_else(|| Error::corrupt(&row.status))?,
+            procfile: serde_json::from_str(&row.procfile).map_err(Error::corrupt)?,
+            image: row.image,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            finished_at: row.finished_at,
+        })
+    }
+}
+
+impl Store {
+    /// Records a build that has started.
+    pub async fn create_build(&self, app: &App, commit: &str, actor: &User) -> Result<Build> {
+        let id = new_id();
+        on_db!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO builds (id, app_id, commit_sha, status, procfile, image, created_by, created_at, finished_at) \
+                 VALUES ($1, $2, $3, 'running', '{}', NULL, $4, $5, NULL)",
+            )
+            .bind(id)
+            .bind(app.id)
+            .bind(commit)
+            .bind(actor.id)
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        self.build(app, id).await
+    }
+
+    /// Records how a build ended, with the process types it declares and the image it made.
+    pub async fn finish_build(
+        &self,
+        app: &App,
+        id: Uuid,
+        status: BuildStatus,
+        procfile: &BTreeMap<String, String>,
+        image: Option<&str>,
+    ) -> Result<Build> {
+        let procfile = serde_json::to_string(procfile).map_err(Error::corrupt)?;
+        let done = on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE builds SET status = $1, procfile = $2, image = $3, finished_at = $4 \
+                 WHERE id = $5 AND app_id = $6 AND status = 'running'",
+            )
+            .bind(status.as_str())
+            .bind(procfile)
+            .bind(image)
+            .bind(now())
+            .bind(id)
+            .bind(app.id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        if done == 0 {
+            return Err(Error::NotFound(format!("running build {id}")));
+        }
+        self.build(app, id).await
+    }
+
+    pub async fn builds(&self, app: &App, limit: u32) -> Result<Vec<Build>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{BUILD_SELECT} WHERE b.app_id = $1 ORDER BY b.id DESC LIMIT $2"
+        ));
+        let rows: Vec<BuildRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
+            .bind(app.id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(Build::try_from).collect()
+    }
+
+    pub async fn build(&self, app: &App, id: Uuid) -> Result<Build> {
+        let sql = sqlx::AssertSqlSafe(format!("{BUILD_SELECT} WHERE b.app_id = $1 AND b.id = $2"));
+        let row: Option<BuildRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
+            .bind(app.id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        row.ok_or_else(|| Error::NotFound(format!("build {id}")))?
+            .try_into()
+    }
+}

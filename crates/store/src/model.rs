@@ -1,0 +1,132 @@
+//! The records the store returns.
+
+use std::collections::BTreeMap;
+
+use domain::{AppName, ReleaseStatus, ReleaseVersion};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub admin: bool,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshKey {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub fingerprint: String,
+    pub public_key: String,
+    pub comment: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub id: Uuid,
+    pub name: AppName,
+    pub owner: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// How a user relates to an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// Neither owner nor collaborator.
+    None,
+    /// May deploy, configure, scale and read the app, but not destroy it or share it.
+    Collaborator,
+    Owner,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collaborator {
+    pub username: String,
+    pub added_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl BuildStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            BuildStatus::Running => "running",
+            BuildStatus::Succeeded => "succeeded",
+            BuildStatus::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<BuildStatus> {
+        [
+            BuildStatus::Running,
+            BuildStatus::Succeeded,
+            BuildStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    pub id: Uuid,
+    pub commit: String,
+    pub status: BuildStatus,
+    /// Process type → command.
+    pub procfile: BTreeMap<String, String>,
+    pub image: Option<String>,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub version: ReleaseVersion,
+    pub build: Option<Uuid>,
+    pub commit: Option<String>,
+    pub config: BTreeMap<String, String>,
+    pub summary: String,
+    pub status: ReleaseStatus,
+    pub reason: Option<String>,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// What a config change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOutcome {
+    /// The change made this release.
+    Released(Release),
+    /// The change would leave the config as it is: no release was made.
+    Unchanged(Release),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessCount {
+    pub process_type: String,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    pub domain: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub app: Option<String>,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+    pub created_at: OffsetDateTime,
+}

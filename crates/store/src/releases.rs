@@ -1,0 +1,324 @@
+//! Releases: the config changes, builds and rollbacks that make them, and their status.
+
+use std::collections::BTreeMap;
+
+use domain::{
+    ConfigChange, ConfigVars, ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion,
+    rollback_target,
+};
+use uuid::Uuid;
+
+use crate::db::{new_id, now, on_db, record_event};
+use crate::{App, ConfigOutcome, Error, Release, Result, Store, User};
+
+/// Release columns, joined with the author and the build's commit.
+const RELEASE_SELECT: &str = "SELECT r.version, r.build_id, b.commit_sha, r.config, r.summary, r.status, r.reason, \
+     u.username AS created_by, r.created_at \
+     FROM releases r JOIN users u ON u.id = r.created_by LEFT JOIN builds b ON b.id = r.build_id";
+
+#[derive(sqlx::FromRow)]
+struct ReleaseRow {
+    version: i64,
+    build_id: Option<Uuid>,
+    commit_sha: Option<String>,
+    config: String,
+    summary: String,
+    status: String,
+    reason: Option<String>,
+    created_by: String,
+    created_at: time::OffsetDateTime,
+}
+
+impl TryFrom<ReleaseRow> for Release {
+    type Error = Error;
+
+    fn try_from(row: ReleaseRow) -> Result<Release> {
+        let version = u32::try_from(row.version)
+            .ok()
+            .and_then(ReleaseVersion::new)
+            .ok_or_else(|| Error::corrupt(format!("release version {}", row.version)))?;
+        let status = ReleaseStatus::parse(&row.status)
+            .ok_or_else(|| Error::corrupt(format!("release status {:?}", row.status)))?;
+        let config: BTreeMap<String, String> =
+            serde_json::from_str(&row.config).map_err(Error::corrupt)?;
+        Ok(Release {
+            version,
+            build: row.build_id,
+            commit: row.commit_sha,
+            config,
+            summary: row.summary,
+            status,
+            reason: row.reason,
+            created_by: row.created_by,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// The parts of the previous release a new one starts from.
+#[derive(sqlx::FromRow)]
+struct Latest {
+    build_id: Option<Uuid>,
+    config: String,
+}
+
+impl Store {
+    /// The app's releases, newest first, at most `limit` of them.
+    pub async fn releases(&self, app: &App, limit: u32) -> Result<Vec<Release>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{RELEASE_SELECT} WHERE r.app_id = $1 ORDER BY r.version DESC LIMIT $2"
+        ));
+        let rows: Vec<ReleaseRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
+            .bind(app.id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(Release::try_from).collect()
+    }
+
+    pub async fn release(&self, app: &App, version: ReleaseVersion) -> Result<Release> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{RELEASE_SELECT} WHERE r.app_id = $1 AND r.version = $2"
+        ));
+        let row: Option<ReleaseRow> = on_db!(self, read, |pool| {
+            sqlx::query_as(sql)
+                .bind(app.id)
+                .bind(i64::from(version.get()))
+                .fetch_optional(pool)
+                .await
+        })?;
+        row.ok_or_else(|| Error::NotFound(format!("release {version} of {}", app.name)))?
+            .try_into()
+    }
+
+    /// The newest release, whatever its status. Every app has one: `create` makes v1.
+    pub async fn latest_release(&self, app: &App) -> Result<Release> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{RELEASE_SELECT} WHERE r.app_id = $1 ORDER BY r.version DESC LIMIT 1"
+        ));
+        let row: Option<ReleaseRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
+            .bind(app.id)
+            .fetch_optional(pool)
+            .await)?;
+        row.ok_or_else(|| Error::NotFound(format!("release of {}", app.name)))?
+            .try_into()
+    }
+
+    /// Applies a config change. A change that alters the config makes a new release with
+    /// the previous release's build; one that alters nothing makes none.
+    pub async fn change_config(
+        &self,
+        app: &App,
+        change: &ConfigChange,
+        actor: &User,
+    ) -> Result<ConfigOutcome> {
+        let made = on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let version = next_version!(&mut *tx, app);
+            let latest: Latest = latest!(&mut *tx, app);
+            let config =
+                ConfigVars::from_map(serde_json::from_str(&latest.config).map_err(Error::corrupt)?)
+                    .map_err(Error::corrupt)?;
+            let (next, diff) = config.apply(change)?;
+            if diff.is_empty() {
+                // Nothing changed: give the version back by not committing.
+                tx.rollback().await?;
+                None
+            } else {
+                let summary = ReleaseCause::Config(diff).summary(&actor.username);
+                insert_release!(
+                    &mut *tx,
+                    app,
+                    version,
+                    latest.build_id,
+                    &next.to_map(),
+                    &summary,
+                    actor
+                );
+                tx.commit().await?;
+                Some(version)
+            }
+        });
+        match made {
+            Some(version) => Ok(ConfigOutcome::Released(self.release(app, version).await?)),
+            None => Ok(ConfigOutcome::Unchanged(self.latest_release(app).await?)),
+        }
+    }
+
+    /// Rolls back to `target`, or to the previous successful release: a new release that
+    /// reuses the target's build and config, without a rebuild.
+    pub async fn rollback(
+        &self,
+        app: &App,
+        target: Option<ReleaseVersion>,
+        actor: &User,
+    ) -> Result<Release> {
+        let version = on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let version = next_version!(&mut *tx, app);
+            let history: Vec<(i64, String, Option<Uuid>)> =
+                sqlx::query_as("SELECT version, status, build_id FROM releases WHERE app_id = $1")
+                    .bind(app.id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let facts = history
+                .iter()
+                .map(|(v, status, build)| {
+                    Ok(ReleaseFacts {
+                        version: u32::try_from(*v)
+                            .ok()
+                            .and_then(ReleaseVersion::new)
+                            .ok_or_else(|| Error::corrupt(v))?,
+                        status: ReleaseStatus::parse(status)
+                            .ok_or_else(|| Error::corrupt(status))?,
+                        has_build: build.is_some(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let to = rollback_target(&facts, target)?;
+            let source: Latest = sqlx::query_as(
+                "SELECT build_id, config FROM releases WHERE app_id = $1 AND version = $2",
+            )
+            .bind(app.id)
+            .bind(i64::from(to.get()))
+            .fetch_one(&mut *tx)
+            .await?;
+            let config: BTreeMap<String, String> =
+                serde_json::from_str(&source.config).map_err(Error::corrupt)?;
+            let summary = ReleaseCause::Rollback { to }.summary(&actor.username);
+            insert_release!(
+                &mut *tx,
+                app,
+                version,
+                source.build_id,
+                &config,
+                &summary,
+                actor
+            );
+            tx.commit().await?;
+            Ok::<_, Error>(version)
+        })?;
+        self.release(app, version).await
+    }
+
+    /// Makes the release for a finished build: its code with the app's current config.
+    pub async fn release_build(&self, app: &App, build: Uuid, actor: &User) -> Result<Release> {
+        let version = on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let commit: Option<String> =
+                sqlx::query_scalar("SELECT commit_sha FROM builds WHERE id = $1 AND app_id = $2 AND status = 'succeeded'")
+                    .bind(build)
+                    .bind(app.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let commit =
+                commit.ok_or_else(|| Error::NotFound(format!("succeeded build {build}")))?;
+            let version = next_version!(&mut *tx, app);
+            let latest: Latest = latest!(&mut *tx, app);
+            let config: BTreeMap<String, String> =
+                serde_json::from_str(&latest.config).map_err(Error::corrupt)?;
+            let summary = ReleaseCause::Deploy { commit }.summary(&actor.username);
+            insert_release!(
+                &mut *tx,
+                app,
+                version,
+                Some(build),
+                &config,
+                &summary,
+                actor
+            );
+            tx.commit().await?;
+            Ok::<_, Error>(version)
+        })?;
+        self.release(app, version).await
+    }
+
+    /// Records how a release's deploy went.
+    pub async fn set_release_status(
+        &self,
+        app: &App,
+        version: ReleaseVersion,
+        status: ReleaseStatus,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let done = on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE releases SET status = $1, reason = $2 WHERE app_id = $3 AND version = $4",
+            )
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(app.id)
+            .bind(i64::from(version.get()))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        if done == 0 {
+            return Err(Error::NotFound(format!(
+                "release {version} of {}",
+                app.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Takes the app's next release version. On PostgreSQL the UPDATE locks the app's row until
+/// the transaction ends, so concurrent writers to one app take turns; on SQLite the single
+/// writer connection already makes them take turns.
+macro_rules! next_version {
+    ($tx:expr, $app:expr) => {{
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE apps SET last_version = last_version + 1 WHERE id = $1 RETURNING last_version",
+        )
+        .bind($app.id)
+        .fetch_optional($tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("app {}", $app.name)))?;
+        u32::try_from(version)
+            .ok()
+            .and_then(ReleaseVersion::new)
+            .ok_or_else(|| Error::corrupt(version))?
+    }};
+}
+use next_version;
+
+/// The newest release's build and config. Read after `next_version!`, under its lock.
+macro_rules! latest {
+    ($tx:expr, $app:expr) => {
+        sqlx::query_as(
+            "SELECT build_id, config FROM releases WHERE app_id = $1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind($app.id)
+        .fetch_one($tx)
+        .await?
+    };
+}
+use latest;
+
+/// Inserts a release. One with a build waits for the release manager to deploy it
+/// (`pending`); one without has nothing to deploy and is `succeeded` at once.
+macro_rules! insert_release {
+    ($tx:expr, $app:expr, $version:expr, $build:expr, $config:expr, $summary:expr, $actor:expr) => {{
+        let build: Option<Uuid> = $build;
+        let status = if build.is_some() { ReleaseStatus::Pending } else { ReleaseStatus::Succeeded };
+        let config = serde_json::to_string($config).map_err(Error::corrupt)?;
+        sqlx::query(
+            "INSERT INTO releases (id, app_id, version, build_id, config, summary, status, reason, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9)",
+        )
+        .bind(new_id())
+        .bind($app.id)
+        .bind(i64::from($version.get()))
+        .bind(build)
+        .bind(config)
+        .bind($summary)
+        .bind(status.as_str())
+        .bind($actor.id)
+        .bind(now())
+        .execute(&mut *$tx)
+        .await?;
+        record_event!(&mut *$tx, app: $app.name.as_str(), actor: &$actor.username, action: "release.create", detail: format!("{} {}", $version, $summary))?;
+    }};
+}
+use insert_release;

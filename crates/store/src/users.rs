@@ -1,0 +1,267 @@
+//! Users, API tokens and SSH keys.
+
+use domain::{SshPublicKey, Username};
+use uuid::Uuid;
+
+use crate::db::{Db, new_id, now, on_db};
+use crate::error::conflict_on_unique;
+use crate::{Error, Result, SshKey, Store, User};
+
+/// Who may be created by [`Store::create_user`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewUser {
+    /// Only when there are no users yet (self-registration on a closed platform).
+    FirstOnly,
+    /// Always (an admin creating a user, or open registration).
+    Any,
+}
+
+const USER_COLUMNS: &str = "id, username, admin, created_at";
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    username: String,
+    admin: bool,
+    created_at: time::OffsetDateTime,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> User {
+        User {
+            id: row.id,
+            username: row.username,
+            admin: row.admin,
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: Uuid,
+    user_id: Uuid,
+    fingerprint: String,
+    public_key: String,
+    comment: String,
+    created_at: time::OffsetDateTime,
+}
+
+impl From<KeyRow> for SshKey {
+    fn from(row: KeyRow) -> SshKey {
+        SshKey {
+            id: row.id,
+            user_id: row.user_id,
+            fingerprint: row.fingerprint,
+            public_key: row.public_key,
+            comment: row.comment,
+            created_at: row.created_at,
+        }
+    }
+}
+
+impl Store {
+    /// Creates a user. The first user of the platform becomes its admin. Returns `None`
+    /// when `rule` is `FirstOnly` and users exist already.
+    pub async fn create_user(
+        &self,
+        username: &Username,
+        password_hash: &str,
+        rule: NewUser,
+    ) -> Result<Option<User>> {
+        let id = new_id();
+        let created_at = now();
+        let sql = format!(
+            "INSERT INTO users (id, username, password_hash, admin, created_at) \
+             SELECT $1, $2, $3, NOT EXISTS (SELECT 1 FROM users), $4 \
+             WHERE $5 OR NOT EXISTS (SELECT 1 FROM users) \
+             RETURNING {USER_COLUMNS}"
+        );
+        let taken = || format!("the username {username} is taken");
+        macro_rules! insert {
+            ($conn:expr) => {
+                sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(username.as_str())
+                    .bind(password_hash)
+                    .bind(created_at)
+                    .bind(rule == NewUser::Any)
+                    .fetch_optional($conn)
+                    .await
+                    .map_err(|e| conflict_on_unique(e, taken))?
+            };
+        }
+        let row = match &self.db {
+            Db::Sqlite { write, .. } => insert!(write),
+            Db::Postgres(pool) => {
+                // PostgreSQL only: two concurrent first registrations must not both become
+                // admin, so the check and the insert run under a table lock.
+                let mut tx = pool.begin().await?;
+                sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+                let row = insert!(&mut *tx);
+                tx.commit().await?;
+                row
+            }
+        };
+        Ok(row.map(User::from))
+    }
+
+    pub async fn user_count(&self) -> Result<u64> {
+        let count: i64 = on_db!(self, read, |pool| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users"
+        )
+        .fetch_one(pool)
+        .await)?;
+        Ok(count as u64)
+    }
+
+    pub async fn user(&self, username: &str) -> Result<User> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
+        ));
+        let row: Option<UserRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
+            .bind(username)
+            .fetch_optional(pool)
+            .await)?;
+        row.map(User::from)
+            .ok_or_else(|| Error::NotFound(format!("user {username}")))
+    }
+
+    /// The user and their password hash, for login.
+    pub async fn user_with_password(&self, username: &str) -> Result<Option<(User, String)>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            password_hash: String,
+        }
+        let row: Option<Row> = on_db!(self, read, |pool| {
+            sqlx::query_as("SELECT id, username, admin, created_at, password_hash FROM users WHERE username = $1")
+                .bind(username)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row.map(|row| (row.user.into(), row.password_hash)))
+    }
+
+    /// Stores a new API token by its hash.
+    pub async fn create_token(&self, user: &User, token_hash: &str) -> Result<()> {
+        on_db!(self, write, |pool| {
+            sqlx::query("INSERT INTO api_tokens (id, user_id, token_hash, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(new_id())
+                .bind(user.id)
+                .bind(token_hash)
+                .bind(now())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// The user a token belongs to, if the token exists.
+    pub async fn user_by_token(&self, token_hash: &str) -> Result<Option<User>> {
+        let row: Option<UserRow> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT u.id, u.username, u.admin, u.created_at FROM api_tokens t \
+                 JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+            )
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row.map(User::from))
+    }
+
+    /// Revokes a token. Returns whether it existed.
+    pub async fn delete_token(&self, token_hash: &str) -> Result<bool> {
+        let done = on_db!(self, write, |pool| {
+            sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(done > 0)
+    }
+
+    pub async fn add_key(&self, user: &User, key: &SshPublicKey) -> Result<SshKey> {
+        let row: KeyRow = on_db!(self, write, |pool| {
+            sqlx::query_as(
+                "INSERT INTO ssh_keys (id, user_id, fingerprint, public_key, comment, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 RETURNING id, user_id, fingerprint, public_key, comment, created_at",
+            )
+            .bind(new_id())
+            .bind(user.id)
+            .bind(key.fingerprint())
+            .bind(key.openssh())
+            .bind(key.comment())
+            .bind(now())
+            .fetch_one(pool)
+            .await
+        })
+        .map_err(|e| {
+            conflict_on_unique(e, || {
+                format!("the key {} is already added", key.fingerprint())
+            })
+        })?;
+        Ok(row.into())
+    }
+
+    pub async fn keys(&self, user: &User) -> Result<Vec<SshKey>> {
+        let rows: Vec<KeyRow> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT id, user_id, fingerprint, public_key, comment, created_at FROM ssh_keys \
+                 WHERE user_id = $1 ORDER BY created_at, id",
+            )
+            .bind(user.id)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows.into_iter().map(SshKey::from).collect())
+    }
+
+    /// Removes one of the user's keys, named by id, fingerprint or comment.
+    pub async fn remove_key(&self, user: &User, which: &str) -> Result<SshKey> {
+        let keys = self.keys(user).await?;
+        let matches: Vec<&SshKey> = keys
+            .iter()
+            .filter(|k| k.id.to_string() == which || k.fingerprint == which || k.comment == which)
+            .collect();
+        let key = match matches.as_slice() {
+            [key] => *key,
+            [] => return Err(Error::NotFound(format!("key {which}"))),
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "{which} names several keys; give the fingerprint instead"
+                )));
+            }
+        };
+        on_db!(self, write, |pool| {
+            sqlx::query("DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2")
+                .bind(key.id)
+                .bind(user.id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(key.clone())
+    }
+
+    /// The user who owns the key with this fingerprint (the gateway's lookup).
+    pub async fn user_by_key(&self, fingerprint: &str) -> Result<Option<User>> {
+        let row: Option<UserRow> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT u.id, u.username, u.admin, u.created_at FROM ssh_keys k \
+                 JOIN users u ON u.id = k.user_id WHERE k.fingerprint = $1",
+            )
+            .bind(fingerprint)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row.map(User::from))
+    }
+}

@@ -1,0 +1,340 @@
+//! The store's test suite. Every test runs twice, against SQLite and against PostgreSQL,
+//! each time on a fresh database.
+
+use std::collections::BTreeMap;
+
+use domain::{
+    AppName, ConfigChange, Hostname, ProcessType, ReleaseStatus, ReleaseVersion, SshPublicKey,
+    Username,
+};
+use slipway_store::{
+    self as store, Access, BuildStatus, ConfigOutcome, Error, NewUser, Store, User,
+};
+use test_support::{Backend, TestDatabase};
+
+/// Declares `mod name { sqlite, postgres }`: one async test body, run on both backends.
+macro_rules! both_backends {
+    ($(async fn $name:ident($store:ident: Store) $body:block)*) => {$(
+        mod $name {
+            use super::*;
+            async fn run($store: Store) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(open(Backend::Sqlite).await.expect("sqlite is always there")).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(store) = open(Backend::Postgres).await {
+                    run(store).await;
+                }
+            }
+        }
+    )*};
+}
+
+async fn open(backend: Backend) -> Option<Store> {
+    let db = TestDatabase::new(backend).await?;
+    let store = Store::open(&db.url).await.expect("open the store");
+    // The database must outlive the test; leaking the handle keeps the SQLite file's
+    // directory for the process's life, which ends with the test binary.
+    std::mem::forget(db);
+    Some(store)
+}
+
+async fn user(store: &Store, name: &str) -> User {
+    let username = Username::parse(name).unwrap();
+    store
+        .create_user(&username, "hash", NewUser::Any)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn app(store: &Store, name: &str, owner: &User) -> store::App {
+    store
+        .create_app(&AppName::parse(name).unwrap(), owner)
+        .await
+        .unwrap()
+}
+
+fn set(pairs: &[(&str, &str)]) -> ConfigChange {
+    ConfigChange::set(pairs.iter().copied()).unwrap()
+}
+
+fn v(n: u32) -> ReleaseVersion {
+    ReleaseVersion::new(n).unwrap()
+}
+
+/// Versions and summaries, newest first, as one string for comparing.
+async fn history(store: &Store, app: &store::App) -> String {
+    let releases = store.releases(app, 100).await.unwrap();
+    releases
+        .iter()
+        .map(|r| format!("{} {} [{}]", r.version, r.summary, r.status))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Makes a succeeded build with the given Procfile, and its release, deployed successfully.
+async fn deploy(
+    store: &Store,
+    app: &store::App,
+    actor: &User,
+    commit: &str,
+    procfile: &[(&str, &str)],
+) -> ReleaseVersion {
+    let build = store.create_build(app, commit, actor).await.unwrap();
+    let procfile: BTreeMap<String, String> = procfile
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    store
+        .finish_build(
+            app,
+            build.id,
+            BuildStatus::Succeeded,
+            &procfile,
+            Some("sha256:abc"),
+        )
+        .await
+        .unwrap();
+    let release = store.release_build(app, build.id, actor).await.unwrap();
+    assert_eq!(release.status, ReleaseStatus::Pending);
+    store
+        .set_release_status(app, release.version, ReleaseStatus::Succeeded, None)
+        .await
+        .unwrap();
+    release.version
+}
+
+both_backends! {
+    async fn first_user_is_admin(store: Store) {
+        let ada = Username::parse("ada").unwrap();
+        let bob = Username::parse("bob").unwrap();
+        let first = store.create_user(&ada, "h", NewUser::FirstOnly).await.unwrap().unwrap();
+        assert!(first.admin);
+        assert_eq!(store.create_user(&bob, "h", NewUser::FirstOnly).await.unwrap(), None);
+        let second = store.create_user(&bob, "h", NewUser::Any).await.unwrap().unwrap();
+        assert!(!second.admin);
+        let err = store.create_user(&bob, "h", NewUser::Any).await.unwrap_err();
+        assert_eq!(err.to_string(), "the username bob is taken");
+        assert_eq!(store.user_count().await.unwrap(), 2);
+        let (found, hash) = store.user_with_password("bob").await.unwrap().unwrap();
+        assert_eq!((found.username.as_str(), hash.as_str()), ("bob", "h"));
+    }
+
+    async fn concurrent_first_registrations_make_one_admin(store: Store) {
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let name = Username::parse(&format!("user{i}")).unwrap();
+                    store.create_user(&name, "h", NewUser::FirstOnly).await.unwrap()
+                })
+            })
+            .collect();
+        let mut created = Vec::new();
+        for task in tasks {
+            created.extend(task.await.unwrap());
+        }
+        assert_eq!(created.len(), 1, "exactly one first user: {created:?}");
+        assert!(created[0].admin);
+        assert_eq!(store.user_count().await.unwrap(), 1);
+    }
+
+    async fn tokens(store: Store) {
+        let ada = user(&store, "ada").await;
+        store.create_token(&ada, "hash-1").await.unwrap();
+        assert_eq!(store.user_by_token("hash-1").await.unwrap().unwrap().id, ada.id);
+        assert_eq!(store.user_by_token("hash-2").await.unwrap(), None);
+        assert!(store.delete_token("hash-1").await.unwrap());
+        assert!(!store.delete_token("hash-1").await.unwrap());
+        assert_eq!(store.user_by_token("hash-1").await.unwrap(), None);
+    }
+
+    async fn ssh_keys(store: Store) {
+        let ada = user(&store, "ada").await;
+        let bob = user(&store, "bob").await;
+        let key = SshPublicKey::parse(KEY).unwrap();
+        let added = store.add_key(&ada, &key).await.unwrap();
+        assert_eq!(added.fingerprint, key.fingerprint());
+        // A fingerprint belongs to one user only, so the gateway knows who is pushing.
+        let err = store.add_key(&bob, &key).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        assert_eq!(store.user_by_key(key.fingerprint()).await.unwrap().unwrap().username, "ada");
+        assert!(matches!(store.remove_key(&bob, key.fingerprint()).await, Err(Error::NotFound(_))));
+        store.remove_key(&ada, "ada@laptop").await.unwrap();
+        assert!(store.keys(&ada).await.unwrap().is_empty());
+        assert_eq!(store.user_by_key(key.fingerprint()).await.unwrap(), None);
+    }
+
+    async fn apps_and_access(store: Store) {
+        let admin = user(&store, "admin").await;
+        let ada = user(&store, "ada").await;
+        let bob = user(&store, "bob").await;
+        let demo = app(&store, "demo", &ada).await;
+        let err = store.create_app(&AppName::parse("demo").unwrap(), &bob).await.unwrap_err();
+        assert_eq!(err.to_string(), "the app name demo is taken");
+        assert_eq!(history(&store, &demo).await, "v1 ada created initial release [succeeded]");
+
+        assert_eq!(store.app_access("demo", &ada).await.unwrap().1, Access::Owner);
+        assert_eq!(store.app_access("demo", &bob).await.unwrap().1, Access::None);
+        assert!(store.apps_for(&bob).await.unwrap().is_empty());
+        assert_eq!(store.apps_for(&admin).await.unwrap().len(), 1, "admins see every app");
+
+        store.add_collaborator(&demo, "bob", &ada).await.unwrap();
+        assert_eq!(store.app_access("demo", &bob).await.unwrap().1, Access::Collaborator);
+        assert_eq!(store.apps_for(&bob).await.unwrap()[0].name.as_str(), "demo");
+        assert!(matches!(store.add_collaborator(&demo, "bob", &ada).await, Err(Error::Conflict(_))));
+        assert!(matches!(store.add_collaborator(&demo, "ada", &ada).await, Err(Error::Conflict(_))));
+        assert!(matches!(store.add_collaborator(&demo, "nobody", &ada).await, Err(Error::NotFound(_))));
+        store.remove_collaborator(&demo, "bob", &ada).await.unwrap();
+        assert_eq!(store.app_access("demo", &bob).await.unwrap().1, Access::None);
+        assert!(matches!(store.remove_collaborator(&demo, "bob", &ada).await, Err(Error::NotFound(_))));
+        assert!(matches!(store.app_access("nope", &ada).await, Err(Error::NotFound(_))));
+    }
+
+    async fn destroy_removes_everything_but_the_events(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        deploy(&store, &demo, &ada, "1a2b3c4d", &[("web", "serve")]).await;
+        store.add_domain(&demo, &Hostname::parse("demo.example.com").unwrap(), &ada).await.unwrap();
+        store.destroy_app(&demo, &ada).await.unwrap();
+        assert!(matches!(store.app("demo").await, Err(Error::NotFound(_))));
+        // The name and the domain are free again.
+        let again = app(&store, "demo", &ada).await;
+        store.add_domain(&again, &Hostname::parse("demo.example.com").unwrap(), &ada).await.unwrap();
+        assert_eq!(history(&store, &again).await, "v1 ada created initial release [succeeded]");
+        let actions: Vec<String> = store.events(Some("demo"), 100).await.unwrap().into_iter().map(|e| e.action).collect();
+        assert!(actions.contains(&"app.destroy".to_owned()), "{actions:?}");
+    }
+
+    async fn config_changes_make_releases(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let out = store.change_config(&demo, &set(&[("GREETING", "hi")]), &ada).await.unwrap();
+        assert!(matches!(&out, ConfigOutcome::Released(r) if r.version == v(2)));
+        store.change_config(&demo, &set(&[("GREETING", "hello"), ("COLOR", "red")]), &ada).await.unwrap();
+        // Setting what is already set changes nothing and makes no release.
+        let out = store.change_config(&demo, &set(&[("COLOR", "red")]), &ada).await.unwrap();
+        assert!(matches!(&out, ConfigOutcome::Unchanged(r) if r.version == v(3)));
+        // Too large: refused, and the version is not used up.
+        let big = "x".repeat(domain::MAX_VALUE_BYTES);
+        let keys: Vec<String> = (0..8).map(|i| format!("BIG{i}")).collect();
+        let huge = ConfigChange::set(keys.iter().map(|k| (k.as_str(), big.as_str()))).unwrap();
+        let err = store.change_config(&demo, &huge, &ada).await.unwrap_err();
+        assert!(matches!(err, Error::Invalid(domain::Error::ConfigTooLarge { .. })), "{err}");
+        store.change_config(&demo, &ConfigChange::unset(["GREETING"]).unwrap(), &ada).await.unwrap();
+        assert_eq!(
+            history(&store, &demo).await,
+            "v4 ada removed GREETING [succeeded]\n\
+             v3 ada added COLOR; changed GREETING [succeeded]\n\
+             v2 ada added GREETING [succeeded]\n\
+             v1 ada created initial release [succeeded]"
+        );
+        let latest = store.latest_release(&demo).await.unwrap();
+        assert_eq!(latest.config, BTreeMap::from([("COLOR".to_owned(), "red".to_owned())]));
+        let v2 = store.release(&demo, v(2)).await.unwrap();
+        assert_eq!(v2.config, BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]), "snapshots are kept per release");
+    }
+
+    async fn concurrent_config_sets_get_consecutive_versions(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let (store, demo, ada) = (store.clone(), demo.clone(), ada.clone());
+                tokio::spawn(async move {
+                    let key = format!("KEY_{i}");
+                    match store.change_config(&demo, &set(&[(key.as_str(), "x")]), &ada).await.unwrap() {
+                        ConfigOutcome::Released(r) => r.version.get(),
+                        ConfigOutcome::Unchanged(_) => panic!("every change sets a new key"),
+                    }
+                })
+            })
+            .collect();
+        let mut versions = Vec::new();
+        for task in tasks {
+            versions.push(task.await.unwrap());
+        }
+        versions.sort_unstable();
+        assert_eq!(versions, (2..=51).collect::<Vec<u32>>());
+        let latest = store.latest_release(&demo).await.unwrap();
+        assert_eq!(latest.version, v(51));
+        assert_eq!(latest.config.len(), 50, "no change was lost: {:?}", latest.config.keys());
+    }
+
+    async fn rollback_rules(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        store.change_config(&demo, &set(&[("A", "1")]), &ada).await.unwrap();
+        let err = store.rollback(&demo, None, &ada).await.unwrap_err();
+        assert_eq!(err.to_string(), "v1 has no build to roll back to; push code first with `git push slipway main`");
+
+        let v3 = deploy(&store, &demo, &ada, "1111111aaaa", &[("web", "serve")]).await;
+        assert_eq!(v3, v(3));
+        store.change_config(&demo, &set(&[("A", "2")]), &ada).await.unwrap();
+        let v4 = store.latest_release(&demo).await.unwrap();
+        assert_eq!((v4.status, v4.commit.as_deref()), (ReleaseStatus::Pending, Some("1111111aaaa")), "a config release keeps the build");
+        store.set_release_status(&demo, v(4), ReleaseStatus::Failed, Some("web crashed on boot")).await.unwrap();
+        assert_eq!(store.rollback(&demo, Some(v(4)), &ada).await.unwrap_err().to_string(), "v4 failed; only releases that succeeded can be rolled back to");
+        assert_eq!(store.rollback(&demo, Some(v(3)), &ada).await.unwrap_err().to_string(), "v3 is the current release already");
+
+        deploy(&store, &demo, &ada, "2222222bbbb", &[("web", "serve2")]).await; // v5
+        let rolled = store.rollback(&demo, None, &ada).await.unwrap();
+        assert_eq!(rolled.version, v(6), "refused rollbacks used up no version");
+        assert_eq!(rolled.summary, "ada rolled back to v3");
+        assert_eq!(rolled.commit.as_deref(), Some("1111111aaaa"));
+        assert_eq!(rolled.config, BTreeMap::from([("A".to_owned(), "1".to_owned())]), "the config of v3, not the latest");
+        let failed = store.release(&demo, v(4)).await.unwrap();
+        assert_eq!(failed.reason.as_deref(), Some("web crashed on boot"));
+    }
+
+    async fn formation(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let scale = |args: &[&str]| domain::Formation::parse_scale(args.iter().copied()).unwrap();
+        // Before any build, any well-formed type can be scaled ahead of the first push.
+        store.scale(&demo, &scale(&["web=2", "worker=1"]), None, &ada).await.unwrap();
+        let known = [ProcessType::parse("web").unwrap()];
+        let err = store.scale(&demo, &scale(&["web=3", "clock=1"]), Some(&known), &ada).await.unwrap_err();
+        assert_eq!(err.to_string(), "the app has no process type \"clock\"; its processes are: web");
+        let counts = store.scale(&demo, &scale(&["web=3"]), Some(&known), &ada).await.unwrap();
+        let counts: Vec<String> = counts.iter().map(|p| format!("{}={}", p.process_type, p.count)).collect();
+        assert_eq!(counts, ["web=3", "worker=1"], "a refused request changed nothing");
+        assert_eq!(history(&store, &demo).await, "v1 ada created initial release [succeeded]", "scaling makes no release");
+    }
+
+    async fn domains(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let other = app(&store, "other", &ada).await;
+        let host = Hostname::parse("www.example.com").unwrap();
+        store.add_domain(&demo, &host, &ada).await.unwrap();
+        let err = store.add_domain(&other, &host, &ada).await.unwrap_err();
+        assert_eq!(err.to_string(), "the domain www.example.com is already in use");
+        assert!(matches!(store.remove_domain(&other, "www.example.com", &ada).await, Err(Error::NotFound(_))));
+        assert_eq!(store.domains(&demo).await.unwrap().len(), 1);
+        store.remove_domain(&demo, "www.example.com", &ada).await.unwrap();
+        assert!(store.domains(&demo).await.unwrap().is_empty());
+    }
+
+    async fn builds(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let build = store.create_build(&demo, "abc", &ada).await.unwrap();
+        assert_eq!(build.status, BuildStatus::Running);
+        // A build that has not succeeded cannot be released.
+        assert!(matches!(store.release_build(&demo, build.id, &ada).await, Err(Error::NotFound(_))));
+        let done = store.finish_build(&demo, build.id, BuildStatus::Failed, &BTreeMap::new(), None).await.unwrap();
+        assert_eq!(done.status, BuildStatus::Failed);
+        assert!(done.finished_at.is_some());
+        assert!(matches!(store.finish_build(&demo, build.id, BuildStatus::Succeeded, &BTreeMap::new(), None).await, Err(Error::NotFound(_))), "a build ends once");
+        assert_eq!(store.builds(&demo, 10).await.unwrap().len(), 1);
+    }
+}
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGnl4hM1pOmO5uGWO3i+0m0Y8ymXXJQ1s1eoF7XmKXYf ada@laptop";

@@ -1,0 +1,52 @@
+# Shared by scripts/test and .ci/run: installs what Slipway's tests need from Debian and
+# starts the services they talk to. Source it, then call the functions.
+
+# Installs the Debian packages the test suite uses, if any is missing.
+install_test_packages() {
+    local packages=(git openssh-client postgresql sqlite3 ca-certificates)
+    local missing=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "==> installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Starts a throwaway PostgreSQL cluster on a free loopback port, owned by this run, and
+# exports SLIPWAY_TEST_POSTGRES_URL. stop_postgres removes it.
+start_postgres() {
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    if [ -z "$bin" ]; then
+        echo "PostgreSQL server binaries not found under /usr/lib/postgresql" >&2
+        return 1
+    fi
+    PG_DIR=$(mktemp -d /tmp/slipway-pg.XXXXXX)
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # PostgreSQL refuses to run as root; run it as the postgres user in that case.
+    local as=()
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres "$PG_DIR"
+        as=(runuser -u postgres --)
+    fi
+    "${as[@]}" "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust --no-sync >"$PG_DIR/initdb.log" 2>&1 \
+        || { cat "$PG_DIR/initdb.log" >&2; return 1; }
+    "${as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
+        -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400" start >/dev/null \
+        || { cat "$PG_DIR/server.log" >&2; return 1; }
+    PG_CTL="$bin/pg_ctl"
+    PG_AS=("${as[@]}")
+    export SLIPWAY_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    echo "==> PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
+}
+
+stop_postgres() {
+    [ -n "${PG_DIR:-}" ] || return 0
+    "${PG_AS[@]}" "$PG_CTL" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+}
