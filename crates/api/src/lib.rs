@@ -1,1 +1,103 @@
-//! placeholder
+//! Slipway's REST API: JSON under `/v1`, bearer tokens, and `/healthz`.
+//!
+//! [`router`] builds the whole HTTP surface from an [`ApiState`]; `slipwayd` serves it and
+//! the tests drive it with `oneshot` or over a real socket. Handlers are thin: they
+//! authenticate, authorise, parse input with the `domain` crate, call the store, and map
+//! store records to the wire types of `api-types`.
+//!
+//! Architecture invariant: the API holds no state of its own beyond the store; any number
+//! of API processes can serve one PostgreSQL database. It never runs builds or processes:
+//! a new release that needs deploying is handed to a [`Deployer`].
+
+mod auth;
+mod convert;
+mod error;
+mod extract;
+mod openapi;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use domain::{AppName, ReleaseVersion};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+/// The largest request body the API reads. Config, the largest input, is limited to
+/// 256 KiB; the rest is room for JSON escaping.
+const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Settings the API needs to describe the platform to clients.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Where `git push` goes, such as `ssh://git@127.0.0.1:2222`.
+    pub git_url: String,
+    /// The platform domain: app `demo` answers at `demo.<domain>`.
+    pub domain: String,
+    /// The router's public port, shown in app URLs (omitted when 80).
+    pub router_port: u16,
+    /// Whether anyone may register. When false, only the first user registers themselves
+    /// (and becomes admin); admins create everyone else.
+    pub registration_open: bool,
+}
+
+/// Receives releases that have a build and so must be deployed. The release manager
+/// implements it; until a runtime is wired in, [`NoDeployer`] leaves releases pending.
+pub trait Deployer: Send + Sync + 'static {
+    /// Called after a release is committed. Must return quickly: deploying happens elsewhere.
+    fn deploy(&self, app: &AppName, version: ReleaseVersion);
+}
+
+/// A [`Deployer`] that deploys nothing.
+#[derive(Debug, Default)]
+pub struct NoDeployer;
+
+impl Deployer for NoDeployer {
+    fn deploy(&self, _app: &AppName, _version: ReleaseVersion) {}
+}
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: store::Store,
+    pub config: Arc<ApiConfig>,
+    pub deployer: Arc<dyn Deployer>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The whole HTTP surface: `/v1/…`, `/v1/openapi.json`, `/healthz`.
+pub fn router(state: ApiState) -> Router {
+    let (api, openapi) = routes::v1().split_for_parts();
+    let openapi = Arc::new(openapi::finish(openapi));
+    api.route(
+        "/v1/openapi.json",
+        axum::routing::get(move || {
+            let openapi = Arc::clone(&openapi);
+            async move { axum::Json(openapi.as_ref().clone()) }
+        }),
+    )
+    .route("/healthz", axum::routing::get(routes::healthz))
+    .fallback(error::not_found)
+    .method_not_allowed_fallback(error::method_not_allowed)
+    .with_state(state)
+    .layer(DefaultBodyLimit::max(BODY_LIMIT))
+    .layer(axum::middleware::map_response(error::log_server_errors))
+    .layer(TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        Duration::from_secs(60),
+    ))
+    .layer(CatchPanicLayer::custom(error::panic_response))
+    .layer(TraceLayer::new_for_http())
+}

@@ -1,2 +1,39 @@
-//! placeholder
-fn main() {}
+//! `slipwayd`, the Slipway server: parse the command line, set up logging, run.
+
+mod config;
+mod server;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::{Cli, Command};
+
+fn main() -> ExitCode {
+    // ring is the only rustls provider Slipway uses; install it before anything makes a
+    // TLS connection (sqlx to PostgreSQL, later kube and the registry client).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => server::up(args.resolve()?).await,
+            Command::Migrate(args) => server::migrate(args.resolve()?).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! From the store's records to the `/v1` wire types.
+
+use api_types as wire;
+
+use crate::ApiConfig;
+
+pub(crate) fn user(user: &store::User) -> wire::User {
+    wire::User {
+        username: user.username.clone(),
+        admin: user.admin,
+        created_at: user.created_at,
+    }
+}
+
+pub(crate) fn key(key: store::SshKey) -> wire::SshKey {
+    wire::SshKey {
+        id: key.id,
+        fingerprint: key.fingerprint,
+        comment: key.comment,
+        public_key: key.public_key,
+        created_at: key.created_at,
+    }
+}
+
+pub(crate) fn app(config: &ApiConfig, app: &store::App) -> wire::App {
+    let port = match config.router_port {
+        80 => String::new(),
+        port => format!(":{port}"),
+    };
+    wire::App {
+        name: app.name.to_string(),
+        owner: app.owner.clone(),
+        url: format!("http://{}.{}{port}", app.name, config.domain),
+        git_url: format!("{}/{}.git", config.git_url.trim_end_matches('/'), app.name),
+        created_at: app.created_at,
+    }
+}
+
+pub(crate) fn release(release: store::Release) -> wire::Release {
+    wire::Release {
+        version: release.version.get(),
+        summary: release.summary,
+        status: match release.status {
+            domain::ReleaseStatus::Pending => wire::ReleaseStatus::Pending,
+            domain::ReleaseStatus::Deploying => wire::ReleaseStatus::Deploying,
+            domain::ReleaseStatus::Succeeded => wire::ReleaseStatus::Succeeded,
+            domain::ReleaseStatus::Failed => wire::ReleaseStatus::Failed,
+        },
+        reason: release.reason,
+        build: release.build,
+        commit: release.commit,
+        created_by: release.created_by,
+        created_at: release.created_at,
+    }
+}
+
+pub(crate) fn collaborator(c: store::Collaborator) -> wire::Collaborator {
+    wire::Collaborator {
+        username: c.username,
+        added_at: c.added_at,
+    }
+}
+
+pub(crate) fn domain(d: store::Domain) -> wire::Domain {
+    wire::Domain {
+        domain: d.domain,
+        created_at: d.created_at,
+    }
+}
+
+pub(crate) fn build(build: store::Build) -> wire::Build {
+    wire::Build {
+        id: build.id,
+        commit: build.commit,
+        status: match build.status {
+            store::BuildStatus::Running => wire::BuildStatus::Running,
+            store::BuildStatus::Succeeded => wire::BuildStatus::Succeeded,
+            store::BuildStatus::Failed => wire::BuildStatus::Failed,
+        },
+        procfile: build.procfile,
+        image: build.image,
+        created_by: build.created_by,
+        created_at: build.created_at,
+        finished_at: build.finished_at,
+    }
+}
+
+/// The formation with each type's command from the current build, and every type the
+/// build declares (at 0 when never scaled), except `release`, which is not scaled.
+pub(crate) fn formation(
+    counts: Vec<store::ProcessCount>,
+    procfile: Option<&std::collections::BTreeMap<String, String>>,
+) -> Vec<wire::ProcessCount> {
+    let mut out: Vec<wire::ProcessCount> = counts
+        .into_iter()
+        .map(|p| wire::ProcessCount {
+            command: procfile.and_then(|f| f.get(&p.process_type).cloned()),
+            process_type: p.process_type,
+            count: p.count,
+        })
+        .collect();
+    if let Some(procfile) = procfile {
+        for (process_type, command) in procfile {
+            if process_type != domain::ProcessType::RELEASE
+                && !out.iter().any(|p| &p.process_type == process_type)
+            {
+                out.push(wire::ProcessCount {
+                    process_type: process_type.clone(),
+                    count: 0,
+                    command: Some(command.clone()),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.process_type.cmp(&b.process_type));
+    }
+    out
+}

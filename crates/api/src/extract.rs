@@ -1,0 +1,61 @@
+//! Extractors whose rejections are [`ApiError`]s, so malformed input gets the same JSON
+//! error body as every other failure.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::ApiError;
+
+/// `axum::Json`, rejecting with a one-line 400 (or 413 for a body over the limit).
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub(crate) struct Json<T>(pub(crate) T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::PayloadTooLarge("the request body is too large".to_owned());
+        }
+        let reason = match &rejection {
+            JsonRejection::MissingJsonContentType(_) => {
+                "expected a JSON body with Content-Type: application/json".to_owned()
+            }
+            other => one_line(&other.body_text()),
+        };
+        ApiError::BadRequest(reason)
+    }
+}
+
+/// `axum::extract::Path`, rejecting with a one-line 400.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct Path<T>(pub(crate) T);
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        ApiError::BadRequest(one_line(&rejection.body_text()))
+    }
+}
+
+/// `axum::extract::Query`, rejecting with a one-line 400.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        ApiError::BadRequest(one_line(&rejection.body_text()))
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,82 @@
+//! Apps: create, list, show, destroy.
+
+use api_types::{App, AppInfo, CreateApp, ErrorBody};
+use axum::extract::State;
+use axum::http::StatusCode;
+use domain::AppName;
+
+use super::formation::current_procfile;
+use crate::auth::{CurrentUser, Need, authorize};
+use crate::convert;
+use crate::extract::{Json, Path};
+use crate::{ApiError, ApiState};
+
+/// The apps the caller owns or collaborates on; every app for an admin.
+#[utoipa::path(get, path = "/v1/apps", tag = "apps", security(("token" = [])),
+    responses((status = 200, body = Vec<App>), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(
+    State(state): State<ApiState>,
+    caller: CurrentUser,
+) -> Result<Json<Vec<App>>, ApiError> {
+    let apps = state.store.apps_for(&caller.user).await?;
+    Ok(Json(
+        apps.iter()
+            .map(|a| convert::app(&state.config, a))
+            .collect(),
+    ))
+}
+
+/// Creates an app, with release v1.
+#[utoipa::path(post, path = "/v1/apps", tag = "apps", security(("token" = [])), request_body = CreateApp,
+    responses((status = 201, body = App), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn create(
+    State(state): State<ApiState>,
+    caller: CurrentUser,
+    Json(body): Json<CreateApp>,
+) -> Result<(StatusCode, Json<App>), ApiError> {
+    let name = AppName::parse(&body.name)?;
+    let app = state.store.create_app(&name, &caller.user).await?;
+    tracing::info!(app = %app.name, owner = %caller.user.username, "app created");
+    Ok((StatusCode::CREATED, Json(convert::app(&state.config, &app))))
+}
+
+#[utoipa::path(get, path = "/v1/apps/{app}", tag = "apps", security(("token" = [])),
+    params(("app" = String, Path)),
+    responses((status = 200, body = AppInfo), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn info(
+    State(state): State<ApiState>,
+    caller: CurrentUser,
+    Path(name): Path<String>,
+) -> Result<Json<AppInfo>, ApiError> {
+    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let latest = state.store.latest_release(&app).await?;
+    let procfile = current_procfile(&state, &app, &latest).await?;
+    let formation = convert::formation(state.store.formation(&app).await?, procfile.as_ref());
+    let domains = state.store.domains(&app).await?;
+    let collaborators = state.store.collaborators(&app).await?;
+    Ok(Json(AppInfo {
+        app: convert::app(&state.config, &app),
+        latest_release: Some(convert::release(latest)),
+        formation,
+        domains: domains.into_iter().map(convert::domain).collect(),
+        collaborators: collaborators
+            .into_iter()
+            .map(convert::collaborator)
+            .collect(),
+    }))
+}
+
+/// Destroys the app and everything it owns: releases, builds, config, domains.
+#[utoipa::path(delete, path = "/v1/apps/{app}", tag = "apps", security(("token" = [])),
+    params(("app" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn destroy(
+    State(state): State<ApiState>,
+    caller: CurrentUser,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let app = authorize(&state, &caller.user, &name, Need::Own).await?;
+    state.store.destroy_app(&app, &caller.user).await?;
+    tracing::info!(app = %app.name, by = %caller.user.username, "app destroyed");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,83 @@
+//! The `/v1` handlers, grouped by resource, and the router that collects them with their
+//! OpenAPI descriptions.
+
+mod apps;
+mod auth;
+mod builds;
+mod config;
+mod domains;
+mod formation;
+mod keys;
+mod perms;
+mod releases;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::extract::Json;
+use crate::{ApiError, ApiState};
+
+/// The largest page a listing returns.
+const MAX_LIMIT: u32 = 1000;
+
+pub(crate) fn v1() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(info))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::whoami))
+        .routes(routes!(keys::list, keys::add))
+        .routes(routes!(keys::remove))
+        .routes(routes!(apps::list, apps::create))
+        .routes(routes!(apps::info, apps::destroy))
+        .routes(routes!(perms::list, perms::add))
+        .routes(routes!(perms::remove))
+        .routes(routes!(config::get, config::patch))
+        .routes(routes!(releases::list))
+        .routes(routes!(releases::info))
+        .routes(routes!(releases::rollback))
+        .routes(routes!(formation::get, formation::scale))
+        .routes(routes!(builds::list))
+        .routes(routes!(builds::info))
+        .routes(routes!(domains::list, domains::add))
+        .routes(routes!(domains::remove))
+}
+
+/// `GET /healthz`: 200 when the database answers, 503 otherwise.
+pub(crate) async fn healthz(State(state): State<ApiState>) -> (StatusCode, &'static str) {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n"),
+        Err(err) => {
+            tracing::warn!(error = %err, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+        }
+    }
+}
+
+/// What the platform says about itself; needs no token.
+#[utoipa::path(get, path = "/v1/info", tag = "platform", responses((status = 200, body = api_types::PlatformInfo)))]
+async fn info(State(state): State<ApiState>) -> Result<Json<api_types::PlatformInfo>, ApiError> {
+    Ok(Json(api_types::PlatformInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_url: state.config.git_url.clone(),
+        domain: state.config.domain.clone(),
+        registration_open: state.config.registration_open,
+    }))
+}
+
+/// `?limit=N` on listings.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct Page {
+    /// How many items at most (default 100, at most 1000).
+    limit: Option<u32>,
+}
+
+impl Page {
+    fn limit(&self) -> u32 {
+        self.limit.unwrap_or(100).clamp(1, MAX_LIMIT)
+    }
+}

@@ -1,0 +1,137 @@
+//! The command line and the typed configuration it resolves to, read once at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "slipwayd",
+    version,
+    about = "The Slipway server: a Git-push PaaS on one machine or on Kubernetes"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SLIPWAY_LOG_FORMAT")]
+    pub(crate) log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the whole platform in this process.
+    Up(UpArgs),
+    /// Apply database migrations, then exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DatabaseArgs {
+    /// Where Slipway keeps its state: the SQLite file, repositories, build cache, images, logs, host key.
+    #[arg(long, env = "SLIPWAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The database: sqlite://PATH (default: slipway.db in the data directory) or postgres://…
+    #[arg(long, env = "SLIPWAY_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Address of the REST API and dashboard.
+    #[arg(long, env = "SLIPWAY_API_LISTEN", default_value = "127.0.0.1:7100")]
+    api_listen: SocketAddr,
+    /// Address of the SSH gateway that receives `git push`.
+    #[arg(long, env = "SLIPWAY_SSH_LISTEN", default_value = "127.0.0.1:2222")]
+    ssh_listen: SocketAddr,
+    /// Address of the HTTP router that serves the apps.
+    #[arg(long, env = "SLIPWAY_ROUTER_LISTEN", default_value = "127.0.0.1:8080")]
+    router_listen: SocketAddr,
+    /// Platform domain: app `demo` answers at `demo.<domain>`.
+    #[arg(long, env = "SLIPWAY_DOMAIN", default_value = "localhost")]
+    domain: String,
+    /// Who may register: only the first user and then admins (`admin-only`), or anyone (`open`).
+    #[arg(long, env = "SLIPWAY_REGISTRATION", value_enum, default_value_t = Registration::AdminOnly)]
+    registration: Registration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Registration {
+    AdminOnly,
+    Open,
+}
+
+/// Where the state lives.
+#[derive(Debug, Clone)]
+pub(crate) struct Storage {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) database_url: String,
+}
+
+/// Everything `slipwayd up` needs, resolved and checked.
+#[derive(Debug, Clone)]
+pub(crate) struct UpConfig {
+    pub(crate) storage: Storage,
+    pub(crate) api_listen: SocketAddr,
+    pub(crate) ssh_listen: SocketAddr,
+    pub(crate) router_listen: SocketAddr,
+    pub(crate) domain: String,
+    pub(crate) registration_open: bool,
+}
+
+impl DatabaseArgs {
+    pub(crate) fn resolve(self) -> anyhow::Result<Storage> {
+        let data_dir = match self.data_dir {
+            Some(dir) => dir,
+            None => dirs::data_dir()
+                .context("cannot find a data directory: set --data-dir or SLIPWAY_DATA_DIR")?
+                .join("slipway"),
+        };
+        let database_url = match self.database_url {
+            Some(url) => url,
+            None => format!("sqlite://{}", data_dir.join("slipway.db").display()),
+        };
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres:")
+            || database_url.starts_with("postgresql:"))
+        {
+            bail!(
+                "unsupported --database-url {database_url:?}: use sqlite://PATH or postgres://USER@HOST/DB"
+            );
+        }
+        Ok(Storage {
+            data_dir,
+            database_url,
+        })
+    }
+}
+
+impl UpArgs {
+    pub(crate) fn resolve(self) -> anyhow::Result<UpConfig> {
+        let domain = self.domain.trim_matches('.').to_ascii_lowercase();
+        if domain.is_empty() || domain.contains(['/', ':', ' ']) {
+            bail!(
+                "invalid --domain {:?}: give a host name such as localhost or apps.example.com",
+                self.domain
+            );
+        }
+        Ok(UpConfig {
+            storage: self.database.resolve()?,
+            api_listen: self.api_listen,
+            ssh_listen: self.ssh_listen,
+            router_listen: self.router_listen,
+            domain,
+            registration_open: self.registration == Registration::Open,
+        })
+    }
+}

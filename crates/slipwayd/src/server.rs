@@ -1,0 +1,154 @@
+//! Wiring: open the store, start each piece of the platform, stop them all on a signal.
+//!
+//! `up` runs the API today; the gateway, builder, release manager and router plug in here
+//! as they land, each as a task that takes the shutdown token and returns when it fires.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Storage, UpConfig};
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+pub(crate) async fn migrate(storage: Storage) -> anyhow::Result<()> {
+    prepare_data_dir(&storage)?;
+    let store = store::Store::open(&storage.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact(&storage.database_url)))?;
+    store.close().await;
+    println!("migrations applied to {}", redact(&storage.database_url));
+    Ok(())
+}
+
+pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
+    prepare_data_dir(&config.storage)?;
+    let store = store::Store::open(&config.storage.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                redact(&config.storage.database_url)
+            )
+        })?;
+
+    let api_state = api::ApiState {
+        store: store.clone(),
+        config: Arc::new(api::ApiConfig {
+            git_url: format!("ssh://git@{}", config.ssh_listen),
+            domain: config.domain.clone(),
+            router_port: config.router_listen.port(),
+            registration_open: config.registration_open,
+        }),
+        deployer: Arc::new(api::NoDeployer),
+    };
+    let listener = TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the API: is another slipwayd running? choose another with --api-listen", config.api_listen))?;
+    let api_addr = listener.local_addr()?;
+
+    // Tests and scripts read these lines to find the platform; keep their shape.
+    println!("slipwayd {} up", env!("CARGO_PKG_VERSION"));
+    println!("data: {}", config.storage.data_dir.display());
+    println!("database: {}", redact(&config.storage.database_url));
+    println!("api: http://{api_addr}");
+    tracing::info!(api = %api_addr, "slipway is up; Ctrl-C stops it");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_on(shutdown.clone()));
+
+    let drained = shutdown.clone();
+    let server = axum::serve(listener, api::router(api_state))
+        .with_graceful_shutdown(async move { drained.cancelled().await });
+    let serving = tokio::spawn(async move { server.await });
+
+    tokio::select! {
+        result = serving => {
+            result.context("the API server task failed")?.context("the API server failed")?;
+        }
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN_DEADLINE).await;
+        } => {
+            tracing::warn!("requests still running after {DRAIN_DEADLINE:?}; stopping anyway");
+        }
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+async fn signal_on(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGTERM");
+            let _ = ctrl_c.await;
+            token.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    token.cancel();
+}
+
+/// Creates the data directory, readable by its owner only.
+fn prepare_data_dir(storage: &Storage) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = &storage.data_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the data directory is readable by others");
+    }
+    Ok(())
+}
+
+/// The URL without its password, for printing.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("postgres://slip:secret@db:5432/slipway"),
+            "postgres://slip:***@db:5432/slipway"
+        );
+        assert_eq!(
+            redact("postgres://slip@db/slipway"),
+            "postgres://slip@db/slipway"
+        );
+        assert_eq!(
+            redact("sqlite:///var/lib/slipway/slipway.db"),
+            "sqlite:///var/lib/slipway/slipway.db"
+        );
+    }
+}
