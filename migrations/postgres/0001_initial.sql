@@ -47,11 +47,12 @@ CREATE TABLE collaborators (
 );
 CREATE INDEX collaborators_user ON collaborators (user_id);
 
+-- A build comes from a pushed commit or, for a prebuilt image, from that image alone.
 -- procfile is a JSON object of process type -> command.
 CREATE TABLE builds (
     id          UUID PRIMARY KEY,
     app_id      UUID NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
-    commit_sha  TEXT NOT NULL,
+    commit_sha  TEXT,
     status      TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
     procfile    TEXT NOT NULL,
     image       TEXT,

@@ -247,7 +247,8 @@ impl std::fmt::Display for BuildStatus {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Build {
     pub id: Uuid,
-    pub commit: String,
+    /// The commit, for builds from a push; `None` for a prebuilt image.
+    pub commit: Option<String>,
     pub status: BuildStatus,
     /// Process type → command, from the Procfile or the buildpacks.
     pub procfile: BTreeMap<String, String>,
@@ -260,6 +261,16 @@ pub struct Build {
     #[serde(with = "time::serde::rfc3339::option")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub finished_at: Option<OffsetDateTime>,
+}
+
+/// `POST /v1/apps/{app}/builds`: deploy an image built elsewhere (Deis's `builds:create`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateBuild {
+    /// The image, by reference or digest.
+    pub image: String,
+    /// The Procfile text naming the image's process types.
+    pub procfile: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

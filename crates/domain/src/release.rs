@@ -84,6 +84,8 @@ pub enum ReleaseCause {
     Created,
     /// A build of this commit finished.
     Deploy { commit: String },
+    /// A prebuilt image was deployed.
+    Image { image: String },
     /// A config set or unset changed these keys.
     Config(ConfigDiff),
     /// A rollback reused this release's build and config.
@@ -98,6 +100,7 @@ impl ReleaseCause {
             ReleaseCause::Deploy { commit } => {
                 format!("{actor} deployed {}", commit.get(..7).unwrap_or(commit))
             }
+            ReleaseCause::Image { image } => format!("{actor} deployed image {image}"),
             ReleaseCause::Config(diff) => format!("{actor} {diff}"),
             ReleaseCause::Rollback { to } => format!("{actor} rolled back to {to}"),
         }
@@ -236,6 +239,9 @@ mod tests {
             ReleaseCause::Deploy {
                 commit: "1a2b3c4d5e6f".into(),
             },
+            ReleaseCause::Image {
+                image: "registry.local/demo@sha256:ab".into(),
+            },
             ReleaseCause::Config(diff),
             ReleaseCause::Rollback {
                 to: ReleaseVersion(2),
@@ -245,6 +251,7 @@ mod tests {
         expect![[r#"
             ada created initial release
             ada deployed 1a2b3c4
+            ada deployed image registry.local/demo@sha256:ab
             ada added A, B; changed C
             ada rolled back to v2"#]]
         .assert_eq(&actual.join("\n"));

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use crate::db::{new_id, now, on_db};
-use crate::{App, Build, BuildStatus, Error, Result, Store, User};
+use crate::{App, Build, BuildSource, BuildStatus, Error, Result, Store, User};
 
 const BUILD_SELECT: &str = "SELECT b.id, b.commit_sha, b.status, b.procfile, b.image, u.username AS created_by, \
      b.created_at, b.finished_at FROM builds b JOIN users u ON u.id = b.created_by";
@@ -13,7 +13,7 @@ const BUILD_SELECT: &str = "SELECT b.id, b.commit_sha, b.status, b.procfile, b.i
 #[derive(sqlx::FromRow)]
 struct BuildRow {
     id: Uuid,
-    commit_sha: String,
+    commit_sha: Option<String>,
     status: String,
     procfile: String,
     image: Option<String>,
@@ -41,16 +41,26 @@ impl TryFrom<BuildRow> for Build {
 
 impl Store {
     /// Records a build that has started.
-    pub async fn create_build(&self, app: &App, commit: &str, actor: &User) -> Result<Build> {
+    pub async fn create_build(
+        &self,
+        app: &App,
+        source: &BuildSource,
+        actor: &User,
+    ) -> Result<Build> {
         let id = new_id();
+        let (commit, image) = match source {
+            BuildSource::Commit(commit) => (Some(commit.as_str()), None),
+            BuildSource::Image(image) => (None, Some(image.as_str())),
+        };
         on_db!(self, write, |pool| {
             sqlx::query(
                 "INSERT INTO builds (id, app_id, commit_sha, status, procfile, image, created_by, created_at, finished_at) \
-                 VALUES ($1, $2, $3, 'running', '{}', NULL, $4, $5, NULL)",
+                 VALUES ($1, $2, $3, 'running', '{}', $4, $5, $6, NULL)",
             )
             .bind(id)
             .bind(app.id)
             .bind(commit)
+            .bind(image)
             .bind(actor.id)
             .bind(now())
             .execute(pool)
@@ -72,7 +82,7 @@ impl Store {
         let procfile = serde_json::to_string(procfile).map_err(Error::corrupt)?;
         let done = on_db!(self, write, |pool| {
             sqlx::query(
-                "UPDATE builds SET status = $1, procfile = $2, image = $3, finished_at = $4 \
+                "UPDATE builds SET status = $1, procfile = $2, image = COALESCE($3, image), finished_at = $4 \
                  WHERE id = $5 AND app_id = $6 AND status = 'running'",
             )
             .bind(status.as_str())

@@ -75,10 +75,20 @@ impl BuildStatus {
     }
 }
 
+/// Where a build's code comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildSource {
+    /// A pushed commit, built by the builder.
+    Commit(String),
+    /// An image built elsewhere, deployed as it is.
+    Image(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Build {
     pub id: Uuid,
-    pub commit: String,
+    /// The commit, for builds from a push.
+    pub commit: Option<String>,
     pub status: BuildStatus,
     /// Process type → command.
     pub procfile: BTreeMap<String, String>,

@@ -205,19 +205,25 @@ impl Store {
     pub async fn release_build(&self, app: &App, build: Uuid, actor: &User) -> Result<Release> {
         let version = on_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let commit: Option<String> =
-                sqlx::query_scalar("SELECT commit_sha FROM builds WHERE id = $1 AND app_id = $2 AND status = 'succeeded'")
-                    .bind(build)
-                    .bind(app.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let commit =
-                commit.ok_or_else(|| Error::NotFound(format!("succeeded build {build}")))?;
+            let source: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT commit_sha, image FROM builds WHERE id = $1 AND app_id = $2 AND status = 'succeeded'",
+            )
+            .bind(build)
+            .bind(app.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let cause =
+                match source.ok_or_else(|| Error::NotFound(format!("succeeded build {build}")))? {
+                    (Some(commit), _) => ReleaseCause::Deploy { commit },
+                    (None, image) => ReleaseCause::Image {
+                        image: image.unwrap_or_default(),
+                    },
+                };
             let version = next_version!(&mut *tx, app);
             let latest: Latest = latest!(&mut *tx, app);
             let config: BTreeMap<String, String> =
                 serde_json::from_str(&latest.config).map_err(Error::corrupt)?;
-            let summary = ReleaseCause::Deploy { commit }.summary(&actor.username);
+            let summary = cause.summary(&actor.username);
             insert_release!(
                 &mut *tx,
                 app,

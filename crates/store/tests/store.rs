@@ -8,7 +8,7 @@ use domain::{
     Username,
 };
 use slipway_store::{
-    self as store, Access, BuildStatus, ConfigOutcome, Error, NewUser, Store, User,
+    self as store, Access, BuildSource, BuildStatus, ConfigOutcome, Error, NewUser, Store, User,
 };
 use test_support::{Backend, TestDatabase};
 
@@ -85,7 +85,10 @@ async fn deploy(
     commit: &str,
     procfile: &[(&str, &str)],
 ) -> ReleaseVersion {
-    let build = store.create_build(app, commit, actor).await.unwrap();
+    let build = store
+        .create_build(app, &BuildSource::Commit(commit.to_owned()), actor)
+        .await
+        .unwrap();
     let procfile: BTreeMap<String, String> = procfile
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -324,7 +327,7 @@ both_backends! {
     async fn builds(store: Store) {
         let ada = user(&store, "ada").await;
         let demo = app(&store, "demo", &ada).await;
-        let build = store.create_build(&demo, "abc", &ada).await.unwrap();
+        let build = store.create_build(&demo, &BuildSource::Commit("abc".to_owned()), &ada).await.unwrap();
         assert_eq!(build.status, BuildStatus::Running);
         // A build that has not succeeded cannot be released.
         assert!(matches!(store.release_build(&demo, build.id, &ada).await, Err(Error::NotFound(_))));

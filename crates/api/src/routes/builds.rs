@@ -1,7 +1,11 @@
 //! Builds: what each push produced.
 
-use api_types::{Build, ErrorBody};
+use std::collections::BTreeMap;
+
+use api_types::{Build, CreateBuild, ErrorBody, Release};
 use axum::extract::State;
+use axum::http::StatusCode;
+use domain::Procfile;
 use uuid::Uuid;
 
 use super::Page;
@@ -37,4 +41,59 @@ pub(super) async fn info(
     let id =
         Uuid::parse_str(&id).map_err(|_| ApiError::Invalid(format!("invalid build id {id:?}")))?;
     Ok(Json(convert::build(state.store.build(&app, id).await?)))
+}
+
+/// Deploys an image built elsewhere: records it as a build with the given Procfile and
+/// makes a release of it with the app's current config.
+#[utoipa::path(post, path = "/v1/apps/{app}/builds", tag = "builds", security(("token" = [])),
+    params(("app" = String, Path)), request_body = CreateBuild,
+    responses((status = 201, body = Release), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn create(
+    State(state): State<ApiState>,
+    caller: CurrentUser,
+    Path(name): Path<String>,
+    Json(body): Json<CreateBuild>,
+) -> Result<(StatusCode, Json<Release>), ApiError> {
+    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let image = body.image.trim();
+    if image.is_empty()
+        || image.len() > 512
+        || image.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ApiError::Invalid(format!(
+            "invalid image reference {:?}",
+            body.image
+        )));
+    }
+    let procfile = Procfile::parse(&body.procfile)?;
+    if procfile.is_empty() {
+        return Err(ApiError::Invalid(
+            "the Procfile declares no process types".to_owned(),
+        ));
+    }
+    let procfile: BTreeMap<String, String> = procfile
+        .iter()
+        .map(|(t, c)| (t.to_string(), c.to_owned()))
+        .collect();
+    let source = store::BuildSource::Image(image.to_owned());
+    let build = state
+        .store
+        .create_build(&app, &source, &caller.user)
+        .await?;
+    state
+        .store
+        .finish_build(
+            &app,
+            build.id,
+            store::BuildStatus::Succeeded,
+            &procfile,
+            None,
+        )
+        .await?;
+    let release = state
+        .store
+        .release_build(&app, build.id, &caller.user)
+        .await?;
+    state.deployer.deploy(&app.name, release.version);
+    Ok((StatusCode::CREATED, Json(convert::release(release))))
 }

@@ -40,7 +40,7 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(releases::info))
         .routes(routes!(releases::rollback))
         .routes(routes!(formation::get, formation::scale))
-        .routes(routes!(builds::list))
+        .routes(routes!(builds::list, builds::create))
         .routes(routes!(builds::info))
         .routes(routes!(domains::list, domains::add))
         .routes(routes!(domains::remove))
