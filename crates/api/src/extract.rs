@@ -24,13 +24,19 @@ impl From<JsonRejection> for ApiError {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return ApiError::PayloadTooLarge("the request body is too large".to_owned());
         }
-        let reason = match &rejection {
-            JsonRejection::MissingJsonContentType(_) => {
-                "expected a JSON body with Content-Type: application/json".to_owned()
+        match &rejection {
+            // Well-formed JSON of the wrong shape (a missing field, a number for a string).
+            JsonRejection::JsonDataError(err) => {
+                ApiError::Invalid(format!("invalid request body: {}", innermost(err)))
             }
-            other => one_line(&other.body_text()),
-        };
-        ApiError::BadRequest(reason)
+            JsonRejection::JsonSyntaxError(err) => {
+                ApiError::BadRequest(format!("malformed JSON: {}", innermost(err)))
+            }
+            JsonRejection::MissingJsonContentType(_) => ApiError::BadRequest(
+                "expected a JSON body with Content-Type: application/json".to_owned(),
+            ),
+            other => ApiError::BadRequest(one_line(&other.body_text())),
+        }
     }
 }
 
@@ -54,6 +60,15 @@ impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
         ApiError::BadRequest(one_line(&rejection.body_text()))
     }
+}
+
+/// The deepest cause of an error: serde's own message, without axum's wrapping.
+fn innermost(err: &dyn std::error::Error) -> String {
+    let mut current = err;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    one_line(&current.to_string())
 }
 
 fn one_line(text: &str) -> String {

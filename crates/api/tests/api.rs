@@ -1,0 +1,517 @@
+//! The API's test suite: every endpoint through the real router and store, on SQLite and on
+//! PostgreSQL. Requests go through `oneshot`, the least powerful tool that exercises
+//! routing, extraction, authorisation and error rendering together.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use slipway_api::{ApiConfig, ApiState, NoDeployer, router};
+use test_support::{Backend, TestDatabase};
+use tower::ServiceExt;
+
+/// Declares `mod name { sqlite, postgres }`: one async test body, run on both backends.
+macro_rules! both_backends {
+    ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {$(
+        mod $name {
+            use super::*;
+            async fn run($app: TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(TestApp::new(Backend::Sqlite).await.expect("sqlite is always there")).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = TestApp::new(Backend::Postgres).await {
+                    run(app).await;
+                }
+            }
+        }
+    )*};
+}
+
+struct TestApp {
+    router: Router,
+    _db: TestDatabase,
+}
+
+/// A response: status and JSON body (`null` when empty).
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Reply {
+    #[track_caller]
+    fn expect(self, status: StatusCode) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        self.body
+    }
+
+    /// Asserts an error reply: the status, a one-line message, and a code.
+    #[track_caller]
+    fn expect_error(self, status: StatusCode) -> String {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        let error = self.body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message: {}", self.body));
+        assert!(
+            !error.is_empty() && !error.contains('\n'),
+            "one line: {error:?}"
+        );
+        assert!(self.body["code"].is_string(), "{}", self.body);
+        error.to_owned()
+    }
+}
+
+impl TestApp {
+    async fn new(backend: Backend) -> Option<TestApp> {
+        let db = TestDatabase::new(backend).await?;
+        let store = store::Store::open(&db.url).await.expect("open the store");
+        let state = ApiState {
+            store,
+            config: Arc::new(ApiConfig {
+                git_url: "ssh://git@127.0.0.1:2222".to_owned(),
+                domain: "localhost".to_owned(),
+                router_port: 8080,
+                registration_open: false,
+            }),
+            deployer: Arc::new(NoDeployer),
+        };
+        Some(TestApp {
+            router: router(state),
+            _db: db,
+        })
+    }
+
+    async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("read the body")
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply { status, body }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        };
+        self.send(request.unwrap()).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    /// Registers the first user (who becomes admin) and returns their token.
+    async fn first_user(&self, name: &str) -> String {
+        let body = self
+            .call(
+                Method::POST,
+                "/v1/auth/register",
+                None,
+                Some(json!({"username": name, "password": "password-1"})),
+            )
+            .await
+            .expect(StatusCode::CREATED);
+        assert_eq!(body["user"]["admin"], true);
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Has the admin create a user, then logs in as them.
+    async fn user(&self, admin: &str, name: &str) -> String {
+        let credentials = json!({"username": name, "password": "password-1"});
+        let created = self
+            .call(
+                Method::POST,
+                "/v1/auth/register",
+                Some(admin),
+                Some(credentials.clone()),
+            )
+            .await;
+        assert_eq!(
+            created.expect(StatusCode::CREATED)["token"],
+            Value::Null,
+            "an admin creating a user gets no token"
+        );
+        let session = self
+            .call(Method::POST, "/v1/auth/login", None, Some(credentials))
+            .await
+            .expect(StatusCode::OK);
+        session["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn create_app(&self, token: &str, name: &str) -> Value {
+        self.call(
+            Method::POST,
+            "/v1/apps",
+            Some(token),
+            Some(json!({"name": name})),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+    }
+
+    async fn set_config(&self, token: &str, app: &str, values: Value) -> Reply {
+        self.call(
+            Method::PATCH,
+            &format!("/v1/apps/{app}/config"),
+            Some(token),
+            Some(json!({"values": values})),
+        )
+        .await
+    }
+
+    /// Everything about an app that a bad request must leave as it was.
+    async fn snapshot(&self, token: &str, app: &str) -> Value {
+        json!({
+            "info": self.get(&format!("/v1/apps/{app}"), token).await.expect(StatusCode::OK),
+            "releases": self.get(&format!("/v1/apps/{app}/releases"), token).await.expect(StatusCode::OK),
+            "config": self.get(&format!("/v1/apps/{app}/config"), token).await.expect(StatusCode::OK),
+            "builds": self.get(&format!("/v1/apps/{app}/builds"), token).await.expect(StatusCode::OK),
+            "keys": self.get("/v1/keys", token).await.expect(StatusCode::OK),
+            "apps": self.get("/v1/apps", token).await.expect(StatusCode::OK),
+        })
+    }
+}
+
+fn releases_summary(releases: &Value) -> Vec<String> {
+    releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "v{} {} {}",
+                r["version"],
+                r["status"].as_str().unwrap(),
+                r["summary"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGnl4hM1pOmO5uGWO3i+0m0Y8ymXXJQ1s1eoF7XmKXYf ada@laptop";
+
+both_backends! {
+    async fn the_users_day_up_to_git_push(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        assert_eq!(t.get("/v1/auth/whoami", &ada).await.expect(StatusCode::OK)["username"], "ada");
+        t.call(Method::POST, "/v1/keys", Some(&ada), Some(json!({"public_key": KEY}))).await.expect(StatusCode::CREATED);
+
+        let app = t.create_app(&ada, "demo").await;
+        assert_eq!(app["git_url"], "ssh://git@127.0.0.1:2222/demo.git");
+        assert_eq!(app["url"], "http://demo.localhost:8080");
+
+        let first = t.set_config(&ada, "demo", json!({"GREETING": "hi"})).await.expect(StatusCode::OK);
+        assert_eq!(first["release"]["version"], 2);
+        let second = t.set_config(&ada, "demo", json!({"GREETING": "hello", "COLOR": "red"})).await.expect(StatusCode::OK);
+        assert_eq!(second["release"]["version"], 3);
+        let releases = t.get("/v1/apps/demo/releases", &ada).await.expect(StatusCode::OK);
+        assert_eq!(releases_summary(&releases), [
+            "v3 succeeded ada added COLOR; changed GREETING",
+            "v2 succeeded ada added GREETING",
+            "v1 succeeded ada created initial release",
+        ]);
+        assert!(releases.as_array().unwrap().iter().all(|r| r["build"].is_null()), "no build yet, nothing deployed");
+
+        let refused = t.call(Method::POST, "/v1/apps/demo/rollback", Some(&ada), Some(json!({}))).await;
+        assert_eq!(refused.expect_error(StatusCode::CONFLICT), "v2 has no build to roll back to; push code first with `git push slipway main`");
+
+        let scaled = t.call(Method::PATCH, "/v1/apps/demo/formation", Some(&ada), Some(json!({"counts": {"web": 2, "worker": 1}}))).await;
+        assert_eq!(scaled.expect(StatusCode::OK), json!([{"type": "web", "count": 2, "command": null}, {"type": "worker", "count": 1, "command": null}]));
+
+        let bob = t.user(&ada, "bob").await;
+        t.get("/v1/apps/demo", &bob).await.expect_error(StatusCode::FORBIDDEN);
+        t.set_config(&bob, "demo", json!({"X": "1"})).await.expect_error(StatusCode::FORBIDDEN);
+        t.call(Method::POST, "/v1/apps/demo/perms", Some(&ada), Some(json!({"username": "bob"}))).await.expect(StatusCode::CREATED);
+        t.get("/v1/apps/demo", &bob).await.expect(StatusCode::OK);
+        let by_bob = t.set_config(&bob, "demo", json!({"X": "1"})).await.expect(StatusCode::OK);
+        assert_eq!(by_bob["release"]["summary"], "bob added X");
+
+        let config = t.get("/v1/apps/demo/config", &ada).await.expect(StatusCode::OK);
+        assert_eq!(config, json!({"version": 4, "values": {"COLOR": "red", "GREETING": "hello", "X": "1"}}));
+        let v2 = t.get("/v1/apps/demo/releases/v2", &ada).await.expect(StatusCode::OK);
+        assert_eq!(v2["config"], json!({"GREETING": "hi"}));
+    }
+
+    async fn deploy_an_image_and_roll_back(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        t.create_app(&ada, "demo").await;
+        let deploy = |image: &'static str, procfile: &'static str| {
+            let ada = ada.clone();
+            let t = &t;
+            async move {
+                t.call(Method::POST, "/v1/apps/demo/builds", Some(&ada), Some(json!({"image": image, "procfile": procfile}))).await
+            }
+        };
+        let v2 = deploy("registry.local/demo:1", "web: ./serve\nworker: ./work\n").await.expect(StatusCode::CREATED);
+        assert_eq!((v2["version"].as_u64(), v2["summary"].as_str()), (Some(2), Some("ada deployed image registry.local/demo:1")));
+        // Releases with a build wait for the release manager; mark them deployed as it would.
+        let formation = t.get("/v1/apps/demo/formation", &ada).await.expect(StatusCode::OK);
+        assert_eq!(formation, json!([{"type": "web", "count": 0, "command": "./serve"}, {"type": "worker", "count": 0, "command": "./work"}]));
+        let refused = t.call(Method::PATCH, "/v1/apps/demo/formation", Some(&ada), Some(json!({"counts": {"clock": 1}}))).await;
+        assert_eq!(refused.expect_error(StatusCode::UNPROCESSABLE_ENTITY), "the app has no process type \"clock\"; its processes are: web, worker");
+        let builds = t.get("/v1/apps/demo/builds", &ada).await.expect(StatusCode::OK);
+        assert_eq!(builds[0]["image"], "registry.local/demo:1");
+        assert_eq!(builds[0]["commit"], Value::Null);
+        let id = builds[0]["id"].as_str().unwrap();
+        t.get(&format!("/v1/apps/demo/builds/{id}"), &ada).await.expect(StatusCode::OK);
+        t.get("/v1/apps/demo/builds/not-a-uuid", &ada).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    async fn authorization_on_every_endpoint(t: TestApp) {
+        let root = t.first_user("root").await;
+        let ada = t.user(&root, "ada").await;
+        let bob = t.user(&root, "bob").await;
+        let eve = t.user(&root, "eve").await;
+        t.create_app(&ada, "demo").await;
+        t.call(Method::POST, "/v1/apps/demo/perms", Some(&ada), Some(json!({"username": "bob"}))).await.expect(StatusCode::CREATED);
+
+        #[derive(Clone, Copy, PartialEq, PartialOrd)]
+        enum Need { Anyone, User, Read, Write, Own }
+        let endpoints: &[(Method, &str, Option<Value>, Need)] = &[
+            (Method::GET, "/v1/info", None, Need::Anyone),
+            (Method::GET, "/v1/auth/whoami", None, Need::User),
+            (Method::GET, "/v1/keys", None, Need::User),
+            (Method::GET, "/v1/apps", None, Need::User),
+            (Method::GET, "/v1/apps/demo", None, Need::Read),
+            (Method::GET, "/v1/apps/demo/config", None, Need::Read),
+            (Method::GET, "/v1/apps/demo/releases", None, Need::Read),
+            (Method::GET, "/v1/apps/demo/releases/v1", None, Need::Read),
+            (Method::GET, "/v1/apps/demo/formation", None, Need::Read),
+            (Method::GET, "/v1/apps/demo/builds", None, Need::Read),
+            (Method::GET, "/v1/apps/demo/domains", None, Need::Read),
+            (Method::GET, "/v1/apps/demo/perms", None, Need::Read),
+            (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"K": "v"}})), Need::Write),
+            (Method::POST, "/v1/apps/demo/rollback", Some(json!({})), Need::Write),
+            (Method::PATCH, "/v1/apps/demo/formation", Some(json!({"counts": {"web": 1}})), Need::Write),
+            (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "img:1", "procfile": "web: x"})), Need::Write),
+            (Method::POST, "/v1/apps/demo/domains", Some(json!({"domain": "www.example.com"})), Need::Write),
+            (Method::DELETE, "/v1/apps/demo/domains/www.example.com", None, Need::Write),
+            (Method::POST, "/v1/apps/demo/perms", Some(json!({"username": "eve"})), Need::Own),
+            (Method::DELETE, "/v1/apps/demo/perms/eve", None, Need::Own),
+        ];
+        // Denied callers first, so that what they are refused is still there to refuse.
+        let callers: &[(&str, Option<&str>, Need)] = &[
+            ("anonymous", None, Need::Anyone),
+            ("eve (no access)", Some(&eve), Need::User),
+            ("bob (collaborator)", Some(&bob), Need::Write),
+            ("ada (owner)", Some(&ada), Need::Own),
+            ("root (admin)", Some(&root), Need::Own),
+        ];
+        for (method, path, body, need) in endpoints {
+            for (who, token, may) in callers {
+                let reply = t.call(method.clone(), path, *token, body.clone()).await;
+                let status = reply.status;
+                let context = format!("{who}: {method} {path} -> {status} {}", reply.body);
+                if may >= need {
+                    // Allowed: the request may still fail on the app's state (a rollback
+                    // with nothing to roll back to), but not on who is asking.
+                    let refused = [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN];
+                    assert!(!refused.contains(&status) && !status.is_server_error(), "allowed {context}");
+                } else if token.is_none() {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{context}");
+                } else {
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{context}");
+                }
+            }
+        }
+
+        // Destroying: only the owner or an admin, and then the app is gone.
+        t.call(Method::DELETE, "/v1/apps/demo", Some(&bob), None).await.expect_error(StatusCode::FORBIDDEN);
+        t.call(Method::DELETE, "/v1/apps/demo", Some(&eve), None).await.expect_error(StatusCode::FORBIDDEN);
+        t.call(Method::DELETE, "/v1/apps/demo", None, None).await.expect_error(StatusCode::UNAUTHORIZED);
+        t.call(Method::DELETE, "/v1/apps/demo", Some(&ada), None).await.expect(StatusCode::NO_CONTENT);
+        t.get("/v1/apps/demo", &ada).await.expect_error(StatusCode::NOT_FOUND);
+        t.create_app(&bob, "other").await;
+        t.call(Method::DELETE, "/v1/apps/other", Some(&root), None).await.expect(StatusCode::NO_CONTENT);
+    }
+
+    async fn bad_input_is_refused_and_changes_nothing(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        t.create_app(&ada, "demo").await;
+        t.set_config(&ada, "demo", json!({"A": "1"})).await.expect(StatusCode::OK);
+        let before = t.snapshot(&ada, "demo").await;
+        let big = "x".repeat(32 * 1024 + 1);
+        let fits = "x".repeat(32 * 1024);
+        let eight: serde_json::Map<String, Value> = (0..8).map(|i| (format!("K{i}"), json!(fits))).collect();
+        let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+        let cases: Vec<(Method, &str, Option<Value>, StatusCode)> = vec![
+            (Method::POST, "/v1/apps", Some(json!({"name": "Bad_Name"})), unprocessable),
+            (Method::POST, "/v1/apps", Some(json!({"name": "-x"})), unprocessable),
+            (Method::POST, "/v1/apps", Some(json!({"name": "x".repeat(31)})), unprocessable),
+            (Method::POST, "/v1/apps", Some(json!({"name": "slipway"})), unprocessable),
+            (Method::POST, "/v1/apps", Some(json!({"name": "demo"})), StatusCode::CONFLICT),
+            (Method::POST, "/v1/apps", Some(json!({"nom": "x"})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"1BAD": "x"}})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"GOOD": "x", "BAD-KEY": "y"}})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"PORT": "80"}})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"BIG": big}})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": eight})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {}})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"A": 5}})), unprocessable),
+            (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "img:1", "procfile": "web: a\nweb: b\n"})), unprocessable),
+            (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "img:1", "procfile": "# nothing\n"})), unprocessable),
+            (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "has space", "procfile": "web: a"})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/formation", Some(json!({"counts": {"web": 101}})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/formation", Some(json!({"counts": {"Web": 1}})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/formation", Some(json!({"counts": {"release": 1}})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/formation", Some(json!({"counts": {"web": -1}})), unprocessable),
+            (Method::POST, "/v1/apps/demo/rollback", Some(json!({"version": 0})), unprocessable),
+            (Method::POST, "/v1/apps/demo/rollback", Some(json!({"version": 99})), StatusCode::CONFLICT),
+            (Method::GET, "/v1/apps/demo/releases/v0", None, unprocessable),
+            (Method::GET, "/v1/apps/demo/releases/v9", None, StatusCode::NOT_FOUND),
+            (Method::POST, "/v1/apps/demo/domains", Some(json!({"domain": "*.example.com"})), unprocessable),
+            (Method::POST, "/v1/apps/demo/domains", Some(json!({"domain": "other.localhost"})), unprocessable),
+            (Method::POST, "/v1/apps/demo/perms", Some(json!({"username": "nobody"})), StatusCode::NOT_FOUND),
+            (Method::POST, "/v1/keys", Some(json!({"public_key": "ssh-ed25519 garbage"})), unprocessable),
+            (Method::POST, "/v1/keys", Some(json!({"public_key": "-----BEGIN OPENSSH PRIVATE KEY-----"})), unprocessable),
+            (Method::DELETE, "/v1/keys/nope", None, StatusCode::NOT_FOUND),
+            (Method::POST, "/v1/auth/register", Some(json!({"username": "Bad Name", "password": "password-1"})), unprocessable),
+            (Method::POST, "/v1/auth/register", Some(json!({"username": "bob", "password": "short"})), unprocessable),
+            (Method::GET, "/v1/nothing", None, StatusCode::NOT_FOUND),
+        ];
+        for (method, path, body, status) in cases {
+            let context = format!("{method} {path} {}", body.as_ref().map(|b| b.to_string().chars().take(80).collect::<String>()).unwrap_or_default());
+            let reply = t.call(method, path, Some(&ada), body).await;
+            assert_eq!(reply.status, status, "{context}: {}", reply.body);
+            reply.expect_error(status);
+        }
+
+        // Malformed and oversized bodies.
+        let raw = |body: &'static [u8], content_type: &'static str| {
+            Request::builder()
+                .method(Method::PATCH)
+                .uri("/v1/apps/demo/config")
+                .header("authorization", format!("Bearer {ada}"))
+                .header("content-type", content_type)
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let malformed = t.send(raw(b"{\"values\": {\"A\": ", "application/json")).await.expect_error(StatusCode::BAD_REQUEST);
+        assert_eq!(malformed, "malformed JSON: values.A: EOF while parsing a value at line 1 column 17");
+        t.send(raw(b"not json", "application/json")).await.expect_error(StatusCode::BAD_REQUEST);
+        t.send(raw(b"{\"values\": {\"A\": \"2\"}}", "text/plain")).await.expect_error(StatusCode::BAD_REQUEST);
+        let huge = Request::builder()
+            .method(Method::PATCH)
+            .uri("/v1/apps/demo/config")
+            .header("authorization", format!("Bearer {ada}"))
+            .header("content-type", "application/json")
+            .body(Body::from(format!("{{\"values\": {{\"A\": \"{}\"}}}}", "x".repeat(2 * 1024 * 1024))))
+            .unwrap();
+        t.send(huge).await.expect_error(StatusCode::PAYLOAD_TOO_LARGE);
+
+        assert_eq!(t.snapshot(&ada, "demo").await, before, "bad input changed nothing");
+    }
+
+    async fn tokens_missing_bad_and_revoked(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        let missing = t.call(Method::GET, "/v1/apps", None, None).await.expect_error(StatusCode::UNAUTHORIZED);
+        assert_eq!(missing, "missing API token: log in with `slip login URL`");
+        let bad = t.call(Method::GET, "/v1/apps", Some("slp_0000"), None).await.expect_error(StatusCode::UNAUTHORIZED);
+        assert_eq!(bad, "invalid or revoked API token: log in again with `slip login URL`");
+        let basic = Request::builder().uri("/v1/apps").header("authorization", "Basic YWRhOnB3").body(Body::empty()).unwrap();
+        t.send(basic).await.expect_error(StatusCode::UNAUTHORIZED);
+
+        let wrong = json!({"username": "ada", "password": "wrong-password"});
+        assert_eq!(t.call(Method::POST, "/v1/auth/login", None, Some(wrong)).await.expect_error(StatusCode::UNAUTHORIZED), "wrong username or password");
+        let nobody = json!({"username": "nobody", "password": "password-1"});
+        assert_eq!(t.call(Method::POST, "/v1/auth/login", None, Some(nobody)).await.expect_error(StatusCode::UNAUTHORIZED), "wrong username or password");
+
+        let second = t.call(Method::POST, "/v1/auth/login", None, Some(json!({"username": "ada", "password": "password-1"}))).await.expect(StatusCode::OK);
+        let second = second["token"].as_str().unwrap();
+        t.call(Method::POST, "/v1/auth/logout", Some(&ada), None).await.expect(StatusCode::NO_CONTENT);
+        t.get("/v1/apps", &ada).await.expect_error(StatusCode::UNAUTHORIZED);
+        t.get("/v1/apps", second).await.expect(StatusCode::OK);
+        // A revoked token cannot be used to register someone either.
+        let register = json!({"username": "mallory", "password": "password-1"});
+        t.call(Method::POST, "/v1/auth/register", Some(&ada), Some(register.clone())).await.expect_error(StatusCode::UNAUTHORIZED);
+        // And registration is closed to anonymous callers once there is a user.
+        let closed = t.call(Method::POST, "/v1/auth/register", None, Some(register)).await.expect_error(StatusCode::FORBIDDEN);
+        assert_eq!(closed, "registration is closed: ask an admin to create your account");
+    }
+
+    async fn fifty_concurrent_config_sets(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        t.create_app(&ada, "demo").await;
+        let t = Arc::new(t);
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let (t, ada) = (Arc::clone(&t), ada.clone());
+                tokio::spawn(async move {
+                    let reply = t.set_config(&ada, "demo", json!({format!("KEY_{i}"): "x"})).await.expect(StatusCode::OK);
+                    reply["release"]["version"].as_u64().unwrap()
+                })
+            })
+            .collect();
+        let mut versions = Vec::new();
+        for task in tasks {
+            versions.push(task.await.unwrap());
+        }
+        versions.sort_unstable();
+        assert_eq!(versions, (2..=51).collect::<Vec<u64>>());
+        let config = t.get("/v1/apps/demo/config", &ada).await.expect(StatusCode::OK);
+        assert_eq!(config["version"], 51);
+        assert_eq!(config["values"].as_object().unwrap().len(), 50);
+    }
+
+    async fn keys_domains_and_info(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        let key = t.call(Method::POST, "/v1/keys", Some(&ada), Some(json!({"public_key": KEY}))).await.expect(StatusCode::CREATED);
+        assert!(key["fingerprint"].as_str().unwrap().starts_with("SHA256:"));
+        t.call(Method::POST, "/v1/keys", Some(&ada), Some(json!({"public_key": KEY}))).await.expect_error(StatusCode::CONFLICT);
+        t.call(Method::DELETE, "/v1/keys/ada@laptop", Some(&ada), None).await.expect(StatusCode::NO_CONTENT);
+        assert_eq!(t.get("/v1/keys", &ada).await.expect(StatusCode::OK), json!([]));
+
+        t.create_app(&ada, "demo").await;
+        t.call(Method::POST, "/v1/apps/demo/domains", Some(&ada), Some(json!({"domain": "www.example.com"}))).await.expect(StatusCode::CREATED);
+        let info = t.get("/v1/apps/demo", &ada).await.expect(StatusCode::OK);
+        assert_eq!(info["domains"][0]["domain"], "www.example.com");
+        assert_eq!(info["latest_release"]["version"], 1);
+        let platform = t.call(Method::GET, "/v1/info", None, None).await.expect(StatusCode::OK);
+        assert_eq!((platform["git_url"].as_str(), platform["registration_open"].as_bool()), (Some("ssh://git@127.0.0.1:2222"), Some(false)));
+        let health = t.call(Method::GET, "/healthz", None, None).await;
+        assert_eq!(health.status, StatusCode::OK);
+        let openapi = t.call(Method::GET, "/v1/openapi.json", None, None).await.expect(StatusCode::OK);
+        let paths = openapi["paths"].as_object().unwrap();
+        for path in ["/v1/apps/{app}/config", "/v1/apps/{app}/rollback", "/v1/auth/login", "/v1/keys/{key}"] {
+            assert!(paths.contains_key(path), "{path} is documented");
+        }
+    }
+}
