@@ -106,13 +106,13 @@ impl Store {
 
     /// The app and how `user` relates to it, in one query.
     pub async fn app_access(&self, name: &str, user: &User) -> Result<(App, Access)> {
-        let sql = sqlx::AssertSqlSafe(format!(
+        let sql = sqlx::AssertSqlSafe(
             "SELECT a.id, a.name, o.username AS owner, a.created_at, CAST(CASE \
                WHEN a.owner_id = $2 THEN 2 \
                WHEN EXISTS (SELECT 1 FROM collaborators c WHERE c.app_id = a.id AND c.user_id = $2) THEN 1 \
                ELSE 0 END AS BIGINT) AS access \
-             FROM apps a JOIN users o ON o.id = a.owner_id WHERE a.name = $1"
-        ));
+             FROM apps a JOIN users o ON o.id = a.owner_id WHERE a.name = $1",
+        );
         let row: Option<AccessRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
             .bind(name)
             .bind(user.id)
