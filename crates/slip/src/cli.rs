@@ -1,0 +1,620 @@
+//! The command line: clap definitions of every command, and the argv normalisation that
+//! lets `config:set` mean the same as `config set`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Slipway's CLI for app owners: deploy with `git push slipway main`, manage the rest here.
+#[derive(Debug, PartialEq, Eq, Parser)]
+#[command(name = "slip", version, max_term_width = 100)]
+#[command(
+    after_help = "Commands also work with a colon: `slip config:set A=1` is `slip config set A=1`."
+)]
+pub(crate) struct Cli {
+    /// The app; by default, the app of the git remote `slipway` in this directory
+    #[arg(short, long, global = true, value_name = "APP")]
+    pub(crate) app: Option<String>,
+
+    /// Print the API's JSON instead of text
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum Command {
+    /// Create an account on a Slipway platform and log in to it
+    Register(AccountArgs),
+    /// Log in to a Slipway platform
+    Login(AccountArgs),
+    /// Log out, revoking the token on the server
+    Logout,
+    /// Show who you are logged in as, and where
+    Whoami,
+    /// Show what a platform says about itself; needs no login
+    Platform {
+        /// The platform's API [default: the one you are logged in to]
+        url: Option<String>,
+    },
+
+    /// SSH keys for `git push` [default: keys list]
+    Keys {
+        #[command(subcommand)]
+        command: Option<KeysCommand>,
+    },
+
+    /// Apps [default: apps list]
+    Apps {
+        #[command(subcommand)]
+        command: Option<AppsCommand>,
+    },
+    /// Create an app (apps:create)
+    Create(CreateArgs),
+    /// Show an app (apps:info)
+    Info,
+    /// Destroy an app for good (apps:destroy)
+    Destroy(DestroyArgs),
+
+    /// Config vars [default: config list]
+    #[command(args_conflicts_with_subcommands = true)]
+    Config {
+        #[command(subcommand)]
+        command: Option<ConfigCommand>,
+        #[command(flatten)]
+        list: ConfigListArgs,
+    },
+
+    /// Releases [default: releases list]
+    #[command(args_conflicts_with_subcommands = true)]
+    Releases {
+        #[command(subcommand)]
+        command: Option<ReleasesCommand>,
+        #[command(flatten)]
+        list: LimitArgs,
+    },
+    /// Roll back to an earlier release (releases:rollback)
+    Rollback(RollbackArgs),
+
+    /// Process types and how many of each run [default: ps list]
+    Ps {
+        #[command(subcommand)]
+        command: Option<PsCommand>,
+    },
+
+    /// Collaborators of an app [default: perms list]
+    Perms {
+        #[command(subcommand)]
+        command: Option<PermsCommand>,
+    },
+
+    /// Custom domains of an app [default: domains list]
+    Domains {
+        #[command(subcommand)]
+        command: Option<DomainsCommand>,
+    },
+
+    /// Builds of an app [default: builds list]
+    #[command(args_conflicts_with_subcommands = true)]
+    Builds {
+        #[command(subcommand)]
+        command: Option<BuildsCommand>,
+        #[command(flatten)]
+        list: LimitArgs,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub(crate) struct AccountArgs {
+    /// The platform's API, such as http://127.0.0.1:7100
+    pub(crate) url: String,
+    #[arg(short, long)]
+    pub(crate) username: String,
+    /// The password; prompted for when absent and stdin is a terminal
+    #[arg(short, long, env = "SLIPWAY_PASSWORD", hide_env_values = true)]
+    pub(crate) password: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// List your SSH keys
+    List,
+    /// Add an SSH public key [default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub]
+    Add {
+        /// An OpenSSH public key file
+        path: Option<PathBuf>,
+    },
+    /// Remove an SSH key
+    Remove {
+        /// The key's fingerprint, comment or id
+        key: String,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum AppsCommand {
+    /// List the apps you can use
+    List,
+    /// Create an app and add the git remote `slipway`
+    Create(CreateArgs),
+    /// Show an app
+    Info,
+    /// Destroy an app for good
+    Destroy(DestroyArgs),
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub(crate) struct CreateArgs {
+    /// The app's name, such as `demo`
+    pub(crate) name: String,
+    /// Do not add the git remote `slipway`
+    #[arg(long)]
+    pub(crate) no_remote: bool,
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub(crate) struct DestroyArgs {
+    /// The app's name again, to confirm
+    #[arg(long, value_name = "APP")]
+    pub(crate) confirm: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// List the app's config vars
+    List(ConfigListArgs),
+    /// Print one config var's value
+    Get { key: String },
+    /// Set config vars, making a new release
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+    },
+    /// Unset config vars, making a new release
+    Unset {
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+    /// Write the app's config vars to a .env file
+    Pull {
+        #[arg(long, default_value = ".env")]
+        file: PathBuf,
+        /// Replace values already in the file (otherwise only missing keys are added)
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Set every config var of a .env file
+    Push {
+        #[arg(long, default_value = ".env")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub(crate) struct ConfigListArgs {
+    /// Print KEY=value lines that a shell can evaluate
+    #[arg(long)]
+    pub(crate) shell: bool,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum ReleasesCommand {
+    /// List releases, newest first
+    List(LimitArgs),
+    /// Show a release and its config
+    Info {
+        /// Such as v3
+        version: String,
+    },
+    /// Roll back to an earlier release
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub(crate) struct LimitArgs {
+    /// How many to show, newest first
+    #[arg(short = 'n', long = "num", value_name = "N")]
+    pub(crate) limit: Option<u32>,
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub(crate) struct RollbackArgs {
+    /// The release to go back to, such as v2 [default: the previous successful release]
+    pub(crate) version: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum PsCommand {
+    /// List process types and their counts
+    List,
+    /// Set how many processes of each type run
+    Scale {
+        #[arg(required = true, value_name = "TYPE=N")]
+        counts: Vec<String>,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum PermsCommand {
+    /// List the app's collaborators
+    List,
+    /// Let a user push to and manage the app
+    Add { username: String },
+    /// Remove a collaborator
+    Remove { username: String },
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum DomainsCommand {
+    /// List the app's custom domains
+    List,
+    /// Route a domain to the app
+    Add { domain: String },
+    /// Stop routing a domain to the app
+    Remove { domain: String },
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum BuildsCommand {
+    /// List the app's builds, newest first
+    List(LimitArgs),
+    /// Show a build
+    Info { id: String },
+    /// Deploy an image built elsewhere, with the Procfile naming its process types
+    Create {
+        /// The image, by reference or digest
+        image: String,
+        /// The Procfile to run the image with
+        #[arg(long, default_value = "Procfile")]
+        procfile: PathBuf,
+    },
+}
+
+/// What to do, with the defaults (`apps` is `apps list`) and the aliases (`create` is
+/// `apps create`) resolved, so that every spelling of a command is one action.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    Register(AccountArgs),
+    Login(AccountArgs),
+    Logout,
+    Whoami,
+    Platform { url: Option<String> },
+    KeysList,
+    KeysAdd { path: Option<PathBuf> },
+    KeysRemove { key: String },
+    AppsList,
+    AppsCreate(CreateArgs),
+    AppsInfo,
+    AppsDestroy(DestroyArgs),
+    ConfigList { shell: bool },
+    ConfigGet { key: String },
+    ConfigSet { pairs: Vec<String> },
+    ConfigUnset { keys: Vec<String> },
+    ConfigPull { file: PathBuf, overwrite: bool },
+    ConfigPush { file: PathBuf },
+    ReleasesList { limit: Option<u32> },
+    ReleasesInfo { version: String },
+    Rollback { version: Option<String> },
+    PsList,
+    PsScale { counts: Vec<String> },
+    PermsList,
+    PermsAdd { username: String },
+    PermsRemove { username: String },
+    DomainsList,
+    DomainsAdd { domain: String },
+    DomainsRemove { domain: String },
+    BuildsList { limit: Option<u32> },
+    BuildsInfo { id: String },
+    BuildsCreate { image: String, procfile: PathBuf },
+}
+
+impl Command {
+    pub(crate) fn action(self) -> Action {
+        match self {
+            Command::Register(args) => Action::Register(args),
+            Command::Login(args) => Action::Login(args),
+            Command::Logout => Action::Logout,
+            Command::Whoami => Action::Whoami,
+            Command::Platform { url } => Action::Platform { url },
+            Command::Keys { command } => match command.unwrap_or(KeysCommand::List) {
+                KeysCommand::List => Action::KeysList,
+                KeysCommand::Add { path } => Action::KeysAdd { path },
+                KeysCommand::Remove { key } => Action::KeysRemove { key },
+            },
+            Command::Apps { command } => match command.unwrap_or(AppsCommand::List) {
+                AppsCommand::List => Action::AppsList,
+                AppsCommand::Create(args) => Action::AppsCreate(args),
+                AppsCommand::Info => Action::AppsInfo,
+                AppsCommand::Destroy(args) => Action::AppsDestroy(args),
+            },
+            Command::Create(args) => Action::AppsCreate(args),
+            Command::Info => Action::AppsInfo,
+            Command::Destroy(args) => Action::AppsDestroy(args),
+            Command::Config { command, list } => match command.unwrap_or(ConfigCommand::List(list))
+            {
+                ConfigCommand::List(args) => Action::ConfigList { shell: args.shell },
+                ConfigCommand::Get { key } => Action::ConfigGet { key },
+                ConfigCommand::Set { pairs } => Action::ConfigSet { pairs },
+                ConfigCommand::Unset { keys } => Action::ConfigUnset { keys },
+                ConfigCommand::Pull { file, overwrite } => Action::ConfigPull { file, overwrite },
+                ConfigCommand::Push { file } => Action::ConfigPush { file },
+            },
+            Command::Releases { command, list } => {
+                match command.unwrap_or(ReleasesCommand::List(list)) {
+                    ReleasesCommand::List(args) => Action::ReleasesList { limit: args.limit },
+                    ReleasesCommand::Info { version } => Action::ReleasesInfo { version },
+                    ReleasesCommand::Rollback(args) => Action::Rollback {
+                        version: args.version,
+                    },
+                }
+            }
+            Command::Rollback(args) => Action::Rollback {
+                version: args.version,
+            },
+            Command::Ps { command } => match command.unwrap_or(PsCommand::List) {
+                PsCommand::List => Action::PsList,
+                PsCommand::Scale { counts } => Action::PsScale { counts },
+            },
+            Command::Perms { command } => match command.unwrap_or(PermsCommand::List) {
+                PermsCommand::List => Action::PermsList,
+                PermsCommand::Add { username } => Action::PermsAdd { username },
+                PermsCommand::Remove { username } => Action::PermsRemove { username },
+            },
+            Command::Domains { command } => match command.unwrap_or(DomainsCommand::List) {
+                DomainsCommand::List => Action::DomainsList,
+                DomainsCommand::Add { domain } => Action::DomainsAdd { domain },
+                DomainsCommand::Remove { domain } => Action::DomainsRemove { domain },
+            },
+            Command::Builds { command, list } => match command.unwrap_or(BuildsCommand::List(list))
+            {
+                BuildsCommand::List(args) => Action::BuildsList { limit: args.limit },
+                BuildsCommand::Info { id } => Action::BuildsInfo { id },
+                BuildsCommand::Create { image, procfile } => {
+                    Action::BuildsCreate { image, procfile }
+                }
+            },
+        }
+    }
+}
+
+/// Parses the process's arguments, after [`normalise`].
+pub(crate) fn parse() -> Cli {
+    Cli::parse_from(normalise(std::env::args_os()))
+}
+
+/// Splits `group:verb` into `group verb` where the command goes (the first word that is not
+/// an option), so both spellings reach the same nested subcommand. `help config:set` is
+/// split too.
+pub(crate) fn normalise(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args = args.into_iter();
+    let mut out: Vec<OsString> = args.next().into_iter().collect();
+    let mut split_next = true;
+    let mut takes_value = false;
+    for arg in args.by_ref() {
+        if takes_value {
+            takes_value = false;
+            out.push(arg);
+            continue;
+        }
+        let text = arg.to_str();
+        match text {
+            Some("--") => {
+                out.push(arg);
+                break;
+            }
+            Some("-a" | "--app") => {
+                takes_value = true;
+                out.push(arg);
+                continue;
+            }
+            Some(text) if text.starts_with('-') => {
+                out.push(arg);
+                continue;
+            }
+            _ => {}
+        }
+        match text.and_then(split_command) {
+            Some((group, verb)) => {
+                out.push(group.into());
+                out.push(verb.into());
+            }
+            None => out.push(arg.clone()),
+        }
+        if !(split_next && text == Some("help")) {
+            break;
+        }
+        split_next = false;
+    }
+    out.extend(args);
+    out
+}
+
+/// `config:set` → `("config", "set")`; anything that is not two words of letters and
+/// dashes around one colon is left alone.
+fn split_command(text: &str) -> Option<(&str, &str)> {
+    let (group, verb) = text.split_once(':')?;
+    let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+    (word(group) && word(verb)).then_some((group, verb))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use expect_test::{Expect, expect};
+
+    use super::*;
+
+    fn argv(line: &str) -> Vec<OsString> {
+        line.split(' ').map(OsString::from).collect()
+    }
+
+    fn parse(line: &str) -> Cli {
+        match Cli::try_parse_from(normalise(argv(line))) {
+            Ok(cli) => cli,
+            Err(e) => panic!("`{line}` does not parse: {e}"),
+        }
+    }
+
+    /// The globals and the action of a command line.
+    fn action(line: &str) -> (Option<String>, bool, Action) {
+        let cli = parse(line);
+        (cli.app, cli.json, cli.command.action())
+    }
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn normalise_splits_the_command_word_only() {
+        fn check(line: &str, expect: Expect) {
+            let out = normalise(argv(line));
+            let out: Vec<_> = out.iter().map(|a| a.to_string_lossy()).collect();
+            expect.assert_eq(&out.join(" "));
+        }
+        check("slip config:set A=1", expect!["slip config set A=1"]);
+        check("slip config set A=1", expect!["slip config set A=1"]);
+        check(
+            "slip -a demo config:set A=b:c",
+            expect!["slip -a demo config set A=b:c"],
+        );
+        check(
+            "slip --app demo ps:scale web=2",
+            expect!["slip --app demo ps scale web=2"],
+        );
+        check(
+            "slip --app=demo --json releases:info v3",
+            expect!["slip --app=demo --json releases info v3"],
+        );
+        check("slip --json apps", expect!["slip --json apps"]);
+        check(
+            "slip -a config:set apps:list",
+            expect!["slip -a config:set apps list"],
+        );
+        check("slip help config:set", expect!["slip help config set"]);
+        check(
+            "slip register http://127.0.0.1:7100 --username ada",
+            expect!["slip register http://127.0.0.1:7100 --username ada"],
+        );
+        check(
+            "slip keys:remove ada:laptop",
+            expect!["slip keys remove ada:laptop"],
+        );
+        check("slip https://x:1", expect!["slip https://x:1"]);
+        check("slip -- config:set", expect!["slip -- config:set"]);
+    }
+
+    #[test]
+    fn colon_space_and_alias_forms_parse_the_same() {
+        let same = [
+            ("slip config:set A=1 B=2", "slip config set A=1 B=2"),
+            ("slip config", "slip config:list"),
+            ("slip apps", "slip apps:list"),
+            ("slip create demo", "slip apps:create demo"),
+            ("slip info -a demo", "slip apps:info --app demo"),
+            (
+                "slip destroy --confirm demo",
+                "slip apps destroy --confirm demo",
+            ),
+            ("slip rollback", "slip releases:rollback"),
+            ("slip keys", "slip keys:list"),
+            ("slip perms", "slip perms:list"),
+            ("slip domains", "slip domains:list"),
+            ("slip ps", "slip ps:list"),
+            ("slip config --shell", "slip config list --shell"),
+            ("slip config:unset A", "slip config unset A"),
+            (
+                "slip config:pull --overwrite",
+                "slip config pull --file .env --overwrite",
+            ),
+            ("slip apps:info -a demo", "slip -a demo apps info"),
+            (
+                "slip apps:create demo --no-remote",
+                "slip apps create demo --no-remote",
+            ),
+            ("slip keys:add", "slip keys add"),
+            (
+                "slip releases:info v3 --json",
+                "slip --json releases info v3",
+            ),
+            ("slip releases -n 5", "slip releases:list --num 5"),
+            ("slip releases:rollback v2", "slip releases rollback v2"),
+            (
+                "slip ps:scale web=2 worker=1",
+                "slip ps scale web=2 worker=1",
+            ),
+            ("slip perms:add bob", "slip perms add bob"),
+            (
+                "slip domains:remove example.com",
+                "slip domains remove example.com",
+            ),
+            ("slip builds:info 1", "slip builds info 1"),
+            ("slip builds", "slip builds:list"),
+            (
+                "slip builds:create registry/x:1",
+                "slip builds create registry/x:1 --procfile Procfile",
+            ),
+        ];
+        for (a, b) in same {
+            assert_eq!(action(a), action(b), "`{a}` and `{b}` differ");
+        }
+    }
+
+    #[test]
+    fn defaults_and_aliases_resolve_to_the_actions_they_stand_for() {
+        fn check(line: &str, expect: Expect) {
+            expect.assert_eq(&format!("{:?}", action(line).2));
+        }
+        check("slip apps", expect!["AppsList"]);
+        check("slip keys", expect!["KeysList"]);
+        check("slip perms", expect!["PermsList"]);
+        check("slip domains", expect!["DomainsList"]);
+        check("slip ps", expect!["PsList"]);
+        check("slip builds -n 2", expect!["BuildsList { limit: Some(2) }"]);
+        check("slip config", expect!["ConfigList { shell: false }"]);
+        check("slip config --shell", expect!["ConfigList { shell: true }"]);
+        check("slip releases", expect!["ReleasesList { limit: None }"]);
+        check(
+            "slip create demo",
+            expect![[r#"AppsCreate(CreateArgs { name: "demo", no_remote: false })"#]],
+        );
+        check(
+            "slip destroy --confirm demo",
+            expect![[r#"AppsDestroy(DestroyArgs { confirm: Some("demo") })"#]],
+        );
+        check("slip info", expect!["AppsInfo"]);
+        check("slip rollback", expect!["Rollback { version: None }"]);
+        check(
+            "slip releases:rollback v2",
+            expect![[r#"Rollback { version: Some("v2") }"#]],
+        );
+        check(
+            "slip config:pull",
+            expect![[r#"ConfigPull { file: ".env", overwrite: false }"#]],
+        );
+        check("slip platform", expect!["Platform { url: None }"]);
+    }
+
+    #[test]
+    fn global_flags_work_before_and_after_the_command() {
+        let cli = parse("slip config:get A -a demo --json");
+        assert_eq!((cli.app.as_deref(), cli.json), (Some("demo"), true));
+        let cli = parse("slip -a demo ps");
+        assert_eq!((cli.app.as_deref(), cli.json), (Some("demo"), false));
+    }
+
+    #[test]
+    fn subcommands_and_list_flags_do_not_mix() {
+        let result = Cli::try_parse_from(normalise(argv("slip config --shell set A=1")));
+        assert!(result.is_err(), "{result:?}");
+        let result = Cli::try_parse_from(normalise(argv("slip config:set")));
+        assert!(
+            result.is_err(),
+            "config:set without pairs parsed: {result:?}"
+        );
+    }
+}

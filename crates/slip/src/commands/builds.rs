@@ -1,0 +1,66 @@
+//! `builds`: what each `git push` built, and deploying an image built elsewhere.
+
+use std::path::Path;
+
+use api_types::CreateBuild;
+
+use super::{Context, outcome, read_file};
+use crate::output::{self, datetime, outln, print_json, short_commit};
+
+pub(crate) async fn list(ctx: &Context, limit: Option<u32>) -> anyhow::Result<()> {
+    let (client, app) = ctx.client_and_app()?;
+    let builds = client.builds(&app, limit).await?;
+    if ctx.json {
+        return print_json(&builds);
+    }
+    if builds.is_empty() {
+        outln!("{app} has no builds yet: push code with `git push slipway main`")?;
+        return Ok(());
+    }
+    let rows = builds.iter().map(|b| {
+        [
+            b.id.to_string(),
+            b.status.to_string(),
+            short_commit(b.commit.as_deref()),
+            b.created_by.clone(),
+            datetime(b.created_at),
+        ]
+    });
+    output::print(&output::table(
+        &["ID", "STATUS", "COMMIT", "BY", "CREATED"],
+        rows,
+    ))?;
+    Ok(())
+}
+
+pub(crate) async fn info(ctx: &Context, id: &str) -> anyhow::Result<()> {
+    let (client, app) = ctx.client_and_app()?;
+    let build = client.build(&app, id).await?;
+    if ctx.json {
+        return print_json(&build);
+    }
+    output::print(&output::build_info(&app, &build))?;
+    Ok(())
+}
+
+pub(crate) async fn create(ctx: &Context, image: String, procfile: &Path) -> anyhow::Result<()> {
+    let (client, app) = ctx.client_and_app()?;
+    let procfile = read_file(procfile)?;
+    let release = client
+        .create_build(
+            &app,
+            &CreateBuild {
+                image: image.clone(),
+                procfile,
+            },
+        )
+        .await?;
+    if ctx.json {
+        print_json(&release)?;
+    }
+    let outcome = outcome(&app, &release)?;
+    if !ctx.json {
+        outln!("Deploying {image} to {app}... {outcome}")?;
+    }
+    Ok(())
+}

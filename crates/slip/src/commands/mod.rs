@@ -1,0 +1,161 @@
+//! Runs a parsed command: finds the login and the app it needs, calls the API, prints.
+
+mod account;
+mod apps;
+mod builds;
+mod config;
+mod domains;
+mod keys;
+mod perms;
+mod ps;
+mod releases;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, anyhow, bail};
+use api_types::{Release, ReleaseStatus};
+
+use crate::cli::{Action, Cli};
+use crate::client::Client;
+use crate::credentials::{self, Saved};
+use crate::git::Git;
+
+/// What every command may need: the global flags, the saved login, the app.
+#[derive(Debug)]
+pub(crate) struct Context {
+    app: Option<String>,
+    json: bool,
+}
+
+impl Context {
+    fn credentials_path(&self) -> anyhow::Result<PathBuf> {
+        credentials::default_path()
+    }
+
+    /// The saved login, or the error that says how to log in.
+    fn saved(&self) -> anyhow::Result<Saved> {
+        credentials::load(&self.credentials_path()?)?
+            .ok_or_else(|| anyhow!("not logged in: run `slip login URL`"))
+    }
+
+    /// A client of the platform the user is logged in to.
+    fn client(&self) -> anyhow::Result<Client> {
+        let saved = self.saved()?;
+        Client::new(&saved.url, Some(saved.token))
+    }
+
+    /// The app from `-a`, else from the `slipway` git remote of the current directory.
+    fn app(&self) -> anyhow::Result<String> {
+        if let Some(app) = self.app.as_ref().filter(|app| !app.is_empty()) {
+            return Ok(app.clone());
+        }
+        Git::here().app()?.ok_or_else(|| {
+            anyhow!("no app given: use -a APP or run inside a git repository with a slipway remote")
+        })
+    }
+
+    /// A message for people: on stdout, or on stderr when `--json` keeps stdout for JSON.
+    fn say(&self, message: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+        if self.json {
+            eprintln!("{message}");
+        } else {
+            crate::output::write_line(message)?;
+        }
+        Ok(())
+    }
+
+    /// The logged-in client and the app, checking the login first.
+    fn client_and_app(&self) -> anyhow::Result<(Client, String)> {
+        let client = self.client()?;
+        Ok((client, self.app()?))
+    }
+}
+
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Context {
+        app: cli.app,
+        json: cli.json,
+    };
+    match cli.command.action() {
+        Action::Register(args) => account::register(&ctx, args).await,
+        Action::Login(args) => account::login(&ctx, args).await,
+        Action::Logout => account::logout(&ctx).await,
+        Action::Whoami => account::whoami(&ctx).await,
+        Action::Platform { url } => account::platform(&ctx, url).await,
+        Action::KeysList => keys::list(&ctx).await,
+        Action::KeysAdd { path } => keys::add(&ctx, path).await,
+        Action::KeysRemove { key } => keys::remove(&ctx, &key).await,
+        Action::AppsList => apps::list(&ctx).await,
+        Action::AppsCreate(args) => apps::create(&ctx, args).await,
+        Action::AppsInfo => apps::info(&ctx).await,
+        Action::AppsDestroy(args) => apps::destroy(&ctx, args).await,
+        Action::ConfigList { shell } => config::list(&ctx, shell).await,
+        Action::ConfigGet { key } => config::get(&ctx, &key).await,
+        Action::ConfigSet { pairs } => config::set(&ctx, &pairs).await,
+        Action::ConfigUnset { keys } => config::unset(&ctx, &keys).await,
+        Action::ConfigPull { file, overwrite } => config::pull(&ctx, &file, overwrite).await,
+        Action::ConfigPush { file } => config::push(&ctx, &file).await,
+        Action::ReleasesList { limit } => releases::list(&ctx, limit).await,
+        Action::ReleasesInfo { version } => releases::info(&ctx, &version).await,
+        Action::Rollback { version } => releases::rollback(&ctx, version).await,
+        Action::PsList => ps::list(&ctx).await,
+        Action::PsScale { counts } => ps::scale(&ctx, &counts).await,
+        Action::PermsList => perms::list(&ctx).await,
+        Action::PermsAdd { username } => perms::add(&ctx, username).await,
+        Action::PermsRemove { username } => perms::remove(&ctx, &username).await,
+        Action::DomainsList => domains::list(&ctx).await,
+        Action::DomainsAdd { domain } => domains::add(&ctx, domain).await,
+        Action::DomainsRemove { domain } => domains::remove(&ctx, &domain).await,
+        Action::BuildsList { limit } => builds::list(&ctx, limit).await,
+        Action::BuildsInfo { id } => builds::info(&ctx, &id).await,
+        Action::BuildsCreate { image, procfile } => builds::create(&ctx, image, &procfile).await,
+    }
+}
+
+/// `v3` or `3` → 3.
+fn parse_version(text: &str) -> anyhow::Result<u32> {
+    let digits = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    match digits.parse::<u32>() {
+        Ok(n) if n >= 1 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => bail!("invalid release version `{text}`: expected one such as v3"),
+    }
+}
+
+/// How a command that made a release ends: `done, v3`, or an error when it failed.
+fn outcome(app: &str, release: &Release) -> anyhow::Result<String> {
+    let v = release.version;
+    match release.status {
+        ReleaseStatus::Succeeded => Ok(format!("done, v{v}")),
+        status @ (ReleaseStatus::Pending | ReleaseStatus::Deploying) => {
+            Ok(format!("done, v{v} ({status})"))
+        }
+        ReleaseStatus::Failed => match &release.reason {
+            Some(reason) => bail!("release v{v} of {app} failed: {reason}"),
+            None => bail!("release v{v} of {app} failed"),
+        },
+    }
+}
+
+/// Reads a file the user named, saying which one when it cannot.
+fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_with_or_without_v() {
+        assert_eq!(parse_version("v3").unwrap(), 3);
+        assert_eq!(parse_version("V12").unwrap(), 12);
+        assert_eq!(parse_version("3").unwrap(), 3);
+        for bad in ["v0", "v", "", "v+3", "3.0", "vv3", "-1", "v99999999999"] {
+            let err = parse_version(bad).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("invalid release version `{bad}`: expected one such as v3")
+            );
+        }
+    }
+}

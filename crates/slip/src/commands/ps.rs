@@ -1,0 +1,114 @@
+//! `ps`: the app's process types, and scaling them.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use api_types::{ProcessCount, Scale};
+
+use super::Context;
+use crate::output::{self, outln, print_json};
+
+pub(crate) async fn list(ctx: &Context) -> anyhow::Result<()> {
+    let (client, app) = ctx.client_and_app()?;
+    let formation = client.formation(&app).await?;
+    if ctx.json {
+        return print_json(&formation);
+    }
+    if formation.is_empty() {
+        outln!("{app} has no process types yet: push code with `git push slipway main`")?;
+        return Ok(());
+    }
+    output::print(&formation_table(&formation))?;
+    Ok(())
+}
+
+pub(crate) async fn scale(ctx: &Context, counts: &[String]) -> anyhow::Result<()> {
+    let counts = parse_counts(counts)?;
+    let (client, app) = ctx.client_and_app()?;
+    let formation = client.scale(&app, &Scale { counts }).await?;
+    if ctx.json {
+        return print_json(&formation);
+    }
+    let now: Vec<String> = formation
+        .iter()
+        .map(|p| format!("{}={}", p.process_type, p.count))
+        .collect();
+    outln!("Scaling {app}... done, now {}", now.join(" "))?;
+    Ok(())
+}
+
+fn formation_table(formation: &[ProcessCount]) -> String {
+    let rows = formation.iter().map(|p| {
+        [
+            p.process_type.clone(),
+            p.count.to_string(),
+            p.command.clone().unwrap_or_else(|| "-".to_owned()),
+        ]
+    });
+    output::table(&["TYPE", "COUNT", "COMMAND"], rows)
+}
+
+/// `web=2 worker=1`; the server checks the types and limits.
+fn parse_counts(args: &[String]) -> anyhow::Result<BTreeMap<String, u32>> {
+    let mut counts = BTreeMap::new();
+    for arg in args {
+        let parsed = arg
+            .split_once('=')
+            .filter(|(kind, _)| !kind.is_empty())
+            .and_then(|(kind, n)| Some((kind, n.parse::<u32>().ok()?)));
+        let Some((kind, n)) = parsed else {
+            bail!("invalid scale `{arg}`: expected TYPE=N, such as web=2");
+        };
+        if counts.insert(kind.to_owned(), n).is_some() {
+            bail!("{kind} is given twice");
+        }
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::*;
+
+    #[test]
+    fn counts_parse_and_bad_ones_are_refused() {
+        let counts = parse_counts(&["web=2".to_owned(), "worker=0".to_owned()]).unwrap();
+        assert_eq!(
+            counts,
+            BTreeMap::from([("web".to_owned(), 2), ("worker".to_owned(), 0)])
+        );
+        for bad in ["web", "web=", "=2", "web=-1", "web=two", "web=2x"] {
+            let err = parse_counts(&[bad.to_owned()]).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("invalid scale `{bad}`: expected TYPE=N, such as web=2")
+            );
+        }
+        let err = parse_counts(&["web=1".to_owned(), "web=2".to_owned()]).unwrap_err();
+        assert_eq!(err.to_string(), "web is given twice");
+    }
+
+    #[test]
+    fn formation_renders_as_a_table() {
+        let formation = [
+            ProcessCount {
+                process_type: "web".to_owned(),
+                count: 2,
+                command: Some("python app.py".to_owned()),
+            },
+            ProcessCount {
+                process_type: "worker".to_owned(),
+                count: 0,
+                command: None,
+            },
+        ];
+        expect![[r#"
+            TYPE    COUNT  COMMAND
+            web     2      python app.py
+            worker  0      -
+        "#]]
+        .assert_eq(&formation_table(&formation));
+    }
+}

@@ -1,0 +1,259 @@
+//! The end-to-end harness: starts the real `slipwayd` on random ports with its own data
+//! directory, and runs the real `slip` (and `git`, `ssh-keygen`) as a user would, each user
+//! with their own `HOME` and `XDG_CONFIG_HOME`.
+//!
+//! The binaries come from the same target directory as the test; `scripts/test` builds them
+//! first (`cargo build --workspace --bins`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub use test_support::Backend;
+use test_support::TestDatabase;
+
+/// A binary of this workspace, next to the test executable's `deps/` directory.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A running `slipwayd up`, stopped (SIGINT, then SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Platform {
+    child: Option<Child>,
+    pub api_url: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    _db: Option<TestDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+impl Platform {
+    /// Starts a platform on a fresh database of `backend`; `None` when PostgreSQL is skipped.
+    pub async fn start(backend: Backend) -> Option<Platform> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let (database_url, db) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", data_dir.join("slipway.db").display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let db = TestDatabase::new(Backend::Postgres).await?;
+                (db.url.clone(), Some(db))
+            }
+        };
+        let mut platform = Platform {
+            child: None,
+            api_url: String::new(),
+            data_dir,
+            database_url,
+            _db: db,
+            _dir: dir,
+        };
+        platform.boot();
+        Some(platform)
+    }
+
+    /// Starts `slipwayd up` on this platform's data and waits until its API listens.
+    pub fn boot(&mut self) {
+        let mut child = Command::new(binary("slipwayd"))
+            .args([
+                "up",
+                "--api-listen",
+                "127.0.0.1:0",
+                "--ssh-listen",
+                "127.0.0.1:2222",
+                "--router-listen",
+                "127.0.0.1:8080",
+            ])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--database-url")
+            .arg(&self.database_url)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start slipwayd");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let api_url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("api: ") {
+                        break url.to_owned();
+                    }
+                }
+                _ => panic!("slipwayd exited before listening: {:?}", child.wait()),
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.api_url = api_url;
+        self.child = Some(child);
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the platform is running");
+        let pid = child.id().to_string();
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill -INT");
+        wait_timeout(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("slipwayd did not stop within 20 s of SIGINT")
+        })
+    }
+
+    /// Kills the server without warning, as a crash would.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("the platform is running");
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One person at a terminal: their own home, config directory and working directory.
+#[derive(Debug)]
+pub struct User {
+    home: tempfile::TempDir,
+    pub cwd: PathBuf,
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Run {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            ok: output.status.success(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn success(&self) -> &str {
+        assert!(
+            self.ok,
+            "expected success, got {:?}\nstdout: {}\nstderr: {}",
+            self.code, self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+
+    /// Asserts failure with exactly one line on stderr, and returns that line.
+    #[track_caller]
+    pub fn failure(&self) -> &str {
+        assert!(
+            !self.ok,
+            "expected failure\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        let line = self.stderr.trim_end();
+        assert_eq!(
+            line.lines().count(),
+            1,
+            "one line on stderr: {:?}",
+            self.stderr
+        );
+        line
+    }
+}
+
+impl User {
+    pub fn new() -> User {
+        let home = tempfile::tempdir().expect("temp home");
+        let cwd = home.path().to_path_buf();
+        User { home, cwd }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new(program);
+        command
+            .current_dir(&self.cwd)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `slip ARGS`.
+    pub fn slip(&self, args: &[&str]) -> Run {
+        Run::from(
+            self.command(binary("slip"))
+                .args(args)
+                .output()
+                .expect("run slip"),
+        )
+    }
+
+    /// Runs any other program (git, ssh-keygen) in the user's environment.
+    pub fn run(&self, program: &str, args: &[&str]) -> Run {
+        Run::from(
+            self.command(program)
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("run {program}: {e}")),
+        )
+    }
+}
+
+impl Default for User {
+    fn default() -> User {
+        User::new()
+    }
+}
