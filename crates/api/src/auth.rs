@@ -7,8 +7,9 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use rand::RngCore;
+use rand::Rng;
 use sha2::{Digest, Sha256};
+pub(crate) use store::Need;
 use store::{Access, App, User};
 
 use crate::{ApiError, ApiState};
@@ -136,17 +137,6 @@ fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
     Ok(Some(token))
 }
 
-/// What an action on an app needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Need {
-    /// Read anything about the app.
-    Read,
-    /// Deploy, configure, scale, roll back, manage domains: owner and collaborators.
-    Write,
-    /// Destroy the app or change who may use it: the owner only (and admins).
-    Own,
-}
-
 /// Loads the app and checks that `user` may do what `need` says. Admins may do anything.
 pub(crate) async fn authorize(
     state: &ApiState,
@@ -155,12 +145,7 @@ pub(crate) async fn authorize(
     need: Need,
 ) -> Result<App, ApiError> {
     let (app, access) = state.store.app_access(app, user).await?;
-    let allowed = user.admin
-        || match need {
-            Need::Read | Need::Write => access >= Access::Collaborator,
-            Need::Own => access == Access::Owner,
-        };
-    if allowed {
+    if access.permits(user.admin, need) {
         return Ok(app);
     }
     let message = if access == Access::None {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use domain::{AppName, ReleaseVersion};
+pub use releaser::{Deployer, NoDeployer};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -44,21 +44,6 @@ pub struct ApiConfig {
     /// Whether anyone may register. When false, only the first user registers themselves
     /// (and becomes admin); admins create everyone else.
     pub registration_open: bool,
-}
-
-/// Receives releases that have a build and so must be deployed. The release manager
-/// implements it; until a runtime is wired in, [`NoDeployer`] leaves releases pending.
-pub trait Deployer: Send + Sync + 'static {
-    /// Called after a release is committed. Must return quickly: deploying happens elsewhere.
-    fn deploy(&self, app: &AppName, version: ReleaseVersion);
-}
-
-/// A [`Deployer`] that deploys nothing.
-#[derive(Debug, Default)]
-pub struct NoDeployer;
-
-impl Deployer for NoDeployer {
-    fn deploy(&self, _app: &AppName, _version: ReleaseVersion) {}
 }
 
 /// Everything a handler can reach.

@@ -32,6 +32,12 @@ pub(crate) enum Command {
     Up(UpArgs),
     /// Apply database migrations, then exit.
     Migrate(DatabaseArgs),
+    /// Run a git hook of a push (git runs this; people do not).
+    #[command(hide = true)]
+    Hook {
+        /// The hook's name; `pre-receive` is the only one.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +66,12 @@ pub(crate) struct UpArgs {
     /// Platform domain: app `demo` answers at `demo.<domain>`.
     #[arg(long, env = "SLIPWAY_DOMAIN", default_value = "localhost")]
     domain: String,
+    /// How long a push waits for another push to the same app before giving up, in seconds.
+    #[arg(long, env = "SLIPWAY_PUSH_LOCK_TIMEOUT", default_value_t = 600)]
+    push_lock_timeout: u64,
+    /// The largest push accepted, in bytes (git's pack, as sent).
+    #[arg(long, env = "SLIPWAY_MAX_PUSH_BYTES", default_value_t = 1 << 30)]
+    max_push_bytes: u64,
     /// Who may register: only the first user and then admins (`admin-only`), or anyone (`open`).
     #[arg(long, env = "SLIPWAY_REGISTRATION", value_enum, default_value_t = Registration::AdminOnly)]
     registration: Registration,
@@ -87,6 +99,8 @@ pub(crate) struct UpConfig {
     pub(crate) router_listen: SocketAddr,
     pub(crate) domain: String,
     pub(crate) registration_open: bool,
+    pub(crate) push_lock_timeout: std::time::Duration,
+    pub(crate) max_push_bytes: u64,
 }
 
 impl DatabaseArgs {
@@ -132,6 +146,8 @@ impl UpArgs {
             router_listen: self.router_listen,
             domain,
             registration_open: self.registration == Registration::Open,
+            push_lock_timeout: std::time::Duration::from_secs(self.push_lock_timeout),
+            max_push_bytes: self.max_push_bytes,
         })
     }
 }

@@ -15,6 +15,11 @@ fn main() -> ExitCode {
     // TLS connection (sqlx to PostgreSQL, later kube and the registry client).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    // Hooks run inside `git receive-pack`: their stderr is the pusher's terminal, so they
+    // log nothing and need no async runtime.
+    if let Command::Hook { name } = &cli.command {
+        return ExitCode::from(gateway::hook::client_main(name));
+    }
     telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -27,6 +32,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => server::up(args.resolve()?).await,
             Command::Migrate(args) => server::migrate(args.resolve()?).await,
+            Command::Hook { .. } => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

@@ -1,6 +1,6 @@
 //! Wiring: open the store, start each piece of the platform, stop them all on a signal.
 //!
-//! `up` runs the API today; the gateway, builder, release manager and router plug in here
+//! `up` runs the API and the SSH gateway; the release manager and the router plug in here
 //! as they land, each as a task that takes the shutdown token and returns when it fires.
 
 use std::sync::Arc;
@@ -36,15 +36,38 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             )
         })?;
 
+    let deployer: Arc<dyn releaser::Deployer> = Arc::new(releaser::NoDeployer);
+    let router_port = config.router_listen.port();
+    let port_suffix = if router_port == 80 {
+        String::new()
+    } else {
+        format!(":{router_port}")
+    };
+    let gateway = gateway::Gateway::bind(
+        gateway::GatewayConfig {
+            listen: config.ssh_listen,
+            data_dir: config.storage.data_dir.clone(),
+            hook_program: std::env::current_exe()
+                .context("cannot find the slipwayd executable for git hooks")?,
+            push_lock_timeout: config.push_lock_timeout,
+            max_push_bytes: config.max_push_bytes,
+            app_url_template: format!("http://{{app}}.{}{port_suffix}", config.domain),
+        },
+        store.clone(),
+        Arc::clone(&deployer),
+    )
+    .await?;
+    let ssh_addr = gateway.local_addr()?;
+
     let api_state = api::ApiState {
         store: store.clone(),
         config: Arc::new(api::ApiConfig {
-            git_url: format!("ssh://git@{}", config.ssh_listen),
+            git_url: format!("ssh://git@{ssh_addr}"),
             domain: config.domain.clone(),
-            router_port: config.router_listen.port(),
+            router_port,
             registration_open: config.registration_open,
         }),
-        deployer: Arc::new(api::NoDeployer),
+        deployer,
     };
     let listener = TcpListener::bind(config.api_listen)
         .await
@@ -56,10 +79,12 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     println!("data: {}", config.storage.data_dir.display());
     println!("database: {}", redact(&config.storage.database_url));
     println!("api: http://{api_addr}");
+    println!("ssh: ssh://git@{ssh_addr}");
     tracing::info!(api = %api_addr, "slipway is up; Ctrl-C stops it");
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_on(shutdown.clone()));
+    let gateway_task = tokio::spawn(gateway.run(shutdown.clone()));
 
     let drained = shutdown.clone();
     let server = axum::serve(listener, api::router(api_state))
@@ -76,6 +101,12 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
         } => {
             tracing::warn!("requests still running after {DRAIN_DEADLINE:?}; stopping anyway");
         }
+    }
+    shutdown.cancel();
+    match gateway_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(error = %err, "the SSH gateway failed"),
+        Err(err) => tracing::error!(error = %err, "the SSH gateway task failed"),
     }
     store.close().await;
     tracing::info!("stopped");

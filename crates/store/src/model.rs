@@ -42,6 +42,29 @@ pub enum Access {
     Owner,
 }
 
+/// What an action on an app needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Read anything about the app, or fetch its code.
+    Read,
+    /// Deploy, configure, scale, roll back, manage domains.
+    Write,
+    /// Destroy the app or change who may use it.
+    Own,
+}
+
+impl Access {
+    /// The access rule, in one place: admins may do anything; the owner too; collaborators
+    /// may read and write but not own; anyone else nothing.
+    pub fn permits(self, admin: bool, need: Need) -> bool {
+        admin
+            || match need {
+                Need::Read | Need::Write => self >= Access::Collaborator,
+                Need::Own => self == Access::Owner,
+            }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collaborator {
     pub username: String,
