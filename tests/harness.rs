@@ -34,6 +34,10 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct Platform {
     child: Option<Child>,
     pub api_url: String,
+    /// `ssh://git@127.0.0.1:PORT`, where `git push` goes.
+    pub ssh_url: String,
+    /// Extra arguments for `slipwayd up`.
+    args: Vec<String>,
     pub data_dir: PathBuf,
     pub database_url: String,
     _db: Option<TestDatabase>,
@@ -43,6 +47,11 @@ pub struct Platform {
 impl Platform {
     /// Starts a platform on a fresh database of `backend`; `None` when PostgreSQL is skipped.
     pub async fn start(backend: Backend) -> Option<Platform> {
+        Platform::start_with(backend, &[]).await
+    }
+
+    /// Like [`Platform::start`], with extra arguments for `slipwayd up`.
+    pub async fn start_with(backend: Backend, args: &[&str]) -> Option<Platform> {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let (database_url, db) = match backend {
@@ -58,6 +67,8 @@ impl Platform {
         let mut platform = Platform {
             child: None,
             api_url: String::new(),
+            ssh_url: String::new(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             data_dir,
             database_url,
             _db: db,
@@ -67,7 +78,7 @@ impl Platform {
         Some(platform)
     }
 
-    /// Starts `slipwayd up` on this platform's data and waits until its API listens.
+    /// Starts `slipwayd up` on this platform's data and waits until it listens.
     pub fn boot(&mut self) {
         let mut child = Command::new(binary("slipwayd"))
             .args([
@@ -75,10 +86,11 @@ impl Platform {
                 "--api-listen",
                 "127.0.0.1:0",
                 "--ssh-listen",
-                "127.0.0.1:2222",
+                "127.0.0.1:0",
                 "--router-listen",
                 "127.0.0.1:8080",
             ])
+            .args(&self.args)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--database-url")
@@ -91,19 +103,23 @@ impl Platform {
             .expect("start slipwayd");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let api_url = loop {
+        let (mut api_url, mut ssh_url) = (None, None);
+        while api_url.is_none() || ssh_url.is_none() {
             match lines.next() {
                 Some(Ok(line)) => {
                     if let Some(url) = line.strip_prefix("api: ") {
-                        break url.to_owned();
+                        api_url = Some(url.to_owned());
+                    } else if let Some(url) = line.strip_prefix("ssh: ") {
+                        ssh_url = Some(url.to_owned());
                     }
                 }
                 _ => panic!("slipwayd exited before listening: {:?}", child.wait()),
             }
-        };
+        }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        self.api_url = api_url;
+        self.api_url = api_url.expect("read above");
+        self.ssh_url = ssh_url.expect("read above");
         self.child = Some(child);
     }
 

@@ -47,7 +47,7 @@ both_backends! {
         ada.run("git", &["init", "-q", "-b", "main"]).success();
         ada.slip(&["create", "demo"]).success();
         let remote = ada.run("git", &["remote", "get-url", "slipway"]);
-        assert_eq!(remote.success().trim(), "ssh://git@127.0.0.1:2222/demo.git");
+        assert_eq!(remote.success().trim(), format!("{}/demo.git", platform.ssh_url));
 
         // Two config sets make v2 and v3; the app comes from the git remote.
         assert!(ada.slip(&["config:set", "GREETING=hi"]).success().contains("v2"));
