@@ -234,6 +234,42 @@ impl User {
         self.home.path()
     }
 
+    /// The user's SSH key, made with the real `ssh-keygen` on first use.
+    pub fn ssh_key(&self) -> PathBuf {
+        let key = self.home.path().join(".ssh").join("id_ed25519");
+        if !key.exists() {
+            std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+            let made = self.run(
+                "ssh-keygen",
+                &[
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "test@slipway",
+                    "-f",
+                    key.to_str().unwrap(),
+                ],
+            );
+            made.success();
+        }
+        key
+    }
+
+    /// A git command wired as `git push` would be on a laptop: the user's key, no host-key prompts.
+    pub fn git_command(&self, args: &[&str]) -> Command {
+        let mut command = self.command("git");
+        command.args(args);
+        command
+    }
+
+    /// Runs `git ARGS`.
+    pub fn git(&self, args: &[&str]) -> Run {
+        Run::from(self.git_command(args).output().expect("run git"))
+    }
+
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new(program);
         command
@@ -243,6 +279,17 @@ impl User {
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
             .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env(
+                "GIT_SSH_COMMAND",
+                format!(
+                    "ssh -i {} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+                    self.home.path().join(".ssh").join("id_ed25519").display()
+                ),
+            )
             .stdin(Stdio::null());
         command
     }

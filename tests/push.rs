@@ -1,0 +1,324 @@
+//! `git push` through the SSH gateway, with the real git and OpenSSH client: a push builds
+//! and releases; everything a push may not do is refused and changes nothing; concurrent
+//! pushes and a pusher killed halfway leave the platform consistent.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use serde_json::Value;
+use slipway_e2e::{Backend, Platform, User};
+
+macro_rules! both_backends {
+    ($(fn $name:ident($platform:ident: Platform) $body:block)*) => {$(
+        mod $name {
+            use super::*;
+            fn run($platform: Platform) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                let platform = Platform::start(Backend::Sqlite).await.expect("sqlite is always there");
+                tokio::task::spawn_blocking(move || run(platform)).await.unwrap();
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(platform) = Platform::start(Backend::Postgres).await {
+                    tokio::task::spawn_blocking(move || run(platform)).await.unwrap();
+                }
+            }
+        }
+    )*};
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Registers `name` (the first user registers themselves; later ones are created by `admin`),
+/// adds their SSH key, and returns them.
+fn account(platform: &Platform, name: &str, admin: Option<&User>) -> User {
+    let user = User::new();
+    let credentials = ["--username", name, "--password", PASSWORD];
+    match admin {
+        None => {
+            user.slip(&[&["register", &platform.api_url][..], &credentials].concat())
+                .success();
+        }
+        Some(admin) => {
+            admin
+                .slip(&[&["register", &platform.api_url][..], &credentials].concat())
+                .success();
+            user.slip(&[&["login", &platform.api_url][..], &credentials].concat())
+                .success();
+        }
+    }
+    let key = user.ssh_key();
+    user.slip(&["keys:add", &format!("{}.pub", key.display())])
+        .success();
+    user
+}
+
+/// Makes `dir` a git repository with a Procfile and one commit, and returns the commit.
+fn app_repo(user: &mut User, dir: &str, procfile: &str) -> String {
+    let path = user.home().join(dir);
+    std::fs::create_dir_all(&path).unwrap();
+    user.cwd = path.clone();
+    user.git(&["init", "-q", "-b", "main"]).success();
+    std::fs::write(path.join("Procfile"), procfile).unwrap();
+    commit(user, "first")
+}
+
+fn commit(user: &User, message: &str) -> String {
+    user.git(&["add", "-A"]).success();
+    user.git(&["commit", "-q", "--allow-empty", "-m", message])
+        .success();
+    user.git(&["rev-parse", "HEAD"]).success().trim().to_owned()
+}
+
+fn releases(user: &User, app: &str) -> Vec<Value> {
+    let run = user.slip(&["releases", "-a", app, "--json"]);
+    serde_json::from_str::<Value>(run.success())
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn builds(user: &User, app: &str) -> Vec<Value> {
+    let run = user.slip(&["builds", "-a", app, "--json"]);
+    serde_json::from_str::<Value>(run.success())
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// `len` bytes that do not compress (xorshift64).
+fn noise(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for chunk in bytes.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    bytes
+}
+
+/// The ref a fresh clone sees on the server, or `None` when the server has no code.
+fn server_head(user: &User, platform: &Platform, app: &str) -> Option<String> {
+    let run = user.git(&[
+        "ls-remote",
+        &format!("{}/{app}.git", platform.ssh_url),
+        "refs/heads/main",
+    ]);
+    if !run.ok {
+        return None;
+    }
+    run.stdout.split_whitespace().next().map(str::to_owned)
+}
+
+both_backends! {
+    fn a_push_builds_and_releases(platform: Platform) {
+        let mut ada = account(&platform, "ada", None);
+        let sha = app_repo(&mut ada, "myapp", "web: ./serve\nworker: ./work\n");
+        ada.slip(&["create", "demo"]).success();
+
+        // A plain `git push` to the remote `slip create` added.
+        let push = ada.git(&["push", "slipway", "main"]);
+        let output = format!("{}{}", push.stdout, push.stderr);
+        assert!(push.ok, "{output}");
+        assert!(output.contains(&format!("remote: -----> Building demo from {}", &sha[..7])), "{output}");
+        assert!(output.contains("remote:        Process types: web, worker"), "{output}");
+        assert!(output.contains("remote: -----> v2 released"), "{output}");
+        let latest = &releases(&ada, "demo")[0];
+        assert_eq!((latest["version"].as_u64(), latest["commit"].as_str()), (Some(2), Some(sha.as_str())));
+        assert_eq!(server_head(&ada, &platform, "demo").as_deref(), Some(sha.as_str()));
+        let ps = ada.slip(&["ps", "--json"]);
+        assert!(ps.success().contains("./work"), "the build's process types are known: {}", ps.stdout);
+
+        // Another branch is accepted and kept, but not built.
+        let feature = ada.git(&["push", "slipway", "main:feature"]);
+        assert!(feature.ok && feature.stderr.contains("refs/heads/feature accepted, not built"), "{}", feature.stderr);
+        assert_eq!(releases(&ada, "demo").len(), 2);
+
+        // A build that fails rejects the push: no release, and the server keeps the old code.
+        std::fs::write(ada.cwd.join("Procfile"), "web: a\nweb: b\n").unwrap();
+        let broken = commit(&ada, "broken");
+        let rejected = ada.git(&["push", "slipway", "main"]);
+        assert!(!rejected.ok);
+        assert!(rejected.stderr.contains("remote:  !     build failed: invalid Procfile line 2: process type web is defined twice"), "{}", rejected.stderr);
+        assert!(rejected.stderr.contains("pre-receive hook declined"), "{}", rejected.stderr);
+        assert_eq!(releases(&ada, "demo").len(), 2);
+        assert_eq!(server_head(&ada, &platform, "demo").as_deref(), Some(sha.as_str()));
+        assert_ne!(broken, sha);
+        assert_eq!(builds(&ada, "demo")[0]["status"], "failed");
+
+        // Clone (git-upload-pack) works for those who may read the app.
+        let clone = ada.home().join("clone");
+        ada.git(&["clone", "-q", &format!("{}/demo.git", platform.ssh_url), clone.to_str().unwrap()]).success();
+        assert_eq!(std::fs::read_to_string(clone.join("Procfile")).unwrap(), "web: ./serve\nworker: ./work\n");
+    }
+
+    fn refused_requests_change_nothing(platform: Platform) {
+        let mut ada = account(&platform, "ada", None);
+        let bob = account(&platform, "bob", Some(&ada));
+        app_repo(&mut ada, "myapp", "web: ./serve\n");
+        ada.slip(&["create", "demo"]).success();
+        let target = format!("{}/demo.git", platform.ssh_url);
+        let (host, port) = platform.ssh_url.trim_start_matches("ssh://git@").rsplit_once(':').unwrap();
+        let ssh = |user: &User, extra: &[&str]| {
+            let mut args = vec!["-i", "KEY", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", port];
+            let key = user.ssh_key();
+            args[1] = key.to_str().unwrap();
+            args.extend_from_slice(extra);
+            let run = user.run("ssh", &args);
+            assert_eq!(run.code, Some(128), "refused with git's fatal status: {run:?}");
+            run.stderr
+        };
+        let at = format!("git@{host}");
+
+        // A key nobody added.
+        let stranger = User::new();
+        stranger.ssh_key();
+        let run = stranger.git(&["ls-remote", &target]);
+        assert!(!run.ok && run.stderr.contains("is not registered with Slipway: add it with `slip keys:add`"), "{}", run.stderr);
+        // Another user's app.
+        let mut bob = bob;
+        app_repo(&mut bob, "bobs", "web: x\n");
+        let run = bob.git(&["push", &target, "main"]);
+        assert!(!run.ok && run.stderr.contains("you (bob) may not push to demo"), "{}", run.stderr);
+        // A shell, a terminal, another command, a path outside the repositories.
+        assert!(ssh(&bob, &[&at, "bash"]).contains("Slipway runs no commands but git's"));
+        assert!(ssh(&ada, &[&at]).contains("Slipway gives no shell"));
+        assert!(ssh(&ada, &["-tt", &at, "git-receive-pack 'demo.git'"]).contains("Slipway gives no terminal"));
+        assert!(ssh(&ada, &[&at, "git-receive-pack '../x.git'"]).contains("invalid repository path \"../x.git\""));
+        assert!(ssh(&ada, &[&at, "git-receive-pack '/etc/passwd'"]).contains("invalid repository path"));
+        assert!(ssh(&ada, &[&at, "git-upload-pack 'demo.git'"]).contains("demo has no code yet"));
+
+        // Nothing was created: no repository, build or release.
+        let repos: Vec<_> = std::fs::read_dir(platform.data_dir.join("repos")).unwrap().collect();
+        assert!(repos.is_empty(), "no repository was created: {repos:?}");
+        assert!(builds(&ada, "demo").is_empty());
+        assert_eq!(releases(&ada, "demo").len(), 1);
+
+        // Once bob is a collaborator, he may push.
+        ada.slip(&["perms:add", "bob"]).success();
+        bob.git(&["push", &target, "main"]).success();
+        assert_eq!(releases(&ada, "demo")[0]["created_by"], "bob");
+    }
+
+    fn concurrent_pushes_end_correctly(platform: Platform) {
+        let mut ada = account(&platform, "ada", None);
+        app_repo(&mut ada, "base", "web: ./serve\n");
+        // Ten apps, ten pushes at once.
+        let apps: Vec<String> = (0..10).map(|i| format!("app{i}")).collect();
+        for app in &apps {
+            ada.slip(&["create", app, "--no-remote"]).success();
+        }
+        std::thread::scope(|scope| {
+            for app in &apps {
+                let (ada, url) = (&ada, format!("{}/{app}.git", platform.ssh_url));
+                scope.spawn(move || {
+                    ada.git(&["push", &url, "main"]).success();
+                });
+            }
+        });
+        for app in &apps {
+            let versions: Vec<u64> = releases(&ada, app).iter().map(|r| r["version"].as_u64().unwrap()).collect();
+            assert_eq!(versions, [2, 1], "{app}");
+        }
+
+        // Five pushes of five different commits to one app at once: they take turns, each
+        // makes one release, and the code on the server is the last release's.
+        let url = format!("{}/app0.git", platform.ssh_url);
+        let mut pushers = Vec::new();
+        for i in 0..5 {
+            let mut user = User::new();
+            user.cwd = user.home().to_path_buf();
+            std::fs::create_dir_all(user.home().join(".ssh")).unwrap();
+            std::fs::copy(ada.ssh_key(), user.home().join(".ssh/id_ed25519")).unwrap();
+            let dir = user.home().join("work");
+            user.git(&["clone", "-q", &url, dir.to_str().unwrap()]).success();
+            user.cwd = dir;
+            std::fs::write(user.cwd.join(format!("file{i}")), format!("{i}")).unwrap();
+            let sha = commit(&user, &format!("change {i}"));
+            pushers.push((user, sha));
+        }
+        std::thread::scope(|scope| {
+            for (user, _) in &pushers {
+                scope.spawn(move || {
+                    user.git(&["push", "--force", "origin", "main"]).success();
+                });
+            }
+        });
+        let released = releases(&ada, "app0");
+        let versions: Vec<u64> = released.iter().map(|r| r["version"].as_u64().unwrap()).collect();
+        assert_eq!(versions, [7, 6, 5, 4, 3, 2, 1], "one release per push, none lost or doubled");
+        let mut commits: Vec<&str> = released[..5].iter().map(|r| r["commit"].as_str().unwrap()).collect();
+        let head = commits[0].to_owned();
+        commits.sort_unstable();
+        let mut pushed: Vec<&str> = pushers.iter().map(|(_, sha)| sha.as_str()).collect();
+        pushed.sort_unstable();
+        assert_eq!(commits, pushed, "each pushed commit released once");
+        assert_eq!(server_head(&ada, &platform, "app0"), Some(head), "the server runs what was released last");
+    }
+
+    fn a_killed_push_changes_nothing(platform: Platform) {
+        let mut ada = account(&platform, "ada", None);
+        app_repo(&mut ada, "big", "web: ./serve\n");
+        // Incompressible data, so the push takes long enough to be cut.
+        std::fs::write(ada.cwd.join("noise.bin"), noise(64 * 1024 * 1024)).unwrap();
+        commit(&ada, "big");
+        ada.slip(&["create", "demo"]).success();
+
+        let mut push = ada.git_command(&["push", "--progress", "slipway", "main"]);
+        std::os::unix::process::CommandExt::process_group(&mut push, 0);
+        let mut child = push.stderr(Stdio::piped()).spawn().unwrap();
+        // Wait until the pack is on its way, then kill git and ssh together.
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).split(b'\r');
+        loop {
+            let chunk = lines.next().expect("git reports progress").unwrap();
+            if String::from_utf8_lossy(&chunk).contains("Writing objects") {
+                break;
+            }
+        }
+        let group = format!("-{}", child.id());
+        std::process::Command::new("kill").args(["-9", "--", &group]).status().unwrap();
+        child.wait().unwrap();
+
+        // The app is as it was; and the next push is not locked out.
+        assert_eq!(releases(&ada, "demo").len(), 1);
+        assert!(builds(&ada, "demo").is_empty());
+        assert_eq!(server_head(&ada, &platform, "demo"), None);
+        std::fs::remove_file(ada.cwd.join("noise.bin")).unwrap();
+        commit(&ada, "small again");
+        ada.git(&["push", "--force", "slipway", "main"]).success();
+        assert_eq!(releases(&ada, "demo").len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_push_over_the_size_limit_is_refused() {
+    let platform = Platform::start_with(Backend::Sqlite, &["--max-push-bytes", "1000000"])
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut ada = account(&platform, "ada", None);
+        app_repo(&mut ada, "big", "web: ./serve\n");
+        std::fs::write(ada.cwd.join("noise.bin"), noise(3_000_000)).unwrap();
+        commit(&ada, "big");
+        ada.slip(&["create", "demo"]).success();
+        let push = ada.git(&["push", "slipway", "main"]);
+        assert!(!push.ok);
+        assert!(
+            push.stderr.contains("exceeds maximum allowed size"),
+            "{}",
+            push.stderr
+        );
+        assert_eq!(releases(&ada, "demo").len(), 1);
+        assert_eq!(server_head(&ada, &platform, "demo"), None);
+    })
+    .await
+    .unwrap();
+}
