@@ -84,33 +84,53 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_on(shutdown.clone()));
-    let gateway_task = tokio::spawn(gateway.run(shutdown.clone()));
 
+    // Every piece runs as a task that returns when `shutdown` fires. If one stops on its own,
+    // it failed: the others are stopped too, and slipwayd exits with its error.
+    let mut pieces = tokio::task::JoinSet::new();
     let drained = shutdown.clone();
-    let server = axum::serve(listener, api::router(api_state))
+    let api_server = axum::serve(listener, api::router(api_state))
         .with_graceful_shutdown(async move { drained.cancelled().await });
-    let serving = tokio::spawn(async move { server.await });
+    pieces.spawn(async move { api_server.await.context("the API server failed") });
+    let stopping = shutdown.clone();
+    pieces.spawn(async move {
+        gateway
+            .run(stopping)
+            .await
+            .context("the SSH gateway failed")
+    });
 
+    let mut failure = None;
     tokio::select! {
-        result = serving => {
-            result.context("the API server task failed")?.context("the API server failed")?;
-        }
-        () = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(DRAIN_DEADLINE).await;
-        } => {
-            tracing::warn!("requests still running after {DRAIN_DEADLINE:?}; stopping anyway");
+        biased;
+        () = shutdown.cancelled() => {}
+        Some(joined) = pieces.join_next() => {
+            // A piece that ends before shutdown has failed, even if it says it is fine.
+            let error = match joined {
+                Ok(Err(err)) => err,
+                Ok(Ok(())) => anyhow::anyhow!("a piece of slipwayd stopped unexpectedly"),
+                Err(err) => anyhow::Error::new(err).context("a task of slipwayd panicked"),
+            };
+            failure = Some(error);
+            shutdown.cancel();
         }
     }
-    shutdown.cancel();
-    match gateway_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::error!(error = %err, "the SSH gateway failed"),
-        Err(err) => tracing::error!(error = %err, "the SSH gateway task failed"),
+    let drain = async {
+        while let Some(joined) = pieces.join_next().await {
+            if let Ok(Err(err)) = joined {
+                tracing::error!(error = format!("{err:#}"), "stopping");
+            }
+        }
+    };
+    if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
+        tracing::warn!("work still running after {DRAIN_DEADLINE:?}; stopping anyway");
     }
     store.close().await;
     tracing::info!("stopped");
-    Ok(())
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
