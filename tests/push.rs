@@ -128,7 +128,7 @@ both_backends! {
         let output = format!("{}{}", push.stdout, push.stderr);
         assert!(push.ok, "{output}");
         assert!(output.contains(&format!("remote: -----> Building demo from {}", &sha[..7])), "{output}");
-        assert!(output.contains("remote:        Process types: web, worker"), "{output}");
+        assert!(output.contains("remote: -----> Process types: web, worker"), "{output}");
         assert!(output.contains("remote: -----> v2 released"), "{output}");
         let latest = &releases(&ada, "demo")[0];
         assert_eq!((latest["version"].as_u64(), latest["commit"].as_str()), (Some(2), Some(sha.as_str())));
@@ -318,6 +318,75 @@ async fn a_push_over_the_size_limit_is_refused() {
         );
         assert_eq!(releases(&ada, "demo").len(), 1);
         assert_eq!(server_head(&ada, &platform, "demo"), None);
+    })
+    .await
+    .unwrap();
+}
+
+/// The pusher sees build output while the build runs: the buildpack prints a line, then waits
+/// for the test to let it go on; the test sees that line before it lets it.
+#[tokio::test]
+async fn build_output_streams_while_the_build_runs() {
+    let platform = Platform::start(Backend::Sqlite).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut ada = account(&platform, "ada", None);
+        app_repo(&mut ada, "myapp", "web: ./serve\n");
+        ada.slip(&["create", "demo"]).success();
+        let buildpack = ada.home().join("waiting-buildpack");
+        let gate = ada.home().join("gate");
+        std::fs::create_dir_all(buildpack.join("bin")).unwrap();
+        let compile = buildpack.join("bin/compile");
+        std::fs::write(
+            &compile,
+            format!(
+                "#!/bin/sh\necho '-----> step one'\ncat '{}' >/dev/null\necho '-----> step two'\n",
+                gate.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &compile,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        ada.run("mkfifo", &[gate.to_str().unwrap()]).success();
+        ada.slip(&[
+            "config:set",
+            &format!("BUILDPACK_URL={}", buildpack.display()),
+        ])
+        .success();
+
+        let mut push = ada
+            .git_command(&["push", "slipway", "main"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(push.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        loop {
+            let line = lines
+                .next()
+                .expect("the push reports the first step")
+                .unwrap();
+            seen.push(line.clone());
+            if line.contains("step one") {
+                break;
+            }
+        }
+        assert!(
+            push.try_wait().unwrap().is_none(),
+            "the push is still running: {seen:?}"
+        );
+        assert!(!seen.iter().any(|l| l.contains("step two")));
+        // Let the build go on.
+        std::fs::write(&gate, "go\n").unwrap();
+        let rest: Vec<String> = lines.map(Result::unwrap).collect();
+        assert!(push.wait().unwrap().success(), "{rest:?}");
+        assert!(
+            rest.iter().any(|l| l.contains("remote: -----> step two")),
+            "{rest:?}"
+        );
+        assert!(rest.iter().any(|l| l.contains("v3 released")), "{rest:?}");
     })
     .await
     .unwrap();

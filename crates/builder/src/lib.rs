@@ -1,25 +1,84 @@
 //! The builder: turns an app's exported source into a build — the process types it runs
-//! and, with buildpacks, the image that runs them.
+//! and, once images land, the image that runs them.
 //!
-//! Today it is the Procfile-only build: it reads the `Procfile` at the root of the source
-//! and declares its process types; the buildpack runner and the OCI image assembly replace
-//! its inside without changing [`build`]'s shape.
+//! A build runs buildpacks. The buildpack is the app's `BUILDPACK_URL` config var when set
+//! (a directory on the server or a git URL), else the first built-in buildpack whose
+//! `bin/detect` passes. Buildpacks speak the Heroku buildpack API (`bin/detect`,
+//! `bin/compile BUILD CACHE ENV`, `bin/release`); the build's process types are the app's
+//! Procfile, completed by the buildpack's `default_process_types`.
 //!
-//! Architecture invariant: the builder knows nothing about git, SSH or the database. It
-//! gets a directory and a log, and returns a [`BuildOutput`] or a [`BuildError`] whose message
-//! tells the pusher what to fix.
+//! Every build has a deadline and an output budget; a buildpack that runs past either is
+//! killed with everything it started, and the build fails saying which.
+//!
+//! Architecture invariant: the builder knows nothing about git, SSH or the database. It gets
+//! a directory, the app's config and a log, and returns a [`BuildOutput`] or a [`BuildError`]
+//! whose message tells the pusher what to fix.
 
-use std::path::Path;
+mod heroku;
+mod script;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use domain::Procfile;
 
 /// Where build output goes, line by line; the gateway streams it to the pusher.
 pub type Log<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
+/// The buildpacks that ship with Slipway, tried in this order.
+const BUILTIN: &[(&str, &[(&str, &str)])] = &[(
+    "procfile",
+    &[
+        (
+            "bin/detect",
+            include_str!("../buildpacks/procfile/bin/detect"),
+        ),
+        (
+            "bin/compile",
+            include_str!("../buildpacks/procfile/bin/compile"),
+        ),
+        (
+            "bin/release",
+            include_str!("../buildpacks/procfile/bin/release"),
+        ),
+    ],
+)];
+
+/// How builds run.
+#[derive(Debug, Clone)]
+pub struct BuilderConfig {
+    /// Holds `buildpacks/` (the built-in ones, written at start) and `cache/<app>/`.
+    pub data_dir: PathBuf,
+    /// The longest a build may take.
+    pub timeout: Duration,
+    /// The most output a build may write, in bytes.
+    pub max_output: usize,
+}
+
+impl BuilderConfig {
+    /// Heroku's and Deis's limit: 15 minutes.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+    pub const DEFAULT_MAX_OUTPUT: usize = 8 * 1024 * 1024;
+}
+
+/// What to build.
+#[derive(Debug)]
+pub struct BuildJob<'a> {
+    pub app: &'a str,
+    pub commit: &'a str,
+    /// The exported source; the build happens in place.
+    pub source: &'a Path,
+    /// The app's config vars, which the buildpacks see (Heroku's ENV_DIR).
+    pub config: &'a BTreeMap<String, String>,
+}
+
 /// What a build produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOutput {
     pub procfile: Procfile,
+    /// The buildpack that built it, as shown to the pusher.
+    pub buildpack: String,
     /// The image, by digest, once builds make images.
     pub image: Option<String>,
 }
@@ -27,76 +86,236 @@ pub struct BuildOutput {
 /// Why a build failed. Messages are one line and say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error("no buildpack fits this app: add a Procfile, or set BUILDPACK_URL to a buildpack")]
+    NoBuildpack,
+    #[error("the buildpack {0} does not fit this app (its bin/detect failed)")]
+    NotDetected(String),
+    #[error("{0}")]
+    Buildpack(String),
     #[error(
-        "no Procfile at the root of the app: add one that declares your processes, such as `web: ./server`"
+        "no start command: add a Procfile that declares your processes, such as `web: ./server`"
     )]
-    NoProcfile,
+    NoProcesses,
     #[error("{0}")]
     Procfile(#[from] domain::Error),
-    #[error("the Procfile declares no process types: add one, such as `web: ./server`")]
-    NoProcesses,
-    #[error("cannot read the source: {0}")]
+    #[error("the build took longer than {}s and was stopped; make it faster or ask the operator to raise the limit", .0.as_secs())]
+    TimedOut(Duration),
+    #[error("the build wrote more than {} of output and was stopped", size(*.0))]
+    TooMuchOutput(usize),
+    #[error("cannot prepare the build: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Builds the source in `dir`.
-pub async fn build(dir: &Path, log: Log<'_>) -> Result<BuildOutput, BuildError> {
-    log("-----> Procfile-only build");
-    let text = match tokio::fs::read_to_string(dir.join("Procfile")).await {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Err(BuildError::NoProcfile);
-        }
-        Err(err) => return Err(err.into()),
-    };
-    let procfile = Procfile::parse(&text)?;
-    if procfile.is_empty() {
-        return Err(BuildError::NoProcesses);
-    }
-    let types: Vec<String> = procfile.process_types().map(ToString::to_string).collect();
-    log(&format!("       Process types: {}", types.join(", ")));
-    Ok(BuildOutput {
-        procfile,
-        image: None,
-    })
+/// Runs builds. Cheap to share: it holds paths and limits.
+#[derive(Debug)]
+pub struct Builder {
+    config: BuilderConfig,
 }
 
-#[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use super::*;
-
-    async fn run(files: &[(&str, &str)]) -> (Result<BuildOutput, BuildError>, Vec<String>) {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).unwrap();
+impl Builder {
+    /// Writes the built-in buildpacks under the data directory.
+    pub async fn new(config: BuilderConfig) -> std::io::Result<Builder> {
+        let root = config.data_dir.join("buildpacks");
+        for (name, files) in BUILTIN {
+            for (path, text) in *files {
+                let path = root.join(name).join(path);
+                tokio::fs::create_dir_all(path.parent().expect("files are in bin/")).await?;
+                tokio::fs::write(&path, text).await?;
+                set_executable(&path).await?;
+            }
         }
-        let lines = Mutex::new(Vec::new());
-        let log = |line: &str| lines.lock().unwrap().push(line.to_owned());
-        let result = build(dir.path(), &log).await;
-        (result, lines.into_inner().unwrap())
+        tokio::fs::create_dir_all(config.data_dir.join("cache")).await?;
+        Ok(Builder { config })
     }
 
-    #[tokio::test]
-    async fn reads_the_procfile() {
-        let (result, lines) = run(&[("Procfile", "web: ./serve\nworker: ./work\n")]).await;
-        let output = result.unwrap();
-        assert_eq!(output.procfile.command("web"), Some("./serve"));
-        assert_eq!(lines.last().unwrap(), "       Process types: web, worker");
+    /// Builds `job`, writing progress to `log`.
+    pub async fn build(&self, job: &BuildJob<'_>, log: Log<'_>) -> Result<BuildOutput, BuildError> {
+        let budget = script::Budget {
+            deadline: Instant::now() + self.config.timeout,
+            limit: self.config.timeout,
+            max_output: self.config.max_output,
+            output: Default::default(),
+        };
+        let cache = self.config.data_dir.join("cache").join(job.app);
+        tokio::fs::create_dir_all(&cache).await?;
+        let scratch = tempfile::Builder::new()
+            .prefix("buildpack-")
+            .tempdir_in(job.source.parent().unwrap_or(job.source))?;
+
+        let (buildpack, explicit) = match job.config.get("BUILDPACK_URL") {
+            Some(url) => (self.fetch(url, scratch.path(), &budget, log).await?, true),
+            None => (self.detect_builtin(job, &budget, log).await?, false),
+        };
+        let run = heroku::Run {
+            buildpack: &buildpack,
+            job,
+            cache: &cache,
+            scratch: scratch.path(),
+            budget: &budget,
+            log,
+        };
+        let detected = run.detect().await?;
+        let name = match detected {
+            Some(name) => name,
+            None if explicit => return Err(BuildError::NotDetected(display_name(&buildpack))),
+            None => return Err(BuildError::NoBuildpack),
+        };
+        log(&format!("-----> {name} app detected"));
+        run.compile().await?;
+        let defaults = run.release().await?;
+        let procfile = process_types(job.source, &defaults).await?;
+        let types: Vec<String> = procfile.process_types().map(ToString::to_string).collect();
+        log(&format!("-----> Process types: {}", types.join(", ")));
+        Ok(BuildOutput {
+            procfile,
+            buildpack: name,
+            image: None,
+        })
     }
 
-    #[tokio::test]
-    async fn refuses_what_cannot_run() {
-        let message = |r: Result<BuildOutput, BuildError>| r.unwrap_err().to_string();
-        assert!(message(run(&[]).await.0).starts_with("no Procfile at the root of the app"));
-        assert_eq!(
-            message(run(&[("Procfile", "web: a\nweb: b\n")]).await.0),
-            "invalid Procfile line 2: process type web is defined twice"
-        );
-        assert!(
-            message(run(&[("Procfile", "# empty\n")]).await.0)
-                .starts_with("the Procfile declares no process types")
-        );
+    /// The first built-in buildpack whose detect passes, or the last one to report failure.
+    async fn detect_builtin(
+        &self,
+        job: &BuildJob<'_>,
+        budget: &script::Budget,
+        log: Log<'_>,
+    ) -> Result<PathBuf, BuildError> {
+        let root = self.config.data_dir.join("buildpacks");
+        for (name, _) in BUILTIN {
+            let buildpack = root.join(name);
+            let cache = self.config.data_dir.join("cache").join(job.app);
+            let scratch = job.source;
+            let run = heroku::Run {
+                buildpack: &buildpack,
+                job,
+                cache: &cache,
+                scratch,
+                budget,
+                log,
+            };
+            if run.detect().await?.is_some() {
+                return Ok(buildpack);
+            }
+        }
+        Err(BuildError::NoBuildpack)
     }
+
+    /// Resolves `BUILDPACK_URL`: a directory on the server as it is, a git URL cloned
+    /// (`URL#REF` picks a branch or tag).
+    async fn fetch(
+        &self,
+        url: &str,
+        scratch: &Path,
+        budget: &script::Budget,
+        log: Log<'_>,
+    ) -> Result<PathBuf, BuildError> {
+        if url.starts_with('/') {
+            let dir = PathBuf::from(url);
+            if !dir.join("bin").join("compile").exists() {
+                return Err(BuildError::Buildpack(format!(
+                    "BUILDPACK_URL {url} is not a buildpack: it has no bin/compile"
+                )));
+            }
+            return Ok(dir);
+        }
+        let (repo, reference) = url
+            .split_once('#')
+            .map_or((url, None), |(r, f)| (r, Some(f)));
+        log(&format!("-----> Fetching buildpack {url}"));
+        let dest = scratch.join("buildpack");
+        let mut args: Vec<String> = vec![
+            "clone".into(),
+            "--quiet".into(),
+            "--depth".into(),
+            "1".into(),
+        ];
+        if let Some(reference) = reference {
+            args.extend(["--branch".into(), reference.into()]);
+        }
+        args.extend([
+            "--".into(),
+            repo.into(),
+            dest.to_string_lossy().into_owned(),
+        ]);
+        let args: Vec<&Path> = args.iter().map(Path::new).collect();
+        let env = BTreeMap::from([("PATH".to_owned(), system_path())]);
+        let git = script::run(
+            Path::new("git"),
+            &args,
+            scratch,
+            &env,
+            script::Stdout::Log,
+            budget,
+            log,
+        )
+        .await?;
+        if git.code != Some(0) {
+            return Err(BuildError::Buildpack(format!(
+                "cannot fetch BUILDPACK_URL {url}: git clone failed"
+            )));
+        }
+        Ok(dest)
+    }
+
+    /// Empties an app's build cache (`slip builds:purge-cache`).
+    pub async fn purge_cache(&self, app: &str) -> std::io::Result<()> {
+        let cache = self.config.data_dir.join("cache").join(app);
+        match tokio::fs::remove_dir_all(&cache).await {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The app's Procfile, with the buildpack's default process types for any it lacks.
+async fn process_types(
+    source: &Path,
+    defaults: &BTreeMap<String, String>,
+) -> Result<Procfile, BuildError> {
+    let text = match tokio::fs::read_to_string(source.join("Procfile")).await {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(err) => return Err(err.into()),
+    };
+    let declared = Procfile::parse(&text)?;
+    let mut entries: Vec<(String, String)> = declared
+        .iter()
+        .map(|(t, c)| (t.to_string(), c.to_owned()))
+        .collect();
+    for (process, command) in defaults {
+        if declared.command(process).is_none() {
+            entries.push((process.clone(), command.clone()));
+        }
+    }
+    let procfile = Procfile::from_entries(entries.iter().map(|(t, c)| (t.as_str(), c.as_str())))?;
+    if procfile.process_types().all(|t| t.is_release()) {
+        return Err(BuildError::NoProcesses);
+    }
+    Ok(procfile)
+}
+
+/// `8 MiB`, `64 KiB`.
+fn size(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else {
+        format!("{} KiB", bytes / 1024)
+    }
+}
+
+fn display_name(buildpack: &Path) -> String {
+    buildpack.file_name().map_or_else(
+        || buildpack.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// The PATH builds get: the system's, not the server's environment.
+pub(crate) fn system_path() -> String {
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()
+}
+
+async fn set_executable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).await
 }

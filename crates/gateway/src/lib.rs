@@ -82,6 +82,7 @@ pub enum Error {
 pub(crate) struct Shared {
     pub(crate) config: GatewayConfig,
     pub(crate) store: store::Store,
+    pub(crate) builder: Arc<builder::Builder>,
     pub(crate) deployer: Arc<dyn releaser::Deployer>,
     pub(crate) locks: locks::AppLocks,
     /// Pushes in progress, by the id their hook presents.
@@ -119,6 +120,7 @@ impl Gateway {
     pub async fn bind(
         config: GatewayConfig,
         store: store::Store,
+        builder: Arc<builder::Builder>,
         deployer: Arc<dyn releaser::Deployer>,
     ) -> Result<Gateway, Error> {
         for dir in [
@@ -158,6 +160,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             config,
             store,
+            builder,
             deployer,
             locks: locks::AppLocks::default(),
             pushes: Mutex::new(HashMap::new()),

@@ -86,9 +86,31 @@ pub(crate) async fn pre_receive(
         .create_build(app, &BuildSource::Commit(commit.clone()), &push.user)
         .await
         .map_err(|e| internal(out, "cannot record the build", e))?;
+    let config = match shared.store.latest_release(app).await {
+        Ok(release) => release.config,
+        Err(err) => {
+            let _ = shared
+                .store
+                .finish_build(
+                    app,
+                    build.id,
+                    BuildStatus::Failed,
+                    &Default::default(),
+                    None,
+                )
+                .await;
+            return Err(internal(out, "cannot read the app's config", err));
+        }
+    };
+    let job = builder::BuildJob {
+        app: app.name.as_str(),
+        commit: &commit,
+        source: &source,
+        config: &config,
+    };
     let log = |line: &str| out.line(line);
     let built = tokio::select! {
-        built = builder::build(&source, &log) => built,
+        built = shared.builder.build(&job, &log) => built,
         () = push.cancel.cancelled() => {
             let _ = shared.store.finish_build(app, build.id, BuildStatus::Failed, &Default::default(), None).await;
             return Err("the push was cancelled: the connection closed".to_owned());

@@ -72,6 +72,9 @@ pub(crate) struct UpArgs {
     /// The largest push accepted, in bytes (git's pack, as sent).
     #[arg(long, env = "SLIPWAY_MAX_PUSH_BYTES", default_value_t = 1 << 30)]
     max_push_bytes: u64,
+    /// The longest a build may take, in seconds.
+    #[arg(long, env = "SLIPWAY_BUILD_TIMEOUT", default_value_t = 900)]
+    build_timeout: u64,
     /// Who may register: only the first user and then admins (`admin-only`), or anyone (`open`).
     #[arg(long, env = "SLIPWAY_REGISTRATION", value_enum, default_value_t = Registration::AdminOnly)]
     registration: Registration,
@@ -101,6 +104,7 @@ pub(crate) struct UpConfig {
     pub(crate) registration_open: bool,
     pub(crate) push_lock_timeout: std::time::Duration,
     pub(crate) max_push_bytes: u64,
+    pub(crate) build_timeout: std::time::Duration,
 }
 
 impl DatabaseArgs {
@@ -148,6 +152,7 @@ impl UpArgs {
             registration_open: self.registration == Registration::Open,
             push_lock_timeout: std::time::Duration::from_secs(self.push_lock_timeout),
             max_push_bytes: self.max_push_bytes,
+            build_timeout: std::time::Duration::from_secs(self.build_timeout),
         })
     }
 }

@@ -43,6 +43,15 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     } else {
         format!(":{router_port}")
     };
+    let builder = Arc::new(
+        builder::Builder::new(builder::BuilderConfig {
+            data_dir: config.storage.data_dir.clone(),
+            timeout: config.build_timeout,
+            max_output: builder::BuilderConfig::DEFAULT_MAX_OUTPUT,
+        })
+        .await
+        .context("cannot set up the builder")?,
+    );
     let gateway = gateway::Gateway::bind(
         gateway::GatewayConfig {
             listen: config.ssh_listen,
@@ -54,6 +63,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             app_url_template: format!("http://{{app}}.{}{port_suffix}", config.domain),
         },
         store.clone(),
+        builder,
         Arc::clone(&deployer),
     )
     .await?;

@@ -1,0 +1,129 @@
+//! Running a buildpack's script: output streamed line by line to the build log, the build's
+//! deadline and output budget enforced, and the whole process group killed when either runs
+//! out, so nothing a buildpack started outlives its build.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+use crate::{BuildError, Log};
+
+/// What a build may still spend: time until `deadline`, bytes of output up to `max_output`.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    pub(crate) deadline: Instant,
+    pub(crate) limit: std::time::Duration,
+    pub(crate) max_output: usize,
+    pub(crate) output: AtomicUsize,
+}
+
+/// How a script's stdout is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stdout {
+    /// Streamed to the build log, like stderr.
+    Log,
+    /// Kept and returned (detect's framework name, release's YAML).
+    Capture,
+}
+
+/// A script that ran to its end.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+}
+
+/// Runs `program args` in `dir` with exactly `env`, within the budget.
+pub(crate) async fn run(
+    program: &Path,
+    args: &[&Path],
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+    stdout_mode: Stdout,
+    budget: &Budget,
+    log: Log<'_>,
+) -> Result<Finished, BuildError> {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| BuildError::Buildpack(format!("cannot run {}: {e}", program.display())))?;
+    let pgid = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let captured = std::sync::Mutex::new(String::new());
+    let exceeded = tokio::sync::Notify::new();
+    let over = std::sync::atomic::AtomicBool::new(false);
+    let pump = |stream: Box<dyn AsyncRead + Unpin + Send>, capture: bool| {
+        let (captured, exceeded, over) = (&captured, &exceeded, &over);
+        async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let total =
+                    budget.output.fetch_add(line.len() + 1, Ordering::Relaxed) + line.len() + 1;
+                if total > budget.max_output {
+                    over.store(true, Ordering::Relaxed);
+                    exceeded.notify_one();
+                    return;
+                }
+                if capture {
+                    let mut text = captured.lock().expect("never poisoned");
+                    text.push_str(&line);
+                    text.push('\n');
+                } else {
+                    log(&line);
+                }
+            }
+        }
+    };
+    let outputs = async {
+        tokio::join!(
+            pump(Box::new(stdout), stdout_mode == Stdout::Capture),
+            pump(Box::new(stderr), false)
+        );
+    };
+    let kill_group = || {
+        if let Some(pgid) = pgid {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+    };
+    let remaining = budget.deadline.saturating_duration_since(Instant::now());
+    let status = tokio::select! {
+        status = async { tokio::join!(outputs, child.wait()).1 } => status,
+        () = exceeded.notified() => {
+            kill_group();
+            return Err(BuildError::TooMuchOutput(budget.max_output));
+        }
+        () = tokio::time::sleep(remaining) => {
+            kill_group();
+            return Err(BuildError::TimedOut(budget.limit));
+        }
+    };
+    let status =
+        status.map_err(|e| BuildError::Buildpack(format!("{} failed: {e}", program.display())))?;
+    // Whatever the script left running in its group goes with it.
+    kill_group();
+    // The script may have died of the closed pipe before the budget's notice was seen.
+    if over.load(Ordering::Relaxed) {
+        return Err(BuildError::TooMuchOutput(budget.max_output));
+    }
+    Ok(Finished {
+        code: status.code(),
+        stdout: captured.into_inner().expect("never poisoned"),
+    })
+}

@@ -1,0 +1,299 @@
+//! The builder against real buildpack scripts written by the tests: detection, the Heroku
+//! API's arguments and outputs, config vars, the cache, and the limits every build has.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use slipway_builder::{BuildError, BuildJob, BuildOutput, Builder, BuilderConfig};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    builder: Builder,
+}
+
+impl Fixture {
+    async fn new(timeout: Duration, max_output: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let builder = Builder::new(BuilderConfig {
+            data_dir: dir.path().join("data"),
+            timeout,
+            max_output,
+        })
+        .await
+        .unwrap();
+        Fixture { dir, builder }
+    }
+
+    async fn default() -> Fixture {
+        Fixture::new(Duration::from_secs(60), 1024 * 1024).await
+    }
+
+    /// Writes a buildpack whose scripts are the given shell bodies.
+    fn buildpack(&self, name: &str, scripts: &[(&str, &str)]) -> PathBuf {
+        let dir = self.dir.path().join("buildpacks").join(name);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        for (script, body) in scripts {
+            let path = dir.join("bin").join(script);
+            std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir
+    }
+
+    /// A fresh source tree with these files.
+    fn source(&self, files: &[(&str, &str)]) -> PathBuf {
+        let dir = tempfile::Builder::new()
+            .prefix("src")
+            .tempdir_in(self.dir.path())
+            .unwrap()
+            .keep();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        dir
+    }
+
+    async fn build(
+        &self,
+        source: &Path,
+        config: &[(&str, &str)],
+    ) -> (Result<BuildOutput, BuildError>, Vec<String>) {
+        let config: BTreeMap<String, String> = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let job = BuildJob {
+            app: "demo",
+            commit: "1a2b3c4d",
+            source,
+            config: &config,
+        };
+        let lines = Mutex::new(Vec::new());
+        let log = |line: &str| lines.lock().unwrap().push(line.to_owned());
+        let result = self.builder.build(&job, &log).await;
+        (result, lines.into_inner().unwrap())
+    }
+}
+
+fn types(output: &BuildOutput) -> String {
+    output.procfile.to_string()
+}
+
+#[tokio::test]
+async fn the_builtin_procfile_buildpack() {
+    let f = Fixture::default().await;
+    let (result, log) = f
+        .build(&f.source(&[("Procfile", "web: ./serve\n")]), &[])
+        .await;
+    let output = result.unwrap();
+    assert_eq!(types(&output), "web: ./serve\n");
+    assert!(
+        log.contains(&"-----> Procfile app detected".to_owned()),
+        "{log:?}"
+    );
+    let (result, _) = f.build(&f.source(&[("README", "no Procfile")]), &[]).await;
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "no buildpack fits this app: add a Procfile, or set BUILDPACK_URL to a buildpack"
+    );
+}
+
+#[tokio::test]
+async fn a_heroku_buildpack_from_buildpack_url() {
+    let f = Fixture::default().await;
+    let bp = f.buildpack(
+        "greeter",
+        &[
+            ("detect", r#"[ -f "$1/greet.txt" ] && echo Greeter"#),
+            (
+                "compile",
+                r#"echo "-----> Compiling in $1 with cache $2"
+                   echo "GREETING is $(cat "$3/GREETING")"
+                   test -z "${GREETING:-}"   # config reaches the buildpack through ENV_DIR, not the environment
+                   cp "$1/greet.txt" "$1/greeting.out"
+                   date +%s%N > "$2/stamp""#,
+            ),
+            ("release", "cat <<'YAML'\n---\ndefault_process_types:\n  web: ./greet --port $PORT\n  worker: ./work\nYAML"),
+        ],
+    );
+    let url = bp.to_str().unwrap();
+    let source = f.source(&[
+        ("greet.txt", "hello"),
+        ("Procfile", "worker: ./my-worker\n"),
+    ]);
+    let (result, log) = f
+        .build(&source, &[("BUILDPACK_URL", url), ("GREETING", "hi there")])
+        .await;
+    let output = result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+    // The Procfile wins; the buildpack's defaults fill in what it lacks.
+    assert_eq!(
+        types(&output),
+        "worker: ./my-worker\nweb: ./greet --port $PORT\n"
+    );
+    assert_eq!(output.buildpack, "Greeter");
+    assert!(log.iter().any(|l| l == "GREETING is hi there"), "{log:?}");
+    assert!(
+        source.join("greeting.out").exists(),
+        "compile ran in the source tree"
+    );
+
+    // The cache survives to the next build of the app; purge empties it.
+    let cache = f.dir.path().join("data/cache/demo/stamp");
+    let first = std::fs::read_to_string(&cache).unwrap();
+    let (again, _) = f
+        .build(
+            &f.source(&[("greet.txt", "hello")]),
+            &[("BUILDPACK_URL", url)],
+        )
+        .await;
+    again.unwrap();
+    assert_ne!(
+        std::fs::read_to_string(&cache).unwrap(),
+        first,
+        "the same cache directory was used again"
+    );
+    f.builder.purge_cache("demo").await.unwrap();
+    assert!(!cache.exists());
+}
+
+#[tokio::test]
+async fn a_buildpack_from_a_git_url() {
+    let f = Fixture::default().await;
+    let bp = f.buildpack(
+        "from-git",
+        &[
+            ("compile", "echo compiled from git"),
+            (
+                "release",
+                "echo '--- {default_process_types: {web: ./run}}'",
+            ),
+        ],
+    );
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&bp)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "buildpack"]);
+    let url = format!("file://{}#main", bp.display());
+    let (result, log) = f
+        .build(&f.source(&[("app.txt", "x")]), &[("BUILDPACK_URL", &url)])
+        .await;
+    let output = result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+    assert_eq!(types(&output), "web: ./run\n");
+    assert!(log.iter().any(|l| l == "compiled from git"), "{log:?}");
+}
+
+#[tokio::test]
+async fn failures_say_what_went_wrong() {
+    let f = Fixture::default().await;
+    let fails = f.buildpack(
+        "fails",
+        &[("compile", "echo 'missing dependency' >&2; exit 3")],
+    );
+    let (result, log) = f
+        .build(
+            &f.source(&[]),
+            &[("BUILDPACK_URL", fails.to_str().unwrap())],
+        )
+        .await;
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "the buildpack's bin/compile failed (exit status 3); its output above says why"
+    );
+    assert!(
+        log.contains(&"missing dependency".to_owned()),
+        "stderr reaches the log: {log:?}"
+    );
+
+    let picky = f.buildpack("picky", &[("detect", "exit 1"), ("compile", "true")]);
+    let (result, _) = f
+        .build(
+            &f.source(&[]),
+            &[("BUILDPACK_URL", picky.to_str().unwrap())],
+        )
+        .await;
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "the buildpack picky does not fit this app (its bin/detect failed)"
+    );
+
+    let nothing = f.buildpack("nothing", &[("compile", "true")]);
+    let (result, _) = f
+        .build(
+            &f.source(&[]),
+            &[("BUILDPACK_URL", nothing.to_str().unwrap())],
+        )
+        .await;
+    assert!(
+        matches!(result, Err(BuildError::NoProcesses)),
+        "no start command"
+    );
+
+    let (result, _) = f
+        .build(&f.source(&[]), &[("BUILDPACK_URL", "/no/such/buildpack")])
+        .await;
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "BUILDPACK_URL /no/such/buildpack is not a buildpack: it has no bin/compile"
+    );
+}
+
+#[tokio::test]
+async fn a_build_past_its_deadline_is_stopped_with_everything_it_started() {
+    let f = Fixture::new(Duration::from_secs(2), 1024 * 1024).await;
+    let pidfile = f.dir.path().join("child.pid");
+    let slow = f.buildpack(
+        "slow",
+        &[(
+            "compile",
+            &format!("sleep 300 & echo $! > {}\nwait", pidfile.display()),
+        )],
+    );
+    let (result, _) = f
+        .build(&f.source(&[]), &[("BUILDPACK_URL", slow.to_str().unwrap())])
+        .await;
+    assert!(matches!(result, Err(BuildError::TimedOut(_))), "{result:?}");
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let alive = Path::new(&format!("/proc/{}", pid.trim())).exists();
+    assert!(
+        !alive
+            || std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+                .unwrap_or_default()
+                .contains(" Z "),
+        "the background sleep was killed too"
+    );
+}
+
+#[tokio::test]
+async fn a_build_that_floods_its_output_is_stopped() {
+    let f = Fixture::new(Duration::from_secs(60), 64 * 1024).await;
+    let noisy = f.buildpack("noisy", &[("compile", "yes 'all work and no play'")]);
+    let (result, log) = f
+        .build(
+            &f.source(&[]),
+            &[("BUILDPACK_URL", noisy.to_str().unwrap())],
+        )
+        .await;
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "the build wrote more than 64 KiB of output and was stopped"
+    );
+    let logged: usize = log.iter().map(|l| l.len() + 1).sum();
+    assert!(
+        logged <= 64 * 1024 + 200,
+        "the log stayed within its budget: {logged}"
+    );
+}
