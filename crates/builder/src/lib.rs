@@ -15,6 +15,7 @@
 //! whose message tells the pusher what to fix.
 
 mod heroku;
+pub mod image;
 mod script;
 
 use std::collections::BTreeMap;
@@ -106,10 +107,11 @@ pub enum BuildError {
     Io(#[from] std::io::Error),
 }
 
-/// Runs builds. Cheap to share: it holds paths and limits.
+/// Runs builds. Share it: it holds paths, limits and the image store.
 #[derive(Debug)]
 pub struct Builder {
     config: BuilderConfig,
+    images: std::sync::Arc<image::ImageStore>,
 }
 
 impl Builder {
@@ -125,7 +127,8 @@ impl Builder {
             }
         }
         tokio::fs::create_dir_all(config.data_dir.join("cache")).await?;
-        Ok(Builder { config })
+        let images = std::sync::Arc::new(image::ImageStore::open(config.data_dir.join("images"))?);
+        Ok(Builder { config, images })
     }
 
     /// Builds `job`, writing progress to `log`.
@@ -166,11 +169,66 @@ impl Builder {
         let procfile = process_types(job.source, &defaults).await?;
         let types: Vec<String> = procfile.process_types().map(ToString::to_string).collect();
         log(&format!("-----> Process types: {}", types.join(", ")));
+        let image = self.export(job, &procfile, log).await?;
         Ok(BuildOutput {
             procfile,
             buildpack: name,
-            image: None,
+            image: Some(image),
         })
+    }
+
+    /// The local image store, for the runtime and the registry push.
+    pub fn images(&self) -> &image::ImageStore {
+        &self.images
+    }
+
+    /// Makes the build's image: the built tree as one layer at `/workspace`, and a config
+    /// naming the process types. Returns the image's digest.
+    async fn export(
+        &self,
+        job: &BuildJob<'_>,
+        procfile: &Procfile,
+        log: Log<'_>,
+    ) -> Result<String, BuildError> {
+        log("-----> Exporting the image");
+        let source = job.source.to_path_buf();
+        let layer =
+            tokio::task::spawn_blocking(move || image::layer_from_dir(&source, image::APP_DIR))
+                .await
+                .map_err(std::io::Error::other)??;
+        let processes: BTreeMap<String, String> = procfile
+            .iter()
+            .map(|(t, c)| (t.to_string(), c.to_owned()))
+            .collect();
+        let spec = image::ImageSpec {
+            env: vec![
+                format!("PATH={}/bin:/usr/local/bin:/usr/bin:/bin", image::APP_DIR),
+                format!("HOME={}", image::APP_DIR),
+            ],
+            labels: BTreeMap::from([
+                (
+                    image::PROCESSES_LABEL.to_owned(),
+                    serde_json::to_string(&processes).expect("strings serialise"),
+                ),
+                (
+                    "org.opencontainers.image.revision".to_owned(),
+                    job.commit.to_owned(),
+                ),
+            ]),
+        };
+        let images = std::sync::Arc::clone(&self.images);
+        let name = format!("{}:{}", job.app, job.commit);
+        let stored =
+            tokio::task::spawn_blocking(move || images.write_image(&name, &[layer], &spec))
+                .await
+                .map_err(std::io::Error::other)??;
+        log(&format!(
+            "       {} ({} layer, {})",
+            stored.digest,
+            stored.layers.len(),
+            size(usize::try_from(stored.size).unwrap_or(usize::MAX))
+        ));
+        Ok(stored.digest)
     }
 
     /// The first built-in buildpack whose detect passes, or the last one to report failure.
@@ -299,7 +357,7 @@ fn size(bytes: usize) -> String {
     if bytes >= 1024 * 1024 {
         format!("{} MiB", bytes / (1024 * 1024))
     } else {
-        format!("{} KiB", bytes / 1024)
+        format!("{} KiB", bytes.div_ceil(1024))
     }
 }
 

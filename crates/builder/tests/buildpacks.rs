@@ -297,3 +297,54 @@ async fn a_build_that_floods_its_output_is_stopped() {
         "the log stayed within its budget: {logged}"
     );
 }
+
+#[tokio::test]
+async fn a_build_makes_a_reproducible_image_that_skopeo_reads() {
+    let f = Fixture::default().await;
+    let files = [
+        ("Procfile", "web: ./serve\n"),
+        ("serve", "#!/bin/sh\necho hi\n"),
+    ];
+    let (first, _) = f.build(&f.source(&files), &[]).await;
+    let (second, log) = f.build(&f.source(&files), &[]).await;
+    let (first, second) = (
+        first.unwrap().image.unwrap(),
+        second.unwrap().image.unwrap(),
+    );
+    assert_eq!(first, second, "the same source gives the same image");
+    assert!(
+        log.iter().any(|l| l.contains(&first)),
+        "the pusher is told the digest: {log:?}"
+    );
+
+    let layout = f.dir.path().join("data/images");
+    let inspect = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            &format!("oci:{}:demo:1a2b3c4d", layout.display()),
+        ])
+        .output()
+        .expect("skopeo is installed (scripts/test installs it)");
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    let config = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--config",
+            &format!("oci:{}:demo:1a2b3c4d", layout.display()),
+        ])
+        .output()
+        .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+    assert_eq!(config["config"]["WorkingDir"], "/workspace");
+    assert_eq!(
+        config["config"]["Labels"]["io.slipway.processes"],
+        r#"{"web":"./serve"}"#
+    );
+}

@@ -1,0 +1,431 @@
+//! OCI images: reproducible layers, the image config, and the local image store (an OCI
+//! image layout under the data directory).
+//!
+//! A layer is a tar of a directory with its entries sorted, owners zeroed and times fixed,
+//! so the same tree always gives the same bytes; it is compressed as a series of gzip members
+//! of fixed size, each compressed on its own thread. Concatenated members are one valid gzip
+//! stream (RFC 1952), so every OCI client reads it, and the fixed member size keeps the
+//! digest independent of the number of threads.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{
+    ConfigBuilder, DescriptorBuilder, Digest, ImageConfigurationBuilder, ImageIndex,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, RootFsBuilder, SCHEMA_VERSION,
+};
+use sha2::{Digest as _, Sha256};
+
+/// The size of each gzip member, compressed independently.
+const MEMBER: usize = 4 * 1024 * 1024;
+
+/// Where the app lives in its image.
+pub const APP_DIR: &str = "/workspace";
+
+/// The label holding the image's process types (a JSON object of type → command).
+pub const PROCESSES_LABEL: &str = "io.slipway.processes";
+
+/// A compressed layer and the two digests that name it.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub compressed: Vec<u8>,
+    /// sha256 of the compressed bytes: the blob's name.
+    pub digest: String,
+    /// sha256 of the uncompressed tar: what the image config lists.
+    pub diff_id: String,
+    /// The size of the uncompressed tar.
+    pub tar_size: u64,
+}
+
+/// Tars `dir` as `prefix/...`, reproducibly, and compresses it.
+pub fn layer_from_dir(dir: &Path, prefix: &str) -> std::io::Result<Layer> {
+    let tar = reproducible_tar(dir, prefix)?;
+    Ok(compress(&tar))
+}
+
+/// A tar of `dir` under `prefix`: entries in byte order of their paths, ownership and
+/// times fixed (tar's deterministic header mode), symlinks kept as links.
+pub fn reproducible_tar(dir: &Path, prefix: &str) -> std::io::Result<Vec<u8>> {
+    let mut entries = Vec::new();
+    walk(dir, Path::new(""), &mut entries)?;
+    entries.sort();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.mode(tar::HeaderMode::Deterministic);
+    builder.follow_symlinks(false);
+    let prefix = prefix.trim_matches('/');
+    // The prefix's own directories first, so the layer is complete on its own.
+    let mut path = PathBuf::new();
+    for part in Path::new(prefix).components() {
+        path.push(part);
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(DETERMINISTIC_MTIME);
+        header.set_size(0);
+        builder.append_data(&mut header, &path, std::io::empty())?;
+    }
+    for relative in entries {
+        builder.append_path_with_name(dir.join(&relative), Path::new(prefix).join(&relative))?;
+    }
+    builder.into_inner()
+}
+
+/// tar's deterministic mode writes this mtime; the prefix directories use it too.
+const DETERMINISTIC_MTIME: u64 = 1_153_704_088;
+
+fn walk(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(root.join(relative))? {
+        let entry = entry?;
+        let path = relative.join(entry.file_name());
+        out.push(path.clone());
+        if entry.file_type()?.is_dir() {
+            walk(root, &path, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Gzips `tar` as fixed-size members compressed in parallel.
+pub fn compress(tar: &[u8]) -> Layer {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunks: Vec<&[u8]> = tar.chunks(MEMBER).collect();
+    let mut members: Vec<Vec<u8>> = vec![Vec::new(); chunks.len()];
+    std::thread::scope(|scope| {
+        let per_thread = chunks.len().div_ceil(threads.max(1)).max(1);
+        for (chunk_group, member_group) in chunks
+            .chunks(per_thread)
+            .zip(members.chunks_mut(per_thread))
+        {
+            scope.spawn(move || {
+                for (chunk, member) in chunk_group.iter().zip(member_group.iter_mut()) {
+                    let mut encoder = flate2::GzBuilder::new().mtime(0).write(
+                        Vec::with_capacity(chunk.len() / 2),
+                        flate2::Compression::fast(),
+                    );
+                    encoder.write_all(chunk).expect("writing to memory");
+                    *member = encoder.finish().expect("writing to memory");
+                }
+            });
+        }
+    });
+    let compressed = if members.is_empty() {
+        gzip_empty()
+    } else {
+        members.concat()
+    };
+    Layer {
+        digest: sha256(&compressed),
+        diff_id: sha256(tar),
+        tar_size: tar.len() as u64,
+        compressed,
+    }
+}
+
+fn gzip_empty() -> Vec<u8> {
+    let encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::fast());
+    encoder.finish().expect("writing to memory")
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// What goes into an image's config besides its layers.
+#[derive(Debug, Clone)]
+pub struct ImageSpec {
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An image written to the store.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    /// The manifest's digest: the image's name.
+    pub digest: String,
+    pub layers: Vec<String>,
+    pub size: u64,
+}
+
+/// The local image store: an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256`).
+#[derive(Debug)]
+pub struct ImageStore {
+    root: PathBuf,
+    /// One writer of `index.json` at a time.
+    index: std::sync::Mutex<()>,
+}
+
+impl ImageStore {
+    pub fn open(root: PathBuf) -> std::io::Result<ImageStore> {
+        std::fs::create_dir_all(root.join("blobs").join("sha256"))?;
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            atomic_write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        if !root.join("index.json").exists() {
+            let index = ImageIndexBuilder::default()
+                .schema_version(SCHEMA_VERSION)
+                .manifests(Vec::new())
+                .build()
+                .map_err(std::io::Error::other)?;
+            atomic_write(&root.join("index.json"), &canonical(&index)?)?;
+        }
+        Ok(ImageStore {
+            root,
+            index: std::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join("sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    }
+
+    /// Writes a blob unless it is there already. Returns whether it was new.
+    pub fn put_blob(&self, digest: &str, bytes: &[u8]) -> std::io::Result<bool> {
+        let path = self.blob_path(digest);
+        if path.exists() {
+            return Ok(false);
+        }
+        atomic_write(&path, bytes)?;
+        Ok(true)
+    }
+
+    /// Writes an image of `layers` and tags it `name` in the index.
+    pub fn write_image(
+        &self,
+        name: &str,
+        layers: &[Layer],
+        spec: &ImageSpec,
+    ) -> std::io::Result<StoredImage> {
+        for layer in layers {
+            self.put_blob(&layer.digest, &layer.compressed)?;
+        }
+        let config = ConfigBuilder::default()
+            .env(spec.env.clone())
+            .working_dir(APP_DIR.to_owned())
+            .labels(
+                spec.labels
+                    .clone()
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            )
+            .build()
+            .map_err(std::io::Error::other)?;
+        let rootfs = RootFsBuilder::default()
+            .typ("layers".to_owned())
+            .diff_ids(layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
+            .build()
+            .map_err(std::io::Error::other)?;
+        let image_config = ImageConfigurationBuilder::default()
+            .architecture(oci_spec::image::Arch::Amd64)
+            .os(oci_spec::image::Os::Linux)
+            .config(config)
+            .rootfs(rootfs)
+            .build()
+            .map_err(std::io::Error::other)?;
+        let config_bytes = canonical(&image_config)?;
+        let config_digest = sha256(&config_bytes);
+        self.put_blob(&config_digest, &config_bytes)?;
+        let descriptor = |media: MediaType, digest: &str, size: u64| {
+            DescriptorBuilder::default()
+                .media_type(media)
+                .digest(parse_digest(digest)?)
+                .size(size)
+                .build()
+                .map_err(std::io::Error::other)
+        };
+        let layer_descriptors = layers
+            .iter()
+            .map(|l| {
+                descriptor(
+                    MediaType::ImageLayerGzip,
+                    &l.digest,
+                    l.compressed.len() as u64,
+                )
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .media_type(MediaType::ImageManifest)
+            .config(descriptor(
+                MediaType::ImageConfig,
+                &config_digest,
+                config_bytes.len() as u64,
+            )?)
+            .layers(layer_descriptors)
+            .build()
+            .map_err(std::io::Error::other)?;
+        let manifest_bytes = canonical(&manifest)?;
+        let digest = sha256(&manifest_bytes);
+        self.put_blob(&digest, &manifest_bytes)?;
+        let mut tagged = descriptor(
+            MediaType::ImageManifest,
+            &digest,
+            manifest_bytes.len() as u64,
+        )?;
+        tagged.set_annotations(Some(
+            [(
+                "org.opencontainers.image.ref.name".to_owned(),
+                name.to_owned(),
+            )]
+            .into_iter()
+            .collect(),
+        ));
+        self.tag(name, tagged)?;
+        Ok(StoredImage {
+            digest,
+            layers: layers.iter().map(|l| l.digest.clone()).collect(),
+            size: layers.iter().map(|l| l.compressed.len() as u64).sum(),
+        })
+    }
+
+    /// Points `name` at `manifest` in `index.json`, replacing what it named before.
+    fn tag(&self, name: &str, manifest: oci_spec::image::Descriptor) -> std::io::Result<()> {
+        let _guard = self.index.lock().expect("never poisoned");
+        let path = self.root.join("index.json");
+        let mut index: ImageIndex =
+            serde_json::from_slice(&std::fs::read(&path)?).map_err(std::io::Error::other)?;
+        let mut manifests: Vec<_> = index
+            .manifests()
+            .iter()
+            .filter(|m| {
+                m.annotations()
+                    .as_ref()
+                    .and_then(|a| a.get("org.opencontainers.image.ref.name"))
+                    .map(String::as_str)
+                    != Some(name)
+            })
+            .cloned()
+            .collect();
+        manifests.push(manifest);
+        index.set_manifests(manifests);
+        atomic_write(&path, &canonical(&index)?)
+    }
+}
+
+fn parse_digest(digest: &str) -> std::io::Result<Digest> {
+    digest.parse().map_err(std::io::Error::other)
+}
+
+/// JSON with object keys sorted, so equal documents are equal bytes.
+fn canonical<T: serde::Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
+    let value = serde_json::to_value(value).map_err(std::io::Error::other)?;
+    serde_json::to_vec(&value).map_err(std::io::Error::other)
+}
+
+fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("blobs live in directories");
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("b/c")).unwrap();
+        std::fs::write(dir.path().join("b/c/file"), "hello").unwrap();
+        std::fs::write(dir.path().join("a.txt"), vec![7u8; 9 * 1024 * 1024]).unwrap();
+        std::os::unix::fs::symlink("a.txt", dir.path().join("link")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_same_tree_gives_the_same_layer() {
+        let first = tree();
+        let second = tree();
+        // Different times and order of creation must not matter.
+        std::fs::write(second.path().join("b/c/file"), "hello").unwrap();
+        let a = layer_from_dir(first.path(), "workspace").unwrap();
+        let b = layer_from_dir(second.path(), "workspace").unwrap();
+        assert_eq!((a.digest.clone(), a.diff_id.clone()), (b.digest, b.diff_id));
+        assert!(
+            a.compressed.len() < 1024 * 1024,
+            "compressed: {}",
+            a.compressed.len()
+        );
+    }
+
+    #[test]
+    fn the_layer_is_one_gzip_stream_of_the_tar() {
+        let dir = tree();
+        let tar = reproducible_tar(dir.path(), "workspace").unwrap();
+        let layer = compress(&tar);
+        assert!(!layer.compressed.is_empty());
+        let mut unzipped = Vec::new();
+        flate2::read::MultiGzDecoder::new(&layer.compressed[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, tar);
+        let mut archive = tar::Archive::new(&tar[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                format!(
+                    "{} {}",
+                    e.path().unwrap().display(),
+                    e.header().uid().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "workspace 0",
+                "workspace/a.txt 0",
+                "workspace/b 0",
+                "workspace/b/c 0",
+                "workspace/b/c/file 0",
+                "workspace/link 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_store_is_an_oci_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        let layer = layer_from_dir(tree().path(), "workspace").unwrap();
+        let spec = ImageSpec {
+            env: vec!["PATH=/usr/bin:/bin".into()],
+            labels: BTreeMap::from([(PROCESSES_LABEL.into(), "{}".into())]),
+        };
+        let first = store
+            .write_image("demo:v1", std::slice::from_ref(&layer), &spec)
+            .unwrap();
+        let again = store.write_image("demo:v1", &[layer], &spec).unwrap();
+        assert_eq!(
+            first.digest, again.digest,
+            "the same inputs make the same image"
+        );
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(store.root().join("index.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            index["manifests"].as_array().unwrap().len(),
+            1,
+            "retagging replaces"
+        );
+        assert!(store.blob_path(&first.digest).exists());
+    }
+}
