@@ -150,8 +150,12 @@ both_backends! {
         assert!(rejected.stderr.contains("pre-receive hook declined"), "{}", rejected.stderr);
         assert_eq!(releases(&ada, "demo").len(), 2);
         assert_eq!(server_head(&ada, &platform, "demo").as_deref(), Some(sha.as_str()));
-        assert_ne!(broken, sha);
-        assert_eq!(builds(&ada, "demo")[0]["status"], "failed");
+        assert_ne!(broken, sha);        let failed = &builds(&ada, "demo")[0];
+        assert_eq!(failed["status"], "failed");
+        // The build's log is kept: `slip builds:info` shows what the pusher saw.
+        let info = ada.slip(&["builds:info", failed["id"].as_str().unwrap()]);
+        let info = info.success();
+        assert!(info.contains("=== Build log") && info.contains("process type web is defined twice"), "{info}");
 
         // Clone (git-upload-pack) works for those who may read the app.
         let clone = ada.home().join("clone");

@@ -261,6 +261,9 @@ pub struct Build {
     #[serde(with = "time::serde::rfc3339::option")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub finished_at: Option<OffsetDateTime>,
+    /// The build's output; only in `GET /v1/apps/{app}/builds/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 /// `POST /v1/apps/{app}/builds`: deploy an image built elsewhere (Deis's `builds:create`).

@@ -82,6 +82,7 @@ pub(crate) fn build(build: store::Build) -> wire::Build {
         created_by: build.created_by,
         created_at: build.created_at,
         finished_at: build.finished_at,
+        log: None,
     }
 }
 

@@ -80,8 +80,17 @@ pub struct BuildOutput {
     pub procfile: Procfile,
     /// The buildpack that built it, as shown to the pusher.
     pub buildpack: String,
-    /// The image, by digest, once builds make images.
+    /// The image the build made, by its manifest's digest, in the local image store.
     pub image: Option<String>,
+    pub timings: Timings,
+}
+
+/// Where a build's time went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    pub total: Duration,
+    /// Inside buildpack scripts (detect, compile, release); the rest is the platform's.
+    pub in_buildpacks: Duration,
 }
 
 /// Why a build failed. Messages are one line and say what to do.
@@ -138,7 +147,9 @@ impl Builder {
             limit: self.config.timeout,
             max_output: self.config.max_output,
             output: Default::default(),
+            in_scripts: Default::default(),
         };
+        let started = Instant::now();
         let cache = self.config.data_dir.join("cache").join(job.app);
         tokio::fs::create_dir_all(&cache).await?;
         let scratch = tempfile::Builder::new()
@@ -170,10 +181,17 @@ impl Builder {
         let types: Vec<String> = procfile.process_types().map(ToString::to_string).collect();
         log(&format!("-----> Process types: {}", types.join(", ")));
         let image = self.export(job, &procfile, log).await?;
+        let timings = Timings {
+            total: started.elapsed(),
+            in_buildpacks: Duration::from_micros(
+                budget.in_scripts.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        };
         Ok(BuildOutput {
             procfile,
             buildpack: name,
             image: Some(image),
+            timings,
         })
     }
 

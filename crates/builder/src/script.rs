@@ -19,6 +19,8 @@ pub(crate) struct Budget {
     pub(crate) limit: std::time::Duration,
     pub(crate) max_output: usize,
     pub(crate) output: AtomicUsize,
+    /// Time spent inside buildpack scripts, in microseconds (the rest is the platform's).
+    pub(crate) in_scripts: std::sync::atomic::AtomicU64,
 }
 
 /// How a script's stdout is used.
@@ -58,6 +60,8 @@ pub(crate) async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    let started = Instant::now();
+    let _timing = ScriptTimer { budget, started };
     let mut child = command
         .spawn()
         .map_err(|e| BuildError::Buildpack(format!("cannot run {}: {e}", program.display())))?;
@@ -126,4 +130,17 @@ pub(crate) async fn run(
         code: status.code(),
         stdout: captured.into_inner().expect("never poisoned"),
     })
+}
+
+/// Adds a script's run time to the budget's total when the run ends, however it ends.
+struct ScriptTimer<'a> {
+    budget: &'a Budget,
+    started: Instant,
+}
+
+impl Drop for ScriptTimer<'_> {
+    fn drop(&mut self) {
+        let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.budget.in_scripts.fetch_add(micros, Ordering::Relaxed);
+    }
 }

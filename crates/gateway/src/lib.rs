@@ -285,18 +285,7 @@ async fn serve_hook(shared: &Shared, stream: UnixStream) -> std::io::Result<()> 
         Ok::<_, std::io::Error>(())
     };
     let (result, forwarded) = tokio::join!(run, forward);
-    let status = match result {
-        Ok(()) => 0,
-        Err(message) => {
-            write
-                .write_all(&hook::frame(
-                    hook::FRAME_OUTPUT,
-                    format!(" !     {message}\n").as_bytes(),
-                ))
-                .await?;
-            1
-        }
-    };
+    let status = u8::from(result.is_err());
     forwarded?;
     write
         .write_all(&hook::frame(hook::FRAME_EXIT, &[status]))

@@ -2,8 +2,10 @@
 //! record the build, make the release, hand it to the release manager, and tell the pusher
 //! how it went. An `Err` rejects the push; nothing is released then.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use store::{BuildSource, BuildStatus};
 use tokio::io::AsyncWriteExt;
@@ -15,30 +17,101 @@ use crate::{PushContext, Shared};
 /// Branches that deploy; others are accepted and stored, but not built.
 const DEPLOY_BRANCHES: &[&str] = &["refs/heads/main", "refs/heads/master"];
 
-/// Sends lines to the pusher.
+/// Sends lines to the pusher, and keeps a copy for the build's log.
 #[derive(Clone)]
-pub(crate) struct Output(mpsc::UnboundedSender<Vec<u8>>);
+pub(crate) struct Output {
+    sender: mpsc::UnboundedSender<Vec<u8>>,
+    kept: Arc<Mutex<String>>,
+}
 
 impl Output {
     pub(crate) fn new(sender: mpsc::UnboundedSender<Vec<u8>>) -> Output {
-        Output(sender)
+        Output {
+            sender,
+            kept: Arc::default(),
+        }
     }
 
     pub(crate) fn line(&self, text: &str) {
         let mut bytes = Vec::with_capacity(text.len() + 1);
         bytes.extend_from_slice(text.as_bytes());
         bytes.push(b'\n');
-        let _ = self.0.send(bytes);
+        let _ = self.sender.send(bytes);
+        let mut kept = self.kept.lock().expect("never poisoned");
+        // The builder bounds a build's output; this bound only guards the lines around it.
+        if kept.len() < MAX_KEPT_LOG {
+            kept.push_str(text);
+            kept.push('\n');
+        }
+    }
+
+    fn kept(&self) -> String {
+        self.kept.lock().expect("never poisoned").clone()
     }
 }
 
-/// Runs the pipeline for one hook invocation. `Err(message)` rejects the push.
+/// The most of a push's output kept as its build log.
+const MAX_KEPT_LOG: usize = builder::BuilderConfig::DEFAULT_MAX_OUTPUT + 64 * 1024;
+
+/// Runs the pipeline for one hook invocation. `Err(message)` rejects the push; the
+/// message has been shown to the pusher.
 pub(crate) async fn pre_receive(
     shared: &Shared,
     push: &PushContext,
     request: &HookRequest,
     out: &Output,
 ) -> Result<(), String> {
+    let mut build = None;
+    let result = run(shared, push, request, out, &mut build).await;
+    if let Err(message) = &result {
+        out.line(&format!(" !     {message}"));
+    }
+    if let Some(id) = build {
+        if result.is_err() {
+            // A build that ended before succeeding is marked failed; one that succeeded stays so.
+            let _ = shared
+                .store
+                .finish_build(&push.app, id, BuildStatus::Failed, &BTreeMap::new(), None)
+                .await;
+        }
+        if let Err(err) = shared.store.set_build_log(&push.app, id, &out.kept()).await {
+            tracing::error!(error = %err, "cannot keep the build log");
+        }
+    }
+    result
+}
+
+async fn run(
+    shared: &Shared,
+    push: &PushContext,
+    request: &HookRequest,
+    out: &Output,
+    build: &mut Option<uuid::Uuid>,
+) -> Result<(), String> {
+    let Some(update) = deployed_update(push, request, out)? else {
+        return Ok(());
+    };
+    let commit = update.new.clone();
+    let short = &commit[..commit.len().min(7)];
+    out.line(&format!(
+        "-----> Building {} from {short}...",
+        push.app.name
+    ));
+    let record = shared
+        .store
+        .create_build(&push.app, &BuildSource::Commit(commit.clone()), &push.user)
+        .await
+        .map_err(|e| internal(out, "cannot record the build", e))?;
+    *build = Some(record.id);
+    build_and_release(shared, push, request, out, record.id, &commit).await
+}
+
+/// The ref update that deploys (main, else master), after checking the others.
+fn deployed_update<'a>(
+    push: &PushContext,
+    request: &'a HookRequest,
+    out: &Output,
+) -> Result<Option<&'a RefUpdate>, String> {
     let mut deploy: Option<&RefUpdate> = None;
     for update in &request.updates {
         let deploys = DEPLOY_BRANCHES.contains(&update.name.as_str());
@@ -63,74 +136,43 @@ pub(crate) async fn pre_receive(
             ));
         }
     }
-    let Some(update) = deploy else { return Ok(()) };
-    let commit = update.new.clone();
-    let short = &commit[..commit.len().min(7)];
-    out.line(&format!(
-        "-----> Building {} from {short}...",
-        push.app.name
-    ));
+    Ok(deploy)
+}
 
+/// Export, build, record, release, deploy. Any `Err` leaves no release.
+async fn build_and_release(
+    shared: &Shared,
+    push: &PushContext,
+    request: &HookRequest,
+    out: &Output,
+    build: uuid::Uuid,
+    commit: &str,
+) -> Result<(), String> {
+    let app = &push.app;
     let work = tempfile::Builder::new()
         .prefix("build-")
         .tempdir_in(shared.config.data_dir.join("tmp"))
         .map_err(|e| internal(out, "cannot make a build directory", e))?;
     let source = work.path().join("source");
-    export(&push.repo, &commit, &request.git_env, &source)
+    export(&push.repo, commit, &request.git_env, &source)
         .await
         .map_err(|e| internal(out, "cannot export the pushed commit", e))?;
-
-    let app = &push.app;
-    let build = shared
+    let config = shared
         .store
-        .create_build(app, &BuildSource::Commit(commit.clone()), &push.user)
+        .latest_release(app)
         .await
-        .map_err(|e| internal(out, "cannot record the build", e))?;
-    let config = match shared.store.latest_release(app).await {
-        Ok(release) => release.config,
-        Err(err) => {
-            let _ = shared
-                .store
-                .finish_build(
-                    app,
-                    build.id,
-                    BuildStatus::Failed,
-                    &Default::default(),
-                    None,
-                )
-                .await;
-            return Err(internal(out, "cannot read the app's config", err));
-        }
-    };
+        .map_err(|e| internal(out, "cannot read the app's config", e))?
+        .config;
     let job = builder::BuildJob {
         app: app.name.as_str(),
-        commit: &commit,
+        commit,
         source: &source,
         config: &config,
     };
     let log = |line: &str| out.line(line);
-    let built = tokio::select! {
-        built = shared.builder.build(&job, &log) => built,
-        () = push.cancel.cancelled() => {
-            let _ = shared.store.finish_build(app, build.id, BuildStatus::Failed, &Default::default(), None).await;
-            return Err("the push was cancelled: the connection closed".to_owned());
-        }
-    };
-    let output = match built {
-        Ok(output) => output,
-        Err(err) => {
-            let _ = shared
-                .store
-                .finish_build(
-                    app,
-                    build.id,
-                    BuildStatus::Failed,
-                    &Default::default(),
-                    None,
-                )
-                .await;
-            return Err(format!("build failed: {err}"));
-        }
+    let output = tokio::select! {
+        built = shared.builder.build(&job, &log) => built.map_err(|e| format!("build failed: {e}"))?,
+        () = push.cancel.cancelled() => return Err("the push was cancelled: the connection closed".to_owned()),
     };
     let procfile = output
         .procfile
@@ -141,7 +183,7 @@ pub(crate) async fn pre_receive(
         .store
         .finish_build(
             app,
-            build.id,
+            build,
             BuildStatus::Succeeded,
             &procfile,
             output.image.as_deref(),
@@ -165,10 +207,7 @@ pub(crate) async fn pre_receive(
             release.version
         ));
     } else {
-        out.line(&format!(
-            "-----> {} released; not deployed: this platform has no runtime yet, so it stays pending",
-            release.version
-        ));
+        out.line(&format!("-----> {} released; not deployed: this platform has no runtime yet, so it stays pending", release.version));
     }
     Ok(())
 }

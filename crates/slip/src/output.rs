@@ -201,6 +201,13 @@ pub(crate) fn build_info(app: &str, build: &Build) -> String {
             out.push_str(&format!("  {kind}: {command}\n"));
         }
     }
+    if let Some(log) = build.log.as_deref().filter(|l| !l.is_empty()) {
+        out.push_str("\n=== Build log\n");
+        out.push_str(log);
+        if !log.ends_with('\n') {
+            out.push('\n');
+        }
+    }
     out
 }
 
@@ -384,6 +391,9 @@ mod tests {
             created_by: "ada".to_owned(),
             created_at: datetime!(2026-11-26 14:00 UTC),
             finished_at: None,
+            log: Some(
+                "-----> Building demo from 0123456...\n-----> Procfile app detected\n".to_owned(),
+            ),
         };
         expect![[r#"
             === demo build 0190a4b2-0000-7000-8000-000000000001
@@ -395,6 +405,10 @@ mod tests {
             Finished:  -
             Process types:
               web: python app.py
+
+            === Build log
+            -----> Building demo from 0123456...
+            -----> Procfile app detected
         "#]]
         .assert_eq(&build_info("demo", &build));
     }

@@ -124,3 +124,31 @@ impl Store {
             .try_into()
     }
 }
+
+impl Store {
+    /// Keeps a build's output.
+    pub async fn set_build_log(&self, app: &App, id: Uuid, log: &str) -> Result<()> {
+        on_db!(self, write, |pool| {
+            sqlx::query("UPDATE builds SET log = $1 WHERE id = $2 AND app_id = $3")
+                .bind(log)
+                .bind(id)
+                .bind(app.id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// A build's output, as kept when it ended.
+    pub async fn build_log(&self, app: &App, id: Uuid) -> Result<String> {
+        let log: Option<String> = on_db!(self, read, |pool| {
+            sqlx::query_scalar("SELECT log FROM builds WHERE id = $1 AND app_id = $2")
+                .bind(id)
+                .bind(app.id)
+                .fetch_optional(pool)
+                .await
+        })?;
+        log.ok_or_else(|| Error::NotFound(format!("build {id}")))
+    }
+}

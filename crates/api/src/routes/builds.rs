@@ -40,7 +40,9 @@ pub(super) async fn info(
     let app = authorize(&state, &caller.user, &name, Need::Read).await?;
     let id =
         Uuid::parse_str(&id).map_err(|_| ApiError::Invalid(format!("invalid build id {id:?}")))?;
-    Ok(Json(convert::build(state.store.build(&app, id).await?)))
+    let mut build = convert::build(state.store.build(&app, id).await?);
+    build.log = Some(state.store.build_log(&app, id).await?);
+    Ok(Json(build))
 }
 
 /// Deploys an image built elsewhere: records it as a build with the given Procfile and
