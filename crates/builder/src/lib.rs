@@ -14,6 +14,7 @@
 //! a directory, the app's config and a log, and returns a [`BuildOutput`] or a [`BuildError`]
 //! whose message tells the pusher what to fix.
 
+mod builtin;
 mod heroku;
 pub mod image;
 mod script;
@@ -26,25 +27,6 @@ use domain::Procfile;
 
 /// Where build output goes, line by line; the gateway streams it to the pusher.
 pub type Log<'a> = &'a (dyn Fn(&str) + Send + Sync);
-
-/// The buildpacks that ship with Slipway, tried in this order.
-const BUILTIN: &[(&str, &[(&str, &str)])] = &[(
-    "procfile",
-    &[
-        (
-            "bin/detect",
-            include_str!("../buildpacks/procfile/bin/detect"),
-        ),
-        (
-            "bin/compile",
-            include_str!("../buildpacks/procfile/bin/compile"),
-        ),
-        (
-            "bin/release",
-            include_str!("../buildpacks/procfile/bin/release"),
-        ),
-    ],
-)];
 
 /// How builds run.
 #[derive(Debug, Clone)]
@@ -127,7 +109,7 @@ impl Builder {
     /// Writes the built-in buildpacks under the data directory.
     pub async fn new(config: BuilderConfig) -> std::io::Result<Builder> {
         let root = config.data_dir.join("buildpacks");
-        for (name, files) in BUILTIN {
+        for (name, files) in builtin::BUILTIN {
             for (path, text) in *files {
                 let path = root.join(name).join(path);
                 tokio::fs::create_dir_all(path.parent().expect("files are in bin/")).await?;
@@ -257,7 +239,7 @@ impl Builder {
         log: Log<'_>,
     ) -> Result<PathBuf, BuildError> {
         let root = self.config.data_dir.join("buildpacks");
-        for (name, _) in BUILTIN {
+        for (name, _) in builtin::BUILTIN {
             let buildpack = root.join(name);
             let cache = self.config.data_dir.join("cache").join(job.app);
             let scratch = job.source;
