@@ -15,8 +15,10 @@
 //! whose message tells the pusher what to fix.
 
 mod builtin;
+mod cnb;
 mod heroku;
 pub mod image;
+mod project;
 mod script;
 
 use std::collections::BTreeMap;
@@ -138,31 +140,89 @@ impl Builder {
             .prefix("buildpack-")
             .tempdir_in(job.source.parent().unwrap_or(job.source))?;
 
-        let (buildpack, explicit) = match job.config.get("BUILDPACK_URL") {
-            Some(url) => (self.fetch(url, scratch.path(), &budget, log).await?, true),
-            None => (self.detect_builtin(job, &budget, log).await?, false),
+        let project = project::Project::load(job.source)?;
+        project.apply_exclude(job.source)?;
+        // project.toml's build env joins the config vars the buildpacks see.
+        let mut config = job.config.clone();
+        config.extend(project.env.clone());
+        let job = &BuildJob {
+            config: &config,
+            ..*job
         };
-        let run = heroku::Run {
-            buildpack: &buildpack,
-            job,
-            cache: &cache,
-            scratch: scratch.path(),
-            budget: &budget,
-            log,
+
+        // Which buildpacks: BUILDPACK_URL, else project.toml, else the built-in ones.
+        let (cnb, heroku) = match job.config.get("BUILDPACK_URL") {
+            Some(url) => {
+                let dir = self.fetch(url, scratch.path(), &budget, log).await?;
+                match cnb::Buildpack::load(&dir)? {
+                    Some(bp) => (Some(vec![bp]), None),
+                    None => (None, Some((dir, true))),
+                }
+            }
+            None if !project.buildpacks.is_empty() => {
+                let mut top = Vec::new();
+                for dir in &project.buildpacks {
+                    let bp = cnb::Buildpack::load(dir)?.ok_or_else(|| {
+                        BuildError::Buildpack(format!(
+                            "project.toml names {}, which has no buildpack.toml",
+                            dir.display()
+                        ))
+                    })?;
+                    top.push(bp);
+                }
+                (Some(top), None)
+            }
+            None => (
+                None,
+                Some((self.detect_builtin(job, &budget, log).await?, false)),
+            ),
         };
-        let detected = run.detect().await?;
-        let name = match detected {
-            Some(name) => name,
-            None if explicit => return Err(BuildError::NotDetected(display_name(&buildpack))),
-            None => return Err(BuildError::NoBuildpack),
+
+        let mut launch_layers = Vec::new();
+        let mut env = BTreeMap::new();
+        let (name, defaults) = if let Some(top) = cnb {
+            let mut search: Vec<std::path::PathBuf> = Vec::new();
+            for bp in &top {
+                search.push(bp.dir().to_path_buf());
+                if let Some(parent) = bp.dir().parent() {
+                    search.push(parent.to_path_buf());
+                }
+            }
+            let catalog = cnb::Catalog::scan(&search)?;
+            let lifecycle = cnb::Lifecycle {
+                job,
+                scratch: scratch.path(),
+                cache: &cache.join("cnb"),
+                budget: &budget,
+                log,
+            };
+            let output = lifecycle.run(top, &catalog).await?;
+            launch_layers = output.launch_layers;
+            env = output.env;
+            (output.name, output.processes)
+        } else {
+            let (buildpack, explicit) = heroku.expect("one of the two is chosen");
+            let run = heroku::Run {
+                buildpack: &buildpack,
+                job,
+                cache: &cache,
+                scratch: scratch.path(),
+                budget: &budget,
+                log,
+            };
+            let name = match run.detect().await? {
+                Some(name) => name,
+                None if explicit => return Err(BuildError::NotDetected(display_name(&buildpack))),
+                None => return Err(BuildError::NoBuildpack),
+            };
+            log(&format!("-----> {name} app detected"));
+            run.compile().await?;
+            (name, run.release().await?)
         };
-        log(&format!("-----> {name} app detected"));
-        run.compile().await?;
-        let defaults = run.release().await?;
         let procfile = process_types(job.source, &defaults).await?;
         let types: Vec<String> = procfile.process_types().map(ToString::to_string).collect();
         log(&format!("-----> Process types: {}", types.join(", ")));
-        let image = self.export(job, &procfile, log).await?;
+        let image = self.export(job, &procfile, launch_layers, env, log).await?;
         let timings = Timings {
             total: started.elapsed(),
             in_buildpacks: Duration::from_micros(
@@ -182,29 +242,46 @@ impl Builder {
         &self.images
     }
 
-    /// Makes the build's image: the built tree as one layer at `/workspace`, and a config
-    /// naming the process types. Returns the image's digest.
+    /// Makes the build's image: each launch layer, then the built tree at `/workspace`, and a
+    /// config naming the process types. Returns the image's digest.
     async fn export(
         &self,
         job: &BuildJob<'_>,
         procfile: &Procfile,
+        launch_layers: Vec<(String, std::path::PathBuf)>,
+        launch_env: BTreeMap<String, String>,
         log: Log<'_>,
     ) -> Result<String, BuildError> {
         log("-----> Exporting the image");
         let source = job.source.to_path_buf();
-        let layer =
-            tokio::task::spawn_blocking(move || image::layer_from_dir(&source, image::APP_DIR))
-                .await
-                .map_err(std::io::Error::other)??;
+        // Launch layers first, each its own image layer, so unchanged dependencies keep
+        // their digest from build to build; the app on top.
+        let layers = tokio::task::spawn_blocking(move || {
+            let mut layers = Vec::new();
+            for (at, dir) in &launch_layers {
+                layers.push(image::layer_from_dir(dir, at)?);
+            }
+            layers.push(image::layer_from_dir(&source, image::APP_DIR)?);
+            Ok::<_, std::io::Error>(layers)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         let processes: BTreeMap<String, String> = procfile
             .iter()
             .map(|(t, c)| (t.to_string(), c.to_owned()))
             .collect();
         let spec = image::ImageSpec {
-            env: vec![
-                format!("PATH={}/bin:/usr/local/bin:/usr/bin:/bin", image::APP_DIR),
-                format!("HOME={}", image::APP_DIR),
-            ],
+            env: {
+                let mut all = BTreeMap::from([
+                    (
+                        "PATH".to_owned(),
+                        format!("{}/bin:/usr/local/bin:/usr/bin:/bin", image::APP_DIR),
+                    ),
+                    ("HOME".to_owned(), image::APP_DIR.to_owned()),
+                ]);
+                all.extend(launch_env);
+                all.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+            },
             labels: BTreeMap::from([
                 (
                     image::PROCESSES_LABEL.to_owned(),
@@ -218,10 +295,9 @@ impl Builder {
         };
         let images = std::sync::Arc::clone(&self.images);
         let name = format!("{}:{}", job.app, job.commit);
-        let stored =
-            tokio::task::spawn_blocking(move || images.write_image(&name, &[layer], &spec))
-                .await
-                .map_err(std::io::Error::other)??;
+        let stored = tokio::task::spawn_blocking(move || images.write_image(&name, &layers, &spec))
+            .await
+            .map_err(std::io::Error::other)??;
         log(&format!(
             "       {} ({} layer, {})",
             stored.digest,
@@ -269,9 +345,9 @@ impl Builder {
     ) -> Result<PathBuf, BuildError> {
         if url.starts_with('/') {
             let dir = PathBuf::from(url);
-            if !dir.join("bin").join("compile").exists() {
+            if !dir.join("bin").join("compile").exists() && !dir.join("buildpack.toml").exists() {
                 return Err(BuildError::Buildpack(format!(
-                    "BUILDPACK_URL {url} is not a buildpack: it has no bin/compile"
+                    "BUILDPACK_URL {url} is not a buildpack: it has neither bin/compile nor buildpack.toml"
                 )));
             }
             return Ok(dir);

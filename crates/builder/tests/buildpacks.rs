@@ -247,7 +247,7 @@ async fn failures_say_what_went_wrong() {
         .await;
     assert_eq!(
         result.unwrap_err().to_string(),
-        "BUILDPACK_URL /no/such/buildpack is not a buildpack: it has no bin/compile"
+        "BUILDPACK_URL /no/such/buildpack is not a buildpack: it has neither bin/compile nor buildpack.toml"
     );
 }
 

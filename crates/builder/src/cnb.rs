@@ -1,0 +1,845 @@
+//! Cloud Native Buildpacks, Buildpack API 0.7 to 0.12: Slipway as the lifecycle.
+//!
+//! Detection runs each group of the order (a composite buildpack's `[[order]]`, or a single
+//! buildpack as a group of one), then resolves the build plan: every `requires` must be met
+//! by a `provides` of the same or an earlier buildpack, every `provides` by a `requires` of
+//! the same or a later one; each buildpack's `[[or]]` alternatives are tried in order, and
+//! optional buildpacks that do not fit are dropped. Build runs each buildpack of the chosen
+//! group with its plan, in order, with the environment of the layers before it. Both phases
+//! give a buildpack the `CNB_*` variables of its API version *and* the positional arguments
+//! that buildpacks written for older APIs read.
+//!
+//! After the build, layers marked `cache` are kept for the app's next build, layers marked
+//! `launch` become image layers under `/layers/<buildpack>/<layer>`, and `launch.toml`'s
+//! processes become the app's process types.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::script::{self, Budget, Stdout};
+use crate::{BuildError, BuildJob, Log, system_path};
+
+const SUPPORTED: &[&str] = &["0.7", "0.8", "0.9", "0.10", "0.11", "0.12"];
+
+/// `buildpack.toml`.
+#[derive(Debug, Clone, Deserialize)]
+struct Descriptor {
+    api: String,
+    buildpack: Info,
+    #[serde(default)]
+    order: Vec<Order>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Info {
+    id: String,
+    #[serde(default)]
+    version: String,
+    name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Order {
+    #[serde(default)]
+    group: Vec<GroupEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct GroupEntry {
+    id: String,
+    version: Option<String>,
+    #[serde(default)]
+    optional: bool,
+}
+
+/// A buildpack found on disk.
+#[derive(Debug, Clone)]
+pub(crate) struct Buildpack {
+    dir: PathBuf,
+    descriptor: Descriptor,
+}
+
+impl Buildpack {
+    /// Reads `dir/buildpack.toml`, if there is one.
+    pub(crate) fn load(dir: &Path) -> Result<Option<Buildpack>, BuildError> {
+        let path = dir.join("buildpack.toml");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let descriptor: Descriptor = toml::from_str(&text).map_err(|e| {
+            BuildError::Buildpack(format!(
+                "invalid {}: {}",
+                path.display(),
+                one_line(&e.to_string())
+            ))
+        })?;
+        if !SUPPORTED.contains(&descriptor.api.as_str()) {
+            return Err(BuildError::Buildpack(format!(
+                "buildpack {} uses Buildpack API {}; Slipway supports {} to {}",
+                descriptor.buildpack.id,
+                descriptor.api,
+                SUPPORTED[0],
+                SUPPORTED[SUPPORTED.len() - 1]
+            )));
+        }
+        Ok(Some(Buildpack {
+            dir: dir.to_path_buf(),
+            descriptor,
+        }))
+    }
+
+    fn id(&self) -> &str {
+        &self.descriptor.buildpack.id
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn name(&self) -> String {
+        self.descriptor
+            .buildpack
+            .name
+            .clone()
+            .unwrap_or_else(|| self.id().to_owned())
+    }
+
+    /// API 0.9 made launch.toml commands arrays.
+    fn api_at_least(&self, minor: u32) -> bool {
+        self.descriptor
+            .api
+            .strip_prefix("0.")
+            .and_then(|m| m.parse::<u32>().ok())
+            .is_some_and(|m| m >= minor)
+    }
+
+    /// The directory name of this buildpack's layers: its id with `/` made safe.
+    fn layers_name(&self) -> String {
+        self.id().replace('/', "_")
+    }
+}
+
+/// Buildpacks that composites may name, by id.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    by_id: HashMap<String, Vec<Buildpack>>,
+}
+
+impl Catalog {
+    /// Every buildpack in `dirs` and their immediate subdirectories.
+    pub(crate) fn scan(dirs: &[PathBuf]) -> Result<Catalog, BuildError> {
+        let mut catalog = Catalog::default();
+        for dir in dirs {
+            let mut candidates = vec![dir.clone()];
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                let mut subdirs: Vec<PathBuf> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect();
+                subdirs.sort();
+                candidates.extend(subdirs);
+            }
+            for candidate in candidates {
+                // A candidate that does not load is only a neighbour; were it needed, the
+                // order naming it reports it as not found.
+                if let Ok(Some(bp)) = Buildpack::load(&candidate) {
+                    let known = catalog.by_id.entry(bp.id().to_owned()).or_default();
+                    if !known.iter().any(|k| k.dir == bp.dir) {
+                        known.push(bp);
+                    }
+                }
+            }
+        }
+        Ok(catalog)
+    }
+
+    fn find(&self, id: &str, version: Option<&str>) -> Result<Buildpack, BuildError> {
+        self.by_id
+            .get(id)
+            .and_then(|all| {
+                all.iter()
+                    .find(|bp| version.is_none_or(|v| v == bp.descriptor.buildpack.version))
+            })
+            .cloned()
+            .ok_or_else(|| {
+                BuildError::Buildpack(format!(
+                    "buildpack {id}{} is named in an order but was not found",
+                    version.map(|v| format!("@{v}")).unwrap_or_default()
+                ))
+            })
+    }
+}
+
+/// One member of a group to try.
+#[derive(Debug, Clone)]
+struct Member {
+    buildpack: Buildpack,
+    optional: bool,
+}
+
+/// The groups `top` stands for: its order's groups (recursively flattened), or itself.
+fn groups(top: &[Member], catalog: &Catalog) -> Result<Vec<Vec<Member>>, BuildError> {
+    let mut result: Vec<Vec<Member>> = vec![Vec::new()];
+    for member in top {
+        let options: Vec<Vec<Member>> = if member.buildpack.descriptor.order.is_empty() {
+            vec![vec![member.clone()]]
+        } else {
+            let mut options = Vec::new();
+            for order in &member.buildpack.descriptor.order {
+                let members = order
+                    .group
+                    .iter()
+                    .map(|entry| {
+                        Ok(Member {
+                            buildpack: catalog.find(&entry.id, entry.version.as_deref())?,
+                            optional: entry.optional || member.optional,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, BuildError>>()?;
+                options.extend(groups(&members, catalog)?);
+            }
+            options
+        };
+        let mut next = Vec::new();
+        for prefix in &result {
+            for option in &options {
+                let mut group = prefix.clone();
+                group.extend(option.iter().cloned());
+                next.push(group);
+            }
+        }
+        result = next;
+    }
+    Ok(result)
+}
+
+/// `plan.toml` as a buildpack's detect writes it.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Plan {
+    #[serde(flatten)]
+    main: Alternative,
+    #[serde(default)]
+    or: Vec<Alternative>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Alternative {
+    #[serde(default)]
+    provides: Vec<Provide>,
+    #[serde(default)]
+    requires: Vec<Require>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Provide {
+    name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+struct Require {
+    name: String,
+    #[serde(default)]
+    metadata: toml::Table,
+}
+
+/// A buildpack that will build, with the plan entries it provides.
+#[derive(Debug, Clone)]
+struct Chosen {
+    buildpack: Buildpack,
+    entries: Vec<Require>,
+}
+
+/// What the CNB build produced.
+#[derive(Debug)]
+pub(crate) struct Output {
+    pub(crate) name: String,
+    /// Process type → command line.
+    pub(crate) processes: BTreeMap<String, String>,
+    /// Launch layers: (path in the image, directory on disk), in image order.
+    pub(crate) launch_layers: Vec<(String, PathBuf)>,
+    /// Environment for the image (PATH and the launch layers' env).
+    pub(crate) env: BTreeMap<String, String>,
+}
+
+pub(crate) struct Lifecycle<'a> {
+    pub(crate) job: &'a BuildJob<'a>,
+    /// Where layers, the platform dir and plans are written.
+    pub(crate) scratch: &'a Path,
+    /// The app's CNB cache: `<cache>/<buildpack>/<layer>`.
+    pub(crate) cache: &'a Path,
+    pub(crate) budget: &'a Budget,
+    pub(crate) log: Log<'a>,
+}
+
+impl Lifecycle<'_> {
+    /// Detects, then builds, with `top` as the order to try.
+    pub(crate) async fn run(
+        &self,
+        top: Vec<Buildpack>,
+        catalog: &Catalog,
+    ) -> Result<Output, BuildError> {
+        let platform = self.scratch.join("platform");
+        let env_dir = platform.join("env");
+        tokio::fs::create_dir_all(&env_dir).await?;
+        for (key, value) in self.job.config {
+            tokio::fs::write(env_dir.join(key), value).await?;
+        }
+        let top: Vec<Member> = top
+            .into_iter()
+            .map(|buildpack| Member {
+                buildpack,
+                optional: false,
+            })
+            .collect();
+        let mut chosen = None;
+        for group in groups(&top, catalog)? {
+            if let Some(found) = self.detect(&group, &platform).await? {
+                chosen = Some(found);
+                break;
+            }
+        }
+        let group = chosen.ok_or(BuildError::NoBuildpack)?;
+        let names: Vec<String> = group.iter().map(|c| c.buildpack.name()).collect();
+        (self.log)(&format!(
+            "-----> Cloud Native Buildpacks: {}",
+            names.join(", ")
+        ));
+        self.build(&group, &platform).await
+    }
+
+    fn env(&self, bp: &Buildpack, platform: &Path) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("PATH".to_owned(), system_path()),
+            (
+                "HOME".to_owned(),
+                self.job.source.to_string_lossy().into_owned(),
+            ),
+            ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            (
+                "CNB_BUILDPACK_DIR".to_owned(),
+                bp.dir.to_string_lossy().into_owned(),
+            ),
+            (
+                "CNB_PLATFORM_DIR".to_owned(),
+                platform.to_string_lossy().into_owned(),
+            ),
+            ("CNB_TARGET_OS".to_owned(), "linux".to_owned()),
+            ("CNB_TARGET_ARCH".to_owned(), "amd64".to_owned()),
+            ("CNB_TARGET_DISTRO_NAME".to_owned(), "debian".to_owned()),
+            (
+                "CNB_STACK_ID".to_owned(),
+                "io.slipway.stacks.debian".to_owned(),
+            ),
+        ])
+    }
+
+    /// Runs detect for a group; `Some` with the resolved group when it fits the app.
+    async fn detect(
+        &self,
+        group: &[Member],
+        platform: &Path,
+    ) -> Result<Option<Vec<Chosen>>, BuildError> {
+        let mut passed: Vec<(Member, Plan)> = Vec::new();
+        for (index, member) in group.iter().enumerate() {
+            let bp = &member.buildpack;
+            let plan_path = self.scratch.join(format!("plan-{index}.toml"));
+            let _ = tokio::fs::remove_file(&plan_path).await;
+            let mut env = self.env(bp, platform);
+            env.insert(
+                "CNB_BUILD_PLAN_PATH".to_owned(),
+                plan_path.to_string_lossy().into_owned(),
+            );
+            let detect = bp.dir.join("bin").join("detect");
+            let out = script::run(
+                &detect,
+                &[platform, &plan_path],
+                self.job.source,
+                &env,
+                Stdout::Log,
+                self.budget,
+                self.log,
+            )
+            .await?;
+            match out.code {
+                Some(0) => {
+                    let plan = match tokio::fs::read_to_string(&plan_path).await {
+                        Ok(text) => toml::from_str::<Plan>(&text).map_err(|e| {
+                            BuildError::Buildpack(format!(
+                                "{} wrote an invalid build plan: {}",
+                                bp.id(),
+                                one_line(&e.to_string())
+                            ))
+                        })?,
+                        Err(_) => Plan::default(),
+                    };
+                    passed.push((member.clone(), plan));
+                }
+                Some(100) if member.optional => {}
+                Some(100) => return Ok(None),
+                code => {
+                    return Err(BuildError::Buildpack(format!(
+                        "{}'s bin/detect failed with exit status {}",
+                        bp.id(),
+                        code.map_or("killed".to_owned(), |c| c.to_string())
+                    )));
+                }
+            }
+        }
+        Ok(resolve(passed))
+    }
+
+    async fn build(&self, group: &[Chosen], platform: &Path) -> Result<Output, BuildError> {
+        let layers_root = self.scratch.join("layers");
+        let mut build_env: BTreeMap<String, String> = BTreeMap::new();
+        let mut processes: BTreeMap<String, (String, bool)> = BTreeMap::new();
+        let mut launch_layers = Vec::new();
+        for (index, chosen) in group.iter().enumerate() {
+            let bp = &chosen.buildpack;
+            let layers = layers_root.join(bp.layers_name());
+            tokio::fs::create_dir_all(&layers).await?;
+            let cache = self.cache.join(bp.layers_name());
+            restore_cache(&cache, &layers)?;
+            let plan_path = self.scratch.join(format!("bp-plan-{index}.toml"));
+            let plan = toml::to_string(&BTreeMap::from([("entries", &chosen.entries)]))
+                .map_err(|e| BuildError::Buildpack(e.to_string()))?;
+            tokio::fs::write(&plan_path, plan).await?;
+            let mut env = self.env(bp, platform);
+            for (key, value) in &build_env {
+                env.insert(key.clone(), value.clone());
+            }
+            env.insert(
+                "CNB_LAYERS_DIR".to_owned(),
+                layers.to_string_lossy().into_owned(),
+            );
+            env.insert(
+                "CNB_BP_PLAN_PATH".to_owned(),
+                plan_path.to_string_lossy().into_owned(),
+            );
+            let build = bp.dir.join("bin").join("build");
+            let out = script::run(
+                &build,
+                &[&layers, platform, &plan_path],
+                self.job.source,
+                &env,
+                Stdout::Log,
+                self.budget,
+                self.log,
+            )
+            .await?;
+            if out.code != Some(0) {
+                return Err(BuildError::Buildpack(format!(
+                    "{}'s bin/build failed (exit status {}); its output above says why",
+                    bp.id(),
+                    out.code.map_or("killed".to_owned(), |c| c.to_string())
+                )));
+            }
+            for layer in read_layers(&layers)? {
+                if layer.build {
+                    apply_layer_env(&mut build_env, &layer.dir, &["env", "env.build"], &env)?;
+                }
+                if layer.cache {
+                    save_cache(&layer.dir, &cache)?;
+                }
+                if layer.launch {
+                    launch_layers.push((
+                        format!("layers/{}/{}", bp.layers_name(), layer.name),
+                        layer.dir.clone(),
+                    ));
+                }
+            }
+            for (process_type, command, default) in read_launch(&layers, bp)? {
+                processes.insert(process_type, (command, default));
+            }
+        }
+        // The image's environment: the launch layers' bin/ and env, as they will be at /layers.
+        let mut env = BTreeMap::from([(
+            "PATH".to_owned(),
+            format!("{}/bin:/usr/local/bin:/usr/bin:/bin", crate::image::APP_DIR),
+        )]);
+        for (image_path, dir) in &launch_layers {
+            let at = format!("/{image_path}");
+            let mut layer_env: BTreeMap<String, String> = BTreeMap::new();
+            apply_layer_env(&mut layer_env, dir, &["env", "env.launch"], &env)?;
+            for (key, value) in layer_env {
+                env.insert(key, value.replace(&dir.to_string_lossy().into_owned(), &at));
+            }
+            if dir.join("bin").is_dir() {
+                let path = env.get("PATH").cloned().unwrap_or_default();
+                env.insert("PATH".to_owned(), format!("{at}/bin:{path}"));
+            }
+        }
+        let processes: BTreeMap<String, String> =
+            processes.into_iter().map(|(t, (c, _))| (t, c)).collect();
+        Ok(Output {
+            name: group
+                .iter()
+                .map(|c| c.buildpack.name())
+                .collect::<Vec<_>>()
+                .join(" + "),
+            processes,
+            launch_layers,
+            env,
+        })
+    }
+}
+
+/// The build plan: the first combination of alternatives (and of optional buildpacks) in
+/// which every require is provided before or by its requirer and every provide is required
+/// by its provider or later.
+fn resolve(passed: Vec<(Member, Plan)>) -> Option<Vec<Chosen>> {
+    if passed.is_empty() {
+        return None;
+    }
+    let choices: Vec<Vec<Alternative>> = passed
+        .iter()
+        .map(|(_, plan)| {
+            std::iter::once(plan.main.clone())
+                .chain(plan.or.iter().cloned())
+                .collect()
+        })
+        .collect();
+    let mut pick = vec![0usize; passed.len()];
+    loop {
+        let trial: Vec<(&Member, &Alternative)> = passed
+            .iter()
+            .enumerate()
+            .map(|(i, (member, _))| (member, &choices[i][pick[i]]))
+            .collect();
+        if let Some(chosen) = check(&trial) {
+            return Some(chosen);
+        }
+        // Next combination, the last buildpack's alternatives varying fastest.
+        let mut i = pick.len();
+        loop {
+            if i == 0 {
+                return None;
+            }
+            i -= 1;
+            pick[i] += 1;
+            if pick[i] < choices[i].len() {
+                break;
+            }
+            pick[i] = 0;
+        }
+    }
+}
+
+/// Checks one trial, dropping optional buildpacks that do not fit until it holds or fails.
+fn check(trial: &[(&Member, &Alternative)]) -> Option<Vec<Chosen>> {
+    let mut keep: Vec<bool> = vec![true; trial.len()];
+    loop {
+        let mut misfit = None;
+        for (i, (_, alt)) in trial.iter().enumerate() {
+            if !keep[i] {
+                continue;
+            }
+            let requires_met = alt.requires.iter().all(|r| {
+                trial[..=i]
+                    .iter()
+                    .enumerate()
+                    .any(|(j, (_, a))| keep[j] && a.provides.iter().any(|p| p.name == r.name))
+            });
+            let provides_used = alt.provides.iter().all(|p| {
+                trial[i..]
+                    .iter()
+                    .enumerate()
+                    .any(|(j, (_, a))| keep[i + j] && a.requires.iter().any(|r| r.name == p.name))
+            });
+            if !(requires_met && provides_used) {
+                misfit = Some(i);
+                break;
+            }
+        }
+        match misfit {
+            None => break,
+            Some(i) if trial[i].0.optional => keep[i] = false,
+            Some(_) => return None,
+        }
+    }
+    let kept: Vec<usize> = (0..trial.len()).filter(|&i| keep[i]).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    Some(
+        kept.iter()
+            .map(|&i| {
+                let (member, alt) = trial[i];
+                let entries = alt
+                    .provides
+                    .iter()
+                    .flat_map(|p| {
+                        kept.iter().flat_map(move |&j| {
+                            trial[j]
+                                .1
+                                .requires
+                                .iter()
+                                .filter(move |r| r.name == p.name)
+                                .cloned()
+                        })
+                    })
+                    .collect();
+                Chosen {
+                    buildpack: member.buildpack.clone(),
+                    entries,
+                }
+            })
+            .collect(),
+    )
+}
+
+/// A layer a buildpack made, with its `<layer>.toml` types.
+struct LayerInfo {
+    name: String,
+    dir: PathBuf,
+    launch: bool,
+    build: bool,
+    cache: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LayerToml {
+    #[serde(default)]
+    types: LayerTypes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LayerTypes {
+    #[serde(default)]
+    launch: bool,
+    #[serde(default)]
+    build: bool,
+    #[serde(default)]
+    cache: bool,
+}
+
+fn read_layers(layers: &Path) -> Result<Vec<LayerInfo>, BuildError> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(layers) else {
+        return Ok(found);
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".toml"))
+        else {
+            continue;
+        };
+        if matches!(name, "launch" | "build" | "store") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        let parsed: LayerToml = toml::from_str(&text).map_err(|e| {
+            BuildError::Buildpack(format!(
+                "invalid {}: {}",
+                path.display(),
+                one_line(&e.to_string())
+            ))
+        })?;
+        let dir = layers.join(name);
+        if !dir.is_dir() {
+            continue;
+        }
+        found.push(LayerInfo {
+            name: name.to_owned(),
+            dir,
+            launch: parsed.types.launch,
+            build: parsed.types.build,
+            cache: parsed.types.cache,
+        });
+    }
+    Ok(found)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LaunchToml {
+    #[serde(default)]
+    processes: Vec<Process>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Process {
+    #[serde(rename = "type")]
+    process_type: String,
+    command: toml::Value,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    default: bool,
+    #[serde(default)]
+    direct: Option<bool>,
+}
+
+/// `launch.toml`'s processes as (type, shell command line, default).
+fn read_launch(layers: &Path, bp: &Buildpack) -> Result<Vec<(String, String, bool)>, BuildError> {
+    let Ok(text) = std::fs::read_to_string(layers.join("launch.toml")) else {
+        return Ok(Vec::new());
+    };
+    let launch: LaunchToml = toml::from_str(&text).map_err(|e| {
+        BuildError::Buildpack(format!(
+            "{} wrote an invalid launch.toml: {}",
+            bp.id(),
+            one_line(&e.to_string())
+        ))
+    })?;
+    let mut out = Vec::new();
+    for process in launch.processes {
+        let words: Vec<String> = match (&process.command, bp.api_at_least(9)) {
+            (toml::Value::Array(items), _) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            // Before API 0.9 a string command ran in a shell unless `direct`.
+            (toml::Value::String(command), false) if process.direct != Some(true) => {
+                let args: Vec<String> = process.args.iter().map(|a| shell_quote(a)).collect();
+                out.push((
+                    process.process_type,
+                    [command.clone()]
+                        .into_iter()
+                        .chain(args)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    process.default,
+                ));
+                continue;
+            }
+            (toml::Value::String(command), _) => vec![command.clone()],
+            _ => {
+                return Err(BuildError::Buildpack(format!(
+                    "{}: process {} has no command",
+                    bp.id(),
+                    process.process_type
+                )));
+            }
+        };
+        let line: Vec<String> = words
+            .iter()
+            .chain(&process.args)
+            .map(|w| shell_quote(w))
+            .collect();
+        out.push((process.process_type, line.join(" "), process.default));
+    }
+    Ok(out)
+}
+
+/// Applies a layer's `bin/`, `lib/` and env directories (`NAME`, `NAME.override`,
+/// `.default`, `.append`, `.prepend`, `.delim`) to `env`.
+fn apply_layer_env(
+    env: &mut BTreeMap<String, String>,
+    layer: &Path,
+    dirs: &[&str],
+    base: &BTreeMap<String, String>,
+) -> Result<(), BuildError> {
+    let get =
+        |env: &BTreeMap<String, String>, key: &str| env.get(key).or_else(|| base.get(key)).cloned();
+    if layer.join("bin").is_dir() {
+        let path = get(env, "PATH").unwrap_or_default();
+        env.insert("PATH".to_owned(), format!("{}/bin:{path}", layer.display()));
+    }
+    if layer.join("lib").is_dir() {
+        for key in ["LD_LIBRARY_PATH", "LIBRARY_PATH"] {
+            let old = get(env, key).map(|v| format!(":{v}")).unwrap_or_default();
+            env.insert(key.to_owned(), format!("{}/lib{old}", layer.display()));
+        }
+    }
+    for dir in dirs {
+        let dir = layer.join(dir);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for file in files {
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            let (key, action) = name
+                .rsplit_once('.')
+                .map_or((name.as_str(), "override"), |(k, a)| (k, a));
+            if action == "delim" {
+                continue;
+            }
+            let value = std::fs::read_to_string(&file)?;
+            let delim =
+                std::fs::read_to_string(dir.join(format!("{key}.delim"))).unwrap_or_default();
+            let old = get(env, key);
+            let new = match (action, old) {
+                ("prepend", Some(old)) => format!("{value}{delim}{old}"),
+                ("append", Some(old)) => format!("{old}{delim}{value}"),
+                ("default", Some(old)) => old,
+                _ => value,
+            };
+            env.insert(key.to_owned(), new);
+        }
+    }
+    Ok(())
+}
+
+fn restore_cache(cache: &Path, layers: &Path) -> Result<(), BuildError> {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        copy_all(&entry.path(), &layers.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
+fn save_cache(layer: &Path, cache: &Path) -> Result<(), BuildError> {
+    let name = layer.file_name().expect("layers have names");
+    std::fs::create_dir_all(cache)?;
+    let dest = cache.join(name);
+    let _ = std::fs::remove_dir_all(&dest);
+    copy_all(layer, &dest)?;
+    let toml = layer.with_extension("toml");
+    std::fs::copy(&toml, cache.join(toml.file_name().expect("named")))?;
+    Ok(())
+}
+
+/// Copies a file or a tree, keeping symlinks and modes.
+fn copy_all(from: &Path, to: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(from)?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(from)?;
+        let _ = std::fs::remove_file(to);
+        std::os::unix::fs::symlink(target, to)
+    } else if meta.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_all(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::copy(from, to).map(|_| ())
+    }
+}
+
+fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,$".contains(&b))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,348 @@
+//! Cloud Native Buildpacks through the builder, with buildpacks written by the tests to the
+//! Buildpack API versions at both ends of what Slipway supports, a composite with an optional
+//! member, project.toml, and the layer cache.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use slipway_builder::{BuildError, BuildJob, BuildOutput, Builder, BuilderConfig};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    builder: Builder,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BuilderConfig {
+            data_dir: dir.path().join("data"),
+            timeout: Duration::from_secs(60),
+            max_output: 1 << 20,
+        };
+        Fixture {
+            builder: Builder::new(config).await.unwrap(),
+            dir,
+        }
+    }
+
+    /// Writes a buildpack: `buildpack.toml` and the given scripts.
+    fn buildpack(&self, root: &Path, name: &str, toml: &str, scripts: &[(&str, &str)]) -> PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::write(dir.join("buildpack.toml"), toml).unwrap();
+        for (script, body) in scripts {
+            let path = dir.join("bin").join(script);
+            std::fs::write(&path, format!("#!/bin/sh\nset -eu\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        dir
+    }
+
+    fn app(&self, files: &[(&str, &str)]) -> PathBuf {
+        let dir = tempfile::Builder::new()
+            .prefix("app")
+            .tempdir_in(self.dir.path())
+            .unwrap()
+            .keep();
+        for (name, text) in files {
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    async fn build(
+        &self,
+        source: &Path,
+        config: &[(&str, &str)],
+    ) -> (Result<BuildOutput, BuildError>, Vec<String>) {
+        let config: BTreeMap<String, String> = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let job = BuildJob {
+            app: "demo",
+            commit: "c0ffee",
+            source,
+            config: &config,
+        };
+        let lines = Mutex::new(Vec::new());
+        let log = |line: &str| lines.lock().unwrap().push(line.to_owned());
+        let result = self.builder.build(&job, &log).await;
+        (result, lines.into_inner().unwrap())
+    }
+
+    /// The image's manifest and config, read from the local layout.
+    fn image(&self, digest: &str) -> (serde_json::Value, serde_json::Value) {
+        let blob = |d: &str| {
+            let path = self
+                .dir
+                .path()
+                .join("data/images/blobs/sha256")
+                .join(d.trim_start_matches("sha256:"));
+            serde_json::from_slice::<serde_json::Value>(&std::fs::read(path).unwrap()).unwrap()
+        };
+        let manifest = blob(digest);
+        let config = blob(manifest["config"]["digest"].as_str().unwrap());
+        (manifest, config)
+    }
+}
+
+/// API 0.10: reads its positional arguments (`detect PLATFORM PLAN`, `build LAYERS PLATFORM
+/// PLAN`) and declares `[[stacks]]`.
+const OLD_TOML: &str = r#"api = "0.10"
+[buildpack]
+id = "test/old"
+version = "1.0.0"
+name = "Old Style"
+[[stacks]]
+id = "*"
+"#;
+
+fn old_buildpack(f: &Fixture, root: &Path) -> PathBuf {
+    f.buildpack(
+        root,
+        "old",
+        OLD_TOML,
+        &[
+            ("detect", r#"[ -f hello.txt ] || exit 100
+printf '[[provides]]\nname = "hello"\n[[requires]]\nname = "hello"\n[requires.metadata]\nloud = true\n' > "$2""#),
+            (
+                "build",
+                r#"layers="$1"; plan="$3"
+grep -q 'loud = true' "$plan"
+echo "-----> old-style build, greeting from $(cat "$2/env/GREETING")"
+mkdir -p "$layers/deps/bin" "$layers/deps/env.launch"
+if [ -f "$layers/deps.toml" ] && [ -f "$layers/deps/bin/hello" ]; then echo "       reusing the cached deps layer"; else
+  printf '#!/bin/sh\necho hello from the deps layer\n' > "$layers/deps/bin/hello"; chmod +x "$layers/deps/bin/hello"
+  echo "       installed deps"; fi
+printf 'loud' > "$layers/deps/env.launch/VOLUME.default"
+printf '[types]\nlaunch = true\ncache = true\n' > "$layers/deps.toml"
+printf '[[processes]]\ntype = "web"\ncommand = ["hello", "--port", "$PORT"]\ndefault = true\n' > "$layers/launch.toml""#,
+            ),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn an_api_0_10_buildpack_with_positional_arguments() {
+    let f = Fixture::new().await;
+    let bp = old_buildpack(&f, f.dir.path());
+    let app = f.app(&[("hello.txt", "hi")]);
+    let (result, log) = f
+        .build(
+            &app,
+            &[
+                ("BUILDPACK_URL", bp.to_str().unwrap()),
+                ("GREETING", "ahoy"),
+            ],
+        )
+        .await;
+    let output = result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+    assert_eq!(output.procfile.to_string(), "web: hello --port $PORT\n");
+    assert!(
+        log.iter()
+            .any(|l| l == "-----> old-style build, greeting from ahoy"),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l == "-----> Cloud Native Buildpacks: Old Style"),
+        "{log:?}"
+    );
+    let (manifest, config) = f.image(output.image.as_deref().unwrap());
+    assert_eq!(
+        manifest["layers"].as_array().unwrap().len(),
+        2,
+        "the launch layer, then the app"
+    );
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"VOLUME=loud"), "{env:?}");
+    assert!(
+        env.iter()
+            .any(|e| e.starts_with("PATH=/layers/test_old/deps/bin:")),
+        "{env:?}"
+    );
+
+    // A second build of unchanged dependencies reuses the cached layer, and its image layer
+    // has the same digest: nothing new to upload.
+    let again = f.app(&[("hello.txt", "hi"), ("more.txt", "a change to the app")]);
+    let (second, log) = f
+        .build(
+            &again,
+            &[
+                ("BUILDPACK_URL", bp.to_str().unwrap()),
+                ("GREETING", "ahoy"),
+            ],
+        )
+        .await;
+    let second = second.unwrap();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("reusing the cached deps layer")),
+        "{log:?}"
+    );
+    let (second_manifest, _) = f.image(second.image.as_deref().unwrap());
+    assert_eq!(
+        manifest["layers"][0]["digest"],
+        second_manifest["layers"][0]["digest"]
+    );
+    assert_ne!(
+        manifest["layers"][1]["digest"], second_manifest["layers"][1]["digest"],
+        "the app changed"
+    );
+}
+
+#[tokio::test]
+async fn an_api_0_12_buildpack_with_cnb_variables_and_targets() {
+    let f = Fixture::new().await;
+    let bp = f.buildpack(
+        f.dir.path(),
+        "new",
+        "api = \"0.12\"\n[buildpack]\nid = \"test/new\"\nversion = \"2.0.0\"\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n",
+        &[
+            ("detect", r#"[ "$CNB_TARGET_OS" = linux ] && test -d "$CNB_PLATFORM_DIR/env""#),
+            (
+                "build",
+                r#"mkdir -p "$CNB_LAYERS_DIR/tools/bin"
+printf '[types]\nbuild = true\n' > "$CNB_LAYERS_DIR/tools.toml"
+printf '[[processes]]\ntype = "worker"\ncommand = ["sh", "-c", "echo working; sleep 1"]\n[[processes]]\ntype = "web"\ncommand = ["./serve"]\nargs = ["--quiet"]\n' > "$CNB_LAYERS_DIR/launch.toml""#,
+            ),
+        ],
+    );
+    let app = f.app(&[("serve", "#!/bin/sh\n")]);
+    let (result, log) = f
+        .build(&app, &[("BUILDPACK_URL", bp.to_str().unwrap())])
+        .await;
+    let output = result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+    assert_eq!(
+        output.procfile.to_string(),
+        "web: ./serve --quiet\nworker: sh -c 'echo working; sleep 1'\n"
+    );
+    let (manifest, _) = f.image(output.image.as_deref().unwrap());
+    assert_eq!(
+        manifest["layers"].as_array().unwrap().len(),
+        1,
+        "a build-only layer stays out of the image"
+    );
+}
+
+#[tokio::test]
+async fn a_composite_with_an_optional_member_and_a_build_plan() {
+    let f = Fixture::new().await;
+    let root = f.dir.path().join("bps");
+    std::fs::create_dir_all(&root).unwrap();
+    let toml =
+        |id: &str| format!("api = \"0.11\"\n[buildpack]\nid = \"{id}\"\nversion = \"1.0.0\"\n");
+    f.buildpack(&root, "provider", &toml("test/provider"), &[
+        ("detect", r#"printf '[[provides]]\nname = "runtime"\n[[or]]\n[[or.provides]]\nname = "other"\n' > "$CNB_BUILD_PLAN_PATH""#),
+        ("build", r#"grep -q 'name = "runtime"' "$CNB_BP_PLAN_PATH"; mkdir -p "$CNB_LAYERS_DIR/rt/bin"; printf '#!/bin/sh\necho runtime\n' > "$CNB_LAYERS_DIR/rt/bin/rt"; chmod +x "$CNB_LAYERS_DIR/rt/bin/rt"; printf '[types]\nbuild = true\nlaunch = true\n' > "$CNB_LAYERS_DIR/rt.toml""#),
+    ]);
+    f.buildpack(
+        &root,
+        "absent",
+        &toml("test/absent"),
+        &[("detect", "exit 100"), ("build", "exit 1")],
+    );
+    f.buildpack(&root, "user", &toml("test/user"), &[
+        ("detect", r#"printf '[[requires]]\nname = "runtime"\n' > "$CNB_BUILD_PLAN_PATH""#),
+        // The provider's build layer is on this buildpack's PATH.
+        ("build", r#"echo "the user sees: $(rt)"; printf '[[processes]]\ntype = "web"\ncommand = ["rt"]\ndefault = true\n' > "$CNB_LAYERS_DIR/launch.toml""#),
+    ]);
+    let composite = root.join("composite");
+    std::fs::create_dir_all(&composite).unwrap();
+    std::fs::write(
+        composite.join("buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"test/composite\"\nversion = \"1.0.0\"\n\
+         [[order]]\n[[order.group]]\nid = \"test/provider\"\nversion = \"1.0.0\"\n\
+         [[order.group]]\nid = \"test/absent\"\noptional = true\n[[order.group]]\nid = \"test/user\"\n",
+    )
+    .unwrap();
+    let app = f.app(&[("x", "y")]);
+    let (result, log) = f
+        .build(&app, &[("BUILDPACK_URL", composite.to_str().unwrap())])
+        .await;
+    let output = result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+    assert_eq!(
+        output.buildpack, "test/provider + test/user",
+        "the optional member that failed is dropped"
+    );
+    assert!(log.iter().any(|l| l == "the user sees: runtime"), "{log:?}");
+    assert_eq!(output.procfile.to_string(), "web: rt\n");
+}
+
+#[tokio::test]
+async fn project_toml_names_the_buildpacks_excludes_files_and_sets_build_env() {
+    let f = Fixture::new().await;
+    let app = f.app(&[
+        ("project.toml", "[_]\nschema-version = \"0.1\"\n\n[build]\nexclude = [\"secrets/\", \"*.log\"]\n\n[[build.buildpacks]]\nuri = \"./buildpacks/mine\"\n\n[[build.env]]\nname = \"MODE\"\nvalue = \"fast\"\n"),
+        ("secrets/key", "do not ship"),
+        ("debug.log", "noise"),
+        ("main.txt", "code"),
+    ]);
+    f.buildpack(&app.join("buildpacks"), "mine", "api = \"0.8\"\n[buildpack]\nid = \"app/mine\"\nversion = \"0.1.0\"\n", &[
+        ("detect", "true"),
+        ("build", r#"echo "mode $(cat "$2/env/MODE")"; test ! -e secrets/key; test ! -e debug.log; printf '[[processes]]\ntype = "web"\ncommand = ["cat", "main.txt"]\n' > "$1/launch.toml""#),
+    ]);
+    let (result, log) = f.build(&app, &[]).await;
+    let output = result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+    assert!(log.iter().any(|l| l == "mode fast"), "{log:?}");
+    assert_eq!(output.procfile.to_string(), "web: cat main.txt\n");
+}
+
+#[tokio::test]
+async fn unsupported_and_failing_buildpacks_are_refused_clearly() {
+    let f = Fixture::new().await;
+    let future = f.buildpack(
+        f.dir.path(),
+        "future",
+        "api = \"0.99\"\n[buildpack]\nid = \"test/future\"\nversion = \"1\"\n",
+        &[("detect", "true"), ("build", "true")],
+    );
+    let (result, _) = f
+        .build(&f.app(&[]), &[("BUILDPACK_URL", future.to_str().unwrap())])
+        .await;
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "buildpack test/future uses Buildpack API 0.99; Slipway supports 0.7 to 0.12"
+    );
+
+    let broken = f.buildpack(
+        f.dir.path(),
+        "broken",
+        "api = \"0.12\"\n[buildpack]\nid = \"test/broken\"\nversion = \"1\"\n",
+        &[
+            ("detect", "true"),
+            ("build", "echo 'no compiler' >&2; exit 2"),
+        ],
+    );
+    let (result, log) = f
+        .build(&f.app(&[]), &[("BUILDPACK_URL", broken.to_str().unwrap())])
+        .await;
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "test/broken's bin/build failed (exit status 2); its output above says why"
+    );
+    assert!(log.contains(&"no compiler".to_owned()));
+
+    let nothing = f.buildpack(
+        f.dir.path(),
+        "nothing",
+        "api = \"0.12\"\n[buildpack]\nid = \"test/nothing\"\nversion = \"1\"\n",
+        &[("detect", "exit 100"), ("build", "true")],
+    );
+    let (result, _) = f
+        .build(&f.app(&[]), &[("BUILDPACK_URL", nothing.to_str().unwrap())])
+        .await;
+    assert!(matches!(result, Err(BuildError::NoBuildpack)), "{result:?}");
+}
