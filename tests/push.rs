@@ -150,7 +150,8 @@ both_backends! {
         assert!(rejected.stderr.contains("pre-receive hook declined"), "{}", rejected.stderr);
         assert_eq!(releases(&ada, "demo").len(), 2);
         assert_eq!(server_head(&ada, &platform, "demo").as_deref(), Some(sha.as_str()));
-        assert_ne!(broken, sha);        let failed = &builds(&ada, "demo")[0];
+        assert_ne!(broken, sha);
+        let failed = &builds(&ada, "demo")[0];
         assert_eq!(failed["status"], "failed");
         // The build's log is kept: `slip builds:info` shows what the pusher saw.
         let info = ada.slip(&["builds:info", failed["id"].as_str().unwrap()]);
@@ -337,7 +338,8 @@ async fn build_output_streams_while_the_build_runs() {
         app_repo(&mut ada, "myapp", "web: ./serve\n");
         ada.slip(&["create", "demo"]).success();
         let buildpack = ada.home().join("waiting-buildpack");
-        let gate = ada.home().join("gate");
+        // The gate lives in the buildpack's directory, which a sandboxed build can see.
+        let gate = buildpack.join("gate");
         std::fs::create_dir_all(buildpack.join("bin")).unwrap();
         let compile = buildpack.join("bin/compile");
         std::fs::write(

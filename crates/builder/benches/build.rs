@@ -66,6 +66,7 @@ fn main() {
             data_dir: dir.path().join("data"),
             timeout: BuilderConfig::DEFAULT_TIMEOUT,
             max_output: BuilderConfig::DEFAULT_MAX_OUTPUT,
+            sandbox: slipway_builder::SandboxMode::Auto,
         }))
         .unwrap();
     let buildpack = dir.path().join("buildpack");

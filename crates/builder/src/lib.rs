@@ -39,7 +39,28 @@ pub struct BuilderConfig {
     pub timeout: Duration,
     /// The most output a build may write, in bytes.
     pub max_output: usize,
+    pub sandbox: SandboxMode,
 }
+
+/// Whether builds run in a bubblewrap sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// With bubblewrap when `bwrap` is installed, else without (and the start says so).
+    Auto,
+    /// Always; the builder refuses to start without bubblewrap.
+    Required,
+    /// Never: builds run as the server's user and can read what it can.
+    Off,
+}
+
+/// Toolchains outside `/usr` that builds may use, read-only, where they exist.
+const TOOLCHAINS: &[&str] = &[
+    "/opt",
+    "/root/.cargo",
+    "/root/.rustup",
+    "/usr/local/cargo",
+    "/usr/local/rustup",
+];
 
 impl BuilderConfig {
     /// Heroku's and Deis's limit: 15 minutes.
@@ -105,6 +126,8 @@ pub enum BuildError {
 pub struct Builder {
     config: BuilderConfig,
     images: std::sync::Arc<image::ImageStore>,
+    bwrap: Option<std::path::PathBuf>,
+    toolchains: Vec<std::path::PathBuf>,
 }
 
 impl Builder {
@@ -121,7 +144,33 @@ impl Builder {
         }
         tokio::fs::create_dir_all(config.data_dir.join("cache")).await?;
         let images = std::sync::Arc::new(image::ImageStore::open(config.data_dir.join("images"))?);
-        Ok(Builder { config, images })
+        let bwrap = match config.sandbox {
+            SandboxMode::Off => None,
+            mode => {
+                let found = ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
+                    .iter()
+                    .map(std::path::PathBuf::from)
+                    .find(|p| p.exists());
+                if found.is_none() && mode == SandboxMode::Required {
+                    return Err(std::io::Error::other(
+                        "builds must be sandboxed but bubblewrap is not installed: apt-get install bubblewrap",
+                    ));
+                }
+                found
+            }
+        };
+        let data_dir = config.data_dir.canonicalize()?;
+        let toolchains: Vec<std::path::PathBuf> = TOOLCHAINS
+            .iter()
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.exists() && !data_dir.starts_with(p))
+            .collect();
+        Ok(Builder {
+            config,
+            images,
+            bwrap,
+            toolchains,
+        })
     }
 
     /// Builds `job`, writing progress to `log`.
@@ -132,6 +181,11 @@ impl Builder {
             max_output: self.config.max_output,
             output: Default::default(),
             in_scripts: Default::default(),
+            sandbox: script::Sandbox {
+                bwrap: None,
+                writable: Vec::new(),
+                readable: Vec::new(),
+            },
         };
         let started = Instant::now();
         let cache = self.config.data_dir.join("cache").join(job.app);
@@ -139,6 +193,16 @@ impl Builder {
         let scratch = tempfile::Builder::new()
             .prefix("buildpack-")
             .tempdir_in(job.source.parent().unwrap_or(job.source))?;
+        let mut budget = budget;
+        budget.sandbox = script::Sandbox {
+            bwrap: self.bwrap.clone(),
+            writable: vec![
+                job.source.to_path_buf(),
+                cache.clone(),
+                scratch.path().to_path_buf(),
+            ],
+            readable: self.toolchains.clone(),
+        };
 
         let project = project::Project::load(job.source)?;
         project.apply_exclude(job.source)?;
@@ -373,16 +437,8 @@ impl Builder {
         ]);
         let args: Vec<&Path> = args.iter().map(Path::new).collect();
         let env = BTreeMap::from([("PATH".to_owned(), system_path())]);
-        let git = script::run(
-            Path::new("git"),
-            &args,
-            scratch,
-            &env,
-            script::Stdout::Log,
-            budget,
-            log,
-        )
-        .await?;
+        let git =
+            script::run_unsandboxed(Path::new("git"), &args, scratch, &env, budget, log).await?;
         if git.code != Some(0) {
             return Err(BuildError::Buildpack(format!(
                 "cannot fetch BUILDPACK_URL {url}: git clone failed"

@@ -12,6 +12,75 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::{BuildError, Log};
 
+/// Where a build's scripts run: with bubblewrap, in a mount namespace that has the system's
+/// directories read-only and, writable, only what the build needs — its source, its cache and
+/// its scratch space — so a build cannot read the platform's data, its database or other
+/// apps' sources. Without bubblewrap, scripts run as the server's user (`Off`).
+#[derive(Debug, Clone)]
+pub(crate) struct Sandbox {
+    pub(crate) bwrap: Option<std::path::PathBuf>,
+    /// Bound read-write at the same path.
+    pub(crate) writable: Vec<std::path::PathBuf>,
+    /// Bound read-only at the same path (toolchains outside /usr, buildpacks).
+    pub(crate) readable: Vec<std::path::PathBuf>,
+}
+
+impl Sandbox {
+    /// The command that runs `program args` inside the sandbox.
+    fn command(&self, program: &Path, args: &[&Path], dir: &Path) -> tokio::process::Command {
+        let Some(bwrap) = &self.bwrap else {
+            let mut command = tokio::process::Command::new(program);
+            command.args(args);
+            return command;
+        };
+        let mut command = tokio::process::Command::new(bwrap);
+        command.args([
+            "--die-with-parent",
+            "--unshare-all",
+            "--share-net",
+            "--new-session",
+        ]);
+        command.args(["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]);
+        for top in ["/bin", "/sbin", "/lib", "/lib64", "/lib32"] {
+            match std::fs::read_link(top) {
+                Ok(target) => {
+                    command.arg("--symlink").arg(target).arg(top);
+                }
+                Err(_) if Path::new(top).is_dir() => {
+                    command.args(["--ro-bind", top, top]);
+                }
+                Err(_) => {}
+            }
+        }
+        command.args([
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+        ]);
+        // Name resolution still works when /etc/resolv.conf points into /run.
+        if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf")
+            && !resolv.starts_with("/etc")
+        {
+            command.arg("--ro-bind-try").arg(&resolv).arg(&resolv);
+        }
+        for path in &self.readable {
+            command.arg("--ro-bind-try").arg(path).arg(path);
+        }
+        // The buildpack itself, wherever it lives.
+        if let Some(buildpack) = program.parent().and_then(Path::parent) {
+            command.arg("--ro-bind-try").arg(buildpack).arg(buildpack);
+        }
+        for path in &self.writable {
+            command.arg("--bind").arg(path).arg(path);
+        }
+        command
+            .arg("--chdir")
+            .arg(dir)
+            .arg("--")
+            .arg(program)
+            .args(args);
+        command
+    }
+}
+
 /// What a build may still spend: time until `deadline`, bytes of output up to `max_output`.
 #[derive(Debug)]
 pub(crate) struct Budget {
@@ -21,6 +90,7 @@ pub(crate) struct Budget {
     pub(crate) output: AtomicUsize,
     /// Time spent inside buildpack scripts, in microseconds (the rest is the platform's).
     pub(crate) in_scripts: std::sync::atomic::AtomicU64,
+    pub(crate) sandbox: Sandbox,
 }
 
 /// How a script's stdout is used.
@@ -39,7 +109,7 @@ pub(crate) struct Finished {
     pub(crate) stdout: String,
 }
 
-/// Runs `program args` in `dir` with exactly `env`, within the budget.
+/// Runs `program args` in `dir` with exactly `env`, within the budget, in the build's sandbox.
 pub(crate) async fn run(
     program: &Path,
     args: &[&Path],
@@ -49,9 +119,50 @@ pub(crate) async fn run(
     budget: &Budget,
     log: Log<'_>,
 ) -> Result<Finished, BuildError> {
-    let mut command = tokio::process::Command::new(program);
+    run_in(
+        &budget.sandbox,
+        program,
+        args,
+        dir,
+        env,
+        stdout_mode,
+        budget,
+        log,
+    )
+    .await
+}
+
+/// Like [`run`], outside the sandbox: for the platform's own steps, such as fetching a
+/// buildpack, that need to see more than a build may.
+pub(crate) async fn run_unsandboxed(
+    program: &Path,
+    args: &[&Path],
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+    budget: &Budget,
+    log: Log<'_>,
+) -> Result<Finished, BuildError> {
+    let open = Sandbox {
+        bwrap: None,
+        writable: Vec::new(),
+        readable: Vec::new(),
+    };
+    run_in(&open, program, args, dir, env, Stdout::Log, budget, log).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_in(
+    sandbox: &Sandbox,
+    program: &Path,
+    args: &[&Path],
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+    stdout_mode: Stdout,
+    budget: &Budget,
+    log: Log<'_>,
+) -> Result<Finished, BuildError> {
+    let mut command = sandbox.command(program, args, dir);
     command
-        .args(args)
         .current_dir(dir)
         .env_clear()
         .envs(env)

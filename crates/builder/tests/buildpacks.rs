@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use slipway_builder::{BuildError, BuildJob, BuildOutput, Builder, BuilderConfig};
+use slipway_builder::{BuildError, BuildJob, BuildOutput, Builder, BuilderConfig, SandboxMode};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -20,6 +20,7 @@ impl Fixture {
             data_dir: dir.path().join("data"),
             timeout,
             max_output,
+            sandbox: SandboxMode::Auto,
         })
         .await
         .unwrap();
@@ -254,26 +255,22 @@ async fn failures_say_what_went_wrong() {
 #[tokio::test]
 async fn a_build_past_its_deadline_is_stopped_with_everything_it_started() {
     let f = Fixture::new(Duration::from_secs(2), 1024 * 1024).await;
-    let pidfile = f.dir.path().join("child.pid");
-    let slow = f.buildpack(
-        "slow",
-        &[(
-            "compile",
-            &format!("sleep 300 & echo $! > {}\nwait", pidfile.display()),
-        )],
-    );
+    // A duration no other test uses marks the background process.
+    let slow = f.buildpack("slow", &[("compile", "sleep 313 &\nwait")]);
     let (result, _) = f
         .build(&f.source(&[]), &[("BUILDPACK_URL", slow.to_str().unwrap())])
         .await;
     assert!(matches!(result, Err(BuildError::TimedOut(_))), "{result:?}");
-    let pid = std::fs::read_to_string(&pidfile).unwrap();
-    let alive = Path::new(&format!("/proc/{}", pid.trim())).exists();
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.trim() == "sleep 313")
+        .collect();
     assert!(
-        !alive
-            || std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-                .unwrap_or_default()
-                .contains(" Z "),
-        "the background sleep was killed too"
+        survivors.is_empty(),
+        "the background sleep was killed too: {survivors:?}"
     );
 }
 
@@ -346,5 +343,50 @@ async fn a_build_makes_a_reproducible_image_that_skopeo_reads() {
     assert_eq!(
         config["config"]["Labels"]["io.slipway.processes"],
         r#"{"web":"./serve"}"#
+    );
+}
+
+#[tokio::test]
+async fn a_sandboxed_build_cannot_read_the_platform_or_other_apps() {
+    assert!(
+        std::path::Path::new("/usr/bin/bwrap").exists(),
+        "bubblewrap is installed (scripts/test installs it)"
+    );
+    let f = Fixture::default().await;
+    let data = f.dir.path().join("data");
+    std::fs::write(data.join("slipway.db"), "the platform's database").unwrap();
+    let other = f.source(&[("secret.txt", "another app's code")]);
+    std::fs::create_dir_all(data.join("repos/other.git")).unwrap();
+    let probes = [
+        data.join("slipway.db"),
+        data.join("repos"),
+        data.join("images"),
+        other.join("secret.txt"),
+        other.clone(),
+    ];
+    let script: String = probes
+        .iter()
+        .map(|p| format!("if cat '{0}' >/dev/null 2>&1 || ls '{0}' >/dev/null 2>&1; then echo 'READ {0}'; else echo 'DENIED {0}'; fi\n", p.display()))
+        .collect();
+    let nosy = f.buildpack(
+        "nosy",
+        &[("compile", &format!("{script}echo built > \"$1/out.txt\""))],
+    );
+    let source = f.source(&[("Procfile", "web: ./serve\n")]);
+    let (result, log) = f
+        .build(&source, &[("BUILDPACK_URL", nosy.to_str().unwrap())])
+        .await;
+    result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+    for probe in &probes {
+        assert!(
+            log.contains(&format!("DENIED {}", probe.display())),
+            "{} is out of reach: {log:?}",
+            probe.display()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(source.join("out.txt")).unwrap(),
+        "built\n",
+        "the build writes its own source"
     );
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use slipway_builder::{BuildError, BuildJob, BuildOutput, Builder, BuilderConfig};
+use slipway_builder::{BuildError, BuildJob, BuildOutput, Builder, BuilderConfig, SandboxMode};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -21,6 +21,7 @@ impl Fixture {
             data_dir: dir.path().join("data"),
             timeout: Duration::from_secs(60),
             max_output: 1 << 20,
+            sandbox: SandboxMode::Auto,
         };
         Fixture {
             builder: Builder::new(config).await.unwrap(),

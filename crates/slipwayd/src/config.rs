@@ -75,9 +75,19 @@ pub(crate) struct UpArgs {
     /// The longest a build may take, in seconds.
     #[arg(long, env = "SLIPWAY_BUILD_TIMEOUT", default_value_t = 900)]
     build_timeout: u64,
+    /// Whether builds run in a bubblewrap sandbox: `auto` (when bwrap is installed), `required`, `off`.
+    #[arg(long, env = "SLIPWAY_BUILD_SANDBOX", value_enum, default_value_t = BuildSandbox::Auto)]
+    build_sandbox: BuildSandbox,
     /// Who may register: only the first user and then admins (`admin-only`), or anyone (`open`).
     #[arg(long, env = "SLIPWAY_REGISTRATION", value_enum, default_value_t = Registration::AdminOnly)]
     registration: Registration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BuildSandbox {
+    Auto,
+    Required,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -105,6 +115,7 @@ pub(crate) struct UpConfig {
     pub(crate) push_lock_timeout: std::time::Duration,
     pub(crate) max_push_bytes: u64,
     pub(crate) build_timeout: std::time::Duration,
+    pub(crate) build_sandbox: builder::SandboxMode,
 }
 
 impl DatabaseArgs {
@@ -153,6 +164,11 @@ impl UpArgs {
             push_lock_timeout: std::time::Duration::from_secs(self.push_lock_timeout),
             max_push_bytes: self.max_push_bytes,
             build_timeout: std::time::Duration::from_secs(self.build_timeout),
+            build_sandbox: match self.build_sandbox {
+                BuildSandbox::Auto => builder::SandboxMode::Auto,
+                BuildSandbox::Required => builder::SandboxMode::Required,
+                BuildSandbox::Off => builder::SandboxMode::Off,
+            },
         })
     }
 }

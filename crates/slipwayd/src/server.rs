@@ -48,6 +48,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             data_dir: config.storage.data_dir.clone(),
             timeout: config.build_timeout,
             max_output: builder::BuilderConfig::DEFAULT_MAX_OUTPUT,
+            sandbox: config.build_sandbox,
         })
         .await
         .context("cannot set up the builder")?,
