@@ -3,7 +3,7 @@
 
 # Installs the Debian packages the test suite uses, if any is missing.
 install_test_packages() {
-    local packages=(git openssh-client postgresql sqlite3 ca-certificates skopeo bubblewrap python3-venv)
+    local packages=(git openssh-client postgresql sqlite3 ca-certificates skopeo bubblewrap python3-venv docker-registry)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -49,4 +49,43 @@ stop_postgres() {
     [ -n "${PG_DIR:-}" ] || return 0
     "${PG_AS[@]}" "$PG_CTL" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$PG_DIR"
+}
+
+# Starts Debian's docker-registry (CNCF Distribution) on a free loopback port with its own
+# storage, and exports SLIPWAY_TEST_REGISTRY=127.0.0.1:PORT. stop_registry removes it.
+start_registry() {
+    REGISTRY_DIR=$(mktemp -d /tmp/slipway-registry.XXXXXX)
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    cat >"$REGISTRY_DIR/config.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_DIR/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+YAML
+    /usr/bin/docker-registry serve "$REGISTRY_DIR/config.yml" >"$REGISTRY_DIR/registry.log" 2>&1 &
+    REGISTRY_PID=$!
+    local tries=0
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        tries=$((tries + 1))
+        if [ "$tries" -gt 100 ] || ! kill -0 "$REGISTRY_PID" 2>/dev/null; then
+            cat "$REGISTRY_DIR/registry.log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    export SLIPWAY_TEST_REGISTRY="127.0.0.1:$port"
+    echo "==> docker-registry on 127.0.0.1:$port"
+}
+
+stop_registry() {
+    [ -n "${REGISTRY_PID:-}" ] && kill "$REGISTRY_PID" 2>/dev/null
+    [ -n "${REGISTRY_DIR:-}" ] && rm -rf "$REGISTRY_DIR"
+    return 0
 }

@@ -397,3 +397,64 @@ async fn build_output_streams_while_the_build_runs() {
     .await
     .unwrap();
 }
+
+/// With `--registry`, every image is also pushed to the registry (Debian's docker-registry,
+/// started by scripts/test); the build names it by digest, and a push of an unchanged tree
+/// uploads no layer again.
+#[tokio::test]
+async fn images_go_to_the_registry_by_digest() {
+    let registry = std::env::var("SLIPWAY_TEST_REGISTRY")
+        .expect("SLIPWAY_TEST_REGISTRY is not set: run the suite with scripts/test, which starts docker-registry");
+    let platform = Platform::start_with(Backend::Sqlite, &["--registry", &registry])
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut ada = account(&platform, "ada", None);
+        app_repo(&mut ada, "myapp", "web: ./serve\n");
+        // The registry outlives this test: a fresh repository keeps runs apart.
+        let app = format!(
+            "reg{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                % 1_000_000_000_000
+        );
+        ada.slip(&["create", &app]).success();
+        let first = ada.git(&["push", "slipway", "main"]);
+        assert!(
+            first.ok && first.stderr.contains("0 already there"),
+            "{}",
+            first.stderr
+        );
+        let image = builds(&ada, &app)[0]["image"].as_str().unwrap().to_owned();
+        assert!(
+            image.starts_with(&format!("{registry}/{app}@sha256:")),
+            "{image}"
+        );
+        let inspect = ada.run(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                &format!("docker://{image}"),
+            ],
+        );
+        let inspected: Value = serde_json::from_str(inspect.success()).unwrap();
+        assert_eq!(
+            inspected["Labels"]["io.slipway.processes"],
+            r#"{"web":"./serve"}"#
+        );
+
+        // The same tree again: a new config (it names the new commit), the same layer.
+        commit(&ada, "nothing changed");
+        let second = ada.git(&["push", "slipway", "main"]);
+        assert!(
+            second.ok && second.stderr.contains("1 blobs sent, 1 already there"),
+            "{}",
+            second.stderr
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -67,6 +67,7 @@ fn main() {
             timeout: BuilderConfig::DEFAULT_TIMEOUT,
             max_output: BuilderConfig::DEFAULT_MAX_OUTPUT,
             sandbox: slipway_builder::SandboxMode::Auto,
+            registry: None,
         }))
         .unwrap();
     let buildpack = dir.path().join("buildpack");

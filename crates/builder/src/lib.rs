@@ -19,6 +19,7 @@ mod cnb;
 mod heroku;
 pub mod image;
 mod project;
+pub mod registry;
 mod script;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,8 @@ pub struct BuilderConfig {
     /// The most output a build may write, in bytes.
     pub max_output: usize,
     pub sandbox: SandboxMode,
+    /// Also push every image to this registry (`--registry`).
+    pub registry: Option<registry::RegistryConfig>,
 }
 
 /// Whether builds run in a bubblewrap sandbox.
@@ -128,6 +131,7 @@ pub struct Builder {
     images: std::sync::Arc<image::ImageStore>,
     bwrap: Option<std::path::PathBuf>,
     toolchains: Vec<std::path::PathBuf>,
+    registry: Option<registry::Registry>,
 }
 
 impl Builder {
@@ -165,11 +169,13 @@ impl Builder {
             .map(std::path::PathBuf::from)
             .filter(|p| p.exists() && !data_dir.starts_with(p))
             .collect();
+        let registry = config.registry.clone().map(registry::Registry::new);
         Ok(Builder {
             config,
             images,
             bwrap,
             toolchains,
+            registry,
         })
     }
 
@@ -368,7 +374,15 @@ impl Builder {
             stored.layers.len(),
             size(usize::try_from(stored.size).unwrap_or(usize::MAX))
         ));
-        Ok(stored.digest)
+        match &self.registry {
+            Some(registry) => {
+                log("-----> Pushing the image");
+                registry
+                    .push(&self.images, job.app, job.commit, &stored.digest, None, log)
+                    .await
+            }
+            None => Ok(stored.digest),
+        }
     }
 
     /// The first built-in buildpack whose detect passes, or the last one to report failure.

@@ -34,12 +34,9 @@ impl Sandbox {
             return command;
         };
         let mut command = tokio::process::Command::new(bwrap);
-        command.args([
-            "--die-with-parent",
-            "--unshare-all",
-            "--share-net",
-            "--new-session",
-        ]);
+        // No --new-session: the sandbox stays in the script's process group, so killing the group
+        // on a deadline reaches everything inside at once (builds get no terminal to hijack).
+        command.args(["--die-with-parent", "--unshare-all", "--share-net"]);
         command.args(["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]);
         for top in ["/bin", "/sbin", "/lib", "/lib64", "/lib32"] {
             match std::fs::read_link(top) {

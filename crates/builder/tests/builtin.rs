@@ -24,6 +24,7 @@ impl Fixture {
             timeout: Duration::from_secs(300),
             max_output: 8 * 1024 * 1024,
             sandbox: SandboxMode::Auto,
+            registry: None,
         })
         .await
         .unwrap();

@@ -22,6 +22,7 @@ impl Fixture {
             timeout: Duration::from_secs(60),
             max_output: 1 << 20,
             sandbox: SandboxMode::Auto,
+            registry: None,
         };
         Fixture {
             builder: Builder::new(config).await.unwrap(),

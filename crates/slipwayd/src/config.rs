@@ -78,6 +78,9 @@ pub(crate) struct UpArgs {
     /// Whether builds run in a bubblewrap sandbox: `auto` (when bwrap is installed), `required`, `off`.
     #[arg(long, env = "SLIPWAY_BUILD_SANDBOX", value_enum, default_value_t = BuildSandbox::Auto)]
     build_sandbox: BuildSandbox,
+    /// Push every image to this OCI registry too: host:port[/prefix] (plain HTTP on loopback).
+    #[arg(long, env = "SLIPWAY_REGISTRY")]
+    registry: Option<String>,
     /// Who may register: only the first user and then admins (`admin-only`), or anyone (`open`).
     #[arg(long, env = "SLIPWAY_REGISTRATION", value_enum, default_value_t = Registration::AdminOnly)]
     registration: Registration,
@@ -116,6 +119,7 @@ pub(crate) struct UpConfig {
     pub(crate) max_push_bytes: u64,
     pub(crate) build_timeout: std::time::Duration,
     pub(crate) build_sandbox: builder::SandboxMode,
+    pub(crate) registry: Option<builder::registry::RegistryConfig>,
 }
 
 impl DatabaseArgs {
@@ -154,7 +158,14 @@ impl UpArgs {
                 self.domain
             );
         }
+        let registry = self
+            .registry
+            .as_deref()
+            .map(builder::registry::RegistryConfig::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--registry: {e}"))?;
         Ok(UpConfig {
+            registry,
             storage: self.database.resolve()?,
             api_listen: self.api_listen,
             ssh_listen: self.ssh_listen,

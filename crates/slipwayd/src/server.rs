@@ -49,6 +49,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             timeout: config.build_timeout,
             max_output: builder::BuilderConfig::DEFAULT_MAX_OUTPUT,
             sandbox: config.build_sandbox,
+            registry: config.registry.clone(),
         })
         .await
         .context("cannot set up the builder")?,
