@@ -136,6 +136,11 @@ both_backends! {
         let ps = ada.slip(&["ps", "--json"]);
         assert!(ps.success().contains("./work"), "the build's process types are known: {}", ps.stdout);
 
+        // The app's build cache can be emptied.
+        assert!(platform.data_dir.join("cache/demo").exists());
+        ada.slip(&["builds:purge-cache"]).success();
+        assert!(!platform.data_dir.join("cache/demo").exists());
+
         // Another branch is accepted and kept, but not built.
         let feature = ada.git(&["push", "slipway", "main:feature"]);
         assert!(feature.ok && feature.stderr.contains("refs/heads/feature accepted, not built"), "{}", feature.stderr);

@@ -49,6 +49,7 @@ async fn run() {
             registration_open: false,
         }),
         deployer: Arc::new(NoDeployer),
+        build_cache: Arc::new(slipway_api::NoBuildCache),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

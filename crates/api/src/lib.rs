@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use domain::AppName;
 pub use releaser::{Deployer, NoDeployer};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -46,12 +47,29 @@ pub struct ApiConfig {
     pub registration_open: bool,
 }
 
+/// The builder's per-app cache, as far as the API needs it.
+pub trait BuildCache: Send + Sync + 'static {
+    /// Empties the app's build cache. Blocking: the API calls it off the async threads.
+    fn purge(&self, app: &AppName) -> std::io::Result<()>;
+}
+
+/// A [`BuildCache`] for an API without a builder: there is nothing to purge.
+#[derive(Debug, Default)]
+pub struct NoBuildCache;
+
+impl BuildCache for NoBuildCache {
+    fn purge(&self, _app: &AppName) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Everything a handler can reach.
 #[derive(Clone)]
 pub struct ApiState {
     pub store: store::Store,
     pub config: Arc<ApiConfig>,
     pub deployer: Arc<dyn Deployer>,
+    pub build_cache: Arc<dyn BuildCache>,
 }
 
 impl std::fmt::Debug for ApiState {

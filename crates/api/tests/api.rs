@@ -83,6 +83,7 @@ impl TestApp {
                 registration_open: false,
             }),
             deployer: Arc::new(NoDeployer),
+            build_cache: Arc::new(slipway_api::NoBuildCache),
         };
         Some(TestApp {
             router: router(state),
@@ -324,6 +325,7 @@ both_backends! {
             (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "img:1", "procfile": "web: x"})), Need::Write),
             (Method::POST, "/v1/apps/demo/domains", Some(json!({"domain": "www.example.com"})), Need::Write),
             (Method::DELETE, "/v1/apps/demo/domains/www.example.com", None, Need::Write),
+            (Method::DELETE, "/v1/apps/demo/builds/cache", None, Need::Write),
             (Method::POST, "/v1/apps/demo/perms", Some(json!({"username": "eve"})), Need::Own),
             (Method::DELETE, "/v1/apps/demo/perms/eve", None, Need::Own),
         ];

@@ -461,10 +461,10 @@ impl Builder {
         Ok(dest)
     }
 
-    /// Empties an app's build cache (`slip builds:purge-cache`).
-    pub async fn purge_cache(&self, app: &str) -> std::io::Result<()> {
+    /// Empties an app's build cache (`slip builds:purge-cache`). Blocking.
+    pub fn purge_cache(&self, app: &str) -> std::io::Result<()> {
         let cache = self.config.data_dir.join("cache").join(app);
-        match tokio::fs::remove_dir_all(&cache).await {
+        match std::fs::remove_dir_all(&cache) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
             _ => Ok(()),
         }

@@ -157,7 +157,7 @@ async fn a_heroku_buildpack_from_buildpack_url() {
         first,
         "the same cache directory was used again"
     );
-    f.builder.purge_cache("demo").await.unwrap();
+    f.builder.purge_cache("demo").unwrap();
     assert!(!cache.exists());
 }
 

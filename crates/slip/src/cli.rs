@@ -263,6 +263,8 @@ pub(crate) enum BuildsCommand {
     List(LimitArgs),
     /// Show a build
     Info { id: String },
+    /// Empty the app's build cache, so the next push installs everything afresh
+    PurgeCache,
     /// Deploy an image built elsewhere, with the Procfile naming its process types
     Create {
         /// The image, by reference or digest
@@ -308,6 +310,7 @@ pub(crate) enum Action {
     DomainsRemove { domain: String },
     BuildsList { limit: Option<u32> },
     BuildsInfo { id: String },
+    BuildsPurgeCache,
     BuildsCreate { image: String, procfile: PathBuf },
 }
 
@@ -372,6 +375,7 @@ impl Command {
             {
                 BuildsCommand::List(args) => Action::BuildsList { limit: args.limit },
                 BuildsCommand::Info { id } => Action::BuildsInfo { id },
+                BuildsCommand::PurgeCache => Action::BuildsPurgeCache,
                 BuildsCommand::Create { image, procfile } => {
                     Action::BuildsCreate { image, procfile }
                 }

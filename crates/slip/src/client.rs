@@ -309,6 +309,11 @@ impl Client {
         .await
     }
 
+    pub(crate) async fn purge_build_cache(&self, app: &str) -> Result<()> {
+        self.empty(self.request(Method::DELETE, &["apps", app, "builds", "cache"]))
+            .await
+    }
+
     pub(crate) async fn remove_domain(&self, app: &str, domain: &str) -> Result<()> {
         self.empty(self.request(Method::DELETE, &["apps", app, "domains", domain]))
             .await

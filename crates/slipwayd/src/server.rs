@@ -65,7 +65,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             app_url_template: format!("http://{{app}}.{}{port_suffix}", config.domain),
         },
         store.clone(),
-        builder,
+        Arc::clone(&builder),
         Arc::clone(&deployer),
     )
     .await?;
@@ -80,6 +80,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             registration_open: config.registration_open,
         }),
         deployer,
+        build_cache: Arc::new(BuilderCache(builder)),
     };
     let listener = TcpListener::bind(config.api_listen)
         .await
@@ -142,6 +143,15 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     match failure {
         Some(err) => Err(err),
         None => Ok(()),
+    }
+}
+
+/// The API's view of the builder's cache.
+struct BuilderCache(Arc<builder::Builder>);
+
+impl api::BuildCache for BuilderCache {
+    fn purge(&self, app: &domain::AppName) -> std::io::Result<()> {
+        self.0.purge_cache(app.as_str())
     }
 }
 

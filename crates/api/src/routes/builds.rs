@@ -99,3 +99,23 @@ pub(super) async fn create(
     state.deployer.deploy(&app.name, release.version);
     Ok((StatusCode::CREATED, Json(convert::release(release))))
 }
+
+/// Empties the app's build cache: the next build installs its dependencies afresh.
+#[utoipa::path(delete, path = "/v1/apps/{app}/builds/cache", tag = "builds", security(("token" = [])),
+    params(("app" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn purge_cache(
+    State(state): State<ApiState>,
+    caller: CurrentUser,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let cache = std::sync::Arc::clone(&state.build_cache);
+    let name = app.name.clone();
+    tokio::task::spawn_blocking(move || cache.purge(&name))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    tracing::info!(app = %app.name, by = %caller.user.username, "build cache purged");
+    Ok(StatusCode::NO_CONTENT)
+}

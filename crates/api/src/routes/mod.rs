@@ -42,6 +42,7 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(formation::get, formation::scale))
         .routes(routes!(builds::list, builds::create))
         .routes(routes!(builds::info))
+        .routes(routes!(builds::purge_cache))
         .routes(routes!(domains::list, domains::add))
         .routes(routes!(domains::remove))
 }

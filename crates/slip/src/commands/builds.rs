@@ -64,3 +64,10 @@ pub(crate) async fn create(ctx: &Context, image: String, procfile: &Path) -> any
     }
     Ok(())
 }
+
+pub(crate) async fn purge_cache(ctx: &Context) -> anyhow::Result<()> {
+    let (client, app) = ctx.client_and_app()?;
+    client.purge_build_cache(&app).await?;
+    outln!("Purged the build cache of {app}; the next push installs its dependencies afresh")?;
+    Ok(())
+}

@@ -108,6 +108,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::DomainsRemove { domain } => domains::remove(&ctx, &domain).await,
         Action::BuildsList { limit } => builds::list(&ctx, limit).await,
         Action::BuildsInfo { id } => builds::info(&ctx, &id).await,
+        Action::BuildsPurgeCache => builds::purge_cache(&ctx).await,
         Action::BuildsCreate { image, procfile } => builds::create(&ctx, image, &procfile).await,
     }
 }
