@@ -320,3 +320,29 @@ impl Default for User {
         User::new()
     }
 }
+
+/// Declares `mod name { sqlite, postgres }` for each `fn name(platform: Platform) { … }`:
+/// the body runs against a fresh platform on each backend, on a blocking thread (it drives
+/// processes). The PostgreSQL half is skipped only when `SLIPWAY_TEST_POSTGRES=skip`.
+#[macro_export]
+macro_rules! both_backends {
+    ($(fn $name:ident($platform:ident: Platform) $body:block)*) => {$(
+        mod $name {
+            use super::*;
+            fn run($platform: $crate::Platform) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                let platform = $crate::Platform::start($crate::Backend::Sqlite).await.expect("sqlite is always there");
+                tokio::task::spawn_blocking(move || run(platform)).await.unwrap();
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(platform) = $crate::Platform::start($crate::Backend::Postgres).await {
+                    tokio::task::spawn_blocking(move || run(platform)).await.unwrap();
+                }
+            }
+        }
+    )*};
+}

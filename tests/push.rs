@@ -6,29 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use serde_json::Value;
-use slipway_e2e::{Backend, Platform, User};
-
-macro_rules! both_backends {
-    ($(fn $name:ident($platform:ident: Platform) $body:block)*) => {$(
-        mod $name {
-            use super::*;
-            fn run($platform: Platform) $body
-
-            #[tokio::test]
-            async fn sqlite() {
-                let platform = Platform::start(Backend::Sqlite).await.expect("sqlite is always there");
-                tokio::task::spawn_blocking(move || run(platform)).await.unwrap();
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                if let Some(platform) = Platform::start(Backend::Postgres).await {
-                    tokio::task::spawn_blocking(move || run(platform)).await.unwrap();
-                }
-            }
-        }
-    )*};
-}
+use slipway_e2e::{Backend, Platform, User, both_backends};
 
 const PASSWORD: &str = "correct horse battery";
 
