@@ -40,9 +40,9 @@ fn main() {
         assert!(status.success());
         baseline.push(started.elapsed());
         let started = Instant::now();
-        let layer = image::layer_from_dir(&tree, image::APP_DIR).unwrap();
+        let layer = image::layer_from_dir(&tree, image::APP_DIR, dir.path()).unwrap();
         ours.push(started.elapsed());
-        compressed = layer.compressed.len();
+        compressed = layer.size;
     }
     let (ours, baseline) = (median(&ours), median(&baseline));
     let mb = TREE_MB as f64;

@@ -8,7 +8,7 @@
 //! digest independent of the number of threads.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{
@@ -26,10 +26,13 @@ pub const APP_DIR: &str = "/workspace";
 /// The label holding the image's process types (a JSON object of type → command).
 pub const PROCESSES_LABEL: &str = "io.slipway.processes";
 
-/// A compressed layer and the two digests that name it.
-#[derive(Debug, Clone)]
+/// A compressed layer, in a temporary file until the store takes it, and the two digests
+/// that name it.
+#[derive(Debug)]
 pub struct Layer {
-    pub compressed: Vec<u8>,
+    pub file: tempfile::TempPath,
+    /// The size of the compressed layer.
+    pub size: u64,
     /// sha256 of the compressed bytes: the blob's name.
     pub digest: String,
     /// sha256 of the uncompressed tar: what the image config lists.
@@ -38,19 +41,43 @@ pub struct Layer {
     pub tar_size: u64,
 }
 
-/// Tars `dir` as `prefix/...`, reproducibly, and compresses it.
-pub fn layer_from_dir(dir: &Path, prefix: &str) -> std::io::Result<Layer> {
-    let tar = reproducible_tar(dir, prefix)?;
-    Ok(compress(&tar))
+/// Tars `dir` as `prefix/...`, reproducibly, into `tmp`, then compresses it there. Memory
+/// stays bounded by a few gzip members whatever the size of the tree.
+pub fn layer_from_dir(dir: &Path, prefix: &str, tmp: &Path) -> std::io::Result<Layer> {
+    let tar = tempfile::NamedTempFile::new_in(tmp)?;
+    let mut hashing = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, tar.as_file()));
+    write_tar(dir, prefix, &mut hashing)?;
+    let (diff_id, tar_size) = hashing.finish()?;
+    let compressed = tempfile::NamedTempFile::new_in(tmp)?;
+    let mut out = Hashing::new(std::io::BufWriter::with_capacity(
+        1 << 20,
+        compressed.as_file(),
+    ));
+    compress_stream(std::fs::File::open(tar.path())?, &mut out)?;
+    let (digest, size) = out.finish()?;
+    Ok(Layer {
+        file: compressed.into_temp_path(),
+        size,
+        digest,
+        diff_id,
+        tar_size,
+    })
 }
 
-/// A tar of `dir` under `prefix`: entries in byte order of their paths, ownership and
-/// times fixed (tar's deterministic header mode), symlinks kept as links.
+/// A tar of `dir` under `prefix`, in memory (for tests and small trees).
 pub fn reproducible_tar(dir: &Path, prefix: &str) -> std::io::Result<Vec<u8>> {
+    let mut tar = Vec::new();
+    write_tar(dir, prefix, &mut tar)?;
+    Ok(tar)
+}
+
+/// Writes a tar of `dir` under `prefix`: entries in byte order of their paths, ownership and
+/// times fixed (tar's deterministic header mode), symlinks kept as links.
+fn write_tar(dir: &Path, prefix: &str, out: &mut impl Write) -> std::io::Result<()> {
     let mut entries = Vec::new();
     walk(dir, Path::new(""), &mut entries)?;
     entries.sort();
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Deterministic);
     builder.follow_symlinks(false);
     let prefix = prefix.trim_matches('/');
@@ -70,7 +97,7 @@ pub fn reproducible_tar(dir: &Path, prefix: &str) -> std::io::Result<Vec<u8>> {
     for relative in entries {
         builder.append_path_with_name(dir.join(&relative), Path::new(prefix).join(&relative))?;
     }
-    builder.into_inner()
+    builder.finish()
 }
 
 /// tar's deterministic mode writes this mtime; the prefix directories use it too.
@@ -88,47 +115,104 @@ fn walk(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> std::io::Result
     Ok(())
 }
 
-/// Gzips `tar` as fixed-size members compressed in parallel.
-pub fn compress(tar: &[u8]) -> Layer {
+/// Gzips `input` into `output` as fixed-size members, a batch of them compressed in
+/// parallel at a time, written in order.
+pub fn compress_stream(mut input: impl Read, output: &mut impl Write) -> std::io::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunks: Vec<&[u8]> = tar.chunks(MEMBER).collect();
-    let mut members: Vec<Vec<u8>> = vec![Vec::new(); chunks.len()];
-    std::thread::scope(|scope| {
-        let per_thread = chunks.len().div_ceil(threads.max(1)).max(1);
-        for (chunk_group, member_group) in chunks
-            .chunks(per_thread)
-            .zip(members.chunks_mut(per_thread))
-        {
-            scope.spawn(move || {
-                for (chunk, member) in chunk_group.iter().zip(member_group.iter_mut()) {
-                    let mut encoder = flate2::GzBuilder::new().mtime(0).write(
-                        Vec::with_capacity(chunk.len() / 2),
-                        flate2::Compression::fast(),
-                    );
-                    encoder.write_all(chunk).expect("writing to memory");
-                    *member = encoder.finish().expect("writing to memory");
-                }
-            });
+    let mut wrote_any = false;
+    loop {
+        let mut chunks = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let chunk = read_chunk(&mut input, MEMBER)?;
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
         }
-    });
-    let compressed = if members.is_empty() {
-        gzip_empty()
-    } else {
-        members.concat()
-    };
-    Layer {
-        digest: sha256(&compressed),
-        diff_id: sha256(tar),
-        tar_size: tar.len() as u64,
-        compressed,
+        if chunks.is_empty() {
+            break;
+        }
+        let members: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|chunk| scope.spawn(move || gzip(chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("compression does not panic"))
+                .collect()
+        });
+        for member in &members {
+            output.write_all(member)?;
+        }
+        wrote_any = true;
+    }
+    if !wrote_any {
+        output.write_all(&gzip(&[]))?;
+    }
+    Ok(())
+}
+
+/// Gzips `tar` in memory, as [`compress_stream`] does.
+pub fn compress(tar: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    compress_stream(tar, &mut out).expect("writing to memory");
+    out
+}
+
+/// Reads up to `len` bytes, fewer only at the end of the input.
+fn read_chunk(input: &mut impl Read, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut chunk = Vec::with_capacity(len);
+    input.take(len as u64).read_to_end(&mut chunk)?;
+    Ok(chunk)
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::GzBuilder::new().mtime(0).write(
+        Vec::with_capacity(data.len() / 2 + 64),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(data).expect("writing to memory");
+    encoder.finish().expect("writing to memory")
+}
+
+/// A writer that hashes (sha256) and counts what passes through it.
+struct Hashing<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Hashing<W> {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// Flushes, and returns `sha256:<hex>` and the length.
+    fn finish(mut self) -> std::io::Result<(String, u64)> {
+        self.inner.flush()?;
+        Ok((
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.len,
+        ))
     }
 }
 
-fn gzip_empty() -> Vec<u8> {
-    let encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::fast());
-    encoder.finish().expect("writing to memory")
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
@@ -162,6 +246,7 @@ pub struct ImageStore {
 impl ImageStore {
     pub fn open(root: PathBuf) -> std::io::Result<ImageStore> {
         std::fs::create_dir_all(root.join("blobs").join("sha256"))?;
+        std::fs::create_dir_all(root.join("tmp"))?;
         let layout = root.join("oci-layout");
         if !layout.exists() {
             atomic_write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -201,6 +286,33 @@ impl ImageStore {
         Ok(true)
     }
 
+    /// Adds a blob from a file in the store's `tmp/`, unless it is there already: a hard link,
+    /// so the bytes are not copied. Returns whether it was new.
+    pub fn put_blob_file(&self, digest: &str, file: &Path) -> std::io::Result<bool> {
+        let path = self.blob_path(digest);
+        if path.exists() {
+            return Ok(false);
+        }
+        match std::fs::hard_link(file, &path) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(_) => {
+                let bytes = std::fs::read(file)?;
+                self.put_blob(digest, &bytes)
+            }
+        }
+    }
+
+    /// Where layers are made before they become blobs: on the store's filesystem.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Makes a layer of `dir` at `prefix`, ready for [`ImageStore::write_image`].
+    pub fn layer_from_dir(&self, dir: &Path, prefix: &str) -> std::io::Result<Layer> {
+        layer_from_dir(dir, prefix, &self.tmp())
+    }
+
     /// Writes an image of `layers` and tags it `name` in the index.
     pub fn write_image(
         &self,
@@ -209,7 +321,7 @@ impl ImageStore {
         spec: &ImageSpec,
     ) -> std::io::Result<StoredImage> {
         for layer in layers {
-            self.put_blob(&layer.digest, &layer.compressed)?;
+            self.put_blob_file(&layer.digest, &layer.file)?;
         }
         let config = ConfigBuilder::default()
             .env(spec.env.clone())
@@ -247,13 +359,7 @@ impl ImageStore {
         };
         let layer_descriptors = layers
             .iter()
-            .map(|l| {
-                descriptor(
-                    MediaType::ImageLayerGzip,
-                    &l.digest,
-                    l.compressed.len() as u64,
-                )
-            })
+            .map(|l| descriptor(MediaType::ImageLayerGzip, &l.digest, l.size))
             .collect::<std::io::Result<Vec<_>>>()?;
         let manifest = ImageManifestBuilder::default()
             .schema_version(SCHEMA_VERSION)
@@ -286,7 +392,7 @@ impl ImageStore {
         Ok(StoredImage {
             digest,
             layers: layers.iter().map(|l| l.digest.clone()).collect(),
-            size: layers.iter().map(|l| l.compressed.len() as u64).sum(),
+            size: layers.iter().map(|l| l.size).sum(),
         })
     }
 
@@ -354,24 +460,29 @@ mod tests {
         let second = tree();
         // Different times and order of creation must not matter.
         std::fs::write(second.path().join("b/c/file"), "hello").unwrap();
-        let a = layer_from_dir(first.path(), "workspace").unwrap();
-        let b = layer_from_dir(second.path(), "workspace").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let a = layer_from_dir(first.path(), "workspace", tmp.path()).unwrap();
+        let b = layer_from_dir(second.path(), "workspace", tmp.path()).unwrap();
         assert_eq!((a.digest.clone(), a.diff_id.clone()), (b.digest, b.diff_id));
-        assert!(
-            a.compressed.len() < 1024 * 1024,
-            "compressed: {}",
-            a.compressed.len()
-        );
+        assert!(a.size < 1024 * 1024, "compressed: {}", a.size);
+        assert_eq!(a.size, std::fs::metadata(&a.file).unwrap().len());
+        // The file and the in-memory path agree.
+        let tar = reproducible_tar(first.path(), "workspace").unwrap();
+        assert_eq!(sha256(&tar), a.diff_id);
+        assert_eq!(sha256(&compress(&tar)), a.digest);
     }
 
     #[test]
     fn the_layer_is_one_gzip_stream_of_the_tar() {
         let dir = tree();
         let tar = reproducible_tar(dir.path(), "workspace").unwrap();
-        let layer = compress(&tar);
-        assert!(!layer.compressed.is_empty());
+        let compressed = compress(&tar);
+        assert!(
+            compressed.len() > 3,
+            "several members: the tree is over {MEMBER} bytes"
+        );
         let mut unzipped = Vec::new();
-        flate2::read::MultiGzDecoder::new(&layer.compressed[..])
+        flate2::read::MultiGzDecoder::new(&compressed[..])
             .read_to_end(&mut unzipped)
             .unwrap();
         assert_eq!(unzipped, tar);
@@ -405,7 +516,7 @@ mod tests {
     fn the_store_is_an_oci_layout() {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::open(dir.path().join("images")).unwrap();
-        let layer = layer_from_dir(tree().path(), "workspace").unwrap();
+        let layer = store.layer_from_dir(tree().path(), "workspace").unwrap();
         let spec = ImageSpec {
             env: vec!["PATH=/usr/bin:/bin".into()],
             labels: BTreeMap::from([(PROCESSES_LABEL.into(), "{}".into())]),

@@ -326,12 +326,13 @@ impl Builder {
         let source = job.source.to_path_buf();
         // Launch layers first, each its own image layer, so unchanged dependencies keep
         // their digest from build to build; the app on top.
+        let images = std::sync::Arc::clone(&self.images);
         let layers = tokio::task::spawn_blocking(move || {
             let mut layers = Vec::new();
             for (at, dir) in &launch_layers {
-                layers.push(image::layer_from_dir(dir, at)?);
+                layers.push(images.layer_from_dir(dir, at)?);
             }
-            layers.push(image::layer_from_dir(&source, image::APP_DIR)?);
+            layers.push(images.layer_from_dir(&source, image::APP_DIR)?);
             Ok::<_, std::io::Error>(layers)
         })
         .await

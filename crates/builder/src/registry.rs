@@ -2,6 +2,7 @@
 //! blobs the registry has already are skipped, layers of the base image are mounted from
 //! the base's repository instead of copied, and the manifest goes last, by digest.
 
+use futures_util::StreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -136,9 +137,13 @@ impl Registry {
                 mounted += 1;
                 continue;
             }
-            let data = tokio::fs::read(store.blob_path(blob)).await?;
+            // Streamed from the store's file, so a large layer is never all in memory.
+            let file = tokio::fs::File::open(store.blob_path(blob)).await?;
+            let size = file.metadata().await?.len();
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+                .map(|chunk| chunk.map_err(oci_client::errors::OciDistributionError::from));
             self.client
-                .push_blob(&target, data, blob)
+                .push_blob_stream(&target, stream, blob, Some(size))
                 .await
                 .map_err(push_error)?;
             sent += 1;
