@@ -1,84 +1,12 @@
 //! The builder against real buildpack scripts written by the tests: detection, the Heroku
 //! API's arguments and outputs, config vars, the cache, and the limits every build has.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use slipway_builder::{BuildError, BuildJob, BuildOutput, Builder, BuilderConfig, SandboxMode};
+use slipway_builder::{BuildError, BuildOutput};
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    builder: Builder,
-}
-
-impl Fixture {
-    async fn new(timeout: Duration, max_output: usize) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let builder = Builder::new(BuilderConfig {
-            data_dir: dir.path().join("data"),
-            timeout,
-            max_output,
-            sandbox: SandboxMode::Auto,
-            registry: None,
-        })
-        .await
-        .unwrap();
-        Fixture { dir, builder }
-    }
-
-    async fn default() -> Fixture {
-        Fixture::new(Duration::from_secs(60), 1024 * 1024).await
-    }
-
-    /// Writes a buildpack whose scripts are the given shell bodies.
-    fn buildpack(&self, name: &str, scripts: &[(&str, &str)]) -> PathBuf {
-        let dir = self.dir.path().join("buildpacks").join(name);
-        std::fs::create_dir_all(dir.join("bin")).unwrap();
-        for (script, body) in scripts {
-            let path = dir.join("bin").join(script);
-            std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        dir
-    }
-
-    /// A fresh source tree with these files.
-    fn source(&self, files: &[(&str, &str)]) -> PathBuf {
-        let dir = tempfile::Builder::new()
-            .prefix("src")
-            .tempdir_in(self.dir.path())
-            .unwrap()
-            .keep();
-        for (name, text) in files {
-            std::fs::write(dir.join(name), text).unwrap();
-        }
-        dir
-    }
-
-    async fn build(
-        &self,
-        source: &Path,
-        config: &[(&str, &str)],
-    ) -> (Result<BuildOutput, BuildError>, Vec<String>) {
-        let config: BTreeMap<String, String> = config
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let job = BuildJob {
-            app: "demo",
-            commit: "1a2b3c4d",
-            source,
-            config: &config,
-        };
-        let lines = Mutex::new(Vec::new());
-        let log = |line: &str| lines.lock().unwrap().push(line.to_owned());
-        let result = self.builder.build(&job, &log).await;
-        (result, lines.into_inner().unwrap())
-    }
-}
+mod support;
+use support::Fixture;
 
 fn types(output: &BuildOutput) -> String {
     output.procfile.to_string()
@@ -86,7 +14,7 @@ fn types(output: &BuildOutput) -> String {
 
 #[tokio::test]
 async fn the_builtin_procfile_buildpack() {
-    let f = Fixture::default().await;
+    let f = Fixture::new().await;
     let (result, log) = f
         .build(&f.source(&[("Procfile", "web: ./serve\n")]), &[])
         .await;
@@ -105,8 +33,8 @@ async fn the_builtin_procfile_buildpack() {
 
 #[tokio::test]
 async fn a_heroku_buildpack_from_buildpack_url() {
-    let f = Fixture::default().await;
-    let bp = f.buildpack(
+    let f = Fixture::new().await;
+    let bp = f.heroku_buildpack(
         "greeter",
         &[
             ("detect", r#"[ -f "$1/greet.txt" ] && echo Greeter"#),
@@ -163,8 +91,8 @@ async fn a_heroku_buildpack_from_buildpack_url() {
 
 #[tokio::test]
 async fn a_buildpack_from_a_git_url() {
-    let f = Fixture::default().await;
-    let bp = f.buildpack(
+    let f = Fixture::new().await;
+    let bp = f.heroku_buildpack(
         "from-git",
         &[
             ("compile", "echo compiled from git"),
@@ -200,8 +128,8 @@ async fn a_buildpack_from_a_git_url() {
 
 #[tokio::test]
 async fn failures_say_what_went_wrong() {
-    let f = Fixture::default().await;
-    let fails = f.buildpack(
+    let f = Fixture::new().await;
+    let fails = f.heroku_buildpack(
         "fails",
         &[("compile", "echo 'missing dependency' >&2; exit 3")],
     );
@@ -220,7 +148,7 @@ async fn failures_say_what_went_wrong() {
         "stderr reaches the log: {log:?}"
     );
 
-    let picky = f.buildpack("picky", &[("detect", "exit 1"), ("compile", "true")]);
+    let picky = f.heroku_buildpack("picky", &[("detect", "exit 1"), ("compile", "true")]);
     let (result, _) = f
         .build(
             &f.source(&[]),
@@ -232,7 +160,7 @@ async fn failures_say_what_went_wrong() {
         "the buildpack picky does not fit this app (its bin/detect failed)"
     );
 
-    let nothing = f.buildpack("nothing", &[("compile", "true")]);
+    let nothing = f.heroku_buildpack("nothing", &[("compile", "true")]);
     let (result, _) = f
         .build(
             &f.source(&[]),
@@ -255,9 +183,9 @@ async fn failures_say_what_went_wrong() {
 
 #[tokio::test]
 async fn a_build_past_its_deadline_is_stopped_with_everything_it_started() {
-    let f = Fixture::new(Duration::from_secs(2), 1024 * 1024).await;
+    let f = Fixture::with_limits(Duration::from_secs(2), 1024 * 1024).await;
     // A duration no other test uses marks the background process.
-    let slow = f.buildpack("slow", &[("compile", "sleep 313 &\nwait")]);
+    let slow = f.heroku_buildpack("slow", &[("compile", "sleep 313 &\nwait")]);
     let (result, _) = f
         .build(&f.source(&[]), &[("BUILDPACK_URL", slow.to_str().unwrap())])
         .await;
@@ -285,8 +213,8 @@ async fn a_build_past_its_deadline_is_stopped_with_everything_it_started() {
 
 #[tokio::test]
 async fn a_build_that_floods_its_output_is_stopped() {
-    let f = Fixture::new(Duration::from_secs(60), 64 * 1024).await;
-    let noisy = f.buildpack("noisy", &[("compile", "yes 'all work and no play'")]);
+    let f = Fixture::with_limits(Duration::from_secs(60), 64 * 1024).await;
+    let noisy = f.heroku_buildpack("noisy", &[("compile", "yes 'all work and no play'")]);
     let (result, log) = f
         .build(
             &f.source(&[]),
@@ -306,7 +234,7 @@ async fn a_build_that_floods_its_output_is_stopped() {
 
 #[tokio::test]
 async fn a_build_makes_a_reproducible_image_that_skopeo_reads() {
-    let f = Fixture::default().await;
+    let f = Fixture::new().await;
     let files = [
         ("Procfile", "web: ./serve\n"),
         ("serve", "#!/bin/sh\necho hi\n"),
@@ -361,7 +289,7 @@ async fn a_sandboxed_build_cannot_read_the_platform_or_other_apps() {
         std::path::Path::new("/usr/bin/bwrap").exists(),
         "bubblewrap is installed (scripts/test installs it)"
     );
-    let f = Fixture::default().await;
+    let f = Fixture::new().await;
     let data = f.dir.path().join("data");
     std::fs::write(data.join("slipway.db"), "the platform's database").unwrap();
     let other = f.source(&[("secret.txt", "another app's code")]);
@@ -377,7 +305,7 @@ async fn a_sandboxed_build_cannot_read_the_platform_or_other_apps() {
         .iter()
         .map(|p| format!("if cat '{0}' >/dev/null 2>&1 || ls '{0}' >/dev/null 2>&1; then echo 'READ {0}'; else echo 'DENIED {0}'; fi\n", p.display()))
         .collect();
-    let nosy = f.buildpack(
+    let nosy = f.heroku_buildpack(
         "nosy",
         &[("compile", &format!("{script}echo built > \"$1/out.txt\""))],
     );

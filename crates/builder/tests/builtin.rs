@@ -2,77 +2,15 @@
 //! node and npm, go, cargo) and the package registries, and the next build of the same app
 //! reusing what the first one left in its cache.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use slipway_builder::{BuildError, BuildJob, BuildOutput, Builder, BuilderConfig, SandboxMode};
+use slipway_builder::BuildError;
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    builder: Builder,
-}
-
-impl Fixture {
-    async fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let builder = Builder::new(BuilderConfig {
-            data_dir: dir.path().join("data"),
-            timeout: Duration::from_secs(300),
-            max_output: 8 * 1024 * 1024,
-            sandbox: SandboxMode::Auto,
-            registry: None,
-        })
-        .await
-        .unwrap();
-        Fixture { dir, builder }
-    }
-
-    /// A fresh source tree with these files (paths may have directories).
-    fn source(&self, files: &[(&str, &str)]) -> PathBuf {
-        let dir = tempfile::Builder::new()
-            .prefix("src")
-            .tempdir_in(self.dir.path())
-            .unwrap()
-            .keep();
-        for (name, text) in files {
-            let path = dir.join(name);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        }
-        dir
-    }
-
-    /// Builds `source` as the app `demo`, so every build of a fixture shares one cache.
-    async fn build(&self, source: &Path) -> (Result<BuildOutput, BuildError>, Vec<String>) {
-        let config = BTreeMap::new();
-        let job = BuildJob {
-            app: "demo",
-            commit: "1a2b3c4d",
-            source,
-            config: &config,
-        };
-        let lines = Mutex::new(Vec::new());
-        let log = |line: &str| lines.lock().unwrap().push(line.to_owned());
-        let result = self.builder.build(&job, &log).await;
-        (result, lines.into_inner().unwrap())
-    }
-
-    /// Builds `source`, which must succeed.
-    async fn built(&self, source: &Path) -> (BuildOutput, Vec<String>) {
-        let (result, log) = self.build(source).await;
-        let output = result.unwrap_or_else(|e| panic!("{e}\n{}", log.join("\n")));
-        (output, log)
-    }
-
-    /// The app's build cache.
-    fn cache(&self) -> PathBuf {
-        self.dir.path().join("data/cache/demo")
-    }
-}
+mod support;
+use support::Fixture;
 
 /// The log has exactly this line.
 fn logged(log: &[String], line: &str) -> bool {
@@ -167,7 +105,7 @@ async fn python_installs_requirements_into_a_virtualenv_it_reuses_while_they_are
         ("requirements.txt", "# pinned\nsix==1.17.0\n"),
         ("app.py", "import six\n"),
     ]);
-    let (result, log) = f.build(&changed).await;
+    let (result, log) = f.build(&changed, &[]).await;
     assert!(matches!(result, Err(BuildError::NoProcesses)), "{result:?}");
     assert!(
         logged(&log, "-----> Installing dependencies with pip"),

@@ -2,98 +2,12 @@
 //! Buildpack API versions at both ends of what Slipway supports, a composite with an optional
 //! member, project.toml, and the layer cache.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
 
-use slipway_builder::{BuildError, BuildJob, BuildOutput, Builder, BuilderConfig, SandboxMode};
+use slipway_builder::BuildError;
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    builder: Builder,
-}
-
-impl Fixture {
-    async fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let config = BuilderConfig {
-            data_dir: dir.path().join("data"),
-            timeout: Duration::from_secs(60),
-            max_output: 1 << 20,
-            sandbox: SandboxMode::Auto,
-            registry: None,
-        };
-        Fixture {
-            builder: Builder::new(config).await.unwrap(),
-            dir,
-        }
-    }
-
-    /// Writes a buildpack: `buildpack.toml` and the given scripts.
-    fn buildpack(&self, root: &Path, name: &str, toml: &str, scripts: &[(&str, &str)]) -> PathBuf {
-        let dir = root.join(name);
-        std::fs::create_dir_all(dir.join("bin")).unwrap();
-        std::fs::write(dir.join("buildpack.toml"), toml).unwrap();
-        for (script, body) in scripts {
-            let path = dir.join("bin").join(script);
-            std::fs::write(&path, format!("#!/bin/sh\nset -eu\n{body}\n")).unwrap();
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                .unwrap();
-        }
-        dir
-    }
-
-    fn app(&self, files: &[(&str, &str)]) -> PathBuf {
-        let dir = tempfile::Builder::new()
-            .prefix("app")
-            .tempdir_in(self.dir.path())
-            .unwrap()
-            .keep();
-        for (name, text) in files {
-            let path = dir.join(name);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        }
-        dir
-    }
-
-    async fn build(
-        &self,
-        source: &Path,
-        config: &[(&str, &str)],
-    ) -> (Result<BuildOutput, BuildError>, Vec<String>) {
-        let config: BTreeMap<String, String> = config
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let job = BuildJob {
-            app: "demo",
-            commit: "c0ffee",
-            source,
-            config: &config,
-        };
-        let lines = Mutex::new(Vec::new());
-        let log = |line: &str| lines.lock().unwrap().push(line.to_owned());
-        let result = self.builder.build(&job, &log).await;
-        (result, lines.into_inner().unwrap())
-    }
-
-    /// The image's manifest and config, read from the local layout.
-    fn image(&self, digest: &str) -> (serde_json::Value, serde_json::Value) {
-        let blob = |d: &str| {
-            let path = self
-                .dir
-                .path()
-                .join("data/images/blobs/sha256")
-                .join(d.trim_start_matches("sha256:"));
-            serde_json::from_slice::<serde_json::Value>(&std::fs::read(path).unwrap()).unwrap()
-        };
-        let manifest = blob(digest);
-        let config = blob(manifest["config"]["digest"].as_str().unwrap());
-        (manifest, config)
-    }
-}
+mod support;
+use support::Fixture;
 
 /// API 0.10: reads its positional arguments (`detect PLATFORM PLAN`, `build LAYERS PLATFORM
 /// PLAN`) and declares `[[stacks]]`.
@@ -107,7 +21,7 @@ id = "*"
 "#;
 
 fn old_buildpack(f: &Fixture, root: &Path) -> PathBuf {
-    f.buildpack(
+    f.cnb_buildpack(
         root,
         "old",
         OLD_TOML,
@@ -135,7 +49,7 @@ printf '[[processes]]\ntype = "web"\ncommand = ["hello", "--port", "$PORT"]\ndef
 async fn an_api_0_10_buildpack_with_positional_arguments() {
     let f = Fixture::new().await;
     let bp = old_buildpack(&f, f.dir.path());
-    let app = f.app(&[("hello.txt", "hi")]);
+    let app = f.source(&[("hello.txt", "hi")]);
     let (result, log) = f
         .build(
             &app,
@@ -178,7 +92,7 @@ async fn an_api_0_10_buildpack_with_positional_arguments() {
 
     // A second build of unchanged dependencies reuses the cached layer, and its image layer
     // has the same digest: nothing new to upload.
-    let again = f.app(&[("hello.txt", "hi"), ("more.txt", "a change to the app")]);
+    let again = f.source(&[("hello.txt", "hi"), ("more.txt", "a change to the app")]);
     let (second, log) = f
         .build(
             &again,
@@ -208,7 +122,7 @@ async fn an_api_0_10_buildpack_with_positional_arguments() {
 #[tokio::test]
 async fn an_api_0_12_buildpack_with_cnb_variables_and_targets() {
     let f = Fixture::new().await;
-    let bp = f.buildpack(
+    let bp = f.cnb_buildpack(
         f.dir.path(),
         "new",
         "api = \"0.12\"\n[buildpack]\nid = \"test/new\"\nversion = \"2.0.0\"\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n",
@@ -222,7 +136,7 @@ printf '[[processes]]\ntype = "worker"\ncommand = ["sh", "-c", "echo working; sl
             ),
         ],
     );
-    let app = f.app(&[("serve", "#!/bin/sh\n")]);
+    let app = f.source(&[("serve", "#!/bin/sh\n")]);
     let (result, log) = f
         .build(&app, &[("BUILDPACK_URL", bp.to_str().unwrap())])
         .await;
@@ -246,17 +160,17 @@ async fn a_composite_with_an_optional_member_and_a_build_plan() {
     std::fs::create_dir_all(&root).unwrap();
     let toml =
         |id: &str| format!("api = \"0.11\"\n[buildpack]\nid = \"{id}\"\nversion = \"1.0.0\"\n");
-    f.buildpack(&root, "provider", &toml("test/provider"), &[
+    f.cnb_buildpack(&root, "provider", &toml("test/provider"), &[
         ("detect", r#"printf '[[provides]]\nname = "runtime"\n[[or]]\n[[or.provides]]\nname = "other"\n' > "$CNB_BUILD_PLAN_PATH""#),
         ("build", r#"grep -q 'name = "runtime"' "$CNB_BP_PLAN_PATH"; mkdir -p "$CNB_LAYERS_DIR/rt/bin"; printf '#!/bin/sh\necho runtime\n' > "$CNB_LAYERS_DIR/rt/bin/rt"; chmod +x "$CNB_LAYERS_DIR/rt/bin/rt"; printf '[types]\nbuild = true\nlaunch = true\n' > "$CNB_LAYERS_DIR/rt.toml""#),
     ]);
-    f.buildpack(
+    f.cnb_buildpack(
         &root,
         "absent",
         &toml("test/absent"),
         &[("detect", "exit 100"), ("build", "exit 1")],
     );
-    f.buildpack(&root, "user", &toml("test/user"), &[
+    f.cnb_buildpack(&root, "user", &toml("test/user"), &[
         ("detect", r#"printf '[[requires]]\nname = "runtime"\n' > "$CNB_BUILD_PLAN_PATH""#),
         // The provider's build layer is on this buildpack's PATH.
         ("build", r#"echo "the user sees: $(rt)"; printf '[[processes]]\ntype = "web"\ncommand = ["rt"]\ndefault = true\n' > "$CNB_LAYERS_DIR/launch.toml""#),
@@ -270,7 +184,7 @@ async fn a_composite_with_an_optional_member_and_a_build_plan() {
          [[order.group]]\nid = \"test/absent\"\noptional = true\n[[order.group]]\nid = \"test/user\"\n",
     )
     .unwrap();
-    let app = f.app(&[("x", "y")]);
+    let app = f.source(&[("x", "y")]);
     let (result, log) = f
         .build(&app, &[("BUILDPACK_URL", composite.to_str().unwrap())])
         .await;
@@ -286,13 +200,13 @@ async fn a_composite_with_an_optional_member_and_a_build_plan() {
 #[tokio::test]
 async fn project_toml_names_the_buildpacks_excludes_files_and_sets_build_env() {
     let f = Fixture::new().await;
-    let app = f.app(&[
+    let app = f.source(&[
         ("project.toml", "[_]\nschema-version = \"0.1\"\n\n[build]\nexclude = [\"secrets/\", \"*.log\"]\n\n[[build.buildpacks]]\nuri = \"./buildpacks/mine\"\n\n[[build.env]]\nname = \"MODE\"\nvalue = \"fast\"\n"),
         ("secrets/key", "do not ship"),
         ("debug.log", "noise"),
         ("main.txt", "code"),
     ]);
-    f.buildpack(&app.join("buildpacks"), "mine", "api = \"0.8\"\n[buildpack]\nid = \"app/mine\"\nversion = \"0.1.0\"\n", &[
+    f.cnb_buildpack(&app.join("buildpacks"), "mine", "api = \"0.8\"\n[buildpack]\nid = \"app/mine\"\nversion = \"0.1.0\"\n", &[
         ("detect", "true"),
         ("build", r#"echo "mode $(cat "$2/env/MODE")"; test ! -e secrets/key; test ! -e debug.log; printf '[[processes]]\ntype = "web"\ncommand = ["cat", "main.txt"]\n' > "$1/launch.toml""#),
     ]);
@@ -305,21 +219,24 @@ async fn project_toml_names_the_buildpacks_excludes_files_and_sets_build_env() {
 #[tokio::test]
 async fn unsupported_and_failing_buildpacks_are_refused_clearly() {
     let f = Fixture::new().await;
-    let future = f.buildpack(
+    let future = f.cnb_buildpack(
         f.dir.path(),
         "future",
         "api = \"0.99\"\n[buildpack]\nid = \"test/future\"\nversion = \"1\"\n",
         &[("detect", "true"), ("build", "true")],
     );
     let (result, _) = f
-        .build(&f.app(&[]), &[("BUILDPACK_URL", future.to_str().unwrap())])
+        .build(
+            &f.source(&[]),
+            &[("BUILDPACK_URL", future.to_str().unwrap())],
+        )
         .await;
     assert_eq!(
         result.unwrap_err().to_string(),
         "buildpack test/future uses Buildpack API 0.99; Slipway supports 0.7 to 0.12"
     );
 
-    let broken = f.buildpack(
+    let broken = f.cnb_buildpack(
         f.dir.path(),
         "broken",
         "api = \"0.12\"\n[buildpack]\nid = \"test/broken\"\nversion = \"1\"\n",
@@ -329,7 +246,10 @@ async fn unsupported_and_failing_buildpacks_are_refused_clearly() {
         ],
     );
     let (result, log) = f
-        .build(&f.app(&[]), &[("BUILDPACK_URL", broken.to_str().unwrap())])
+        .build(
+            &f.source(&[]),
+            &[("BUILDPACK_URL", broken.to_str().unwrap())],
+        )
         .await;
     assert_eq!(
         result.unwrap_err().to_string(),
@@ -337,14 +257,17 @@ async fn unsupported_and_failing_buildpacks_are_refused_clearly() {
     );
     assert!(log.contains(&"no compiler".to_owned()));
 
-    let nothing = f.buildpack(
+    let nothing = f.cnb_buildpack(
         f.dir.path(),
         "nothing",
         "api = \"0.12\"\n[buildpack]\nid = \"test/nothing\"\nversion = \"1\"\n",
         &[("detect", "exit 100"), ("build", "true")],
     );
     let (result, _) = f
-        .build(&f.app(&[]), &[("BUILDPACK_URL", nothing.to_str().unwrap())])
+        .build(
+            &f.source(&[]),
+            &[("BUILDPACK_URL", nothing.to_str().unwrap())],
+        )
         .await;
     assert!(matches!(result, Err(BuildError::NoBuildpack)), "{result:?}");
 }

@@ -33,12 +33,19 @@ impl Fixture {
             sandbox: SandboxMode::Auto,
             registry: None,
         };
-        Fixture { builder: Builder::new(config).await.unwrap(), dir }
+        Fixture {
+            builder: Builder::new(config).await.unwrap(),
+            dir,
+        }
     }
 
     /// A fresh source tree with these files (paths may have directories).
     pub fn source(&self, files: &[(&str, &str)]) -> PathBuf {
-        let dir = tempfile::Builder::new().prefix("src").tempdir_in(self.dir.path()).unwrap().keep();
+        let dir = tempfile::Builder::new()
+            .prefix("src")
+            .tempdir_in(self.dir.path())
+            .unwrap()
+            .keep();
         for (name, text) in files {
             let path = dir.join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -55,7 +62,13 @@ impl Fixture {
     }
 
     /// A Cloud Native Buildpack at `root/NAME`: `buildpack.toml` and these scripts.
-    pub fn cnb_buildpack(&self, root: &Path, name: &str, toml: &str, scripts: &[(&str, &str)]) -> PathBuf {
+    pub fn cnb_buildpack(
+        &self,
+        root: &Path,
+        name: &str,
+        toml: &str,
+        scripts: &[(&str, &str)],
+    ) -> PathBuf {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("buildpack.toml"), toml).unwrap();
@@ -65,9 +78,21 @@ impl Fixture {
 
     /// Builds `source` as the app `demo` (so a fixture's builds share one cache), with
     /// these config vars; returns the result and the log.
-    pub async fn build(&self, source: &Path, config: &[(&str, &str)]) -> (Result<BuildOutput, BuildError>, Vec<String>) {
-        let config: BTreeMap<String, String> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let job = BuildJob { app: "demo", commit: COMMIT, source, config: &config };
+    pub async fn build(
+        &self,
+        source: &Path,
+        config: &[(&str, &str)],
+    ) -> (Result<BuildOutput, BuildError>, Vec<String>) {
+        let config: BTreeMap<String, String> = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let job = BuildJob {
+            app: "demo",
+            commit: COMMIT,
+            source,
+            config: &config,
+        };
         let lines = Mutex::new(Vec::new());
         let log = |line: &str| lines.lock().unwrap().push(line.to_owned());
         let result = self.builder.build(&job, &log).await;
@@ -89,7 +114,11 @@ impl Fixture {
     /// An image's manifest and config, read from the local image layout.
     pub fn image(&self, digest: &str) -> (serde_json::Value, serde_json::Value) {
         let blob = |d: &str| {
-            let path = self.dir.path().join("data/images/blobs/sha256").join(d.trim_start_matches("sha256:"));
+            let path = self
+                .dir
+                .path()
+                .join("data/images/blobs/sha256")
+                .join(d.trim_start_matches("sha256:"));
             serde_json::from_slice::<serde_json::Value>(&std::fs::read(path).unwrap()).unwrap()
         };
         let manifest = blob(digest);
@@ -103,6 +132,7 @@ fn write_scripts(dir: &Path, scripts: &[(&str, &str)], options: &str) {
     for (script, body) in scripts {
         let path = dir.join("bin").join(script);
         std::fs::write(&path, format!("#!/bin/sh\n{options}\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
     }
 }
