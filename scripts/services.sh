@@ -3,7 +3,7 @@
 
 # Installs the Debian packages the test suite uses, if any is missing.
 install_test_packages() {
-    local packages=(git openssh-client postgresql sqlite3 ca-certificates skopeo bubblewrap python3-venv docker-registry)
+    local packages=(git openssh-client postgresql sqlite3 ca-certificates skopeo bubblewrap python3-venv docker-registry busybox-static runc umoci)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -68,6 +68,7 @@ fn main() {
             max_output: BuilderConfig::DEFAULT_MAX_OUTPUT,
             sandbox: slipway_builder::SandboxMode::Auto,
             registry: None,
+            run_image: None,
         }))
         .unwrap();
     let buildpack = dir.path().join("buildpack");

@@ -219,6 +219,22 @@ pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// A layer already in the store, as an image's manifest and config name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRef {
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+}
+
+/// An image found in the store by its name: its layers and environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundImage {
+    pub digest: String,
+    pub layers: Vec<LayerRef>,
+    pub env: Vec<String>,
+}
+
 /// What goes into an image's config besides its layers.
 #[derive(Debug, Clone)]
 pub struct ImageSpec {
@@ -320,9 +336,30 @@ impl ImageStore {
         layers: &[Layer],
         spec: &ImageSpec,
     ) -> std::io::Result<StoredImage> {
+        self.write_image_on(name, &[], layers, spec)
+    }
+
+    /// Writes an image of `base`'s layers (already in the store, such as a run image's) and
+    /// then `layers`, and tags it `name`.
+    pub fn write_image_on(
+        &self,
+        name: &str,
+        base: &[LayerRef],
+        layers: &[Layer],
+        spec: &ImageSpec,
+    ) -> std::io::Result<StoredImage> {
         for layer in layers {
             self.put_blob_file(&layer.digest, &layer.file)?;
         }
+        let all: Vec<LayerRef> = base
+            .iter()
+            .cloned()
+            .chain(layers.iter().map(|l| LayerRef {
+                digest: l.digest.clone(),
+                diff_id: l.diff_id.clone(),
+                size: l.size,
+            }))
+            .collect();
         let config = ConfigBuilder::default()
             .env(spec.env.clone())
             .working_dir(APP_DIR.to_owned())
@@ -336,7 +373,7 @@ impl ImageStore {
             .map_err(std::io::Error::other)?;
         let rootfs = RootFsBuilder::default()
             .typ("layers".to_owned())
-            .diff_ids(layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
+            .diff_ids(all.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
             .build()
             .map_err(std::io::Error::other)?;
         let image_config = ImageConfigurationBuilder::default()
@@ -357,7 +394,7 @@ impl ImageStore {
                 .build()
                 .map_err(std::io::Error::other)
         };
-        let layer_descriptors = layers
+        let layer_descriptors = all
             .iter()
             .map(|l| descriptor(MediaType::ImageLayerGzip, &l.digest, l.size))
             .collect::<std::io::Result<Vec<_>>>()?;
@@ -391,9 +428,61 @@ impl ImageStore {
         self.tag(name, tagged)?;
         Ok(StoredImage {
             digest,
-            layers: layers.iter().map(|l| l.digest.clone()).collect(),
-            size: layers.iter().map(|l| l.size).sum(),
+            layers: all.iter().map(|l| l.digest.clone()).collect(),
+            size: all.iter().map(|l| l.size).sum(),
         })
+    }
+
+    /// The image tagged `name`, if the store has one.
+    pub fn find(&self, name: &str) -> std::io::Result<Option<FoundImage>> {
+        let index: ImageIndex =
+            serde_json::from_slice(&std::fs::read(self.root.join("index.json"))?)
+                .map_err(std::io::Error::other)?;
+        let Some(entry) = index.manifests().iter().find(|m| {
+            m.annotations()
+                .as_ref()
+                .and_then(|a| a.get("org.opencontainers.image.ref.name"))
+                .map(String::as_str)
+                == Some(name)
+        }) else {
+            return Ok(None);
+        };
+        let digest = entry.digest().to_string();
+        let read = |d: &str| -> std::io::Result<serde_json::Value> {
+            serde_json::from_slice(&std::fs::read(self.blob_path(d))?)
+                .map_err(std::io::Error::other)
+        };
+        let manifest = read(&digest)?;
+        let config = read(manifest["config"]["digest"].as_str().unwrap_or_default())?;
+        let diff_ids = config["rootfs"]["diff_ids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let layers = manifest["layers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .zip(diff_ids)
+            .map(|(layer, diff_id)| LayerRef {
+                digest: layer["digest"].as_str().unwrap_or_default().to_owned(),
+                diff_id: diff_id.as_str().unwrap_or_default().to_owned(),
+                size: layer["size"].as_u64().unwrap_or_default(),
+            })
+            .collect();
+        let env = config["config"]["Env"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(FoundImage {
+            digest,
+            layers,
+            env,
+        }))
     }
 
     /// Points `name` at `manifest` in `index.json`, replacing what it named before.

@@ -43,6 +43,9 @@ pub struct BuilderConfig {
     pub sandbox: SandboxMode,
     /// Also push every image to this registry (`--registry`).
     pub registry: Option<registry::RegistryConfig>,
+    /// The run image apps are built on (`--run-image`), by the name
+    /// [`Builder::make_run_image`] gave it; without one, an image holds only the app.
+    pub run_image: Option<String>,
 }
 
 /// Whether builds run in a bubblewrap sandbox.
@@ -307,6 +310,20 @@ impl Builder {
         })
     }
 
+    /// Makes the run image `name` from a root filesystem (such as Debian packages unpacked
+    /// with `dpkg-deb -x`): one layer at `/`, stored as `run-image:<name>`. Returns its digest.
+    pub fn make_run_image(&self, name: &str, rootfs: &Path) -> std::io::Result<String> {
+        let layer = self.images.layer_from_dir(rootfs, "")?;
+        let spec = image::ImageSpec {
+            env: vec!["PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".to_owned()],
+            labels: BTreeMap::from([("io.slipway.run-image".to_owned(), name.to_owned())]),
+        };
+        Ok(self
+            .images
+            .write_image(&run_image_ref(name), &[layer], &spec)?
+            .digest)
+    }
+
     /// The local image store, for the runtime and the registry push.
     pub fn images(&self) -> &image::ImageStore {
         &self.images
@@ -323,6 +340,12 @@ impl Builder {
         log: Log<'_>,
     ) -> Result<String, BuildError> {
         log("-----> Exporting the image");
+        let base = match &self.config.run_image {
+            Some(name) => Some(self.images.find(&run_image_ref(name))?.ok_or_else(|| {
+                BuildError::Buildpack(format!("the run image {name} is not in the image store: make it with `slipwayd run-image build --name {name}`"))
+            })?),
+            None => None,
+        };
         let source = job.source.to_path_buf();
         // Launch layers first, each its own image layer, so unchanged dependencies keep
         // their digest from build to build; the app on top.
@@ -343,7 +366,17 @@ impl Builder {
             .collect();
         let spec = image::ImageSpec {
             env: {
-                let mut all = BTreeMap::from([
+                let mut all: BTreeMap<String, String> = base
+                    .as_ref()
+                    .map(|b| {
+                        b.env
+                            .iter()
+                            .filter_map(|e| e.split_once('='))
+                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                all.extend([
                     (
                         "PATH".to_owned(),
                         format!("{}/bin:/usr/local/bin:/usr/bin:/bin", image::APP_DIR),
@@ -366,9 +399,12 @@ impl Builder {
         };
         let images = std::sync::Arc::clone(&self.images);
         let name = format!("{}:{}", job.app, job.commit);
-        let stored = tokio::task::spawn_blocking(move || images.write_image(&name, &layers, &spec))
-            .await
-            .map_err(std::io::Error::other)??;
+        let base_layers = base.map(|b| b.layers).unwrap_or_default();
+        let stored = tokio::task::spawn_blocking(move || {
+            images.write_image_on(&name, &base_layers, &layers, &spec)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         log(&format!(
             "       {} ({} layer, {})",
             stored.digest,
@@ -470,6 +506,11 @@ impl Builder {
             _ => Ok(()),
         }
     }
+}
+
+/// The name a run image has in the image store.
+fn run_image_ref(name: &str) -> String {
+    format!("run-image:{name}")
 }
 
 /// The app's Procfile, with the buildpack's default process types for any it lacks.

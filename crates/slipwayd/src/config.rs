@@ -32,6 +32,9 @@ pub(crate) enum Command {
     Up(UpArgs),
     /// Apply database migrations, then exit.
     Migrate(DatabaseArgs),
+    /// Make the run image apps are built on, from Debian packages.
+    #[command(name = "run-image")]
+    RunImage(RunImageArgs),
     /// Run a git hook of a push (git runs this; people do not).
     #[command(hide = true)]
     Hook {
@@ -48,6 +51,18 @@ pub(crate) struct DatabaseArgs {
     /// The database: sqlite://PATH (default: slipway.db in the data directory) or postgres://…
     #[arg(long, env = "SLIPWAY_DATABASE_URL")]
     database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunImageArgs {
+    #[command(flatten)]
+    pub(crate) database: DatabaseArgs,
+    /// The run image's name; `slipwayd up --run-image NAME` builds apps on it.
+    #[arg(long, default_value = "base")]
+    pub(crate) name: String,
+    /// A Debian package to put in it (repeatable). Dependencies are not followed: name them.
+    #[arg(long = "package", default_value = "busybox-static")]
+    pub(crate) packages: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +93,10 @@ pub(crate) struct UpArgs {
     /// Whether builds run in a bubblewrap sandbox: `auto` (when bwrap is installed), `required`, `off`.
     #[arg(long, env = "SLIPWAY_BUILD_SANDBOX", value_enum, default_value_t = BuildSandbox::Auto)]
     build_sandbox: BuildSandbox,
+    /// Build apps on this run image (made with `slipwayd run-image`); without one, an image
+    /// holds only the app, which then runs on the host's /usr.
+    #[arg(long, env = "SLIPWAY_RUN_IMAGE")]
+    run_image: Option<String>,
     /// Push every image to this OCI registry too: host:port[/prefix] (plain HTTP on loopback).
     #[arg(long, env = "SLIPWAY_REGISTRY")]
     registry: Option<String>,
@@ -120,6 +139,7 @@ pub(crate) struct UpConfig {
     pub(crate) build_timeout: std::time::Duration,
     pub(crate) build_sandbox: builder::SandboxMode,
     pub(crate) registry: Option<builder::registry::RegistryConfig>,
+    pub(crate) run_image: Option<String>,
 }
 
 impl DatabaseArgs {
@@ -166,6 +186,7 @@ impl UpArgs {
             .map_err(|e| anyhow::anyhow!("--registry: {e}"))?;
         Ok(UpConfig {
             registry,
+            run_image: self.run_image,
             storage: self.database.resolve()?,
             api_listen: self.api_listen,
             ssh_listen: self.ssh_listen,

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => server::up(args.resolve()?).await,
             Command::Migrate(args) => server::migrate(args.resolve()?).await,
+            Command::RunImage(args) => server::run_image(args).await,
             Command::Hook { .. } => unreachable!("handled before the runtime starts"),
         }
     });

@@ -32,6 +32,7 @@ impl Fixture {
             max_output,
             sandbox: SandboxMode::Auto,
             registry: None,
+            run_image: None,
         };
         Fixture {
             builder: Builder::new(config).await.unwrap(),
