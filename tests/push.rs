@@ -441,3 +441,50 @@ async fn images_go_to_the_registry_by_digest() {
     .await
     .unwrap();
 }
+
+/// With a run image, its layers go to the registry once, under `run-image`, and every app's
+/// image mounts them from there instead of uploading them again.
+#[tokio::test]
+async fn run_image_layers_are_mounted_not_copied() {
+    let registry = std::env::var("SLIPWAY_TEST_REGISTRY")
+        .expect("SLIPWAY_TEST_REGISTRY is not set: run the suite with scripts/test, which starts docker-registry");
+    // A prefix of its own keeps this test's run-image repository apart from other runs'.
+    let prefix = format!("{registry}/mount{}", std::process::id());
+    let platform = Platform::start_with(
+        Backend::Sqlite,
+        &["--registry", &prefix, "--run-image", "base"],
+    )
+    .await
+    .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let made = std::process::Command::new(slipway_e2e::binary("slipwayd"))
+            .args(["run-image", "--name", "base", "--data-dir"])
+            .arg(&platform.data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let mut ada = account(&platform, "ada", None);
+        app_repo(&mut ada, "myapp", "web: ./serve\n");
+        ada.slip(&["create", "demo"]).success();
+        let push = ada.git(&["push", "slipway", "main"]);
+        assert!(push.ok, "{}", push.stderr);
+        assert!(
+            push.stderr
+                .contains(&format!("pushed {prefix}/run-image:base: 2 blobs sent")),
+            "{}",
+            push.stderr
+        );
+        assert!(
+            push.stderr.contains(&format!("pushed {prefix}/demo:"))
+                && push.stderr.contains("1 mounted"),
+            "{}",
+            push.stderr
+        );
+    })
+    .await
+    .unwrap();
+}

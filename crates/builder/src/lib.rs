@@ -342,7 +342,7 @@ impl Builder {
         log("-----> Exporting the image");
         let base = match &self.config.run_image {
             Some(name) => Some(self.images.find(&run_image_ref(name))?.ok_or_else(|| {
-                BuildError::Buildpack(format!("the run image {name} is not in the image store: make it with `slipwayd run-image build --name {name}`"))
+                BuildError::Buildpack(format!("the run image {name} is not in the image store: make it with `slipwayd run-image --name {name}`"))
             })?),
             None => None,
         };
@@ -399,6 +399,7 @@ impl Builder {
         };
         let images = std::sync::Arc::clone(&self.images);
         let name = format!("{}:{}", job.app, job.commit);
+        let base_digest = base.as_ref().map(|b| b.digest.clone());
         let base_layers = base.map(|b| b.layers).unwrap_or_default();
         let stored = tokio::task::spawn_blocking(move || {
             images.write_image_on(&name, &base_layers, &layers, &spec)
@@ -411,15 +412,35 @@ impl Builder {
             stored.layers.len(),
             size(usize::try_from(stored.size).unwrap_or(usize::MAX))
         ));
-        match &self.registry {
-            Some(registry) => {
-                log("-----> Pushing the image");
+        let Some(registry) = &self.registry else {
+            return Ok(stored.digest);
+        };
+        log("-----> Pushing the image");
+        // The run image goes to its own repository once (later pushes find its blobs there);
+        // apps' images then mount its layers from there instead of uploading them again.
+        let mount_from = match (&self.config.run_image, &base_digest) {
+            (Some(name), Some(digest)) => {
+                let name = name.as_str();
                 registry
-                    .push(&self.images, job.app, job.commit, &stored.digest, None, log)
-                    .await
+                    .push(&self.images, RUN_IMAGE_REPOSITORY, name, digest, None, log)
+                    .await?;
+                Some(format!(
+                    "{}:{name}",
+                    registry.repository(RUN_IMAGE_REPOSITORY)
+                ))
             }
-            None => Ok(stored.digest),
-        }
+            _ => None,
+        };
+        registry
+            .push(
+                &self.images,
+                job.app,
+                job.commit,
+                &stored.digest,
+                mount_from.as_deref(),
+                log,
+            )
+            .await
     }
 
     /// The first built-in buildpack whose detect passes, or the last one to report failure.
@@ -507,6 +528,9 @@ impl Builder {
         }
     }
 }
+
+/// The repository run images are pushed to, under the registry's prefix.
+const RUN_IMAGE_REPOSITORY: &str = "run-image";
 
 /// The name a run image has in the image store.
 fn run_image_ref(name: &str) -> String {

@@ -85,6 +85,11 @@ impl Registry {
         Registry { config, client }
     }
 
+    /// `host/prefix/name`.
+    pub fn repository(&self, name: &str) -> String {
+        self.config.repository(name)
+    }
+
     /// Pushes the image `digest` of the local store as `<repository>:<tag>`, returning the
     /// reference by digest (`host/app@sha256:…`). `mounts` names a repository of this
     /// registry that holds the base image's layers.
