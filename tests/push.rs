@@ -488,3 +488,52 @@ async fn run_image_layers_are_mounted_not_copied() {
     .await
     .unwrap();
 }
+
+/// A sample app for every built-in buildpack builds through `git push`, and its image, pushed
+/// to the registry, is what skopeo reads back: the right process types, by digest.
+#[tokio::test]
+async fn every_builtin_buildpack_builds_a_sample_app_into_the_registry() {
+    let registry = std::env::var("SLIPWAY_TEST_REGISTRY")
+        .expect("SLIPWAY_TEST_REGISTRY is not set: run the suite with scripts/test, which starts docker-registry");
+    let prefix = format!("{registry}/samples{}", std::process::id());
+    let platform = Platform::start_with(Backend::Sqlite, &["--registry", &prefix])
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let ada = account(&platform, "ada", None);
+        let samples: &[(&str, &str, &[(&str, &str)], &str)] = &[
+            ("py", "Python", &[("requirements.txt", "six==1.17.0\n"), ("app.py", "import six\nprint(six.__version__)\n"), ("Procfile", "web: python app.py\n")], "python app.py"),
+            ("js", "Node.js", &[("package.json", r#"{"name": "hello", "version": "1.0.0", "scripts": {"start": "node server.js"}}"#), ("server.js", "console.log('hi')\n")], "npm start"),
+            ("gosample", "Go", &[("go.mod", "module example.com/hello\n\ngo 1.21\n"), ("main.go", "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hi\") }\n")], "bin/hello"),
+            ("rs", "Rust", &[("Cargo.toml", "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"), ("src/main.rs", "fn main() { println!(\"hi\"); }\n")], "bin/hello"),
+            ("site", "Static HTML", &[("index.html", "<h1>hi</h1>\n")], "python3 -m http.server $PORT --bind 0.0.0.0 --directory ."),
+            ("plain", "Procfile", &[("Procfile", "web: ./serve\n"), ("serve", "#!/bin/sh\n")], "./serve"),
+        ];
+        for (app, detected, files, web) in samples {
+            let mut user = User::new();
+            user.cwd = user.home().to_path_buf();
+            std::fs::create_dir_all(user.home().join(".ssh")).unwrap();
+            std::fs::copy(ada.ssh_key(), user.home().join(".ssh/id_ed25519")).unwrap();
+            let dir = user.home().join(app);
+            for (name, text) in *files {
+                std::fs::create_dir_all(dir.join(name).parent().unwrap()).unwrap();
+                std::fs::write(dir.join(name), text).unwrap();
+            }
+            user.cwd = dir;
+            user.git(&["init", "-q", "-b", "main"]).success();
+            commit(&user, "sample");
+            ada.slip(&["create", app, "--no-remote"]).success();
+            let push = user.git(&["push", &format!("{}/{app}.git", platform.ssh_url), "main"]);
+            assert!(push.ok, "{app}: {}", push.stderr);
+            assert!(push.stderr.contains(&format!("-----> {detected} app detected")), "{app}: {}", push.stderr);
+            let image = builds(&ada, app)[0]["image"].as_str().unwrap().to_owned();
+            assert!(image.starts_with(&format!("{prefix}/{app}@sha256:")), "{image}");
+            let inspect = ada.run("skopeo", &["inspect", "--tls-verify=false", &format!("docker://{image}")]);
+            let inspected: Value = serde_json::from_str(inspect.success()).unwrap();
+            let processes: Value = serde_json::from_str(inspected["Labels"]["io.slipway.processes"].as_str().unwrap()).unwrap();
+            assert_eq!(processes["web"], *web, "{app}");
+        }
+    })
+    .await
+    .unwrap();
+}
