@@ -501,7 +501,9 @@ async fn every_builtin_buildpack_builds_a_sample_app_into_the_registry() {
         .unwrap();
     tokio::task::spawn_blocking(move || {
         let ada = account(&platform, "ada", None);
-        let samples: &[(&str, &str, &[(&str, &str)], &str)] = &[
+        // (app, what the buildpack calls it, files, its web command)
+        type Sample<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+        let samples: &[Sample<'_>] = &[
             ("py", "Python", &[("requirements.txt", "six==1.17.0\n"), ("app.py", "import six\nprint(six.__version__)\n"), ("Procfile", "web: python app.py\n")], "python app.py"),
             ("js", "Node.js", &[("package.json", r#"{"name": "hello", "version": "1.0.0", "scripts": {"start": "node server.js"}}"#), ("server.js", "console.log('hi')\n")], "npm start"),
             ("gosample", "Go", &[("go.mod", "module example.com/hello\n\ngo 1.21\n"), ("main.go", "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hi\") }\n")], "bin/hello"),
