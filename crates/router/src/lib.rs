@@ -75,17 +75,19 @@ impl Routes {
     }
 }
 
+/// Receives `(app, line)` for every request the router passes on, for the app's log stream.
+pub type RequestLog = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 #[derive(Clone)]
 struct Proxy {
     routes: Routes,
     client: Client<HttpConnector, Body>,
-    /// Called with `(app, line)` for every request, for the app's log stream.
-    log: Arc<dyn Fn(&str, &str) + Send + Sync>,
+    log: RequestLog,
 }
 
 /// The router's HTTP service. Serve it with `axum::serve(listener,
 /// router.into_make_service_with_connect_info::<SocketAddr>())`.
-pub fn router(routes: Routes, log: Arc<dyn Fn(&str, &str) + Send + Sync>) -> axum::Router {
+pub fn router(routes: Routes, log: RequestLog) -> axum::Router {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new()).build(connector);
