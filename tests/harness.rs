@@ -137,6 +137,21 @@ impl Platform {
         })
     }
 
+    /// Makes the run image `name` (busybox-static from Debian) in this platform's image store,
+    /// with `slipwayd run-image`.
+    pub fn make_run_image(&self, name: &str) {
+        let made = Command::new(binary("slipwayd"))
+            .args(["run-image", "--name", name, "--data-dir"])
+            .arg(&self.data_dir)
+            .output()
+            .expect("run slipwayd run-image");
+        assert!(
+            made.status.success(),
+            "slipwayd run-image: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+
     /// Kills the server without warning, as a crash would.
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("the platform is running");

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{Backend, Platform, User, binary};
+use slipway_e2e::{Backend, Platform, User};
 
 #[tokio::test]
 async fn the_web_process_runs_from_its_image_with_runc() {
@@ -15,16 +15,7 @@ async fn the_web_process_runs_from_its_image_with_runc() {
         .unwrap();
     tokio::task::spawn_blocking(move || {
         // The run image: busybox-static from Debian, into this platform's image store.
-        let made = Command::new(binary("slipwayd"))
-            .args(["run-image", "--name", "base", "--data-dir"])
-            .arg(&platform.data_dir)
-            .output()
-            .unwrap();
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        platform.make_run_image("base");
 
         let mut ada = User::new();
         ada.slip(&[

@@ -457,16 +457,7 @@ async fn run_image_layers_are_mounted_not_copied() {
     .await
     .unwrap();
     tokio::task::spawn_blocking(move || {
-        let made = std::process::Command::new(slipway_e2e::binary("slipwayd"))
-            .args(["run-image", "--name", "base", "--data-dir"])
-            .arg(&platform.data_dir)
-            .output()
-            .unwrap();
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        platform.make_run_image("base");
         let mut ada = account(&platform, "ada", None);
         app_repo(&mut ada, "myapp", "web: ./serve\n");
         ada.slip(&["create", "demo"]).success();

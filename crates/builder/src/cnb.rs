@@ -70,13 +70,7 @@ impl Buildpack {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err.into()),
         };
-        let descriptor: Descriptor = toml::from_str(&text).map_err(|e| {
-            BuildError::Buildpack(format!(
-                "invalid {}: {}",
-                path.display(),
-                one_line(&e.to_string())
-            ))
-        })?;
+        let descriptor: Descriptor = parse_toml(&text, || format!("invalid {}", path.display()))?;
         if !SUPPORTED.contains(&descriptor.api.as_str()) {
             return Err(BuildError::Buildpack(format!(
                 "buildpack {} uses Buildpack API {}; Slipway supports {} to {}",
@@ -368,12 +362,8 @@ impl Lifecycle<'_> {
             match out.code {
                 Some(0) => {
                     let plan = match tokio::fs::read_to_string(&plan_path).await {
-                        Ok(text) => toml::from_str::<Plan>(&text).map_err(|e| {
-                            BuildError::Buildpack(format!(
-                                "{} wrote an invalid build plan: {}",
-                                bp.id(),
-                                one_line(&e.to_string())
-                            ))
+                        Ok(text) => parse_toml::<Plan>(&text, || {
+                            format!("{} wrote an invalid build plan", bp.id())
                         })?,
                         Err(_) => Plan::default(),
                     };
@@ -636,13 +626,7 @@ fn read_layers(layers: &Path) -> Result<Vec<LayerInfo>, BuildError> {
             continue;
         }
         let text = std::fs::read_to_string(&path)?;
-        let parsed: LayerToml = toml::from_str(&text).map_err(|e| {
-            BuildError::Buildpack(format!(
-                "invalid {}: {}",
-                path.display(),
-                one_line(&e.to_string())
-            ))
-        })?;
+        let parsed: LayerToml = parse_toml(&text, || format!("invalid {}", path.display()))?;
         let dir = layers.join(name);
         if !dir.is_dir() {
             continue;
@@ -682,12 +666,8 @@ fn read_launch(layers: &Path, bp: &Buildpack) -> Result<Vec<(String, String, boo
     let Ok(text) = std::fs::read_to_string(layers.join("launch.toml")) else {
         return Ok(Vec::new());
     };
-    let launch: LaunchToml = toml::from_str(&text).map_err(|e| {
-        BuildError::Buildpack(format!(
-            "{} wrote an invalid launch.toml: {}",
-            bp.id(),
-            one_line(&e.to_string())
-        ))
+    let launch: LaunchToml = parse_toml(&text, || {
+        format!("{} wrote an invalid launch.toml", bp.id())
     })?;
     let mut out = Vec::new();
     for process in launch.processes {
@@ -826,6 +806,15 @@ fn copy_all(from: &Path, to: &Path) -> std::io::Result<()> {
     } else {
         std::fs::copy(from, to).map(|_| ())
     }
+}
+
+/// Parses TOML a buildpack or the platform wrote; `what` names it in the one-line error.
+fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: impl FnOnce() -> String,
+) -> Result<T, BuildError> {
+    toml::from_str(text)
+        .map_err(|e| BuildError::Buildpack(format!("{}: {}", what(), one_line(&e.to_string()))))
 }
 
 fn shell_quote(word: &str) -> String {
