@@ -190,6 +190,14 @@ pub struct Release {
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
+    /// When its deploy began, once it has.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub deploy_started_at: Option<OffsetDateTime>,
+    /// When its deploy ended (succeeded or failed), once it has.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub deploy_finished_at: Option<OffsetDateTime>,
 }
 
 /// `GET /v1/apps/{app}/releases/{version}`: a release and the config it carries.
@@ -222,6 +230,78 @@ pub struct ProcessCount {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Scale {
     pub counts: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessState {
+    /// Started, not yet healthy.
+    Starting,
+    /// Running; for web, accepting connections.
+    Up,
+    /// Exited on its own, waiting to be started again.
+    Crashed,
+    /// Being stopped.
+    Stopping,
+}
+
+impl std::fmt::Display for ProcessState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProcessState::Starting => "starting",
+            ProcessState::Up => "up",
+            ProcessState::Crashed => "crashed",
+            ProcessState::Stopping => "stopping",
+        })
+    }
+}
+
+/// `GET /v1/apps/{app}/processes`: one running process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Process {
+    /// `web.1`
+    pub name: String,
+    #[serde(rename = "type")]
+    pub process_type: String,
+    pub command: String,
+    /// The release it runs.
+    pub release: u32,
+    pub state: ProcessState,
+    /// When it entered its state.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub since: OffsetDateTime,
+    /// How often it exited and was started again.
+    pub restarts: u32,
+}
+
+/// `POST /v1/apps/{app}/processes/restart`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Restart {
+    /// Only processes of this type; all when absent.
+    #[serde(rename = "type", default)]
+    pub process_type: Option<String>,
+}
+
+/// `POST /v1/apps/{app}/run`: a one-off process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RunCommand {
+    pub command: String,
+}
+
+/// One line of a one-off process's response stream (newline-delimited JSON): its output,
+/// line by line, then its exit status, or an error that ended it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RunEvent {
+    Output(String),
+    Exit(i32),
+    Error(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -50,6 +50,7 @@ async fn run() {
         }),
         deployer: Arc::new(NoDeployer),
         build_cache: Arc::new(slipway_api::NoBuildCache),
+        logs: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -51,6 +51,25 @@ pub(crate) fn release(release: store::Release) -> wire::Release {
         commit: release.commit,
         created_by: release.created_by,
         created_at: release.created_at,
+        deploy_started_at: release.deploy_started_at,
+        deploy_finished_at: release.deploy_finished_at,
+    }
+}
+
+pub(crate) fn process(p: releaser::ProcessInfo) -> wire::Process {
+    wire::Process {
+        name: p.name,
+        process_type: p.process_type,
+        command: p.command,
+        release: p.release.get(),
+        state: match p.state {
+            releaser::ProcessState::Starting => wire::ProcessState::Starting,
+            releaser::ProcessState::Up => wire::ProcessState::Up,
+            releaser::ProcessState::Crashed => wire::ProcessState::Crashed,
+            releaser::ProcessState::Stopping => wire::ProcessState::Stopping,
+        },
+        since: p.since,
+        restarts: p.restarts,
     }
 }
 

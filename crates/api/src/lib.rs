@@ -7,7 +7,8 @@
 //!
 //! Architecture invariant: the API holds no state of its own beyond the store; any number
 //! of API processes can serve one PostgreSQL database. It never runs builds or processes:
-//! a new release that needs deploying is handed to a [`Deployer`].
+//! a new release that needs deploying is handed to a [`Deployer`], which also answers for
+//! the app's processes and one-off runs; logs are read from the shared [`releaser::Logs`].
 
 mod auth;
 mod convert;
@@ -70,6 +71,8 @@ pub struct ApiState {
     pub config: Arc<ApiConfig>,
     pub deployer: Arc<dyn Deployer>,
     pub build_cache: Arc<dyn BuildCache>,
+    /// The apps' log streams, which the release manager, runtime and router write.
+    pub logs: releaser::Logs,
 }
 
 impl std::fmt::Debug for ApiState {

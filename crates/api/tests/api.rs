@@ -84,6 +84,7 @@ impl TestApp {
             }),
             deployer: Arc::new(NoDeployer),
             build_cache: Arc::new(slipway_api::NoBuildCache),
+            logs: Default::default(),
         };
         Some(TestApp {
             router: router(state),

@@ -447,7 +447,12 @@ impl ImageStore {
         }) else {
             return Ok(None);
         };
-        let digest = entry.digest().to_string();
+        self.image(&entry.digest().to_string()).map(Some)
+    }
+
+    /// The image whose manifest has `digest`: its layers and environment.
+    pub fn image(&self, digest: &str) -> std::io::Result<FoundImage> {
+        let digest = digest.to_owned();
         let read = |d: &str| -> std::io::Result<serde_json::Value> {
             serde_json::from_slice(&std::fs::read(self.blob_path(d))?)
                 .map_err(std::io::Error::other)
@@ -478,11 +483,11 @@ impl ImageStore {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Some(FoundImage {
+        Ok(FoundImage {
             digest,
             layers,
             env,
-        }))
+        })
     }
 
     /// Points `name` at `manifest` in `index.json`, replacing what it named before.

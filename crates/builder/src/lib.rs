@@ -325,8 +325,20 @@ impl Builder {
     }
 
     /// The local image store, for the runtime and the registry push.
-    pub fn images(&self) -> &image::ImageStore {
+    pub fn images(&self) -> &std::sync::Arc<image::ImageStore> {
         &self.images
+    }
+
+    /// The bubblewrap the builder sandboxes with, if it does; the local runtime runs apps
+    /// the same way.
+    pub fn bwrap(&self) -> Option<&Path> {
+        self.bwrap.as_deref()
+    }
+
+    /// Toolchains outside `/usr` that builds could use, so what was built against them
+    /// can run.
+    pub fn toolchains(&self) -> &[std::path::PathBuf] {
+        &self.toolchains
     }
 
     /// Makes the build's image: each launch layer, then the built tree at `/workspace`, and a

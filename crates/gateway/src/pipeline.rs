@@ -199,17 +199,37 @@ async fn build_and_release(
         .release_build(app, build.id, &push.user)
         .await
         .map_err(|e| internal(out, "cannot make the release", e))?;
-    shared.deployer.deploy(&app.name, release.version);
     let url = shared.config.app_url(app.name.as_str());
-    if shared.deployer.deploys() {
-        out.line(&format!(
-            "-----> {} released, deploying to {url}",
-            release.version
-        ));
-    } else {
-        out.line(&format!("-----> {} released; not deployed: this platform has no runtime yet, so it stays pending", release.version));
+    if !shared.deployer.deploys() {
+        shared.deployer.deploy(&app.name, release.version);
+        out.line(&format!("-----> {} released; not deployed: this platform has no runtime, so it stays pending", release.version));
+        return Ok(());
     }
-    Ok(())
+    out.line(&format!("-----> {} released, deploying", release.version));
+    let (progress, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let deploying = shared
+        .deployer
+        .deploy_and_wait(&app.name, release.version, progress);
+    tokio::pin!(deploying);
+    let outcome = loop {
+        tokio::select! {
+            Some(line) = lines.recv() => out.line(&line),
+            outcome = &mut deploying => break outcome,
+        }
+    };
+    while let Ok(line) = lines.try_recv() {
+        out.line(&line);
+    }
+    match outcome {
+        Ok(()) => {
+            out.line(&format!("-----> {} deployed to {url}", release.version));
+            Ok(())
+        }
+        Err(err) => Err(format!(
+            "{} failed: {err}; the previous release keeps serving. `slip logs` shows the app's output",
+            release.version
+        )),
+    }
 }
 
 /// Logs an internal failure in full and gives the pusher a short reason.

@@ -1,30 +1,243 @@
-//! The release manager's seam: what the rest of the platform calls when a release needs
-//! deploying.
+//! The release manager: turns a release (a build plus a config) into running processes
+//! through a [`Runtime`], records how the deploy went, and answers for an app's processes,
+//! logs and one-off runs.
 //!
-//! A release is made by the store (config change, build, rollback); deploying it — starting
-//! its processes, judging their health, switching traffic, recording the outcome — is the
-//! release manager's job, through a runtime (local processes or Kubernetes). Until a runtime
-//! is wired in, [`NoDeployer`] leaves releases `pending`.
+//! The rest of the platform sees it as a [`Deployer`]: the API and the gateway hand it
+//! releases once the store has committed them. [`ReleaseManager`] is the real one;
+//! [`NoDeployer`] leaves releases `pending` (a platform without a runtime).
+//!
+//! Architecture invariant: the release manager decides *what* runs (which release, which
+//! formation, whether a deploy succeeded); a runtime decides *how* (local processes here,
+//! Kubernetes objects later). Only the local runtime knows about ports and the router.
 
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
 use domain::{AppName, ReleaseVersion};
+use time::OffsetDateTime;
 
-/// Receives releases that have a build and so must be deployed.
-pub trait Deployer: Send + Sync + 'static {
-    /// Called after a release is committed. Returns at once: deploying happens in the background.
-    fn deploy(&self, app: &AppName, version: ReleaseVersion);
+pub mod local;
+mod logs;
+mod manager;
 
-    /// Whether releases handed to [`Deployer::deploy`] get deployed at all.
-    fn deploys(&self) -> bool;
+pub use logs::{LogFilter, LogLine, Logs};
+pub use manager::ReleaseManager;
+
+/// Why an action on an app's processes did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeployError {
+    /// Nothing can run: the platform has no runtime, or the app has nothing deployed yet.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request names something the app does not have.
+    #[error("{0}")]
+    Invalid(String),
+    /// It was tried and failed.
+    #[error("{0}")]
+    Failed(String),
 }
 
-/// A [`Deployer`] that deploys nothing: the platform has no runtime yet.
+/// Where a process's output lines go, one call per line.
+pub type Lines<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// Where progress lines go while a deploy runs (the gateway sends them to the pusher).
+pub type Progress = tokio::sync::mpsc::UnboundedSender<String>;
+
+/// What the API and the gateway ask of the release manager.
+#[async_trait]
+pub trait Deployer: Send + Sync + 'static {
+    /// Whether releases handed to [`Deployer::deploy`] get deployed at all.
+    fn deploys(&self) -> bool;
+
+    /// Deploys a committed release in the background and returns at once.
+    fn deploy(&self, app: &AppName, version: ReleaseVersion);
+
+    /// Deploys a committed release and returns how it went, sending progress lines to
+    /// `progress` as it goes.
+    async fn deploy_and_wait(
+        &self,
+        app: &AppName,
+        version: ReleaseVersion,
+        progress: Progress,
+    ) -> Result<(), DeployError>;
+
+    /// Brings the app's running processes in line with its formation in the store.
+    async fn scale(&self, app: &AppName) -> Result<(), DeployError>;
+
+    /// Replaces the app's processes (of one type, or all) with fresh ones, without dropping
+    /// a request.
+    async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), DeployError>;
+
+    /// The app's processes as they are now.
+    async fn processes(&self, app: &AppName) -> Result<Vec<ProcessInfo>, DeployError>;
+
+    /// Runs `command` once with the app's current release and config; each output line goes
+    /// to `output`. Returns the command's exit status.
+    async fn run(
+        &self,
+        app: &AppName,
+        command: &str,
+        output: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<i32, DeployError>;
+
+    /// The app's custom domains changed.
+    fn domains_changed(&self, app: &AppName);
+
+    /// The app was destroyed: stop everything it runs.
+    fn destroyed(&self, app: &AppName);
+}
+
+/// A [`Deployer`] that deploys nothing: the platform has no runtime.
 #[derive(Debug, Default)]
 pub struct NoDeployer;
 
-impl Deployer for NoDeployer {
-    fn deploy(&self, _app: &AppName, _version: ReleaseVersion) {}
+const NO_RUNTIME: &str = "this platform has no runtime, so nothing runs";
 
+#[async_trait]
+impl Deployer for NoDeployer {
     fn deploys(&self) -> bool {
         false
     }
+
+    fn deploy(&self, _app: &AppName, _version: ReleaseVersion) {}
+
+    async fn deploy_and_wait(
+        &self,
+        _app: &AppName,
+        _version: ReleaseVersion,
+        _progress: Progress,
+    ) -> Result<(), DeployError> {
+        Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
+    }
+
+    async fn scale(&self, _app: &AppName) -> Result<(), DeployError> {
+        Ok(())
+    }
+
+    async fn restart(&self, _app: &AppName, _type: Option<&str>) -> Result<(), DeployError> {
+        Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
+    }
+
+    async fn processes(&self, _app: &AppName) -> Result<Vec<ProcessInfo>, DeployError> {
+        Ok(Vec::new())
+    }
+
+    async fn run(
+        &self,
+        _app: &AppName,
+        _command: &str,
+        _output: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<i32, DeployError> {
+        Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
+    }
+
+    fn domains_changed(&self, _app: &AppName) {}
+
+    fn destroyed(&self, _app: &AppName) {}
+}
+
+/// Everything a runtime needs to run a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseSpec {
+    pub app: AppName,
+    pub version: ReleaseVersion,
+    /// The image's manifest digest (`sha256:…`).
+    pub image: String,
+    /// Process type → command, from the build's Procfile.
+    pub processes: BTreeMap<String, String>,
+    /// The release's config vars.
+    pub config: BTreeMap<String, String>,
+}
+
+impl ReleaseSpec {
+    /// The app's health check path, when its config sets one.
+    pub fn healthcheck_path(&self) -> Option<&str> {
+        self.config
+            .get("SLIPWAY_HEALTHCHECK_PATH")
+            .map(String::as_str)
+            .filter(|p| p.starts_with('/'))
+    }
+}
+
+/// How a process is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessState {
+    /// Started, not yet healthy.
+    Starting,
+    /// Running (and, for web, accepting connections).
+    Up,
+    /// Exited on its own; waiting to be started again.
+    Crashed,
+    /// Being stopped.
+    Stopping,
+}
+
+impl ProcessState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessState::Starting => "starting",
+            ProcessState::Up => "up",
+            ProcessState::Crashed => "crashed",
+            ProcessState::Stopping => "stopping",
+        }
+    }
+}
+
+/// One of an app's processes, as `slip ps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// `web.1`
+    pub name: String,
+    pub process_type: String,
+    pub command: String,
+    pub release: ReleaseVersion,
+    pub state: ProcessState,
+    /// When it entered its state.
+    pub since: OffsetDateTime,
+    /// How often it has exited and been started again.
+    pub restarts: u32,
+}
+
+/// Runs releases: the seam between the release manager and where processes live.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Runs `command` once with `spec`'s image and config, as process `source` (`release`,
+    /// `run.1`); each output line goes to `output`. Returns its exit status.
+    async fn run_once(
+        &self,
+        spec: &ReleaseSpec,
+        command: &str,
+        source: &str,
+        output: Lines<'_>,
+    ) -> Result<i32, String>;
+
+    /// Starts `spec`'s processes as `formation` says and, once they are healthy, makes them
+    /// the app's: traffic moves to them, and the previous release's processes stop. On `Err`
+    /// (the reason) the previous release's processes keep running and serving.
+    async fn deploy(
+        &self,
+        spec: &ReleaseSpec,
+        formation: &BTreeMap<String, u32>,
+        progress: Lines<'_>,
+    ) -> Result<(), String>;
+
+    /// The release the app runs now, if any.
+    async fn current(&self, app: &AppName) -> Option<ReleaseVersion>;
+
+    /// Starts or stops processes of the current release so their counts match `formation`.
+    async fn scale(&self, app: &AppName, formation: &BTreeMap<String, u32>) -> Result<(), String>;
+
+    /// Replaces the current release's processes (of one type, or all) with new ones.
+    async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), String>;
+
+    async fn processes(&self, app: &AppName) -> Vec<ProcessInfo>;
+
+    /// The host names the app answers to (`demo.localhost`, custom domains).
+    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>);
+
+    /// Stops everything the app runs.
+    async fn stop(&self, app: &AppName);
+
+    /// Stops every app's processes: the platform is going down.
+    async fn shutdown(&self);
 }

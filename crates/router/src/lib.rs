@@ -12,8 +12,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -46,6 +49,77 @@ struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
     table: Arc<RwLock<Arc<Table>>>,
+    in_flight: Arc<InFlightCounts>,
+}
+
+/// Requests under way per backend, so a process taken out of the routes can be left to
+/// finish them before it is stopped.
+#[derive(Debug, Default)]
+struct InFlightCounts {
+    counts: Mutex<HashMap<SocketAddr, usize>>,
+    /// Woken whenever a backend's count drops to zero.
+    idle: tokio::sync::Notify,
+}
+
+/// One request under way to `backend`; counted until dropped (with the response body).
+#[derive(Debug)]
+struct InFlight {
+    counts: Arc<InFlightCounts>,
+    backend: SocketAddr,
+}
+
+impl InFlight {
+    fn new(counts: &Arc<InFlightCounts>, backend: SocketAddr) -> InFlight {
+        *counts
+            .counts
+            .lock()
+            .expect("never poisoned")
+            .entry(backend)
+            .or_default() += 1;
+        InFlight {
+            counts: Arc::clone(counts),
+            backend,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut counts = self.counts.counts.lock().expect("never poisoned");
+        if let Some(n) = counts.get_mut(&self.backend) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.backend);
+                self.counts.idle.notify_waiters();
+            }
+        }
+    }
+}
+
+/// A backend's response body, counted as in flight until it is sent or dropped.
+struct Tracked {
+    body: hyper::body::Incoming,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 impl Routes {
@@ -67,6 +141,35 @@ impl Routes {
             by_host.insert(host.to_ascii_lowercase(), entry);
         }
         *self.table.write().expect("never poisoned") = Arc::new(Table { by_host });
+    }
+
+    /// Waits until no request is under way to any of `backends` (the routes no longer send
+    /// them new ones), or until `limit` has passed.
+    pub async fn drained(&self, backends: &[SocketAddr], limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let idle = self.in_flight.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            let busy = {
+                let counts = self.in_flight.counts.lock().expect("never poisoned");
+                backends.iter().any(|b| counts.contains_key(b))
+            };
+            if !busy || tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Requests under way to `backend` now.
+    pub fn in_flight(&self, backend: SocketAddr) -> usize {
+        self.in_flight
+            .counts
+            .lock()
+            .expect("never poisoned")
+            .get(&backend)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn lookup(&self, host: &str) -> Option<Arc<Entry>> {
@@ -160,6 +263,7 @@ async fn proxy(
         };
         let mut forwarded = Request::from_parts(parts.clone(), body.take().unwrap_or_default());
         *forwarded.uri_mut() = uri;
+        let in_flight = InFlight::new(&proxy.routes.in_flight, backend);
         match proxy.client.request(forwarded).await {
             Ok(response) => {
                 (proxy.log)(
@@ -169,7 +273,12 @@ async fn proxy(
                         response.status().as_u16()
                     ),
                 );
-                return response.map(Body::new);
+                return response.map(|body| {
+                    Body::new(Tracked {
+                        body,
+                        _in_flight: in_flight,
+                    })
+                });
             }
             Err(err) if err.is_connect() && attempt + 1 < attempts => continue,
             Err(err) => {

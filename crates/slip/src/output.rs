@@ -296,6 +296,8 @@ mod tests {
             created_by: "ada".to_owned(),
             created_at: datetime!(2026-11-26 14:00:59 +01:00)
                 + time::Duration::minutes(i64::from(version)),
+            deploy_started_at: None,
+            deploy_finished_at: None,
         }
     }
 

@@ -90,9 +90,19 @@ pub(crate) struct UpArgs {
     /// The longest a build may take, in seconds.
     #[arg(long, env = "SLIPWAY_BUILD_TIMEOUT", default_value_t = 900)]
     build_timeout: u64,
-    /// Whether builds run in a bubblewrap sandbox: `auto` (when bwrap is installed), `required`, `off`.
-    #[arg(long, env = "SLIPWAY_BUILD_SANDBOX", value_enum, default_value_t = BuildSandbox::Auto)]
+    /// Whether builds and apps run in a bubblewrap sandbox: `auto` (when bwrap is installed),
+    /// `required`, `off`.
+    #[arg(long = "sandbox", alias = "build-sandbox", env = "SLIPWAY_SANDBOX", value_enum, default_value_t = BuildSandbox::Auto)]
     build_sandbox: BuildSandbox,
+    /// Where apps run. `local`: supervised processes on this machine, behind the built-in router.
+    #[arg(long, env = "SLIPWAY_RUNTIME", value_enum, default_value_t = RuntimeKind::Local)]
+    runtime: RuntimeKind,
+    /// How long a new web process has to become healthy, in seconds, before its deploy fails.
+    #[arg(long, env = "SLIPWAY_BOOT_TIMEOUT", default_value_t = 60)]
+    boot_timeout: u64,
+    /// How long a process has to exit after SIGTERM before it gets SIGKILL, in seconds.
+    #[arg(long, env = "SLIPWAY_STOP_TIMEOUT", default_value_t = 30)]
+    stop_timeout: u64,
     /// Build apps on this run image (made with `slipwayd run-image`); without one, an image
     /// holds only the app, which then runs on the host's /usr.
     #[arg(long, env = "SLIPWAY_RUN_IMAGE")]
@@ -110,6 +120,11 @@ pub(crate) enum BuildSandbox {
     Auto,
     Required,
     Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RuntimeKind {
+    Local,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -138,6 +153,9 @@ pub(crate) struct UpConfig {
     pub(crate) max_push_bytes: u64,
     pub(crate) build_timeout: std::time::Duration,
     pub(crate) build_sandbox: builder::SandboxMode,
+    pub(crate) runtime: RuntimeKind,
+    pub(crate) boot_timeout: std::time::Duration,
+    pub(crate) stop_timeout: std::time::Duration,
     pub(crate) registry: Option<builder::registry::RegistryConfig>,
     pub(crate) run_image: Option<String>,
 }
@@ -184,7 +202,13 @@ impl UpArgs {
             .map(builder::registry::RegistryConfig::parse)
             .transpose()
             .map_err(|e| anyhow::anyhow!("--registry: {e}"))?;
+        if self.boot_timeout == 0 {
+            bail!("invalid --boot-timeout 0: give the seconds a web process has to start, such as 60");
+        }
         Ok(UpConfig {
+            runtime: self.runtime,
+            boot_timeout: std::time::Duration::from_secs(self.boot_timeout),
+            stop_timeout: std::time::Duration::from_secs(self.stop_timeout),
             registry,
             run_image: self.run_image,
             storage: self.database.resolve()?,

@@ -1,7 +1,8 @@
 //! Wiring: open the store, start each piece of the platform, stop them all on a signal.
 //!
-//! `up` runs the API and the SSH gateway; the release manager and the router plug in here
-//! as they land, each as a task that takes the shutdown token and returns when it fires.
+//! `up` runs the API, the SSH gateway and the router as tasks that take the shutdown token
+//! and return when it fires; the release manager brings every app back on start and stops
+//! their processes last.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Storage, UpConfig};
+use crate::config::{RuntimeKind, Storage, UpConfig};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -36,7 +37,6 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             )
         })?;
 
-    let deployer: Arc<dyn releaser::Deployer> = Arc::new(releaser::NoDeployer);
     let router_port = config.router_listen.port();
     let port_suffix = if router_port == 80 {
         String::new()
@@ -55,6 +55,42 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
         .await
         .context("cannot set up the builder")?,
     );
+    // The release manager runs apps through the local runtime, which tells the router where
+    // their web processes listen; the router writes each request to the app's log.
+    let logs = releaser::Logs::default();
+    let routes = router::Routes::default();
+    let runtime = match config.runtime {
+        RuntimeKind::Local => releaser::local::LocalRuntime::new(
+            releaser::local::LocalConfig {
+                data_dir: config.storage.data_dir.clone(),
+                images: Arc::clone(builder.images()),
+                bwrap: builder.bwrap().map(std::path::Path::to_path_buf),
+                readable: builder.toolchains().to_vec(),
+                boot_timeout: config.boot_timeout,
+                stop_timeout: config.stop_timeout,
+                run_timeout: releaser::local::LocalConfig::DEFAULT_RUN_TIMEOUT,
+            },
+            routes.clone(),
+            logs.clone(),
+        )
+        .context("cannot set up the local runtime")?,
+    };
+    let manager = releaser::ReleaseManager::new(
+        store.clone(),
+        Arc::new(runtime),
+        logs.clone(),
+        config.domain.clone(),
+    );
+    let deployer: Arc<dyn releaser::Deployer> = Arc::new(manager.clone());
+    let router_listener = TcpListener::bind(config.router_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the router: is another slipwayd running? choose another with --router-listen", config.router_listen))?;
+    let router_addr = router_listener.local_addr()?;
+    let request_log: router::RequestLog = {
+        let logs = logs.clone();
+        Arc::new(move |app: &str, line: &str| logs.push(app, "router", line))
+    };
+
     let gateway = gateway::Gateway::bind(
         gateway::GatewayConfig {
             listen: config.ssh_listen,
@@ -82,6 +118,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
         }),
         deployer,
         build_cache: Arc::new(BuilderCache(builder)),
+        logs,
     };
     let listener = TcpListener::bind(config.api_listen)
         .await
@@ -94,6 +131,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     println!("database: {}", redact(&config.storage.database_url));
     println!("api: http://{api_addr}");
     println!("ssh: ssh://git@{ssh_addr}");
+    println!("router: http://{router_addr}");
     tracing::info!(api = %api_addr, "slipway is up; Ctrl-C stops it");
 
     let shutdown = CancellationToken::new();
@@ -106,6 +144,22 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     let api_server = axum::serve(listener, api::router(api_state))
         .with_graceful_shutdown(async move { drained.cancelled().await });
     pieces.spawn(async move { api_server.await.context("the API server failed") });
+    let drained = shutdown.clone();
+    let router_server = axum::serve(
+        router_listener,
+        router::router(routes, request_log)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { drained.cancelled().await });
+    pieces.spawn(async move { router_server.await.context("the router failed") });
+    // Every app comes back on its current release, in the background: the API answers
+    // meanwhile, and `slip ps` shows them starting.
+    let recovering = manager.clone();
+    tokio::spawn(async move {
+        if let Err(err) = recovering.recover().await {
+            tracing::error!(error = %err, "cannot bring the apps back");
+        }
+    });
     let stopping = shutdown.clone();
     pieces.spawn(async move {
         gateway
@@ -139,6 +193,8 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
         tracing::warn!("work still running after {DRAIN_DEADLINE:?}; stopping anyway");
     }
+    // The apps' processes stop last, once nothing routes to them.
+    manager.shutdown().await;
     store.close().await;
     tracing::info!("stopped");
     match failure {

@@ -94,6 +94,14 @@ impl Store {
         rows.into_iter().map(App::try_from).collect()
     }
 
+    /// Every app, by name: what the release manager brings back up on start.
+    pub async fn all_apps(&self) -> Result<Vec<App>> {
+        let sql = sqlx::AssertSqlSafe(format!("{APP_SELECT} ORDER BY a.name"));
+        let rows: Vec<AppRow> =
+            on_db!(self, read, |pool| sqlx::query_as(sql).fetch_all(pool).await)?;
+        rows.into_iter().map(App::try_from).collect()
+    }
+
     pub async fn app(&self, name: &str) -> Result<App> {
         let sql = sqlx::AssertSqlSafe(format!("{APP_SELECT} WHERE a.name = $1"));
         let row: Option<AppRow> = on_db!(self, read, |pool| sqlx::query_as(sql)

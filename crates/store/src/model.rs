@@ -132,6 +132,9 @@ pub struct Release {
     pub reason: Option<String>,
     pub created_by: String,
     pub created_at: OffsetDateTime,
+    /// When its deploy began and ended.
+    pub deploy_started_at: Option<OffsetDateTime>,
+    pub deploy_finished_at: Option<OffsetDateTime>,
 }
 
 /// What a config change did.

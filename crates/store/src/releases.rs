@@ -13,7 +13,7 @@ use crate::{App, ConfigOutcome, Error, Release, Result, Store, User};
 
 /// Release columns, joined with the author and the build's commit.
 const RELEASE_SELECT: &str = "SELECT r.version, r.build_id, b.commit_sha, r.config, r.summary, r.status, r.reason, \
-     u.username AS created_by, r.created_at \
+     u.username AS created_by, r.created_at, r.deploy_started_at, r.deploy_finished_at \
      FROM releases r JOIN users u ON u.id = r.created_by LEFT JOIN builds b ON b.id = r.build_id";
 
 #[derive(sqlx::FromRow)]
@@ -27,6 +27,8 @@ struct ReleaseRow {
     reason: Option<String>,
     created_by: String,
     created_at: time::OffsetDateTime,
+    deploy_started_at: Option<time::OffsetDateTime>,
+    deploy_finished_at: Option<time::OffsetDateTime>,
 }
 
 impl TryFrom<ReleaseRow> for Release {
@@ -51,6 +53,8 @@ impl TryFrom<ReleaseRow> for Release {
             reason: row.reason,
             created_by: row.created_by,
             created_at: row.created_at,
+            deploy_started_at: row.deploy_started_at,
+            deploy_finished_at: row.deploy_finished_at,
         })
     }
 }
@@ -224,6 +228,17 @@ impl Store {
             let config: BTreeMap<String, String> =
                 serde_json::from_str(&latest.config).map_err(Error::corrupt)?;
             let summary = cause.summary(&actor.username);
+            // The first build with a web process gets one, as on Heroku; a count set
+            // before (even 0) stays.
+            sqlx::query(
+                "INSERT INTO formation (app_id, process_type, count) \
+                 SELECT $1, 'web', 1 FROM builds WHERE id = $2 AND procfile LIKE '%\"web\":%' \
+                 ON CONFLICT (app_id, process_type) DO NOTHING",
+            )
+            .bind(app.id)
+            .bind(build)
+            .execute(&mut *tx)
+            .await?;
             insert_release!(
                 &mut *tx,
                 app,
@@ -239,7 +254,8 @@ impl Store {
         self.release(app, version).await
     }
 
-    /// Records how a release's deploy went.
+    /// Records how a release's deploy went: `deploying` stamps its start, `succeeded` and
+    /// `failed` its end.
     pub async fn set_release_status(
         &self,
         app: &App,
@@ -247,17 +263,32 @@ impl Store {
         status: ReleaseStatus,
         reason: Option<&str>,
     ) -> Result<()> {
+        let sql = match status {
+            ReleaseStatus::Pending => {
+                return Err(Error::Conflict(format!(
+                    "release {version} of {} cannot go back to pending",
+                    app.name
+                )));
+            }
+            ReleaseStatus::Deploying => {
+                "UPDATE releases SET status = $1, reason = $2, deploy_started_at = $5 \
+                 WHERE app_id = $3 AND version = $4"
+            }
+            ReleaseStatus::Succeeded | ReleaseStatus::Failed => {
+                "UPDATE releases SET status = $1, reason = $2, deploy_finished_at = $5 \
+                 WHERE app_id = $3 AND version = $4"
+            }
+        };
         let done = on_db!(self, write, |pool| {
-            sqlx::query(
-                "UPDATE releases SET status = $1, reason = $2 WHERE app_id = $3 AND version = $4",
-            )
-            .bind(status.as_str())
-            .bind(reason)
-            .bind(app.id)
-            .bind(i64::from(version.get()))
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+            sqlx::query(sql)
+                .bind(status.as_str())
+                .bind(reason)
+                .bind(app.id)
+                .bind(i64::from(version.get()))
+                .bind(now())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
         })?;
         if done == 0 {
             return Err(Error::NotFound(format!(

@@ -77,6 +77,7 @@ pub(super) async fn destroy(
 ) -> Result<StatusCode, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Own).await?;
     state.store.destroy_app(&app, &caller.user).await?;
+    state.deployer.destroyed(&app.name);
     tracing::info!(app = %app.name, by = %caller.user.username, "app destroyed");
     Ok(StatusCode::NO_CONTENT)
 }

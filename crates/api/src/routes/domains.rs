@@ -49,6 +49,7 @@ pub(super) async fn add(
         )));
     }
     let added = state.store.add_domain(&app, &host, &caller.user).await?;
+    state.deployer.domains_changed(&app.name);
     Ok((StatusCode::CREATED, Json(convert::domain(added))))
 }
 
@@ -65,5 +66,6 @@ pub(super) async fn remove(
         .store
         .remove_domain(&app, &domain, &caller.user)
         .await?;
+    state.deployer.domains_changed(&app.name);
     Ok(StatusCode::NO_CONTENT)
 }

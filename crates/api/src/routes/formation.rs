@@ -56,6 +56,8 @@ pub(super) async fn scale(
         .store
         .scale(&app, &changes, known.as_deref(), &caller.user)
         .await?;
+    // Starts or stops processes; new web processes join the routes as they become healthy.
+    state.deployer.scale(&app.name).await?;
     Ok(Json(convert::formation(counts, procfile.as_ref())))
 }
 

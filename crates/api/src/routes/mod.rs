@@ -9,6 +9,7 @@ mod domains;
 mod formation;
 mod keys;
 mod perms;
+mod processes;
 mod releases;
 
 use axum::extract::State;
@@ -45,6 +46,10 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(builds::purge_cache))
         .routes(routes!(domains::list, domains::add))
         .routes(routes!(domains::remove))
+        .routes(routes!(processes::list))
+        .routes(routes!(processes::restart))
+        .routes(routes!(processes::logs))
+        .routes(routes!(processes::run))
 }
 
 /// `GET /healthz`: 200 when the database answers, 503 otherwise.

@@ -1,0 +1,516 @@
+//! One supervised process: launched in its sandbox, its output sent to the app's log, health
+//! judged (web: its port accepts connections, or the health check path answers 2xx/3xx),
+//! started again with backoff when it exits, and stopped with SIGTERM, then SIGKILL.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use domain::ReleaseVersion;
+use time::OffsetDateTime;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Logs, ProcessInfo, ProcessState};
+
+/// Where the app's code is in its image.
+const APP_DIR: &str = builder::image::APP_DIR;
+/// Sources `.profile.d/*.sh`, then runs the command (`$1`) with a shell, as Heroku does.
+const LAUNCHER: &str = r#"for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec /bin/sh -c "$1""#;
+/// A process healthy this long is doing fine: its next crash restarts it at once again.
+const STABLE: Duration = Duration::from_secs(60);
+/// The longest wait between restarts of a process that keeps crashing.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// How processes are run: in bubblewrap when there is one, else directly.
+#[derive(Debug, Clone)]
+pub(crate) struct Sandbox {
+    pub(crate) bwrap: Option<PathBuf>,
+    /// Host directories bound read-only at the same path (toolchains outside `/usr`).
+    pub(crate) readable: Vec<PathBuf>,
+}
+
+/// What a process of one release runs on: the unpacked image and the environment.
+#[derive(Debug)]
+pub(crate) struct Launch {
+    pub(crate) rootfs: PathBuf,
+    /// The image's environment with the release's config over it.
+    pub(crate) env: BTreeMap<String, String>,
+}
+
+impl Sandbox {
+    /// The command that runs `command` from the image at `launch`, with `extra` environment.
+    pub(crate) fn command(
+        &self,
+        launch: &Launch,
+        command: &str,
+        extra: &[(&str, String)],
+    ) -> tokio::process::Command {
+        let mut env = launch.env.clone();
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let mut cmd;
+        match &self.bwrap {
+            Some(bwrap) => {
+                cmd = tokio::process::Command::new(bwrap);
+                // No --new-session: the sandbox stays in the process group, so stopping the
+                // group reaches everything inside. --die-with-parent: nothing outlives slipwayd.
+                cmd.args(["--die-with-parent", "--unshare-all", "--share-net"]);
+                bind_root(&mut cmd, &launch.rootfs, &self.readable);
+                cmd.args([
+                    "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+                ]);
+                cmd.args(["--chdir", APP_DIR, "--", "/bin/sh", "-c", LAUNCHER, "sh"])
+                    .arg(command);
+            }
+            None => {
+                // No sandbox: the app runs from the unpacked image on the host, so paths
+                // into the image are rewritten to where it is.
+                let root = launch.rootfs.to_string_lossy().into_owned();
+                for value in env.values_mut() {
+                    *value = value
+                        .split(':')
+                        .map(|part| {
+                            if part == APP_DIR || part.starts_with(&format!("{APP_DIR}/")) {
+                                format!("{root}{part}")
+                            } else {
+                                part.to_owned()
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(":");
+                }
+                cmd = tokio::process::Command::new("/bin/sh");
+                cmd.args(["-c", LAUNCHER, "sh"]).arg(command);
+                cmd.current_dir(launch.rootfs.join(APP_DIR.trim_start_matches('/')));
+            }
+        }
+        cmd.env_clear()
+            .envs(&env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        cmd
+    }
+}
+
+/// The image's top-level entries at `/`; where the image has no shell of its own (it was
+/// built without a run image, on the host's userland), the host's system directories fill in
+/// what it lacks, read-only — the same view the build had.
+fn bind_root(cmd: &mut tokio::process::Command, rootfs: &Path, readable: &[PathBuf]) {
+    let own_userland = std::fs::symlink_metadata(rootfs.join("bin/sh")).is_ok();
+    let mut bound = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(rootfs) {
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if matches!(name.as_str(), "proc" | "dev" | "tmp" | "run") {
+                continue;
+            }
+            let at = format!("/{name}");
+            match std::fs::read_link(entry.path()) {
+                Ok(target) => {
+                    cmd.arg("--symlink").arg(target).arg(&at);
+                }
+                Err(_) => {
+                    cmd.arg("--ro-bind").arg(entry.path()).arg(&at);
+                }
+            }
+            bound.push(at);
+        }
+    }
+    if own_userland {
+        return;
+    }
+    for top in ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"] {
+        if bound.iter().any(|b| b == top) {
+            continue;
+        }
+        match std::fs::read_link(top) {
+            Ok(target) => {
+                cmd.arg("--symlink").arg(target).arg(top);
+            }
+            Err(_) if Path::new(top).is_dir() => {
+                cmd.args(["--ro-bind", top, top]);
+            }
+            Err(_) => {}
+        }
+    }
+    // Name resolution still works when /etc/resolv.conf points into /run.
+    if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf")
+        && !resolv.starts_with("/etc")
+    {
+        cmd.arg("--ro-bind-try").arg(&resolv).arg(&resolv);
+    }
+    for path in readable {
+        cmd.arg("--ro-bind-try").arg(path).arg(path);
+    }
+}
+
+/// How a supervised process is doing, as its watchers see it.
+#[derive(Debug, Clone)]
+pub(crate) struct Status {
+    pub(crate) state: ProcessState,
+    pub(crate) since: OffsetDateTime,
+    pub(crate) restarts: u32,
+    /// Why it last exited, once it has.
+    pub(crate) exit: Option<String>,
+}
+
+/// What a supervised process needs besides its own identity.
+#[derive(Clone)]
+pub(crate) struct Context {
+    pub(crate) sandbox: Sandbox,
+    pub(crate) logs: Logs,
+    pub(crate) boot_timeout: Duration,
+    pub(crate) stop_timeout: Duration,
+    /// Called whenever a web process becomes healthy or stops being so.
+    pub(crate) on_change: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// A process of a release, supervised.
+pub(crate) struct Proc {
+    pub(crate) app: String,
+    /// `web.1`
+    pub(crate) name: String,
+    pub(crate) process_type: String,
+    pub(crate) command: String,
+    pub(crate) release: ReleaseVersion,
+    /// Where a web process listens.
+    pub(crate) port: Option<u16>,
+    pub(crate) healthcheck: Option<String>,
+    status: watch::Sender<Status>,
+    stop: CancellationToken,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Proc {
+    /// Starts supervising a new process.
+    pub(crate) fn start(
+        ctx: Context,
+        launch: Arc<Launch>,
+        identity: ProcIdentity,
+    ) -> Arc<Proc> {
+        let proc = Arc::new(Proc {
+            app: identity.app,
+            name: format!("{}.{}", identity.process_type, identity.index),
+            process_type: identity.process_type,
+            command: identity.command,
+            release: identity.release,
+            port: identity.port,
+            healthcheck: identity.healthcheck,
+            status: watch::Sender::new(Status {
+                state: ProcessState::Starting,
+                since: OffsetDateTime::now_utc(),
+                restarts: 0,
+                exit: None,
+            }),
+            stop: CancellationToken::new(),
+            task: Mutex::new(None),
+        });
+        let task = tokio::spawn(Arc::clone(&proc).supervise(ctx, launch));
+        *proc.task.lock().expect("never poisoned") = Some(task);
+        proc
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        self.status.borrow().state == ProcessState::Up
+    }
+
+    pub(crate) fn info(&self) -> ProcessInfo {
+        let status = self.status.borrow();
+        ProcessInfo {
+            name: self.name.clone(),
+            process_type: self.process_type.clone(),
+            command: self.command.clone(),
+            release: self.release,
+            state: status.state,
+            since: status.since,
+            restarts: status.restarts,
+        }
+    }
+
+    /// Waits until the process is healthy; `Err` says why it will not be (it exited, or
+    /// `limit` passed first).
+    pub(crate) async fn healthy(&self, limit: Duration) -> Result<(), String> {
+        let mut status = self.status.subscribe();
+        let judged = status.wait_for(|s| s.state == ProcessState::Up || s.exit.is_some());
+        match tokio::time::timeout(limit, judged).await {
+            Ok(Ok(s)) if s.state == ProcessState::Up => Ok(()),
+            Ok(Ok(s)) => Err(format!(
+                "{} {} before it was healthy",
+                self.name,
+                s.exit.clone().unwrap_or_default()
+            )),
+            Ok(Err(_)) => Err(format!("{} stopped before it was healthy", self.name)),
+            Err(_) => Err(match (self.port, &self.healthcheck) {
+                (Some(port), Some(path)) => format!(
+                    "{} did not answer {path} with 2xx or 3xx on port {port} within {}s",
+                    self.name,
+                    limit.as_secs()
+                ),
+                (Some(port), None) => format!(
+                    "{} did not accept connections on its PORT ({port}) within {}s",
+                    self.name,
+                    limit.as_secs()
+                ),
+                _ => format!("{} did not start within {}s", self.name, limit.as_secs()),
+            }),
+        }
+    }
+
+    /// Stops the process (SIGTERM, then SIGKILL after the stop timeout) and waits for it.
+    pub(crate) async fn stop(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().expect("never poisoned").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    fn set(&self, ctx: &Context, state: ProcessState, exit: Option<String>) {
+        let web_changed = self.port.is_some()
+            && (state == ProcessState::Up) != (self.status.borrow().state == ProcessState::Up);
+        self.status.send_modify(|s| {
+            if state == ProcessState::Crashed {
+                s.restarts += 1;
+            }
+            s.state = state;
+            s.since = OffsetDateTime::now_utc();
+            if exit.is_some() {
+                s.exit = exit;
+            }
+        });
+        if web_changed {
+            (ctx.on_change)();
+        }
+    }
+
+    async fn supervise(self: Arc<Self>, ctx: Context, launch: Arc<Launch>) {
+        let mut crashes: u32 = 0;
+        loop {
+            self.set(&ctx, ProcessState::Starting, None);
+            let mut extra = vec![("DYNO", self.name.clone())];
+            if let Some(port) = self.port {
+                extra.push(("PORT", port.to_string()));
+            }
+            let mut command = ctx.sandbox.command(&launch, &self.command, &extra);
+            let started = Instant::now();
+            let exit = match command.spawn() {
+                Ok(child) => self.run(&ctx, child).await,
+                Err(err) => Some(format!("could not start: {err}")),
+            };
+            let Some(exit) = exit else {
+                self.set(&ctx, ProcessState::Stopping, None);
+                return;
+            };
+            ctx.logs.push(&self.app, &self.name, &format!("Process {exit}"));
+            self.set(&ctx, ProcessState::Crashed, Some(exit));
+            if started.elapsed() >= STABLE {
+                crashes = 0;
+            }
+            // The first crash restarts at once; then 1 s, 2 s, 4 s, … up to a minute.
+            let backoff = match crashes {
+                0 => Duration::ZERO,
+                n => Duration::from_secs(1 << (n - 1).min(6)).min(MAX_BACKOFF),
+            };
+            crashes = crashes.saturating_add(1);
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.stop.cancelled() => {
+                    self.set(&ctx, ProcessState::Stopping, None);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs one life of the process. `None`: it was stopped; `Some`: how it exited.
+    async fn run(&self, ctx: &Context, mut child: tokio::process::Child) -> Option<String> {
+        let group = child.id().and_then(|id| i32::try_from(id).ok());
+        let guard = GroupGuard(group);
+        let app = self.app.clone();
+        let name = self.name.clone();
+        let logs = ctx.logs.clone();
+        let out = child.stdout.take();
+        let err = child.stderr.take();
+        let pipes = tokio::spawn(async move {
+            let sink = |line: &str| logs.push(&app, &name, line);
+            tokio::join!(read_lines(out, &sink), read_lines(err, &sink));
+        });
+        let boot = async {
+            match self.port {
+                Some(port) => {
+                    probe(port, self.healthcheck.as_deref(), ctx.boot_timeout).await
+                }
+                None => true,
+            }
+        };
+        let exit = tokio::select! {
+            status = child.wait() => Some(describe(status)),
+            healthy = boot => {
+                if healthy {
+                    self.set(ctx, ProcessState::Up, None);
+                    tokio::select! {
+                        status = child.wait() => Some(describe(status)),
+                        () = self.stop.cancelled() => None,
+                    }
+                } else {
+                    let what = match &self.healthcheck {
+                        Some(path) => format!("answer {path} with 2xx or 3xx"),
+                        None => "accept connections on its PORT".to_owned(),
+                    };
+                    ctx.logs.push(&self.app, &self.name, &format!(
+                        "Did not {what} within {}s; stopping it",
+                        ctx.boot_timeout.as_secs()
+                    ));
+                    terminate(&mut child, group, ctx.stop_timeout).await;
+                    Some(format!("did not {what} within {}s", ctx.boot_timeout.as_secs()))
+                }
+            }
+            () = self.stop.cancelled() => None,
+        };
+        if exit.is_none() {
+            self.set(ctx, ProcessState::Stopping, None);
+            terminate(&mut child, group, ctx.stop_timeout).await;
+        }
+        drop(guard);
+        let _ = pipes.await;
+        exit
+    }
+}
+
+/// Who a new process is.
+pub(crate) struct ProcIdentity {
+    pub(crate) app: String,
+    pub(crate) process_type: String,
+    pub(crate) index: u32,
+    pub(crate) command: String,
+    pub(crate) release: ReleaseVersion,
+    pub(crate) port: Option<u16>,
+    pub(crate) healthcheck: Option<String>,
+}
+
+fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(signal)) => format!("was killed by signal {signal}"),
+            _ => "exited".to_owned(),
+        },
+        Err(err) => format!("could not be waited for: {err}"),
+    }
+}
+
+/// SIGTERM to the process group, then SIGKILL once `grace` has passed.
+pub(crate) async fn terminate(
+    child: &mut tokio::process::Child,
+    group: Option<i32>,
+    grace: Duration,
+) {
+    signal_group(group, rustix::process::Signal::TERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        signal_group(group, rustix::process::Signal::KILL);
+        let _ = child.wait().await;
+    }
+    // Whatever it left in its group goes too.
+    signal_group(group, rustix::process::Signal::KILL);
+}
+
+fn signal_group(group: Option<i32>, signal: rustix::process::Signal) {
+    if let Some(pid) = group.and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
+/// Kills the process group when dropped: a process whose supervisor went away (a one-off
+/// whose caller disconnected) does not live on.
+pub(crate) struct GroupGuard(pub(crate) Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        signal_group(self.0, rustix::process::Signal::KILL);
+    }
+}
+
+/// Sends each line of `pipe` to `sink`; a line longer than [`Logs::MAX_LINE`] is cut into
+/// pieces.
+pub(crate) async fn read_lines(
+    pipe: Option<impl AsyncRead + Unpin>,
+    sink: crate::Lines<'_>,
+) {
+    let Some(mut pipe) = pipe else { return };
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(at) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=at).collect();
+            sink(&String::from_utf8_lossy(&line[..line.len() - 1]));
+        }
+        if pending.len() >= Logs::MAX_LINE {
+            sink(&String::from_utf8_lossy(&pending));
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        sink(&String::from_utf8_lossy(&pending));
+    }
+}
+
+/// Waits until the process on `port` is healthy: it accepts connections or, with a health
+/// check path, answers it with 2xx or 3xx. `false` once `limit` has passed.
+pub(crate) async fn probe(port: u16, path: Option<&str>, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if check(port, path).await {
+            return true;
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+async fn check(port: u16, path: Option<&str>) -> bool {
+    let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(2), connect).await else {
+        return false;
+    };
+    let Some(path) = path else { return true };
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: slipway-healthcheck\r\n\r\n"
+    );
+    let exchange = async {
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        // "HTTP/1.x NNN"
+        let code: u16 = std::str::from_utf8(&head[9..12]).ok()?.parse().ok()?;
+        Some((200..400).contains(&code))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), exchange).await,
+        Ok(Some(true))
+    )
+}
+
+/// A free port on loopback for a web process.
+pub(crate) fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

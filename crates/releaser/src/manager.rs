@@ -1,0 +1,497 @@
+//! The release manager: one deploy at a time per app — release phase, then the runtime's
+//! rollout — with the outcome recorded on the release (`deploying`, then `succeeded` or
+//! `failed` with its reason).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use domain::{AppName, ProcessType, ReleaseStatus, ReleaseVersion};
+use store::{App, Release, Store};
+
+use crate::{DeployError, Deployer, Lines, Logs, ProcessInfo, Progress, ReleaseSpec, Runtime};
+
+/// Releases looked at when finding what an app should run after a restart.
+const HISTORY: u32 = 100;
+
+/// Deploys releases through a [`Runtime`]. Cheap to clone.
+#[derive(Clone)]
+pub struct ReleaseManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ReleaseManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReleaseManager")
+            .field("domain", &self.inner.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: Store,
+    runtime: Arc<dyn Runtime>,
+    logs: Logs,
+    /// The platform domain: app `demo` answers at `demo.<domain>`.
+    domain: String,
+    /// One deploy, scale or restart per app at a time.
+    locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
+    /// Numbers one-off processes per app: `run.1`, `run.2`, …
+    runs: Mutex<HashMap<AppName, u32>>,
+}
+
+impl ReleaseManager {
+    pub fn new(store: Store, runtime: Arc<dyn Runtime>, logs: Logs, domain: String) -> Self {
+        ReleaseManager {
+            inner: Arc::new(Inner {
+                store,
+                runtime,
+                logs,
+                domain,
+                locks: Mutex::default(),
+                runs: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Brings every app back on its current release (the newest that succeeded), then
+    /// finishes what a stop interrupted: the newest release, if it was still waiting to be
+    /// deployed, is deployed now; older ones that waited are marked failed.
+    pub async fn recover(&self) -> Result<(), store::Error> {
+        let apps = self.inner.store.all_apps().await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for app in apps {
+            let manager = self.clone();
+            tasks.spawn(async move {
+                if let Err(err) = manager.recover_app(&app).await {
+                    tracing::error!(app = %app.name, error = %err, "cannot bring the app back");
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    async fn recover_app(&self, app: &App) -> Result<(), store::Error> {
+        let _turn = self.lock(&app.name).await;
+        self.inner.runtime.set_hosts(&app.name, self.hosts(app).await?).await;
+        let releases = self.inner.store.releases(app, HISTORY).await?;
+        let current = releases
+            .iter()
+            .find(|r| r.status == ReleaseStatus::Succeeded && r.build.is_some());
+        if let Some(release) = current {
+            let spec = self.spec(app, release).await?;
+            let formation = self.formation(app, &spec).await?;
+            let quiet = |_: &str| {};
+            match self.inner.runtime.deploy(&spec, &formation, &quiet).await {
+                Ok(()) => self.log(app, &format!("{} started again", release.version)),
+                Err(reason) => {
+                    self.log(app, &format!("{} did not start again: {reason}", release.version));
+                }
+            }
+        }
+        let waiting: Vec<&Release> = releases
+            .iter()
+            .filter(|r| matches!(r.status, ReleaseStatus::Pending | ReleaseStatus::Deploying))
+            .collect();
+        for release in waiting {
+            if release.version == releases[0].version {
+                let manager = self.clone();
+                let name = app.name.clone();
+                let version = release.version;
+                tokio::spawn(async move {
+                    let (progress, _) = tokio::sync::mpsc::unbounded_channel();
+                    let _ = manager.deploy_and_wait(&name, version, progress).await;
+                });
+            } else {
+                self.inner
+                    .store
+                    .set_release_status(
+                        app,
+                        release.version,
+                        ReleaseStatus::Failed,
+                        Some("interrupted: slipwayd stopped before it was deployed, and a newer release replaced it"),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every app's processes.
+    pub async fn shutdown(&self) {
+        self.inner.runtime.shutdown().await;
+    }
+
+    async fn lock(&self, app: &AppName) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = Arc::clone(
+            self.inner
+                .locks
+                .lock()
+                .expect("never poisoned")
+                .entry(app.clone())
+                .or_default(),
+        );
+        lock.lock_owned().await
+    }
+
+    fn log(&self, app: &App, text: &str) {
+        self.inner.logs.push(app.name.as_str(), "slipway", text);
+    }
+
+    async fn hosts(&self, app: &App) -> Result<Vec<String>, store::Error> {
+        let mut hosts = vec![format!("{}.{}", app.name, self.inner.domain)];
+        hosts.extend(
+            self.inner
+                .store
+                .domains(app)
+                .await?
+                .into_iter()
+                .map(|d| d.domain),
+        );
+        Ok(hosts)
+    }
+
+    async fn spec(&self, app: &App, release: &Release) -> Result<ReleaseSpec, store::Error> {
+        let build_id = release.build.ok_or_else(|| {
+            store::Error::NotFound(format!("a build for release {}", release.version))
+        })?;
+        let build = self.inner.store.build(app, build_id).await?;
+        let image = build.image.ok_or_else(|| {
+            store::Error::NotFound(format!("an image for release {}", release.version))
+        })?;
+        Ok(ReleaseSpec {
+            app: app.name.clone(),
+            version: release.version,
+            image,
+            processes: build.procfile,
+            config: release.config.clone(),
+        })
+    }
+
+    /// The counts to run: the formation's, for the types the release's build declares.
+    async fn formation(
+        &self,
+        app: &App,
+        spec: &ReleaseSpec,
+    ) -> Result<BTreeMap<String, u32>, store::Error> {
+        Ok(self
+            .inner
+            .store
+            .formation(app)
+            .await?
+            .into_iter()
+            .filter(|p| {
+                p.process_type != ProcessType::RELEASE && spec.processes.contains_key(&p.process_type)
+            })
+            .map(|p| (p.process_type, p.count))
+            .collect())
+    }
+
+    async fn app(&self, name: &AppName) -> Result<App, DeployError> {
+        self.inner
+            .store
+            .app(name.as_str())
+            .await
+            .map_err(|e| store_error("read the app", &e))
+    }
+
+    /// One deploy, start to end, under the app's lock.
+    async fn deploy_locked(
+        &self,
+        name: &AppName,
+        version: ReleaseVersion,
+        progress: &Progress,
+    ) -> Result<(), DeployError> {
+        let say = |line: &str| {
+            let _ = progress.send(line.to_owned());
+        };
+        let _turn = self.lock(name).await;
+        let app = self.app(name).await?;
+        let store = &self.inner.store;
+        let release = store
+            .release(&app, version)
+            .await
+            .map_err(|e| store_error("read the release", &e))?;
+        // `deploying` seen here, under the lock, is a deploy a stop cut short: do it again.
+        if !matches!(
+            release.status,
+            ReleaseStatus::Pending | ReleaseStatus::Deploying
+        ) {
+            // Deployed already (a second call for the same release): report how it went.
+            return match release.status {
+                ReleaseStatus::Failed => Err(DeployError::Failed(
+                    release.reason.unwrap_or_else(|| "failed".to_owned()),
+                )),
+                _ => Ok(()),
+            };
+        }
+        if let Some(running) = self.inner.runtime.current(name).await
+            && running > version
+        {
+            let reason = format!("superseded: {running} was deployed first");
+            self.finish(&app, version, Err(&reason)).await?;
+            return Err(DeployError::Failed(reason));
+        }
+        let spec = match self.spec(&app, &release).await {
+            Ok(spec) => spec,
+            Err(err) => {
+                let reason = format!("cannot deploy: {err}");
+                self.finish(&app, version, Err(&reason)).await?;
+                return Err(DeployError::Failed(reason));
+            }
+        };
+        store
+            .set_release_status(&app, version, ReleaseStatus::Deploying, None)
+            .await
+            .map_err(|e| store_error("record the deploy", &e))?;
+        self.log(&app, &format!("Deploying {} ({})", version, release.summary));
+
+        let outcome = self.roll_out(&app, &spec, &say).await;
+        match &outcome {
+            Ok(()) => {
+                self.log(&app, &format!("{version} deployed"));
+                self.finish(&app, version, Ok(())).await?;
+            }
+            Err(reason) => {
+                self.log(&app, &format!("{version} failed: {reason}"));
+                self.finish(&app, version, Err(reason)).await?;
+            }
+        }
+        outcome.map_err(DeployError::Failed)
+    }
+
+    /// The release phase, then the runtime's rollout.
+    async fn roll_out(
+        &self,
+        app: &App,
+        spec: &ReleaseSpec,
+        say: Lines<'_>,
+    ) -> Result<(), String> {
+        if let Some(command) = spec.processes.get(ProcessType::RELEASE) {
+            say(&format!("-----> Running the release command: {command}"));
+            let logs = &self.inner.logs;
+            let app_name = app.name.as_str();
+            let output = |line: &str| {
+                logs.push(app_name, "release", line);
+                say(&format!("       {line}"));
+            };
+            let status = self
+                .inner
+                .runtime
+                .run_once(spec, command, "release", &output)
+                .await
+                .map_err(|e| format!("the release command could not run: {e}"))?;
+            if status != 0 {
+                return Err(format!(
+                    "the release command exited with status {status}; nothing was deployed"
+                ));
+            }
+        }
+        let formation = self
+            .formation(app, spec)
+            .await
+            .map_err(|e| format!("cannot read the formation: {e}"))?;
+        self.inner.runtime.deploy(spec, &formation, say).await
+    }
+
+    async fn finish(
+        &self,
+        app: &App,
+        version: ReleaseVersion,
+        outcome: Result<(), &str>,
+    ) -> Result<(), DeployError> {
+        let (status, reason) = match outcome {
+            Ok(()) => (ReleaseStatus::Succeeded, None),
+            Err(reason) => (ReleaseStatus::Failed, Some(reason)),
+        };
+        self.inner
+            .store
+            .set_release_status(app, version, status, reason)
+            .await
+            .map_err(|e| store_error("record how the deploy went", &e))
+    }
+
+    /// The release the app runs now, for one-off processes.
+    async fn current_spec(&self, app: &App) -> Result<ReleaseSpec, DeployError> {
+        let releases = self
+            .inner
+            .store
+            .releases(app, HISTORY)
+            .await
+            .map_err(|e| store_error("read the releases", &e))?;
+        let running = self.inner.runtime.current(&app.name).await;
+        let release = releases
+            .iter()
+            .find(|r| Some(r.version) == running)
+            .or_else(|| {
+                releases
+                    .iter()
+                    .find(|r| r.status == ReleaseStatus::Succeeded && r.build.is_some())
+            })
+            .ok_or_else(|| {
+                DeployError::Unavailable(format!(
+                    "{} has no deployed release yet: push code with `git push slipway main`",
+                    app.name
+                ))
+            })?;
+        self.spec(app, release)
+            .await
+            .map_err(|e| store_error("read the release's build", &e))
+    }
+}
+
+fn store_error(doing: &str, err: &store::Error) -> DeployError {
+    match err {
+        store::Error::NotFound(what) => DeployError::Invalid(format!("{what} not found")),
+        other => {
+            tracing::error!(error = %other, "release manager cannot {doing}");
+            DeployError::Failed(format!("cannot {doing}: {other}"))
+        }
+    }
+}
+
+#[async_trait]
+impl Deployer for ReleaseManager {
+    fn deploys(&self) -> bool {
+        true
+    }
+
+    fn deploy(&self, app: &AppName, version: ReleaseVersion) {
+        let manager = self.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let (progress, _) = tokio::sync::mpsc::unbounded_channel();
+            if let Err(err) = manager.deploy_locked(&app, version, &progress).await {
+                tracing::warn!(%app, %version, error = %err, "deploy failed");
+            }
+        });
+    }
+
+    async fn deploy_and_wait(
+        &self,
+        app: &AppName,
+        version: ReleaseVersion,
+        progress: Progress,
+    ) -> Result<(), DeployError> {
+        // In its own task, so a caller that goes away (a closed push) does not cut a deploy
+        // in half.
+        let manager = self.clone();
+        let app = app.clone();
+        tokio::spawn(async move { manager.deploy_locked(&app, version, &progress).await })
+            .await
+            .map_err(|e| DeployError::Failed(format!("the deploy stopped: {e}")))?
+    }
+
+    async fn scale(&self, name: &AppName) -> Result<(), DeployError> {
+        let _turn = self.lock(name).await;
+        let app = self.app(name).await?;
+        let Some(running) = self.inner.runtime.current(name).await else {
+            return Ok(());
+        };
+        let release = self
+            .inner
+            .store
+            .release(&app, running)
+            .await
+            .map_err(|e| store_error("read the release", &e))?;
+        let spec = self
+            .spec(&app, &release)
+            .await
+            .map_err(|e| store_error("read the release's build", &e))?;
+        let formation = self
+            .formation(&app, &spec)
+            .await
+            .map_err(|e| store_error("read the formation", &e))?;
+        self.inner
+            .runtime
+            .scale(name, &formation)
+            .await
+            .map_err(DeployError::Failed)
+    }
+
+    async fn restart(&self, name: &AppName, process_type: Option<&str>) -> Result<(), DeployError> {
+        let _turn = self.lock(name).await;
+        if self.inner.runtime.current(name).await.is_none() {
+            return Err(DeployError::Unavailable(format!(
+                "{name} has no deployed release to restart: push code with `git push slipway main`"
+            )));
+        }
+        let app = self.app(name).await?;
+        self.log(
+            &app,
+            &format!("Restarting {}", process_type.unwrap_or("all processes")),
+        );
+        self.inner
+            .runtime
+            .restart(name, process_type)
+            .await
+            .map_err(|reason| {
+                if reason.starts_with("no process of type") {
+                    DeployError::Invalid(reason)
+                } else {
+                    DeployError::Failed(reason)
+                }
+            })
+    }
+
+    async fn processes(&self, app: &AppName) -> Result<Vec<ProcessInfo>, DeployError> {
+        Ok(self.inner.runtime.processes(app).await)
+    }
+
+    async fn run(
+        &self,
+        name: &AppName,
+        command: &str,
+        output: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<i32, DeployError> {
+        let app = self.app(name).await?;
+        let spec = self.current_spec(&app).await?;
+        let number = {
+            let mut runs = self.inner.runs.lock().expect("never poisoned");
+            let n = runs.entry(name.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let source = format!("run.{number}");
+        self.log(&app, &format!("Starting {source}: {command}"));
+        let sink = |line: &str| {
+            // A caller that went away loses the rest; the process runs to its end.
+            let _ = output.send(line.to_owned());
+        };
+        let status = self
+            .inner
+            .runtime
+            .run_once(&spec, command, &source, &sink)
+            .await
+            .map_err(DeployError::Failed)?;
+        self.log(&app, &format!("{source} exited with status {status}"));
+        Ok(status)
+    }
+
+    fn domains_changed(&self, name: &AppName) {
+        let manager = self.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            let _turn = manager.lock(&name).await;
+            let hosts = match manager.inner.store.app(name.as_str()).await {
+                Ok(app) => manager.hosts(&app).await,
+                Err(err) => Err(err),
+            };
+            match hosts {
+                Ok(hosts) => manager.inner.runtime.set_hosts(&name, hosts).await,
+                Err(err) => tracing::error!(app = %name, error = %err, "cannot read the app's domains"),
+            }
+        });
+    }
+
+    fn destroyed(&self, name: &AppName) {
+        let manager = self.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            let _turn = manager.lock(&name).await;
+            manager.inner.runtime.stop(&name).await;
+            manager.inner.logs.remove(name.as_str());
+        });
+    }
+}
