@@ -246,6 +246,11 @@ impl ReleaseManager {
             .await
             .map_err(|e| store_error("record the deploy", &e))?;
         self.log(&app, &format!("Deploying {} ({})", version, release.summary));
+        let hosts = self
+            .hosts(&app)
+            .await
+            .map_err(|e| store_error("read the app's domains", &e))?;
+        self.inner.runtime.set_hosts(name, hosts).await;
 
         let outcome = self.roll_out(&app, &spec, &say).await;
         match &outcome {

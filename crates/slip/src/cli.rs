@@ -79,11 +79,17 @@ pub(crate) enum Command {
     /// Roll back to an earlier release (releases:rollback)
     Rollback(RollbackArgs),
 
-    /// Process types and how many of each run [default: ps list]
+    /// The app's processes, scaling and restarting them [default: ps list]
     Ps {
         #[command(subcommand)]
         command: Option<PsCommand>,
     },
+
+    /// The app's log: its processes' output, the router's requests, deploys
+    Logs(LogsArgs),
+
+    /// Run a command once with the app's current release and config
+    Run(RunArgs),
 
     /// Collaborators of an app [default: perms list]
     Perms {
@@ -228,13 +234,39 @@ pub(crate) struct RollbackArgs {
 
 #[derive(Debug, PartialEq, Eq, Subcommand)]
 pub(crate) enum PsCommand {
-    /// List process types and their counts
+    /// List the app's processes and how many of each type run
     List,
     /// Set how many processes of each type run
     Scale {
         #[arg(required = true, value_name = "TYPE=N")]
         counts: Vec<String>,
     },
+    /// Replace the app's processes with fresh ones, without dropping a request
+    Restart {
+        /// Only processes of this type, such as web [default: all]
+        #[arg(value_name = "TYPE")]
+        process_type: Option<String>,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub(crate) struct LogsArgs {
+    /// How many past lines to show (at most 1500)
+    #[arg(short = 'n', long = "num", value_name = "N", default_value_t = 100)]
+    pub(crate) lines: usize,
+    /// Keep showing new lines as they are written
+    #[arg(short, long)]
+    pub(crate) follow: bool,
+    /// Only this source: a process type (web), a process (web.1), router or release
+    #[arg(short, long = "process", visible_alias = "ps", value_name = "SOURCE")]
+    pub(crate) process: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub(crate) struct RunArgs {
+    /// The command, run with the app's shell: quote it, or give it after --
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<String>,
 }
 
 #[derive(Debug, PartialEq, Eq, Subcommand)]
@@ -302,6 +334,9 @@ pub(crate) enum Action {
     Rollback { version: Option<String> },
     PsList,
     PsScale { counts: Vec<String> },
+    PsRestart { process_type: Option<String> },
+    Logs(LogsArgs),
+    Run { command: String },
     PermsList,
     PermsAdd { username: String },
     PermsRemove { username: String },
@@ -360,6 +395,11 @@ impl Command {
             Command::Ps { command } => match command.unwrap_or(PsCommand::List) {
                 PsCommand::List => Action::PsList,
                 PsCommand::Scale { counts } => Action::PsScale { counts },
+                PsCommand::Restart { process_type } => Action::PsRestart { process_type },
+            },
+            Command::Logs(args) => Action::Logs(args),
+            Command::Run(args) => Action::Run {
+                command: args.command.join(" "),
             },
             Command::Perms { command } => match command.unwrap_or(PermsCommand::List) {
                 PermsCommand::List => Action::PermsList,

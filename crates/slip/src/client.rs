@@ -7,7 +7,8 @@ use std::io;
 use api_types::{
     AddCollaborator, AddDomain, AddKey, App, AppInfo, Build, Collaborator, Config, ConfigChanged,
     ConfigPatch, CreateApp, CreateBuild, Credentials, Domain, ErrorBody, PlatformInfo,
-    ProcessCount, Release, ReleaseInfo, Rollback, Scale, Session, SshKey, User,
+    Process, ProcessCount, Release, ReleaseInfo, Restart, Rollback, RunCommand, Scale, Session,
+    SshKey, User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -58,6 +59,9 @@ pub(crate) struct Client {
     shown: String,
     token: Option<String>,
 }
+
+/// How long a streamed response (`logs -f`, `run`) may last.
+const STREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 impl Client {
     pub(crate) fn new(base_url: &str, token: Option<String>) -> anyhow::Result<Client> {
@@ -276,6 +280,61 @@ impl Client {
                 .json(scale),
         )
         .await
+    }
+
+    pub(crate) async fn processes(&self, app: &str) -> Result<Vec<Process>> {
+        self.json(self.request(Method::GET, &["apps", app, "processes"]))
+            .await
+    }
+
+    pub(crate) async fn restart(&self, app: &str, restart: &Restart) -> Result<Vec<Process>> {
+        self.json(
+            self.request(Method::POST, &["apps", app, "processes", "restart"])
+                .json(restart),
+        )
+        .await
+    }
+
+    /// The app's log as a response whose body streams while `follow` holds.
+    pub(crate) async fn logs(
+        &self,
+        app: &str,
+        lines: usize,
+        process: Option<&str>,
+        follow: bool,
+    ) -> Result<reqwest::Response> {
+        let mut url = self.url(&["apps", app, "logs"]);
+        url.query_pairs_mut()
+            .append_pair("lines", &lines.to_string())
+            .append_pair("follow", if follow { "true" } else { "false" });
+        if let Some(process) = process {
+            url.query_pairs_mut().append_pair("process", process);
+        }
+        self.streaming(self.request_to(Method::GET, url)).await
+    }
+
+    /// Starts a one-off process; the response streams its [`api_types::RunEvent`]s.
+    pub(crate) async fn run(&self, app: &str, command: &RunCommand) -> Result<reqwest::Response> {
+        self.streaming(
+            self.request(Method::POST, &["apps", app, "run"])
+                .json(command),
+        )
+        .await
+    }
+
+    /// Sends a request whose response body may stream for as long as it takes.
+    async fn streaming(&self, request: RequestBuilder) -> Result<reqwest::Response> {
+        let response = request
+            .timeout(STREAM_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| self.request_error(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.bytes().await.map_err(|e| self.request_error(&e))?;
+        Err(decode_error(status, &body))
     }
 
     pub(crate) async fn builds(&self, app: &str, limit: Option<u32>) -> Result<Vec<Build>> {

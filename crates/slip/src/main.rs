@@ -1,5 +1,6 @@
 //! `slip`, the Slipway CLI: parses the command line, runs the command, and turns any
-//! failure into one `error: ...` line on stderr and exit status 1.
+//! failure into one `error: ...` line on stderr and exit status 1 (`slip run` exits with
+//! its command's status instead).
 
 mod cli;
 mod client;
@@ -25,6 +26,10 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`slip releases | head -1`): nothing left to say.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // `slip run`: the command's own exit status; its output said the rest.
+        Err(e) if e.downcast_ref::<commands::ExitStatus>().is_some() => {
+            ExitCode::from(e.downcast_ref::<commands::ExitStatus>().map_or(1, |s| s.0))
+        }
         Err(e) => {
             eprintln!("error: {}", one_line(&format!("{e:#}")));
             ExitCode::FAILURE

@@ -37,12 +37,6 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             )
         })?;
 
-    let router_port = config.router_listen.port();
-    let port_suffix = if router_port == 80 {
-        String::new()
-    } else {
-        format!(":{router_port}")
-    };
     let builder = Arc::new(
         builder::Builder::new(builder::BuilderConfig {
             data_dir: config.storage.data_dir.clone(),
@@ -86,6 +80,12 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} for the router: is another slipwayd running? choose another with --router-listen", config.router_listen))?;
     let router_addr = router_listener.local_addr()?;
+    let router_port = router_addr.port();
+    let port_suffix = if router_port == 80 {
+        String::new()
+    } else {
+        format!(":{router_port}")
+    };
     let request_log: router::RequestLog = {
         let logs = logs.clone();
         Arc::new(move |app: &str, line: &str| logs.push(app, "router", line))

@@ -58,7 +58,7 @@ pub(crate) async fn create(ctx: &Context, image: String, procfile: &Path) -> any
     if ctx.json {
         print_json(&release)?;
     }
-    let outcome = outcome(&app, &release)?;
+    let outcome = outcome(&client, &app, &release).await?;
     if !ctx.json {
         outln!("Deploying {image} to {app}... {outcome}")?;
     }

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use api_types::{ConfigChanged, ConfigPatch};
 
+use crate::client::Client;
 use super::{Context, outcome, read_file};
 use crate::credentials::write_private;
 use crate::dotenv;
@@ -64,7 +65,14 @@ pub(crate) async fn set(ctx: &Context, pairs: &[String]) -> anyhow::Result<()> {
             },
         )
         .await?;
-    report(ctx, &app, &format!("Setting {}", keys.join(", ")), &changed)
+    report(
+        ctx,
+        &client,
+        &app,
+        &format!("Setting {}", keys.join(", ")),
+        &changed,
+    )
+    .await
 }
 
 pub(crate) async fn unset(ctx: &Context, keys: &[String]) -> anyhow::Result<()> {
@@ -73,10 +81,12 @@ pub(crate) async fn unset(ctx: &Context, keys: &[String]) -> anyhow::Result<()> 
     let changed = client.patch_config(&app, &ConfigPatch { values }).await?;
     report(
         ctx,
+        &client,
         &app,
         &format!("Unsetting {}", and_list(keys)),
         &changed,
     )
+    .await
 }
 
 pub(crate) async fn pull(ctx: &Context, file: &Path, overwrite: bool) -> anyhow::Result<()> {
@@ -140,17 +150,23 @@ pub(crate) async fn push(ctx: &Context, file: &Path) -> anyhow::Result<()> {
             .collect(),
     };
     let changed = client.patch_config(&app, &patch).await?;
-    report(ctx, &app, &verb, &changed)
+    report(ctx, &client, &app, &verb, &changed).await
 }
 
 /// `Setting A and restarting demo... done, v3`, or that nothing changed.
-fn report(ctx: &Context, app: &str, doing: &str, changed: &ConfigChanged) -> anyhow::Result<()> {
+async fn report(
+    ctx: &Context,
+    client: &Client,
+    app: &str,
+    doing: &str,
+    changed: &ConfigChanged,
+) -> anyhow::Result<()> {
     if ctx.json {
         print_json(changed)?;
     }
     match &changed.release {
         Some(release) => {
-            let outcome = outcome(app, release)?;
+            let outcome = outcome(client, app, release).await?;
             if !ctx.json {
                 outln!("{doing} and restarting {app}... {outcome}")?;
             }

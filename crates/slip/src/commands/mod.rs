@@ -100,6 +100,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::Rollback { version } => releases::rollback(&ctx, version).await,
         Action::PsList => ps::list(&ctx).await,
         Action::PsScale { counts } => ps::scale(&ctx, &counts).await,
+        Action::PsRestart { process_type } => ps::restart(&ctx, process_type).await,
+        Action::Logs(args) => ps::logs(&ctx, &args).await,
+        Action::Run { command } => ps::run(&ctx, &command).await,
         Action::PermsList => perms::list(&ctx).await,
         Action::PermsAdd { username } => perms::add(&ctx, username).await,
         Action::PermsRemove { username } => perms::remove(&ctx, &username).await,
@@ -123,19 +126,52 @@ fn parse_version(text: &str) -> anyhow::Result<u32> {
 }
 
 /// How a command that made a release ends: `done, v3`, or an error when it failed.
-fn outcome(app: &str, release: &Release) -> anyhow::Result<String> {
+/// How long `slip` waits for a release to finish deploying before it stops watching.
+const DEPLOY_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Waits until the release is deployed (or fails), and says how it went.
+async fn outcome(client: &Client, app: &str, release: &Release) -> anyhow::Result<String> {
     let v = release.version;
-    match release.status {
-        ReleaseStatus::Succeeded => Ok(format!("done, v{v}")),
-        status @ (ReleaseStatus::Pending | ReleaseStatus::Deploying) => {
-            Ok(format!("done, v{v} ({status})"))
+    let mut release = release.clone();
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(20);
+    while matches!(
+        release.status,
+        ReleaseStatus::Pending | ReleaseStatus::Deploying
+    ) {
+        if started.elapsed() > DEPLOY_WAIT {
+            return Ok(format!(
+                "done, v{v} ({}; `slip releases` shows when it is deployed)",
+                release.status
+            ));
         }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(250));
+        release = client.release(app, v).await?.release;
+    }
+    match release.status {
         ReleaseStatus::Failed => match &release.reason {
-            Some(reason) => bail!("release v{v} of {app} failed: {reason}"),
+            Some(reason) => bail!(
+                "release v{v} of {app} failed: {reason}; the previous release keeps serving (`slip logs` shows the app's output)"
+            ),
             None => bail!("release v{v} of {app} failed"),
         },
+        _ => Ok(format!("done, v{v}")),
     }
 }
+
+/// A command that ran but failed with this exit status (`slip run`): `slip` exits with it
+/// and prints nothing more.
+#[derive(Debug)]
+pub(crate) struct ExitStatus(pub(crate) u8);
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exited with status {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitStatus {}
 
 /// Reads a file the user named, saying which one when it cannot.
 fn read_file(path: &std::path::Path) -> anyhow::Result<String> {

@@ -2,24 +2,103 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::bail;
-use api_types::{ProcessCount, Scale};
+use std::io::Write as _;
 
-use super::Context;
+use anyhow::{anyhow, bail};
+use api_types::{Process, ProcessCount, Restart, RunCommand, RunEvent, Scale};
+
+use super::{Context, ExitStatus};
+use crate::cli::LogsArgs;
 use crate::output::{self, outln, print_json};
 
 pub(crate) async fn list(ctx: &Context) -> anyhow::Result<()> {
     let (client, app) = ctx.client_and_app()?;
-    let formation = client.formation(&app).await?;
+    let processes = client.processes(&app).await?;
     if ctx.json {
-        return print_json(&formation);
+        return print_json(&processes);
     }
+    let formation = client.formation(&app).await?;
     if formation.is_empty() {
         outln!("{app} has no process types yet: push code with `git push slipway main`")?;
         return Ok(());
     }
     output::print(&formation_table(&formation))?;
+    if processes.is_empty() {
+        outln!("\nNo processes are running.")?;
+    } else {
+        outln!("")?;
+        output::print(&processes_table(&processes))?;
+    }
     Ok(())
+}
+
+pub(crate) async fn restart(ctx: &Context, process_type: Option<String>) -> anyhow::Result<()> {
+    let (client, app) = ctx.client_and_app()?;
+    let what = match &process_type {
+        Some(t) => format!("{t} processes"),
+        None => "all processes".to_owned(),
+    };
+    let processes = client.restart(&app, &Restart { process_type }).await?;
+    if ctx.json {
+        return print_json(&processes);
+    }
+    outln!("Restarting {what} of {app}... done")?;
+    Ok(())
+}
+
+pub(crate) async fn logs(ctx: &Context, args: &LogsArgs) -> anyhow::Result<()> {
+    let (client, app) = ctx.client_and_app()?;
+    let mut response = client
+        .logs(&app, args.lines, args.process.as_deref(), args.follow)
+        .await?;
+    let mut stdout = std::io::stdout();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| anyhow!("the log stream broke off: {e}"))?
+    {
+        stdout.write_all(&chunk)?;
+        stdout.flush()?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(ctx: &Context, command: &str) -> anyhow::Result<()> {
+    let (client, app) = ctx.client_and_app()?;
+    let mut response = client
+        .run(
+            &app,
+            &RunCommand {
+                command: command.to_owned(),
+            },
+        )
+        .await?;
+    let mut stdout = std::io::stdout();
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| anyhow!("the connection to the process broke off: {e}"))?
+    {
+        pending.extend_from_slice(&chunk);
+        while let Some(at) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=at).collect();
+            let event: RunEvent = serde_json::from_slice(&line)
+                .map_err(|e| anyhow!("the platform sent an unreadable event: {e}"))?;
+            match event {
+                RunEvent::Output(text) => {
+                    writeln!(stdout, "{text}")?;
+                    stdout.flush()?;
+                }
+                RunEvent::Exit(0) => return Ok(()),
+                RunEvent::Exit(status) => {
+                    return Err(ExitStatus(u8::try_from(status.clamp(1, 255)).unwrap_or(1)).into());
+                }
+                RunEvent::Error(message) => bail!("{message}"),
+            }
+        }
+    }
+    bail!("the process's output ended without its exit status: the connection was cut")
 }
 
 pub(crate) async fn scale(ctx: &Context, counts: &[String]) -> anyhow::Result<()> {
@@ -46,6 +125,19 @@ fn formation_table(formation: &[ProcessCount]) -> String {
         ]
     });
     output::table(&["TYPE", "COUNT", "COMMAND"], rows)
+}
+
+fn processes_table(processes: &[Process]) -> String {
+    let rows = processes.iter().map(|p| {
+        [
+            p.name.clone(),
+            p.state.to_string(),
+            output::version(p.release),
+            output::datetime(p.since),
+            p.restarts.to_string(),
+        ]
+    });
+    output::table(&["PROCESS", "STATE", "RELEASE", "SINCE", "RESTARTS"], rows)
 }
 
 /// `web=2 worker=1`; the server checks the types and limits.

@@ -33,7 +33,7 @@ pub(crate) async fn rollback(ctx: &Context, version: Option<String>) -> anyhow::
     if ctx.json {
         print_json(&release)?;
     }
-    let outcome = outcome(&app, &release)?;
+    let outcome = outcome(&client, &app, &release).await?;
     if !ctx.json {
         match version {
             Some(v) => outln!("Rolling back {app} to v{v}... {outcome}")?,
