@@ -36,6 +36,8 @@ pub struct Platform {
     pub api_url: String,
     /// `ssh://git@127.0.0.1:PORT`, where `git push` goes.
     pub ssh_url: String,
+    /// `127.0.0.1:PORT`, where the router serves the apps.
+    pub router: String,
     /// Extra arguments for `slipwayd up`.
     args: Vec<String>,
     pub data_dir: PathBuf,
@@ -68,6 +70,7 @@ impl Platform {
             child: None,
             api_url: String::new(),
             ssh_url: String::new(),
+            router: String::new(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             data_dir,
             database_url,
@@ -88,7 +91,12 @@ impl Platform {
                 "--ssh-listen",
                 "127.0.0.1:0",
                 "--router-listen",
-                "127.0.0.1:8080",
+                // The same port again after a restart, so the apps' URLs stay.
+                if self.router.is_empty() {
+                    "127.0.0.1:0"
+                } else {
+                    &self.router
+                },
             ])
             .args(&self.args)
             .arg("--data-dir")
@@ -103,14 +111,16 @@ impl Platform {
             .expect("start slipwayd");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let (mut api_url, mut ssh_url) = (None, None);
-        while api_url.is_none() || ssh_url.is_none() {
+        let (mut api_url, mut ssh_url, mut router) = (None, None, None);
+        while api_url.is_none() || ssh_url.is_none() || router.is_none() {
             match lines.next() {
                 Some(Ok(line)) => {
                     if let Some(url) = line.strip_prefix("api: ") {
                         api_url = Some(url.to_owned());
                     } else if let Some(url) = line.strip_prefix("ssh: ") {
                         ssh_url = Some(url.to_owned());
+                    } else if let Some(url) = line.strip_prefix("router: http://") {
+                        router = Some(url.to_owned());
                     }
                 }
                 _ => panic!("slipwayd exited before listening: {:?}", child.wait()),
@@ -120,6 +130,7 @@ impl Platform {
         std::thread::spawn(move || for _ in lines {});
         self.api_url = api_url.expect("read above");
         self.ssh_url = ssh_url.expect("read above");
+        self.router = router.expect("read above");
         self.child = Some(child);
     }
 

@@ -45,6 +45,8 @@ async fn the_web_process_runs_from_its_image_with_runc() {
         ada.git(&["commit", "-q", "-m", "site"]).success();
         let commit = ada.git(&["rev-parse", "HEAD"]).success().trim().to_owned();
         ada.slip(&["create", "site"]).success();
+        // About builds: the app runs no processes.
+        ada.slip(&["ps:scale", "web=0", "-a", "site"]).success();
         ada.git(&["push", "slipway", "main"]).success();
 
         // Unpack the image as a runtime bundle and run the web process on the host's network.

@@ -100,6 +100,8 @@ both_backends! {
         let mut ada = account(&platform, "ada", None);
         let sha = app_repo(&mut ada, "myapp", "web: ./serve\nworker: ./work\n");
         ada.slip(&["create", "demo"]).success();
+        // About builds: the app runs no processes.
+        ada.slip(&["ps:scale", "web=0", "-a", "demo"]).success();
 
         // A plain `git push` to the remote `slip create` added.
         let push = ada.git(&["push", "slipway", "main"]);
@@ -111,7 +113,7 @@ both_backends! {
         let latest = &releases(&ada, "demo")[0];
         assert_eq!((latest["version"].as_u64(), latest["commit"].as_str()), (Some(2), Some(sha.as_str())));
         assert_eq!(server_head(&ada, &platform, "demo").as_deref(), Some(sha.as_str()));
-        let ps = ada.slip(&["ps", "--json"]);
+        let ps = ada.slip(&["ps"]);
         assert!(ps.success().contains("./work"), "the build's process types are known: {}", ps.stdout);
 
         // The app's build cache can be emptied.
@@ -152,6 +154,8 @@ both_backends! {
         let bob = account(&platform, "bob", Some(&ada));
         app_repo(&mut ada, "myapp", "web: ./serve\n");
         ada.slip(&["create", "demo"]).success();
+        // About builds: the app runs no processes.
+        ada.slip(&["ps:scale", "web=0", "-a", "demo"]).success();
         let target = format!("{}/demo.git", platform.ssh_url);
         let (host, port) = platform.ssh_url.trim_start_matches("ssh://git@").rsplit_once(':').unwrap();
         let ssh = |user: &User, extra: &[&str]| {
@@ -202,6 +206,8 @@ both_backends! {
         let apps: Vec<String> = (0..10).map(|i| format!("app{i}")).collect();
         for app in &apps {
             ada.slip(&["create", app, "--no-remote"]).success();
+            // About builds: the app runs no processes.
+            ada.slip(&["ps:scale", "web=0", "-a", app]).success();
         }
         std::thread::scope(|scope| {
             for app in &apps {
@@ -258,6 +264,8 @@ both_backends! {
         std::fs::write(ada.cwd.join("noise.bin"), noise(64 * 1024 * 1024)).unwrap();
         commit(&ada, "big");
         ada.slip(&["create", "demo"]).success();
+        // About builds: the app runs no processes.
+        ada.slip(&["ps:scale", "web=0", "-a", "demo"]).success();
 
         let mut push = ada.git_command(&["push", "--progress", "slipway", "main"]);
         std::os::unix::process::CommandExt::process_group(&mut push, 0);
@@ -297,6 +305,8 @@ async fn a_push_over_the_size_limit_is_refused() {
         std::fs::write(ada.cwd.join("noise.bin"), noise(3_000_000)).unwrap();
         commit(&ada, "big");
         ada.slip(&["create", "demo"]).success();
+        // About builds: the app runs no processes.
+        ada.slip(&["ps:scale", "web=0", "-a", "demo"]).success();
         let push = ada.git(&["push", "slipway", "main"]);
         assert!(!push.ok);
         assert!(
@@ -320,6 +330,8 @@ async fn build_output_streams_while_the_build_runs() {
         let mut ada = account(&platform, "ada", None);
         app_repo(&mut ada, "myapp", "web: ./serve\n");
         ada.slip(&["create", "demo"]).success();
+        // About builds: the app runs no processes.
+        ada.slip(&["ps:scale", "web=0", "-a", "demo"]).success();
         let buildpack = ada.home().join("waiting-buildpack");
         // The gate lives in the buildpack's directory, which a sandboxed build can see.
         let gate = buildpack.join("gate");
@@ -404,6 +416,8 @@ async fn images_go_to_the_registry_by_digest() {
                 % 1_000_000_000_000
         );
         ada.slip(&["create", &app]).success();
+        // About builds: the app runs no processes.
+        ada.slip(&["ps:scale", "web=0", "-a", &app]).success();
         let first = ada.git(&["push", "slipway", "main"]);
         assert!(
             first.ok && first.stderr.contains("0 already there"),
@@ -461,6 +475,8 @@ async fn run_image_layers_are_mounted_not_copied() {
         let mut ada = account(&platform, "ada", None);
         app_repo(&mut ada, "myapp", "web: ./serve\n");
         ada.slip(&["create", "demo"]).success();
+        // About builds: the app runs no processes.
+        ada.slip(&["ps:scale", "web=0", "-a", "demo"]).success();
         let push = ada.git(&["push", "slipway", "main"]);
         assert!(push.ok, "{}", push.stderr);
         assert!(
@@ -516,6 +532,8 @@ async fn every_builtin_buildpack_builds_a_sample_app_into_the_registry() {
             user.git(&["init", "-q", "-b", "main"]).success();
             commit(&user, "sample");
             ada.slip(&["create", app, "--no-remote"]).success();
+            // About builds: the app runs no processes.
+            ada.slip(&["ps:scale", "web=0", "-a", app]).success();
             let push = user.git(&["push", &format!("{}/{app}.git", platform.ssh_url), "main"]);
             assert!(push.ok, "{app}: {}", push.stderr);
             assert!(push.stderr.contains(&format!("-----> {detected} app detected")), "{app}: {}", push.stderr);

@@ -73,11 +73,15 @@ fn main() {
 
         let app = format!("branch{round}");
         ada.slip(&["create", &app, "--no-remote"]).success();
+        // About builds: the app runs no processes.
+        ada.slip(&["ps:scale", "web=0", "-a", &app]).success();
         let url = format!("{}/{app}.git", platform.ssh_url);
         branch_times.push(timed_push(&ada, &repo, &url, "main:bench", None));
 
         let app = format!("main{round}");
         ada.slip(&["create", &app, "--no-remote"]).success();
+        // About builds: the app runs no processes.
+        ada.slip(&["ps:scale", "web=0", "-a", &app]).success();
         let url = format!("{}/{app}.git", platform.ssh_url);
         main_times.push(timed_push(&ada, &repo, &url, "main", None));
     }
@@ -100,6 +104,8 @@ fn main() {
     let pid = platform_pid(&platform);
     let before = vm_hwm_kib(pid);
     ada.slip(&["create", "big", "--no-remote"]).success();
+    // About builds: the app runs no processes.
+    ada.slip(&["ps:scale", "web=0", "-a", "big"]).success();
     let took = timed_push(
         &ada,
         &big,

@@ -44,10 +44,12 @@ both_backends! {
         assert_eq!(refused.failure(), "error: v2 has no build to roll back to; push code first with `git push slipway main`");
         assert!(!ada.slip(&["releases"]).success().contains("v4"), "a refused rollback makes no release");
 
-        ada.slip(&["ps:scale", "web=2", "worker=1"]).success();
-        let ps = ada.slip(&["ps", "--json"]);
-        let ps: serde_json::Value = serde_json::from_str(ps.success()).unwrap();
-        assert_eq!(ps, serde_json::json!([{"type": "web", "count": 2, "command": null}, {"type": "worker", "count": 1, "command": null}]));
+        let scaled = ada.slip(&["ps:scale", "web=2", "worker=1", "--json"]);
+        let scaled: serde_json::Value = serde_json::from_str(scaled.success()).unwrap();
+        assert_eq!(scaled, serde_json::json!([{"type": "web", "count": 2, "command": null}, {"type": "worker", "count": 1, "command": null}]));
+        // Nothing is deployed, so nothing runs.
+        assert_eq!(ada.slip(&["ps", "--json"]).success().trim(), "[]");
+        assert!(ada.slip(&["ps"]).success().contains("web     2      -"));
 
         // A second user, created by the admin, is refused until added as a collaborator.
         ada.slip(&["register", &url, "--username", "bob", "--password", PASSWORD]).success();

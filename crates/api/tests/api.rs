@@ -286,7 +286,8 @@ both_backends! {
         assert_eq!((v2["version"].as_u64(), v2["summary"].as_str()), (Some(2), Some("ada deployed image registry.local/demo:1")));
         // Releases with a build wait for the release manager; mark them deployed as it would.
         let formation = t.get("/v1/apps/demo/formation", &ada).await.expect(StatusCode::OK);
-        assert_eq!(formation, json!([{"type": "web", "count": 0, "command": "./serve"}, {"type": "worker", "count": 0, "command": "./work"}]));
+        // The first build with a web process runs one, as on Heroku; other types wait to be scaled.
+        assert_eq!(formation, json!([{"type": "web", "count": 1, "command": "./serve"}, {"type": "worker", "count": 0, "command": "./work"}]));
         let refused = t.call(Method::PATCH, "/v1/apps/demo/formation", Some(&ada), Some(json!({"counts": {"clock": 1}}))).await;
         assert_eq!(refused.expect_error(StatusCode::UNPROCESSABLE_ENTITY), "the app has no process type \"clock\"; its processes are: web, worker");
         let builds = t.get("/v1/apps/demo/builds", &ada).await.expect(StatusCode::OK);

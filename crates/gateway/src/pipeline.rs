@@ -202,7 +202,10 @@ async fn build_and_release(
     let url = shared.config.app_url(app.name.as_str());
     if !shared.deployer.deploys() {
         shared.deployer.deploy(&app.name, release.version);
-        out.line(&format!("-----> {} released; not deployed: this platform has no runtime, so it stays pending", release.version));
+        out.line(&format!(
+            "-----> {} released; not deployed: this platform has no runtime, so it stays pending",
+            release.version
+        ));
         return Ok(());
     }
     out.line(&format!("-----> {} released, deploying", release.version));

@@ -80,8 +80,9 @@ pub trait Deployer: Send + Sync + 'static {
         output: tokio::sync::mpsc::UnboundedSender<String>,
     ) -> Result<i32, DeployError>;
 
-    /// The app's custom domains changed.
-    fn domains_changed(&self, app: &AppName);
+    /// The host names the app answers to changed: it was created, or a custom domain was
+    /// added or removed.
+    async fn hosts_changed(&self, app: &AppName);
 
     /// The app was destroyed: stop everything it runs.
     fn destroyed(&self, app: &AppName);
@@ -131,7 +132,7 @@ impl Deployer for NoDeployer {
         Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
     }
 
-    fn domains_changed(&self, _app: &AppName) {}
+    async fn hosts_changed(&self, _app: &AppName) {}
 
     fn destroyed(&self, _app: &AppName) {}
 }

@@ -157,7 +157,10 @@ mod tests {
         let tail = logs.tail("demo", usize::MAX, &LogFilter::default());
         assert_eq!(tail.len(), Logs::KEPT);
         assert_eq!(tail[0].text, "line 10");
-        assert_eq!(tail.last().unwrap().text, format!("line {}", Logs::KEPT + 9));
+        assert_eq!(
+            tail.last().unwrap().text,
+            format!("line {}", Logs::KEPT + 9)
+        );
         assert_eq!(logs.tail("demo", 2, &LogFilter::default()).len(), 2);
         assert_eq!(logs.tail("other", 10, &LogFilter::default()).len(), 1);
         assert!(logs.tail("nobody", 10, &LogFilter::default()).is_empty());
@@ -187,7 +190,11 @@ mod tests {
     #[test]
     fn lines_are_timestamped_tagged_and_bounded() {
         let logs = Logs::default();
-        logs.push("demo", "web.1", &format!("{}\n", "é".repeat(Logs::MAX_LINE)));
+        logs.push(
+            "demo",
+            "web.1",
+            &format!("{}\n", "é".repeat(Logs::MAX_LINE)),
+        );
         let line = &logs.tail("demo", 1, &LogFilter::default())[0];
         assert!(line.text.len() <= Logs::MAX_LINE);
         assert!(!line.text.ends_with('\n'));

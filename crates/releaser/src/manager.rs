@@ -38,6 +38,8 @@ struct Inner {
     locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
     /// Numbers one-off processes per app: `run.1`, `run.2`, …
     runs: Mutex<HashMap<AppName, u32>>,
+    /// Host updates take turns.
+    hosts: tokio::sync::Mutex<()>,
 }
 
 impl ReleaseManager {
@@ -50,6 +52,7 @@ impl ReleaseManager {
                 domain,
                 locks: Mutex::default(),
                 runs: Mutex::default(),
+                hosts: tokio::sync::Mutex::default(),
             }),
         }
     }
@@ -74,7 +77,10 @@ impl ReleaseManager {
 
     async fn recover_app(&self, app: &App) -> Result<(), store::Error> {
         let _turn = self.lock(&app.name).await;
-        self.inner.runtime.set_hosts(&app.name, self.hosts(app).await?).await;
+        self.inner
+            .runtime
+            .set_hosts(&app.name, self.hosts(app).await?)
+            .await;
         let releases = self.inner.store.releases(app, HISTORY).await?;
         let current = releases
             .iter()
@@ -86,7 +92,10 @@ impl ReleaseManager {
             match self.inner.runtime.deploy(&spec, &formation, &quiet).await {
                 Ok(()) => self.log(app, &format!("{} started again", release.version)),
                 Err(reason) => {
-                    self.log(app, &format!("{} did not start again: {reason}", release.version));
+                    self.log(
+                        app,
+                        &format!("{} did not start again: {reason}", release.version),
+                    );
                 }
             }
         }
@@ -182,7 +191,8 @@ impl ReleaseManager {
             .await?
             .into_iter()
             .filter(|p| {
-                p.process_type != ProcessType::RELEASE && spec.processes.contains_key(&p.process_type)
+                p.process_type != ProcessType::RELEASE
+                    && spec.processes.contains_key(&p.process_type)
             })
             .map(|p| (p.process_type, p.count))
             .collect())
@@ -245,7 +255,10 @@ impl ReleaseManager {
             .set_release_status(&app, version, ReleaseStatus::Deploying, None)
             .await
             .map_err(|e| store_error("record the deploy", &e))?;
-        self.log(&app, &format!("Deploying {} ({})", version, release.summary));
+        self.log(
+            &app,
+            &format!("Deploying {} ({})", version, release.summary),
+        );
         let hosts = self
             .hosts(&app)
             .await
@@ -267,12 +280,7 @@ impl ReleaseManager {
     }
 
     /// The release phase, then the runtime's rollout.
-    async fn roll_out(
-        &self,
-        app: &App,
-        spec: &ReleaseSpec,
-        say: Lines<'_>,
-    ) -> Result<(), String> {
+    async fn roll_out(&self, app: &App, spec: &ReleaseSpec, say: Lines<'_>) -> Result<(), String> {
         if let Some(command) = spec.processes.get(ProcessType::RELEASE) {
             say(&format!("-----> Running the release command: {command}"));
             let logs = &self.inner.logs;
@@ -474,20 +482,18 @@ impl Deployer for ReleaseManager {
         Ok(status)
     }
 
-    fn domains_changed(&self, name: &AppName) {
-        let manager = self.clone();
-        let name = name.clone();
-        tokio::spawn(async move {
-            let _turn = manager.lock(&name).await;
-            let hosts = match manager.inner.store.app(name.as_str()).await {
-                Ok(app) => manager.hosts(&app).await,
-                Err(err) => Err(err),
-            };
-            match hosts {
-                Ok(hosts) => manager.inner.runtime.set_hosts(&name, hosts).await,
-                Err(err) => tracing::error!(app = %name, error = %err, "cannot read the app's domains"),
-            }
-        });
+    async fn hosts_changed(&self, name: &AppName) {
+        // One update at a time, each reading the store afresh, so the last one wins with
+        // the newest hosts. Not the app's lock: a deploy in progress need not finish first.
+        let _turn = self.inner.hosts.lock().await;
+        let hosts = match self.inner.store.app(name.as_str()).await {
+            Ok(app) => self.hosts(&app).await,
+            Err(err) => Err(err),
+        };
+        match hosts {
+            Ok(hosts) => self.inner.runtime.set_hosts(name, hosts).await,
+            Err(err) => tracing::error!(app = %name, error = %err, "cannot read the app's domains"),
+        }
     }
 
     fn destroyed(&self, name: &AppName) {

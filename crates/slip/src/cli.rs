@@ -264,8 +264,14 @@ pub(crate) struct LogsArgs {
 
 #[derive(Debug, PartialEq, Eq, Args)]
 pub(crate) struct RunArgs {
-    /// The command, run with the app's shell: quote it, or give it after --
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    /// A command line for the app's shell ('rake db:migrate'), or a program and its
+    /// arguments after -- (-- python3 -c 'print(1)')
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub(crate) command: Vec<String>,
 }
 
@@ -398,8 +404,17 @@ impl Command {
                 PsCommand::Restart { process_type } => Action::PsRestart { process_type },
             },
             Command::Logs(args) => Action::Logs(args),
+            // One argument is a command line for the app's shell; several are a program and
+            // its arguments, each passed exactly as given.
             Command::Run(args) => Action::Run {
-                command: args.command.join(" "),
+                command: match args.command.as_slice() {
+                    [line] => line.clone(),
+                    words => words
+                        .iter()
+                        .map(|w| crate::output::shell_quote(w))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                },
             },
             Command::Perms { command } => match command.unwrap_or(PermsCommand::List) {
                 PermsCommand::List => Action::PermsList,

@@ -6,9 +6,9 @@ use std::io;
 
 use api_types::{
     AddCollaborator, AddDomain, AddKey, App, AppInfo, Build, Collaborator, Config, ConfigChanged,
-    ConfigPatch, CreateApp, CreateBuild, Credentials, Domain, ErrorBody, PlatformInfo,
-    Process, ProcessCount, Release, ReleaseInfo, Restart, Rollback, RunCommand, Scale, Session,
-    SshKey, User,
+    ConfigPatch, CreateApp, CreateBuild, Credentials, Domain, ErrorBody, PlatformInfo, Process,
+    ProcessCount, Release, ReleaseInfo, Restart, Rollback, RunCommand, Scale, Session, SshKey,
+    User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;

@@ -203,7 +203,9 @@ impl UpArgs {
             .transpose()
             .map_err(|e| anyhow::anyhow!("--registry: {e}"))?;
         if self.boot_timeout == 0 {
-            bail!("invalid --boot-timeout 0: give the seconds a web process has to start, such as 60");
+            bail!(
+                "invalid --boot-timeout 0: give the seconds a web process has to start, such as 60"
+            );
         }
         Ok(UpConfig {
             runtime: self.runtime,

@@ -49,7 +49,7 @@ pub(super) async fn add(
         )));
     }
     let added = state.store.add_domain(&app, &host, &caller.user).await?;
-    state.deployer.domains_changed(&app.name);
+    state.deployer.hosts_changed(&app.name).await;
     Ok((StatusCode::CREATED, Json(convert::domain(added))))
 }
 
@@ -66,6 +66,6 @@ pub(super) async fn remove(
         .store
         .remove_domain(&app, &domain, &caller.user)
         .await?;
-    state.deployer.domains_changed(&app.name);
+    state.deployer.hosts_changed(&app.name).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -102,7 +102,8 @@ pub(super) async fn logs(
                     }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                        let note = format!("(slipway: {missed} lines skipped: the reader fell behind)\n");
+                        let note =
+                            format!("(slipway: {missed} lines skipped: the reader fell behind)\n");
                         if tx.send(Ok(note)).await.is_err() {
                             return;
                         }

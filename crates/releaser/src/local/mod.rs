@@ -146,9 +146,20 @@ impl Inner {
     /// Unpacks the release's image (once per image) and works out its environment.
     async fn prepare(self: &Arc<Self>, spec: &ReleaseSpec) -> Result<Arc<Launch>, String> {
         let me = Arc::clone(self);
-        let digest = spec.image.clone();
+        // A build pushed to a registry names its image `host/repo@sha256:…`; the local store
+        // has it by that digest.
+        let digest = spec
+            .image
+            .rsplit_once('@')
+            .map_or(spec.image.as_str(), |(_, d)| d)
+            .to_owned();
         let (rootfs, image_env) = tokio::task::spawn_blocking(move || {
-            let image = me.config.images.image(&digest)?;
+            let image = me.config.images.image(&digest).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("it is not in the local image store ({e}); the local runtime runs only images Slipway built"),
+                )
+            })?;
             let rootfs = me.unpacked.get(&me.config.images, &digest)?;
             Ok::<_, std::io::Error>((rootfs, image.env))
         })
@@ -177,7 +188,10 @@ impl Inner {
             .ok_or_else(|| format!("no process of type {process_type} in {}", spec.version))?;
         let web = process_type == ProcessType::WEB;
         let port = if web {
-            Some(process::free_port().map_err(|e| format!("no free port for {process_type}: {e}"))?)
+            Some(
+                process::free_port()
+                    .map_err(|e| format!("no free port for {process_type}: {e}"))?,
+            )
         } else {
             None
         };
@@ -235,7 +249,8 @@ impl Inner {
             me.routes.drained(&backends, me.config.stop_timeout).await;
             stop_all(&procs).await;
             if let Some(run) = me.apps.lock().expect("never poisoned").get_mut(&app) {
-                run.retiring.retain(|r| !procs.iter().any(|p| Arc::ptr_eq(p, r)));
+                run.retiring
+                    .retain(|r| !procs.iter().any(|p| Arc::ptr_eq(p, r)));
             }
         });
     }
@@ -473,8 +488,12 @@ impl Runtime for LocalRuntime {
                     let taken: Vec<u32> = have.iter().map(|(i, _)| *i).collect();
                     let free = (1..).filter(|i| !taken.contains(i));
                     for index in free.take((want - count) as usize) {
-                        let proc =
-                            inner.start(&generation.spec, &generation.launch, &process_type, index)?;
+                        let proc = inner.start(
+                            &generation.spec,
+                            &generation.launch,
+                            &process_type,
+                            index,
+                        )?;
                         started.push(proc);
                     }
                 }

@@ -19,7 +19,8 @@ use crate::{Logs, ProcessInfo, ProcessState};
 /// Where the app's code is in its image.
 const APP_DIR: &str = builder::image::APP_DIR;
 /// Sources `.profile.d/*.sh`, then runs the command (`$1`) with a shell, as Heroku does.
-const LAUNCHER: &str = r#"for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec /bin/sh -c "$1""#;
+const LAUNCHER: &str =
+    r#"for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec /bin/sh -c "$1""#;
 /// A process healthy this long is doing fine: its next crash restarts it at once again.
 const STABLE: Duration = Duration::from_secs(60);
 /// The longest wait between restarts of a process that keeps crashing.
@@ -158,8 +159,25 @@ pub(crate) struct Status {
     pub(crate) state: ProcessState,
     pub(crate) since: OffsetDateTime,
     pub(crate) restarts: u32,
-    /// Why it last exited, once it has.
-    pub(crate) exit: Option<String>,
+    /// How its last life ended, once one has.
+    pub(crate) exit: Option<Ended>,
+}
+
+/// How a life of a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// It exited (or could not start): `exited with status 4`.
+    Exited(String),
+    /// It was stopped for not becoming healthy in time: `did not accept connections …`.
+    Unhealthy(String),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Exited(how) | Ended::Unhealthy(how) => f.write_str(how),
+        }
+    }
 }
 
 /// What a supervised process needs besides its own identity.
@@ -191,11 +209,7 @@ pub(crate) struct Proc {
 
 impl Proc {
     /// Starts supervising a new process.
-    pub(crate) fn start(
-        ctx: Context,
-        launch: Arc<Launch>,
-        identity: ProcIdentity,
-    ) -> Arc<Proc> {
+    pub(crate) fn start(ctx: Context, launch: Arc<Launch>, identity: ProcIdentity) -> Arc<Proc> {
         let proc = Arc::new(Proc {
             app: identity.app,
             name: format!("{}.{}", identity.process_type, identity.index),
@@ -242,11 +256,13 @@ impl Proc {
         let judged = status.wait_for(|s| s.state == ProcessState::Up || s.exit.is_some());
         match tokio::time::timeout(limit, judged).await {
             Ok(Ok(s)) if s.state == ProcessState::Up => Ok(()),
-            Ok(Ok(s)) => Err(format!(
-                "{} {} before it was healthy",
-                self.name,
-                s.exit.clone().unwrap_or_default()
-            )),
+            Ok(Ok(s)) => Err(match &s.exit {
+                Some(Ended::Unhealthy(how)) => format!("{} {how}", self.name),
+                Some(Ended::Exited(how)) => {
+                    format!("{} {how} before it was healthy", self.name)
+                }
+                None => format!("{} stopped before it was healthy", self.name),
+            }),
             Ok(Err(_)) => Err(format!("{} stopped before it was healthy", self.name)),
             Err(_) => Err(match (self.port, &self.healthcheck) {
                 (Some(port), Some(path)) => format!(
@@ -273,7 +289,7 @@ impl Proc {
         }
     }
 
-    fn set(&self, ctx: &Context, state: ProcessState, exit: Option<String>) {
+    fn set(&self, ctx: &Context, state: ProcessState, exit: Option<Ended>) {
         let web_changed = self.port.is_some()
             && (state == ProcessState::Up) != (self.status.borrow().state == ProcessState::Up);
         self.status.send_modify(|s| {
@@ -303,13 +319,14 @@ impl Proc {
             let started = Instant::now();
             let exit = match command.spawn() {
                 Ok(child) => self.run(&ctx, child).await,
-                Err(err) => Some(format!("could not start: {err}")),
+                Err(err) => Some(Ended::Exited(format!("could not start: {err}"))),
             };
             let Some(exit) = exit else {
                 self.set(&ctx, ProcessState::Stopping, None);
                 return;
             };
-            ctx.logs.push(&self.app, &self.name, &format!("Process {exit}"));
+            ctx.logs
+                .push(&self.app, &self.name, &format!("Process {exit}"));
             self.set(&ctx, ProcessState::Crashed, Some(exit));
             if started.elapsed() >= STABLE {
                 crashes = 0;
@@ -330,8 +347,8 @@ impl Proc {
         }
     }
 
-    /// Runs one life of the process. `None`: it was stopped; `Some`: how it exited.
-    async fn run(&self, ctx: &Context, mut child: tokio::process::Child) -> Option<String> {
+    /// Runs one life of the process. `None`: it was stopped; `Some`: how it ended.
+    async fn run(&self, ctx: &Context, mut child: tokio::process::Child) -> Option<Ended> {
         let group = child.id().and_then(|id| i32::try_from(id).ok());
         let guard = GroupGuard(group);
         let app = self.app.clone();
@@ -345,19 +362,17 @@ impl Proc {
         });
         let boot = async {
             match self.port {
-                Some(port) => {
-                    probe(port, self.healthcheck.as_deref(), ctx.boot_timeout).await
-                }
+                Some(port) => probe(port, self.healthcheck.as_deref(), ctx.boot_timeout).await,
                 None => true,
             }
         };
         let exit = tokio::select! {
-            status = child.wait() => Some(describe(status)),
+            status = child.wait() => Some(Ended::Exited(describe(status))),
             healthy = boot => {
                 if healthy {
                     self.set(ctx, ProcessState::Up, None);
                     tokio::select! {
-                        status = child.wait() => Some(describe(status)),
+                        status = child.wait() => Some(Ended::Exited(describe(status))),
                         () = self.stop.cancelled() => None,
                     }
                 } else {
@@ -370,7 +385,10 @@ impl Proc {
                         ctx.boot_timeout.as_secs()
                     ));
                     terminate(&mut child, group, ctx.stop_timeout).await;
-                    Some(format!("did not {what} within {}s", ctx.boot_timeout.as_secs()))
+                    Some(Ended::Unhealthy(format!(
+                        "did not {what} within {}s",
+                        ctx.boot_timeout.as_secs()
+                    )))
                 }
             }
             () = self.stop.cancelled() => None,
@@ -441,10 +459,7 @@ impl Drop for GroupGuard {
 
 /// Sends each line of `pipe` to `sink`; a line longer than [`Logs::MAX_LINE`] is cut into
 /// pieces.
-pub(crate) async fn read_lines(
-    pipe: Option<impl AsyncRead + Unpin>,
-    sink: crate::Lines<'_>,
-) {
+pub(crate) async fn read_lines(pipe: Option<impl AsyncRead + Unpin>, sink: crate::Lines<'_>) {
     let Some(mut pipe) = pipe else { return };
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 8 * 1024];

@@ -2,6 +2,7 @@
 //! honoured), into `<runtime>/images/<digest>`, once per image and shared by every release
 //! and process that runs it — a rollback reuses what the release it returns to unpacked.
 //!
+//! Layers may be several gzip members end to end (the builder compresses in parallel).
 //! Unpacking goes to a temporary directory renamed into place when complete, so a crash
 //! mid-way leaves nothing that looks finished.
 
@@ -9,7 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use builder::image::ImageStore;
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 
 const TMP_PREFIX: &str = ".unpacking-";
 const WHITEOUT: &str = ".wh.";
@@ -33,7 +34,9 @@ impl Unpacked {
         Ok(Unpacked { root })
     }
 
-    fn dir(&self, digest: &str) -> PathBuf {
+    /// Where the image `digest` (or `host/repo@digest`) is unpacked.
+    fn dir(&self, image: &str) -> PathBuf {
+        let digest = image.rsplit_once('@').map_or(image, |(_, d)| d);
         self.root.join(digest.replace(':', "-"))
     }
 
@@ -43,16 +46,11 @@ impl Unpacked {
         if dir.is_dir() {
             return Ok(dir);
         }
-        let image = images.image(digest).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("the image {digest} is not in the local image store: {e}"),
-            )
-        })?;
+        let image = images.image(digest)?;
         let tmp = tempfile_dir(&self.root)?;
         for layer in &image.layers {
             let blob = std::fs::File::open(images.blob_path(&layer.digest))?;
-            apply_layer(GzDecoder::new(io::BufReader::new(blob)), &tmp)
+            apply_layer(MultiGzDecoder::new(io::BufReader::new(blob)), &tmp)
                 .map_err(|e| io::Error::new(e.kind(), format!("layer {}: {e}", layer.digest)))?;
         }
         match std::fs::rename(&tmp, &dir) {
@@ -71,8 +69,7 @@ impl Unpacked {
         let keep: Vec<PathBuf> = keep.iter().map(|d| self.dir(d)).collect();
         for entry in std::fs::read_dir(&self.root)?.flatten() {
             let name = entry.file_name();
-            if !name.to_string_lossy().starts_with(TMP_PREFIX) && !keep.contains(&entry.path())
-            {
+            if !name.to_string_lossy().starts_with(TMP_PREFIX) && !keep.contains(&entry.path()) {
                 std::fs::remove_dir_all(entry.path())?;
             }
         }
@@ -119,7 +116,16 @@ fn apply_layer(tar: impl io::Read, root: &Path) -> io::Result<()> {
             let target = safe_join(root, &path.with_file_name(hidden))?;
             remove(&target)?;
         } else {
-            entry.unpack_in(root)?;
+            entry.unpack_in(root).map_err(|e| {
+                // tar's error names the file; its cause says what went wrong.
+                let mut text = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    text = format!("{text}: {c}");
+                    cause = c.source();
+                }
+                io::Error::new(e.kind(), text)
+            })?;
         }
     }
     Ok(())

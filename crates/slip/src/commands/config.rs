@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use api_types::{ConfigChanged, ConfigPatch};
 
-use crate::client::Client;
 use super::{Context, outcome, read_file};
+use crate::client::Client;
 use crate::credentials::write_private;
 use crate::dotenv;
 use crate::output::{self, and_list, fields, outln, print_json, shell_quote};
