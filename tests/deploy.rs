@@ -67,6 +67,12 @@ fn add_app(user: &mut User, app: &str, code: &str) {
 
 fn write_app(user: &User, code: &str, procfile: &str) {
     std::fs::write(user.cwd.join("app.py"), app_py(code)).unwrap();
+    std::fs::create_dir_all(user.cwd.join(".profile.d")).unwrap();
+    std::fs::write(
+        user.cwd.join(".profile.d/set.sh"),
+        "export FROM_PROFILE=sourced\n",
+    )
+    .unwrap();
     std::fs::write(user.cwd.join("Procfile"), procfile).unwrap();
     user.git(&["add", "-A"]).success();
     user.git(&["commit", "-q", "--allow-empty", "-m", code])
@@ -239,6 +245,12 @@ both_backends! {
         let run = ada.slip(&["run", "echo $WHO from $DYNO in $HOME; ls app.py; exit 3"]);
         assert_eq!(run.code, Some(3), "{run:?}");
         assert_eq!(run.stdout, "ada from run.1 in /workspace\napp.py\n");
+        assert_eq!(ada.slip(&["run", "echo $FROM_PROFILE"]).success(), "sourced\n");
+        // Sandboxed: the platform's data is out of sight, the image is read-only, /tmp is its own.
+        let data = platform.data_dir.display().to_string();
+        assert!(!ada.slip(&["run", &format!("ls {data}")]).ok, "a process can see {data}");
+        assert!(!ada.slip(&["run", "touch app.py"]).ok, "the image is writable");
+        ada.slip(&["run", "touch /tmp/scratch"]).success();
         let run = ada.slip(&["run", "--", "python3", "-c", "print(6 * 7)"]);
         assert_eq!(run.success(), "42\n");
         assert_eq!(ada.slip(&["run", " "]).failure(), "error: give a command to run");

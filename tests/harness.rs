@@ -163,6 +163,11 @@ impl Platform {
         );
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the platform is running").id()
+    }
+
     /// Kills the server without warning, as a crash would.
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("the platform is running");

@@ -447,7 +447,7 @@ impl ImageStore {
         }) else {
             return Ok(None);
         };
-        self.image(&entry.digest().to_string()).map(Some)
+        self.image(entry.digest().as_ref()).map(Some)
     }
 
     /// The image whose manifest has `digest`: its layers and environment.

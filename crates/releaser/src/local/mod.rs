@@ -87,6 +87,8 @@ struct Inner {
     apps: Mutex<HashMap<AppName, AppRun>>,
     /// Images being deployed (not yet any app's current one), by how many deploys.
     preparing: Mutex<HashMap<String, usize>>,
+    /// Ports our web processes listen on.
+    ports: Mutex<std::collections::HashSet<u16>>,
 }
 
 impl LocalRuntime {
@@ -114,6 +116,7 @@ impl LocalRuntime {
                 routes,
                 apps: Mutex::default(),
                 preparing: Mutex::default(),
+                ports: Mutex::default(),
             }
         });
         Ok(LocalRuntime { inner })
@@ -189,7 +192,7 @@ impl Inner {
         let web = process_type == ProcessType::WEB;
         let port = if web {
             Some(
-                process::free_port()
+                self.reserve_port()
                     .map_err(|e| format!("no free port for {process_type}: {e}"))?,
             )
         } else {
@@ -247,12 +250,41 @@ impl Inner {
                 .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
                 .collect();
             me.routes.drained(&backends, me.config.stop_timeout).await;
-            stop_all(&procs).await;
+            me.stop_all(&procs).await;
             if let Some(run) = me.apps.lock().expect("never poisoned").get_mut(&app) {
                 run.retiring
                     .retain(|r| !procs.iter().any(|p| Arc::ptr_eq(p, r)));
             }
         });
+    }
+
+    /// Stops every process in `procs` at once, waits for all of them, and frees their ports.
+    async fn stop_all(&self, procs: &[Arc<Proc>]) {
+        let mut stops = tokio::task::JoinSet::new();
+        for proc in procs {
+            let proc = Arc::clone(proc);
+            stops.spawn(async move { proc.stop().await });
+        }
+        while stops.join_next().await.is_some() {}
+        let mut ports = self.ports.lock().expect("never poisoned");
+        for port in procs.iter().filter_map(|p| p.port) {
+            ports.remove(&port);
+        }
+    }
+
+    /// A free loopback port that no process of ours has: the kernel may hand out a port
+    /// again as soon as the probe that found it closes.
+    fn reserve_port(&self) -> std::io::Result<u16> {
+        let mut ports = self.ports.lock().expect("never poisoned");
+        for _ in 0..100 {
+            let port = process::free_port()?;
+            if ports.insert(port) {
+                return Ok(port);
+            }
+        }
+        Err(std::io::Error::other(
+            "every port the kernel offered is taken",
+        ))
     }
 
     /// Deletes unpacked images no app runs, ran just before, or is about to run.
@@ -275,16 +307,6 @@ impl Inner {
             }
         });
     }
-}
-
-/// Stops every process in `procs` at once and waits for all of them.
-async fn stop_all(procs: &[Arc<Proc>]) {
-    let mut stops = tokio::task::JoinSet::new();
-    for proc in procs {
-        let proc = Arc::clone(proc);
-        stops.spawn(async move { proc.stop().await });
-    }
-    while stops.join_next().await.is_some() {}
 }
 
 /// Counts like `web=2 worker=1`.
@@ -407,14 +429,14 @@ impl Runtime for LocalRuntime {
                 match inner.start(&spec, &launch, process_type, index) {
                     Ok(proc) => procs.push(proc),
                     Err(reason) => {
-                        stop_all(&procs).await;
+                        inner.stop_all(&procs).await;
                         return Err(reason);
                     }
                 }
             }
         }
         if let Err(reason) = inner.all_healthy(&procs).await {
-            stop_all(&procs).await;
+            inner.stop_all(&procs).await;
             return Err(reason);
         }
         let old = {
@@ -538,13 +560,13 @@ impl Runtime for LocalRuntime {
             match inner.start(&spec, &launch, &proc.process_type, index_of(proc)) {
                 Ok(p) => fresh.push(p),
                 Err(reason) => {
-                    stop_all(&fresh).await;
+                    inner.stop_all(&fresh).await;
                     return Err(reason);
                 }
             }
         }
         if let Err(reason) = inner.all_healthy(&fresh).await {
-            stop_all(&fresh).await;
+            inner.stop_all(&fresh).await;
             return Err(reason);
         }
         {
@@ -604,7 +626,7 @@ impl Runtime for LocalRuntime {
         if let Some(run) = run {
             let mut procs = run.retiring;
             procs.extend(run.current.map(|g| g.procs).unwrap_or_default());
-            stop_all(&procs).await;
+            self.inner.stop_all(&procs).await;
         }
         self.inner.prune();
     }
@@ -627,7 +649,7 @@ impl Runtime for LocalRuntime {
                     .chain(r.current.map(|g| g.procs).unwrap_or_default())
             })
             .collect();
-        stop_all(&procs).await;
+        self.inner.stop_all(&procs).await;
     }
 }
 

@@ -1,0 +1,289 @@
+//! Benchmarks of the release manager, the local runtime and the router, each against a
+//! baseline measured in this same run:
+//!
+//! - rollback latency: from the rollback API call until the router serves the release rolled
+//!   back to, against the app's own cold start (the same server started directly, until it
+//!   answers);
+//! - router throughput and p99 latency (wrk, keep-alive) through the router, against wrk
+//!   straight to the same app process;
+//! - idle memory of `slipwayd up` with 10 apps deployed, against the same server with none.
+//!
+//! The app is a small Node.js HTTP server (Node is on the machine; it boots fast). Run with
+//! `scripts/bench` (it installs wrk), or `cargo build --release --bins && cargo bench -p
+//! slipway-e2e --bench deploy`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use slipway_e2e::{Backend, Platform, User};
+
+const ROLLBACKS: usize = 11;
+const WRK_ROUNDS: usize = 3;
+const APPS: usize = 10;
+
+const SERVER_JS: &str = r#"const http = require("http");
+const body = (process.env.MARK || "none") + "\n";
+http.createServer((req, res) => {
+  res.writeHead(200, {"Content-Type": "text/plain", "Content-Length": Buffer.byteLength(body)});
+  res.end(body);
+}).listen(Number(process.env.PORT), "127.0.0.1");
+"#;
+
+fn main() {
+    test_support::init();
+    for tool in ["/usr/bin/wrk", "/usr/bin/node"] {
+        if !std::path::Path::new(tool).exists() {
+            eprintln!(
+                "error: {tool} is missing: scripts/bench installs wrk; Node.js comes with the machine"
+            );
+            std::process::exit(1);
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let platform = runtime.block_on(Platform::start(Backend::Sqlite)).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_empty = rss_kib(platform.pid());
+
+    let mut ada = User::new();
+    ada.slip(&[
+        "register",
+        &platform.api_url,
+        "--username",
+        "ada",
+        "--password",
+        "bench-password",
+    ])
+    .success();
+    let key = ada.ssh_key();
+    ada.slip(&["keys:add", &format!("{}.pub", key.display())])
+        .success();
+    let token = token(&ada);
+
+    // The app, deployed, with two releases to go back and forth between.
+    let dir = ada.home().join("fast");
+    std::fs::create_dir_all(&dir).unwrap();
+    ada.cwd = dir.clone();
+    std::fs::write(dir.join("server.js"), SERVER_JS).unwrap();
+    std::fs::write(dir.join("Procfile"), "web: node server.js\n").unwrap();
+    ada.git(&["init", "-q", "-b", "main"]).success();
+    ada.git(&["add", "-A"]).success();
+    ada.git(&["commit", "-q", "-m", "fast"]).success();
+    ada.slip(&["create", "fast"]).success();
+    let push = ada.git(&["push", "-q", "slipway", "main"]);
+    assert!(push.ok, "{}", push.stderr);
+    ada.slip(&["config:set", "MARK=a"]).success(); // v3
+    ada.slip(&["config:set", "MARK=b"]).success(); // v4
+
+    // Rollback latency: each rollback goes to the release before the current one, so the
+    // served mark alternates a, b, a, …
+    let mut rollbacks = Vec::new();
+    let mut expect = "a";
+    for _ in 0..ROLLBACKS {
+        let started = Instant::now();
+        api_post(&platform.api_url, &token, "/v1/apps/fast/rollback", "{}");
+        while get_body(&platform.router, "fast.localhost") != format!("{expect}\n") {}
+        rollbacks.push(started.elapsed());
+        expect = if expect == "a" { "b" } else { "a" };
+    }
+    let mut cold = Vec::new();
+    for _ in 0..ROLLBACKS {
+        cold.push(cold_start(&dir));
+    }
+    let rollback = median(&mut rollbacks);
+    let cold = median(&mut cold);
+
+    // Router against direct: the same app process, found in the router's request log.
+    let direct = backend_of(&ada);
+    let mut via_router = Vec::new();
+    let mut straight = Vec::new();
+    for _ in 0..WRK_ROUNDS {
+        via_router.push(wrk(&platform.router, Some("fast.localhost")));
+        straight.push(wrk(&direct, None));
+    }
+
+    // Idle memory with 10 apps, each serving.
+    for i in 1..APPS {
+        let name = format!("app{i}");
+        ada.slip(&["create", &name, "--no-remote"]).success();
+        let url = format!("{}/{name}.git", platform.ssh_url);
+        let push = ada.git(&["push", "-q", &url, "main"]);
+        assert!(push.ok, "{}", push.stderr);
+    }
+    for i in 1..APPS {
+        assert_eq!(
+            get_body(&platform.router, &format!("app{i}.localhost")),
+            "none\n"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_apps = rss_kib(platform.pid());
+
+    println!(
+        "deploy benchmark: {ROLLBACKS} rollbacks, {WRK_ROUNDS} wrk rounds of 5 s (2 threads, 32 connections), medians"
+    );
+    println!(
+        "rollback latency        {:>8.1} ms   app cold start {:>6.1} ms   ratio {:.2}x",
+        ms(rollback),
+        ms(cold),
+        ms(rollback) / ms(cold)
+    );
+    let (router_rps, router_p99) = medians(&mut via_router);
+    let (direct_rps, direct_p99) = medians(&mut straight);
+    println!(
+        "router throughput       {router_rps:>8.0} req/s  direct {direct_rps:>8.0} req/s   ratio {:.2}x",
+        router_rps / direct_rps
+    );
+    println!(
+        "router p99 latency      {router_p99:>8.2} ms   direct {direct_p99:>8.2} ms   ratio {:.2}x",
+        router_p99 / direct_p99
+    );
+    println!(
+        "slipwayd idle RSS       {:>8.1} MB with {APPS} apps   {:.1} MB with none   ratio {:.2}x",
+        f64::from(rss_apps) / 1024.0,
+        f64::from(rss_empty) / 1024.0,
+        f64::from(rss_apps) / f64::from(rss_empty)
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn medians(runs: &mut [(f64, f64)]) -> (f64, f64) {
+    let mut rps: Vec<f64> = runs.iter().map(|r| r.0).collect();
+    let mut p99: Vec<f64> = runs.iter().map(|r| r.1).collect();
+    rps.sort_by(f64::total_cmp);
+    p99.sort_by(f64::total_cmp);
+    (rps[rps.len() / 2], p99[p99.len() / 2])
+}
+
+/// The token `slip` saved when the user registered.
+fn token(user: &User) -> String {
+    let path = user.home().join(".config/slipway/credentials.json");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    saved["token"].as_str().expect("a saved token").to_owned()
+}
+
+fn api_post(api_url: &str, token: &str, path: &str, body: &str) {
+    let address = api_url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+}
+
+fn get_body(address: &str, host: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(address) else {
+        return String::new();
+    };
+    if write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return String::new();
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => body.to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The app started by hand, until it answers: the baseline for a rollback.
+fn cold_start(dir: &std::path::Path) -> Duration {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut child = Command::new("node")
+        .arg("server.js")
+        .current_dir(dir)
+        .env("PORT", port.to_string())
+        .env("MARK", "cold")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    while get_body(&address, "localhost") != "cold\n" {}
+    let took = started.elapsed();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    took
+}
+
+/// Where the app's web process listens, from the router's log of a request.
+fn backend_of(user: &User) -> String {
+    let logs = user.slip(&["logs", "-a", "fast", "-p", "router", "-n", "1"]);
+    let line = logs.success().trim().to_owned();
+    line.rsplit_once(" via ")
+        .map(|(_, backend)| backend.to_owned())
+        .unwrap_or_else(|| panic!("no backend in {line:?}"))
+}
+
+/// Requests per second and p99 latency (ms) of 5 s of wrk.
+fn wrk(address: &str, host: Option<&str>) -> (f64, f64) {
+    let mut command = Command::new("wrk");
+    command.args(["-t2", "-c32", "-d5s", "--latency"]);
+    if let Some(host) = host {
+        command.args(["-H", &format!("Host: {host}")]);
+    }
+    let output = command.arg(format!("http://{address}/")).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !text.contains("Non-2xx"),
+        "wrk saw errors against {address}: {text}"
+    );
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in {text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| latency_ms(v.trim()))
+        .unwrap_or_else(|| panic!("no 99% latency in {text}"));
+    (rps, p99)
+}
+
+/// wrk's `1.23ms`, `456.78us` or `1.01s`, in ms.
+fn latency_ms(text: &str) -> f64 {
+    let (number, factor) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (text, 1.0)
+    };
+    number.parse::<f64>().unwrap_or(f64::NAN) * factor
+}
+
+fn rss_kib(pid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
