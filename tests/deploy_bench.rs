@@ -5,7 +5,8 @@
 //!   back to, against the app's own cold start (the same server started directly, until it
 //!   answers);
 //! - router throughput and p99 latency (wrk, keep-alive) through the router, against wrk
-//!   straight to the same app process;
+//!   straight to the same app process, and, for scale, through nginx (Debian's
+//!   `nginx-light`, upstream keep-alive, no access log) to the same process;
 //! - idle memory of `slipwayd up` with 10 apps deployed, against the same server with none.
 //!
 //! The app is a small Node.js HTTP server (Node is on the machine; it boots fast). Run with
@@ -96,12 +97,18 @@ fn main() {
 
     // Router against direct: the same app process, found in the router's request log.
     let direct = backend_of(&ada);
+    let nginx = Nginx::start(&direct);
     let mut via_router = Vec::new();
     let mut straight = Vec::new();
+    let mut via_nginx = Vec::new();
     for _ in 0..WRK_ROUNDS {
         via_router.push(wrk(&platform.router, Some("fast.localhost")));
         straight.push(wrk(&direct, None));
+        if let Some(nginx) = &nginx {
+            via_nginx.push(wrk(&nginx.address, None));
+        }
     }
+    drop(nginx);
 
     // Idle memory with 10 apps, each serving.
     for i in 1..APPS {
@@ -139,6 +146,14 @@ fn main() {
         "router p99 latency      {router_p99:>8.2} ms   direct {direct_p99:>8.2} ms   ratio {:.2}x",
         router_p99 / direct_p99
     );
+    if !via_nginx.is_empty() {
+        let (nginx_rps, nginx_p99) = medians(&mut via_nginx);
+        println!(
+            "nginx (reference)       {nginx_rps:>8.0} req/s  {nginx_p99:.2} ms p99   router/nginx throughput {:.2}x, p99 {:.2}x",
+            router_rps / nginx_rps,
+            router_p99 / nginx_p99
+        );
+    }
     println!(
         "slipwayd idle RSS       {:>8.1} MB with {APPS} apps   {:.1} MB with none   ratio {:.2}x",
         f64::from(rss_apps) / 1024.0,
@@ -286,4 +301,58 @@ fn rss_kib(pid: u32) -> u32 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS in /proc/PID/status")
+}
+
+/// nginx proxying to `backend`, as a reference point for the router; `None` when nginx is
+/// not installed.
+struct Nginx {
+    address: String,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(backend: &str) -> Option<Nginx> {
+        if !std::path::Path::new("/usr/sbin/nginx").exists() {
+            eprintln!("nginx is not installed: skipping the reference (scripts/bench installs nginx-light)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let root = dir.path().display();
+        let config = format!(
+            "worker_processes 2;\npid {root}/nginx.pid;\nerror_log {root}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ access_log off; client_body_temp_path {root}; proxy_temp_path {root};\n\
+               upstream app {{ server {backend}; keepalive 64; }}\n\
+               server {{ listen {address};\n\
+                 location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}\n"
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, config).unwrap();
+        let started = Command::new("/usr/sbin/nginx")
+            .args(["-p", &root.to_string(), "-c"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(started.success(), "nginx did not start");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while get_body(&address, "localhost").is_empty() {
+            assert!(Instant::now() < deadline, "nginx did not answer");
+        }
+        Some(Nginx { address, dir })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("/usr/sbin/nginx")
+            .args(["-p", &self.dir.path().display().to_string(), "-s", "stop", "-c"])
+            .arg(self.dir.path().join("nginx.conf"))
+            .status();
+    }
 }

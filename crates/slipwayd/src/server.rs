@@ -145,6 +145,10 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
         .with_graceful_shutdown(async move { drained.cancelled().await });
     pieces.spawn(async move { api_server.await.context("the API server failed") });
     let drained = shutdown.clone();
+    // Small responses go out at once: no Nagle delay between a proxied response's parts.
+    let router_listener = axum::serve::ListenerExt::tap_io(router_listener, |stream| {
+        let _ = stream.set_nodelay(true);
+    });
     let router_server = axum::serve(
         router_listener,
         router::router(routes, request_log)
