@@ -313,7 +313,9 @@ struct Nginx {
 impl Nginx {
     fn start(backend: &str) -> Option<Nginx> {
         if !std::path::Path::new("/usr/sbin/nginx").exists() {
-            eprintln!("nginx is not installed: skipping the reference (scripts/bench installs nginx-light)");
+            eprintln!(
+                "nginx is not installed: skipping the reference (scripts/bench installs nginx-light)"
+            );
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -351,7 +353,13 @@ impl Nginx {
 impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = Command::new("/usr/sbin/nginx")
-            .args(["-p", &self.dir.path().display().to_string(), "-s", "stop", "-c"])
+            .args([
+                "-p",
+                &self.dir.path().display().to_string(),
+                "-s",
+                "stop",
+                "-c",
+            ])
             .arg(self.dir.path().join("nginx.conf"))
             .status();
     }

@@ -321,6 +321,10 @@ both_backends! {
             (Method::GET, "/v1/apps/demo/builds", None, Need::Read),
             (Method::GET, "/v1/apps/demo/domains", None, Need::Read),
             (Method::GET, "/v1/apps/demo/perms", None, Need::Read),
+            (Method::GET, "/v1/apps/demo/processes", None, Need::Read),
+            (Method::GET, "/v1/apps/demo/logs?lines=10&process=web", None, Need::Read),
+            (Method::POST, "/v1/apps/demo/processes/restart", Some(json!({"type": "web"})), Need::Write),
+            (Method::POST, "/v1/apps/demo/run", Some(json!({"command": "true"})), Need::Write),
             (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"K": "v"}})), Need::Write),
             (Method::POST, "/v1/apps/demo/rollback", Some(json!({})), Need::Write),
             (Method::PATCH, "/v1/apps/demo/formation", Some(json!({"counts": {"web": 1}})), Need::Write),
@@ -365,6 +369,24 @@ both_backends! {
         t.get("/v1/apps/demo", &ada).await.expect_error(StatusCode::NOT_FOUND);
         t.create_app(&bob, "other").await;
         t.call(Method::DELETE, "/v1/apps/other", Some(&root), None).await.expect(StatusCode::NO_CONTENT);
+    }
+
+    async fn processes_logs_and_runs_without_a_runtime(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        t.create_app(&ada, "demo").await;
+        assert_eq!(t.get("/v1/apps/demo/processes", &ada).await.expect(StatusCode::OK), json!([]));
+        assert_eq!(t.get("/v1/apps/demo/logs", &ada).await.expect(StatusCode::OK), Value::Null);
+        let restart = t.call(Method::POST, "/v1/apps/demo/processes/restart", Some(&ada), Some(json!({}))).await;
+        assert_eq!(restart.expect_error(StatusCode::CONFLICT), "this platform has no runtime, so nothing runs");
+        let bad_type = t.call(Method::POST, "/v1/apps/demo/processes/restart", Some(&ada), Some(json!({"type": "Web!"}))).await;
+        assert_eq!(bad_type.status, StatusCode::UNPROCESSABLE_ENTITY);
+        // A run streams its events; without a runtime the one event says why it did not run.
+        let run = t.call(Method::POST, "/v1/apps/demo/run", Some(&ada), Some(json!({"command": "echo hi"}))).await;
+        assert_eq!(run.expect(StatusCode::OK), json!({"error": "this platform has no runtime, so nothing runs"}));
+        let empty = t.call(Method::POST, "/v1/apps/demo/run", Some(&ada), Some(json!({"command": "  "}))).await;
+        assert_eq!(empty.expect_error(StatusCode::UNPROCESSABLE_ENTITY), "give a command to run");
+        let huge = t.call(Method::POST, "/v1/apps/demo/run", Some(&ada), Some(json!({"command": "x".repeat(20_000)}))).await;
+        assert_eq!(huge.status, StatusCode::UNPROCESSABLE_ENTITY);
     }
 
     async fn bad_input_is_refused_and_changes_nothing(t: TestApp) {
