@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use slipway_e2e::{Backend, Platform, User, binary, both_backends};
-
-const PASSWORD: &str = "correct horse battery";
+use slipway_e2e::{Backend, PASSWORD, Platform, User, binary, both_backends};
 
 /// A web app that answers `<GREETING> <code>` and names the process that answered; `/health`
 /// answers with the status in `HEALTH_STATUS` (200 by default).
@@ -39,19 +37,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
 /// Registers the first user, adds their key, and puts them in a new git repository holding
 /// the app (at `code`), created on the platform as `app`.
 fn owner_with_app(platform: &Platform, app: &str, code: &str) -> User {
-    let mut user = User::new();
-    user.slip(&[
-        "register",
-        &platform.api_url,
-        "--username",
-        "ada",
-        "--password",
-        PASSWORD,
-    ])
-    .success();
-    let key = user.ssh_key();
-    user.slip(&["keys:add", &format!("{}.pub", key.display())])
-        .success();
+    let mut user = User::registered(platform, "ada");
     add_app(&mut user, app, code);
     user
 }

@@ -47,19 +47,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(1));
     let rss_empty = rss_kib(platform.pid());
 
-    let mut ada = User::new();
-    ada.slip(&[
-        "register",
-        &platform.api_url,
-        "--username",
-        "ada",
-        "--password",
-        "bench-password",
-    ])
-    .success();
-    let key = ada.ssh_key();
-    ada.slip(&["keys:add", &format!("{}.pub", key.display())])
-        .success();
+    let mut ada = User::registered(&platform, "ada");
     let token = token(&ada);
 
     // The app, deployed, with two releases to go back and forth between.
@@ -223,11 +211,7 @@ fn get_body(address: &str, host: &str) -> String {
 
 /// The app started by hand, until it answers: the baseline for a rollback.
 fn cold_start(dir: &std::path::Path) -> Duration {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let address = format!("127.0.0.1:{port}");
     let started = Instant::now();
     let mut child = Command::new("node")
@@ -294,6 +278,14 @@ fn latency_ms(text: &str) -> f64 {
     number.parse::<f64>().unwrap_or(f64::NAN) * factor
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn rss_kib(pid: u32) -> u32 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -319,12 +311,7 @@ impl Nginx {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
+        let address = format!("127.0.0.1:{}", free_port());
         let root = dir.path().display();
         let config = format!(
             "worker_processes 2;\npid {root}/nginx.pid;\nerror_log {root}/error.log;\n\

@@ -198,6 +198,9 @@ fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::Exit
     }
 }
 
+/// The password every test user has.
+pub const PASSWORD: &str = "correct horse battery";
+
 /// One person at a terminal: their own home, config directory and working directory.
 #[derive(Debug)]
 pub struct User {
@@ -259,6 +262,25 @@ impl User {
         let home = tempfile::tempdir().expect("temp home");
         let cwd = home.path().to_path_buf();
         User { home, cwd }
+    }
+
+    /// A user registered on `platform` as `username` (the first user registers themselves
+    /// and becomes admin), with their SSH key added.
+    pub fn registered(platform: &Platform, username: &str) -> User {
+        let user = User::new();
+        user.slip(&[
+            "register",
+            &platform.api_url,
+            "--username",
+            username,
+            "--password",
+            PASSWORD,
+        ])
+        .success();
+        let key = user.ssh_key();
+        user.slip(&["keys:add", &format!("{}.pub", key.display())])
+            .success();
+        user
     }
 
     pub fn home(&self) -> &Path {

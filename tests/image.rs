@@ -17,19 +17,7 @@ async fn the_web_process_runs_from_its_image_with_runc() {
         // The run image: busybox-static from Debian, into this platform's image store.
         platform.make_run_image("base");
 
-        let mut ada = User::new();
-        ada.slip(&[
-            "register",
-            &platform.api_url,
-            "--username",
-            "ada",
-            "--password",
-            "correct horse battery",
-        ])
-        .success();
-        let key = ada.ssh_key();
-        ada.slip(&["keys:add", &format!("{}.pub", key.display())])
-            .success();
+        let mut ada = User::registered(&platform, "ada");
         let app = ada.home().join("site");
         std::fs::create_dir_all(&app).unwrap();
         ada.cwd = app.clone();

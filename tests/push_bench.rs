@@ -32,19 +32,8 @@ fn main() {
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let platform = runtime.block_on(Platform::start(Backend::Sqlite)).unwrap();
-    let mut ada = User::new();
-    ada.slip(&[
-        "register",
-        &platform.api_url,
-        "--username",
-        "ada",
-        "--password",
-        "bench-password",
-    ])
-    .success();
+    let mut ada = User::registered(&platform, "ada");
     let key = ada.ssh_key();
-    ada.slip(&["keys:add", &format!("{}.pub", key.display())])
-        .success();
 
     let repo = make_repo(&mut ada, "repo", PUSH_MB);
     let baseline = OpenSsh::start(sshd, &key);

@@ -53,6 +53,29 @@ struct AppLog {
     followers: broadcast::Sender<LogLine>,
 }
 
+impl AppLog {
+    fn new() -> AppLog {
+        AppLog {
+            lines: VecDeque::with_capacity(64),
+            followers: broadcast::channel(1_024).0,
+        }
+    }
+
+    /// The last `n` lines that pass `filter`, oldest first.
+    fn last(&self, n: usize, filter: &LogFilter) -> Vec<LogLine> {
+        let mut lines: Vec<LogLine> = self
+            .lines
+            .iter()
+            .rev()
+            .filter(|l| filter.matches(l))
+            .take(n)
+            .cloned()
+            .collect();
+        lines.reverse();
+        lines
+    }
+}
+
 /// Every app's log, shared by the release manager, the runtime and the router (which write)
 /// and the API (which reads and follows).
 #[derive(Debug, Clone, Default)]
@@ -82,10 +105,7 @@ impl Logs {
             text,
         };
         let mut apps = self.apps.lock().expect("never poisoned");
-        let log = apps.entry(app.to_owned()).or_insert_with(|| AppLog {
-            lines: VecDeque::with_capacity(64),
-            followers: broadcast::channel(1_024).0,
-        });
+        let log = apps.entry(app.to_owned()).or_insert_with(AppLog::new);
         if log.lines.len() == Self::KEPT {
             log.lines.pop_front();
         }
@@ -97,19 +117,8 @@ impl Logs {
     /// The last `n` lines of `app`'s log that pass `filter`, oldest first.
     pub fn tail(&self, app: &str, n: usize, filter: &LogFilter) -> Vec<LogLine> {
         let apps = self.apps.lock().expect("never poisoned");
-        let Some(log) = apps.get(app) else {
-            return Vec::new();
-        };
-        let mut lines: Vec<LogLine> = log
-            .lines
-            .iter()
-            .rev()
-            .filter(|l| filter.matches(l))
-            .take(n)
-            .cloned()
-            .collect();
-        lines.reverse();
-        lines
+        apps.get(app)
+            .map_or_else(Vec::new, |log| log.last(n, filter))
     }
 
     /// The last `n` lines, and every line after them as it is written. Taking both under one
@@ -121,20 +130,8 @@ impl Logs {
         filter: &LogFilter,
     ) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
         let mut apps = self.apps.lock().expect("never poisoned");
-        let log = apps.entry(app.to_owned()).or_insert_with(|| AppLog {
-            lines: VecDeque::with_capacity(64),
-            followers: broadcast::channel(1_024).0,
-        });
-        let mut lines: Vec<LogLine> = log
-            .lines
-            .iter()
-            .rev()
-            .filter(|l| filter.matches(l))
-            .take(n)
-            .cloned()
-            .collect();
-        lines.reverse();
-        (lines, log.followers.subscribe())
+        let log = apps.entry(app.to_owned()).or_insert_with(AppLog::new);
+        (log.last(n, filter), log.followers.subscribe())
     }
 
     /// Forgets `app`'s log: the app is gone.
