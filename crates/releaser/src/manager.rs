@@ -352,6 +352,71 @@ impl ReleaseManager {
             .await
             .map_err(|e| store_error("read the release's build", &e))
     }
+    async fn scale_locked(&self, name: &AppName) -> Result<(), DeployError> {
+        let _turn = self.lock(name).await;
+        let app = self.app(name).await?;
+        let Some(running) = self.inner.runtime.current(name).await else {
+            return Ok(());
+        };
+        let release = self
+            .inner
+            .store
+            .release(&app, running)
+            .await
+            .map_err(|e| store_error("read the release", &e))?;
+        let spec = self
+            .spec(&app, &release)
+            .await
+            .map_err(|e| store_error("read the release's build", &e))?;
+        let formation = self
+            .formation(&app, &spec)
+            .await
+            .map_err(|e| store_error("read the formation", &e))?;
+        self.inner
+            .runtime
+            .scale(name, &formation)
+            .await
+            .map_err(DeployError::Failed)
+    }
+
+    async fn restart_locked(
+        &self,
+        name: &AppName,
+        process_type: Option<&str>,
+    ) -> Result<(), DeployError> {
+        let _turn = self.lock(name).await;
+        if self.inner.runtime.current(name).await.is_none() {
+            return Err(DeployError::Unavailable(format!(
+                "{name} has no deployed release to restart: push code with `git push slipway main`"
+            )));
+        }
+        let app = self.app(name).await?;
+        self.log(
+            &app,
+            &format!("Restarting {}", process_type.unwrap_or("all processes")),
+        );
+        self.inner
+            .runtime
+            .restart(name, process_type)
+            .await
+            .map_err(|reason| {
+                if reason.starts_with("no process of type") {
+                    DeployError::Invalid(reason)
+                } else {
+                    DeployError::Failed(reason)
+                }
+            })
+    }
+}
+
+/// Runs `work` in its own task and waits for it: a caller that goes away (a request cut
+/// off by its timeout) does not leave the work half done.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, DeployError>> + Send + 'static,
+) -> Result<T, DeployError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| DeployError::Failed(format!("stopped unexpectedly: {e}")))?
 }
 
 fn store_error(doing: &str, err: &store::Error) -> DeployError {
@@ -387,65 +452,23 @@ impl Deployer for ReleaseManager {
         version: ReleaseVersion,
         progress: Progress,
     ) -> Result<(), DeployError> {
-        // In its own task, so a caller that goes away (a closed push) does not cut a deploy
-        // in half.
+        // A pusher who goes away (a closed connection) does not cut the deploy in half.
         let manager = self.clone();
         let app = app.clone();
-        tokio::spawn(async move { manager.deploy_locked(&app, version, &progress).await })
-            .await
-            .map_err(|e| DeployError::Failed(format!("the deploy stopped: {e}")))?
+        detached(async move { manager.deploy_locked(&app, version, &progress).await }).await
     }
 
     async fn scale(&self, name: &AppName) -> Result<(), DeployError> {
-        let _turn = self.lock(name).await;
-        let app = self.app(name).await?;
-        let Some(running) = self.inner.runtime.current(name).await else {
-            return Ok(());
-        };
-        let release = self
-            .inner
-            .store
-            .release(&app, running)
-            .await
-            .map_err(|e| store_error("read the release", &e))?;
-        let spec = self
-            .spec(&app, &release)
-            .await
-            .map_err(|e| store_error("read the release's build", &e))?;
-        let formation = self
-            .formation(&app, &spec)
-            .await
-            .map_err(|e| store_error("read the formation", &e))?;
-        self.inner
-            .runtime
-            .scale(name, &formation)
-            .await
-            .map_err(DeployError::Failed)
+        let manager = self.clone();
+        let name = name.clone();
+        detached(async move { manager.scale_locked(&name).await }).await
     }
 
     async fn restart(&self, name: &AppName, process_type: Option<&str>) -> Result<(), DeployError> {
-        let _turn = self.lock(name).await;
-        if self.inner.runtime.current(name).await.is_none() {
-            return Err(DeployError::Unavailable(format!(
-                "{name} has no deployed release to restart: push code with `git push slipway main`"
-            )));
-        }
-        let app = self.app(name).await?;
-        self.log(
-            &app,
-            &format!("Restarting {}", process_type.unwrap_or("all processes")),
-        );
-        self.inner
-            .runtime
-            .restart(name, process_type)
-            .await
-            .map_err(|reason| {
-                if reason.starts_with("no process of type") {
-                    DeployError::Invalid(reason)
-                } else {
-                    DeployError::Failed(reason)
-                }
-            })
+        let manager = self.clone();
+        let name = name.clone();
+        let process_type = process_type.map(str::to_owned);
+        detached(async move { manager.restart_locked(&name, process_type.as_deref()).await }).await
     }
 
     async fn processes(&self, app: &AppName) -> Result<Vec<ProcessInfo>, DeployError> {
