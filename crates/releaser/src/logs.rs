@@ -6,7 +6,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::broadcast;
 
 /// One line of an app's log.
@@ -18,9 +17,14 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// Times in UTC to the microsecond, always the same width, so lines align.
+const TIME: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+);
+
 impl fmt::Display for LogLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let at = self.at.format(&Rfc3339).map_err(|_| fmt::Error)?;
+        let at = self.at.format(TIME).map_err(|_| fmt::Error)?;
         write!(f, "{at} {}: {}", self.source, self.text)
     }
 }
@@ -197,6 +201,7 @@ mod tests {
         assert!(!line.text.ends_with('\n'));
         let shown = line.to_string();
         assert!(shown.contains("Z web.1: é"), "{shown}");
+        assert_eq!(shown.find('Z'), Some(26), "{shown}");
     }
 
     #[tokio::test]
