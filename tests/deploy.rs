@@ -266,6 +266,10 @@ both_backends! {
         assert!(body(&platform, "two").starts_with("none second web."));
         let releases_after = (ada.slip(&["releases", "-a", "one"]).stdout, ada.slip(&["releases", "-a", "two"]).stdout);
         assert_eq!(releases_before, releases_after);
+        // The log outlives the server.
+        let logs = ada.slip(&["logs", "-a", "one", "-p", "slipway"]);
+        assert!(logs.success().contains("slipway: v3 deployed"), "{}", logs.stdout);
+        assert!(logs.stdout.contains("slipway: v3 started again"), "{}", logs.stdout);
         // And it keeps working: a new release deploys.
         ada.slip(&["config:set", "GREETING=after", "-a", "one"]).success();
         assert_eq!(body(&platform, "one"), "after first web.1\n");

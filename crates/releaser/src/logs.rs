@@ -1,12 +1,18 @@
 //! Apps' log streams: timestamped lines tagged by source (`web.1`, `router`, `release`,
 //! `slipway`), the last [`Logs::KEPT`] kept per app, and followers told of each new line.
+//!
+//! Opened on a directory ([`Logs::open`]), the logs are also kept on disk, one file per app
+//! (`<app>.log`, a line each: time, tab, source, tab, text), appended by a background task
+//! and compacted to the last lines now and then, so a restart of the platform finds them.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// One line of an app's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +91,20 @@ impl AppLog {
 #[derive(Debug, Clone, Default)]
 pub struct Logs {
     apps: Arc<Mutex<HashMap<String, AppLog>>>,
+    /// The disk writer's queue, when the logs are kept on disk.
+    disk: Option<mpsc::UnboundedSender<DiskWrite>>,
 }
+
+/// What the disk writer is asked to do, in order.
+#[derive(Debug)]
+enum DiskWrite {
+    Line(String, LogLine),
+    Remove(String),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A file larger than this is cut back to its last [`Logs::KEPT`] lines.
+const MAX_FILE: u64 = 2 * 1024 * 1024;
 
 impl Logs {
     /// Lines kept per app.
@@ -93,9 +112,48 @@ impl Logs {
     /// Longest line kept; the rest of a longer one is cut off.
     pub const MAX_LINE: usize = 8 * 1024;
 
+    /// Logs kept in `dir` too: each app's last lines are read back from there now, and every
+    /// new line is appended there in the background. Needs a Tokio runtime.
+    pub fn open(dir: PathBuf) -> std::io::Result<Logs> {
+        std::fs::create_dir_all(&dir)?;
+        let mut apps = HashMap::new();
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let path = entry.path();
+            let Some(app) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".log"))
+            else {
+                continue;
+            };
+            let mut log = AppLog::new();
+            log.lines = read_last(&path)?.into();
+            apps.insert(app.to_owned(), log);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_to_disk(dir, rx));
+        Ok(Logs {
+            apps: Arc::new(Mutex::new(apps)),
+            disk: Some(tx),
+        })
+    }
+
+    /// Waits until every line pushed so far is on disk (a no-op for logs kept in memory).
+    pub async fn flush(&self) {
+        if let Some(disk) = &self.disk {
+            let (done, wait) = oneshot::channel();
+            if disk.send(DiskWrite::Flush(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+    }
+
     /// Appends a line to `app`'s log.
     pub fn push(&self, app: &str, source: &str, text: &str) {
-        let mut text = text.trim_end_matches(['\r', '\n']).to_owned();
+        // One line stays one line, in memory and on disk.
+        let mut text = text
+            .trim_end_matches(['\r', '\n'])
+            .replace(['\n', '\r'], " ");
         if text.len() > Self::MAX_LINE {
             let mut cut = Self::MAX_LINE;
             while !text.is_char_boundary(cut) {
@@ -103,8 +161,12 @@ impl Logs {
             }
             text.truncate(cut);
         }
+        let now = OffsetDateTime::now_utc();
         let line = LogLine {
-            at: OffsetDateTime::now_utc(),
+            // To the microsecond, as shown and as kept on disk.
+            at: now
+                .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+                .unwrap_or(now),
             source: source.to_owned(),
             text,
         };
@@ -114,6 +176,9 @@ impl Logs {
             log.lines.pop_front();
         }
         log.lines.push_back(line.clone());
+        if let Some(disk) = &self.disk {
+            let _ = disk.send(DiskWrite::Line(app.to_owned(), line.clone()));
+        }
         // No followers is fine: nobody is watching.
         let _ = log.followers.send(line);
     }
@@ -141,7 +206,150 @@ impl Logs {
     /// Forgets `app`'s log: the app is gone.
     pub fn remove(&self, app: &str) {
         self.apps.lock().expect("never poisoned").remove(app);
+        if let Some(disk) = &self.disk {
+            let _ = disk.send(DiskWrite::Remove(app.to_owned()));
+        }
     }
+}
+
+/// The disk writer: appends lines in batches, one file per app, and compacts big files.
+async fn write_to_disk(dir: PathBuf, mut queue: mpsc::UnboundedReceiver<DiskWrite>) {
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 10_000 {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let dir = dir.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut flushed = Vec::new();
+            if let Err(err) = write_batch(&dir, batch, &mut sizes, &mut flushed) {
+                tracing::warn!(dir = %dir.display(), error = %err, "cannot keep the app logs on disk");
+            }
+            (sizes, flushed)
+        })
+        .await;
+        let Ok((kept, flushed)) = written else { return };
+        sizes = kept;
+        for done in flushed {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn write_batch(
+    dir: &Path,
+    batch: Vec<DiskWrite>,
+    sizes: &mut HashMap<String, u64>,
+    flushed: &mut Vec<oneshot::Sender<()>>,
+) -> std::io::Result<()> {
+    let mut pending: Vec<(String, String)> = Vec::new();
+    let mut first_error = None;
+    for item in batch {
+        match item {
+            DiskWrite::Line(app, line) => {
+                let entry = format!(
+                    "{}\t{}\t{}\n",
+                    line.at.format(TIME).unwrap_or_default(),
+                    line.source,
+                    line.text
+                );
+                match pending.iter_mut().find(|(a, _)| *a == app) {
+                    Some((_, text)) => text.push_str(&entry),
+                    None => pending.push((app, entry)),
+                }
+            }
+            DiskWrite::Remove(app) => {
+                write_pending(dir, &mut pending, sizes, &mut first_error);
+                sizes.remove(&app);
+                match std::fs::remove_file(dir.join(format!("{app}.log"))) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        first_error.get_or_insert(err);
+                    }
+                    _ => {}
+                }
+            }
+            DiskWrite::Flush(done) => {
+                write_pending(dir, &mut pending, sizes, &mut first_error);
+                flushed.push(done);
+            }
+        }
+    }
+    write_pending(dir, &mut pending, sizes, &mut first_error);
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Appends what is pending to each app's file, keeping the first error.
+fn write_pending(
+    dir: &Path,
+    pending: &mut Vec<(String, String)>,
+    sizes: &mut HashMap<String, u64>,
+    first_error: &mut Option<std::io::Error>,
+) {
+    for (app, text) in pending.drain(..) {
+        if let Err(err) = append(dir, &app, &text, sizes) {
+            first_error.get_or_insert(err);
+        }
+    }
+}
+
+/// Appends `text` to the app's file, cutting the file back when it has grown too big.
+fn append(
+    dir: &Path,
+    app: &str,
+    text: &str,
+    sizes: &mut HashMap<String, u64>,
+) -> std::io::Result<()> {
+    let path = dir.join(format!("{app}.log"));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    file.write_all(text.as_bytes())?;
+    let size = match sizes.get(app) {
+        Some(size) => size + text.len() as u64,
+        None => file.metadata()?.len(),
+    };
+    if size <= MAX_FILE {
+        sizes.insert(app.to_owned(), size);
+        return Ok(());
+    }
+    let last: Vec<String> = std::fs::read_to_string(&path)?
+        .lines()
+        .rev()
+        .take(Logs::KEPT)
+        .map(str::to_owned)
+        .collect();
+    let kept: String = last.iter().rev().map(|l| format!("{l}\n")).collect();
+    let tmp = dir.join(format!(".{app}.log.tmp"));
+    std::fs::write(&tmp, &kept)?;
+    std::fs::rename(&tmp, &path)?;
+    sizes.insert(app.to_owned(), kept.len() as u64);
+    Ok(())
+}
+
+/// The last [`Logs::KEPT`] lines of a log file; lines that do not parse are skipped.
+fn read_last(path: &Path) -> std::io::Result<Vec<LogLine>> {
+    let text = std::fs::read_to_string(path)?;
+    let mut lines: Vec<LogLine> = text
+        .lines()
+        .rev()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, '\t');
+            let at = time::PrimitiveDateTime::parse(parts.next()?, TIME).ok()?;
+            Some(LogLine {
+                at: at.assume_utc(),
+                source: parts.next()?.to_owned(),
+                text: parts.next()?.to_owned(),
+            })
+        })
+        .take(Logs::KEPT)
+        .collect();
+    lines.reverse();
+    Ok(lines)
 }
 
 #[cfg(test)]
@@ -202,6 +410,45 @@ mod tests {
         let shown = line.to_string();
         assert!(shown.contains("Z web.1: é"), "{shown}");
         assert_eq!(shown.find('Z'), Some(26), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn logs_opened_on_a_directory_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Logs::open(dir.path().to_path_buf()).unwrap();
+        logs.push("demo", "web.1", "first\twith a tab");
+        logs.push("demo", "router", "GET / 200");
+        logs.push("gone", "web.1", "bye");
+        logs.push("demo", "web.1", "two\nlines");
+        logs.remove("gone");
+        logs.flush().await;
+        let before = logs.tail("demo", 10, &LogFilter::default());
+        drop(logs);
+
+        let again = Logs::open(dir.path().to_path_buf()).unwrap();
+        assert_eq!(again.tail("demo", 10, &LogFilter::default()), before);
+        assert_eq!(before[2].text, "two lines");
+        assert!(again.tail("gone", 10, &LogFilter::default()).is_empty());
+        assert!(!dir.path().join("gone.log").exists());
+    }
+
+    #[tokio::test]
+    async fn files_are_cut_back_to_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Logs::open(dir.path().to_path_buf()).unwrap();
+        let long = "x".repeat(1000);
+        for i in 0..3_000 {
+            logs.push("demo", "web.1", &format!("{i} {long}"));
+        }
+        logs.flush().await;
+        let size = std::fs::metadata(dir.path().join("demo.log"))
+            .unwrap()
+            .len();
+        assert!(size <= MAX_FILE, "{size}");
+        let again = Logs::open(dir.path().to_path_buf()).unwrap();
+        let tail = again.tail("demo", usize::MAX, &LogFilter::default());
+        assert_eq!(tail.len(), Logs::KEPT);
+        assert!(tail.last().unwrap().text.starts_with("2999 "));
     }
 
     #[tokio::test]

@@ -51,7 +51,8 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     );
     // The release manager runs apps through the local runtime, which tells the router where
     // their web processes listen; the router writes each request to the app's log.
-    let logs = releaser::Logs::default();
+    let logs = releaser::Logs::open(config.storage.data_dir.join("logs"))
+        .context("cannot open the app logs")?;
     let routes = router::Routes::default();
     let runtime = match config.runtime {
         RuntimeKind::Local => releaser::local::LocalRuntime::new(
@@ -86,6 +87,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     } else {
         format!(":{router_port}")
     };
+    let logs_on_disk = logs.clone();
     let request_log: router::RequestLog = {
         let logs = logs.clone();
         Arc::new(move |app: &str, line: &str| logs.push(app, "router", line))
@@ -197,8 +199,9 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
         tracing::warn!("work still running after {DRAIN_DEADLINE:?}; stopping anyway");
     }
-    // The apps' processes stop last, once nothing routes to them.
+    // The apps' processes stop last, once nothing routes to them; their last lines are kept.
     manager.shutdown().await;
+    logs_on_disk.flush().await;
     store.close().await;
     tracing::info!("stopped");
     match failure {
