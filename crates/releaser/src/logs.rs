@@ -59,8 +59,9 @@ impl LogFilter {
 
 #[derive(Debug)]
 struct AppLog {
-    lines: VecDeque<LogLine>,
-    followers: broadcast::Sender<LogLine>,
+    /// Shared with followers and the disk writer: a line is allocated once.
+    lines: VecDeque<Arc<LogLine>>,
+    followers: broadcast::Sender<Arc<LogLine>>,
 }
 
 impl AppLog {
@@ -79,7 +80,7 @@ impl AppLog {
             .rev()
             .filter(|l| filter.matches(l))
             .take(n)
-            .cloned()
+            .map(|l| LogLine::clone(l))
             .collect();
         lines.reverse();
         lines
@@ -98,7 +99,7 @@ pub struct Logs {
 /// What the disk writer is asked to do, in order.
 #[derive(Debug)]
 enum DiskWrite {
-    Line(String, LogLine),
+    Line(String, Arc<LogLine>),
     Remove(String),
     Flush(oneshot::Sender<()>),
 }
@@ -127,7 +128,7 @@ impl Logs {
                 continue;
             };
             let mut log = AppLog::new();
-            log.lines = read_last(&path)?.into();
+            log.lines = read_last(&path)?.into_iter().map(Arc::new).collect();
             apps.insert(app.to_owned(), log);
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -162,22 +163,22 @@ impl Logs {
             text.truncate(cut);
         }
         let now = OffsetDateTime::now_utc();
-        let line = LogLine {
+        let line = Arc::new(LogLine {
             // To the microsecond, as shown and as kept on disk.
             at: now
                 .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
                 .unwrap_or(now),
             source: source.to_owned(),
             text,
-        };
+        });
         let mut apps = self.apps.lock().expect("never poisoned");
         let log = apps.entry(app.to_owned()).or_insert_with(AppLog::new);
         if log.lines.len() == Self::KEPT {
             log.lines.pop_front();
         }
-        log.lines.push_back(line.clone());
+        log.lines.push_back(Arc::clone(&line));
         if let Some(disk) = &self.disk {
-            let _ = disk.send(DiskWrite::Line(app.to_owned(), line.clone()));
+            let _ = disk.send(DiskWrite::Line(app.to_owned(), Arc::clone(&line)));
         }
         // No followers is fine: nobody is watching.
         let _ = log.followers.send(line);
@@ -197,7 +198,7 @@ impl Logs {
         app: &str,
         n: usize,
         filter: &LogFilter,
-    ) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
+    ) -> (Vec<LogLine>, broadcast::Receiver<Arc<LogLine>>) {
         let mut apps = self.apps.lock().expect("never poisoned");
         let log = apps.entry(app.to_owned()).or_insert_with(AppLog::new);
         (log.last(n, filter), log.followers.subscribe())
