@@ -93,7 +93,7 @@ struct Inner {
 
 impl LocalRuntime {
     pub fn new(config: LocalConfig, routes: router::Routes, logs: Logs) -> std::io::Result<Self> {
-        let unpacked = rootfs::Unpacked::open(config.data_dir.join("runtime").join("images"))?;
+        let unpacked = rootfs::Unpacked::open(&config.data_dir.join("runtime"))?;
         let inner = Arc::new_cyclic(|me: &Weak<Inner>| {
             let me = me.clone();
             Inner {
@@ -302,7 +302,7 @@ impl Inner {
         }
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            if let Err(err) = me.unpacked.prune(&keep) {
+            if let Err(err) = me.unpacked.prune(&me.config.images, &keep) {
                 tracing::warn!(error = %err, "cannot delete unused unpacked images");
             }
         });

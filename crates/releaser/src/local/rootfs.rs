@@ -1,13 +1,17 @@
-//! Images unpacked for running: each image's layers, applied in order (OCI whiteouts
-//! honoured), into `<runtime>/images/<digest>`, once per image and shared by every release
-//! and process that runs it — a rollback reuses what the release it returns to unpacked.
+//! Images unpacked for running. Each layer is unpacked once per digest into
+//! `<runtime>/layers/<digest>`, whiteout markers and all; an image's root filesystem is then
+//! composed in `<runtime>/images/<digest>` from its layers in order — whiteouts applied,
+//! files hard-linked, not copied — once per image, so every release and process that runs
+//! the image shares it (a rollback reuses what the release it returns to had), and images
+//! that share layers (a run image, unchanged dependencies) share their unpacked files too.
 //!
 //! Layers may be several gzip members end to end (the builder compresses in parallel).
-//! Unpacking goes to a temporary directory renamed into place when complete, so a crash
-//! mid-way leaves nothing that looks finished.
+//! Both steps go to a temporary directory renamed into place when complete, so a crash
+//! mid-way leaves nothing that looks finished. One unpack or prune at a time.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use builder::image::ImageStore;
 use flate2::read::MultiGzDecoder;
@@ -16,65 +20,103 @@ const TMP_PREFIX: &str = ".unpacking-";
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 
-/// Where images are unpacked.
+/// Where layers and images are unpacked.
 #[derive(Debug)]
 pub(crate) struct Unpacked {
-    root: PathBuf,
+    layers: PathBuf,
+    images: PathBuf,
+    /// Unpacking and pruning take turns, so a prune never deletes what an unpack uses.
+    turn: Mutex<()>,
 }
 
 impl Unpacked {
-    /// Opens (creating) the directory, clearing what an interrupted unpack left.
-    pub(crate) fn open(root: PathBuf) -> io::Result<Unpacked> {
-        std::fs::create_dir_all(&root)?;
-        for entry in std::fs::read_dir(&root)?.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                std::fs::remove_dir_all(entry.path())?;
+    /// Opens (creating) `<root>/layers` and `<root>/images`, clearing what an interrupted
+    /// unpack left.
+    pub(crate) fn open(root: &Path) -> io::Result<Unpacked> {
+        let unpacked = Unpacked {
+            layers: root.join("layers"),
+            images: root.join("images"),
+            turn: Mutex::new(()),
+        };
+        for dir in [&unpacked.layers, &unpacked.images] {
+            std::fs::create_dir_all(dir)?;
+            for entry in std::fs::read_dir(dir)?.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                    std::fs::remove_dir_all(entry.path())?;
+                }
             }
         }
-        Ok(Unpacked { root })
+        Ok(unpacked)
     }
 
-    /// Where the image `digest` (or `host/repo@digest`) is unpacked.
-    fn dir(&self, image: &str) -> PathBuf {
-        let digest = image.rsplit_once('@').map_or(image, |(_, d)| d);
-        self.root.join(digest.replace(':', "-"))
-    }
-
-    /// The image's root filesystem, unpacked now unless it was before. Blocking.
-    pub(crate) fn get(&self, images: &ImageStore, digest: &str) -> io::Result<PathBuf> {
-        let dir = self.dir(digest);
+    /// The image's root filesystem, made now unless it was before. Blocking.
+    pub(crate) fn get(&self, store: &ImageStore, image: &str) -> io::Result<PathBuf> {
+        let _turn = self.turn.lock().expect("never poisoned");
+        let dir = in_dir(&self.images, image);
         if dir.is_dir() {
             return Ok(dir);
         }
-        let image = images.image(digest)?;
-        let tmp = tempfile_dir(&self.root)?;
-        for layer in &image.layers {
-            let blob = std::fs::File::open(images.blob_path(&layer.digest))?;
-            apply_layer(MultiGzDecoder::new(io::BufReader::new(blob)), &tmp)
-                .map_err(|e| io::Error::new(e.kind(), format!("layer {}: {e}", layer.digest)))?;
+        let found = store.image(digest_of(image))?;
+        let mut layers = Vec::new();
+        for layer in &found.layers {
+            layers.push(
+                self.layer(store, &layer.digest).map_err(|e| {
+                    io::Error::new(e.kind(), format!("layer {}: {e}", layer.digest))
+                })?,
+            );
         }
-        match std::fs::rename(&tmp, &dir) {
-            Ok(()) => Ok(dir),
-            // Another unpack of the same image finished first: use that one.
-            Err(_) if dir.is_dir() => {
-                std::fs::remove_dir_all(&tmp)?;
-                Ok(dir)
-            }
-            Err(err) => Err(err),
+        let tmp = tempfile_dir(&self.images)?;
+        for layer in &layers {
+            merge(layer, &tmp)?;
         }
+        std::fs::rename(&tmp, &dir)?;
+        Ok(dir)
     }
 
-    /// Deletes unpacked images that are not in `keep` (digests).
-    pub(crate) fn prune(&self, keep: &[String]) -> io::Result<()> {
-        let keep: Vec<PathBuf> = keep.iter().map(|d| self.dir(d)).collect();
-        for entry in std::fs::read_dir(&self.root)?.flatten() {
-            let name = entry.file_name();
-            if !name.to_string_lossy().starts_with(TMP_PREFIX) && !keep.contains(&entry.path()) {
-                std::fs::remove_dir_all(entry.path())?;
+    /// One layer, unpacked unless it was before.
+    fn layer(&self, store: &ImageStore, digest: &str) -> io::Result<PathBuf> {
+        let dir = in_dir(&self.layers, digest);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let tmp = tempfile_dir(&self.layers)?;
+        let blob = std::fs::File::open(store.blob_path(digest))?;
+        unpack(MultiGzDecoder::new(io::BufReader::new(blob)), &tmp)?;
+        std::fs::rename(&tmp, &dir)?;
+        Ok(dir)
+    }
+
+    /// Deletes the unpacked images not in `keep`, and the layers none of those use.
+    pub(crate) fn prune(&self, store: &ImageStore, keep: &[String]) -> io::Result<()> {
+        let _turn = self.turn.lock().expect("never poisoned");
+        let kept_images: Vec<PathBuf> = keep.iter().map(|d| in_dir(&self.images, d)).collect();
+        let mut kept_layers = Vec::new();
+        for image in keep {
+            // An image gone from the store keeps nothing of its own.
+            if let Ok(found) = store.image(digest_of(image)) {
+                kept_layers.extend(found.layers.iter().map(|l| in_dir(&self.layers, &l.digest)));
+            }
+        }
+        for (dir, kept) in [(&self.images, &kept_images), (&self.layers, &kept_layers)] {
+            for entry in std::fs::read_dir(dir)?.flatten() {
+                let name = entry.file_name();
+                if !name.to_string_lossy().starts_with(TMP_PREFIX) && !kept.contains(&entry.path())
+                {
+                    std::fs::remove_dir_all(entry.path())?;
+                }
             }
         }
         Ok(())
     }
+}
+
+/// `sha256:…` from `sha256:…` or `host/repo@sha256:…`.
+fn digest_of(image: &str) -> &str {
+    image.rsplit_once('@').map_or(image, |(_, d)| d)
+}
+
+fn in_dir(dir: &Path, image: &str) -> PathBuf {
+    dir.join(digest_of(image).replace(':', "-"))
 }
 
 fn tempfile_dir(root: &Path) -> io::Result<PathBuf> {
@@ -89,9 +131,8 @@ fn tempfile_dir(root: &Path) -> io::Result<PathBuf> {
     Err(io::Error::other("cannot make a directory to unpack into"))
 }
 
-/// Applies one layer's tar stream to `root`: whiteouts delete what lower layers put there,
-/// everything else is written over it.
-fn apply_layer(tar: impl io::Read, root: &Path) -> io::Result<()> {
+/// Unpacks one layer's tar stream into `root` as it is, whiteout markers included.
+fn unpack(tar: impl io::Read, root: &Path) -> io::Result<()> {
     let mut archive = tar::Archive::new(tar);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
@@ -99,33 +140,72 @@ fn apply_layer(tar: impl io::Read, root: &Path) -> io::Result<()> {
     archive.set_overwrite(true);
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let path = entry.path()?.into_owned();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name == OPAQUE {
-            // Everything lower layers put in this directory goes.
-            let dir = safe_join(root, path.parent().unwrap_or(Path::new("")))?;
-            if let Ok(children) = std::fs::read_dir(&dir) {
-                for child in children.flatten() {
-                    remove(&child.path())?;
-                }
+        // `unpack_in` refuses paths that leave `root`.
+        let inside = entry.unpack_in(root).map_err(|e| {
+            // tar's error names the file; its causes say what went wrong.
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text = format!("{text}: {c}");
+                cause = c.source();
             }
-        } else if let Some(hidden) = name.strip_prefix(WHITEOUT) {
-            let target = safe_join(root, &path.with_file_name(hidden))?;
-            remove(&target)?;
-        } else {
-            entry.unpack_in(root).map_err(|e| {
-                // tar's error names the file; its cause says what went wrong.
-                let mut text = e.to_string();
-                let mut cause = std::error::Error::source(&e);
-                while let Some(c) = cause {
-                    text = format!("{text}: {c}");
-                    cause = c.source();
+            io::Error::new(e.kind(), text)
+        })?;
+        if !inside {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("layer path {} leaves the image", entry.path()?.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Lays the unpacked layer `src` over `dst`: in each directory, an opaque marker first empties
+/// what lower layers put there and each whiteout deletes its name; then every entry is added,
+/// replacing what was there — directories merged, files hard-linked, symlinks recreated.
+fn merge(src: &Path, dst: &Path) -> io::Result<()> {
+    let mut entries: Vec<std::fs::DirEntry> = std::fs::read_dir(src)?.collect::<io::Result<_>>()?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    let names: Vec<String> = entries
+        .iter()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.iter().any(|n| n == OPAQUE) {
+        for child in std::fs::read_dir(dst)?.flatten() {
+            remove(&child.path())?;
+        }
+    }
+    for name in &names {
+        if let Some(hidden) = name.strip_prefix(WHITEOUT).filter(|_| name != OPAQUE) {
+            remove(&dst.join(hidden))?;
+        }
+    }
+    for (entry, name) in entries.iter().zip(&names) {
+        if name.starts_with(WHITEOUT) {
+            continue;
+        }
+        let from = entry.path();
+        let to = dst.join(name);
+        let meta = std::fs::symlink_metadata(&from)?;
+        if meta.is_dir() {
+            match std::fs::symlink_metadata(&to) {
+                Ok(existing) if existing.is_dir() => {}
+                Ok(_) => {
+                    remove(&to)?;
+                    std::fs::create_dir(&to)?;
                 }
-                io::Error::new(e.kind(), text)
-            })?;
+                Err(_) => std::fs::create_dir(&to)?,
+            }
+            merge(&from, &to)?;
+            std::fs::set_permissions(&to, meta.permissions())?;
+        } else {
+            remove(&to)?;
+            if meta.file_type().is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+            } else {
+                std::fs::hard_link(&from, &to)?;
+            }
         }
     }
     Ok(())
@@ -138,24 +218,6 @@ fn remove(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
-}
-
-/// `root/relative`, refusing paths that climb out of `root`.
-fn safe_join(root: &Path, relative: &Path) -> io::Result<PathBuf> {
-    let mut out = root.to_path_buf();
-    for part in relative.components() {
-        match part {
-            std::path::Component::Normal(p) => out.push(p),
-            std::path::Component::CurDir | std::path::Component::RootDir => {}
-            _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("layer path {} leaves the image", relative.display()),
-                ));
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -187,28 +249,49 @@ mod tests {
     }
 
     #[test]
-    fn later_layers_override_and_whiteouts_delete() {
-        let root = tempfile::tempdir().unwrap();
-        let lower = tar_of(&[
+    fn later_layers_override_and_whiteouts_delete_and_files_are_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lower, upper, image) = (
+            dir.path().join("lower"),
+            dir.path().join("upper"),
+            dir.path().join("image"),
+        );
+        for d in [&lower, &upper, &image] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let lower_tar = tar_of(&[
             ("workspace/", None),
             ("workspace/app.py", Some("v1")),
             ("workspace/old.txt", Some("old")),
             ("workspace/cache/", None),
             ("workspace/cache/a", Some("a")),
+            ("workspace/lib/", None),
+            ("workspace/lib/dep.py", Some("dep")),
         ]);
-        let upper = tar_of(&[
+        let upper_tar = tar_of(&[
             ("workspace/app.py", Some("v2")),
             ("workspace/.wh.old.txt", Some("")),
             ("workspace/cache/.wh..wh..opq", Some("")),
             ("workspace/cache/b", Some("b")),
         ]);
-        apply_layer(&lower[..], root.path()).unwrap();
-        apply_layer(&upper[..], root.path()).unwrap();
-        let read = |p: &str| std::fs::read_to_string(root.path().join(p)).ok();
+        unpack(&lower_tar[..], &lower).unwrap();
+        unpack(&upper_tar[..], &upper).unwrap();
+        merge(&lower, &image).unwrap();
+        merge(&upper, &image).unwrap();
+        let read = |p: &str| std::fs::read_to_string(image.join(p)).ok();
         assert_eq!(read("workspace/app.py").as_deref(), Some("v2"));
         assert_eq!(read("workspace/old.txt"), None);
         assert_eq!(read("workspace/cache/a"), None);
         assert_eq!(read("workspace/cache/b").as_deref(), Some("b"));
+        assert_eq!(read("workspace/lib/dep.py").as_deref(), Some("dep"));
+        assert!(!image.join("workspace/.wh.old.txt").exists());
+        // The image's files are the layer's, not copies.
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(
+            ino(&image.join("workspace/lib/dep.py")),
+            ino(&lower.join("workspace/lib/dep.py"))
+        );
     }
 
     #[test]
@@ -222,6 +305,7 @@ mod tests {
         header.set_cksum();
         let mut evil = header.as_bytes().to_vec();
         evil.extend_from_slice(&[0; 1024]);
-        assert!(apply_layer(&evil[..], root.path()).is_err());
+        assert!(unpack(&evil[..], root.path()).is_err());
+        assert!(!root.path().parent().unwrap().join(".wh.etc").exists());
     }
 }
