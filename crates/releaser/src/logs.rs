@@ -104,6 +104,9 @@ enum DiskWrite {
     Flush(oneshot::Sender<()>),
 }
 
+/// How long the disk writer gathers lines before it writes them.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A file larger than this is cut back to its last [`Logs::KEPT`] lines.
 const MAX_FILE: u64 = 2 * 1024 * 1024;
 
@@ -217,8 +220,11 @@ impl Logs {
 async fn write_to_disk(dir: PathBuf, mut queue: mpsc::UnboundedReceiver<DiskWrite>) {
     let mut sizes: HashMap<String, u64> = HashMap::new();
     while let Some(first) = queue.recv().await {
+        // Lines come in bursts (the router writes one per request): gather a burst into one
+        // write per app rather than a write per line.
+        tokio::time::sleep(GATHER).await;
         let mut batch = vec![first];
-        while batch.len() < 10_000 {
+        while batch.len() < 100_000 {
             match queue.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
