@@ -22,6 +22,8 @@ mod project;
 pub mod registry;
 mod script;
 
+pub use script::bind_host_system;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

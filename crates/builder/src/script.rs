@@ -37,27 +37,10 @@ impl Sandbox {
         // No --new-session: the sandbox stays in the script's process group, so killing the group
         // on a deadline reaches everything inside at once (builds get no terminal to hijack).
         command.args(["--die-with-parent", "--unshare-all", "--share-net"]);
-        command.args(["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]);
-        for top in ["/bin", "/sbin", "/lib", "/lib64", "/lib32"] {
-            match std::fs::read_link(top) {
-                Ok(target) => {
-                    command.arg("--symlink").arg(target).arg(top);
-                }
-                Err(_) if Path::new(top).is_dir() => {
-                    command.args(["--ro-bind", top, top]);
-                }
-                Err(_) => {}
-            }
-        }
+        bind_host_system(&mut command, &[]);
         command.args([
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
         ]);
-        // Name resolution still works when /etc/resolv.conf points into /run.
-        if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf")
-            && !resolv.starts_with("/etc")
-        {
-            command.arg("--ro-bind-try").arg(&resolv).arg(&resolv);
-        }
         for path in &self.readable {
             command.arg("--ro-bind-try").arg(path).arg(path);
         }
@@ -75,6 +58,32 @@ impl Sandbox {
             .arg(program)
             .args(args);
         command
+    }
+}
+
+/// Adds to a bubblewrap command the host's system directories (`/usr`, `/etc`, `/bin`,
+/// `/sbin`, `/lib*`), read-only and symlinks kept as symlinks, except those in `except`; and
+/// `/etc/resolv.conf`'s target when it points outside `/etc`, so name resolution works. The
+/// view builds run in, and apps built on the host's userland run in.
+pub fn bind_host_system(command: &mut tokio::process::Command, except: &[&str]) {
+    for top in ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"] {
+        if except.contains(&top) {
+            continue;
+        }
+        match std::fs::read_link(top) {
+            Ok(target) => {
+                command.arg("--symlink").arg(target).arg(top);
+            }
+            Err(_) if Path::new(top).is_dir() => {
+                command.args(["--ro-bind", top, top]);
+            }
+            Err(_) => {}
+        }
+    }
+    if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf")
+        && !resolv.starts_with("/etc")
+    {
+        command.arg("--ro-bind-try").arg(&resolv).arg(&resolv);
     }
 }
 

@@ -125,31 +125,12 @@ fn bind_root(cmd: &mut tokio::process::Command, rootfs: &Path, readable: &[PathB
             bound.push(at);
         }
     }
-    if own_userland {
-        return;
-    }
-    for top in ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"] {
-        if bound.iter().any(|b| b == top) {
-            continue;
+    if !own_userland {
+        let bound: Vec<&str> = bound.iter().map(String::as_str).collect();
+        builder::bind_host_system(cmd, &bound);
+        for path in readable {
+            cmd.arg("--ro-bind-try").arg(path).arg(path);
         }
-        match std::fs::read_link(top) {
-            Ok(target) => {
-                cmd.arg("--symlink").arg(target).arg(top);
-            }
-            Err(_) if Path::new(top).is_dir() => {
-                cmd.args(["--ro-bind", top, top]);
-            }
-            Err(_) => {}
-        }
-    }
-    // Name resolution still works when /etc/resolv.conf points into /run.
-    if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf")
-        && !resolv.starts_with("/etc")
-    {
-        cmd.arg("--ro-bind-try").arg(&resolv).arg(&resolv);
-    }
-    for path in readable {
-        cmd.arg("--ro-bind-try").arg(path).arg(path);
     }
 }
 
