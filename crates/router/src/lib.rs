@@ -221,16 +221,18 @@ async fn proxy(
         })
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let Some(entry) = proxy.routes.lookup(&host) else {
+    let Some(mut entry) = proxy.routes.lookup(&host) else {
         return page(StatusCode::NOT_FOUND, &format!("No app answers at {host}."));
     };
     let app = entry.route.app.clone();
-    let backends = &entry.route.backends;
-    if backends.is_empty() {
-        return page(
+    let no_process = || {
+        page(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("{app} has no running web process right now."),
-        );
+        )
+    };
+    if entry.route.backends.is_empty() {
+        return no_process();
     }
     let method = request.method().clone();
     let path = request
@@ -253,9 +255,18 @@ async fn proxy(
         .headers
         .insert("x-forwarded-proto", HeaderValue::from_static("http"));
     let mut body = Some(body);
-    let start = entry.next.fetch_add(1, Ordering::Relaxed);
-    let attempts = if retryable { backends.len() } else { 1 };
+    let mut start = entry.next.fetch_add(1, Ordering::Relaxed);
+    // Each backend once, and once more should the table change under the request.
+    let attempts = if retryable {
+        entry.route.backends.len() + 1
+    } else {
+        1
+    };
     for attempt in 0..attempts {
+        let backends = &entry.route.backends;
+        if backends.is_empty() {
+            return no_process();
+        }
         let backend = backends[(start + attempt) % backends.len()];
         let uri: Uri = match format!("http://{backend}{path}").parse() {
             Ok(uri) => uri,
@@ -280,7 +291,16 @@ async fn proxy(
                     })
                 });
             }
-            Err(err) if err.is_connect() && attempt + 1 < attempts => continue,
+            Err(err) if err.is_connect() && attempt + 1 < attempts => {
+                // A deploy may have switched the table since the lookup, and stopped the
+                // process this request was given: the next try goes by the table as it is now.
+                if let Some(now) = proxy.routes.lookup(&host)
+                    && !Arc::ptr_eq(&now, &entry)
+                {
+                    entry = now;
+                    start = entry.next.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             Err(err) => {
                 tracing::warn!(%app, %backend, error = %err, "backend failed");
                 (proxy.log)(&app, &format!("{method} {path} 502 via {backend}: {err}"));
