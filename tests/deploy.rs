@@ -3,15 +3,14 @@
 //! one serving; no request lost under load while releases change; and every app back on its
 //! release after `kill -9`. The apps are small Python web servers run by the local runtime.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use slipway_e2e::{Backend, PASSWORD, Platform, User, binary, both_backends};
+use slipway_e2e::{Backend, PASSWORD, Platform, User, binary, both_backends, http_get};
 
 /// A web app that answers `<GREETING> <code>` and names the process that answered; `/health`
 /// answers with the status in `HEALTH_STATUS` (200 by default).
@@ -75,28 +74,7 @@ fn push(user: &User) -> String {
 
 /// `GET path` through the router with `Host: host`: the status and body.
 fn get(router: &str, host: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(router).expect("connect to the router");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    let status = response
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    http_get(router, host, path).expect("a response from the router")
 }
 
 /// The body of a 200 from the app at `demo.localhost`, asserting the status.

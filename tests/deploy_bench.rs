@@ -18,7 +18,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{Backend, Platform, User};
+use slipway_e2e::{Backend, Platform, User, http_get};
 
 const ROLLBACKS: usize = 11;
 const WRK_ROUNDS: usize = 3;
@@ -189,22 +189,10 @@ fn api_post(api_url: &str, token: &str, path: &str, body: &str) {
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
 }
 
+/// The body of a 200 for `/`, or nothing.
 fn get_body(address: &str, host: &str) -> String {
-    let Ok(mut stream) = TcpStream::connect(address) else {
-        return String::new();
-    };
-    if write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
-        return String::new();
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    match response.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => body.to_owned(),
+    match http_get(address, host, "/") {
+        Ok((200, body)) => body,
         _ => String::new(),
     }
 }

@@ -226,10 +226,14 @@ pub trait Runtime: Send + Sync + 'static {
     async fn current(&self, app: &AppName) -> Option<ReleaseVersion>;
 
     /// Starts or stops processes of the current release so their counts match `formation`.
-    async fn scale(&self, app: &AppName, formation: &BTreeMap<String, u32>) -> Result<(), String>;
+    async fn scale(
+        &self,
+        app: &AppName,
+        formation: &BTreeMap<String, u32>,
+    ) -> Result<(), DeployError>;
 
     /// Replaces the current release's processes (of one type, or all) with new ones.
-    async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), String>;
+    async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), DeployError>;
 
     async fn processes(&self, app: &AppName) -> Vec<ProcessInfo>;
 

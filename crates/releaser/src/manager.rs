@@ -372,11 +372,7 @@ impl ReleaseManager {
             .formation(&app, &spec)
             .await
             .map_err(|e| store_error("read the formation", &e))?;
-        self.inner
-            .runtime
-            .scale(name, &formation)
-            .await
-            .map_err(DeployError::Failed)
+        self.inner.runtime.scale(name, &formation).await
     }
 
     async fn restart_locked(
@@ -395,17 +391,7 @@ impl ReleaseManager {
             &app,
             &format!("Restarting {}", process_type.unwrap_or("all processes")),
         );
-        self.inner
-            .runtime
-            .restart(name, process_type)
-            .await
-            .map_err(|reason| {
-                if reason.starts_with("no process of type") {
-                    DeployError::Invalid(reason)
-                } else {
-                    DeployError::Failed(reason)
-                }
-            })
+        self.inner.runtime.restart(name, process_type).await
     }
 }
 

@@ -21,7 +21,7 @@ use builder::image::ImageStore;
 use domain::{AppName, ProcessType, ReleaseVersion};
 
 use self::process::{Context, Launch, Proc, ProcIdentity, Sandbox};
-use crate::{Lines, Logs, ProcessInfo, ProcessState, ReleaseSpec, Runtime};
+use crate::{DeployError, Lines, Logs, ProcessInfo, ProcessState, ReleaseSpec, Runtime};
 
 /// How the local runtime runs processes.
 #[derive(Debug, Clone)]
@@ -478,7 +478,11 @@ impl Runtime for LocalRuntime {
         apps.get(app)?.current.as_ref().map(|g| g.spec.version)
     }
 
-    async fn scale(&self, app: &AppName, formation: &BTreeMap<String, u32>) -> Result<(), String> {
+    async fn scale(
+        &self,
+        app: &AppName,
+        formation: &BTreeMap<String, u32>,
+    ) -> Result<(), DeployError> {
         let inner = &self.inner;
         let mut started = Vec::new();
         let mut surplus = Vec::new();
@@ -510,12 +514,9 @@ impl Runtime for LocalRuntime {
                     let taken: Vec<u32> = have.iter().map(|(i, _)| *i).collect();
                     let free = (1..).filter(|i| !taken.contains(i));
                     for index in free.take((want - count) as usize) {
-                        let proc = inner.start(
-                            &generation.spec,
-                            &generation.launch,
-                            &process_type,
-                            index,
-                        )?;
+                        let proc = inner
+                            .start(&generation.spec, &generation.launch, &process_type, index)
+                            .map_err(DeployError::Failed)?;
                         started.push(proc);
                     }
                 }
@@ -531,7 +532,7 @@ impl Runtime for LocalRuntime {
         Ok(())
     }
 
-    async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), String> {
+    async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), DeployError> {
         let inner = &self.inner;
         let (spec, launch, old) = {
             let apps = inner.apps.lock().expect("never poisoned");
@@ -553,7 +554,10 @@ impl Runtime for LocalRuntime {
         if let Some(t) = process_type
             && !spec.processes.contains_key(t)
         {
-            return Err(format!("no process of type {t} in {}", spec.version));
+            return Err(DeployError::Invalid(format!(
+                "no process of type {t} in {}",
+                spec.version
+            )));
         }
         let mut fresh = Vec::new();
         for proc in &old {
@@ -561,13 +565,13 @@ impl Runtime for LocalRuntime {
                 Ok(p) => fresh.push(p),
                 Err(reason) => {
                     inner.stop_all(&fresh).await;
-                    return Err(reason);
+                    return Err(DeployError::Failed(reason));
                 }
             }
         }
         if let Err(reason) = inner.all_healthy(&fresh).await {
             inner.stop_all(&fresh).await;
-            return Err(reason);
+            return Err(DeployError::Failed(reason));
         }
         {
             let mut apps = inner.apps.lock().expect("never poisoned");
