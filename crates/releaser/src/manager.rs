@@ -105,13 +105,8 @@ impl ReleaseManager {
             .collect();
         for release in waiting {
             if release.version == releases[0].version {
-                let manager = self.clone();
-                let name = app.name.clone();
-                let version = release.version;
-                tokio::spawn(async move {
-                    let (progress, _) = tokio::sync::mpsc::unbounded_channel();
-                    let _ = manager.deploy_and_wait(&name, version, progress).await;
-                });
+                // In the background: it waits for this app's lock, held here.
+                Deployer::deploy(self, &app.name, release.version);
             } else {
                 self.inner
                     .store
