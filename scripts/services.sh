@@ -3,11 +3,18 @@
 
 # Installs the Debian packages the test suite uses, if any is missing.
 install_test_packages() {
-    local packages=(git openssh-client postgresql sqlite3 ca-certificates skopeo bubblewrap python3-venv docker-registry busybox-static runc umoci)
+    local packages=(git openssh-client postgresql sqlite3 ca-certificates skopeo bubblewrap python3-venv docker-registry busybox-static runc umoci passt)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
     done
+    # pasta gives each sandbox its own network; it runs as the app's uid and needs the tun
+    # device usable by everyone, as Debian's udev rules make it (some VM images do not).
+    if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+        local sudo_tun=""
+        [ "$(id -u)" -ne 0 ] && sudo_tun="sudo"
+        $sudo_tun chmod 0666 /dev/net/tun
+    fi
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "==> installing ${missing[*]}"
     local sudo=""
