@@ -394,6 +394,8 @@ impl Lifecycle<'_> {
             tokio::fs::create_dir_all(&layers).await?;
             let cache = self.cache.join(bp.layers_name());
             restore_cache(&cache, &layers)?;
+            // The buildpack runs as the app's uid and writes its layers.
+            self.budget.sandbox.hand_over(&layers)?;
             let plan_path = self.scratch.join(format!("bp-plan-{index}.toml"));
             let plan = toml::to_string(&BTreeMap::from([("entries", &chosen.entries)]))
                 .map_err(|e| BuildError::Buildpack(e.to_string()))?;

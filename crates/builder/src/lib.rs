@@ -22,7 +22,7 @@ mod project;
 pub mod registry;
 mod script;
 
-pub use script::bind_host_system;
+pub use sandbox::SandboxMode;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,17 +48,6 @@ pub struct BuilderConfig {
     /// The run image apps are built on (`--run-image`), by the name
     /// [`Builder::make_run_image`] gave it; without one, an image holds only the app.
     pub run_image: Option<String>,
-}
-
-/// Whether builds run in a bubblewrap sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SandboxMode {
-    /// With bubblewrap when `bwrap` is installed, else without (and the start says so).
-    Auto,
-    /// Always; the builder refuses to start without bubblewrap.
-    Required,
-    /// Never: builds run as the server's user and can read what it can.
-    Off,
 }
 
 /// Toolchains outside `/usr` that builds may use, read-only, where they exist.
@@ -125,6 +114,8 @@ pub enum BuildError {
     TimedOut(Duration),
     #[error("the build wrote more than {} of output and was stopped", size(*.0))]
     TooMuchOutput(usize),
+    #[error("the build was stopped: {0}; make it use less or ask the operator to raise the limit")]
+    OverLimit(String),
     #[error("cannot prepare the build: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -134,7 +125,7 @@ pub enum BuildError {
 pub struct Builder {
     config: BuilderConfig,
     images: std::sync::Arc<image::ImageStore>,
-    bwrap: Option<std::path::PathBuf>,
+    isolation: std::sync::Arc<sandbox::Isolation>,
     toolchains: Vec<std::path::PathBuf>,
     registry: Option<registry::Registry>,
 }
@@ -153,21 +144,10 @@ impl Builder {
         }
         tokio::fs::create_dir_all(config.data_dir.join("cache")).await?;
         let images = std::sync::Arc::new(image::ImageStore::open(config.data_dir.join("images"))?);
-        let bwrap = match config.sandbox {
-            SandboxMode::Off => None,
-            mode => {
-                let found = ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
-                    .iter()
-                    .map(std::path::PathBuf::from)
-                    .find(|p| p.exists());
-                if found.is_none() && mode == SandboxMode::Required {
-                    return Err(std::io::Error::other(
-                        "builds must be sandboxed but bubblewrap is not installed: apt-get install bubblewrap",
-                    ));
-                }
-                found
-            }
-        };
+        let isolation =
+            sandbox::Isolation::detect(config.sandbox, &config.data_dir.join("sandbox"))
+                .map_err(std::io::Error::other)?;
+        let isolation = std::sync::Arc::new(isolation);
         let data_dir = config.data_dir.canonicalize()?;
         let toolchains: Vec<std::path::PathBuf> = TOOLCHAINS
             .iter()
@@ -178,7 +158,7 @@ impl Builder {
         Ok(Builder {
             config,
             images,
-            bwrap,
+            isolation,
             toolchains,
             registry,
         })
@@ -193,7 +173,8 @@ impl Builder {
             output: Default::default(),
             in_scripts: Default::default(),
             sandbox: script::Sandbox {
-                bwrap: None,
+                isolation: std::sync::Arc::clone(&self.isolation),
+                app: job.app.to_owned(),
                 writable: Vec::new(),
                 readable: Vec::new(),
             },
@@ -205,15 +186,25 @@ impl Builder {
             .prefix("buildpack-")
             .tempdir_in(job.source.parent().unwrap_or(job.source))?;
         let mut budget = budget;
-        budget.sandbox = script::Sandbox {
-            bwrap: self.bwrap.clone(),
-            writable: vec![
-                job.source.to_path_buf(),
-                cache.clone(),
-                scratch.path().to_path_buf(),
-            ],
-            readable: self.toolchains.clone(),
-        };
+        let writable = vec![
+            job.source.to_path_buf(),
+            cache.clone(),
+            scratch.path().to_path_buf(),
+        ];
+        // The build runs as the app's uid: what it may write becomes the app's.
+        let (isolation, app, dirs) = (
+            std::sync::Arc::clone(&self.isolation),
+            job.app.to_owned(),
+            writable.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            dirs.iter()
+                .try_for_each(|dir| isolation.hand_over(&app, dir))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        budget.sandbox.writable = writable;
+        budget.sandbox.readable = self.toolchains.clone();
 
         let project = project::Project::load(job.source)?;
         project.apply_exclude(job.source)?;
@@ -331,10 +322,10 @@ impl Builder {
         &self.images
     }
 
-    /// The bubblewrap the builder sandboxes with, if it does; the local runtime runs apps
-    /// the same way.
-    pub fn bwrap(&self) -> Option<&Path> {
-        self.bwrap.as_deref()
+    /// The sandbox builds run in; the local runtime runs apps in the same one, so an app's
+    /// builds and processes share its uid.
+    pub fn isolation(&self) -> &std::sync::Arc<sandbox::Isolation> {
+        &self.isolation
     }
 
     /// Toolchains outside `/usr` that builds could use, so what was built against them

@@ -5,20 +5,25 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use sandbox::{Bind, Isolation, Limits, Network, Sandboxed, Spec};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::{BuildError, Log};
 
-/// Where a build's scripts run: with bubblewrap, in a mount namespace that has the system's
-/// directories read-only and, writable, only what the build needs — its source, its cache and
-/// its scratch space — so a build cannot read the platform's data, its database or other
-/// apps' sources. Without bubblewrap, scripts run as the server's user (`Off`).
+/// Where a build's scripts run: in the platform's sandbox (see the `sandbox` crate) as the
+/// app's own uid, with the system's directories read-only and, writable, only what the build
+/// needs — its source, its cache and its scratch space — so a build cannot read the platform's
+/// data, its database or other apps' sources, nor reach the host's loopback services. With
+/// the sandbox off, scripts run as the server's user.
 #[derive(Debug, Clone)]
 pub(crate) struct Sandbox {
-    pub(crate) bwrap: Option<std::path::PathBuf>,
+    pub(crate) isolation: Arc<Isolation>,
+    /// Whose build it is: the scripts run as the app's uid.
+    pub(crate) app: String,
     /// Bound read-write at the same path.
     pub(crate) writable: Vec<std::path::PathBuf>,
     /// Bound read-only at the same path (toolchains outside /usr, buildpacks).
@@ -26,64 +31,56 @@ pub(crate) struct Sandbox {
 }
 
 impl Sandbox {
-    /// The command that runs `program args` inside the sandbox.
-    fn command(&self, program: &Path, args: &[&Path], dir: &Path) -> tokio::process::Command {
-        let Some(bwrap) = &self.bwrap else {
-            let mut command = tokio::process::Command::new(program);
-            command.args(args);
-            return command;
-        };
-        let mut command = tokio::process::Command::new(bwrap);
+    /// No sandbox: for the platform's own steps.
+    fn open() -> Sandbox {
+        Sandbox {
+            isolation: Arc::new(Isolation::off()),
+            app: String::new(),
+            writable: Vec::new(),
+            readable: Vec::new(),
+        }
+    }
+
+    /// Gives `path` (a tree the platform made for the build) to the app's uid, which the
+    /// build runs as.
+    pub(crate) fn hand_over(&self, path: &Path) -> std::io::Result<()> {
+        self.isolation.hand_over(&self.app, path)
+    }
+
+    /// The command that runs `program args` inside the sandbox, and its cell.
+    fn command(&self, program: &Path, args: &[&Path], dir: &Path) -> Result<Sandboxed, BuildError> {
         // No --new-session: the sandbox stays in the script's process group, so killing the group
         // on a deadline reaches everything inside at once (builds get no terminal to hijack).
-        command.args(["--die-with-parent", "--unshare-all", "--share-net"]);
-        bind_host_system(&mut command, &[]);
-        command.args([
+        let mut mounts = sandbox::host_system_mounts(&[]);
+        for arg in [
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
-        ]);
-        for path in &self.readable {
-            command.arg("--ro-bind-try").arg(path).arg(path);
+        ] {
+            mounts.push(arg.into());
         }
+        let bind = |path: &Path, writable: bool| Bind {
+            src: path.to_path_buf(),
+            dest: path.to_path_buf(),
+            writable,
+        };
+        let mut binds: Vec<Bind> = self.readable.iter().map(|p| bind(p, false)).collect();
         // The buildpack itself, wherever it lives.
         if let Some(buildpack) = program.parent().and_then(Path::parent) {
-            command.arg("--ro-bind-try").arg(buildpack).arg(buildpack);
+            binds.push(bind(buildpack, false));
         }
-        for path in &self.writable {
-            command.arg("--bind").arg(path).arg(path);
-        }
-        command
-            .arg("--chdir")
-            .arg(dir)
-            .arg("--")
-            .arg(program)
-            .args(args);
-        command
-    }
-}
-
-/// Adds to a bubblewrap command the host's system directories (`/usr`, `/etc`, `/bin`,
-/// `/sbin`, `/lib*`), read-only and symlinks kept as symlinks, except those in `except`; and
-/// `/etc/resolv.conf`'s target when it points outside `/etc`, so name resolution works. The
-/// view builds run in, and apps built on the host's userland run in.
-pub fn bind_host_system(command: &mut tokio::process::Command, except: &[&str]) {
-    for top in ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"] {
-        if except.contains(&top) {
-            continue;
-        }
-        match std::fs::read_link(top) {
-            Ok(target) => {
-                command.arg("--symlink").arg(target).arg(top);
-            }
-            Err(_) if Path::new(top).is_dir() => {
-                command.args(["--ro-bind", top, top]);
-            }
-            Err(_) => {}
-        }
-    }
-    if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf")
-        && !resolv.starts_with("/etc")
-    {
-        command.arg("--ro-bind-try").arg(&resolv).arg(&resolv);
+        binds.extend(self.writable.iter().map(|p| bind(p, true)));
+        self.isolation
+            .command(Spec {
+                app: &self.app,
+                name: format!("build-{}", self.app),
+                mounts,
+                binds,
+                chdir: dir,
+                network: Network::Outbound,
+                limits: Limits::BUILD,
+                program: program.as_os_str(),
+                args: args.iter().map(|a| a.as_os_str().to_owned()).collect(),
+            })
+            .map_err(|e| BuildError::Io(std::io::Error::other(e)))
     }
 }
 
@@ -148,12 +145,17 @@ pub(crate) async fn run_unsandboxed(
     budget: &Budget,
     log: Log<'_>,
 ) -> Result<Finished, BuildError> {
-    let open = Sandbox {
-        bwrap: None,
-        writable: Vec::new(),
-        readable: Vec::new(),
-    };
-    run_in(&open, program, args, dir, env, Stdout::Log, budget, log).await
+    run_in(
+        &Sandbox::open(),
+        program,
+        args,
+        dir,
+        env,
+        Stdout::Log,
+        budget,
+        log,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -167,7 +169,7 @@ async fn run_in(
     budget: &Budget,
     log: Log<'_>,
 ) -> Result<Finished, BuildError> {
-    let mut command = sandbox.command(program, args, dir);
+    let Sandboxed { mut command, cell } = sandbox.command(program, args, dir)?;
     command
         .current_dir(dir)
         .env_clear()
@@ -228,17 +230,25 @@ async fn run_in(
         status = async { tokio::join!(outputs, child.wait()).1 } => status,
         () = exceeded.notified() => {
             kill_group();
+            cell.kill();
             return Err(BuildError::TooMuchOutput(budget.max_output));
         }
         () = tokio::time::sleep(remaining) => {
             kill_group();
+            cell.kill();
             return Err(BuildError::TimedOut(budget.limit));
         }
     };
     let status =
         status.map_err(|e| BuildError::Buildpack(format!("{} failed: {e}", program.display())))?;
-    // Whatever the script left running in its group goes with it.
+    // Whatever the script left running in its group or its cell goes with it.
     kill_group();
+    cell.kill();
+    if !status.success()
+        && let Some(reason) = cell.limit_hit()
+    {
+        return Err(BuildError::OverLimit(reason));
+    }
     // The script may have died of the closed pipe before the budget's notice was seen.
     if over.load(Ordering::Relaxed) {
         return Err(BuildError::TooMuchOutput(budget.max_output));

@@ -66,9 +66,11 @@ pub struct Isolation {
     cgroups: Option<cgroup::Hierarchy>,
     seccomp: Option<PathBuf>,
     uids: Mutex<Uids>,
-    /// Makes each cell's name unique in this server's life.
-    cells: std::sync::atomic::AtomicU64,
 }
+
+/// Makes each cell's name unique in this process's life, whatever number of `Isolation`s it
+/// has (tests have many).
+static CELLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[derive(Debug, Default)]
 struct Uids {
@@ -127,14 +129,30 @@ pub struct Spec<'a> {
     pub app: &'a str,
     /// Names its cgroup (`build-demo`, `demo.web.1`), with a number that makes it unique.
     pub name: String,
-    /// bubblewrap's arguments that make its file system (`--ro-bind`, `--tmpfs`, …).
+    /// bubblewrap's arguments that make its file system from the host's system directories
+    /// (`--ro-bind /usr /usr`, `--tmpfs /tmp`, …): paths anyone may read.
     pub mounts: Vec<OsString>,
+    /// The platform's own directories it sees (source, cache, image, buildpack), which sit
+    /// under directories only root may enter: staged for it (see [`Bind`]).
+    pub binds: Vec<Bind>,
     /// Where it starts.
     pub chdir: &'a Path,
     pub network: Network,
     pub limits: Limits,
     pub program: &'a OsStr,
     pub args: Vec<OsString>,
+}
+
+/// A directory of the platform's bound into the sandbox at `dest`. bubblewrap runs as the
+/// app's uid and so could not reach it where it is (under the data directory, which only
+/// root may enter): the launch binds it, as root, in a private mount namespace, onto a
+/// directory anyone may enter, and bubblewrap binds it from there. Nothing changes in the
+/// host's mount table.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    pub src: PathBuf,
+    pub dest: PathBuf,
+    pub writable: bool,
 }
 
 /// The command that runs a [`Spec`], and its cell.
@@ -189,13 +207,25 @@ impl Drop for Cell {
     }
 }
 
-/// Moves itself into the cgroups named before `--` and opens the seccomp filter (`$1`, or
-/// `-`) as fd 9, then runs the rest: everything it starts is born inside the cell.
-const ENTER: &str = r#"s=$1; shift
+/// Run as root in a mount namespace of its own: opens the seccomp filter (`$1`, or `-`) as
+/// fd 9, moves itself into the cgroups named up to the first `--`, binds the platform
+/// directories named up to the second `--` onto `$STAGE/0`, `$STAGE/1`, … (on a tmpfs of its
+/// own at the stage, `$2`), then runs the rest: everything it starts is born inside the cell.
+const ENTER: &str = r#"s=$1; stage=$2; shift 2
 if [ "$s" != - ]; then exec 9<"$s" || exit 125; fi
 while [ "$1" != -- ]; do echo $$ >"$1" || exit 125; shift; done
 shift
+if [ "$1" != -- ]; then mount -t tmpfs -o mode=0755,size=64k slipway-stage "$stage" || exit 125; fi
+n=0
+while [ "$1" != -- ]; do
+  mkdir "$stage/$n" && mount --bind "$1" "$stage/$n" || exit 125
+  n=$((n + 1)); shift
+done
+shift
 exec "$@""#;
+
+/// Where [`ENTER`] stages the platform's directories: created at start, empty, on the host.
+const STAGE: &str = "/run/slipway-sandbox";
 
 impl Isolation {
     /// No sandbox at all: programs run as the server's user ([`SandboxMode::Off`]).
@@ -208,7 +238,6 @@ impl Isolation {
             cgroups: None,
             seccomp: None,
             uids: Mutex::default(),
-            cells: Default::default(),
         }
     }
 
@@ -256,7 +285,6 @@ impl Isolation {
                 by_app: HashMap::new(),
                 next: FIRST_APP_UID,
             }),
-            cells: Default::default(),
         };
         // A kernel can refuse what the files promise (user namespaces off, no tun device
         // for this uid): try the chain once, and do without what fails.
@@ -337,7 +365,7 @@ impl Isolation {
                 "sandbox: users: {}",
                 yes_no(
                     self.own_uids,
-                    "a uid per app from 1700000, no capabilities, no_new_privs",
+                    "a uid per app from 1700000, no capabilities, no_new_privs, no new user namespaces",
                     "the server's own uid, no capabilities, no_new_privs"
                 )
             ),
@@ -412,25 +440,40 @@ impl Isolation {
         };
         let cgroup = match &self.cgroups {
             Some(hierarchy) => {
-                let n = self
-                    .cells
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let n = CELLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let name = format!("{}-{}-{n}", spec.name, std::process::id());
                 Some(hierarchy.create(&name, &spec.limits)?)
             }
             None => None,
         };
-        let mut command = tokio::process::Command::new("/bin/sh");
-        command.arg("-c").arg(ENTER).arg("slipway-sandbox");
+        let uid = self.uid_for(spec.app);
+        // Staged only when bubblewrap runs as another uid than ours.
+        let staged: Vec<&Bind> = spec
+            .binds
+            .iter()
+            .filter(|b| uid.is_some() && b.src.exists())
+            .collect();
+        // As root, in a mount namespace of its own, where the staging binds stay.
+        let mut command = match uid {
+            Some(_) => {
+                let mut command = tokio::process::Command::new(UNSHARE);
+                command.args(["--mount", "--propagation", "private", "--", "/bin/sh"]);
+                command
+            }
+            None => tokio::process::Command::new("/bin/sh"),
+        };
+        command.args(["-c", ENTER, "slipway-sandbox"]);
         match &self.seccomp {
             Some(filter) => command.arg(filter),
             None => command.arg("-"),
         };
+        command.arg(STAGE);
         if let Some(cgroup) = &cgroup {
             command.args(cgroup.procs_files());
         }
         command.arg("--");
-        let uid = self.uid_for(spec.app);
+        command.args(staged.iter().map(|b| &b.src));
+        command.arg("--");
         if let Some(uid) = uid {
             let (pids, size) = (NPROC_PER_APP, spec.limits.file_size);
             command
@@ -484,8 +527,24 @@ impl Isolation {
         if self.seccomp.is_some() {
             command.args(["--seccomp", "9"]);
         }
+        command.args(&spec.mounts);
+        let mut n = 0;
+        for bind in &spec.binds {
+            let kind = if bind.writable { "--bind" } else { "--ro-bind" };
+            if uid.is_none() {
+                command
+                    .arg(format!("{kind}-try"))
+                    .arg(&bind.src)
+                    .arg(&bind.dest);
+            } else if staged.iter().any(|b| std::ptr::eq(*b, bind)) {
+                command
+                    .arg(kind)
+                    .arg(format!("{STAGE}/{n}"))
+                    .arg(&bind.dest);
+                n += 1;
+            }
+        }
         command
-            .args(&spec.mounts)
             .arg("--chdir")
             .arg(spec.chdir)
             .arg("--")
@@ -506,6 +565,7 @@ impl Isolation {
             app: "slipway-probe",
             name: "probe".to_owned(),
             mounts: host_system_mounts(&[]),
+            binds: Vec::new(),
             chdir: Path::new("/"),
             network: Network::Outbound,
             limits: Limits::PROCESS,
@@ -537,6 +597,7 @@ impl Isolation {
 }
 
 const SETPRIV: &str = "/usr/bin/setpriv";
+const UNSHARE: &str = "/usr/bin/unshare";
 const PRLIMIT: &str = "/usr/bin/prlimit";
 
 fn find(candidates: &[&str]) -> Option<PathBuf> {

@@ -57,7 +57,7 @@ pub(crate) fn write_filter(path: &Path) -> Result<(), String> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
     let rules = REFUSED
         .iter()
-        .map(|(_, number)| (i64::from(*number), Vec::new()))
+        .map(|(_, number)| (*number, Vec::new()))
         .collect::<BTreeMap<_, _>>();
     let filter = SeccompFilter::new(
         rules,

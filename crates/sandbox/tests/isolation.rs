@@ -28,6 +28,16 @@ struct Outcome {
 
 /// Runs `script` with `sh` in the sandbox as app `app`.
 async fn run(isolation: &Isolation, app: &str, limits: Limits, script: &str) -> Outcome {
+    run_with(isolation, app, limits, Vec::new(), script).await
+}
+
+async fn run_with(
+    isolation: &Isolation,
+    app: &str,
+    limits: Limits,
+    binds: Vec<sandbox::Bind>,
+    script: &str,
+) -> Outcome {
     let mut mounts = sandbox::host_system_mounts(&[]);
     for arg in ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"] {
         mounts.push(arg.into());
@@ -38,6 +48,7 @@ async fn run(isolation: &Isolation, app: &str, limits: Limits, script: &str) -> 
             app,
             name,
             mounts,
+            binds,
             chdir: Path::new("/"),
             network: Network::Outbound,
             limits,
@@ -168,4 +179,38 @@ async fn a_fork_bomb_and_a_memory_hog_stop_at_their_limits() {
         hog.limit.as_deref(),
         Some("it ran out of memory (the limit is 64 MiB)")
     );
+}
+
+#[tokio::test]
+async fn the_platforms_directories_are_bound_in_however_private_their_parents() {
+    let (isolation, _state) = isolation();
+    // The data directory: only root may enter it. The app's cache inside it is the app's.
+    let data = tempfile::tempdir().expect("temp dir");
+    let cache = data.path().join("cache/demo");
+    std::fs::create_dir_all(&cache).expect("cache");
+    std::fs::write(data.path().join("secret"), "host key").expect("secret");
+    isolation.hand_over("binds", &cache).expect("chown");
+    let binds = vec![sandbox::Bind {
+        src: cache.clone(),
+        dest: "/cache".into(),
+        writable: true,
+    }];
+    let outcome = run_with(
+        &isolation,
+        "binds",
+        Limits::PROCESS,
+        binds,
+        "echo kept > /cache/file && cat /cache/file; ls /run/slipway-sandbox 2>&1; \
+         find / -name secret -path '*tmp*' 2>/dev/null; true",
+    )
+    .await;
+    assert_eq!(outcome.code, 0, "{}", outcome.err);
+    assert!(outcome.out.starts_with("kept\n"), "{}", outcome.out);
+    assert!(!outcome.out.contains("secret"), "{}", outcome.out);
+    let uid = isolation.uid_for("binds").expect("own uids");
+    let meta = std::fs::metadata(cache.join("file")).expect("written");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), uid);
+    // The staging stayed in the sandbox's own mount namespace.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+    assert!(!mounts.contains("slipway-stage"), "{mounts}");
 }

@@ -90,8 +90,10 @@ pub(crate) struct UpArgs {
     /// The longest a build may take, in seconds.
     #[arg(long, env = "SLIPWAY_BUILD_TIMEOUT", default_value_t = 900)]
     build_timeout: u64,
-    /// Whether builds and apps run in a bubblewrap sandbox: `auto` (when bwrap is installed),
-    /// `required`, `off`.
+    /// How builds and apps are isolated: `auto` (all the host offers — a uid per app, no
+    /// capabilities, seccomp, cgroup limits, a network namespace — and the start-up output
+    /// says what is missing), `required` (refuse to start unless all of it is in force),
+    /// `off` (run them as slipwayd's user; development only).
     #[arg(long = "sandbox", alias = "build-sandbox", env = "SLIPWAY_SANDBOX", value_enum, default_value_t = BuildSandbox::Auto)]
     build_sandbox: BuildSandbox,
     /// Where apps run. `local`: supervised processes on this machine, behind the built-in router.

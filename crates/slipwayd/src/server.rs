@@ -49,6 +49,11 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
         .await
         .context("cannot set up the builder")?,
     );
+    // Which isolation is in force, for the operator to see (`--sandbox required` refused to
+    // get this far without all of it).
+    for line in builder.isolation().summary() {
+        println!("{line}");
+    }
     // The release manager runs apps through the local runtime, which tells the router where
     // their web processes listen; the router writes each request to the app's log.
     let logs = releaser::Logs::open(config.storage.data_dir.join("logs"))
@@ -59,7 +64,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             releaser::local::LocalConfig {
                 data_dir: config.storage.data_dir.clone(),
                 images: Arc::clone(builder.images()),
-                bwrap: builder.bwrap().map(std::path::Path::to_path_buf),
+                isolation: Arc::clone(builder.isolation()),
                 readable: builder.toolchains().to_vec(),
                 boot_timeout: config.boot_timeout,
                 stop_timeout: config.stop_timeout,

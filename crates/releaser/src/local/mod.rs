@@ -29,8 +29,9 @@ pub struct LocalConfig {
     /// Holds `runtime/images`, where images are unpacked.
     pub data_dir: PathBuf,
     pub images: Arc<ImageStore>,
-    /// bubblewrap, to sandbox each process; `None` runs them as slipwayd's user.
-    pub bwrap: Option<PathBuf>,
+    /// The sandbox each process runs in (the builder's, so an app's builds and processes
+    /// share its uid).
+    pub isolation: Arc<sandbox::Isolation>,
     /// Host directories processes may read (toolchains outside `/usr`).
     pub readable: Vec<PathBuf>,
     /// How long a web process has to become healthy.
@@ -99,7 +100,7 @@ impl LocalRuntime {
             Inner {
                 ctx: Context {
                     sandbox: Sandbox {
-                        bwrap: config.bwrap.clone(),
+                        isolation: Arc::clone(&config.isolation),
                         readable: config.readable.clone(),
                     },
                     logs: logs.clone(),
@@ -353,14 +354,22 @@ impl Runtime for LocalRuntime {
         let inner = &self.inner;
         let launch = inner.prepare(spec).await?;
         let port = process::free_port().map_err(|e| format!("no free port: {e}"))?;
-        let mut child = inner
+        let mut sandboxed = inner
             .ctx
             .sandbox
             .command(
+                spec.app.as_str(),
+                source,
                 &launch,
                 command,
                 &[("DYNO", source.to_owned()), ("PORT", port.to_string())],
+                None,
             )
+            .map_err(|e| format!("cannot start {source}: {e}"))?;
+        // Whatever the one-off leaves in its cell goes when it is done.
+        let _cell = sandboxed.cell;
+        let mut child = sandboxed
+            .command
             .spawn()
             .map_err(|e| format!("cannot start {source}: {e}"))?;
         let group = child.id().and_then(|id| i32::try_from(id).ok());

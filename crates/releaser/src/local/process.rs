@@ -14,6 +14,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use sandbox::{Bind, Isolation, Limits, Network, Sandboxed, Spec};
+
 use crate::{Logs, ProcessInfo, ProcessState};
 
 /// Where the app's code is in its image.
@@ -26,10 +28,11 @@ const STABLE: Duration = Duration::from_secs(60);
 /// The longest wait between restarts of a process that keeps crashing.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// How processes are run: in bubblewrap when there is one, else directly.
+/// How processes are run: in the platform's sandbox (the app's uid, its own network, its
+/// cgroup) when there is one, else directly.
 #[derive(Debug, Clone)]
 pub(crate) struct Sandbox {
-    pub(crate) bwrap: Option<PathBuf>,
+    pub(crate) isolation: Arc<Isolation>,
     /// Host directories bound read-only at the same path (toolchains outside `/usr`).
     pub(crate) readable: Vec<PathBuf>,
 }
@@ -43,67 +46,107 @@ pub(crate) struct Launch {
 }
 
 impl Sandbox {
-    /// The command that runs `command` from the image at `launch`, with `extra` environment.
+    /// The command that runs `command` of `app` (as process `name`) from the image at
+    /// `launch`, with `extra` environment; a web process's `port` is forwarded to it.
     pub(crate) fn command(
         &self,
+        app: &str,
+        name: &str,
         launch: &Launch,
         command: &str,
         extra: &[(&str, String)],
-    ) -> tokio::process::Command {
+        serve: Option<u16>,
+    ) -> std::io::Result<Sandboxed> {
         let mut env = launch.env.clone();
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-        let mut cmd;
-        match &self.bwrap {
-            Some(bwrap) => {
-                cmd = tokio::process::Command::new(bwrap);
-                // No --new-session: the sandbox stays in the process group, so stopping the
-                // group reaches everything inside. --die-with-parent: nothing outlives slipwayd.
-                cmd.args(["--die-with-parent", "--unshare-all", "--share-net"]);
-                bind_root(&mut cmd, &launch.rootfs, &self.readable);
-                cmd.args([
-                    "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
-                ]);
-                cmd.args(["--chdir", APP_DIR, "--", "/bin/sh", "-c", LAUNCHER, "sh"])
-                    .arg(command);
+        let mut args: Vec<std::ffi::OsString> = vec!["-c".into(), LAUNCHER.into(), "sh".into()];
+        args.push(command.into());
+        let mut sandboxed = if self.isolation.is_sandboxed() {
+            let (mut mounts, binds) = root_mounts(&launch.rootfs, &self.readable);
+            for arg in [
+                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+            ] {
+                mounts.push(arg.into());
             }
-            None => {
-                // No sandbox: the app runs from the unpacked image on the host, so paths
-                // into the image are rewritten to where it is.
-                let root = launch.rootfs.to_string_lossy().into_owned();
-                for value in env.values_mut() {
-                    *value = value
-                        .split(':')
-                        .map(|part| {
-                            if part == APP_DIR || part.starts_with(&format!("{APP_DIR}/")) {
-                                format!("{root}{part}")
-                            } else {
-                                part.to_owned()
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                        .join(":");
-                }
-                cmd = tokio::process::Command::new("/bin/sh");
-                cmd.args(["-c", LAUNCHER, "sh"]).arg(command);
-                cmd.current_dir(launch.rootfs.join(APP_DIR.trim_start_matches('/')));
+            self.isolation
+                .command(Spec {
+                    app,
+                    name: format!("{app}.{name}"),
+                    mounts,
+                    binds,
+                    chdir: Path::new(APP_DIR),
+                    network: match serve {
+                        Some(port) => Network::Serve(port),
+                        None => Network::Outbound,
+                    },
+                    limits: Limits::PROCESS,
+                    program: std::ffi::OsStr::new("/bin/sh"),
+                    args,
+                })
+                .map_err(std::io::Error::other)?
+        } else {
+            // No sandbox: the app runs from the unpacked image on the host, so paths
+            // into the image are rewritten to where it is.
+            let root = launch.rootfs.to_string_lossy().into_owned();
+            for value in env.values_mut() {
+                *value = value
+                    .split(':')
+                    .map(|part| {
+                        if part == APP_DIR || part.starts_with(&format!("{APP_DIR}/")) {
+                            format!("{root}{part}")
+                        } else {
+                            part.to_owned()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(":");
             }
-        }
-        cmd.env_clear()
+            let dir = launch.rootfs.join(APP_DIR.trim_start_matches('/'));
+            self.isolation
+                .command(Spec {
+                    app,
+                    name: name.to_owned(),
+                    mounts: Vec::new(),
+                    binds: Vec::new(),
+                    chdir: &dir,
+                    network: Network::Outbound,
+                    limits: Limits::PROCESS,
+                    program: std::ffi::OsStr::new("/bin/sh"),
+                    args,
+                })
+                .map_err(std::io::Error::other)?
+        };
+        // No --new-session: the sandbox stays in the process group, so stopping the group
+        // reaches everything inside; the sandbox dies with slipwayd.
+        sandboxed
+            .command
+            .env_clear()
             .envs(&env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        cmd
+        Ok(sandboxed)
+    }
+
+    /// Whether the process spawned as `pid` listens on `port` itself (not a forward).
+    pub(crate) fn listening(&self, pid: Option<u32>, port: u16) -> bool {
+        match pid {
+            Some(pid) if self.isolation.own_network() => sandbox::listening(pid, port),
+            // Sharing the host's network: whoever accepts on the port is the app.
+            _ => true,
+        }
     }
 }
 
 /// The image's top-level entries at `/`; where the image has no shell of its own (it was
 /// built without a run image, on the host's userland), the host's system directories fill in
 /// what it lacks, read-only — the same view the build had.
-fn bind_root(cmd: &mut tokio::process::Command, rootfs: &Path, readable: &[PathBuf]) {
+fn root_mounts(rootfs: &Path, readable: &[PathBuf]) -> (Vec<std::ffi::OsString>, Vec<Bind>) {
     let own_userland = std::fs::symlink_metadata(rootfs.join("bin/sh")).is_ok();
+    let mut mounts: Vec<std::ffi::OsString> = Vec::new();
+    let mut binds = Vec::new();
     let mut bound = Vec::new();
     if let Ok(entries) = std::fs::read_dir(rootfs) {
         let mut entries: Vec<_> = entries.flatten().collect();
@@ -116,22 +159,27 @@ fn bind_root(cmd: &mut tokio::process::Command, rootfs: &Path, readable: &[PathB
             let at = format!("/{name}");
             match std::fs::read_link(entry.path()) {
                 Ok(target) => {
-                    cmd.arg("--symlink").arg(target).arg(&at);
+                    mounts.extend(["--symlink".into(), target.into(), at.clone().into()]);
                 }
-                Err(_) => {
-                    cmd.arg("--ro-bind").arg(entry.path()).arg(&at);
-                }
+                Err(_) => binds.push(Bind {
+                    src: entry.path(),
+                    dest: PathBuf::from(&at),
+                    writable: false,
+                }),
             }
             bound.push(at);
         }
     }
     if !own_userland {
         let bound: Vec<&str> = bound.iter().map(String::as_str).collect();
-        builder::bind_host_system(cmd, &bound);
-        for path in readable {
-            cmd.arg("--ro-bind-try").arg(path).arg(path);
-        }
+        mounts.extend(sandbox::host_system_mounts(&bound));
+        binds.extend(readable.iter().map(|path| Bind {
+            src: path.clone(),
+            dest: path.clone(),
+            writable: false,
+        }));
     }
+    (mounts, binds)
 }
 
 /// How a supervised process is doing, as its watchers see it.
@@ -296,10 +344,29 @@ impl Proc {
             if let Some(port) = self.port {
                 extra.push(("PORT", port.to_string()));
             }
-            let mut command = ctx.sandbox.command(&launch, &self.command, &extra);
             let started = Instant::now();
-            let exit = match command.spawn() {
-                Ok(child) => self.run(&ctx, child).await,
+            let sandboxed = ctx.sandbox.command(
+                &self.app,
+                &self.name,
+                &launch,
+                &self.command,
+                &extra,
+                self.port,
+            );
+            let exit = match sandboxed {
+                Ok(Sandboxed { mut command, cell }) => match command.spawn() {
+                    Ok(child) => {
+                        let exit = self.run(&ctx, child).await;
+                        cell.kill();
+                        match (exit, cell.limit_hit()) {
+                            (Some(Ended::Exited(how)), Some(limit)) => {
+                                Some(Ended::Exited(format!("{how}: {limit}")))
+                            }
+                            (exit, _) => exit,
+                        }
+                    }
+                    Err(err) => Some(Ended::Exited(format!("could not start: {err}"))),
+                },
                 Err(err) => Some(Ended::Exited(format!("could not start: {err}"))),
             };
             let Some(exit) = exit else {
@@ -341,9 +408,19 @@ impl Proc {
             let sink = |line: &str| logs.push(&app, &name, line);
             tokio::join!(read_lines(out, &sink), read_lines(err, &sink));
         });
+        let pid = child.id();
         let boot = async {
             match self.port {
-                Some(port) => probe(port, self.healthcheck.as_deref(), ctx.boot_timeout).await,
+                Some(port) => {
+                    let listening = || ctx.sandbox.listening(pid, port);
+                    probe(
+                        port,
+                        self.healthcheck.as_deref(),
+                        ctx.boot_timeout,
+                        &listening,
+                    )
+                    .await
+                }
                 None => true,
             }
         };
@@ -464,13 +541,19 @@ pub(crate) async fn read_lines(pipe: Option<impl AsyncRead + Unpin>, sink: crate
     }
 }
 
-/// Waits until the process on `port` is healthy: it accepts connections or, with a health
-/// check path, answers it with 2xx or 3xx. `false` once `limit` has passed.
-pub(crate) async fn probe(port: u16, path: Option<&str>, limit: Duration) -> bool {
+/// Waits until the process on `port` is healthy: it listens (`listening`: the process
+/// itself, not a forward in front of it) and accepts connections or, with a health check
+/// path, answers it with 2xx or 3xx. `false` once `limit` has passed.
+pub(crate) async fn probe(
+    port: u16,
+    path: Option<&str>,
+    limit: Duration,
+    listening: &(dyn Fn() -> bool + Sync),
+) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     let mut pause = Duration::from_millis(10);
     loop {
-        if check(port, path).await {
+        if listening() && check(port, path).await {
             return true;
         }
         if tokio::time::Instant::now() + pause > deadline {
