@@ -66,6 +66,7 @@ fn main() {
             data_dir: dir.path().join("data"),
             timeout: BuilderConfig::DEFAULT_TIMEOUT,
             max_output: BuilderConfig::DEFAULT_MAX_OUTPUT,
+            limits: slipway_builder::Limits::BUILD,
             sandbox: slipway_builder::SandboxMode::Auto,
             registry: None,
             run_image: None,

@@ -22,7 +22,7 @@ mod project;
 pub mod registry;
 mod script;
 
-pub use sandbox::SandboxMode;
+pub use sandbox::{Limits, SandboxMode};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +43,9 @@ pub struct BuilderConfig {
     /// The most output a build may write, in bytes.
     pub max_output: usize,
     pub sandbox: SandboxMode,
+    /// Each build step's memory, processes, CPU share, file size and disk use
+    /// ([`Limits::BUILD`] by default).
+    pub limits: sandbox::Limits,
     /// Also push every image to this registry (`--registry`).
     pub registry: Option<registry::RegistryConfig>,
     /// The run image apps are built on (`--run-image`), by the name
@@ -177,6 +180,7 @@ impl Builder {
                 app: job.app.to_owned(),
                 writable: Vec::new(),
                 readable: Vec::new(),
+                limits: self.config.limits,
             },
         };
         let started = Instant::now();

@@ -28,6 +28,7 @@ pub(crate) struct Sandbox {
     pub(crate) writable: Vec<std::path::PathBuf>,
     /// Bound read-only at the same path (toolchains outside /usr, buildpacks).
     pub(crate) readable: Vec<std::path::PathBuf>,
+    pub(crate) limits: Limits,
 }
 
 impl Sandbox {
@@ -38,6 +39,7 @@ impl Sandbox {
             app: String::new(),
             writable: Vec::new(),
             readable: Vec::new(),
+            limits: Limits::BUILD,
         }
     }
 
@@ -76,7 +78,8 @@ impl Sandbox {
                 binds,
                 chdir: dir,
                 network: Network::Outbound,
-                limits: Limits::BUILD,
+                host_ports: Vec::new(),
+                limits: self.limits,
                 program: program.as_os_str(),
                 args: args.iter().map(|a| a.as_os_str().to_owned()).collect(),
             })
@@ -195,23 +198,27 @@ async fn run_in(
     let pump = |stream: Box<dyn AsyncRead + Unpin + Send>, capture: bool| {
         let (captured, exceeded, over) = (&captured, &exceeded, &over);
         async move {
-            let mut lines = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let total =
-                    budget.output.fetch_add(line.len() + 1, Ordering::Relaxed) + line.len() + 1;
+            // Every byte counts against the budget as it arrives, newline or not; lines are
+            // cut at MAX_LINE, so a flood without newlines holds no more than that.
+            let spend = |bytes: usize| {
+                let total = budget.output.fetch_add(bytes, Ordering::Relaxed) + bytes;
                 if total > budget.max_output {
                     over.store(true, Ordering::Relaxed);
                     exceeded.notify_one();
-                    return;
+                    return false;
                 }
+                true
+            };
+            let line = |line: &str| {
                 if capture {
                     let mut text = captured.lock().expect("never poisoned");
-                    text.push_str(&line);
+                    text.push_str(line);
                     text.push('\n');
                 } else {
-                    log(&line);
+                    log(line);
                 }
-            }
+            };
+            read_lines(stream, spend, line).await;
         }
     };
     let outputs = async {
@@ -226,8 +233,24 @@ async fn run_in(
         }
     };
     let remaining = budget.deadline.saturating_duration_since(Instant::now());
+    let disk = watch_disk(
+        &sandbox.writable,
+        sandbox
+            .isolation
+            .is_sandboxed()
+            .then_some(sandbox.limits.disk),
+    );
     let status = tokio::select! {
         status = async { tokio::join!(outputs, child.wait()).1 } => status,
+        used = disk => {
+            kill_group();
+            cell.kill();
+            return Err(BuildError::OverLimit(format!(
+                "it wrote more than {} MiB to its source, cache and scratch space ({} MiB); `slip builds:purge-cache` empties the cache",
+                sandbox.limits.disk >> 20,
+                used >> 20
+            )));
+        }
         () = exceeded.notified() => {
             kill_group();
             cell.kill();
@@ -257,6 +280,89 @@ async fn run_in(
         code: status.code(),
         stdout: captured.into_inner().expect("never poisoned"),
     })
+}
+
+/// The longest line kept from a build's output; the rest of a longer one is dropped.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Reads `stream` to its end: `spend` is told of every chunk as it arrives (and stops the
+/// reading by answering `false`), `line` gets each line, cut at [`MAX_LINE`] bytes.
+async fn read_lines(
+    stream: impl AsyncRead + Unpin,
+    spend: impl Fn(usize) -> bool,
+    line: impl Fn(&str),
+) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut cut = false;
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(buf) if !buf.is_empty() => buf,
+            _ => break,
+        };
+        let newline = buf.iter().position(|&b| b == b'\n');
+        let taken = newline.map_or(buf.len(), |at| at + 1);
+        let text = &buf[..newline.unwrap_or(buf.len())];
+        let room = MAX_LINE.saturating_sub(pending.len());
+        pending.extend_from_slice(&text[..text.len().min(room)]);
+        cut |= text.len() > room;
+        reader.consume(taken);
+        if !spend(taken) {
+            return;
+        }
+        if newline.is_some() {
+            line(&String::from_utf8_lossy(&pending));
+            if cut {
+                line(&format!(
+                    "(the line above was cut at {} KiB)",
+                    MAX_LINE >> 10
+                ));
+            }
+            pending.clear();
+            cut = false;
+        }
+    }
+    if !pending.is_empty() {
+        line(&String::from_utf8_lossy(&pending));
+    }
+}
+
+/// Resolves, with the bytes in use, once the build's writable directories hold more than
+/// `limit`; never without a limit. Measured every second, links never followed.
+async fn watch_disk(dirs: &[std::path::PathBuf], limit: Option<u64>) -> u64 {
+    let Some(limit) = limit.filter(|_| !dirs.is_empty()) else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let dirs = dirs.to_vec();
+        let used = tokio::task::spawn_blocking(move || dirs.iter().map(|d| disk_usage(d)).sum())
+            .await
+            .unwrap_or(0);
+        if used > limit {
+            return used;
+        }
+    }
+}
+
+/// Bytes allocated on disk under `root` (sparse files count what they use).
+fn disk_usage(root: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            total += meta.blocks() * 512;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    total
 }
 
 /// Adds a script's run time to the budget's total when the run ends, however it ends.

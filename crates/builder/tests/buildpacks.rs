@@ -327,3 +327,49 @@ async fn a_sandboxed_build_cannot_read_the_platform_or_other_apps() {
         "the build writes its own source"
     );
 }
+
+#[tokio::test]
+async fn a_fork_bomb_a_memory_hog_and_a_disk_filler_are_stopped_by_their_limits() {
+    let limits = slipway_builder::Limits {
+        pids: 64,
+        memory: 128 << 20,
+        disk: 64 << 20,
+        ..slipway_builder::Limits::BUILD
+    };
+    let f = Fixture::with_sandbox_limits(Duration::from_secs(120), 1024 * 1024, limits).await;
+    let cases = [
+        (
+            "bomb",
+            "bomb() { bomb | bomb & }; bomb; sleep 1; exit 1",
+            "the build was stopped: it tried to run more than 64 processes at once",
+        ),
+        (
+            "hog",
+            "exec tail -n 1 /dev/zero",
+            "the build was stopped: it ran out of memory (the limit is 128 MiB)",
+        ),
+        (
+            // Throttled a little, so the test writes tens of MiB past the limit, not GiBs.
+            "filler",
+            "i=0; while :; do head -c 4000000 /dev/zero > \"$2/fill$i\"; i=$((i+1)); sleep 0.05; done",
+            "the build was stopped: it wrote more than 64 MiB",
+        ),
+    ];
+    for (name, compile, expected) in cases {
+        let bp = f.heroku_buildpack(name, &[("compile", compile)]);
+        let (result, log) = f
+            .build(&f.source(&[]), &[("BUILDPACK_URL", bp.to_str().unwrap())])
+            .await;
+        let error = result.expect_err(name).to_string();
+        assert!(error.starts_with(expected), "{name}: {error}\n{log:?}");
+    }
+    // The platform is fine: the next build goes through.
+    let fine = f.heroku_buildpack("fine", &[("compile", "echo ok")]);
+    let (result, _) = f
+        .build(
+            &f.source(&[("Procfile", "web: ./serve\n")]),
+            &[("BUILDPACK_URL", fine.to_str().unwrap())],
+        )
+        .await;
+    result.expect("a build after the hostile ones");
+}

@@ -99,6 +99,9 @@ pub struct Limits {
     pub cpu_shares: u32,
     /// The largest file it may write, in bytes.
     pub file_size: u64,
+    /// What it may keep on disk in the directories it may write, in bytes (a build's
+    /// source, cache and scratch space; a process writes only its memory-backed `/tmp`).
+    pub disk: u64,
 }
 
 impl Limits {
@@ -108,6 +111,7 @@ impl Limits {
         pids: 512,
         cpu_shares: 512,
         file_size: 2 << 30,
+        disk: 10 << 30,
     };
     /// An app process's, like a standard dyno.
     pub const PROCESS: Limits = Limits {
@@ -115,6 +119,7 @@ impl Limits {
         pids: 256,
         cpu_shares: 1024,
         file_size: 1 << 30,
+        disk: 0,
     };
 }
 
@@ -138,6 +143,9 @@ pub struct Spec<'a> {
     /// Where it starts.
     pub chdir: &'a Path,
     pub network: Network,
+    /// Ports of the host's loopback it may still reach, at the same port on its own loopback
+    /// (the router's, so apps can call each other through it). Nothing else on the host.
+    pub host_ports: Vec<u16>,
     pub limits: Limits,
     pub program: &'a OsStr,
     pub args: Vec<OsString>,
@@ -487,18 +495,20 @@ impl Isolation {
                 .args(["--clear-groups", "--inh-caps=-all", "--"]);
         }
         if let Some(pasta) = &self.pasta {
-            command.arg(pasta).args([
-                "--config-net",
-                "--quiet",
-                "--no-map-gw",
-                "-T",
-                "none",
-                "-U",
-                "none",
-                "-u",
-                "none",
-                "-t",
-            ]);
+            let host_ports = match spec.host_ports.as_slice() {
+                [] => "none".to_owned(),
+                ports => ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            command
+                .arg(pasta)
+                .args(["--config-net", "--quiet", "--no-map-gw", "-T"]);
+            command
+                .arg(host_ports)
+                .args(["-U", "none", "-u", "none", "-t"]);
             match spec.network {
                 Network::Serve(port) => command.arg(format!("127.0.0.1/{port}")),
                 Network::Outbound => command.arg("none"),
@@ -568,6 +578,7 @@ impl Isolation {
             binds: Vec::new(),
             chdir: Path::new("/"),
             network: Network::Outbound,
+            host_ports: Vec::new(),
             limits: Limits::PROCESS,
             program: OsStr::new("/bin/true"),
             args: Vec::new(),

@@ -28,7 +28,7 @@ struct Outcome {
 
 /// Runs `script` with `sh` in the sandbox as app `app`.
 async fn run(isolation: &Isolation, app: &str, limits: Limits, script: &str) -> Outcome {
-    run_with(isolation, app, limits, Vec::new(), script).await
+    run_with(isolation, app, limits, Vec::new(), Vec::new(), script).await
 }
 
 async fn run_with(
@@ -36,6 +36,7 @@ async fn run_with(
     app: &str,
     limits: Limits,
     binds: Vec<sandbox::Bind>,
+    host_ports: Vec<u16>,
     script: &str,
 ) -> Outcome {
     let mut mounts = sandbox::host_system_mounts(&[]);
@@ -51,6 +52,7 @@ async fn run_with(
             binds,
             chdir: Path::new("/"),
             network: Network::Outbound,
+            host_ports,
             limits,
             program: OsStr::new("/bin/sh"),
             args: vec!["-c".into(), script.into()],
@@ -112,22 +114,38 @@ async fn a_tenant_runs_unprivileged_and_cannot_remount_the_host() {
 }
 
 #[tokio::test]
-async fn a_tenant_cannot_reach_the_hosts_loopback() {
+async fn a_tenant_reaches_the_router_but_nothing_else_on_the_hosts_loopback() {
     let (isolation, _state) = isolation();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    // A service of the host's on loopback (the API, the database, another app) is refused,
-    // whichever address the tenant tries for the host.
+    // A service of the host's on loopback (the API, the database, another app's port), and
+    // the router, the one port forwarded in.
+    let service = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let router = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = service.local_addr().expect("addr").port();
+    let router_port = router.local_addr().expect("addr").port();
     let script = format!(
         "for host in 127.0.0.1 localhost $(ip -4 route show default | cut -d' ' -f3); do \
            if timeout 3 bash -c \"exec 3<>/dev/tcp/$host/{port}\" 2>/dev/null; then echo REACHED $host; fi; \
-         done; echo done"
+         done; \
+         timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{router_port}' && echo ROUTER; echo done"
     );
-    let Outcome { code, out, err, .. } =
-        run(&isolation, "netcheck", Limits::PROCESS, &script).await;
+    let accepted = std::thread::spawn(move || router.accept().is_ok());
+    let Outcome { code, out, err, .. } = run_with(
+        &isolation,
+        "netcheck",
+        Limits::PROCESS,
+        Vec::new(),
+        vec![router_port],
+        &script,
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("done"), "{out}{err}");
     assert!(!out.contains("REACHED"), "{out}");
+    assert!(
+        out.contains("ROUTER"),
+        "the router is reachable: {out}{err}"
+    );
+    assert!(accepted.join().expect("joined"));
 }
 
 #[tokio::test]
@@ -200,6 +218,7 @@ async fn the_platforms_directories_are_bound_in_however_private_their_parents() 
         "binds",
         Limits::PROCESS,
         binds,
+        Vec::new(),
         "echo kept > /cache/file && cat /cache/file; ls /run/slipway-sandbox 2>&1; \
          find / -name secret -path '*tmp*' 2>/dev/null; true",
     )

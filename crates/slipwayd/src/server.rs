@@ -42,6 +42,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             data_dir: config.storage.data_dir.clone(),
             timeout: config.build_timeout,
             max_output: builder::BuilderConfig::DEFAULT_MAX_OUTPUT,
+            limits: builder::Limits::BUILD,
             sandbox: config.build_sandbox,
             registry: config.registry.clone(),
             run_image: config.run_image.clone(),
@@ -58,6 +59,10 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     // their web processes listen; the router writes each request to the app's log.
     let logs = releaser::Logs::open(config.storage.data_dir.join("logs"))
         .context("cannot open the app logs")?;
+    let router_listener = TcpListener::bind(config.router_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the router: is another slipwayd running? choose another with --router-listen", config.router_listen))?;
+    let router_addr = router_listener.local_addr()?;
     let routes = router::Routes::default();
     let runtime = match config.runtime {
         RuntimeKind::Local => releaser::local::LocalRuntime::new(
@@ -66,6 +71,8 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
                 images: Arc::clone(builder.images()),
                 isolation: Arc::clone(builder.isolation()),
                 readable: builder.toolchains().to_vec(),
+                // Apps reach each other through the router, the one host port they may.
+                router_port: router_addr.ip().is_loopback().then_some(router_addr.port()),
                 boot_timeout: config.boot_timeout,
                 stop_timeout: config.stop_timeout,
                 run_timeout: releaser::local::LocalConfig::DEFAULT_RUN_TIMEOUT,
@@ -82,10 +89,6 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
         config.domain.clone(),
     );
     let deployer: Arc<dyn releaser::Deployer> = Arc::new(manager.clone());
-    let router_listener = TcpListener::bind(config.router_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} for the router: is another slipwayd running? choose another with --router-listen", config.router_listen))?;
-    let router_addr = router_listener.local_addr()?;
     let router_port = router_addr.port();
     let port_suffix = if router_port == 80 {
         String::new()
@@ -268,6 +271,7 @@ pub(crate) async fn run_image(args: crate::config::RunImageArgs) -> anyhow::Resu
         data_dir: storage.data_dir.clone(),
         timeout: builder::BuilderConfig::DEFAULT_TIMEOUT,
         max_output: builder::BuilderConfig::DEFAULT_MAX_OUTPUT,
+        limits: builder::Limits::BUILD,
         sandbox: builder::SandboxMode::Off,
         registry: None,
         run_image: None,

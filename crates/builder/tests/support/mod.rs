@@ -25,11 +25,21 @@ impl Fixture {
     }
 
     pub async fn with_limits(timeout: Duration, max_output: usize) -> Fixture {
+        Fixture::with_sandbox_limits(timeout, max_output, slipway_builder::Limits::BUILD).await
+    }
+
+    /// A builder whose build steps get these memory, process and disk limits.
+    pub async fn with_sandbox_limits(
+        timeout: Duration,
+        max_output: usize,
+        limits: slipway_builder::Limits,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let config = BuilderConfig {
             data_dir: dir.path().join("data"),
             timeout,
             max_output,
+            limits,
             sandbox: SandboxMode::Auto,
             registry: None,
             run_image: None,

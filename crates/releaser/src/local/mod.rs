@@ -34,6 +34,9 @@ pub struct LocalConfig {
     pub isolation: Arc<sandbox::Isolation>,
     /// Host directories processes may read (toolchains outside `/usr`).
     pub readable: Vec<PathBuf>,
+    /// The router's port on the host's loopback, which apps in their own network namespace
+    /// may still reach (at `127.0.0.1:PORT` in theirs), to call other apps.
+    pub router_port: Option<u16>,
     /// How long a web process has to become healthy.
     pub boot_timeout: Duration,
     /// How long a process has to exit after SIGTERM before it gets SIGKILL.
@@ -102,6 +105,7 @@ impl LocalRuntime {
                     sandbox: Sandbox {
                         isolation: Arc::clone(&config.isolation),
                         readable: config.readable.clone(),
+                        router_port: config.router_port,
                     },
                     logs: logs.clone(),
                     boot_timeout: config.boot_timeout,

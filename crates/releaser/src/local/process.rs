@@ -35,6 +35,8 @@ pub(crate) struct Sandbox {
     pub(crate) isolation: Arc<Isolation>,
     /// Host directories bound read-only at the same path (toolchains outside `/usr`).
     pub(crate) readable: Vec<PathBuf>,
+    /// The router's loopback port, forwarded into each process's network namespace.
+    pub(crate) router_port: Option<u16>,
 }
 
 /// What a process of one release runs on: the unpacked image and the environment.
@@ -79,6 +81,7 @@ impl Sandbox {
                         Some(port) => Network::Serve(port),
                         None => Network::Outbound,
                     },
+                    host_ports: self.router_port.into_iter().collect(),
                     limits: Limits::PROCESS,
                     program: std::ffi::OsStr::new("/bin/sh"),
                     args,
@@ -110,6 +113,7 @@ impl Sandbox {
                     binds: Vec::new(),
                     chdir: &dir,
                     network: Network::Outbound,
+                    host_ports: Vec::new(),
                     limits: Limits::PROCESS,
                     program: std::ffi::OsStr::new("/bin/sh"),
                     args,
