@@ -66,6 +66,43 @@ impl Hierarchy {
         })
     }
 
+    /// Removes what a server that stopped without cleaning up (a `kill -9`) left under
+    /// `slipway/`: the cgroups named for a server process that no longer runs are emptied
+    /// (whatever still runs in them is killed) and removed; a running server's stay.
+    pub(crate) fn sweep(&self) {
+        let parents: Vec<&PathBuf> = match self {
+            Hierarchy::V2(parent) => vec![parent],
+            Hierarchy::V1 { memory, pids, cpu } => [Some(memory), Some(pids), cpu.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        for parent in parents {
+            let Ok(entries) = std::fs::read_dir(parent) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let server = name
+                    .rsplitn(3, '-')
+                    .nth(1)
+                    .and_then(|p| p.parse::<u32>().ok());
+                let Some(server) = server else { continue };
+                if Path::new(&format!("/proc/{server}")).exists() {
+                    continue;
+                }
+                Cgroup {
+                    dirs: vec![entry.path()],
+                    v2: matches!(self, Hierarchy::V2(_)),
+                }
+                .remove();
+            }
+        }
+    }
+
     /// `cgroup v1` or `cgroup v2`, for the start-up summary.
     pub(crate) fn kind(&self) -> &'static str {
         match self {

@@ -268,6 +268,9 @@ impl Isolation {
         } else {
             None
         };
+        if let Some(cgroups) = &cgroups {
+            cgroups.sweep();
+        }
         let seccomp = match bwrap {
             Some(_) => {
                 std::fs::create_dir_all(state_dir)?;
@@ -492,7 +495,14 @@ impl Isolation {
                 .arg(SETPRIV)
                 .arg(format!("--reuid={uid}"))
                 .arg(format!("--regid={uid}"))
-                .args(["--clear-groups", "--inh-caps=-all", "--"]);
+                // The uid change clears a parent-death signal: set it again, so pasta (and
+                // bubblewrap, which dies with it) goes when slipwayd does.
+                .args([
+                    "--clear-groups",
+                    "--inh-caps=-all",
+                    "--pdeathsig=KILL",
+                    "--",
+                ]);
         }
         if let Some(pasta) = &self.pasta {
             let host_ports = match spec.host_ports.as_slice() {
