@@ -21,6 +21,7 @@ pub mod image;
 mod project;
 pub mod registry;
 mod script;
+mod tenant_fs;
 
 pub use script::bind_host_system;
 
@@ -125,6 +126,18 @@ pub enum BuildError {
     TimedOut(Duration),
     #[error("the build wrote more than {} of output and was stopped", size(*.0))]
     TooMuchOutput(usize),
+    #[error(
+        "{0} is a symbolic link; the platform does not follow links an app or a build leaves: put the file itself there"
+    )]
+    Link(String),
+    #[error("{0} is outside the directory it must be in; name a path inside it")]
+    Outside(String),
+    #[error("{0} is not a directory")]
+    NotADirectory(String),
+    #[error("{0} is not a file")]
+    NotAFile(String),
+    #[error("{name} is larger than {}; keep it smaller", size(usize::try_from(*.limit).unwrap_or(usize::MAX)))]
+    TooLarge { name: String, limit: u64 },
     #[error("cannot prepare the build: {0}")]
     Io(#[from] std::io::Error),
 }
