@@ -275,6 +275,19 @@ impl Tree {
         }
     }
 
+    /// Writes `bytes` to a new file `relative`, replacing whatever the tenant left there (a
+    /// link is removed, never written through).
+    pub(crate) fn write(&self, relative: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+        self.remove_all(relative)?;
+        let (parent, name) = self.parent_of(relative)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(parent.as_fd(), name, flags, Mode::from_raw_mode(0o644))
+            .map_err(|e| error(e, &self.name(relative)))?;
+        std::io::Write::write_all(&mut std::fs::File::from(fd), bytes)?;
+        Ok(())
+    }
+
     /// The directory holding `relative`, opened beneath, and its last component.
     fn parent_of<'p>(&self, relative: &'p Path) -> Result<(OwnedFd, &'p OsStr), BuildError> {
         let parts = normal(relative, &self.name(relative))?;

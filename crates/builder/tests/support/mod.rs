@@ -33,7 +33,9 @@ impl Fixture {
             sandbox: SandboxMode::Auto,
             registry: None,
             run_image: None,
+            buildpacks_dir: Some(dir.path().join("buildpacks")),
         };
+        std::fs::create_dir_all(dir.path().join("buildpacks")).unwrap();
         Fixture {
             builder: Builder::new(config).await.unwrap(),
             dir,
@@ -53,6 +55,11 @@ impl Fixture {
             std::fs::write(path, text).unwrap();
         }
         dir
+    }
+
+    /// The operator's buildpacks directory (`--buildpacks-dir`): `<fixture>/buildpacks`.
+    pub fn buildpacks(&self) -> PathBuf {
+        self.dir.path().join("buildpacks")
     }
 
     /// A Heroku buildpack under `<fixture>/buildpacks/NAME` whose scripts are these shell bodies.
