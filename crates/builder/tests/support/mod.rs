@@ -25,6 +25,15 @@ impl Fixture {
     }
 
     pub async fn with_limits(timeout: Duration, max_output: usize) -> Fixture {
+        Fixture::with_config(timeout, max_output, true).await
+    }
+
+    /// A builder started without `--buildpacks-dir`.
+    pub async fn without_buildpacks_dir() -> Fixture {
+        Fixture::with_config(Duration::from_secs(300), 8 * 1024 * 1024, false).await
+    }
+
+    async fn with_config(timeout: Duration, max_output: usize, buildpacks_dir: bool) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let config = BuilderConfig {
             data_dir: dir.path().join("data"),
@@ -33,7 +42,7 @@ impl Fixture {
             sandbox: SandboxMode::Auto,
             registry: None,
             run_image: None,
-            buildpacks_dir: Some(dir.path().join("buildpacks")),
+            buildpacks_dir: buildpacks_dir.then(|| dir.path().join("buildpacks")),
         };
         std::fs::create_dir_all(dir.path().join("buildpacks")).unwrap();
         Fixture {
