@@ -22,6 +22,10 @@ use crate::script::{self, Budget, Stdout};
 use crate::tenant_fs::{Kind, Tree};
 use crate::{BuildError, BuildJob, Log, system_path};
 
+/// The most a build's layers' env files may hold, together (a process's environment must
+/// fit in a few MiB anyway).
+const MAX_ENV: u64 = 4 * 1024 * 1024;
+
 const SUPPORTED: &[&str] = &["0.7", "0.8", "0.9", "0.10", "0.11", "0.12"];
 
 /// `buildpack.toml`.
@@ -391,6 +395,7 @@ impl Lifecycle<'_> {
 
     async fn build(&self, group: &[Chosen], platform: &Path) -> Result<Output, BuildError> {
         let mut build_env: BTreeMap<String, String> = BTreeMap::new();
+        let mut env_read = 0u64;
         let mut processes: BTreeMap<String, (String, bool)> = BTreeMap::new();
         let mut launch_layers = Vec::new();
         for (index, chosen) in group.iter().enumerate() {
@@ -438,7 +443,13 @@ impl Lifecycle<'_> {
             }
             for layer in read_layers(&layers_tree)? {
                 if layer.build {
-                    apply_layer_env(&mut build_env, &layer.dir, &["env", "env.build"], &env)?;
+                    apply_layer_env(
+                        &mut build_env,
+                        &layer.dir,
+                        &["env", "env.build"],
+                        &env,
+                        &mut env_read,
+                    )?;
                 }
                 if layer.cache {
                     save_cache(&layers_tree, &layer.name, self.cache, &cache)?;
@@ -462,7 +473,13 @@ impl Lifecycle<'_> {
         for (image_path, dir) in &launch_layers {
             let at = format!("/{image_path}");
             let mut layer_env: BTreeMap<String, String> = BTreeMap::new();
-            apply_layer_env(&mut layer_env, dir, &["env", "env.launch"], &env)?;
+            apply_layer_env(
+                &mut layer_env,
+                dir,
+                &["env", "env.launch"],
+                &env,
+                &mut env_read,
+            )?;
             for (key, value) in layer_env {
                 env.insert(
                     key,
@@ -724,6 +741,7 @@ fn apply_layer_env(
     layer: &Tree,
     dirs: &[&str],
     base: &BTreeMap<String, String>,
+    read: &mut u64,
 ) -> Result<(), BuildError> {
     let get =
         |env: &BTreeMap<String, String>, key: &str| env.get(key).or_else(|| base.get(key)).cloned();
@@ -762,6 +780,14 @@ fn apply_layer_env(
             let delim = dir
                 .read(Path::new(&format!("{key}.delim")))?
                 .unwrap_or_default();
+            // Each file is bounded; so is all a build's layers make the platform read.
+            *read += (value.len() + delim.len()) as u64;
+            if *read > MAX_ENV {
+                return Err(BuildError::TooLarge {
+                    name: "the environment the layers set".to_owned(),
+                    limit: MAX_ENV,
+                });
+            }
             let old = get(env, key);
             let new = match (action, old) {
                 ("prepend", Some(old)) => format!("{value}{delim}{old}"),

@@ -3,10 +3,10 @@
 //!
 //! A build runs buildpacks. The buildpack is the app's `BUILDPACK_URL` config var when set
 //! (a git URL, or a buildpack the operator installed under `--buildpacks-dir`), else the
-//! first built-in buildpack whose
-//! `bin/detect` passes. Buildpacks speak the Heroku buildpack API (`bin/detect`,
-//! `bin/compile BUILD CACHE ENV`, `bin/release`); the build's process types are the app's
-//! Procfile, completed by the buildpack's `default_process_types`.
+//! first built-in buildpack whose `bin/detect` passes. Buildpacks speak the Heroku
+//! buildpack API (`bin/detect`, `bin/compile BUILD CACHE ENV`, `bin/release`); the build's
+//! process types are the app's Procfile, completed by the buildpack's
+//! `default_process_types`.
 //!
 //! Every build has a deadline and an output budget; a buildpack that runs past either is
 //! killed with everything it started, and the build fails saying which.
@@ -135,7 +135,7 @@ pub enum BuildError {
     #[error("the build wrote more than {} of output and was stopped", size(*.0))]
     TooMuchOutput(usize),
     #[error(
-        "{0} is a symbolic link; the platform does not follow links an app or a build leaves: put the file itself there"
+        "{0} is a symbolic link; the platform does not follow links an app or a build leaves: put the real file or directory there"
     )]
     Link(String),
     #[error("{0} is outside the directory it must be in; name a path inside it")]
@@ -560,10 +560,10 @@ impl Builder {
             Location::Installed(path) => return self.installed(path, &what),
             Location::Git(repo) => repo.to_owned(),
             // A local repository is a directory on the server: the same rule.
-            Location::File(path) => self.installed(path, &what)?.display().to_string(),
+            Location::File(path) => format!("file://{}", self.installed(path, &what)?.display()),
             Location::Unsupported(scheme) => {
                 return Err(BuildError::Buildpack(format!(
-                    "{what}: {scheme}:// is not supported; use an https://, git:// or ssh:// URL"
+                    "{what}: {scheme} URLs are not supported; use an https://, git:// or ssh:// URL"
                 )));
             }
         };
@@ -608,27 +608,21 @@ impl Builder {
                 "{what} names a directory on the server, which this platform does not allow: use a git URL, or ask the operator to install the buildpack and start slipwayd with --buildpacks-dir"
             )));
         };
-        let relative = match Path::new(path).strip_prefix(root) {
-            Ok(relative) => relative,
-            Err(_) => match self
-                .config
-                .buildpacks_dir
-                .as_deref()
-                .map(|given| Path::new(path).strip_prefix(given))
-            {
-                Some(Ok(relative)) => relative,
-                _ if path.starts_with('/') => {
-                    return Err(BuildError::Buildpack(format!(
-                        "{what} is not in the operator's buildpacks directory: name one of the buildpacks installed there"
-                    )));
-                }
-                _ => Path::new(path),
-            },
-        };
         let outside = || {
             BuildError::Buildpack(format!(
                 "{what} is not in the operator's buildpacks directory: name one of the buildpacks installed there"
             ))
+        };
+        // An absolute path by the directory as resolved at start or as the operator gave it.
+        let relative = if path.starts_with('/') {
+            let given = self.config.buildpacks_dir.as_deref();
+            Path::new(path)
+                .strip_prefix(root)
+                .ok()
+                .or_else(|| given.and_then(|g| Path::new(path).strip_prefix(g).ok()))
+                .ok_or_else(outside)?
+        } else {
+            Path::new(path)
         };
         if relative.as_os_str().is_empty()
             || !relative
@@ -805,4 +799,48 @@ pub(crate) fn system_path() -> String {
 async fn set_executable(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Location, buildpack_location};
+
+    #[test]
+    fn what_a_buildpack_url_names() {
+        let cases = [
+            (
+                "https://github.com/heroku/heroku-buildpack-ruby.git",
+                Location::Git("https://github.com/heroku/heroku-buildpack-ruby.git"),
+            ),
+            (
+                "git://example.com/bp",
+                Location::Git("git://example.com/bp"),
+            ),
+            (
+                "ssh://git@example.com/bp",
+                Location::Git("ssh://git@example.com/bp"),
+            ),
+            (
+                "git@example.com:team/bp.git",
+                Location::Git("git@example.com:team/bp.git"),
+            ),
+            (
+                "file:///srv/buildpacks/ruby",
+                Location::File("/srv/buildpacks/ruby"),
+            ),
+            ("ruby", Location::Installed("ruby")),
+            ("vendor/ruby", Location::Installed("vendor/ruby")),
+            (
+                "/srv/buildpacks/ruby",
+                Location::Installed("/srv/buildpacks/ruby"),
+            ),
+            ("./x:y", Location::Installed("./x:y")),
+            ("ext::sh -c id", Location::Unsupported("ext")),
+            ("fd::17", Location::Unsupported("fd")),
+            ("ftp://example.com/bp", Location::Unsupported("ftp")),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(buildpack_location(url), expected, "{url}");
+        }
+    }
 }

@@ -142,6 +142,18 @@ async fn links_a_build_leaves_where_the_platform_reads_are_never_followed() {
             Expect::Links(&[]),
         ),
         (
+            "an oversized launch.toml",
+            "",
+            r#"head -c 2000000 /dev/zero | tr '\0' '#' > "$layers/launch.toml""#,
+            Expect::Refused("launch.toml is larger than 1 MiB"),
+        ),
+        (
+            "env files past the build's budget",
+            "",
+            r#"for i in 1 2 3 4 5; do head -c 1000000 /dev/zero | tr '\0' a > "$layers/deps/env/BIG$i"; done"#,
+            Expect::Refused("the environment the layers set is larger than 4 MiB"),
+        ),
+        (
             "links inside a launch layer",
             "",
             r#"ln -s "$S" "$layers/deps/leak"; ln -s "$D" "$layers/deps/leakdir""#,
@@ -232,6 +244,14 @@ async fn links_in_the_source_and_the_cache_are_never_followed() {
             Expect::Refused("cache/cnb/test_hostile is a symbolic link"),
         ),
         (
+            "an oversized Procfile",
+            |_, app, _| {
+                std::fs::write(app.join("Procfile"), "#".repeat(2 << 20)).unwrap();
+            },
+            true,
+            Expect::Refused("Procfile is larger than 1 MiB"),
+        ),
+        (
             "links in the app's files",
             |_, app, secret| {
                 link(&secret.join("secret.txt"), &app.join("leak"));
@@ -296,11 +316,11 @@ async fn buildpack_url_is_a_git_url_or_a_buildpack_the_operator_installed() {
         ),
         (
             format!("ext::sh -c cat% {other}/bin/compile"),
-            format!("BUILDPACK_URL ext::sh -c cat% {other}/bin/compile: ext:// is not supported; use an https://, git:// or ssh:// URL"),
+            format!("BUILDPACK_URL ext::sh -c cat% {other}/bin/compile: ext URLs are not supported; use an https://, git:// or ssh:// URL"),
         ),
         (
             "ftp://example.com/bp".to_owned(),
-            "BUILDPACK_URL ftp://example.com/bp: ftp:// is not supported; use an https://, git:// or ssh:// URL".to_owned(),
+            "BUILDPACK_URL ftp://example.com/bp: ftp URLs are not supported; use an https://, git:// or ssh:// URL".to_owned(),
         ),
     ];
     for (url, message) in cases {
