@@ -26,6 +26,9 @@ use crate::{BuildError, BuildJob, Log, system_path};
 /// fit in a few MiB anyway).
 const MAX_ENV: u64 = 4 * 1024 * 1024;
 
+/// The most launch layers a build may make: each is an image layer.
+const MAX_LAUNCH_LAYERS: usize = 100;
+
 const SUPPORTED: &[&str] = &["0.7", "0.8", "0.9", "0.10", "0.11", "0.12"];
 
 /// `buildpack.toml`.
@@ -80,6 +83,21 @@ impl Buildpack {
         let descriptor: Descriptor = parse_toml(&text, || {
             format!("invalid {}", tree.name(Path::new("buildpack.toml")))
         })?;
+        // The id names the buildpack's layers directory and its path in the image.
+        let id = &descriptor.buildpack.id;
+        if id.is_empty()
+            || id
+                .split('/')
+                .any(|part| part.is_empty() || part == "." || part == "..")
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+        {
+            return Err(BuildError::Buildpack(format!(
+                "{}: invalid buildpack id {id:?}: use letters, digits, '.', '-', '_' and '/'",
+                tree.name(Path::new("buildpack.toml"))
+            )));
+        }
         if !SUPPORTED.contains(&descriptor.api.as_str()) {
             return Err(BuildError::Buildpack(format!(
                 "buildpack {} uses Buildpack API {}; Slipway supports {} to {}",
@@ -264,8 +282,8 @@ pub(crate) struct Output {
     pub(crate) name: String,
     /// Process type → command line.
     pub(crate) processes: BTreeMap<String, String>,
-    /// Launch layers: (path in the image, the directory), in image order.
-    pub(crate) launch_layers: Vec<(String, Tree)>,
+    /// Launch layers: (path in the image, the directory in the scratch tree), in image order.
+    pub(crate) launch_layers: Vec<(String, PathBuf)>,
     /// Environment for the image (PATH and the launch layers' env).
     pub(crate) env: BTreeMap<String, String>,
 }
@@ -442,10 +460,16 @@ impl Lifecycle<'_> {
                 )));
             }
             for layer in read_layers(&layers_tree)? {
+                // Opened when used, so a build of many layers holds few descriptors.
+                let open = || {
+                    layers_tree.dir(Path::new(&layer.name))?.ok_or_else(|| {
+                        BuildError::NotADirectory(layers_tree.name(Path::new(&layer.name)))
+                    })
+                };
                 if layer.build {
                     apply_layer_env(
                         &mut build_env,
-                        &layer.dir,
+                        &open()?,
                         &["env", "env.build"],
                         &env,
                         &mut env_read,
@@ -455,10 +479,13 @@ impl Lifecycle<'_> {
                     save_cache(&layers_tree, &layer.name, self.cache, &cache)?;
                 }
                 if layer.launch {
-                    launch_layers.push((
-                        format!("layers/{}/{}", bp.layers_name(), layer.name),
-                        layer.dir,
-                    ));
+                    let at = format!("layers/{}/{}", bp.layers_name(), layer.name);
+                    launch_layers.push((at.clone(), PathBuf::from(at)));
+                    if launch_layers.len() > MAX_LAUNCH_LAYERS {
+                        return Err(BuildError::Buildpack(format!(
+                            "the buildpacks made more than {MAX_LAUNCH_LAYERS} launch layers; merge some"
+                        )));
+                    }
                 }
             }
             for (process_type, command, default) in read_launch(&layers_tree, bp)? {
@@ -472,6 +499,11 @@ impl Lifecycle<'_> {
         )]);
         for (image_path, dir) in &launch_layers {
             let at = format!("/{image_path}");
+            let dir = self
+                .scratch
+                .dir(dir)?
+                .ok_or_else(|| BuildError::NotADirectory(dir.display().to_string()))?;
+            let dir = &dir;
             let mut layer_env: BTreeMap<String, String> = BTreeMap::new();
             apply_layer_env(
                 &mut layer_env,
@@ -613,7 +645,6 @@ fn check(trial: &[(&Member, &Alternative)]) -> Option<Vec<Chosen>> {
 /// A layer a buildpack made, with its `<layer>.toml` types.
 struct LayerInfo {
     name: String,
-    dir: Tree,
     launch: bool,
     build: bool,
     cache: bool,
@@ -652,12 +683,13 @@ fn read_layers(layers: &Tree) -> Result<Vec<LayerInfo>, BuildError> {
         };
         let parsed: LayerToml =
             parse_toml(&text, || format!("invalid {}", layers.name(declaration)))?;
-        let Some(dir) = layers.dir(Path::new(name))? else {
-            continue;
-        };
+        match layers.kind(Path::new(name))? {
+            Some(Kind::Dir) => {}
+            Some(Kind::Symlink) => return Err(BuildError::Link(layers.name(Path::new(name)))),
+            _ => continue,
+        }
         found.push(LayerInfo {
             name: name.to_owned(),
-            dir,
             launch: parsed.types.launch,
             build: parsed.types.build,
             cache: parsed.types.cache,

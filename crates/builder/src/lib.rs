@@ -355,7 +355,15 @@ impl Builder {
         let types: Vec<String> = procfile.process_types().map(ToString::to_string).collect();
         log(&format!("-----> Process types: {}", types.join(", ")));
         let image = self
-            .export(job, source, &procfile, launch_layers, env, log)
+            .export(
+                job,
+                source,
+                &scratch_tree,
+                &procfile,
+                launch_layers,
+                env,
+                log,
+            )
             .await?;
         let timings = Timings {
             total: started.elapsed(),
@@ -408,8 +416,9 @@ impl Builder {
         &self,
         job: &BuildJob<'_>,
         source: tenant_fs::Tree,
+        scratch: &tenant_fs::Tree,
         procfile: &Procfile,
-        launch_layers: Vec<(String, tenant_fs::Tree)>,
+        launch_layers: Vec<(String, PathBuf)>,
         launch_env: BTreeMap<String, String>,
         log: Log<'_>,
     ) -> Result<String, BuildError> {
@@ -423,10 +432,15 @@ impl Builder {
         // Launch layers first, each its own image layer, so unchanged dependencies keep
         // their digest from build to build; the app on top.
         let images = std::sync::Arc::clone(&self.images);
+        let scratch = tenant_fs::Tree::open(scratch.path(), "")?;
         let layers = tokio::task::spawn_blocking(move || {
             let mut layers = Vec::new();
             for (at, dir) in &launch_layers {
-                layers.push(images.layer_from_tree(dir, at)?);
+                let dir = scratch
+                    .dir(dir)
+                    .map_err(std::io::Error::other)?
+                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+                layers.push(images.layer_from_tree(&dir, at)?);
             }
             layers.push(images.layer_from_tree(&source, image::APP_DIR)?);
             Ok::<_, std::io::Error>(layers)

@@ -154,6 +154,12 @@ async fn links_a_build_leaves_where_the_platform_reads_are_never_followed() {
             Expect::Refused("the environment the layers set is larger than 4 MiB"),
         ),
         (
+            "more launch layers than an image should have",
+            "",
+            r#"for i in $(seq 101); do mkdir "$layers/l$i"; printf '[types]\nlaunch = true\n' > "$layers/l$i.toml"; done"#,
+            Expect::Refused("the buildpacks made more than 100 launch layers; merge some"),
+        ),
+        (
             "links inside a launch layer",
             "",
             r#"ln -s "$S" "$layers/deps/leak"; ln -s "$D" "$layers/deps/leakdir""#,
@@ -274,6 +280,27 @@ async fn links_in_the_source_and_the_cache_are_never_followed() {
         let config: &[(&str, &str)] = if *with_url { &url } else { &[] };
         let (result, log) = f.build(&app, config).await;
         check(&f, what, &result, &log, expect);
+    }
+}
+
+#[tokio::test]
+async fn a_buildpack_id_cannot_climb_out_of_the_layers_directory() {
+    let f = Fixture::new().await;
+    for id in ["../../escape", "a/../../b", "", "x\ny"] {
+        let bp = f.cnb_buildpack(
+            &f.buildpacks(),
+            "climber",
+            &format!("api = \"0.10\"\n[buildpack]\nid = {id:?}\nversion = \"1\"\n"),
+            &[("detect", "true"), ("build", "true")],
+        );
+        let (result, _) = f
+            .build(
+                &f.source(&[("Procfile", "web: ./serve\n")]),
+                &[("BUILDPACK_URL", bp.to_str().unwrap())],
+            )
+            .await;
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("invalid buildpack id"), "{id:?}: {err}");
     }
 }
 
