@@ -355,15 +355,7 @@ impl Builder {
         let types: Vec<String> = procfile.process_types().map(ToString::to_string).collect();
         log(&format!("-----> Process types: {}", types.join(", ")));
         let image = self
-            .export(
-                job,
-                source,
-                &scratch_tree,
-                &procfile,
-                launch_layers,
-                env,
-                log,
-            )
+            .export(job, &scratch_tree, &procfile, launch_layers, env, log)
             .await?;
         let timings = Timings {
             total: started.elapsed(),
@@ -415,7 +407,6 @@ impl Builder {
     async fn export(
         &self,
         job: &BuildJob<'_>,
-        source: tenant_fs::Tree,
         scratch: &tenant_fs::Tree,
         procfile: &Procfile,
         launch_layers: Vec<(String, PathBuf)>,
@@ -433,6 +424,7 @@ impl Builder {
         // their digest from build to build; the app on top.
         let images = std::sync::Arc::clone(&self.images);
         let scratch = tenant_fs::Tree::open(scratch.path(), "")?;
+        let source = tenant_fs::Tree::open(job.source, "")?;
         let layers = tokio::task::spawn_blocking(move || {
             let mut layers = Vec::new();
             for (at, dir) in &launch_layers {
