@@ -146,6 +146,10 @@ pub enum BuildError {
     NotAFile(String),
     #[error("{name} is larger than {}; keep it smaller", size(usize::try_from(*.limit).unwrap_or(usize::MAX)))]
     TooLarge { name: String, limit: u64 },
+    #[error("{0} is nested more than {1} directories deep; flatten it")]
+    TooDeep(String, usize),
+    #[error("{0} holds more than {1} entries; spread them over subdirectories")]
+    TooManyEntries(String, usize),
     #[error("cannot prepare the build: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -27,6 +27,13 @@ use crate::BuildError;
 /// an env var of a layer.
 pub(crate) const MAX_FILE: u64 = 1024 * 1024;
 
+/// The deepest a walk goes below a tree's root: every walk recurses, so this bounds the
+/// stack and the descriptors a tenant's tree can make the platform use.
+pub(crate) const MAX_DEPTH: usize = 256;
+
+/// The most entries read from one directory.
+pub(crate) const MAX_ENTRIES: usize = 1_000_000;
+
 /// Resolution beneath a tree: no `..` out, no absolute paths, no symbolic links at all.
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS);
 
@@ -59,6 +66,8 @@ pub(crate) struct Tree {
     path: PathBuf,
     /// How messages name it to the pusher, such as `layers/test_old` (empty for none).
     label: String,
+    /// How far below the root it was opened.
+    depth: usize,
 }
 
 impl Tree {
@@ -72,6 +81,7 @@ impl Tree {
             fd,
             path: path.to_path_buf(),
             label: label.to_owned(),
+            depth: 0,
         })
     }
 
@@ -95,12 +105,17 @@ impl Tree {
     /// The directory `relative` beneath this one; `None` when it does not exist. A link on
     /// the way is an error.
     pub(crate) fn dir(&self, relative: &Path) -> Result<Option<Tree>, BuildError> {
+        let depth = self.depth + relative.components().count();
+        if depth > MAX_DEPTH {
+            return Err(BuildError::TooDeep(self.name(relative), MAX_DEPTH));
+        }
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match self.open_beneath(relative, flags) {
             Ok(fd) => Ok(Some(Tree {
                 fd,
                 path: self.path.join(relative),
                 label: self.name(relative),
+                depth,
             })),
             Err(Errno::NOENT) => Ok(None),
             // O_DIRECTORY with O_NOFOLLOW says ENOTDIR for a link: say which it was.
@@ -190,6 +205,12 @@ impl Tree {
                 known => Kind::of(known),
             };
             found.push((name.to_owned(), kind));
+            if found.len() > MAX_ENTRIES {
+                return Err(BuildError::TooManyEntries(
+                    self.name(Path::new("")),
+                    MAX_ENTRIES,
+                ));
+            }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(found)

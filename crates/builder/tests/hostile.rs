@@ -160,6 +160,12 @@ async fn links_a_build_leaves_where_the_platform_reads_are_never_followed() {
             Expect::Refused("the buildpacks made more than 100 launch layers; merge some"),
         ),
         (
+            "a launch layer nested deeper than the platform walks",
+            "",
+            r#"cd "$layers/deps"; for i in $(seq 300); do mkdir d; cd d; done"#,
+            Expect::Refused("is nested more than 256 directories deep; flatten it"),
+        ),
+        (
             "links inside a launch layer",
             "",
             r#"ln -s "$S" "$layers/deps/leak"; ln -s "$D" "$layers/deps/leakdir""#,
