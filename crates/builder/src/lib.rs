@@ -752,7 +752,7 @@ fn stage(
         Some(tenant_fs::Kind::Symlink) => return Err(BuildError::Link(named())),
         _ => {
             return Err(BuildError::Buildpack(format!(
-                "project.toml buildpack uri {:?} does not exist",
+                "project.toml buildpack uri {:?} is not a directory of the app: name the buildpack's directory",
                 named()
             )));
         }
