@@ -325,14 +325,21 @@ async fn a_push_over_the_size_limit_is_refused() {
 /// for the test to let it go on; the test sees that line before it lets it.
 #[tokio::test]
 async fn build_output_streams_while_the_build_runs() {
-    let platform = Platform::start(Backend::Sqlite).await.unwrap();
+    // The operator installs the buildpack; the app names it in BUILDPACK_URL.
+    let buildpacks = tempfile::tempdir().unwrap();
+    let platform = Platform::start_with(
+        Backend::Sqlite,
+        &["--buildpacks-dir", buildpacks.path().to_str().unwrap()],
+    )
+    .await
+    .unwrap();
     tokio::task::spawn_blocking(move || {
         let mut ada = account(&platform, "ada", None);
         app_repo(&mut ada, "myapp", "web: ./serve\n");
         ada.slip(&["create", "demo"]).success();
         // About builds: the app runs no processes.
         ada.slip(&["ps:scale", "web=0", "-a", "demo"]).success();
-        let buildpack = ada.home().join("waiting-buildpack");
+        let buildpack = buildpacks.path().join("waiting-buildpack");
         // The gate lives in the buildpack's directory, which a sandboxed build can see.
         let gate = buildpack.join("gate");
         std::fs::create_dir_all(buildpack.join("bin")).unwrap();
@@ -351,11 +358,8 @@ async fn build_output_streams_while_the_build_runs() {
         )
         .unwrap();
         ada.run("mkfifo", &[gate.to_str().unwrap()]).success();
-        ada.slip(&[
-            "config:set",
-            &format!("BUILDPACK_URL={}", buildpack.display()),
-        ])
-        .success();
+        ada.slip(&["config:set", "BUILDPACK_URL=waiting-buildpack"])
+            .success();
 
         let mut push = ada
             .git_command(&["push", "slipway", "main"])

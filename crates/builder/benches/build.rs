@@ -70,6 +70,7 @@ fn main() {
             sandbox: slipway_builder::SandboxMode::Auto,
             registry: None,
             run_image: None,
+            buildpacks_dir: Some(dir.path().to_path_buf()),
         }))
         .unwrap();
     let buildpack = dir.path().join("buildpack");

@@ -19,7 +19,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::script::{self, Budget, Stdout};
+use crate::tenant_fs::{Kind, Tree};
 use crate::{BuildError, BuildJob, Log, system_path};
+
+/// The most a build's layers' env files may hold, together (a process's environment must
+/// fit in a few MiB anyway).
+const MAX_ENV: u64 = 4 * 1024 * 1024;
+
+/// The most launch layers a build may make: each is an image layer.
+const MAX_LAUNCH_LAYERS: usize = 100;
 
 const SUPPORTED: &[&str] = &["0.7", "0.8", "0.9", "0.10", "0.11", "0.12"];
 
@@ -62,15 +70,34 @@ pub(crate) struct Buildpack {
 }
 
 impl Buildpack {
-    /// Reads `dir/buildpack.toml`, if there is one.
+    /// Reads `dir/buildpack.toml`, if there is one, without following a link.
     pub(crate) fn load(dir: &Path) -> Result<Option<Buildpack>, BuildError> {
-        let path = dir.join("buildpack.toml");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err.into()),
+        let tree = match Tree::open(dir, &crate::display_name(dir)) {
+            Ok(tree) => tree,
+            Err(BuildError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
         };
-        let descriptor: Descriptor = parse_toml(&text, || format!("invalid {}", path.display()))?;
+        let Some(text) = tree.read(Path::new("buildpack.toml"))? else {
+            return Ok(None);
+        };
+        let descriptor: Descriptor = parse_toml(&text, || {
+            format!("invalid {}", tree.name(Path::new("buildpack.toml")))
+        })?;
+        // The id names the buildpack's layers directory and its path in the image.
+        let id = &descriptor.buildpack.id;
+        if id.is_empty()
+            || id
+                .split('/')
+                .any(|part| part.is_empty() || part == "." || part == "..")
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+        {
+            return Err(BuildError::Buildpack(format!(
+                "{}: invalid buildpack id {id:?}: use letters, digits, '.', '-', '_' and '/'",
+                tree.name(Path::new("buildpack.toml"))
+            )));
+        }
         if !SUPPORTED.contains(&descriptor.api.as_str()) {
             return Err(BuildError::Buildpack(format!(
                 "buildpack {} uses Buildpack API {}; Slipway supports {} to {}",
@@ -129,14 +156,15 @@ impl Catalog {
         let mut catalog = Catalog::default();
         for dir in dirs {
             let mut candidates = vec![dir.clone()];
-            if let Ok(entries) = std::fs::read_dir(dir) {
-                let mut subdirs: Vec<PathBuf> = entries
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect();
-                subdirs.sort();
-                candidates.extend(subdirs);
+            if let Ok(tree) = Tree::open(dir, "")
+                && let Ok(entries) = tree.entries()
+            {
+                candidates.extend(
+                    entries
+                        .into_iter()
+                        .filter(|(_, kind)| *kind == Kind::Dir)
+                        .map(|(name, _)| dir.join(name)),
+                );
             }
             for candidate in candidates {
                 // A candidate that does not load is only a neighbour; were it needed, the
@@ -254,7 +282,7 @@ pub(crate) struct Output {
     pub(crate) name: String,
     /// Process type → command line.
     pub(crate) processes: BTreeMap<String, String>,
-    /// Launch layers: (path in the image, directory on disk), in image order.
+    /// Launch layers: (path in the image, the directory in the scratch tree), in image order.
     pub(crate) launch_layers: Vec<(String, PathBuf)>,
     /// Environment for the image (PATH and the launch layers' env).
     pub(crate) env: BTreeMap<String, String>,
@@ -263,9 +291,9 @@ pub(crate) struct Output {
 pub(crate) struct Lifecycle<'a> {
     pub(crate) job: &'a BuildJob<'a>,
     /// Where layers, the platform dir and plans are written.
-    pub(crate) scratch: &'a Path,
-    /// The app's CNB cache: `<cache>/<buildpack>/<layer>`.
-    pub(crate) cache: &'a Path,
+    pub(crate) scratch: &'a Tree,
+    /// The app's cache; the CNB cache is `cnb/<buildpack>/<layer>` in it.
+    pub(crate) cache: &'a Tree,
     pub(crate) budget: &'a Budget,
     pub(crate) log: Log<'a>,
 }
@@ -277,11 +305,10 @@ impl Lifecycle<'_> {
         top: Vec<Buildpack>,
         catalog: &Catalog,
     ) -> Result<Output, BuildError> {
-        let platform = self.scratch.join("platform");
-        let env_dir = platform.join("env");
-        tokio::fs::create_dir_all(&env_dir).await?;
+        let platform = self.scratch.path().join("platform");
+        let env_dir = self.scratch.create_dir_all(Path::new("platform/env"))?;
         for (key, value) in self.job.config {
-            tokio::fs::write(env_dir.join(key), value).await?;
+            env_dir.write(Path::new(key), value.as_bytes())?;
         }
         let top: Vec<Member> = top
             .into_iter()
@@ -341,8 +368,9 @@ impl Lifecycle<'_> {
         let mut passed: Vec<(Member, Plan)> = Vec::new();
         for (index, member) in group.iter().enumerate() {
             let bp = &member.buildpack;
-            let plan_path = self.scratch.join(format!("plan-{index}.toml"));
-            let _ = tokio::fs::remove_file(&plan_path).await;
+            let plan_name = format!("plan-{index}.toml");
+            self.scratch.remove_all(Path::new(&plan_name))?;
+            let plan_path = self.scratch.path().join(&plan_name);
             let mut env = self.env(bp, platform);
             env.insert(
                 "CNB_BUILD_PLAN_PATH".to_owned(),
@@ -361,11 +389,11 @@ impl Lifecycle<'_> {
             .await?;
             match out.code {
                 Some(0) => {
-                    let plan = match tokio::fs::read_to_string(&plan_path).await {
-                        Ok(text) => parse_toml::<Plan>(&text, || {
+                    let plan = match self.scratch.read(Path::new(&plan_name))? {
+                        Some(text) => parse_toml::<Plan>(&text, || {
                             format!("{} wrote an invalid build plan", bp.id())
                         })?,
-                        Err(_) => Plan::default(),
+                        None => Plan::default(),
                     };
                     passed.push((member.clone(), plan));
                 }
@@ -384,22 +412,25 @@ impl Lifecycle<'_> {
     }
 
     async fn build(&self, group: &[Chosen], platform: &Path) -> Result<Output, BuildError> {
-        let layers_root = self.scratch.join("layers");
         let mut build_env: BTreeMap<String, String> = BTreeMap::new();
+        let mut env_read = 0u64;
         let mut processes: BTreeMap<String, (String, bool)> = BTreeMap::new();
         let mut launch_layers = Vec::new();
         for (index, chosen) in group.iter().enumerate() {
             let bp = &chosen.buildpack;
-            let layers = layers_root.join(bp.layers_name());
-            tokio::fs::create_dir_all(&layers).await?;
-            let cache = self.cache.join(bp.layers_name());
-            restore_cache(&cache, &layers)?;
+            let layers_tree = self
+                .scratch
+                .create_dir_all(&Path::new("layers").join(bp.layers_name()))?;
+            let layers = layers_tree.path().to_path_buf();
+            let cache = Path::new("cnb").join(bp.layers_name());
+            restore_cache(self.cache, &cache, &layers_tree)?;
             // The buildpack runs as the app's uid and writes its layers.
             self.budget.sandbox.hand_over(&layers)?;
-            let plan_path = self.scratch.join(format!("bp-plan-{index}.toml"));
+            let plan_name = format!("bp-plan-{index}.toml");
+            let plan_path = self.scratch.path().join(&plan_name);
             let plan = toml::to_string(&BTreeMap::from([("entries", &chosen.entries)]))
                 .map_err(|e| BuildError::Buildpack(e.to_string()))?;
-            tokio::fs::write(&plan_path, plan).await?;
+            self.scratch.write(Path::new(&plan_name), plan.as_bytes())?;
             let mut env = self.env(bp, platform);
             for (key, value) in &build_env {
                 env.insert(key.clone(), value.clone());
@@ -430,21 +461,36 @@ impl Lifecycle<'_> {
                     out.code.map_or("killed".to_owned(), |c| c.to_string())
                 )));
             }
-            for layer in read_layers(&layers)? {
+            for layer in read_layers(&layers_tree)? {
+                // Opened when used, so a build of many layers holds few descriptors.
+                let open = || {
+                    layers_tree.dir(Path::new(&layer.name))?.ok_or_else(|| {
+                        BuildError::NotADirectory(layers_tree.name(Path::new(&layer.name)))
+                    })
+                };
                 if layer.build {
-                    apply_layer_env(&mut build_env, &layer.dir, &["env", "env.build"], &env)?;
+                    apply_layer_env(
+                        &mut build_env,
+                        &open()?,
+                        &["env", "env.build"],
+                        &env,
+                        &mut env_read,
+                    )?;
                 }
                 if layer.cache {
-                    save_cache(&layer.dir, &cache)?;
+                    save_cache(&layers_tree, &layer.name, self.cache, &cache)?;
                 }
                 if layer.launch {
-                    launch_layers.push((
-                        format!("layers/{}/{}", bp.layers_name(), layer.name),
-                        layer.dir.clone(),
-                    ));
+                    let at = format!("layers/{}/{}", bp.layers_name(), layer.name);
+                    launch_layers.push((at.clone(), PathBuf::from(at)));
+                    if launch_layers.len() > MAX_LAUNCH_LAYERS {
+                        return Err(BuildError::Buildpack(format!(
+                            "the buildpacks made more than {MAX_LAUNCH_LAYERS} launch layers; merge some"
+                        )));
+                    }
                 }
             }
-            for (process_type, command, default) in read_launch(&layers, bp)? {
+            for (process_type, command, default) in read_launch(&layers_tree, bp)? {
                 processes.insert(process_type, (command, default));
             }
         }
@@ -455,12 +501,26 @@ impl Lifecycle<'_> {
         )]);
         for (image_path, dir) in &launch_layers {
             let at = format!("/{image_path}");
+            let dir = self
+                .scratch
+                .dir(dir)?
+                .ok_or_else(|| BuildError::NotADirectory(dir.display().to_string()))?;
+            let dir = &dir;
             let mut layer_env: BTreeMap<String, String> = BTreeMap::new();
-            apply_layer_env(&mut layer_env, dir, &["env", "env.launch"], &env)?;
+            apply_layer_env(
+                &mut layer_env,
+                dir,
+                &["env", "env.launch"],
+                &env,
+                &mut env_read,
+            )?;
             for (key, value) in layer_env {
-                env.insert(key, value.replace(&dir.to_string_lossy().into_owned(), &at));
+                env.insert(
+                    key,
+                    value.replace(&dir.path().to_string_lossy().into_owned(), &at),
+                );
             }
-            if dir.join("bin").is_dir() {
+            if dir.kind(Path::new("bin"))? == Some(Kind::Dir) {
                 let path = env.get("PATH").cloned().unwrap_or_default();
                 env.insert("PATH".to_owned(), format!("{at}/bin:{path}"));
             }
@@ -587,7 +647,6 @@ fn check(trial: &[(&Member, &Alternative)]) -> Option<Vec<Chosen>> {
 /// A layer a buildpack made, with its `<layer>.toml` types.
 struct LayerInfo {
     name: String,
-    dir: PathBuf,
     launch: bool,
     build: bool,
     cache: bool,
@@ -609,33 +668,30 @@ struct LayerTypes {
     cache: bool,
 }
 
-fn read_layers(layers: &Path) -> Result<Vec<LayerInfo>, BuildError> {
+/// The layers a buildpack declared (`<layer>.toml` beside `<layer>/`). A declaration or a
+/// layer directory that is a link is an error; a declaration without a directory is skipped.
+fn read_layers(layers: &Tree) -> Result<Vec<LayerInfo>, BuildError> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(layers) else {
-        return Ok(found);
-    };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
-    for path in paths {
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".toml"))
-        else {
+    for (file, _) in layers.entries()? {
+        let Some(name) = file.to_str().and_then(|n| n.strip_suffix(".toml")) else {
             continue;
         };
         if matches!(name, "launch" | "build" | "store") {
             continue;
         }
-        let text = std::fs::read_to_string(&path)?;
-        let parsed: LayerToml = parse_toml(&text, || format!("invalid {}", path.display()))?;
-        let dir = layers.join(name);
-        if !dir.is_dir() {
+        let declaration = Path::new(&file);
+        let Some(text) = layers.read(declaration)? else {
             continue;
+        };
+        let parsed: LayerToml =
+            parse_toml(&text, || format!("invalid {}", layers.name(declaration)))?;
+        match layers.kind(Path::new(name))? {
+            Some(Kind::Dir) => {}
+            Some(Kind::Symlink) => return Err(BuildError::Link(layers.name(Path::new(name)))),
+            _ => continue,
         }
         found.push(LayerInfo {
             name: name.to_owned(),
-            dir,
             launch: parsed.types.launch,
             build: parsed.types.build,
             cache: parsed.types.cache,
@@ -664,8 +720,8 @@ struct Process {
 }
 
 /// `launch.toml`'s processes as (type, shell command line, default).
-fn read_launch(layers: &Path, bp: &Buildpack) -> Result<Vec<(String, String, bool)>, BuildError> {
-    let Ok(text) = std::fs::read_to_string(layers.join("launch.toml")) else {
+fn read_launch(layers: &Tree, bp: &Buildpack) -> Result<Vec<(String, String, bool)>, BuildError> {
+    let Some(text) = layers.read(Path::new("launch.toml"))? else {
         return Ok(Vec::new());
     };
     let launch: LaunchToml = parse_toml(&text, || {
@@ -712,51 +768,60 @@ fn read_launch(layers: &Path, bp: &Buildpack) -> Result<Vec<(String, String, boo
 }
 
 /// Applies a layer's `bin/`, `lib/` and env directories (`NAME`, `NAME.override`,
-/// `.default`, `.append`, `.prepend`, `.delim`) to `env`.
+/// `.default`, `.append`, `.prepend`, `.delim`) to `env`. An env file that is a link is an
+/// error; directories and devices among them are skipped.
 fn apply_layer_env(
     env: &mut BTreeMap<String, String>,
-    layer: &Path,
+    layer: &Tree,
     dirs: &[&str],
     base: &BTreeMap<String, String>,
+    read: &mut u64,
 ) -> Result<(), BuildError> {
     let get =
         |env: &BTreeMap<String, String>, key: &str| env.get(key).or_else(|| base.get(key)).cloned();
-    if layer.join("bin").is_dir() {
+    let at = layer.path().display();
+    if layer.kind(Path::new("bin"))? == Some(Kind::Dir) {
         let path = get(env, "PATH").unwrap_or_default();
-        env.insert("PATH".to_owned(), format!("{}/bin:{path}", layer.display()));
+        env.insert("PATH".to_owned(), format!("{at}/bin:{path}"));
     }
-    if layer.join("lib").is_dir() {
+    if layer.kind(Path::new("lib"))? == Some(Kind::Dir) {
         for key in ["LD_LIBRARY_PATH", "LIBRARY_PATH"] {
             let old = get(env, key).map(|v| format!(":{v}")).unwrap_or_default();
-            env.insert(key.to_owned(), format!("{}/lib{old}", layer.display()));
+            env.insert(key.to_owned(), format!("{at}/lib{old}"));
         }
     }
     for dir in dirs {
-        let dir = layer.join(dir);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+        let Some(dir) = layer.dir(Path::new(dir))? else {
             continue;
         };
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        for file in files {
-            let name = file
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_owned();
+        for (file, kind) in dir.entries()? {
+            if kind == Kind::Symlink {
+                return Err(BuildError::Link(dir.name(Path::new(&file))));
+            }
+            if kind != Kind::File {
+                continue;
+            }
+            let Some(name) = file.to_str() else {
+                continue;
+            };
             let (key, action) = name
                 .rsplit_once('.')
-                .map_or((name.as_str(), "override"), |(k, a)| (k, a));
+                .map_or((name, "override"), |(k, a)| (k, a));
             if action == "delim" {
                 continue;
             }
-            let value = std::fs::read_to_string(&file)?;
-            let delim =
-                std::fs::read_to_string(dir.join(format!("{key}.delim"))).unwrap_or_default();
+            let value = dir.read(Path::new(&file))?.unwrap_or_default();
+            let delim = dir
+                .read(Path::new(&format!("{key}.delim")))?
+                .unwrap_or_default();
+            // Each file is bounded; so is all a build's layers make the platform read.
+            *read += (value.len() + delim.len()) as u64;
+            if *read > MAX_ENV {
+                return Err(BuildError::TooLarge {
+                    name: "the environment the layers set".to_owned(),
+                    limit: MAX_ENV,
+                });
+            }
             let old = get(env, key);
             let new = match (action, old) {
                 ("prepend", Some(old)) => format!("{value}{delim}{old}"),
@@ -770,44 +835,27 @@ fn apply_layer_env(
     Ok(())
 }
 
-fn restore_cache(cache: &Path, layers: &Path) -> Result<(), BuildError> {
-    let Ok(entries) = std::fs::read_dir(cache) else {
+/// Copies a buildpack's cached layers (`cache/<at>/`) into its layers directory. Both trees
+/// are the tenant's: links are copied as links, never followed.
+fn restore_cache(cache: &Tree, at: &Path, layers: &Tree) -> Result<(), BuildError> {
+    let Some(cached) = cache.dir(at)? else {
         return Ok(());
     };
-    for entry in entries.flatten() {
-        copy_all(&entry.path(), &layers.join(entry.file_name()))?;
+    for (name, _) in cached.entries()? {
+        let name = Path::new(&name);
+        cached.copy_to(name, layers, name)?;
     }
     Ok(())
 }
 
-fn save_cache(layer: &Path, cache: &Path) -> Result<(), BuildError> {
-    let name = layer.file_name().expect("layers have names");
-    std::fs::create_dir_all(cache)?;
-    let dest = cache.join(name);
-    let _ = std::fs::remove_dir_all(&dest);
-    copy_all(layer, &dest)?;
-    let toml = layer.with_extension("toml");
-    std::fs::copy(&toml, cache.join(toml.file_name().expect("named")))?;
-    Ok(())
-}
-
-/// Copies a file or a tree, keeping symlinks and modes.
-fn copy_all(from: &Path, to: &Path) -> std::io::Result<()> {
-    let meta = std::fs::symlink_metadata(from)?;
-    if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(from)?;
-        let _ = std::fs::remove_file(to);
-        std::os::unix::fs::symlink(target, to)
-    } else if meta.is_dir() {
-        std::fs::create_dir_all(to)?;
-        for entry in std::fs::read_dir(from)? {
-            let entry = entry?;
-            copy_all(&entry.path(), &to.join(entry.file_name()))?;
-        }
-        Ok(())
-    } else {
-        std::fs::copy(from, to).map(|_| ())
+/// Keeps the layer `name` and its `<name>.toml` in `cache/<at>/` for the next build.
+fn save_cache(layers: &Tree, name: &str, cache: &Tree, at: &Path) -> Result<(), BuildError> {
+    let cached = cache.create_dir_all(at)?;
+    for entry in [name.to_owned(), format!("{name}.toml")] {
+        let entry = Path::new(&entry);
+        layers.copy_to(entry, &cached, entry)?;
     }
+    Ok(())
 }
 
 /// Parses TOML a buildpack or the platform wrote; `what` names it in the one-line error.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::script::{self, Budget, Stdout};
+use crate::tenant_fs::Tree;
 use crate::{BuildError, BuildJob, Log, system_path};
 
 /// One buildpack applied to one job.
@@ -12,8 +13,8 @@ pub(crate) struct Run<'a> {
     pub(crate) buildpack: &'a Path,
     pub(crate) job: &'a BuildJob<'a>,
     pub(crate) cache: &'a Path,
-    /// Where ENV_DIR is written.
-    pub(crate) scratch: &'a Path,
+    /// Where ENV_DIR is written (a build can write there too: written through its handle).
+    pub(crate) scratch: &'a Tree,
     pub(crate) budget: &'a Budget,
     pub(crate) log: Log<'a>,
 }
@@ -61,15 +62,14 @@ impl Run<'_> {
     }
 
     pub(crate) async fn compile(&self) -> Result<(), BuildError> {
-        let env_dir = self.scratch.join("env");
-        tokio::fs::create_dir_all(&env_dir).await?;
+        let env_dir = self.scratch.create_dir_all(Path::new("env"))?;
         for (key, value) in self.job.config {
-            tokio::fs::write(env_dir.join(key), value).await?;
+            env_dir.write(Path::new(key), value.as_bytes())?;
         }
         let compile = self.buildpack.join("bin").join("compile");
         let out = script::run(
             &compile,
-            &[self.job.source, self.cache, &env_dir],
+            &[self.job.source, self.cache, env_dir.path()],
             self.job.source,
             &self.env(),
             Stdout::Log,

@@ -17,6 +17,8 @@ use oci_spec::image::{
 };
 use sha2::{Digest as _, Sha256};
 
+use crate::tenant_fs::{Kind, Tree};
+
 /// The size of each gzip member, compressed independently.
 const MEMBER: usize = 4 * 1024 * 1024;
 
@@ -44,6 +46,11 @@ pub struct Layer {
 /// Tars `dir` as `prefix/...`, reproducibly, into `tmp`, then compresses it there. Memory
 /// stays bounded by a few gzip members whatever the size of the tree.
 pub fn layer_from_dir(dir: &Path, prefix: &str, tmp: &Path) -> std::io::Result<Layer> {
+    layer_from_tree(&open_tree(dir)?, prefix, tmp)
+}
+
+/// [`layer_from_dir`] of a directory already held open.
+pub(crate) fn layer_from_tree(dir: &Tree, prefix: &str, tmp: &Path) -> std::io::Result<Layer> {
     let tar = tempfile::NamedTempFile::new_in(tmp)?;
     let mut hashing = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, tar.as_file()));
     write_tar(dir, prefix, &mut hashing)?;
@@ -67,16 +74,16 @@ pub fn layer_from_dir(dir: &Path, prefix: &str, tmp: &Path) -> std::io::Result<L
 /// A tar of `dir` under `prefix`, in memory (for tests and small trees).
 pub fn reproducible_tar(dir: &Path, prefix: &str) -> std::io::Result<Vec<u8>> {
     let mut tar = Vec::new();
-    write_tar(dir, prefix, &mut tar)?;
+    write_tar(&open_tree(dir)?, prefix, &mut tar)?;
     Ok(tar)
 }
 
 /// Writes a tar of `dir` under `prefix`: entries in byte order of their paths, ownership and
-/// times fixed (tar's deterministic header mode), symlinks kept as links.
-fn write_tar(dir: &Path, prefix: &str, out: &mut impl Write) -> std::io::Result<()> {
-    let mut entries = Vec::new();
-    walk(dir, Path::new(""), &mut entries)?;
-    entries.sort();
+/// times fixed (tar's deterministic header mode), symlinks kept as links and never followed.
+/// The tree is a build's: every entry is reached through `dir`'s handle, never by a path, so
+/// a link (a symlinked directory on the way included) cannot take the walk outside it;
+/// devices, fifos and sockets are left out.
+fn write_tar(dir: &Tree, prefix: &str, out: &mut impl Write) -> std::io::Result<()> {
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Deterministic);
     builder.follow_symlinks(false);
@@ -94,25 +101,65 @@ fn write_tar(dir: &Path, prefix: &str, out: &mut impl Write) -> std::io::Result<
         header.set_size(0);
         builder.append_data(&mut header, &path, std::io::empty())?;
     }
-    for relative in entries {
-        builder.append_path_with_name(dir.join(&relative), Path::new(prefix).join(&relative))?;
-    }
+    append_tree(&mut builder, dir, Path::new(prefix))?;
     builder.finish()
 }
 
 /// tar's deterministic mode writes this mtime; the prefix directories use it too.
 const DETERMINISTIC_MTIME: u64 = 1_153_704_088;
 
-fn walk(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(root.join(relative))? {
-        let entry = entry?;
-        let path = relative.join(entry.file_name());
-        out.push(path.clone());
-        if entry.file_type()?.is_dir() {
-            walk(root, &path, out)?;
+/// Appends `dir`'s entries at `at`, depth first in name order (the order of sorted paths).
+fn append_tree(
+    builder: &mut tar::Builder<impl Write>,
+    dir: &Tree,
+    at: &Path,
+) -> std::io::Result<()> {
+    for (name, kind) in dir.entries().map_err(io)? {
+        let relative = Path::new(&name);
+        let path = at.join(relative);
+        if kind == Kind::Other {
+            continue;
+        }
+        let meta = dir.metadata(relative).map_err(io)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+        match kind {
+            Kind::Dir => {
+                builder.append_data(&mut header, &path, std::io::empty())?;
+                let sub = dir
+                    .dir(relative)
+                    .map_err(io)?
+                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+                append_tree(builder, &sub, &path)?;
+            }
+            Kind::File => {
+                let file = dir.open_file(relative).map_err(io)?;
+                // Exactly the size the header says, even if the file changed meanwhile.
+                let size = meta.len();
+                let data = file.take(size).chain(std::io::repeat(0)).take(size);
+                builder.append_data(&mut header, &path, data)?;
+            }
+            Kind::Symlink => {
+                let target = dir.read_link(relative).map_err(io)?;
+                header.set_size(0);
+                builder.append_link(&mut header, &path, target)?;
+            }
+            Kind::Other => {}
         }
     }
     Ok(())
+}
+
+fn open_tree(dir: &Path) -> std::io::Result<Tree> {
+    Tree::open(dir, "").map_err(io)
+}
+
+/// A tenant-path error as an I/O error, its message kept.
+fn io(error: crate::BuildError) -> std::io::Error {
+    match error {
+        crate::BuildError::Io(e) => e,
+        other => std::io::Error::other(other.to_string()),
+    }
 }
 
 /// Gzips `input` into `output` as fixed-size members, a batch of them compressed in
@@ -327,6 +374,11 @@ impl ImageStore {
     /// Makes a layer of `dir` at `prefix`, ready for [`ImageStore::write_image`].
     pub fn layer_from_dir(&self, dir: &Path, prefix: &str) -> std::io::Result<Layer> {
         layer_from_dir(dir, prefix, &self.tmp())
+    }
+
+    /// [`ImageStore::layer_from_dir`] of a directory already held open.
+    pub(crate) fn layer_from_tree(&self, dir: &Tree, prefix: &str) -> std::io::Result<Layer> {
+        layer_from_tree(dir, prefix, &self.tmp())
     }
 
     /// Writes an image of `layers` and tags it `name` in the index.

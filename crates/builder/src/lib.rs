@@ -2,13 +2,18 @@
 //! and, once images land, the image that runs them.
 //!
 //! A build runs buildpacks. The buildpack is the app's `BUILDPACK_URL` config var when set
-//! (a directory on the server or a git URL), else the first built-in buildpack whose
-//! `bin/detect` passes. Buildpacks speak the Heroku buildpack API (`bin/detect`,
-//! `bin/compile BUILD CACHE ENV`, `bin/release`); the build's process types are the app's
-//! Procfile, completed by the buildpack's `default_process_types`.
+//! (a git URL, or a buildpack the operator installed under `--buildpacks-dir`), else the
+//! first built-in buildpack whose `bin/detect` passes. Buildpacks speak the Heroku
+//! buildpack API (`bin/detect`, `bin/compile BUILD CACHE ENV`, `bin/release`); the build's
+//! process types are the app's Procfile, completed by the buildpack's
+//! `default_process_types`.
 //!
 //! Every build has a deadline and an output budget; a buildpack that runs past either is
 //! killed with everything it started, and the build fails saying which.
+//!
+//! Everything a tenant can write — the pushed source, a build's layers, plans and cache, a
+//! fetched buildpack — is read and written only through [`tenant_fs`], never by its path:
+//! the platform runs as root outside the sandbox and follows none of a tenant's links.
 //!
 //! Architecture invariant: the builder knows nothing about git, SSH or the database. It gets
 //! a directory, the app's config and a log, and returns a [`BuildOutput`] or a [`BuildError`]
@@ -21,6 +26,7 @@ pub mod image;
 mod project;
 pub mod registry;
 mod script;
+mod tenant_fs;
 
 pub use sandbox::{Limits, SandboxMode};
 
@@ -51,6 +57,9 @@ pub struct BuilderConfig {
     /// The run image apps are built on (`--run-image`), by the name
     /// [`Builder::make_run_image`] gave it; without one, an image holds only the app.
     pub run_image: Option<String>,
+    /// Where the operator keeps buildpacks that `BUILDPACK_URL` and project.toml may name by
+    /// name or path (`--buildpacks-dir`); without one, only git URLs and the app's own.
+    pub buildpacks_dir: Option<PathBuf>,
 }
 
 /// Toolchains outside `/usr` that builds may use, read-only, where they exist.
@@ -119,6 +128,22 @@ pub enum BuildError {
     TooMuchOutput(usize),
     #[error("the build was stopped: {0}; make it use less or ask the operator to raise the limit")]
     OverLimit(String),
+    #[error(
+        "{0} is a symbolic link; the platform does not follow links an app or a build leaves: put the real file or directory there"
+    )]
+    Link(String),
+    #[error("{0} is outside the directory it must be in; name a path inside it")]
+    Outside(String),
+    #[error("{0} is not a directory")]
+    NotADirectory(String),
+    #[error("{0} is not a file")]
+    NotAFile(String),
+    #[error("{name} is larger than {}; keep it smaller", size(usize::try_from(*.limit).unwrap_or(usize::MAX)))]
+    TooLarge { name: String, limit: u64 },
+    #[error("{0} is nested more than {1} directories deep; flatten it")]
+    TooDeep(String, usize),
+    #[error("{0} holds more than {1} entries; spread them over subdirectories")]
+    TooManyEntries(String, usize),
     #[error("cannot prepare the build: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -131,6 +156,8 @@ pub struct Builder {
     isolation: std::sync::Arc<sandbox::Isolation>,
     toolchains: Vec<std::path::PathBuf>,
     registry: Option<registry::Registry>,
+    /// `config.buildpacks_dir`, resolved at start.
+    buildpacks_dir: Option<PathBuf>,
 }
 
 impl Builder {
@@ -158,12 +185,25 @@ impl Builder {
             .filter(|p| p.exists() && !data_dir.starts_with(p))
             .collect();
         let registry = config.registry.clone().map(registry::Registry::new);
+        let buildpacks_dir = match &config.buildpacks_dir {
+            Some(dir) => Some(dir.canonicalize().map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "--buildpacks-dir {}: {e}; give a directory that exists",
+                        dir.display()
+                    ),
+                )
+            })?),
+            None => None,
+        };
         Ok(Builder {
             config,
             images,
             isolation,
             toolchains,
             registry,
+            buildpacks_dir,
         })
     }
 
@@ -189,6 +229,11 @@ impl Builder {
         let scratch = tempfile::Builder::new()
             .prefix("buildpack-")
             .tempdir_in(job.source.parent().unwrap_or(job.source))?;
+        // Buildpacks fetched or taken from the app live where builds cannot write, so none can
+        // swap one for a link between two scripts (bubblewrap binds a buildpack by its path).
+        let fetched = tempfile::Builder::new()
+            .prefix("buildpacks-")
+            .tempdir_in(job.source.parent().unwrap_or(job.source))?;
         let mut budget = budget;
         let writable = vec![
             job.source.to_path_buf(),
@@ -210,8 +255,11 @@ impl Builder {
         budget.sandbox.writable = writable;
         budget.sandbox.readable = self.toolchains.clone();
 
-        let project = project::Project::load(job.source)?;
-        project.apply_exclude(job.source)?;
+        let source = tenant_fs::Tree::open(job.source, "")?;
+        let scratch_tree = tenant_fs::Tree::open(scratch.path(), "")?;
+        let cache_tree = tenant_fs::Tree::open(&cache, "cache")?;
+        let project = project::Project::load(&source)?;
+        project.apply_exclude(&source)?;
         // project.toml's build env joins the config vars the buildpacks see.
         let mut config = job.config.clone();
         config.extend(project.env.clone());
@@ -223,7 +271,7 @@ impl Builder {
         // Which buildpacks: BUILDPACK_URL, else project.toml, else the built-in ones.
         let (cnb, heroku) = match job.config.get("BUILDPACK_URL") {
             Some(url) => {
-                let dir = self.fetch(url, scratch.path(), &budget, log).await?;
+                let dir = self.fetch(url, fetched.path(), &budget, log).await?;
                 match cnb::Buildpack::load(&dir)? {
                     Some(bp) => (Some(vec![bp]), None),
                     None => (None, Some((dir, true))),
@@ -231,11 +279,20 @@ impl Builder {
             }
             None if !project.buildpacks.is_empty() => {
                 let mut top = Vec::new();
-                for dir in &project.buildpacks {
-                    let bp = cnb::Buildpack::load(dir)?.ok_or_else(|| {
+                for (index, uri) in project.buildpacks.iter().enumerate() {
+                    let (dir, named) = match uri {
+                        project::Uri::App(relative) => (
+                            stage(&source, relative, fetched.path(), index)?,
+                            relative.display().to_string(),
+                        ),
+                        project::Uri::Server(path) => (
+                            self.installed(path, &format!("project.toml buildpack uri {path:?}"))?,
+                            path.clone(),
+                        ),
+                    };
+                    let bp = cnb::Buildpack::load(&dir)?.ok_or_else(|| {
                         BuildError::Buildpack(format!(
-                            "project.toml names {}, which has no buildpack.toml",
-                            dir.display()
+                            "project.toml names {named}, which has no buildpack.toml"
                         ))
                     })?;
                     top.push(bp);
@@ -244,7 +301,11 @@ impl Builder {
             }
             None => (
                 None,
-                Some((self.detect_builtin(job, &budget, log).await?, false)),
+                Some((
+                    self.detect_builtin(job, &scratch_tree, &budget, log)
+                        .await?,
+                    false,
+                )),
             ),
         };
 
@@ -261,8 +322,8 @@ impl Builder {
             let catalog = cnb::Catalog::scan(&search)?;
             let lifecycle = cnb::Lifecycle {
                 job,
-                scratch: scratch.path(),
-                cache: &cache.join("cnb"),
+                scratch: &scratch_tree,
+                cache: &cache_tree,
                 budget: &budget,
                 log,
             };
@@ -276,7 +337,7 @@ impl Builder {
                 buildpack: &buildpack,
                 job,
                 cache: &cache,
-                scratch: scratch.path(),
+                scratch: &scratch_tree,
                 budget: &budget,
                 log,
             };
@@ -289,10 +350,12 @@ impl Builder {
             run.compile().await?;
             (name, run.release().await?)
         };
-        let procfile = process_types(job.source, &defaults).await?;
+        let procfile = process_types(&source, &defaults)?;
         let types: Vec<String> = procfile.process_types().map(ToString::to_string).collect();
         log(&format!("-----> Process types: {}", types.join(", ")));
-        let image = self.export(job, &procfile, launch_layers, env, log).await?;
+        let image = self
+            .export(job, &scratch_tree, &procfile, launch_layers, env, log)
+            .await?;
         let timings = Timings {
             total: started.elapsed(),
             in_buildpacks: Duration::from_micros(
@@ -343,8 +406,9 @@ impl Builder {
     async fn export(
         &self,
         job: &BuildJob<'_>,
+        scratch: &tenant_fs::Tree,
         procfile: &Procfile,
-        launch_layers: Vec<(String, std::path::PathBuf)>,
+        launch_layers: Vec<(String, PathBuf)>,
         launch_env: BTreeMap<String, String>,
         log: Log<'_>,
     ) -> Result<String, BuildError> {
@@ -355,16 +419,21 @@ impl Builder {
             })?),
             None => None,
         };
-        let source = job.source.to_path_buf();
         // Launch layers first, each its own image layer, so unchanged dependencies keep
         // their digest from build to build; the app on top.
         let images = std::sync::Arc::clone(&self.images);
+        let scratch = tenant_fs::Tree::open(scratch.path(), "")?;
+        let source = tenant_fs::Tree::open(job.source, "")?;
         let layers = tokio::task::spawn_blocking(move || {
             let mut layers = Vec::new();
             for (at, dir) in &launch_layers {
-                layers.push(images.layer_from_dir(dir, at)?);
+                let dir = scratch
+                    .dir(dir)
+                    .map_err(std::io::Error::other)?
+                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+                layers.push(images.layer_from_tree(&dir, at)?);
             }
-            layers.push(images.layer_from_dir(&source, image::APP_DIR)?);
+            layers.push(images.layer_from_tree(&source, image::APP_DIR)?);
             Ok::<_, std::io::Error>(layers)
         })
         .await
@@ -456,6 +525,7 @@ impl Builder {
     async fn detect_builtin(
         &self,
         job: &BuildJob<'_>,
+        scratch: &tenant_fs::Tree,
         budget: &script::Budget,
         log: Log<'_>,
     ) -> Result<PathBuf, BuildError> {
@@ -463,7 +533,6 @@ impl Builder {
         for (name, _) in builtin::BUILTIN {
             let buildpack = root.join(name);
             let cache = self.config.data_dir.join("cache").join(job.app);
-            let scratch = job.source;
             let run = heroku::Run {
                 buildpack: &buildpack,
                 job,
@@ -479,53 +548,112 @@ impl Builder {
         Err(BuildError::NoBuildpack)
     }
 
-    /// Resolves `BUILDPACK_URL`: a directory on the server as it is, a git URL cloned
-    /// (`URL#REF` picks a branch or tag).
+    /// Resolves `BUILDPACK_URL`: a git URL cloned into `into` (`URL#REF` picks a branch or
+    /// tag), or a buildpack under the operator's `--buildpacks-dir`, by name or path.
     async fn fetch(
         &self,
         url: &str,
-        scratch: &Path,
+        into: &Path,
         budget: &script::Budget,
         log: Log<'_>,
     ) -> Result<PathBuf, BuildError> {
-        if url.starts_with('/') {
-            let dir = PathBuf::from(url);
-            if !dir.join("bin").join("compile").exists() && !dir.join("buildpack.toml").exists() {
-                return Err(BuildError::Buildpack(format!(
-                    "BUILDPACK_URL {url} is not a buildpack: it has neither bin/compile nor buildpack.toml"
-                )));
-            }
-            return Ok(dir);
-        }
+        let what = format!("BUILDPACK_URL {url}");
         let (repo, reference) = url
             .split_once('#')
             .map_or((url, None), |(r, f)| (r, Some(f)));
+        let repo = match buildpack_location(repo) {
+            Location::Installed(path) => return self.installed(path, &what),
+            Location::Git(repo) => repo.to_owned(),
+            // A local repository is a directory on the server: the same rule.
+            Location::File(path) => format!("file://{}", self.installed(path, &what)?.display()),
+            Location::Unsupported(scheme) => {
+                return Err(BuildError::Buildpack(format!(
+                    "{what}: {scheme} URLs are not supported; use an https://, git:// or ssh:// URL"
+                )));
+            }
+        };
         log(&format!("-----> Fetching buildpack {url}"));
-        let dest = scratch.join("buildpack");
-        let mut args: Vec<String> = vec![
+        let dest = into.join("buildpack");
+        // Only the transports a buildpack URL may use: no `ext::` commands, and local
+        // repositories only as resolved above.
+        let mut args: Vec<String> = vec!["-c".into(), "protocol.allow=never".into()];
+        for transport in ["https", "http", "git", "ssh", "file"] {
+            args.extend(["-c".into(), format!("protocol.{transport}.allow=always")]);
+        }
+        args.extend([
             "clone".into(),
             "--quiet".into(),
             "--depth".into(),
             "1".into(),
-        ];
+        ]);
         if let Some(reference) = reference {
             args.extend(["--branch".into(), reference.into()]);
         }
-        args.extend([
-            "--".into(),
-            repo.into(),
-            dest.to_string_lossy().into_owned(),
-        ]);
+        args.extend(["--".into(), repo, dest.to_string_lossy().into_owned()]);
         let args: Vec<&Path> = args.iter().map(Path::new).collect();
-        let env = BTreeMap::from([("PATH".to_owned(), system_path())]);
-        let git =
-            script::run_unsandboxed(Path::new("git"), &args, scratch, &env, budget, log).await?;
+        let env = BTreeMap::from([
+            ("PATH".to_owned(), system_path()),
+            ("GIT_TERMINAL_PROMPT".to_owned(), "0".to_owned()),
+        ]);
+        let git = script::run_unsandboxed(Path::new("git"), &args, into, &env, budget, log).await?;
         if git.code != Some(0) {
             return Err(BuildError::Buildpack(format!(
-                "cannot fetch BUILDPACK_URL {url}: git clone failed"
+                "cannot fetch {what}: git clone failed"
             )));
         }
         Ok(dest)
+    }
+
+    /// A buildpack directory under the operator's `--buildpacks-dir`, by name (`ruby`,
+    /// `vendor/ruby`) or absolute path; resolved beneath it, through no link. `what` names the
+    /// setting in messages.
+    fn installed(&self, path: &str, what: &str) -> Result<PathBuf, BuildError> {
+        let Some(root) = &self.buildpacks_dir else {
+            return Err(BuildError::Buildpack(format!(
+                "{what} names a directory on the server, which this platform does not allow: use a git URL, or ask the operator to install the buildpack and start slipwayd with --buildpacks-dir"
+            )));
+        };
+        let outside = || {
+            BuildError::Buildpack(format!(
+                "{what} is not in the operator's buildpacks directory: name one of the buildpacks installed there"
+            ))
+        };
+        // An absolute path by the directory as resolved at start or as the operator gave it.
+        let relative = if path.starts_with('/') {
+            let given = self.config.buildpacks_dir.as_deref();
+            Path::new(path)
+                .strip_prefix(root)
+                .ok()
+                .or_else(|| given.and_then(|g| Path::new(path).strip_prefix(g).ok()))
+                .ok_or_else(outside)?
+        } else {
+            Path::new(path)
+        };
+        if relative.as_os_str().is_empty()
+            || !relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(outside());
+        }
+        let installed = tenant_fs::Tree::open(root, "buildpacks")?;
+        let dir = match installed.dir(relative) {
+            Ok(Some(dir)) => dir,
+            Ok(None) | Err(BuildError::NotADirectory(_)) => {
+                return Err(BuildError::Buildpack(format!(
+                    "{what} is not a buildpack: there is no such buildpack in the operator's buildpacks directory"
+                )));
+            }
+            Err(BuildError::Link(_) | BuildError::Outside(_)) => return Err(outside()),
+            Err(e) => return Err(e),
+        };
+        let has = |p: &str| dir.kind(Path::new(p)).ok().flatten() == Some(tenant_fs::Kind::File);
+        if !has("bin/compile") && !has("buildpack.toml") {
+            return Err(BuildError::Buildpack(format!(
+                "{what} is not a buildpack: it has neither bin/compile nor buildpack.toml"
+            )));
+        }
+        Ok(root.join(relative))
     }
 
     /// Empties an app's build cache (`slip builds:purge-cache`). Blocking.
@@ -546,16 +674,13 @@ fn run_image_ref(name: &str) -> String {
     format!("run-image:{name}")
 }
 
-/// The app's Procfile, with the buildpack's default process types for any it lacks.
-async fn process_types(
-    source: &Path,
+/// The app's Procfile (a link there is an error), with the buildpack's default process types
+/// for any it lacks.
+fn process_types(
+    source: &tenant_fs::Tree,
     defaults: &BTreeMap<String, String>,
 ) -> Result<Procfile, BuildError> {
-    let text = match tokio::fs::read_to_string(source.join("Procfile")).await {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(err) => return Err(err.into()),
-    };
+    let text = source.read(Path::new("Procfile"))?.unwrap_or_default();
     let declared = Procfile::parse(&text)?;
     let mut entries: Vec<(String, String)> = declared
         .iter()
@@ -571,6 +696,88 @@ async fn process_types(
         return Err(BuildError::NoProcesses);
     }
     Ok(procfile)
+}
+
+/// What a `BUILDPACK_URL` (without its `#REF`) names.
+#[derive(Debug, PartialEq, Eq)]
+enum Location<'a> {
+    /// A remote repository: `https://`, `http://`, `git://`, `ssh://` or scp-like `host:path`.
+    Git(&'a str),
+    /// `file://PATH`: a repository on the server.
+    File(&'a str),
+    /// A name or path: an installed buildpack.
+    Installed(&'a str),
+    /// Another scheme, such as `ext::` or `ftp://`.
+    Unsupported(&'a str),
+}
+
+fn buildpack_location(url: &str) -> Location<'_> {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        return match scheme {
+            "https" | "http" | "git" | "ssh" => Location::Git(url),
+            "file" => Location::File(rest),
+            other => Location::Unsupported(other),
+        };
+    }
+    // git's own rule: a colon before any slash makes `host:path` an ssh URL; `ext::...` and
+    // other `transport::address` forms are commands, never allowed.
+    match url.split_once(':') {
+        Some((host, _)) if !host.contains('/') && !host.is_empty() => {
+            if url.contains("::") {
+                Location::Unsupported(host)
+            } else {
+                Location::Git(url)
+            }
+        }
+        _ => Location::Installed(url),
+    }
+}
+
+/// Copies the app's buildpack at `relative` out of the source, where builds cannot change it,
+/// with its sibling buildpacks (those a composite may name); returns the copy.
+fn stage(
+    source: &tenant_fs::Tree,
+    relative: &Path,
+    into: &Path,
+    index: usize,
+) -> Result<PathBuf, BuildError> {
+    let named = || relative.display().to_string();
+    match source.kind(relative)? {
+        Some(tenant_fs::Kind::Dir) => {}
+        Some(tenant_fs::Kind::Symlink) => return Err(BuildError::Link(named())),
+        _ => {
+            return Err(BuildError::Buildpack(format!(
+                "project.toml buildpack uri {:?} is not a directory of the app: name the buildpack's directory",
+                named()
+            )));
+        }
+    }
+    let at = PathBuf::from(format!("app-{index}"));
+    let staged = tenant_fs::Tree::open(into, "")?.create_dir_all(&at)?;
+    let mut copies = vec![relative.to_path_buf()];
+    if let Some(parent) = relative.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Some(siblings) = source.dir(parent)?
+    {
+        for (name, kind) in siblings.entries()? {
+            let sibling = parent.join(&name);
+            let is_buildpack = siblings
+                .dir(Path::new(&name))
+                .ok()
+                .flatten()
+                .and_then(|d| d.kind(Path::new("buildpack.toml")).ok().flatten())
+                == Some(tenant_fs::Kind::File);
+            if kind == tenant_fs::Kind::Dir && sibling != relative && is_buildpack {
+                copies.push(sibling);
+            }
+        }
+    }
+    // Under `src/`, as laid out in the app, so a composite finds its siblings where it would.
+    for copy in &copies {
+        let to = Path::new("src").join(copy);
+        staged.create_dir_all(to.parent().expect("under src/"))?;
+        source.copy_to(copy, &staged, &to)?;
+    }
+    Ok(into.join(at).join("src").join(relative))
 }
 
 /// `8 MiB`, `64 KiB`.
@@ -597,4 +804,48 @@ pub(crate) fn system_path() -> String {
 async fn set_executable(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Location, buildpack_location};
+
+    #[test]
+    fn what_a_buildpack_url_names() {
+        let cases = [
+            (
+                "https://github.com/heroku/heroku-buildpack-ruby.git",
+                Location::Git("https://github.com/heroku/heroku-buildpack-ruby.git"),
+            ),
+            (
+                "git://example.com/bp",
+                Location::Git("git://example.com/bp"),
+            ),
+            (
+                "ssh://git@example.com/bp",
+                Location::Git("ssh://git@example.com/bp"),
+            ),
+            (
+                "git@example.com:team/bp.git",
+                Location::Git("git@example.com:team/bp.git"),
+            ),
+            (
+                "file:///srv/buildpacks/ruby",
+                Location::File("/srv/buildpacks/ruby"),
+            ),
+            ("ruby", Location::Installed("ruby")),
+            ("vendor/ruby", Location::Installed("vendor/ruby")),
+            (
+                "/srv/buildpacks/ruby",
+                Location::Installed("/srv/buildpacks/ruby"),
+            ),
+            ("./x:y", Location::Installed("./x:y")),
+            ("ext::sh -c id", Location::Unsupported("ext")),
+            ("fd::17", Location::Unsupported("fd")),
+            ("ftp://example.com/bp", Location::Unsupported("ftp")),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(buildpack_location(url), expected, "{url}");
+        }
+    }
 }

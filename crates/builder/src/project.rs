@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::BuildError;
+use crate::tenant_fs::{Kind, Tree};
 
 /// What an app's `project.toml` asks of the build.
 #[derive(Debug, Default)]
 pub(crate) struct Project {
-    /// Buildpack directories, resolved against the app (`uri = "./buildpacks/x"`).
-    pub(crate) buildpacks: Vec<PathBuf>,
+    pub(crate) buildpacks: Vec<Uri>,
     pub(crate) exclude: Vec<String>,
     pub(crate) env: BTreeMap<String, String>,
 }
@@ -48,6 +48,15 @@ struct Build {
     build: Option<Box<Build>>,
 }
 
+/// Where a buildpack `uri` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Uri {
+    /// A directory of the app (`uri = "./buildpacks/x"`): plain components, no `..`.
+    App(PathBuf),
+    /// An absolute path: on the server, allowed only under the operator's buildpacks directory.
+    Server(String),
+}
+
 #[derive(Debug, Deserialize)]
 struct Entry {
     uri: Option<String>,
@@ -61,12 +70,10 @@ struct Env {
 }
 
 impl Project {
-    /// Reads `app/project.toml`; an app without one gets the default.
-    pub(crate) fn load(app: &Path) -> Result<Project, BuildError> {
-        let text = match std::fs::read_to_string(app.join("project.toml")) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Project::default()),
-            Err(err) => return Err(err.into()),
+    /// Reads `app/project.toml` (a link there is an error); an app without one gets the default.
+    pub(crate) fn load(app: &Tree) -> Result<Project, BuildError> {
+        let Some(text) = app.read(Path::new("project.toml"))? else {
+            return Ok(Project::default());
         };
         let file: File = toml::from_str(&text).map_err(|e| {
             BuildError::Buildpack(format!(
@@ -81,7 +88,7 @@ impl Project {
         for build in [&file.build, &file.io.buildpacks] {
             for entry in build.buildpacks.iter().chain(&build.group) {
                 match (&entry.uri, &entry.id) {
-                    (Some(uri), _) => project.buildpacks.push(resolve(app, uri)?),
+                    (Some(uri), _) => project.buildpacks.push(parse_uri(uri)?),
                     (None, Some(id)) => {
                         return Err(BuildError::Buildpack(format!(
                             "project.toml names buildpack {id} by id; give its uri, a path inside the app"
@@ -107,8 +114,9 @@ impl Project {
         Ok(project)
     }
 
-    /// Deletes the excluded files from the source before the build.
-    pub(crate) fn apply_exclude(&self, app: &Path) -> std::io::Result<()> {
+    /// Deletes the excluded files from the source before the build (links themselves, never
+    /// what they point to).
+    pub(crate) fn apply_exclude(&self, app: &Tree) -> Result<(), BuildError> {
         if self.exclude.is_empty() {
             return Ok(());
         }
@@ -117,44 +125,47 @@ impl Project {
         for relative in paths {
             let text = relative.to_string_lossy();
             if self.exclude.iter().any(|pattern| matches(pattern, &text)) {
-                let full = app.join(&relative);
-                if full.is_dir() {
-                    let _ = std::fs::remove_dir_all(&full);
-                } else {
-                    let _ = std::fs::remove_file(&full);
-                }
+                app.remove_all(&relative)?;
             }
         }
         Ok(())
     }
 }
 
-/// A `uri` inside the app: relative (`./bp`, `bp`) or `file://` paths only.
-fn resolve(app: &Path, uri: &str) -> Result<PathBuf, BuildError> {
+/// A `uri`: relative (`./bp`, `bp`, `file://bp`) inside the app, or an absolute path.
+fn parse_uri(uri: &str) -> Result<Uri, BuildError> {
     let path = uri.strip_prefix("file://").unwrap_or(uri);
     if path.contains("://") {
         return Err(BuildError::Buildpack(format!(
             "project.toml buildpack uri {uri:?}: only paths inside the app are supported here"
         )));
     }
-    let resolved = app.join(path);
-    let canonical = resolved.canonicalize().map_err(|_| {
-        BuildError::Buildpack(format!("project.toml buildpack uri {uri:?} does not exist"))
-    })?;
-    let root = app.canonicalize()?;
-    if !canonical.starts_with(&root) {
-        return Err(BuildError::Buildpack(format!(
-            "project.toml buildpack uri {uri:?} points outside the app"
-        )));
+    if path.starts_with('/') {
+        return Ok(Uri::Server(path.to_owned()));
     }
-    Ok(canonical)
+    let mut relative = PathBuf::new();
+    for part in Path::new(path).components() {
+        match part {
+            std::path::Component::Normal(part) => relative.push(part),
+            std::path::Component::CurDir => {}
+            _ => {
+                return Err(BuildError::Buildpack(format!(
+                    "project.toml buildpack uri {uri:?} points outside the app: name a directory inside it"
+                )));
+            }
+        }
+    }
+    Ok(Uri::App(relative))
 }
 
-fn walk(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(root.join(relative))? {
-        let entry = entry?;
-        let path = relative.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
+/// Every path under `relative`, deepest first, without entering links.
+fn walk(root: &Tree, relative: &Path, out: &mut Vec<PathBuf>) -> Result<(), BuildError> {
+    let Some(dir) = root.dir(relative)? else {
+        return Ok(());
+    };
+    for (name, kind) in dir.entries()? {
+        let path = relative.join(name);
+        if kind == Kind::Dir {
             walk(root, &path, out)?;
         }
         out.push(path);

@@ -173,11 +173,17 @@ async fn failures_say_what_went_wrong() {
     );
 
     let (result, _) = f
-        .build(&f.source(&[]), &[("BUILDPACK_URL", "/no/such/buildpack")])
+        .build(&f.source(&[]), &[("BUILDPACK_URL", "no-such-buildpack")])
         .await;
     assert_eq!(
         result.unwrap_err().to_string(),
-        "BUILDPACK_URL /no/such/buildpack is not a buildpack: it has neither bin/compile nor buildpack.toml"
+        "BUILDPACK_URL no-such-buildpack is not a buildpack: there is no such buildpack in the operator's buildpacks directory"
+    );
+    std::fs::create_dir_all(f.buildpacks().join("empty")).unwrap();
+    let (result, _) = f.build(&f.source(&[]), &[("BUILDPACK_URL", "empty")]).await;
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "BUILDPACK_URL empty is not a buildpack: it has neither bin/compile nor buildpack.toml"
     );
 }
 

@@ -48,7 +48,7 @@ printf '[[processes]]\ntype = "web"\ncommand = ["hello", "--port", "$PORT"]\ndef
 #[tokio::test]
 async fn an_api_0_10_buildpack_with_positional_arguments() {
     let f = Fixture::new().await;
-    let bp = old_buildpack(&f, f.dir.path());
+    let bp = old_buildpack(&f, &f.buildpacks());
     let app = f.source(&[("hello.txt", "hi")]);
     let (result, log) = f
         .build(
@@ -123,7 +123,7 @@ async fn an_api_0_10_buildpack_with_positional_arguments() {
 async fn an_api_0_12_buildpack_with_cnb_variables_and_targets() {
     let f = Fixture::new().await;
     let bp = f.cnb_buildpack(
-        f.dir.path(),
+        &f.buildpacks(),
         "new",
         "api = \"0.12\"\n[buildpack]\nid = \"test/new\"\nversion = \"2.0.0\"\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n",
         &[
@@ -156,7 +156,7 @@ printf '[[processes]]\ntype = "worker"\ncommand = ["sh", "-c", "echo working; sl
 #[tokio::test]
 async fn a_composite_with_an_optional_member_and_a_build_plan() {
     let f = Fixture::new().await;
-    let root = f.dir.path().join("bps");
+    let root = f.buildpacks().join("bps");
     std::fs::create_dir_all(&root).unwrap();
     let toml =
         |id: &str| format!("api = \"0.11\"\n[buildpack]\nid = \"{id}\"\nversion = \"1.0.0\"\n");
@@ -220,7 +220,7 @@ async fn project_toml_names_the_buildpacks_excludes_files_and_sets_build_env() {
 async fn unsupported_and_failing_buildpacks_are_refused_clearly() {
     let f = Fixture::new().await;
     let future = f.cnb_buildpack(
-        f.dir.path(),
+        &f.buildpacks(),
         "future",
         "api = \"0.99\"\n[buildpack]\nid = \"test/future\"\nversion = \"1\"\n",
         &[("detect", "true"), ("build", "true")],
@@ -237,7 +237,7 @@ async fn unsupported_and_failing_buildpacks_are_refused_clearly() {
     );
 
     let broken = f.cnb_buildpack(
-        f.dir.path(),
+        &f.buildpacks(),
         "broken",
         "api = \"0.12\"\n[buildpack]\nid = \"test/broken\"\nversion = \"1\"\n",
         &[
@@ -258,7 +258,7 @@ async fn unsupported_and_failing_buildpacks_are_refused_clearly() {
     assert!(log.contains(&"no compiler".to_owned()));
 
     let nothing = f.cnb_buildpack(
-        f.dir.path(),
+        &f.buildpacks(),
         "nothing",
         "api = \"0.12\"\n[buildpack]\nid = \"test/nothing\"\nversion = \"1\"\n",
         &[("detect", "exit 100"), ("build", "true")],

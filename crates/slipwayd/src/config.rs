@@ -112,6 +112,11 @@ pub(crate) struct UpArgs {
     /// Push every image to this OCI registry too: host:port[/prefix] (plain HTTP on loopback).
     #[arg(long, env = "SLIPWAY_REGISTRY")]
     registry: Option<String>,
+    /// Where the operator keeps buildpacks that apps may name in BUILDPACK_URL or project.toml
+    /// (by name, such as `ruby`, or by path under it); without it, apps can use git URLs and
+    /// their own buildpacks only, never a directory on the server.
+    #[arg(long, env = "SLIPWAY_BUILDPACKS_DIR")]
+    buildpacks_dir: Option<PathBuf>,
     /// Who may register: only the first user and then admins (`admin-only`), or anyone (`open`).
     #[arg(long, env = "SLIPWAY_REGISTRATION", value_enum, default_value_t = Registration::AdminOnly)]
     registration: Registration,
@@ -160,6 +165,7 @@ pub(crate) struct UpConfig {
     pub(crate) stop_timeout: std::time::Duration,
     pub(crate) registry: Option<builder::registry::RegistryConfig>,
     pub(crate) run_image: Option<String>,
+    pub(crate) buildpacks_dir: Option<PathBuf>,
 }
 
 impl DatabaseArgs {
@@ -215,6 +221,7 @@ impl UpArgs {
             stop_timeout: std::time::Duration::from_secs(self.stop_timeout),
             registry,
             run_image: self.run_image,
+            buildpacks_dir: self.buildpacks_dir,
             storage: self.database.resolve()?,
             api_listen: self.api_listen,
             ssh_listen: self.ssh_listen,

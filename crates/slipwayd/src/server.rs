@@ -46,6 +46,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             sandbox: config.build_sandbox,
             registry: config.registry.clone(),
             run_image: config.run_image.clone(),
+            buildpacks_dir: config.buildpacks_dir.clone(),
         })
         .await
         .context("cannot set up the builder")?,
@@ -275,6 +276,7 @@ pub(crate) async fn run_image(args: crate::config::RunImageArgs) -> anyhow::Resu
         sandbox: builder::SandboxMode::Off,
         registry: None,
         run_image: None,
+        buildpacks_dir: None,
     })
     .await?;
     let digest = builder

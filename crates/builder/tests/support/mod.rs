@@ -25,13 +25,33 @@ impl Fixture {
     }
 
     pub async fn with_limits(timeout: Duration, max_output: usize) -> Fixture {
-        Fixture::with_sandbox_limits(timeout, max_output, slipway_builder::Limits::BUILD).await
+        Fixture::with_config(timeout, max_output, true, slipway_builder::Limits::BUILD).await
     }
 
     /// A builder whose build steps get these memory, process and disk limits.
     pub async fn with_sandbox_limits(
         timeout: Duration,
         max_output: usize,
+        limits: slipway_builder::Limits,
+    ) -> Fixture {
+        Fixture::with_config(timeout, max_output, true, limits).await
+    }
+
+    /// A builder started without `--buildpacks-dir`.
+    pub async fn without_buildpacks_dir() -> Fixture {
+        Fixture::with_config(
+            Duration::from_secs(300),
+            8 * 1024 * 1024,
+            false,
+            slipway_builder::Limits::BUILD,
+        )
+        .await
+    }
+
+    async fn with_config(
+        timeout: Duration,
+        max_output: usize,
+        buildpacks_dir: bool,
         limits: slipway_builder::Limits,
     ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
@@ -43,7 +63,9 @@ impl Fixture {
             sandbox: SandboxMode::Auto,
             registry: None,
             run_image: None,
+            buildpacks_dir: buildpacks_dir.then(|| dir.path().join("buildpacks")),
         };
+        std::fs::create_dir_all(dir.path().join("buildpacks")).unwrap();
         Fixture {
             builder: Builder::new(config).await.unwrap(),
             dir,
@@ -63,6 +85,11 @@ impl Fixture {
             std::fs::write(path, text).unwrap();
         }
         dir
+    }
+
+    /// The operator's buildpacks directory (`--buildpacks-dir`): `<fixture>/buildpacks`.
+    pub fn buildpacks(&self) -> PathBuf {
+        self.dir.path().join("buildpacks")
     }
 
     /// A Heroku buildpack under `<fixture>/buildpacks/NAME` whose scripts are these shell bodies.
