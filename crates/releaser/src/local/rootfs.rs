@@ -466,9 +466,10 @@ fn unpack(tar: impl io::Read, root: &Path) -> io::Result<()> {
         }
     }
     for (path, mode) in dirs {
-        let dir = walk(root, &path.0, false)
-            .map_err(|reason| invalid(format!("layer directory {path:?} {reason}")))?;
-        rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode))?;
+        // A directory that a later entry replaced keeps no mode (walk follows no link).
+        if let Ok(dir) = walk(root, &path.0, false) {
+            rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode))?;
+        }
     }
     Ok(())
 }
@@ -967,6 +968,9 @@ mod tests {
             E::Mode("./bin//sg", 0o2755),
             E::Dir("tmp/"),
             E::Fifo("tmp/fifo"),
+            // A directory replaced by a link later in the layer: the link stays a link.
+            E::Dir("d/"),
+            E::Symlink("d", "/"),
         ]);
         let root = host
             .unpacked
@@ -981,6 +985,11 @@ mod tests {
         };
         assert_eq!((mode("bin/su"), mode("bin/sg")), (0o755, 0o755));
         assert!(!root.join("tmp/fifo").exists());
+        assert!(
+            std::fs::symlink_metadata(root.join("d"))
+                .unwrap()
+                .is_symlink()
+        );
         host.untouched().unwrap();
     }
 }
