@@ -350,7 +350,8 @@ pub struct Build {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateBuild {
-    /// The image, by reference or digest.
+    /// The image: `host[:port]/repository:tag` from a registry, or an image this app's own
+    /// builds made, by its digest (`sha256:…` or `host[:port]/repository@sha256:…`).
     pub image: String,
     /// The Procfile text naming the image's process types.
     pub procfile: String,

@@ -37,6 +37,9 @@ macro_rules! both_backends {
 
 struct TestApp {
     router: Router,
+    /// The same store the router has: for what only the gateway and builder record (the
+    /// image a push built).
+    store: store::Store,
     _db: TestDatabase,
 }
 
@@ -75,7 +78,7 @@ impl TestApp {
         let db = TestDatabase::new(backend).await?;
         let store = store::Store::open(&db.url).await.expect("open the store");
         let state = ApiState {
-            store,
+            store: store.clone(),
             config: Arc::new(ApiConfig {
                 git_url: "ssh://git@127.0.0.1:2222".to_owned(),
                 domain: "localhost".to_owned(),
@@ -88,6 +91,7 @@ impl TestApp {
         };
         Some(TestApp {
             router: router(state),
+            store,
             _db: db,
         })
     }
@@ -298,6 +302,75 @@ both_backends! {
         t.get("/v1/apps/demo/builds/not-a-uuid", &ada).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY);
     }
 
+    async fn hostile_image_references_are_refused_and_change_nothing(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        let bob = t.user(&ada, "bob").await;
+        let eve = t.user(&ada, "eve").await;
+        t.create_app(&ada, "demo").await;
+        t.create_app(&bob, "other").await;
+        // What a push of each app built, as the gateway records it.
+        let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let (ours, theirs, nobodys) = (digest('a'), digest('b'), digest('c'));
+        for (app, owner, image) in [("demo", "ada", format!("127.0.0.1:5000/demo@{ours}")), ("other", "bob", theirs.clone())] {
+            let app = t.store.app(app).await.unwrap();
+            let user = t.store.user(owner).await.unwrap();
+            let build = t.store.create_build(&app, &store::BuildSource::Commit("0".repeat(40)), &user).await.unwrap();
+            let procfile = [("web".to_owned(), "./serve".to_owned())].into();
+            t.store.finish_build(&app, build.id, store::BuildStatus::Succeeded, &procfile, Some(&image)).await.unwrap();
+        }
+        let before = t.snapshot(&ada, "demo").await;
+        let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+        let hex = "0123456789abcdef".repeat(4);
+        let cases: Vec<(String, StatusCode)> = vec![
+            ("../../etc".into(), unprocessable),
+            ("/etc".into(), unprocessable),
+            ("/etc/passwd:1".into(), unprocessable),
+            ("sha256:../x".into(), unprocessable),
+            (format!("sha256:../../../../{}", &hex[12..]), unprocessable),
+            (format!("sha256:{}", hex.to_uppercase()), unprocessable),
+            (format!("sha256:{}", &hex[1..]), unprocessable),
+            (format!("sha512:{hex}{hex}"), unprocessable),
+            ("registry/../x".into(), unprocessable),
+            ("registry.local/../x:1".into(), unprocessable),
+            ("registry.local/x:1@sha256:../../etc".into(), unprocessable),
+            ("registry.local/demo".into(), unprocessable),
+            ("img:1".into(), unprocessable),
+            ("".into(), unprocessable),
+            ("x".repeat(600), unprocessable),
+            // Another app's image, by digest or through any registry's name for it; and an
+            // image no app built: the same answer, so it says nothing of other apps.
+            (theirs.clone(), StatusCode::NOT_FOUND),
+            (format!("127.0.0.1:5000/other@{theirs}"), StatusCode::NOT_FOUND),
+            (format!("evil.example/demo:1@{theirs}"), StatusCode::NOT_FOUND),
+            (nobodys.clone(), StatusCode::NOT_FOUND),
+        ];
+        for (image, status) in &cases {
+            let body = json!({"image": image, "procfile": "web: ./serve"});
+            let reply = t.call(Method::POST, "/v1/apps/demo/builds", Some(&ada), Some(body)).await;
+            let error = reply.expect_error(*status);
+            if *status == StatusCode::NOT_FOUND {
+                assert!(error.starts_with("no build of demo made the image sha256:"), "{image}: {error}");
+            }
+        }
+        assert_eq!(t.snapshot(&ada, "demo").await, before, "refused references change nothing");
+        // Authorization comes first: a stranger learns nothing of what the input would do.
+        for image in ["../../etc", theirs.as_str()] {
+            let body = json!({"image": image, "procfile": "web: ./serve"});
+            let reply = t.call(Method::POST, "/v1/apps/demo/builds", Some(&eve), Some(body.clone())).await;
+            assert!([StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&reply.status), "{image}: {reply:?}");
+            let reply = t.call(Method::POST, "/v1/apps/nosuch/builds", Some(&eve), Some(body)).await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{image}: {reply:?}");
+        }
+        // The app's own image deploys, by its digest or its registry reference.
+        for image in [ours.clone(), format!("127.0.0.1:5000/demo@{ours}"), "registry.local/demo:1".to_owned()] {
+            let body = json!({"image": image, "procfile": "web: ./serve"});
+            t.call(Method::POST, "/v1/apps/demo/builds", Some(&ada), Some(body)).await.expect(StatusCode::CREATED);
+        }
+        let builds = t.get("/v1/apps/demo/builds", &ada).await.expect(StatusCode::OK);
+        assert_eq!(builds[0]["image"], "registry.local/demo:1");
+        assert_eq!(builds[2]["image"], ours.as_str());
+    }
+
     async fn authorization_on_every_endpoint(t: TestApp) {
         let root = t.first_user("root").await;
         let ada = t.user(&root, "ada").await;
@@ -328,7 +401,7 @@ both_backends! {
             (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"K": "v"}})), Need::Write),
             (Method::POST, "/v1/apps/demo/rollback", Some(json!({})), Need::Write),
             (Method::PATCH, "/v1/apps/demo/formation", Some(json!({"counts": {"web": 1}})), Need::Write),
-            (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "img:1", "procfile": "web: x"})), Need::Write),
+            (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "registry.local/img:1", "procfile": "web: x"})), Need::Write),
             (Method::POST, "/v1/apps/demo/domains", Some(json!({"domain": "www.example.com"})), Need::Write),
             (Method::DELETE, "/v1/apps/demo/domains/www.example.com", None, Need::Write),
             (Method::DELETE, "/v1/apps/demo/builds/cache", None, Need::Write),
@@ -412,8 +485,8 @@ both_backends! {
             (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": eight})), unprocessable),
             (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {}})), unprocessable),
             (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"A": 5}})), unprocessable),
-            (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "img:1", "procfile": "web: a\nweb: b\n"})), unprocessable),
-            (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "img:1", "procfile": "# nothing\n"})), unprocessable),
+            (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "registry.local/img:1", "procfile": "web: a\nweb: b\n"})), unprocessable),
+            (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "registry.local/img:1", "procfile": "# nothing\n"})), unprocessable),
             (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "has space", "procfile": "web: a"})), unprocessable),
             (Method::PATCH, "/v1/apps/demo/formation", Some(json!({"counts": {"web": 101}})), unprocessable),
             (Method::PATCH, "/v1/apps/demo/formation", Some(json!({"counts": {"Web": 1}})), unprocessable),

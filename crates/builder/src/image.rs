@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use domain::Digest;
 use oci_spec::image::{
-    ConfigBuilder, DescriptorBuilder, Digest, ImageConfigurationBuilder, ImageIndex,
-    ImageIndexBuilder, ImageManifestBuilder, MediaType, RootFsBuilder, SCHEMA_VERSION,
+    ConfigBuilder, DescriptorBuilder, ImageConfiguration, ImageConfigurationBuilder, ImageIndex,
+    ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, RootFsBuilder,
+    SCHEMA_VERSION,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -36,9 +38,9 @@ pub struct Layer {
     /// The size of the compressed layer.
     pub size: u64,
     /// sha256 of the compressed bytes: the blob's name.
-    pub digest: String,
+    pub digest: Digest,
     /// sha256 of the uncompressed tar: what the image config lists.
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// The size of the uncompressed tar.
     pub tar_size: u64,
 }
@@ -239,13 +241,10 @@ impl<W: Write> Hashing<W> {
         }
     }
 
-    /// Flushes, and returns `sha256:<hex>` and the length.
-    fn finish(mut self) -> std::io::Result<(String, u64)> {
+    /// Flushes, and returns the digest and the length.
+    fn finish(mut self) -> std::io::Result<(Digest, u64)> {
         self.inner.flush()?;
-        Ok((
-            format!("sha256:{}", hex::encode(self.hasher.finalize())),
-            self.len,
-        ))
+        Ok((Digest::sha256(self.hasher.finalize().into()), self.len))
     }
 }
 
@@ -262,22 +261,22 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+pub fn sha256(bytes: &[u8]) -> Digest {
+    Digest::sha256(Sha256::digest(bytes).into())
 }
 
 /// A layer already in the store, as an image's manifest and config name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerRef {
-    pub digest: String,
-    pub diff_id: String,
+    pub digest: Digest,
+    pub diff_id: Digest,
     pub size: u64,
 }
 
 /// An image found in the store by its name: its layers and environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundImage {
-    pub digest: String,
+    pub digest: Digest,
     pub layers: Vec<LayerRef>,
     pub env: Vec<String>,
 }
@@ -293,8 +292,8 @@ pub struct ImageSpec {
 #[derive(Debug, Clone)]
 pub struct StoredImage {
     /// The manifest's digest: the image's name.
-    pub digest: String,
-    pub layers: Vec<String>,
+    pub digest: Digest,
+    pub layers: Vec<Digest>,
     pub size: u64,
 }
 
@@ -332,15 +331,14 @@ impl ImageStore {
         &self.root
     }
 
-    pub fn blob_path(&self, digest: &str) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join("sha256")
-            .join(digest.trim_start_matches("sha256:"))
+    /// The blob's file. Only a parsed [`Digest`] names one, so the path is always one plain
+    /// name (64 hex digits) under `blobs/sha256`.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join("sha256").join(digest.hex())
     }
 
     /// Writes a blob unless it is there already. Returns whether it was new.
-    pub fn put_blob(&self, digest: &str, bytes: &[u8]) -> std::io::Result<bool> {
+    pub fn put_blob(&self, digest: &Digest, bytes: &[u8]) -> std::io::Result<bool> {
         let path = self.blob_path(digest);
         if path.exists() {
             return Ok(false);
@@ -351,7 +349,7 @@ impl ImageStore {
 
     /// Adds a blob from a file in the store's `tmp/`, unless it is there already: a hard link,
     /// so the bytes are not copied. Returns whether it was new.
-    pub fn put_blob_file(&self, digest: &str, file: &Path) -> std::io::Result<bool> {
+    pub fn put_blob_file(&self, digest: &Digest, file: &Path) -> std::io::Result<bool> {
         let path = self.blob_path(digest);
         if path.exists() {
             return Ok(false);
@@ -425,7 +423,11 @@ impl ImageStore {
             .map_err(std::io::Error::other)?;
         let rootfs = RootFsBuilder::default()
             .typ("layers".to_owned())
-            .diff_ids(all.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
+            .diff_ids(
+                all.iter()
+                    .map(|l| l.diff_id.to_string())
+                    .collect::<Vec<_>>(),
+            )
             .build()
             .map_err(std::io::Error::other)?;
         let image_config = ImageConfigurationBuilder::default()
@@ -438,10 +440,10 @@ impl ImageStore {
         let config_bytes = canonical(&image_config)?;
         let config_digest = sha256(&config_bytes);
         self.put_blob(&config_digest, &config_bytes)?;
-        let descriptor = |media: MediaType, digest: &str, size: u64| {
+        let descriptor = |media: MediaType, digest: &Digest, size: u64| {
             DescriptorBuilder::default()
                 .media_type(media)
-                .digest(parse_digest(digest)?)
+                .digest(oci_digest(digest)?)
                 .size(size)
                 .build()
                 .map_err(std::io::Error::other)
@@ -487,9 +489,7 @@ impl ImageStore {
 
     /// The image tagged `name`, if the store has one.
     pub fn find(&self, name: &str) -> std::io::Result<Option<FoundImage>> {
-        let index: ImageIndex =
-            serde_json::from_slice(&std::fs::read(self.root.join("index.json"))?)
-                .map_err(std::io::Error::other)?;
+        let index: ImageIndex = parse_json(&read_bounded(&self.root.join("index.json"))?)?;
         let Some(entry) = index.manifests().iter().find(|m| {
             m.annotations()
                 .as_ref()
@@ -499,44 +499,45 @@ impl ImageStore {
         }) else {
             return Ok(None);
         };
-        self.image(entry.digest().as_ref()).map(Some)
+        self.image(&parse_digest(entry.digest().as_ref())?)
+            .map(Some)
     }
 
-    /// The image whose manifest has `digest`: its layers and environment.
-    pub fn image(&self, digest: &str) -> std::io::Result<FoundImage> {
-        let digest = digest.to_owned();
-        let read = |d: &str| -> std::io::Result<serde_json::Value> {
-            serde_json::from_slice(&std::fs::read(self.blob_path(d))?)
-                .map_err(std::io::Error::other)
-        };
-        let manifest = read(&digest)?;
-        let config = read(manifest["config"]["digest"].as_str().unwrap_or_default())?;
-        let diff_ids = config["rootfs"]["diff_ids"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let layers = manifest["layers"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+    /// The image whose manifest has `digest`: its layers and environment. The manifest and
+    /// config are parsed as OCI documents and every digest in them parsed before it names a
+    /// blob.
+    pub fn image(&self, digest: &Digest) -> std::io::Result<FoundImage> {
+        let manifest: ImageManifest = parse_json(&read_bounded(&self.blob_path(digest))?)?;
+        let config_digest = parse_digest(manifest.config().digest().as_ref())?;
+        let config: ImageConfiguration =
+            parse_json(&read_bounded(&self.blob_path(&config_digest))?)?;
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(invalid(format!(
+                "the image {digest} lists {} layers and {} diff ids",
+                manifest.layers().len(),
+                diff_ids.len()
+            )));
+        }
+        let layers = manifest
+            .layers()
             .iter()
             .zip(diff_ids)
-            .map(|(layer, diff_id)| LayerRef {
-                digest: layer["digest"].as_str().unwrap_or_default().to_owned(),
-                diff_id: diff_id.as_str().unwrap_or_default().to_owned(),
-                size: layer["size"].as_u64().unwrap_or_default(),
+            .map(|(layer, diff_id)| {
+                Ok(LayerRef {
+                    digest: parse_digest(layer.digest().as_ref())?,
+                    diff_id: parse_digest(diff_id)?,
+                    size: layer.size(),
+                })
             })
-            .collect();
-        let env = config["config"]["Env"]
-            .as_array()
-            .map(|e| {
-                e.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
+            .collect::<std::io::Result<_>>()?;
+        let env = config
+            .config()
+            .as_ref()
+            .and_then(|c| c.env().clone())
             .unwrap_or_default();
         Ok(FoundImage {
-            digest,
+            digest: digest.clone(),
             layers,
             env,
         })
@@ -546,8 +547,7 @@ impl ImageStore {
     fn tag(&self, name: &str, manifest: oci_spec::image::Descriptor) -> std::io::Result<()> {
         let _guard = self.index.lock().expect("never poisoned");
         let path = self.root.join("index.json");
-        let mut index: ImageIndex =
-            serde_json::from_slice(&std::fs::read(&path)?).map_err(std::io::Error::other)?;
+        let mut index: ImageIndex = parse_json(&read_bounded(&path)?)?;
         let mut manifests: Vec<_> = index
             .manifests()
             .iter()
@@ -566,8 +566,39 @@ impl ImageStore {
     }
 }
 
-fn parse_digest(digest: &str) -> std::io::Result<Digest> {
-    digest.parse().map_err(std::io::Error::other)
+/// A digest read from a document: parsed before it names anything.
+pub fn parse_digest(digest: &str) -> std::io::Result<Digest> {
+    Digest::parse(digest).map_err(|e| invalid(e.to_string()))
+}
+
+fn oci_digest(digest: &Digest) -> std::io::Result<oci_spec::image::Digest> {
+    digest.as_str().parse().map_err(std::io::Error::other)
+}
+
+fn invalid(text: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, text)
+}
+
+/// The most a manifest, config or index may be: larger is no document Slipway wrote.
+const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// A JSON document of the store, refused past [`MAX_DOCUMENT`] bytes.
+pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DOCUMENT {
+        return Err(invalid(format!(
+            "{} is over {MAX_DOCUMENT} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::io::Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a valid OCI document: {e}")))
 }
 
 /// JSON with object keys sorted, so equal documents are equal bytes.
@@ -684,5 +715,47 @@ mod tests {
             "retagging replaces"
         );
         assert!(store.blob_path(&first.digest).exists());
+    }
+
+    #[test]
+    fn digests_in_a_stored_manifest_are_parsed_before_they_name_a_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        // A file beside the blobs stands for what a path in a digest would reach.
+        std::fs::write(dir.path().join("secret"), r#"{"rootfs":{"diff_ids":[]}}"#).unwrap();
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config_digest = sha256(config);
+        store.put_blob(&config_digest, config).unwrap();
+        let manifest = |config: &str, layer: &str| {
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{layer}]}}"#
+            )
+        };
+        let layer = |digest: &str| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{digest}","size":1}}"#
+            )
+        };
+        let upper = format!("sha256:{}", "AB".repeat(32));
+        let cases = [
+            manifest("sha256:../../../secret", ""),
+            manifest(&upper, ""),
+            manifest(&format!("sha512:{}", "ab".repeat(64)), ""),
+            manifest(config_digest.as_str(), &layer("sha256:../../../secret")),
+            manifest(config_digest.as_str(), &layer(&upper)),
+            "not json".to_owned(),
+        ];
+        for text in cases {
+            let digest = sha256(text.as_bytes());
+            store.put_blob(&digest, text.as_bytes()).unwrap();
+            let err = store.image(&digest).expect_err(&text);
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{text}: {err}");
+        }
+        // A well-formed one with no layers is read.
+        let good = manifest(config_digest.as_str(), "");
+        let digest = sha256(good.as_bytes());
+        store.put_blob(&digest, good.as_bytes()).unwrap();
+        assert_eq!(store.image(&digest).unwrap().layers, []);
     }
 }

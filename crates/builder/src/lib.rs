@@ -381,7 +381,8 @@ impl Builder {
         Ok(self
             .images
             .write_image(&run_image_ref(name), &[layer], &spec)?
-            .digest)
+            .digest
+            .to_string())
     }
 
     /// The local image store, for the runtime and the registry push.
@@ -491,7 +492,7 @@ impl Builder {
             size(usize::try_from(stored.size).unwrap_or(usize::MAX))
         ));
         let Some(registry) = &self.registry else {
-            return Ok(stored.digest);
+            return Ok(stored.digest.to_string());
         };
         log("-----> Pushing the image");
         // The run image goes to its own repository once (later pushes find its blobs there);

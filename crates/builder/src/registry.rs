@@ -7,7 +7,10 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-use crate::image::ImageStore;
+use domain::Digest;
+use oci_spec::image::ImageManifest;
+
+use crate::image::{self, ImageStore};
 use crate::{BuildError, Log};
 
 /// Where images go: `host:port` and an optional path prefix, as `--registry` gives them.
@@ -98,7 +101,7 @@ impl Registry {
         store: &ImageStore,
         app: &str,
         tag: &str,
-        digest: &str,
+        digest: &Digest,
         mount_from: Option<&str>,
         log: Log<'_>,
     ) -> Result<String, BuildError> {
@@ -107,28 +110,21 @@ impl Registry {
         self.client
             .store_auth_if_needed(target.resolve_registry(), &RegistryAuth::Anonymous)
             .await;
-        let manifest_bytes = std::fs::read(store.blob_path(digest))?;
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&manifest_bytes).map_err(std::io::Error::other)?;
-        let mut blobs: Vec<String> = vec![
-            manifest["config"]["digest"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        ];
-        blobs.extend(
-            manifest["layers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|l| l["digest"].as_str().map(str::to_owned)),
-        );
+        // The manifest is parsed as one, and each digest in it before it names a blob.
+        let manifest_bytes = image::read_bounded(&store.blob_path(digest))?;
+        let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
+            BuildError::Buildpack(format!("the image {digest} has no valid manifest: {e}"))
+        })?;
+        let blobs = std::iter::once(manifest.config())
+            .chain(manifest.layers())
+            .map(|d| image::parse_digest(d.digest().as_ref()))
+            .collect::<std::io::Result<Vec<Digest>>>()?;
         let source = mount_from.map(parse_reference).transpose()?;
         let (mut sent, mut skipped, mut mounted) = (0, 0, 0);
         for blob in &blobs {
             if self
                 .client
-                .blob_exists(&target, blob)
+                .blob_exists(&target, blob.as_str())
                 .await
                 .map_err(push_error)?
             {
@@ -136,8 +132,16 @@ impl Registry {
                 continue;
             }
             if let Some(source) = &source
-                && self.client.blob_exists(source, blob).await.unwrap_or(false)
-                && self.client.mount_blob(&target, source, blob).await.is_ok()
+                && self
+                    .client
+                    .blob_exists(source, blob.as_str())
+                    .await
+                    .unwrap_or(false)
+                && self
+                    .client
+                    .mount_blob(&target, source, blob.as_str())
+                    .await
+                    .is_ok()
             {
                 mounted += 1;
                 continue;
@@ -148,7 +152,7 @@ impl Registry {
             let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
                 .map(|chunk| chunk.map_err(oci_client::errors::OciDistributionError::from));
             self.client
-                .push_blob_stream(&target, stream, blob, Some(size))
+                .push_blob_stream(&target, stream, blob.as_str(), Some(size))
                 .await
                 .map_err(push_error)?;
             sent += 1;

@@ -49,4 +49,8 @@ pub enum Error {
     SshKey(String),
     #[error("invalid domain {0:?}: use a lowercase host name such as www.example.com")]
     Hostname(String),
+    #[error("invalid digest {0:?}: write sha256: and 64 lowercase hex digits")]
+    Digest(String),
+    #[error("invalid image reference {reference:?}: {reason}")]
+    ImageRef { reference: String, reason: String },
 }

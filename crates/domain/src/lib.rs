@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod formation;
 mod hostname;
+mod image;
 mod procfile;
 mod release;
 mod ssh_key;
@@ -26,6 +27,7 @@ pub use config::{
 pub use error::Error;
 pub use formation::{Formation, MAX_PROCESSES_PER_TYPE};
 pub use hostname::Hostname;
+pub use image::{Digest, ImageRef, RegistryImage};
 pub use procfile::{ProcessType, Procfile};
 pub use release::{
     ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion, RollbackRefused, rollback_target,

@@ -305,7 +305,7 @@ pub(crate) enum BuildsCommand {
     PurgeCache,
     /// Deploy an image built elsewhere, with the Procfile naming its process types
     Create {
-        /// The image, by reference or digest
+        /// The image: host/repository:tag from a registry, or sha256:… of an image this app built
         image: String,
         /// The Procfile to run the image with
         #[arg(long, default_value = "Procfile")]

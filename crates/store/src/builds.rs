@@ -113,6 +113,21 @@ impl Store {
         rows.into_iter().map(Build::try_from).collect()
     }
 
+    /// The images the app's own builds of pushed code made (as the builds name them), each
+    /// once: the local images the app may deploy again.
+    pub async fn built_images(&self, app: &App) -> Result<Vec<String>> {
+        let images: Vec<String> = on_db!(self, read, |pool| {
+            sqlx::query_scalar(
+            "SELECT DISTINCT image FROM builds \
+             WHERE app_id = $1 AND commit_sha IS NOT NULL AND status = 'succeeded' AND image IS NOT NULL"
+        )
+        .bind(app.id)
+        .fetch_all(pool)
+        .await
+        })?;
+        Ok(images)
+    }
+
     pub async fn build(&self, app: &App, id: Uuid) -> Result<Build> {
         let sql = sqlx::AssertSqlSafe(format!("{BUILD_SELECT} WHERE b.app_id = $1 AND b.id = $2"));
         let row: Option<BuildRow> = on_db!(self, read, |pool| sqlx::query_as(sql)

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use api_types::{Build, CreateBuild, ErrorBody, Release};
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::Procfile;
+use domain::{ImageRef, Procfile};
 use uuid::Uuid;
 
 use super::Page;
@@ -45,11 +45,12 @@ pub(super) async fn info(
     Ok(Json(build))
 }
 
-/// Deploys an image built elsewhere: records it as a build with the given Procfile and
-/// makes a release of it with the app's current config.
+/// Deploys an image: one from a registry by reference, or one of the local store that this
+/// app's own builds made (by digest). Records it as a build with the given Procfile and makes
+/// a release of it with the app's current config.
 #[utoipa::path(post, path = "/v1/apps/{app}/builds", tag = "builds", security(("token" = [])),
     params(("app" = String, Path)), request_body = CreateBuild,
-    responses((status = 201, body = Release), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Release), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn create(
     State(state): State<ApiState>,
     caller: CurrentUser,
@@ -57,15 +58,22 @@ pub(super) async fn create(
     Json(body): Json<CreateBuild>,
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
-    let image = body.image.trim();
-    if image.is_empty()
-        || image.len() > 512
-        || image.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(ApiError::Invalid(format!(
-            "invalid image reference {:?}",
-            body.image
-        )));
+    let image = ImageRef::parse(body.image.trim())?;
+    // A digest names an image of the local store, where every app's images are: only one
+    // this app's own builds made may be deployed. Any other gets the same answer, whether or
+    // not it exists, so the answer tells nothing about other apps.
+    if let Some(digest) = image.digest() {
+        let built = state.store.built_images(&app).await?;
+        let ours = built
+            .iter()
+            .filter_map(|i| ImageRef::parse(i).ok())
+            .any(|i| i.digest() == Some(digest));
+        if !ours {
+            return Err(ApiError::NotFound(format!(
+                "no build of {} made the image {digest}; deploy an image this app built, or one from a registry by tag",
+                app.name
+            )));
+        }
     }
     let procfile = Procfile::parse(&body.procfile)?;
     if procfile.is_empty() {
@@ -77,7 +85,7 @@ pub(super) async fn create(
         .iter()
         .map(|(t, c)| (t.to_string(), c.to_owned()))
         .collect();
-    let source = store::BuildSource::Image(image.to_owned());
+    let source = store::BuildSource::Image(image.to_string());
     let build = state
         .store
         .create_build(&app, &source, &caller.user)

@@ -155,12 +155,9 @@ impl Inner {
     async fn prepare(self: &Arc<Self>, spec: &ReleaseSpec) -> Result<Arc<Launch>, String> {
         let me = Arc::clone(self);
         // A build pushed to a registry names its image `host/repo@sha256:…`; the local store
-        // has it by that digest.
-        let digest = spec
-            .image
-            .rsplit_once('@')
-            .map_or(spec.image.as_str(), |(_, d)| d)
-            .to_owned();
+        // has it by that digest. Only a parsed digest names a blob of the store.
+        let digest = rootfs::local_digest(&spec.image)
+            .map_err(|e| format!("cannot unpack the image {}: {e}", spec.image))?;
         let (rootfs, image_env) = tokio::task::spawn_blocking(move || {
             let image = me.config.images.image(&digest).map_err(|e| {
                 std::io::Error::new(
