@@ -28,6 +28,7 @@ pub(crate) async fn migrate(storage: Storage) -> anyhow::Result<()> {
 
 pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     prepare_data_dir(&config.storage)?;
+    let open_files = raise_open_files_limit();
     let store = store::Store::open(&config.storage.database_url)
         .await
         .with_context(|| {
@@ -102,6 +103,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             push_lock_timeout: config.push_lock_timeout,
             max_push_bytes: config.max_push_bytes,
             app_url_template: format!("http://{{app}}.{}{port_suffix}", config.domain),
+            limits: config.ssh_limits,
         },
         store.clone(),
         Arc::clone(&builder),
@@ -134,6 +136,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     println!("api: http://{api_addr}");
     println!("ssh: ssh://git@{ssh_addr}");
     println!("router: http://{router_addr}");
+    println!("open files: {open_files}");
     tracing::info!(api = %api_addr, "slipway is up; Ctrl-C stops it");
 
     let shutdown = CancellationToken::new();
@@ -309,6 +312,32 @@ fn link_busybox(rootfs: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection, app process
+/// pipe and log file takes one, and the default soft limit (often 1024) is reached by a
+/// modest flood. Returns the limit now in force.
+fn raise_open_files_limit() -> String {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return show_limit(limit.current);
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => show_limit(limit.maximum),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot raise the limit on open files");
+            show_limit(limit.current)
+        }
+    }
+}
+
+fn show_limit(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
