@@ -152,12 +152,10 @@ impl Gateway {
             nodelay: true,
             ..Default::default()
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| Error::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener = listen(config.listen).map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
         let socket = config.hook_socket();
         let _ = tokio::fs::remove_file(&socket).await;
         let hooks = UnixListener::bind(&socket)?;
@@ -196,6 +194,19 @@ impl Gateway {
         hook_server.abort();
         Ok(())
     }
+}
+
+/// Binds the SSH port with a long accept queue: in a burst of connections the kernel keeps
+/// them waiting there instead of dropping their handshakes (which the clients would retry
+/// only seconds later).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// The shortest and longest pause after an accept that failed for want of resources.

@@ -111,7 +111,11 @@ impl Gate {
 
     /// Admits a new connection from `ip`, or says why not. `cut` closes the connection if it
     /// is evicted later. May evict the oldest unauthenticated connection to make room.
-    pub(crate) fn admit(self: &Arc<Gate>, ip: IpAddr, cut: CancellationToken) -> Result<Slot, Refusal> {
+    pub(crate) fn admit(
+        self: &Arc<Gate>,
+        ip: IpAddr,
+        cut: CancellationToken,
+    ) -> Result<Slot, Refusal> {
         let source = Source::of(ip);
         let mut state = self.state.lock().expect("never poisoned");
         let counts = state.sources.get(&source);
@@ -337,7 +341,11 @@ mod tests {
         expect!["[true, false, false, false]"].assert_eq(&format!("{cut:?}"));
         assert!(!slots[0].authenticated(), "evicted: it cannot authenticate");
         assert!(!slots[0].is_unauthenticated());
-        assert_eq!(gate.counts(), (4, 3), "evicted but not yet closed: still open");
+        assert_eq!(
+            gate.counts(),
+            (4, 3),
+            "evicted but not yet closed: still open"
+        );
         drop(slots);
         assert_eq!(gate.counts(), (0, 0));
     }

@@ -29,7 +29,7 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the whole platform in this process.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Apply database migrations, then exit.
     Migrate(DatabaseArgs),
     /// Make the run image apps are built on, from Debian packages.
@@ -133,7 +133,11 @@ pub(crate) struct LimitArgs {
     #[arg(long, env = "SLIPWAY_SSH_MAX_PER_SOURCE", default_value_t = 50)]
     ssh_max_per_source: usize,
     /// SSH connections not yet authenticated from one address at most.
-    #[arg(long, env = "SLIPWAY_SSH_MAX_STARTUPS_PER_SOURCE", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "SLIPWAY_SSH_MAX_STARTUPS_PER_SOURCE",
+        default_value_t = 10
+    )]
     ssh_max_startups_per_source: usize,
     /// Seconds an SSH connection has to authenticate.
     #[arg(long, env = "SLIPWAY_SSH_AUTH_TIMEOUT", default_value_t = 30)]
@@ -272,7 +276,10 @@ impl UpArgs {
             ("--ssh-max-connections", limits.ssh_max_connections),
             ("--ssh-max-startups", limits.ssh_max_startups),
             ("--ssh-max-per-source", limits.ssh_max_per_source),
-            ("--ssh-max-startups-per-source", limits.ssh_max_startups_per_source),
+            (
+                "--ssh-max-startups-per-source",
+                limits.ssh_max_startups_per_source,
+            ),
             ("--http-max-per-source", limits.http_max_per_source),
         ] {
             if value == 0 {

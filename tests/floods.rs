@@ -1,0 +1,193 @@
+//! Floods a hostile client can send without an account: idle SSH connections by the
+//! thousand, a slipwayd out of file descriptors, password guessing, and HTTP requests sent
+//! a byte at a time. slipwayd stays up, and a legitimate user still pushes and logs in.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use slipway_e2e::{Backend, Platform, User};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Opens up to `count` TCP connections to `target`, spread over the source addresses
+/// 127.0.0.`first`…, sending nothing. Returns those that connected.
+async fn idle_connections(
+    target: SocketAddr,
+    first: u8,
+    sources: u8,
+    count: usize,
+) -> Vec<TcpStream> {
+    let attempts = (0..count).map(|i| {
+        let source = IpAddr::V4(Ipv4Addr::new(
+            127,
+            0,
+            0,
+            first + (i % usize::from(sources)) as u8,
+        ));
+        async move {
+            let socket = TcpSocket::new_v4().ok()?;
+            socket.bind(SocketAddr::new(source, 0)).ok()?;
+            tokio::time::timeout(Duration::from_secs(10), socket.connect(target))
+                .await
+                .ok()?
+                .ok()
+        }
+    });
+    let mut open = Vec::new();
+    // In waves, so the flood does not wait on the listen backlog as one block.
+    let attempts: Vec<_> = attempts.collect();
+    let mut attempts = attempts.into_iter();
+    loop {
+        let wave: Vec<_> = attempts.by_ref().take(250).collect();
+        if wave.is_empty() {
+            break;
+        }
+        for stream in futures_join_all(wave).await.into_iter().flatten() {
+            open.push(stream);
+        }
+    }
+    open
+}
+
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: Vec<F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.expect("connect task"));
+    }
+    out
+}
+
+/// Waits until the server has closed `stream`: reads (and drops) what it sends until EOF
+/// or a reset. Fails after `limit`.
+async fn closed_by_server(mut stream: TcpStream, limit: Duration) -> bool {
+    let mut buffer = [0u8; 512];
+    let reading = async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, reading).await.is_ok()
+}
+
+fn ssh_addr(platform: &Platform) -> SocketAddr {
+    platform
+        .ssh_url
+        .trim_start_matches("ssh://git@")
+        .parse()
+        .expect("ssh address")
+}
+
+/// The open file descriptors of a process.
+fn open_files(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+}
+
+/// Sets the soft limit on open files of a running process (the hard limit stays, so the
+/// soft one can be raised again without privileges). Returns the soft limit it replaced.
+fn limit_open_files(pid: u32, soft: Option<u64>) -> Option<u64> {
+    use rustix::process::{Pid, Resource, Rlimit, prlimit};
+    let pid = Pid::from_raw(pid as i32).expect("a pid");
+    let hard = rustix::process::getrlimit(Resource::Nofile).maximum;
+    let old = prlimit(
+        Some(pid),
+        Resource::Nofile,
+        Rlimit {
+            current: soft,
+            maximum: hard,
+        },
+    )
+    .expect("set the limit");
+    old.current
+}
+
+/// A user with an app `demo` (no processes to run) and a repository to push.
+fn pusher(platform: &Platform) -> User {
+    let mut ada = User::registered(platform, "ada");
+    let dir = ada.home().join("demo");
+    std::fs::create_dir_all(&dir).unwrap();
+    ada.cwd = dir.clone();
+    ada.git(&["init", "-q", "-b", "main"]).success();
+    std::fs::write(dir.join("Procfile"), "web: ./serve\n").unwrap();
+    ada.git(&["add", "-A"]).success();
+    ada.git(&["commit", "-q", "-m", "first"]).success();
+    ada.slip(&["create", "demo"]).success();
+    ada.slip(&["ps:scale", "web=0", "-a", "demo"]).success();
+    ada
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_thousand_idle_ssh_connections_leave_slipwayd_up_and_a_push_goes_through() {
+    let mut platform = Platform::start_with(
+        Backend::Sqlite,
+        &["--ssh-auth-timeout", "5", "--ssh-max-startups", "60"],
+    )
+    .await
+    .expect("sqlite is always there");
+    let target = ssh_addr(&platform);
+    let ada = tokio::task::block_in_place(|| pusher(&platform));
+    // A modest limit on open files, as on many hosts: the flood alone would exceed it.
+    let pid = platform.pid();
+    limit_open_files(pid, Some(open_files(pid) + 300));
+
+    let started = Instant::now();
+    let flood = idle_connections(target, 2, 40, 2000).await;
+    assert!(platform.is_running(), "slipwayd survived the flood");
+    assert!(
+        flood.len() > 1000,
+        "most of the flood connected: {}",
+        flood.len()
+    );
+
+    // While the flood's connections are still open on the client's side, a real user pushes.
+    let push = tokio::task::block_in_place(|| ada.git(&["push", "slipway", "main"]));
+    assert!(push.ok, "push during the flood: {}", push.stderr);
+    assert!(push.stderr.contains("v2 released"), "{}", push.stderr);
+
+    // The server closes every connection of the flood: refused, evicted, or at the
+    // authentication deadline; none is held longer.
+    let closes: Vec<_> = flood
+        .into_iter()
+        .map(|s| tokio::spawn(closed_by_server(s, Duration::from_secs(30))))
+        .collect();
+    let mut held = 0;
+    for close in closes {
+        if !close.await.unwrap() {
+            held += 1;
+        }
+    }
+    assert_eq!(held, 0, "the server closed every idle connection");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(platform.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slipwayd_out_of_file_descriptors_keeps_accepting_once_some_are_free() {
+    let mut platform = Platform::start(Backend::Sqlite)
+        .await
+        .expect("sqlite is always there");
+    let target = ssh_addr(&platform);
+    let ada = tokio::task::block_in_place(|| pusher(&platform));
+    let pid = platform.pid();
+    // Almost no descriptors left: accepting fails with EMFILE.
+    let before = limit_open_files(pid, Some(open_files(pid) + 3));
+    let flood = idle_connections(target, 50, 20, 200).await;
+    assert!(
+        platform.is_running(),
+        "slipwayd survived running out of descriptors"
+    );
+    // Descriptors come back (the flood goes away, the operator raises the limit).
+    drop(flood);
+    limit_open_files(pid, before);
+    let push = tokio::task::block_in_place(|| ada.git(&["push", "slipway", "main"]));
+    assert!(push.ok, "push after the shortage: {}", push.stderr);
+    assert!(platform.is_running());
+}
