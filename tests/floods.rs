@@ -191,3 +191,68 @@ async fn slipwayd_out_of_file_descriptors_keeps_accepting_once_some_are_free() {
     assert!(push.ok, "push after the shortage: {}", push.stderr);
     assert!(platform.is_running());
 }
+
+/// Sends `bytes` on a new connection to `address` and then nothing more.
+async fn stalled(address: &str, bytes: &[u8]) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    stream.write_all(bytes).await.expect("send");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_and_idle_http_requests_are_closed_at_the_header_deadline() {
+    let platform = Platform::start_with(
+        Backend::Sqlite,
+        &["--http-header-timeout", "2", "--http-max-per-source", "20"],
+    )
+    .await
+    .expect("sqlite is always there");
+    let api = platform.api_url.trim_start_matches("http://").to_owned();
+    let router = platform.router.clone();
+    let started = Instant::now();
+    let mut held = Vec::new();
+    for address in [&api, &router] {
+        // Half a request line, half the headers, a whole request and then silence.
+        held.push(stalled(address, b"GET /v1/inf").await);
+        held.push(stalled(address, b"GET /v1/info HTTP/1.1\r\nHost: x\r\nX-Slow: ").await);
+        held.push(stalled(address, b"GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n").await);
+    }
+    let closes: Vec<_> = held
+        .into_iter()
+        .map(|s| tokio::spawn(closed_by_server(s, Duration::from_secs(20))))
+        .collect();
+    for close in closes {
+        assert!(
+            close.await.unwrap(),
+            "the server closed a stalled connection"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not before the deadline"
+    );
+
+    // One address may hold only so many connections; others are not affected.
+    let mut mine = Vec::new();
+    for _ in 0..20 {
+        mine.push(stalled(&api, b"GET /v1/info HTTP/1.1\r\nHost: x\r\n").await);
+    }
+    let refused = stalled(&api, b"").await;
+    assert!(
+        closed_by_server(refused, Duration::from_secs(1)).await,
+        "the 21st connection is closed at once"
+    );
+    let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(other, 0)).unwrap();
+    let mut stream = socket.connect(api.parse().unwrap()).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    stream
+        .write_all(b"GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}

@@ -145,12 +145,10 @@ pub(crate) struct LimitArgs {
     /// Seconds an SSH connection may send nothing before it is closed.
     #[arg(long, env = "SLIPWAY_SSH_IDLE_TIMEOUT", default_value_t = 900)]
     ssh_idle_timeout: u64,
-    /// Seconds an HTTP client (API and router) has to send a request's headers.
-    #[arg(long, env = "SLIPWAY_HTTP_HEADER_TIMEOUT", default_value_t = 10)]
+    /// Seconds an HTTP client (API and router) has to send a request's headers; an idle
+    /// keep-alive connection is closed after as long.
+    #[arg(long, env = "SLIPWAY_HTTP_HEADER_TIMEOUT", default_value_t = 30)]
     http_header_timeout: u64,
-    /// Seconds an idle keep-alive HTTP connection (API and router) stays open.
-    #[arg(long, env = "SLIPWAY_HTTP_IDLE_TIMEOUT", default_value_t = 60)]
-    http_idle_timeout: u64,
     /// Open HTTP connections from one address, to the API and to the router each, at most.
     #[arg(long, env = "SLIPWAY_HTTP_MAX_PER_SOURCE", default_value_t = 256)]
     http_max_per_source: usize,
@@ -208,7 +206,6 @@ pub(crate) struct UpConfig {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HttpLimits {
     pub(crate) header_timeout: std::time::Duration,
-    pub(crate) idle_timeout: std::time::Duration,
     pub(crate) max_per_source: usize,
 }
 
@@ -266,7 +263,6 @@ impl UpArgs {
             ("--ssh-auth-timeout", limits.ssh_auth_timeout),
             ("--ssh-idle-timeout", limits.ssh_idle_timeout),
             ("--http-header-timeout", limits.http_header_timeout),
-            ("--http-idle-timeout", limits.http_idle_timeout),
         ] {
             if value == 0 {
                 bail!("invalid {flag} 0: give a number of seconds greater than zero");
@@ -298,7 +294,6 @@ impl UpArgs {
             },
             http_limits: HttpLimits {
                 header_timeout: secs(limits.http_header_timeout),
-                idle_timeout: secs(limits.http_idle_timeout),
                 max_per_source: limits.http_max_per_source,
             },
             runtime: self.runtime,

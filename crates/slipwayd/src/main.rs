@@ -1,6 +1,7 @@
 //! `slipwayd`, the Slipway server: parse the command line, set up logging, run.
 
 mod config;
+mod http;
 mod server;
 mod telemetry;
 

@@ -145,22 +145,29 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     // Every piece runs as a task that returns when `shutdown` fires. If one stops on its own,
     // it failed: the others are stopped too, and slipwayd exits with its error.
     let mut pieces = tokio::task::JoinSet::new();
-    let drained = shutdown.clone();
-    let api_server = axum::serve(listener, api::router(api_state))
-        .with_graceful_shutdown(async move { drained.cancelled().await });
-    pieces.spawn(async move { api_server.await.context("the API server failed") });
-    let drained = shutdown.clone();
-    // Small responses go out at once: no Nagle delay between a proxied response's parts.
-    let router_listener = axum::serve::ListenerExt::tap_io(router_listener, |stream| {
-        let _ = stream.set_nodelay(true);
+    let serving = crate::http::serve(
+        listener,
+        api::router(api_state),
+        config.http_limits,
+        false,
+        shutdown.clone(),
+    );
+    pieces.spawn(async move {
+        serving.await;
+        Ok(())
     });
-    let router_server = axum::serve(
+    // Small responses go out at once: no Nagle delay between a proxied response's parts.
+    let serving = crate::http::serve(
         router_listener,
-        router::router(routes, request_log)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { drained.cancelled().await });
-    pieces.spawn(async move { router_server.await.context("the router failed") });
+        router::router(routes, request_log),
+        config.http_limits,
+        true,
+        shutdown.clone(),
+    );
+    pieces.spawn(async move {
+        serving.await;
+        Ok(())
+    });
     // Every app comes back on its current release, in the background: the API answers
     // meanwhile, and `slip ps` shows them starting.
     let recovering = manager.clone();
