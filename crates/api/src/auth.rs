@@ -1,6 +1,12 @@
 //! Who is calling and what they may do: bearer tokens, password hashes, and the access
 //! rule for apps.
 
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -11,6 +17,8 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 pub(crate) use store::Need;
 use store::{Access, App, User};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::{ApiError, ApiState};
 
@@ -30,45 +38,302 @@ pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Argon2id with the crate's default parameters, as a PHC string. CPU-heavy: runs on the
-/// blocking pool.
-pub(crate) async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(ApiError::internal)
-    })
-    .await
-    .map_err(ApiError::internal)?
+/// Argon2id with the crate's default parameters, as a PHC string. CPU- and memory-heavy
+/// (19 MiB each): runs on the bounded hashing pool.
+pub(crate) async fn hash_password(
+    guard: &LoginGuard,
+    password: String,
+) -> Result<String, ApiError> {
+    guard
+        .hash(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(ApiError::internal)
+        })
+        .await?
 }
 
 /// Checks a password against a stored hash. With no stored hash (no such user) it checks
 /// against a fixed one, so that a missing user costs as much time as a wrong password.
 pub(crate) async fn verify_password(
+    guard: &LoginGuard,
     password: String,
     stored: Option<String>,
 ) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let dummy = DUMMY.get_or_init(|| {
-            let salt = SaltString::generate(&mut OsRng);
-            Argon2::default()
-                .hash_password(b"no such user", &salt)
-                .map(|h| h.to_string())
-                .unwrap_or_default()
+    guard
+        .hash(move || {
+            static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let dummy = DUMMY.get_or_init(|| {
+                let salt = SaltString::generate(&mut OsRng);
+                Argon2::default()
+                    .hash_password(b"no such user", &salt)
+                    .map(|h| h.to_string())
+                    .unwrap_or_default()
+            });
+            let exists = stored.is_some();
+            let hash = stored.unwrap_or_else(|| dummy.clone());
+            let parsed = PasswordHash::new(&hash).map_err(ApiError::internal)?;
+            let ok = Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
+            Ok(exists && ok)
+        })
+        .await?
+}
+
+/// How password hashing and login attempts are bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    /// Passwords hashed at once (each takes a core and 19 MiB).
+    pub hashers: usize,
+    /// Hashes that may wait for a hasher; past that, 503 with `Retry-After`.
+    pub queue: usize,
+    /// Login attempts on one account (from addresses it has not logged in from) before
+    /// each further one must wait.
+    pub free_per_account: u32,
+    /// Login attempts from one address (IPv4, or IPv6 /64) before each further one must wait.
+    pub free_per_address: u32,
+    /// The first wait; it doubles with each further attempt.
+    pub first_delay: Duration,
+    /// The longest wait.
+    pub max_delay: Duration,
+}
+
+impl Default for LoginLimits {
+    fn default() -> LoginLimits {
+        LoginLimits {
+            hashers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue: 32,
+            free_per_account: 5,
+            free_per_address: 20,
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// The login guard: the bounded pool password hashes run on, and the throttles on login
+/// attempts per account and per address. In memory: each API process throttles on its own,
+/// and a restart forgets (the waits are short enough that this costs an attacker little).
+#[derive(Debug)]
+pub(crate) struct LoginGuard {
+    limits: LoginLimits,
+    hashers: Arc<Semaphore>,
+    /// Hashes running or waiting.
+    pending: AtomicUsize,
+    accounts: Throttle<String>,
+    addresses: Throttle<u128>,
+    /// Account and address pairs that logged in: they skip the account's throttle, so that
+    /// guessing at someone's password does not lock them out of their own account.
+    known: Mutex<HashSet<(String, u128)>>,
+}
+
+/// How many entries a throttle or the known pairs keep at most: a bound on memory.
+const MAX_ENTRIES: usize = 100_000;
+
+impl LoginGuard {
+    pub(crate) fn new(limits: LoginLimits) -> LoginGuard {
+        LoginGuard {
+            hashers: Arc::new(Semaphore::new(limits.hashers.max(1))),
+            pending: AtomicUsize::new(0),
+            accounts: Throttle::new(limits.free_per_account, limits),
+            addresses: Throttle::new(limits.free_per_address, limits),
+            known: Mutex::new(HashSet::new()),
+            limits,
+        }
+    }
+
+    /// Runs `work` on the hashing pool, or refuses at once when too many wait for it.
+    async fn hash<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let capacity = self.limits.hashers.max(1) + self.limits.queue;
+        let _pending = Pending::enter(&self.pending, capacity).ok_or_else(|| ApiError::Busy {
+            message: "the server is busy checking passwords: try again in a moment".to_owned(),
+            retry_after: 1,
+        })?;
+        let permit = Arc::clone(&self.hashers)
+            .acquire_owned()
+            .await
+            .map_err(ApiError::internal)?;
+        // The permit goes with the work: a request that gives up does not free a hasher
+        // that is still busy.
+        tokio::task::spawn_blocking(move || {
+            let result = work();
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(ApiError::internal)
+    }
+
+    /// Counts a login attempt for `username` from `peer`, or refuses it with how long to wait.
+    pub(crate) fn attempt(&self, username: &str, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let address = address_key(peer);
+        let account = username.to_lowercase();
+        let known = self
+            .known
+            .lock()
+            .expect("never poisoned")
+            .contains(&(account.clone(), address));
+        let account_wait = if known {
+            None
+        } else {
+            self.accounts.wait(&account, now)
+        };
+        let address_wait = self.addresses.wait(&address, now);
+        // Every attempt counts against its address, refused ones too: an address that
+        // keeps hammering waits longer and longer.
+        self.addresses.count(address, now);
+        if account_wait.is_none() && address_wait.is_none() {
+            if !known {
+                self.accounts.count(account, now);
+            }
+            return Ok(());
+        }
+        let wait = account_wait
+            .into_iter()
+            .chain(self.addresses.wait(&address, now))
+            .max()
+            .unwrap_or_default();
+        let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Err(ApiError::TooManyRequests {
+            message: format!(
+                "too many login attempts: wait {retry_after}s and try again, or ask an admin"
+            ),
+            retry_after,
+        })
+    }
+
+    /// The password was right: the account's count starts over, this attempt is given back
+    /// to the address, and the pair is known from now on.
+    pub(crate) fn succeeded(&self, username: &str, peer: Option<IpAddr>) {
+        let address = address_key(peer);
+        let account = username.to_lowercase();
+        self.accounts.forget(&account);
+        self.addresses.give_back(&address);
+        let mut known = self.known.lock().expect("never poisoned");
+        if known.len() >= MAX_ENTRIES {
+            known.clear();
+        }
+        known.insert((account, address));
+    }
+}
+
+/// The throttle's key for an address: IPv4 as is, IPv6 by its /64 (one client's usual
+/// share). Without an address (tests calling the router directly) all share one key.
+fn address_key(peer: Option<IpAddr>) -> u128 {
+    match peer.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(v4)) => u128::from(u32::from(v4)),
+        Some(IpAddr::V6(v6)) => (u128::from(v6) >> 64) << 64 | 1 << 32,
+        None => u128::MAX,
+    }
+}
+
+/// One hash running or waiting; counted off when dropped.
+struct Pending<'a>(&'a AtomicUsize);
+
+impl<'a> Pending<'a> {
+    fn enter(counter: &'a AtomicUsize, capacity: usize) -> Option<Pending<'a>> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < capacity).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Pending(counter))
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Attempts per key, with a wait that doubles with each attempt past the free ones.
+/// Attempts count when they start (so concurrent guesses cannot all slip through before
+/// the first fails); a right password gives its attempt back.
+#[derive(Debug)]
+struct Throttle<K> {
+    free: u32,
+    limits: LoginLimits,
+    entries: Mutex<HashMap<K, Entry>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    attempts: u32,
+    /// No attempt before this.
+    until: Instant,
+    last: Instant,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Throttle<K> {
+    fn new(free: u32, limits: LoginLimits) -> Throttle<K> {
+        Throttle {
+            free,
+            limits,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `key` must wait, if at all.
+    fn wait(&self, key: &K, now: Instant) -> Option<Duration> {
+        let entries = self.entries.lock().expect("never poisoned");
+        let entry = entries.get(key)?;
+        (entry.until > now).then(|| entry.until - now)
+    }
+
+    fn count(&self, key: K, now: Instant) {
+        let mut entries = self.entries.lock().expect("never poisoned");
+        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
+            // Forget what has gone quiet; if that is not enough, forget the harmless.
+            let quiet = self.limits.max_delay;
+            entries.retain(|_, e| now.duration_since(e.last) < quiet);
+            if entries.len() >= MAX_ENTRIES {
+                let free = self.free;
+                entries.retain(|_, e| e.attempts > free);
+            }
+        }
+        let entry = entries.entry(key).or_insert(Entry {
+            attempts: 0,
+            until: now,
+            last: now,
         });
-        let exists = stored.is_some();
-        let hash = stored.unwrap_or_else(|| dummy.clone());
-        let parsed = PasswordHash::new(&hash).map_err(ApiError::internal)?;
-        let ok = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        Ok(exists && ok)
-    })
-    .await
-    .map_err(ApiError::internal)?
+        // A key that has been quiet for the longest wait starts over.
+        if now.duration_since(entry.last) >= self.limits.max_delay {
+            entry.attempts = 0;
+        }
+        entry.attempts += 1;
+        entry.last = now;
+        if entry.attempts > self.free {
+            let doublings = (entry.attempts - self.free - 1).min(20);
+            let delay = self
+                .limits
+                .first_delay
+                .saturating_mul(1 << doublings)
+                .min(self.limits.max_delay);
+            entry.until = now + delay;
+        }
+    }
+
+    fn forget(&self, key: &K) {
+        self.entries.lock().expect("never poisoned").remove(key);
+    }
+
+    fn give_back(&self, key: &K) {
+        let mut entries = self.entries.lock().expect("never poisoned");
+        if let Some(entry) = entries.get_mut(key) {
+            entry.attempts = entry.attempts.saturating_sub(1);
+            if entry.attempts <= self.free {
+                entry.until = entry.last;
+            }
+        }
+    }
 }
 
 /// The authenticated caller. Rejects with 401 when the token is missing or unknown.
@@ -77,6 +342,7 @@ pub(crate) struct CurrentUser {
     pub(crate) user: User,
     /// The hash of the token this request used (logout revokes it).
     pub(crate) token_hash: String,
+    pub(crate) token_id: uuid::Uuid,
 }
 
 impl FromRequestParts<ApiState> for CurrentUser {
@@ -90,7 +356,7 @@ impl FromRequestParts<ApiState> for CurrentUser {
             ApiError::Unauthorized("missing API token: log in with `slip login URL`".to_owned())
         })?;
         let token_hash = token_hash(token);
-        let user = state
+        let (user, token) = state
             .store
             .user_by_token(&token_hash)
             .await?
@@ -99,7 +365,18 @@ impl FromRequestParts<ApiState> for CurrentUser {
                     "invalid or revoked API token: log in again with `slip login URL`".to_owned(),
                 )
             })?;
-        Ok(CurrentUser { user, token_hash })
+        if token.expired(time::OffsetDateTime::now_utc()) {
+            // Gone for good: the next request with it is simply unknown.
+            state.store.delete_token(&token_hash).await?;
+            return Err(ApiError::Unauthorized(
+                "your session expired: log in again with `slip login`".to_owned(),
+            ));
+        }
+        Ok(CurrentUser {
+            user,
+            token_hash,
+            token_id: token.id,
+        })
     }
 }
 
@@ -138,23 +415,30 @@ fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
 }
 
 /// Loads the app and checks that `user` may do what `need` says. Admins may do anything.
+/// Someone with no access to the app is told it does not exist, word for word as for an
+/// app that does not: which apps exist is nobody else's business. Handlers call this
+/// before they look at their input, so a stranger learns nothing from validation either.
 pub(crate) async fn authorize(
     state: &ApiState,
     user: &User,
     app: &str,
     need: Need,
 ) -> Result<App, ApiError> {
-    let (app, access) = state.store.app_access(app, user).await?;
+    let no_such_app =
+        || ApiError::NotFound(format!("no app named {app}: see yours with `slip apps`"));
+    let (app, access) = match state.store.app_access(app, user).await {
+        Ok(found) => found,
+        Err(store::Error::NotFound(_)) => return Err(no_such_app()),
+        Err(err) => return Err(err.into()),
+    };
     if access.permits(user.admin, need) {
         return Ok(app);
     }
-    let message = if access == Access::None {
-        format!(
-            "you do not have access to the app {}; its owner can add you with `slip perms:add`",
-            app.name
-        )
-    } else {
-        format!("only the owner of {} or an admin may do that", app.name)
-    };
-    Err(ApiError::Forbidden(message))
+    if access == Access::None {
+        return Err(no_such_app());
+    }
+    Err(ApiError::Forbidden(format!(
+        "only the owner of {} or an admin may do that",
+        app.name
+    )))
 }

@@ -119,6 +119,8 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             domain: config.domain.clone(),
             router_port,
             registration_open: config.registration_open,
+            token_ttl: config.token_ttl,
+            login: api::LoginLimits::default(),
         }),
         deployer,
         build_cache: Arc::new(BuilderCache(builder)),

@@ -22,9 +22,10 @@ pub(super) async fn list(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Query(page): Query<Page>,
+    page: Result<Query<Page>, ApiError>,
 ) -> Result<Json<Vec<Build>>, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let Query(page) = page?;
     let builds = state.store.builds(&app, page.limit()).await?;
     Ok(Json(builds.into_iter().map(convert::build).collect()))
 }
@@ -54,9 +55,10 @@ pub(super) async fn create(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Json(body): Json<CreateBuild>,
+    body: Result<Json<CreateBuild>, ApiError>,
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let Json(body) = body?;
     let image = body.image.trim();
     if image.is_empty()
         || image.len() > 512
