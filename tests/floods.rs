@@ -256,3 +256,107 @@ async fn half_sent_and_idle_http_requests_are_closed_at_the_header_deadline() {
     stream.read_to_string(&mut reply).await.unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
+
+/// `POST /v1/auth/login` over a connection of its own from `source`: the status code.
+async fn login_from(
+    source: Ipv4Addr,
+    api: SocketAddr,
+    username: &str,
+    password: &str,
+) -> Option<u16> {
+    use tokio::io::AsyncWriteExt;
+    let socket = TcpSocket::new_v4().ok()?;
+    socket.bind(SocketAddr::new(IpAddr::V4(source), 0)).ok()?;
+    let mut stream = socket.connect(api).await.ok()?;
+    let body = format!(r#"{{"username": "{username}", "password": "{password}"}}"#);
+    let request = format!(
+        "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.ok()?;
+    reply.get(9..12)?.parse().ok()
+}
+
+/// A line of `/proc/PID/status`, such as `VmRSS` (in kB) or `Threads`.
+fn status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_flood_is_throttled_and_the_owner_still_logs_in() {
+    let mut platform = Platform::start(Backend::Sqlite)
+        .await
+        .expect("sqlite is always there");
+    let ada = tokio::task::block_in_place(|| User::registered(&platform, "ada"));
+    let api: SocketAddr = platform
+        .api_url
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let pid = platform.pid();
+    let rss_before = status_field(pid, "VmRSS");
+
+    // Five hundred guesses at once, from an address Ada never used.
+    let attacker = Ipv4Addr::new(127, 0, 0, 2);
+    let mut most_threads = 0;
+    let guesses: Vec<_> = (0..500)
+        .map(|i| {
+            tokio::spawn(
+                async move { login_from(attacker, api, "ada", &format!("guess-{i}")).await },
+            )
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::<Option<u16>, usize>::new();
+    for guess in guesses {
+        most_threads = most_threads.max(status_field(pid, "Threads"));
+        *statuses.entry(guess.await.unwrap()).or_default() += 1;
+    }
+    assert!(platform.is_running(), "slipwayd survived the login flood");
+    let hashed = statuses.get(&Some(401)).copied().unwrap_or(0);
+    assert!(
+        hashed <= 10,
+        "only the first few guesses cost a hash: {statuses:?}"
+    );
+    assert!(
+        statuses.get(&Some(429)).copied().unwrap_or(0) >= 450,
+        "{statuses:?}"
+    );
+    let rss_after = status_field(pid, "VmRSS");
+    assert!(
+        rss_after < rss_before + 100 * 1024,
+        "memory bounded: {rss_before} kB then {rss_after} kB"
+    );
+    assert!(most_threads < 200, "threads bounded: {most_threads}");
+
+    // Ada logs in from her own address, with her password; the guesser cannot, even with it.
+    let login = tokio::task::block_in_place(|| {
+        ada.slip(&[
+            "login",
+            &platform.api_url,
+            "--username",
+            "ada",
+            "--password",
+            slipway_e2e::PASSWORD,
+        ])
+    });
+    login.success();
+    assert_eq!(
+        login_from(attacker, api, "ada", slipway_e2e::PASSWORD).await,
+        Some(429)
+    );
+    let tokens = tokio::task::block_in_place(|| ada.slip(&["tokens"]));
+    assert_eq!(
+        tokens.success().lines().count(),
+        3,
+        "a header and two logins: {}",
+        tokens.stdout
+    );
+}

@@ -21,6 +21,7 @@ use crate::{ApiError, ApiState};
 pub(super) async fn register(
     State(state): State<ApiState>,
     Extension(guard): Extension<Arc<LoginGuard>>,
+    Peer(peer): Peer,
     caller: Option<CurrentUser>,
     Json(body): Json<Credentials>,
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
@@ -48,7 +49,11 @@ pub(super) async fn register(
         })?;
     let token = match caller {
         Some(_) => None,
-        None => Some(issue_token(&state, &user).await?),
+        None => {
+            // Registering with a password is logging in with it: this address is known.
+            guard.succeeded(&user.username, peer);
+            Some(issue_token(&state, &user).await?)
+        }
     };
     Ok((
         StatusCode::CREATED,
