@@ -325,10 +325,11 @@ async fn a_login_flood_is_throttled_and_the_owner_still_logs_in() {
         hashed <= 10,
         "only the first few guesses cost a hash: {statuses:?}"
     );
-    assert!(
-        statuses.get(&Some(429)).copied().unwrap_or(0) >= 450,
-        "{statuses:?}"
-    );
+    // The rest are told to wait, or turned away at the door (too many connections from
+    // one address at once).
+    let refused =
+        statuses.get(&Some(429)).copied().unwrap_or(0) + statuses.get(&None).copied().unwrap_or(0);
+    assert!(refused >= 490 && statuses.len() <= 3, "{statuses:?}");
     let rss_after = status_field(pid, "VmRSS");
     assert!(
         rss_after < rss_before + 100 * 1024,

@@ -3,13 +3,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -17,7 +17,6 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 pub(crate) use store::Need;
 use store::{Access, App, User};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::{ApiError, ApiState};
@@ -45,13 +44,7 @@ pub(crate) async fn hash_password(
     password: String,
 ) -> Result<String, ApiError> {
     guard
-        .hash(move || {
-            let salt = SaltString::generate(&mut OsRng);
-            Argon2::default()
-                .hash_password(password.as_bytes(), &salt)
-                .map(|hash| hash.to_string())
-                .map_err(ApiError::internal)
-        })
+        .hash(move || new_hash(password.as_bytes()).map_err(ApiError::internal))
         .await?
 }
 
@@ -65,22 +58,77 @@ pub(crate) async fn verify_password(
     guard
         .hash(move || {
             static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-            let dummy = DUMMY.get_or_init(|| {
-                let salt = SaltString::generate(&mut OsRng);
-                Argon2::default()
-                    .hash_password(b"no such user", &salt)
-                    .map(|h| h.to_string())
-                    .unwrap_or_default()
-            });
+            let dummy = DUMMY.get_or_init(|| new_hash(b"no such user").unwrap_or_default());
             let exists = stored.is_some();
             let hash = stored.unwrap_or_else(|| dummy.clone());
-            let parsed = PasswordHash::new(&hash).map_err(ApiError::internal)?;
-            let ok = Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok();
+            let ok = matches(password.as_bytes(), &hash).map_err(ApiError::internal)?;
             Ok(exists && ok)
         })
         .await?
+}
+
+thread_local! {
+    /// Argon2's working memory, kept by each hashing thread: allocating and freeing 19 MiB
+    /// per hash left the allocator holding a little more after each one.
+    static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Argon2 of `password` with `salt` into `out`, in this thread's working memory.
+fn argon2_into(
+    argon: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        let needed = argon.params().block_count();
+        if blocks.len() < needed {
+            blocks.resize(needed, Block::default());
+        }
+        argon.hash_password_into_with_memory(password, salt, out, &mut blocks[..needed])
+    })
+}
+
+/// A new Argon2id hash (default parameters, random salt) as a PHC string.
+fn new_hash(password: &[u8]) -> Result<String, argon2::password_hash::Error> {
+    let argon = Argon2::default();
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; 64];
+    let salt_raw = salt.decode_b64(&mut salt_bytes)?;
+    let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+        argon2_into(&argon, password, salt_raw, out).map_err(Into::into)
+    })?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon.params())?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches the PHC string `stored` (compared in constant time).
+fn matches(password: &[u8], stored: &str) -> Result<bool, argon2::password_hash::Error> {
+    let parsed = PasswordHash::new(stored)?;
+    let algorithm = Algorithm::try_from(parsed.algorithm)?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()?
+        .unwrap_or_default();
+    let params = Params::try_from(&parsed)?;
+    let argon = Argon2::new(algorithm, version, params);
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(argon2::password_hash::Error::PhcStringField);
+    };
+    let mut salt_bytes = [0u8; 64];
+    let salt_raw = salt.decode_b64(&mut salt_bytes)?;
+    let computed = Output::init_with(expected.len(), |out| {
+        argon2_into(&argon, password, salt_raw, out).map_err(Into::into)
+    })?;
+    Ok(computed == expected)
 }
 
 /// How password hashing and login attempts are bounded.
@@ -119,10 +167,8 @@ impl Default for LoginLimits {
 /// and a restart forgets (the waits are short enough that this costs an attacker little).
 #[derive(Debug)]
 pub(crate) struct LoginGuard {
-    limits: LoginLimits,
-    hashers: Arc<Semaphore>,
-    /// Hashes running or waiting.
-    pending: AtomicUsize,
+    /// Where hashes wait for one of the pool's threads; full means busy.
+    pool: SyncSender<Job>,
     accounts: Throttle<String>,
     addresses: Throttle<u128>,
     /// Account and address pairs that logged in: they skip the account's throttle, so that
@@ -136,12 +182,10 @@ const MAX_ENTRIES: usize = 100_000;
 impl LoginGuard {
     pub(crate) fn new(limits: LoginLimits) -> LoginGuard {
         LoginGuard {
-            hashers: Arc::new(Semaphore::new(limits.hashers.max(1))),
-            pending: AtomicUsize::new(0),
+            pool: hashing_pool(limits.hashers.max(1), limits.queue),
             accounts: Throttle::new(limits.free_per_account, limits),
             addresses: Throttle::new(limits.free_per_address, limits),
             known: Mutex::new(HashSet::new()),
-            limits,
         }
     }
 
@@ -150,24 +194,19 @@ impl LoginGuard {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let capacity = self.limits.hashers.max(1) + self.limits.queue;
-        let _pending = Pending::enter(&self.pending, capacity).ok_or_else(|| ApiError::Busy {
-            message: "the server is busy checking passwords: try again in a moment".to_owned(),
-            retry_after: 1,
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // Nobody waits any more if the request was cut off; the work is done anyway.
+            let _ = done.send(work());
+        });
+        self.pool.try_send(job).map_err(|err| match err {
+            TrySendError::Full(_) => ApiError::Busy {
+                message: "the server is busy checking passwords: try again in a moment".to_owned(),
+                retry_after: 1,
+            },
+            TrySendError::Disconnected(_) => ApiError::internal("the hashing pool has stopped"),
         })?;
-        let permit = Arc::clone(&self.hashers)
-            .acquire_owned()
-            .await
-            .map_err(ApiError::internal)?;
-        // The permit goes with the work: a request that gives up does not free a hasher
-        // that is still busy.
-        tokio::task::spawn_blocking(move || {
-            let result = work();
-            drop(permit);
-            result
-        })
-        .await
-        .map_err(ApiError::internal)
+        result.await.map_err(ApiError::internal)
     }
 
     /// Counts a login attempt for `username` from `peer`, or refuses it with how long to wait.
@@ -234,24 +273,34 @@ fn address_key(peer: Option<IpAddr>) -> u128 {
     }
 }
 
-/// One hash running or waiting; counted off when dropped.
-struct Pending<'a>(&'a AtomicUsize);
+/// A password hash to compute, with where its result goes.
+type Job = Box<dyn FnOnce() + Send>;
 
-impl<'a> Pending<'a> {
-    fn enter(counter: &'a AtomicUsize, capacity: usize) -> Option<Pending<'a>> {
-        counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < capacity).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Pending(counter))
+/// Starts `threads` threads that take hashes from a queue of `queue` places. Argon2 takes
+/// 19 MiB for each hash, and the allocator keeps it for the thread that used it: a fixed
+/// set of threads bounds that memory, where the blocking pool's many threads did not.
+/// The threads end when the guard (the queue's sender) is dropped.
+fn hashing_pool(threads: usize, queue: usize) -> SyncSender<Job> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(queue);
+    let receiver = Arc::new(Mutex::new(receiver));
+    for i in 0..threads {
+        let receiver = Arc::clone(&receiver);
+        let spawned = std::thread::Builder::new()
+            .name(format!("password-hash-{i}"))
+            .spawn(move || {
+                loop {
+                    let job = receiver.lock().expect("never poisoned").recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+        if let Err(err) = spawned {
+            tracing::error!(error = %err, "cannot start a password hashing thread");
+        }
     }
-}
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
+    sender
 }
 
 /// Attempts per key, with a wait that doubles with each attempt past the free ones.
@@ -441,4 +490,40 @@ pub(crate) async fn authorize(
         "only the owner of {} or an admin may do that",
         app.name
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
+    use super::*;
+
+    #[test]
+    fn hashes_are_standard_argon2id_phc_strings_both_ways() {
+        let ours = new_hash(b"correct horse").unwrap();
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"wrong horse", &parsed)
+                .is_err()
+        );
+
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string();
+        assert!(matches(b"correct horse", &theirs).unwrap());
+        assert!(!matches(b"wrong horse", &theirs).unwrap());
+        assert!(matches(b"x", "not a hash").is_err());
+    }
 }
