@@ -245,12 +245,7 @@ impl Connection {
             .await
         {
             Ok(found) => found,
-            Err(store::Error::NotFound(_)) => {
-                return Err(format!(
-                    "there is no app {}: create it with `slip create {}`",
-                    command.app, command.app
-                ));
-            }
+            Err(store::Error::NotFound(_)) => return Err(no_such_app(&command.app)),
             Err(err) => {
                 tracing::error!(error = %err, "cannot authorise a git command");
                 return Err("internal error; the server log has the details".to_owned());
@@ -258,6 +253,9 @@ impl Connection {
         };
         if Access::permits(access, user.admin, need) {
             Ok(app)
+        } else if access == Access::None {
+            // Someone else's app: told exactly what they would be told if it did not exist.
+            Err(no_such_app(&command.app))
         } else {
             Err(format!(
                 "you ({}) may not push to {}: ask its owner to run `slip perms:add {}`",
@@ -265,6 +263,11 @@ impl Connection {
             ))
         }
     }
+}
+
+/// What a pusher hears about an app that does not exist, or that they cannot see.
+fn no_such_app(app: &impl std::fmt::Display) -> String {
+    format!("there is no app {app}: create it with `slip create {app}`")
 }
 
 /// Writes one line to the client's stderr.
