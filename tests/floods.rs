@@ -361,3 +361,50 @@ async fn a_login_flood_is_throttled_and_the_owner_still_logs_in() {
         tokens.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_nobody_added_is_held_no_longer_than_the_authentication_deadline() {
+    let platform = Platform::start_with(Backend::Sqlite, &["--ssh-auth-timeout", "3"])
+        .await
+        .expect("sqlite is always there");
+    let stranger = User::new();
+    let key = stranger.ssh_key();
+    let port = ssh_addr(&platform).port().to_string();
+    // `ssh -N` asks for nothing and would stay connected for ever.
+    let mut ssh = tokio::process::Command::new("ssh")
+        .args([
+            "-N",
+            "-i",
+            key.to_str().unwrap(),
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "BatchMode=yes",
+            "-p",
+            &port,
+            "git@127.0.0.1",
+        ])
+        .env("HOME", stranger.home())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run ssh");
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(20), ssh.wait()).await;
+    assert!(ended.is_ok(), "the gateway closed the connection");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not before the deadline: {:?}",
+        started.elapsed()
+    );
+}

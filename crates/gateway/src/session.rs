@@ -87,8 +87,10 @@ impl russh::server::Handler for Connection {
                 return Ok(Auth::reject());
             }
         };
-        // Too late if the gate has already closed this connection (deadline or eviction).
-        if !self.slot.authenticated() {
+        // A platform user's connection leaves the unauthenticated count, unless the gate
+        // has already closed it (deadline or eviction). A key nobody added stays counted
+        // there: it may only hear why it is refused, within the authentication deadline.
+        if matches!(identity, Identity::User(_)) && !self.slot.authenticated() {
             return Ok(Auth::reject());
         }
         self.identity = Some(identity);
