@@ -168,6 +168,13 @@ impl Platform {
         self.child.as_ref().expect("the platform is running").id()
     }
 
+    /// Whether the server is still running (it has not exited, for whatever reason).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().expect("wait").is_none())
+    }
+
     /// Kills the server without warning, as a crash would.
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("the platform is running");

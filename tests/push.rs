@@ -178,7 +178,13 @@ both_backends! {
         let mut bob = bob;
         app_repo(&mut bob, "bobs", "web: x\n");
         let run = bob.git(&["push", &target, "main"]);
-        assert!(!run.ok && run.stderr.contains("you (bob) may not push to demo"), "{}", run.stderr);
+        // Told as if it did not exist: which apps exist is nobody else's business.
+        assert!(!run.ok && run.stderr.contains("there is no app demo: create it with `slip create demo`"), "{}", run.stderr);
+        let missing = bob.git(&["push", &format!("{}/nothing.git", platform.ssh_url), "main"]);
+        assert_eq!(
+            missing.stderr.lines().find(|l| l.contains("there is no app")).map(|l| l.replace("nothing", "demo")),
+            run.stderr.lines().find(|l| l.contains("there is no app")).map(str::to_owned),
+        );
         // A shell, a terminal, another command, a path outside the repositories.
         assert!(ssh(&bob, &[&at, "bash"]).contains("Slipway runs no commands but git's"));
         assert!(ssh(&ada, &[&at]).contains("Slipway gives no shell"));

@@ -51,12 +51,13 @@ both_backends! {
         assert_eq!(ada.slip(&["ps", "--json"]).success().trim(), "[]");
         assert!(ada.slip(&["ps"]).success().contains("web     2      -"));
 
-        // A second user, created by the admin, is refused until added as a collaborator.
+        // A second user, created by the admin, is refused until added as a collaborator: to
+        // them the app does not exist yet.
         ada.slip(&["register", &url, "--username", "bob", "--password", PASSWORD]).success();
         let bob = User::new();
         bob.slip(&["login", &url, "--username", "bob", "--password", PASSWORD]).success();
         let forbidden = bob.slip(&["config", "-a", "demo"]);
-        assert!(forbidden.failure().starts_with("error: you do not have access to the app demo"), "{}", forbidden.stderr);
+        assert_eq!(forbidden.failure(), "error: no app named demo: see yours with `slip apps`");
         bob.slip(&["config:set", "-a", "demo", "X=1"]).failure();
         ada.slip(&["perms:add", "bob"]).success();
         assert!(bob.slip(&["config:set", "-a", "demo", "X=1"]).success().contains("v4"));

@@ -47,6 +47,8 @@ async fn run() {
             domain: "localhost".into(),
             router_port: 8080,
             registration_open: false,
+            token_ttl: std::time::Duration::from_secs(3600),
+            login: slipway_api::LoginLimits::default(),
         }),
         deployer: Arc::new(NoDeployer),
         build_cache: Arc::new(slipway_api::NoBuildCache),

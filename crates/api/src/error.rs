@@ -2,7 +2,8 @@
 
 use api_types::ErrorBody;
 use axum::Json;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 /// Why a request failed. The message of every variant but `Internal` is shown to the client.
@@ -22,6 +23,12 @@ pub enum ApiError {
     Invalid(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Too many attempts (wrong passwords): try again after `retry_after` seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
+    /// The platform is too busy for this now (password hashing is at capacity).
+    #[error("{message}")]
+    Busy { message: String, retry_after: u64 },
     /// A failure of the platform itself. The client sees a generic message; the cause is
     /// logged by [`log_server_errors`].
     #[error("internal error: {0}")]
@@ -42,6 +49,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -55,6 +64,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Invalid(_) => "invalid_input",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::Busy { .. } => "busy",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -86,8 +97,16 @@ impl IntoResponse for ApiError {
             code: self.code().to_owned(),
         };
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::Internal(cause) = self {
-            response.extensions_mut().insert(InternalCause(cause));
+        match self {
+            ApiError::Internal(cause) => {
+                response.extensions_mut().insert(InternalCause(cause));
+            }
+            ApiError::TooManyRequests { retry_after, .. } | ApiError::Busy { retry_after, .. } => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            }
+            _ => {}
         }
         response
     }
@@ -130,10 +149,12 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 /// Logs every 5xx with its cause; the client never sees the cause.
 pub(crate) async fn log_server_errors(response: Response) -> Response {
     if response.status().is_server_error() {
-        let cause = response
-            .extensions()
-            .get::<InternalCause>()
-            .map_or("", |c| c.0.as_str());
+        let cause = response.extensions().get::<InternalCause>();
+        // Shedding load is not a failure, and a flood of it must not flood the log.
+        if cause.is_none() && response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            return response;
+        }
+        let cause = cause.map_or("", |c| c.0.as_str());
         tracing::error!(status = %response.status(), cause, "request failed");
     }
     response

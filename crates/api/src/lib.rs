@@ -5,8 +5,9 @@
 //! authenticate, authorise, parse input with the `domain` crate, call the store, and map
 //! store records to the wire types of `api-types`.
 //!
-//! Architecture invariant: the API holds no state of its own beyond the store; any number
-//! of API processes can serve one PostgreSQL database. It never runs builds or processes:
+//! Architecture invariant: the API holds no state of its own beyond the store, except the
+//! login throttles (in memory, per process); any number of API processes can serve one
+//! PostgreSQL database. It never runs builds or processes:
 //! a new release that needs deploying is handed to a [`Deployer`], which also answers for
 //! the app's processes and one-off runs; logs are read from the shared [`releaser::Logs`].
 
@@ -28,6 +29,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use auth::LoginLimits;
 pub use error::ApiError;
 
 /// The largest request body the API reads. Config, the largest input, is limited to
@@ -46,6 +48,10 @@ pub struct ApiConfig {
     /// Whether anyone may register. When false, only the first user registers themselves
     /// (and becomes admin); admins create everyone else.
     pub registration_open: bool,
+    /// How long an API token is valid after login.
+    pub token_ttl: Duration,
+    /// The hashing pool and the login throttles.
+    pub login: LoginLimits,
 }
 
 /// The builder's per-app cache, as far as the API needs it.
@@ -83,8 +89,10 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
-/// The whole HTTP surface: `/v1/…`, `/v1/openapi.json`, `/healthz`.
+/// The whole HTTP surface: `/v1/…`, `/v1/openapi.json`, `/healthz`. Each router has its
+/// own login guard (hashing pool and throttles).
 pub fn router(state: ApiState) -> Router {
+    let guard = Arc::new(auth::LoginGuard::new(state.config.login));
     let (api, openapi) = routes::v1().split_for_parts();
     let openapi = Arc::new(openapi::finish(openapi));
     api.route(
@@ -98,6 +106,7 @@ pub fn router(state: ApiState) -> Router {
     .fallback(error::not_found)
     .method_not_allowed_fallback(error::method_not_allowed)
     .with_state(state)
+    .layer(axum::Extension(guard))
     .layer(DefaultBodyLimit::max(BODY_LIMIT))
     .layer(axum::middleware::map_response(error::log_server_errors))
     .layer(TimeoutLayer::with_status_code(

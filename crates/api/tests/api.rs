@@ -40,6 +40,7 @@ struct TestApp {
     /// The same store the router has: for what only the gateway and builder record (the
     /// image a push built).
     store: store::Store,
+    backend: Backend,
     _db: TestDatabase,
 }
 
@@ -48,6 +49,7 @@ struct TestApp {
 struct Reply {
     status: StatusCode,
     body: Value,
+    retry_after: Option<String>,
 }
 
 impl Reply {
@@ -75,16 +77,25 @@ impl Reply {
 
 impl TestApp {
     async fn new(backend: Backend) -> Option<TestApp> {
+        TestApp::with_config(backend, |_| {}).await
+    }
+
+    /// A test app whose API configuration `change` adjusts first.
+    async fn with_config(backend: Backend, change: impl FnOnce(&mut ApiConfig)) -> Option<TestApp> {
         let db = TestDatabase::new(backend).await?;
         let store = store::Store::open(&db.url).await.expect("open the store");
+        let mut config = ApiConfig {
+            git_url: "ssh://git@127.0.0.1:2222".to_owned(),
+            domain: "localhost".to_owned(),
+            router_port: 8080,
+            registration_open: false,
+            token_ttl: std::time::Duration::from_secs(3600),
+            login: slipway_api::LoginLimits::default(),
+        };
+        change(&mut config);
         let state = ApiState {
             store: store.clone(),
-            config: Arc::new(ApiConfig {
-                git_url: "ssh://git@127.0.0.1:2222".to_owned(),
-                domain: "localhost".to_owned(),
-                router_port: 8080,
-                registration_open: false,
-            }),
+            config: Arc::new(config),
             deployer: Arc::new(NoDeployer),
             build_cache: Arc::new(slipway_api::NoBuildCache),
             logs: Default::default(),
@@ -92,6 +103,7 @@ impl TestApp {
         Some(TestApp {
             router: router(state),
             store,
+            backend,
             _db: db,
         })
     }
@@ -104,6 +116,10 @@ impl TestApp {
             .await
             .expect("the router is infallible");
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
         let bytes = response
             .into_body()
             .collect()
@@ -116,7 +132,11 @@ impl TestApp {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Reply { status, body }
+        Reply {
+            status,
+            body,
+            retry_after,
+        }
     }
 
     async fn call(
@@ -202,6 +222,27 @@ impl TestApp {
         .await
     }
 
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// `POST /v1/auth/login` from the address `10.0.0.{from}`.
+    async fn login_from(&self, from: u8, username: &str, password: &str) -> Reply {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/auth/login")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"username": username, "password": password}).to_string(),
+            ))
+            .unwrap();
+        let peer = std::net::SocketAddr::from(([10, 0, 0, from], 40000));
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        self.send(request).await
+    }
+
     /// Everything about an app that a bad request must leave as it was.
     async fn snapshot(&self, token: &str, app: &str) -> Value {
         json!({
@@ -263,8 +304,8 @@ both_backends! {
         assert_eq!(scaled.expect(StatusCode::OK), json!([{"type": "web", "count": 2, "command": null}, {"type": "worker", "count": 1, "command": null}]));
 
         let bob = t.user(&ada, "bob").await;
-        t.get("/v1/apps/demo", &bob).await.expect_error(StatusCode::FORBIDDEN);
-        t.set_config(&bob, "demo", json!({"X": "1"})).await.expect_error(StatusCode::FORBIDDEN);
+        t.get("/v1/apps/demo", &bob).await.expect_error(StatusCode::NOT_FOUND);
+        t.set_config(&bob, "demo", json!({"X": "1"})).await.expect_error(StatusCode::NOT_FOUND);
         t.call(Method::POST, "/v1/apps/demo/perms", Some(&ada), Some(json!({"username": "bob"}))).await.expect(StatusCode::CREATED);
         t.get("/v1/apps/demo", &bob).await.expect(StatusCode::OK);
         let by_bob = t.set_config(&bob, "demo", json!({"X": "1"})).await.expect(StatusCode::OK);
@@ -376,10 +417,12 @@ both_backends! {
         let ada = t.user(&root, "ada").await;
         let bob = t.user(&root, "bob").await;
         let eve = t.user(&root, "eve").await;
+        t.user(&root, "zed").await;
         t.create_app(&ada, "demo").await;
         t.call(Method::POST, "/v1/apps/demo/perms", Some(&ada), Some(json!({"username": "bob"}))).await.expect(StatusCode::CREATED);
 
         #[derive(Clone, Copy, PartialEq, PartialOrd)]
+        #[derive(Debug)]
         enum Need { Anyone, User, Read, Write, Own }
         let endpoints: &[(Method, &str, Option<Value>, Need)] = &[
             (Method::GET, "/v1/info", None, Need::Anyone),
@@ -405,8 +448,8 @@ both_backends! {
             (Method::POST, "/v1/apps/demo/domains", Some(json!({"domain": "www.example.com"})), Need::Write),
             (Method::DELETE, "/v1/apps/demo/domains/www.example.com", None, Need::Write),
             (Method::DELETE, "/v1/apps/demo/builds/cache", None, Need::Write),
-            (Method::POST, "/v1/apps/demo/perms", Some(json!({"username": "eve"})), Need::Own),
-            (Method::DELETE, "/v1/apps/demo/perms/eve", None, Need::Own),
+            (Method::POST, "/v1/apps/demo/perms", Some(json!({"username": "zed"})), Need::Own),
+            (Method::DELETE, "/v1/apps/demo/perms/zed", None, Need::Own),
         ];
         // Denied callers first, so that what they are refused is still there to refuse.
         let callers: &[(&str, Option<&str>, Need)] = &[
@@ -428,6 +471,9 @@ both_backends! {
                     assert!(!refused.contains(&status) && !status.is_server_error(), "allowed {context}");
                 } else if token.is_none() {
                     assert_eq!(status, StatusCode::UNAUTHORIZED, "{context}");
+                } else if *may == Need::User {
+                    // A stranger is not told the app exists.
+                    assert_eq!(status, StatusCode::NOT_FOUND, "{context}");
                 } else {
                     assert_eq!(status, StatusCode::FORBIDDEN, "{context}");
                 }
@@ -436,7 +482,7 @@ both_backends! {
 
         // Destroying: only the owner or an admin, and then the app is gone.
         t.call(Method::DELETE, "/v1/apps/demo", Some(&bob), None).await.expect_error(StatusCode::FORBIDDEN);
-        t.call(Method::DELETE, "/v1/apps/demo", Some(&eve), None).await.expect_error(StatusCode::FORBIDDEN);
+        t.call(Method::DELETE, "/v1/apps/demo", Some(&eve), None).await.expect_error(StatusCode::NOT_FOUND);
         t.call(Method::DELETE, "/v1/apps/demo", None, None).await.expect_error(StatusCode::UNAUTHORIZED);
         t.call(Method::DELETE, "/v1/apps/demo", Some(&ada), None).await.expect(StatusCode::NO_CONTENT);
         t.get("/v1/apps/demo", &ada).await.expect_error(StatusCode::NOT_FOUND);
@@ -485,6 +531,8 @@ both_backends! {
             (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": eight})), unprocessable),
             (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {}})), unprocessable),
             (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"A": 5}})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"NUL": "a\u{0}b"}})), unprocessable),
+            (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"ESC": "\u{1b}[2J"}})), unprocessable),
             (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "registry.local/img:1", "procfile": "web: a\nweb: b\n"})), unprocessable),
             (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "registry.local/img:1", "procfile": "# nothing\n"})), unprocessable),
             (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "has space", "procfile": "web: a"})), unprocessable),
@@ -504,6 +552,7 @@ both_backends! {
             (Method::DELETE, "/v1/keys/nope", None, StatusCode::NOT_FOUND),
             (Method::POST, "/v1/auth/register", Some(json!({"username": "Bad Name", "password": "password-1"})), unprocessable),
             (Method::POST, "/v1/auth/register", Some(json!({"username": "bob", "password": "short"})), unprocessable),
+            (Method::POST, "/v1/auth/register", Some(json!({"username": "bob", "password": " ".repeat(40)})), unprocessable),
             (Method::GET, "/v1/nothing", None, StatusCode::NOT_FOUND),
         ];
         for (method, path, body, status) in cases {
@@ -612,5 +661,184 @@ both_backends! {
         for path in ["/v1/apps/{app}/config", "/v1/apps/{app}/rollback", "/v1/auth/login", "/v1/keys/{key}"] {
             assert!(paths.contains_key(path), "{path} is documented");
         }
+    }
+
+    async fn strangers_get_the_same_404_as_for_a_missing_app_on_every_app_route(t: TestApp) {
+        let root = t.first_user("root").await;
+        let ada = t.user(&root, "ada").await;
+        let eve = t.user(&root, "eve").await;
+        t.create_app(&ada, "demo").await;
+        t.set_config(&ada, "demo", json!({"A": "1"})).await.expect(StatusCode::OK);
+        let before = t.snapshot(&ada, "demo").await;
+        // Every route under /v1/apps/{app}, with input that is valid, invalid, malformed.
+        let routes: &[(Method, &str, &[&str])] = &[
+            (Method::GET, "", &[]),
+            (Method::DELETE, "", &[]),
+            (Method::GET, "/config", &[]),
+            (Method::PATCH, "/config", &[r#"{"values": {"K": "v"}}"#, r#"{"values": {"1BAD": "x"}}"#, r#"{"values": {"K": "a\u0000b"}}"#, "{"]),
+            (Method::GET, "/releases", &[]),
+            (Method::GET, "/releases?limit=abc", &[]),
+            (Method::GET, "/releases/v1", &[]),
+            (Method::GET, "/releases/vX", &[]),
+            (Method::POST, "/rollback", &["{}", r#"{"version": 0}"#, "[1]"]),
+            (Method::GET, "/formation", &[]),
+            (Method::PATCH, "/formation", &[r#"{"counts": {"web": 1}}"#, r#"{"counts": {"Web!": -1}}"#, r#"{"counts": {"web": 1000}}"#, "x"]),
+            (Method::GET, "/builds", &[]),
+            (Method::GET, "/builds?limit=-1", &[]),
+            (Method::POST, "/builds", &[r#"{"image": "img:1", "procfile": "web: x"}"#, r#"{"image": "../etc", "procfile": ""}"#, "{}"]),
+            (Method::GET, "/builds/not-a-uuid", &[]),
+            (Method::GET, "/builds/0190a0a0-0000-7000-8000-000000000000", &[]),
+            (Method::DELETE, "/builds/cache", &[]),
+            (Method::GET, "/domains", &[]),
+            (Method::POST, "/domains", &[r#"{"domain": "www.example.com"}"#, r#"{"domain": "*.bad"}"#, "{"]),
+            (Method::DELETE, "/domains/www.example.com", &[]),
+            (Method::GET, "/perms", &[]),
+            (Method::POST, "/perms", &[r#"{"username": "eve"}"#, r#"{"username": "Bad Name"}"#, "{"]),
+            (Method::DELETE, "/perms/ada", &[]),
+            (Method::GET, "/processes", &[]),
+            (Method::POST, "/processes/restart", &["{}", r#"{"type": "Web!"}"#, "{"]),
+            (Method::GET, "/logs", &[]),
+            (Method::GET, "/logs?lines=notanumber", &[]),
+            (Method::POST, "/run", &[r#"{"command": "true"}"#, r#"{"command": ""}"#, "{"]),
+        ];
+        let mut checked = 0;
+        for (method, route, bodies) in routes {
+            let bodies: Vec<Option<&str>> = if bodies.is_empty() { vec![None] } else { bodies.iter().copied().map(Some).collect() };
+            for body in bodies {
+                let mut replies = Vec::new();
+                for app in ["demo", "nope"] {
+                    let mut request = Request::builder()
+                        .method(method.clone())
+                        .uri(format!("/v1/apps/{app}{route}"))
+                        .header("authorization", format!("Bearer {eve}"));
+                    if body.is_some() {
+                        request = request.header("content-type", "application/json");
+                    }
+                    let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned()))).unwrap();
+                    let reply = t.send(request).await;
+                    let context = format!("{method} /v1/apps/{app}{route} {body:?}: {}", reply.body);
+                    let message = reply.expect_error(StatusCode::NOT_FOUND);
+                    replies.push((message.replace(app, "APP"), context));
+                    checked += 1;
+                }
+                assert_eq!(replies[0].0, replies[1].0, "{} / {}", replies[0].1, replies[1].1);
+                assert_eq!(replies[0].0, "no app named APP: see yours with `slip apps`");
+            }
+        }
+        assert!(checked > 60);
+        assert_eq!(t.snapshot(&ada, "demo").await, before, "strangers changed nothing");
+    }
+
+    async fn expired_tokens_are_refused_with_a_hint(t: TestApp) {
+        // A platform whose tokens expire as soon as they are made.
+        let t = TestApp::with_config(t.backend(), |config| config.token_ttl = std::time::Duration::ZERO).await.unwrap();
+        let ada = t.first_user("ada").await;
+        let expired = t.get("/v1/apps", &ada).await.expect_error(StatusCode::UNAUTHORIZED);
+        assert_eq!(expired, "your session expired: log in again with `slip login`");
+        let again = t.get("/v1/apps", &ada).await.expect_error(StatusCode::UNAUTHORIZED);
+        assert_eq!(again, "invalid or revoked API token: log in again with `slip login URL`");
+    }
+
+    async fn tokens_are_listed_without_secrets_and_revoked(t: TestApp) {
+        let root = t.first_user("root").await;
+        let ada = t.user(&root, "ada").await;
+        let laptop = t.call(Method::POST, "/v1/auth/login", None, Some(json!({"username": "ada", "password": "password-1"}))).await.expect(StatusCode::OK);
+        let laptop = laptop["token"].as_str().unwrap().to_owned();
+        let listed = t.get("/v1/tokens", &ada).await.expect(StatusCode::OK);
+        let listed = listed.as_array().unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(!listed.iter().any(|t| t.to_string().contains("slp_")), "no secrets: {listed:?}");
+        let current: Vec<bool> = listed.iter().map(|t| t["current"].as_bool().unwrap()).collect();
+        assert_eq!(current, [false, true], "newest first; the caller's own is marked");
+        let created = time::OffsetDateTime::parse(listed[0]["created_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+        let expires = time::OffsetDateTime::parse(listed[0]["expires_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+        assert!((3598..=3600).contains(&(expires - created).whole_seconds()), "the configured lifetime");
+
+        // Someone else's token cannot be revoked, nor even seen to exist.
+        let roots = t.get("/v1/tokens", &root).await.expect(StatusCode::OK);
+        let roots_id = roots[0]["id"].as_str().unwrap();
+        let refused = t.call(Method::DELETE, &format!("/v1/tokens/{roots_id}"), Some(&ada), None).await.expect_error(StatusCode::NOT_FOUND);
+        assert_eq!(refused, format!("you have no token {roots_id}: see yours with `slip tokens`"));
+        t.call(Method::DELETE, "/v1/tokens/not-an-id", Some(&ada), None).await.expect_error(StatusCode::NOT_FOUND);
+        t.get("/v1/apps", &root).await.expect(StatusCode::OK);
+
+        // Revoking the laptop's token ends its session, not this one.
+        let id = listed[0]["id"].as_str().unwrap();
+        t.call(Method::DELETE, &format!("/v1/tokens/{id}"), Some(&ada), None).await.expect(StatusCode::NO_CONTENT);
+        t.get("/v1/apps", &laptop).await.expect_error(StatusCode::UNAUTHORIZED);
+        t.get("/v1/apps", &ada).await.expect(StatusCode::OK);
+        assert_eq!(t.get("/v1/tokens", &ada).await.expect(StatusCode::OK).as_array().unwrap().len(), 1);
+        t.call(Method::DELETE, &format!("/v1/tokens/{id}"), Some(&ada), None).await.expect_error(StatusCode::NOT_FOUND);
+    }
+
+    async fn a_login_flood_is_throttled_and_hashing_is_bounded(t: TestApp) {
+        let t = TestApp::with_config(t.backend(), |config| {
+            config.login = slipway_api::LoginLimits {
+                hashers: 1,
+                queue: 2,
+                free_per_account: 3,
+                free_per_address: 10,
+                first_delay: std::time::Duration::from_secs(60),
+                max_delay: std::time::Duration::from_secs(600),
+            };
+        })
+        .await
+        .unwrap();
+        t.first_user("ada").await;
+        // Ada has logged in from her own address before.
+        t.login_from(2, "ada", "password-1").await.expect(StatusCode::OK);
+
+        // A hundred guesses at once from another address.
+        let t = Arc::new(t);
+        let guesses: Vec<_> = (0..100)
+            .map(|i| {
+                let t = Arc::clone(&t);
+                tokio::spawn(async move { t.login_from(1, "ada", &format!("guess-{i}")).await })
+            })
+            .collect();
+        let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+        for guess in guesses {
+            let reply = guess.await.unwrap();
+            let status = reply.status.as_u16();
+            if reply.status == StatusCode::TOO_MANY_REQUESTS {
+                let wait: u64 = reply.retry_after.as_deref().expect("Retry-After").parse().unwrap();
+                assert!((1..=600).contains(&wait), "{wait}");
+                assert!(reply.expect_error(StatusCode::TOO_MANY_REQUESTS).starts_with("too many login attempts: wait "));
+            }
+            *statuses.entry(status).or_default() += 1;
+        }
+        let hashed = statuses.get(&401).copied().unwrap_or(0) + statuses.get(&503).copied().unwrap_or(0);
+        assert!(hashed <= 4, "at most the free attempts and one more reach the hasher: {statuses:?}");
+        assert!(statuses[&429] >= 96, "{statuses:?}");
+        assert_eq!(statuses.keys().filter(|s| ![401, 429, 503].contains(s)).count(), 0, "{statuses:?}");
+
+        // An address Ada never used waits, even with her password; from her usual address
+        // she gets in; the guesser does not, even with her password.
+        t.login_from(3, "ada", "password-1").await.expect_error(StatusCode::TOO_MANY_REQUESTS);
+        t.login_from(2, "ada", "password-1").await.expect(StatusCode::OK);
+        t.login_from(1, "ada", "password-1").await.expect_error(StatusCode::TOO_MANY_REQUESTS);
+
+        // Hashing is bounded: many logins at once for different names from different
+        // addresses (so no throttle applies) are partly turned away with 503, none fail.
+        let many: Vec<_> = (0..40u8)
+            .map(|i| {
+                let t = Arc::clone(&t);
+                tokio::spawn(async move { t.login_from(100 + i, &format!("user{i}"), "whatever-password").await })
+            })
+            .collect();
+        let mut busy = 0;
+        for reply in many {
+            let reply = reply.await.unwrap();
+            match reply.status {
+                StatusCode::UNAUTHORIZED => {}
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert_eq!(reply.retry_after.as_deref(), Some("1"));
+                    assert_eq!(reply.expect_error(StatusCode::SERVICE_UNAVAILABLE), "the server is busy checking passwords: try again in a moment");
+                    busy += 1;
+                }
+                other => panic!("unexpected {other}: {}", reply.body),
+            }
+        }
+        assert!(busy > 0, "past the hasher and its queue, logins are turned away");
     }
 }

@@ -45,6 +45,27 @@ impl fmt::Display for ConfigKey {
     }
 }
 
+/// Refuses a value with a control character other than tab, newline and the carriage
+/// return of a `\r\n`: a NUL cannot be put into a process's environment at all, and the
+/// other controls (escape sequences, a lone `\r`) rewrite what `slip config` and logs show.
+fn check_value(key: &ConfigKey, value: &str) -> Result<(), Error> {
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        let allowed = match c {
+            '\t' | '\n' => true,
+            '\r' => chars.peek() == Some(&'\n'),
+            c => !c.is_ascii_control(),
+        };
+        if !allowed {
+            return Err(Error::ConfigValueControl {
+                key: key.0.clone(),
+                found: format!("U+{:04X}", u32::from(c)),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A requested change to an app's config: keys to set and keys to unset, as one
 /// `PATCH` of the API carries them (`null` unsets).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,6 +95,7 @@ impl ConfigChange {
                     });
                 }
                 Some(value) => {
+                    check_value(&key, value)?;
                     change.set.insert(key, value.to_owned());
                 }
                 None => change.unset.push(key),
@@ -252,6 +274,76 @@ mod tests {
         check_key(
             "PORT",
             expect!["error: PORT is set by the platform and cannot be configured"],
+        );
+    }
+
+    #[track_caller]
+    fn check_value(value: &str, expect: Expect) {
+        let actual = match ConfigChange::set([("KEY", value)]) {
+            Ok(_) => "ok".to_owned(),
+            Err(err) => format!("error: {err}"),
+        };
+        expect.assert_eq(&actual);
+    }
+
+    #[test]
+    fn values() {
+        check_value("", expect!["ok"]);
+        check_value("postgres://u:p@db/x?a=1&b=2", expect!["ok"]);
+        check_value("tab\there", expect!["ok"]);
+        check_value(
+            "-----BEGIN KEY-----\nabc\n-----END KEY-----\n",
+            expect!["ok"],
+        );
+        check_value("windows\r\nlines\r\n", expect!["ok"]);
+        check_value("ünïcödé ✓ \u{a0}", expect!["ok"]);
+        check_value(
+            "a\0b",
+            expect![
+                "error: the value of KEY contains the control character U+0000: only tabs and line breaks are allowed in config values"
+            ],
+        );
+        check_value(
+            "\0",
+            expect![
+                "error: the value of KEY contains the control character U+0000: only tabs and line breaks are allowed in config values"
+            ],
+        );
+        check_value(
+            "lone\rreturn",
+            expect![
+                "error: the value of KEY contains the control character U+000D: only tabs and line breaks are allowed in config values"
+            ],
+        );
+        check_value(
+            "ends with\r",
+            expect![
+                "error: the value of KEY contains the control character U+000D: only tabs and line breaks are allowed in config values"
+            ],
+        );
+        check_value(
+            "\u{1b}[31mred",
+            expect![
+                "error: the value of KEY contains the control character U+001B: only tabs and line breaks are allowed in config values"
+            ],
+        );
+        check_value(
+            "bell\u{7}",
+            expect![
+                "error: the value of KEY contains the control character U+0007: only tabs and line breaks are allowed in config values"
+            ],
+        );
+        check_value(
+            "del\u{7f}",
+            expect![
+                "error: the value of KEY contains the control character U+007F: only tabs and line breaks are allowed in config values"
+            ],
+        );
+        check_value(
+            "\u{1f}",
+            expect![
+                "error: the value of KEY contains the control character U+001F: only tabs and line breaks are allowed in config values"
+            ],
         );
     }
 

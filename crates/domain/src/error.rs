@@ -15,6 +15,10 @@ pub enum Error {
     ReservedConfigKey(String),
     #[error("the value of {key} is {len} bytes; values are limited to {max} bytes")]
     ConfigValueTooLarge { key: String, len: usize, max: usize },
+    #[error(
+        "the value of {key} contains the control character {found}: only tabs and line breaks are allowed in config values"
+    )]
+    ConfigValueControl { key: String, found: String },
     #[error("the app's config would be {len} bytes; an app's config is limited to {max} bytes")]
     ConfigTooLarge { len: usize, max: usize },
     #[error("invalid Procfile line {line}: {reason}")]
@@ -43,7 +47,9 @@ pub enum Error {
         "invalid username {0:?}: use 1-32 lowercase letters, digits, '.', '_' and '-', starting with a letter or digit"
     )]
     Username(String),
-    #[error("the password must be {min} to {max} characters long")]
+    #[error(
+        "the password needs at least {min} characters that are not spaces, and at most {max} characters"
+    )]
     Password { min: usize, max: usize },
     #[error("invalid SSH public key: {0}")]
     SshKey(String),

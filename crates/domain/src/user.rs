@@ -35,7 +35,9 @@ impl fmt::Display for Username {
 }
 
 /// A new password, checked for length only (NIST SP 800-63B: length, not composition rules).
-/// It has no `Display`, so it cannot end up in a log line by accident.
+/// Only characters that are not whitespace count towards the minimum, so eight spaces (or
+/// `" a b c "`) are not a password. It has no `Display`, so it cannot end up in a log line
+/// by accident.
 pub struct Password(String);
 
 impl Password {
@@ -44,7 +46,8 @@ impl Password {
 
     pub fn parse(password: &str) -> Result<Password, Error> {
         let len = password.chars().count();
-        if !(Self::MIN..=Self::MAX).contains(&len) {
+        let real = password.chars().filter(|c| !c.is_whitespace()).count();
+        if real < Self::MIN || len > Self::MAX {
             return Err(Error::Password {
                 min: Self::MIN,
                 max: Self::MAX,
@@ -66,6 +69,8 @@ impl fmt::Debug for Password {
 
 #[cfg(test)]
 mod tests {
+    use expect_test::expect;
+
     use super::*;
     use crate::test_util::show;
 
@@ -86,13 +91,48 @@ mod tests {
 
     #[test]
     fn passwords() {
-        assert!(Password::parse("correct horse").is_ok());
-        assert!(
-            Password::parse("ääääääää").is_ok(),
-            "length counts characters, not bytes"
-        );
-        let err = Password::parse("short").unwrap_err().to_string();
-        assert_eq!(err, "the password must be 8 to 1024 characters long");
+        let long = "x".repeat(1024);
+        let too_long = "x".repeat(1025);
+        let spaces = " ".repeat(100);
+        let inputs = [
+            "correct horse",
+            // Length counts characters, not bytes.
+            "ääääääää",
+            "  12345678  ",
+            long.as_str(),
+            "short",
+            "",
+            "        ",
+            spaces.as_str(),
+            "\t\t\t\t\n\n\n\n\r\r",
+            // Unicode whitespace does not count either.
+            "\u{3000}\u{3000}\u{3000}\u{3000}\u{a0}\u{a0}\u{a0}\u{a0}",
+            " a b c d e f g ",
+            too_long.as_str(),
+        ];
+        let table: Vec<String> = inputs
+            .iter()
+            .map(|input| {
+                let shown: String = format!("{input:?}").chars().take(20).collect();
+                match Password::parse(input) {
+                    Ok(_) => format!("{shown} ok"),
+                    Err(err) => format!("{shown} error: {err}"),
+                }
+            })
+            .collect();
+        expect![[r#"
+            "correct horse" ok
+            "ääääääää" ok
+            "  12345678  " ok
+            "xxxxxxxxxxxxxxxxxxx ok
+            "short" error: the password needs at least 8 characters that are not spaces, and at most 1024 characters
+            "" error: the password needs at least 8 characters that are not spaces, and at most 1024 characters
+            "        " error: the password needs at least 8 characters that are not spaces, and at most 1024 characters
+            "                    error: the password needs at least 8 characters that are not spaces, and at most 1024 characters
+            "\t\t\t\t\n\n\n\n\r\ error: the password needs at least 8 characters that are not spaces, and at most 1024 characters
+            "\u{3000}\u{3000}\u{ error: the password needs at least 8 characters that are not spaces, and at most 1024 characters
+            " a b c d e f g " error: the password needs at least 8 characters that are not spaces, and at most 1024 characters
+            "xxxxxxxxxxxxxxxxxxx error: the password needs at least 8 characters that are not spaces, and at most 1024 characters"#]].assert_eq(&table.join("\n"));
         assert_eq!(
             format!("{:?}", Password::parse("secret-password").unwrap()),
             "Password(..)"

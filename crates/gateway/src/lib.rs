@@ -15,6 +15,7 @@
 mod command;
 pub mod hook;
 mod host_key;
+mod limits;
 mod locks;
 mod pipeline;
 mod session;
@@ -30,6 +31,7 @@ use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 pub use command::{GitCommand, Service, parse as parse_command};
+pub use limits::ConnectionLimits;
 
 /// How the gateway is set up.
 #[derive(Debug, Clone)]
@@ -45,6 +47,8 @@ pub struct GatewayConfig {
     pub max_push_bytes: u64,
     /// The URL of an app, with `{app}` standing for its name.
     pub app_url_template: String,
+    /// How many connections, from where, and for how long before they authenticate.
+    pub limits: ConnectionLimits,
 }
 
 impl GatewayConfig {
@@ -85,6 +89,7 @@ pub(crate) struct Shared {
     pub(crate) builder: Arc<builder::Builder>,
     pub(crate) deployer: Arc<dyn releaser::Deployer>,
     pub(crate) locks: locks::AppLocks,
+    pub(crate) gate: Arc<limits::Gate>,
     /// Pushes in progress, by the id their hook presents.
     pub(crate) pushes: Mutex<HashMap<String, Arc<PushContext>>>,
 }
@@ -142,22 +147,21 @@ impl Gateway {
             keys: vec![key],
             auth_rejection_time: Duration::from_millis(300),
             auth_rejection_time_initial: Some(Duration::ZERO),
-            inactivity_timeout: Some(Duration::from_secs(3600)),
+            inactivity_timeout: Some(config.limits.idle_timeout),
             keepalive_interval: Some(Duration::from_secs(15)),
             nodelay: true,
             ..Default::default()
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| Error::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener = listen(config.listen).map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
         let socket = config.hook_socket();
         let _ = tokio::fs::remove_file(&socket).await;
         let hooks = UnixListener::bind(&socket)?;
         set_mode(&socket, 0o600).await?;
         let shared = Arc::new(Shared {
+            gate: limits::Gate::new(config.limits),
             config,
             store,
             builder,
@@ -186,19 +190,198 @@ impl Gateway {
             ssh,
         } = self;
         let hook_server = tokio::spawn(serve_hooks(Arc::clone(&shared), hooks, shutdown.clone()));
-        let mut server = session::SshServer {
-            shared: Arc::clone(&shared),
-        };
-        let running = russh::server::Server::run_on_socket(&mut server, ssh, &listener);
-        let handle = running.handle();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            stop.cancelled().await;
-            handle.shutdown("Slipway is shutting down".to_owned());
-        });
-        running.await?;
+        accept_ssh(&shared, &ssh, &listener, &shutdown).await;
         hook_server.abort();
         Ok(())
+    }
+}
+
+/// Binds the SSH port with a long accept queue: in a burst of connections the kernel keeps
+/// them waiting there instead of dropping their handshakes (which the clients would retry
+/// only seconds later).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// The shortest and longest pause after an accept that failed for want of resources.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// Accepts SSH connections until `shutdown` fires. Never gives up: when the process is out
+/// of file descriptors (or memory for sockets) it waits for connections to close, longer
+/// each time, and tries again. russh's own accept loop returns on the first error, which
+/// took the whole of slipwayd down with it.
+async fn accept_ssh(
+    shared: &Arc<Shared>,
+    ssh: &Arc<russh::server::Config>,
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+) {
+    let mut backoff = ACCEPT_BACKOFF.0;
+    let mut refusals = RefusalLog::default();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = ACCEPT_BACKOFF.0;
+                accepted
+            }
+            Err(err) if is_out_of_resources(&err) => {
+                refusals.out_of_resources(&err);
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                continue;
+            }
+            // The client went away before we took it (ECONNABORTED and the like).
+            Err(err) => {
+                tracing::debug!(error = %err, "ssh accept failed");
+                continue;
+            }
+        };
+        let cut = shutdown.child_token();
+        let slot = match shared.gate.admit(peer.ip(), cut.clone()) {
+            Ok(slot) => Arc::new(slot),
+            Err(refusal) => {
+                refusals.refused(peer, refusal);
+                // Closed at once: no banner, no buffer, nothing kept.
+                drop(stream);
+                continue;
+            }
+        };
+        tokio::spawn(serve_ssh(
+            Arc::clone(shared),
+            Arc::clone(ssh),
+            stream,
+            peer,
+            slot,
+            cut,
+        ));
+    }
+}
+
+/// One SSH connection, from the version exchange until it closes. It is cut (its stream
+/// fails, so russh's session ends) when it has not authenticated within the deadline, when
+/// the gate evicts it, or at shutdown.
+async fn serve_ssh(
+    shared: Arc<Shared>,
+    ssh: Arc<russh::server::Config>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    slot: Arc<limits::Slot>,
+    cut: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let deadline = shared.gate.limits().auth_timeout;
+    let watchdog = {
+        let (slot, cut) = (Arc::clone(&slot), cut.clone());
+        async move {
+            tokio::time::sleep(deadline).await;
+            if slot.is_unauthenticated() {
+                tracing::debug!(%peer, "ssh connection did not authenticate in time");
+                cut.cancel();
+            }
+        }
+    };
+    let watchdog = tokio::spawn(watchdog);
+    let handler = session::Connection::new(Arc::clone(&shared), peer, slot);
+    let stream = limits::CutStream::new(stream, cut.clone());
+    let session = tokio::select! {
+        started = russh::server::run_stream(ssh, stream, handler) => started,
+        () = cut.cancelled() => {
+            watchdog.abort();
+            return;
+        }
+    };
+    match session {
+        Ok(session) => {
+            let handle = session.handle();
+            tokio::select! {
+                result = session => {
+                    if let Err(err) = result {
+                        tracing::debug!(%peer, error = %err, "ssh connection ended with an error");
+                    }
+                }
+                () = cut.cancelled() => {
+                    // Shutdown or a deadline: say goodbye if the peer still listens; the
+                    // stream is cut either way.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        handle.disconnect(
+                            russh::Disconnect::ByApplication,
+                            "Slipway closed the connection".to_owned(),
+                            String::new(),
+                        ),
+                    )
+                    .await;
+                }
+            }
+        }
+        Err(err) => tracing::debug!(%peer, error = %err, "ssh connection setup failed"),
+    }
+    watchdog.abort();
+}
+
+/// Errors of `accept` that mean the process, not the client, is short of something.
+fn is_out_of_resources(err: &std::io::Error) -> bool {
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    const ENOBUFS: i32 = 105;
+    const ENOMEM: i32 = 12;
+    matches!(err.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+}
+
+/// Logs refused connections and resource shortages at most once every ten seconds, with a
+/// count: a flood must not become a flood of log lines.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<tokio::time::Instant>,
+    refused: u64,
+    short: u64,
+}
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn refused(&mut self, peer: SocketAddr, refusal: limits::Refusal) {
+        self.refused += 1;
+        if self.due() {
+            tracing::warn!(
+                %peer, ?refusal, refused = self.refused, out_of_resources = self.short,
+                "ssh connections refused: too many (counts since the last such line)"
+            );
+            (self.refused, self.short) = (0, 0);
+        }
+    }
+
+    fn out_of_resources(&mut self, err: &std::io::Error) {
+        self.short += 1;
+        if self.due() {
+            tracing::error!(
+                error = %err, refused = self.refused, out_of_resources = self.short,
+                "cannot accept ssh connections: out of resources; waiting for connections to close"
+            );
+            (self.refused, self.short) = (0, 0);
+        }
+    }
+
+    fn due(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if self.last.is_some_and(|last| now - last < Self::EVERY) {
+            return false;
+        }
+        self.last = Some(now);
+        true
     }
 }
 

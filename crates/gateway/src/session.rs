@@ -15,30 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::command::{self, GitCommand, Service};
 use crate::hook;
+use crate::limits::Slot;
 use crate::{PushContext, Shared};
 
 /// Exit status for a refused command, as git uses for fatal errors.
 const REFUSED: u32 = 128;
-
-pub(crate) struct SshServer {
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl russh::server::Server for SshServer {
-    type Handler = Connection;
-
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
-        Connection {
-            shared: Arc::clone(&self.shared),
-            peer,
-            identity: None,
-            channels: HashMap::new(),
-            git_protocol: None,
-            pty_requested: false,
-            closed: CancellationToken::new(),
-        }
-    }
-}
 
 /// Who authenticated: a platform user, or a valid key nobody has added (told so on any command).
 enum Identity {
@@ -48,7 +29,9 @@ enum Identity {
 
 pub(crate) struct Connection {
     shared: Arc<Shared>,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
+    /// Its place in the gateway's connection counts, given back when the connection ends.
+    slot: Arc<Slot>,
     identity: Option<Identity>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     /// `GIT_PROTOCOL`, the one environment variable passed on (it selects git's wire protocol).
@@ -57,6 +40,21 @@ pub(crate) struct Connection {
     pty_requested: bool,
     /// Fires when the connection ends, for whatever reason: the push it carries is cancelled.
     closed: CancellationToken,
+}
+
+impl Connection {
+    pub(crate) fn new(shared: Arc<Shared>, peer: SocketAddr, slot: Arc<Slot>) -> Connection {
+        Connection {
+            shared,
+            peer,
+            slot,
+            identity: None,
+            channels: HashMap::new(),
+            git_protocol: None,
+            pty_requested: false,
+            closed: CancellationToken::new(),
+        }
+    }
 }
 
 impl Drop for Connection {
@@ -74,21 +72,28 @@ impl russh::server::Handler for Connection {
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
-        match self.shared.store.user_by_key(&fingerprint).await {
+        let identity = match self.shared.store.user_by_key(&fingerprint).await {
             Ok(Some(account)) => {
-                tracing::info!(peer = ?self.peer, ssh_user = user, user = %account.username, "ssh login");
-                self.identity = Some(Identity::User(account));
+                tracing::info!(peer = %self.peer, ssh_user = user, user = %account.username, "ssh login");
+                Identity::User(account)
             }
             Ok(None) => {
                 // Let the client in, but only to be told what to do: every command is refused.
-                tracing::info!(peer = ?self.peer, %fingerprint, "ssh login with an unregistered key");
-                self.identity = Some(Identity::UnknownKey(fingerprint));
+                tracing::info!(peer = %self.peer, %fingerprint, "ssh login with an unregistered key");
+                Identity::UnknownKey(fingerprint)
             }
             Err(err) => {
                 tracing::error!(error = %err, "cannot look up an SSH key");
                 return Ok(Auth::reject());
             }
+        };
+        // A platform user's connection leaves the unauthenticated count, unless the gate
+        // has already closed it (deadline or eviction). A key nobody added stays counted
+        // there: it may only hear why it is refused, within the authentication deadline.
+        if matches!(identity, Identity::User(_)) && !self.slot.authenticated() {
+            return Ok(Auth::reject());
         }
+        self.identity = Some(identity);
         Ok(Auth::Accept)
     }
 
@@ -242,12 +247,7 @@ impl Connection {
             .await
         {
             Ok(found) => found,
-            Err(store::Error::NotFound(_)) => {
-                return Err(format!(
-                    "there is no app {}: create it with `slip create {}`",
-                    command.app, command.app
-                ));
-            }
+            Err(store::Error::NotFound(_)) => return Err(no_such_app(&command.app)),
             Err(err) => {
                 tracing::error!(error = %err, "cannot authorise a git command");
                 return Err("internal error; the server log has the details".to_owned());
@@ -255,6 +255,9 @@ impl Connection {
         };
         if Access::permits(access, user.admin, need) {
             Ok(app)
+        } else if access == Access::None {
+            // Someone else's app: told exactly what they would be told if it did not exist.
+            Err(no_such_app(&command.app))
         } else {
             Err(format!(
                 "you ({}) may not push to {}: ask its owner to run `slip perms:add {}`",
@@ -262,6 +265,11 @@ impl Connection {
             ))
         }
     }
+}
+
+/// What a pusher hears about an app that does not exist, or that they cannot see.
+fn no_such_app(app: &impl std::fmt::Display) -> String {
+    format!("there is no app {app}: create it with `slip create {app}`")
 }
 
 /// Writes one line to the client's stderr.

@@ -188,6 +188,11 @@ struct Proxy {
     log: RequestLog,
 }
 
+/// How long the router waits for an app to start its response (Heroku's router waits 30 s
+/// too). A slow body after that is the app's business; an app that never answers does not
+/// hold the client's connection and a router task forever.
+pub const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The router's HTTP service. Serve it with `axum::serve(listener,
 /// router.into_make_service_with_connect_info::<SocketAddr>())`.
 pub fn router(routes: Routes, log: RequestLog) -> axum::Router {
@@ -275,7 +280,24 @@ async fn proxy(
         let mut forwarded = Request::from_parts(parts.clone(), body.take().unwrap_or_default());
         *forwarded.uri_mut() = uri;
         let in_flight = InFlight::new(&proxy.routes.in_flight, backend);
-        match proxy.client.request(forwarded).await {
+        let answered = tokio::time::timeout(RESPONSE_TIMEOUT, proxy.client.request(forwarded));
+        let Ok(answered) = answered.await else {
+            (proxy.log)(
+                &app,
+                &format!(
+                    "{method} {path} 504 via {backend}: no response in {}s",
+                    RESPONSE_TIMEOUT.as_secs()
+                ),
+            );
+            return page(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!(
+                    "{app} did not answer within {} seconds.",
+                    RESPONSE_TIMEOUT.as_secs()
+                ),
+            );
+        };
+        match answered {
             Ok(response) => {
                 (proxy.log)(
                     &app,

@@ -15,6 +15,19 @@ async fn backend(name: &'static str) -> SocketAddr {
     addr
 }
 
+/// A backend that takes connections and reads requests but never answers.
+async fn silent() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
 /// An address where nothing listens.
 fn nothing() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -174,4 +187,22 @@ async fn switching_routes_under_load_fails_no_request() {
             .all(|(status, body)| *status == 200 && (body == "old" || body == "new")),
         "{statuses:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_app_that_never_answers_gets_a_504_not_a_hung_connection() {
+    let f = Fixture::new().await;
+    f.routes.set([(
+        "mute.localhost".to_owned(),
+        route("mute", &[silent().await]),
+    )]);
+    let started = tokio::time::Instant::now();
+    let (status, body) = f.get("mute.localhost").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        body.contains("mute did not answer within 30 seconds."),
+        "{body}"
+    );
+    assert!(started.elapsed() >= slipway_router::RESPONSE_TIMEOUT);
+    assert!(f.log.lock().unwrap()[0].contains("504"), "{:?}", f.log);
 }

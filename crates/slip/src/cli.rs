@@ -47,6 +47,12 @@ pub(crate) enum Command {
         command: Option<KeysCommand>,
     },
 
+    /// Your API tokens (logins) and when they expire [default: tokens list]
+    Tokens {
+        #[command(subcommand)]
+        command: Option<TokensCommand>,
+    },
+
     /// Apps [default: apps list]
     Apps {
         #[command(subcommand)]
@@ -137,6 +143,17 @@ pub(crate) enum KeysCommand {
     Remove {
         /// The key's fingerprint, comment or id
         key: String,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum TokensCommand {
+    /// List your API tokens
+    List,
+    /// Revoke an API token, ending that login
+    Revoke {
+        /// The token's id, as `slip tokens` shows it
+        id: String,
     },
 }
 
@@ -325,6 +342,8 @@ pub(crate) enum Action {
     KeysList,
     KeysAdd { path: Option<PathBuf> },
     KeysRemove { key: String },
+    TokensList,
+    TokensRevoke { id: String },
     AppsList,
     AppsCreate(CreateArgs),
     AppsInfo,
@@ -367,6 +386,10 @@ impl Command {
                 KeysCommand::List => Action::KeysList,
                 KeysCommand::Add { path } => Action::KeysAdd { path },
                 KeysCommand::Remove { key } => Action::KeysRemove { key },
+            },
+            Command::Tokens { command } => match command.unwrap_or(TokensCommand::List) {
+                TokensCommand::List => Action::TokensList,
+                TokensCommand::Revoke { id } => Action::TokensRevoke { id },
             },
             Command::Apps { command } => match command.unwrap_or(AppsCommand::List) {
                 AppsCommand::List => Action::AppsList,
@@ -581,6 +604,8 @@ mod tests {
             ),
             ("slip rollback", "slip releases:rollback"),
             ("slip keys", "slip keys:list"),
+            ("slip tokens", "slip tokens:list"),
+            ("slip tokens:revoke 1a2b", "slip tokens revoke 1a2b"),
             ("slip perms", "slip perms:list"),
             ("slip domains", "slip domains:list"),
             ("slip ps", "slip ps:list"),

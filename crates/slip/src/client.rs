@@ -5,10 +5,10 @@ use std::error::Error as _;
 use std::io;
 
 use api_types::{
-    AddCollaborator, AddDomain, AddKey, App, AppInfo, Build, Collaborator, Config, ConfigChanged,
-    ConfigPatch, CreateApp, CreateBuild, Credentials, Domain, ErrorBody, PlatformInfo, Process,
-    ProcessCount, Release, ReleaseInfo, Restart, Rollback, RunCommand, Scale, Session, SshKey,
-    User,
+    AddCollaborator, AddDomain, AddKey, ApiToken, App, AppInfo, Build, Collaborator, Config,
+    ConfigChanged, ConfigPatch, CreateApp, CreateBuild, Credentials, Domain, ErrorBody,
+    PlatformInfo, Process, ProcessCount, Release, ReleaseInfo, Restart, Rollback, RunCommand,
+    Scale, Session, SshKey, User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -194,6 +194,15 @@ impl Client {
 
     pub(crate) async fn remove_key(&self, key: &str) -> Result<()> {
         self.empty(self.request(Method::DELETE, &["keys", key]))
+            .await
+    }
+
+    pub(crate) async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        self.json(self.request(Method::GET, &["tokens"])).await
+    }
+
+    pub(crate) async fn revoke_token(&self, id: &str) -> Result<()> {
+        self.empty(self.request(Method::DELETE, &["tokens", id]))
             .await
     }
 

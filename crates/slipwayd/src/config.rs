@@ -29,7 +29,7 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the whole platform in this process.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Apply database migrations, then exit.
     Migrate(DatabaseArgs),
     /// Make the run image apps are built on, from Debian packages.
@@ -120,6 +120,45 @@ pub(crate) struct UpArgs {
     /// Who may register: only the first user and then admins (`admin-only`), or anyone (`open`).
     #[arg(long, env = "SLIPWAY_REGISTRATION", value_enum, default_value_t = Registration::AdminOnly)]
     registration: Registration,
+    /// How long an API token stays valid after login, in seconds (default 30 days).
+    #[arg(long, env = "SLIPWAY_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
+    token_ttl: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Connection limits and timeouts of the SSH gateway, the API and the router.
+#[derive(Debug, Args)]
+pub(crate) struct LimitArgs {
+    /// Open SSH connections at most; past it new ones are refused.
+    #[arg(long, env = "SLIPWAY_SSH_MAX_CONNECTIONS", default_value_t = 1000)]
+    ssh_max_connections: usize,
+    /// SSH connections not yet authenticated at most; past it the oldest of them is closed.
+    #[arg(long, env = "SLIPWAY_SSH_MAX_STARTUPS", default_value_t = 100)]
+    ssh_max_startups: usize,
+    /// Open SSH connections from one address (an IPv6 /64) at most.
+    #[arg(long, env = "SLIPWAY_SSH_MAX_PER_SOURCE", default_value_t = 50)]
+    ssh_max_per_source: usize,
+    /// SSH connections not yet authenticated from one address at most.
+    #[arg(
+        long,
+        env = "SLIPWAY_SSH_MAX_STARTUPS_PER_SOURCE",
+        default_value_t = 10
+    )]
+    ssh_max_startups_per_source: usize,
+    /// Seconds an SSH connection has to authenticate.
+    #[arg(long, env = "SLIPWAY_SSH_AUTH_TIMEOUT", default_value_t = 30)]
+    ssh_auth_timeout: u64,
+    /// Seconds an SSH connection may send nothing before it is closed.
+    #[arg(long, env = "SLIPWAY_SSH_IDLE_TIMEOUT", default_value_t = 900)]
+    ssh_idle_timeout: u64,
+    /// Seconds an HTTP client (API and router) has to send a request's headers; an idle
+    /// keep-alive connection is closed after as long.
+    #[arg(long, env = "SLIPWAY_HTTP_HEADER_TIMEOUT", default_value_t = 30)]
+    http_header_timeout: u64,
+    /// Open HTTP connections from one address, to the API and to the router each, at most.
+    #[arg(long, env = "SLIPWAY_HTTP_MAX_PER_SOURCE", default_value_t = 256)]
+    http_max_per_source: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -166,6 +205,16 @@ pub(crate) struct UpConfig {
     pub(crate) registry: Option<builder::registry::RegistryConfig>,
     pub(crate) run_image: Option<String>,
     pub(crate) buildpacks_dir: Option<PathBuf>,
+    pub(crate) token_ttl: std::time::Duration,
+    pub(crate) ssh_limits: gateway::ConnectionLimits,
+    pub(crate) http_limits: HttpLimits,
+}
+
+/// Limits on the HTTP servers (API and router).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpLimits {
+    pub(crate) header_timeout: std::time::Duration,
+    pub(crate) max_per_source: usize,
 }
 
 impl DatabaseArgs {
@@ -215,7 +264,46 @@ impl UpArgs {
                 "invalid --boot-timeout 0: give the seconds a web process has to start, such as 60"
             );
         }
+        let limits = self.limits;
+        let secs = std::time::Duration::from_secs;
+        for (flag, value) in [
+            ("--token-ttl", self.token_ttl),
+            ("--ssh-auth-timeout", limits.ssh_auth_timeout),
+            ("--ssh-idle-timeout", limits.ssh_idle_timeout),
+            ("--http-header-timeout", limits.http_header_timeout),
+        ] {
+            if value == 0 {
+                bail!("invalid {flag} 0: give a number of seconds greater than zero");
+            }
+        }
+        for (flag, value) in [
+            ("--ssh-max-connections", limits.ssh_max_connections),
+            ("--ssh-max-startups", limits.ssh_max_startups),
+            ("--ssh-max-per-source", limits.ssh_max_per_source),
+            (
+                "--ssh-max-startups-per-source",
+                limits.ssh_max_startups_per_source,
+            ),
+            ("--http-max-per-source", limits.http_max_per_source),
+        ] {
+            if value == 0 {
+                bail!("invalid {flag} 0: give a number of connections greater than zero");
+            }
+        }
         Ok(UpConfig {
+            token_ttl: secs(self.token_ttl),
+            ssh_limits: gateway::ConnectionLimits {
+                max_connections: limits.ssh_max_connections,
+                max_unauthenticated: limits.ssh_max_startups,
+                max_per_source: limits.ssh_max_per_source,
+                max_unauthenticated_per_source: limits.ssh_max_startups_per_source,
+                auth_timeout: secs(limits.ssh_auth_timeout),
+                idle_timeout: secs(limits.ssh_idle_timeout),
+            },
+            http_limits: HttpLimits {
+                header_timeout: secs(limits.http_header_timeout),
+                max_per_source: limits.http_max_per_source,
+            },
             runtime: self.runtime,
             boot_timeout: std::time::Duration::from_secs(self.boot_timeout),
             stop_timeout: std::time::Duration::from_secs(self.stop_timeout),

@@ -1,6 +1,7 @@
 //! `slipwayd`, the Slipway server: parse the command line, set up logging, run.
 
 mod config;
+mod http;
 mod server;
 mod telemetry;
 
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up(args) => server::up(args.resolve()?).await,
+            Command::Up(args) => server::up((*args).resolve()?).await,
             Command::Migrate(args) => server::migrate(args.resolve()?).await,
             Command::RunImage(args) => server::run_image(args).await,
             Command::Hook { .. } => unreachable!("handled before the runtime starts"),

@@ -28,6 +28,7 @@ pub(crate) async fn migrate(storage: Storage) -> anyhow::Result<()> {
 
 pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     prepare_data_dir(&config.storage)?;
+    let open_files = raise_open_files_limit();
     let store = store::Store::open(&config.storage.database_url)
         .await
         .with_context(|| {
@@ -111,6 +112,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             push_lock_timeout: config.push_lock_timeout,
             max_push_bytes: config.max_push_bytes,
             app_url_template: format!("http://{{app}}.{}{port_suffix}", config.domain),
+            limits: config.ssh_limits,
         },
         store.clone(),
         Arc::clone(&builder),
@@ -126,6 +128,8 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             domain: config.domain.clone(),
             router_port,
             registration_open: config.registration_open,
+            token_ttl: config.token_ttl,
+            login: api::LoginLimits::default(),
         }),
         deployer,
         build_cache: Arc::new(BuilderCache(builder)),
@@ -143,6 +147,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     println!("api: http://{api_addr}");
     println!("ssh: ssh://git@{ssh_addr}");
     println!("router: http://{router_addr}");
+    println!("open files: {open_files}");
     tracing::info!(api = %api_addr, "slipway is up; Ctrl-C stops it");
 
     let shutdown = CancellationToken::new();
@@ -151,22 +156,29 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     // Every piece runs as a task that returns when `shutdown` fires. If one stops on its own,
     // it failed: the others are stopped too, and slipwayd exits with its error.
     let mut pieces = tokio::task::JoinSet::new();
-    let drained = shutdown.clone();
-    let api_server = axum::serve(listener, api::router(api_state))
-        .with_graceful_shutdown(async move { drained.cancelled().await });
-    pieces.spawn(async move { api_server.await.context("the API server failed") });
-    let drained = shutdown.clone();
-    // Small responses go out at once: no Nagle delay between a proxied response's parts.
-    let router_listener = axum::serve::ListenerExt::tap_io(router_listener, |stream| {
-        let _ = stream.set_nodelay(true);
+    let serving = crate::http::serve(
+        listener,
+        api::router(api_state),
+        config.http_limits,
+        false,
+        shutdown.clone(),
+    );
+    pieces.spawn(async move {
+        serving.await;
+        Ok(())
     });
-    let router_server = axum::serve(
+    // Small responses go out at once: no Nagle delay between a proxied response's parts.
+    let serving = crate::http::serve(
         router_listener,
-        router::router(routes, request_log)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { drained.cancelled().await });
-    pieces.spawn(async move { router_server.await.context("the router failed") });
+        router::router(routes, request_log),
+        config.http_limits,
+        true,
+        shutdown.clone(),
+    );
+    pieces.spawn(async move {
+        serving.await;
+        Ok(())
+    });
     // Every app comes back on its current release, in the background: the API answers
     // meanwhile, and `slip ps` shows them starting.
     let recovering = manager.clone();
@@ -320,6 +332,32 @@ fn link_busybox(rootfs: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection, app process
+/// pipe and log file takes one, and the default soft limit (often 1024) is reached by a
+/// modest flood. Returns the limit now in force.
+fn raise_open_files_limit() -> String {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return show_limit(limit.current);
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => show_limit(limit.maximum),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot raise the limit on open files");
+            show_limit(limit.current)
+        }
+    }
+}
+
+fn show_limit(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.

@@ -14,6 +14,20 @@ pub struct User {
     pub created_at: OffsetDateTime,
 }
 
+/// An API token, without its secret (only a hash of that is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+impl ApiToken {
+    pub fn expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at <= now
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshKey {
     pub id: Uuid,

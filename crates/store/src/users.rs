@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::db::{Db, new_id, now, on_db};
 use crate::error::conflict_on_unique;
-use crate::{Error, Result, SshKey, Store, User};
+use crate::{ApiToken, Error, Result, SshKey, Store, User};
 
 /// Who may be created by [`Store::create_user`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,24 @@ impl From<UserRow> for User {
             username: row.username,
             admin: row.admin,
             created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: Uuid,
+    created_at: time::OffsetDateTime,
+    expires_at: Option<time::OffsetDateTime>,
+}
+
+impl From<TokenRow> for ApiToken {
+    fn from(row: TokenRow) -> ApiToken {
+        ApiToken {
+            id: row.id,
+            created_at: row.created_at,
+            // A token from before expiry was recorded has none: it counts as expired.
+            expires_at: row.expires_at.unwrap_or(row.created_at),
         }
     }
 }
@@ -146,33 +164,95 @@ impl Store {
         Ok(row.map(|row| (row.user.into(), row.password_hash)))
     }
 
-    /// Stores a new API token by its hash.
-    pub async fn create_token(&self, user: &User, token_hash: &str) -> Result<()> {
-        on_db!(self, write, |pool| {
-            sqlx::query("INSERT INTO api_tokens (id, user_id, token_hash, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(new_id())
-                .bind(user.id)
-                .bind(token_hash)
-                .bind(now())
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
+    /// Stores a new API token by its hash, valid until `expires_at`.
+    pub async fn create_token(
+        &self,
+        user: &User,
+        token_hash: &str,
+        expires_at: time::OffsetDateTime,
+    ) -> Result<ApiToken> {
+        let row: TokenRow = on_db!(self, write, |pool| {
+            sqlx::query_as(
+                "INSERT INTO api_tokens (id, user_id, token_hash, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at, expires_at",
+            )
+            .bind(new_id())
+            .bind(user.id)
+            .bind(token_hash)
+            .bind(now())
+            .bind(expires_at)
+            .fetch_one(pool)
+            .await
         })?;
-        Ok(())
+        Ok(row.into())
     }
 
-    /// The user a token belongs to, if the token exists.
-    pub async fn user_by_token(&self, token_hash: &str) -> Result<Option<User>> {
-        let row: Option<UserRow> = on_db!(self, read, |pool| {
+    /// The user a token belongs to and the token, if the token exists. Whether it has
+    /// expired is the caller's to check (and to say).
+    pub async fn user_by_token(&self, token_hash: &str) -> Result<Option<(User, ApiToken)>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            token_id: Uuid,
+            token_created_at: time::OffsetDateTime,
+            expires_at: Option<time::OffsetDateTime>,
+        }
+        let row: Option<Row> = on_db!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT u.id, u.username, u.admin, u.created_at FROM api_tokens t \
+                "SELECT u.id, u.username, u.admin, u.created_at, t.id AS token_id, \
+                 t.created_at AS token_created_at, t.expires_at FROM api_tokens t \
                  JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
             )
             .bind(token_hash)
             .fetch_optional(pool)
             .await
         })?;
-        Ok(row.map(User::from))
+        Ok(row.map(|row| {
+            let token = ApiToken::from(TokenRow {
+                id: row.token_id,
+                created_at: row.token_created_at,
+                expires_at: row.expires_at,
+            });
+            (row.user.into(), token)
+        }))
+    }
+
+    /// A user's tokens, newest first. Expired ones are deleted on the way.
+    pub async fn tokens(&self, user: &User) -> Result<Vec<ApiToken>> {
+        on_db!(self, write, |pool| {
+            sqlx::query(
+                "DELETE FROM api_tokens WHERE user_id = $1 AND (expires_at IS NULL OR expires_at <= $2)",
+            )
+            .bind(user.id)
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        let rows: Vec<TokenRow> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT id, created_at, expires_at FROM api_tokens WHERE user_id = $1 \
+                 ORDER BY created_at DESC, id DESC",
+            )
+            .bind(user.id)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows.into_iter().map(ApiToken::from).collect())
+    }
+
+    /// Revokes one of the user's tokens by its id. Returns whether it existed.
+    pub async fn delete_token_by_id(&self, user: &User, id: Uuid) -> Result<bool> {
+        let done = on_db!(self, write, |pool| {
+            sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user.id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(done > 0)
     }
 
     /// Revokes a token. Returns whether it existed.

@@ -149,12 +149,33 @@ both_backends! {
 
     async fn tokens(store: Store) {
         let ada = user(&store, "ada").await;
-        store.create_token(&ada, "hash-1").await.unwrap();
-        assert_eq!(store.user_by_token("hash-1").await.unwrap().unwrap().id, ada.id);
+        let bob = user(&store, "bob").await;
+        let now = time::OffsetDateTime::now_utc();
+        let later = now + time::Duration::days(30);
+        let made = store.create_token(&ada, "hash-1", later).await.unwrap();
+        let (owner, token) = store.user_by_token("hash-1").await.unwrap().unwrap();
+        assert_eq!((owner.id, &token), (ada.id, &made));
+        assert!(!token.expired(now));
+        assert!(token.expired(later));
         assert_eq!(store.user_by_token("hash-2").await.unwrap(), None);
         assert!(store.delete_token("hash-1").await.unwrap());
         assert!(!store.delete_token("hash-1").await.unwrap());
         assert_eq!(store.user_by_token("hash-1").await.unwrap(), None);
+
+        // Listing shows a user's own live tokens; expired ones go; revoking is by id and
+        // only of one's own.
+        let first = store.create_token(&ada, "hash-a", later).await.unwrap();
+        let second = store.create_token(&ada, "hash-b", later).await.unwrap();
+        store.create_token(&ada, "hash-old", now - time::Duration::seconds(1)).await.unwrap();
+        let bobs = store.create_token(&bob, "hash-c", later).await.unwrap();
+        let ids: Vec<_> = store.tokens(&ada).await.unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(ids, [second.id, first.id]);
+        assert_eq!(store.user_by_token("hash-old").await.unwrap(), None, "deleted when listed");
+        assert!(!store.delete_token_by_id(&ada, bobs.id).await.unwrap(), "not ada's");
+        assert!(store.user_by_token("hash-c").await.unwrap().is_some());
+        assert!(store.delete_token_by_id(&ada, first.id).await.unwrap());
+        assert_eq!(store.user_by_token("hash-a").await.unwrap(), None);
+        assert_eq!(store.tokens(&ada).await.unwrap().len(), 1);
     }
 
     async fn ssh_keys(store: Store) {

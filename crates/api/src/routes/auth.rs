@@ -1,14 +1,17 @@
 //! Register, log in, log out, who am I.
 
-use api_types::{Credentials, ErrorBody, Session, User};
+use std::sync::Arc;
+
+use api_types::{ApiToken, Credentials, ErrorBody, Session, User};
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use domain::{Password, Username};
 use store::NewUser;
 
-use crate::auth::{CurrentUser, hash_password, new_token, token_hash, verify_password};
+use crate::auth::{CurrentUser, LoginGuard, hash_password, new_token, token_hash, verify_password};
 use crate::convert;
-use crate::extract::Json;
+use crate::extract::{Json, Path, Peer};
 use crate::{ApiError, ApiState};
 
 /// Creates a user. The first user registers themselves and becomes admin; after that only
@@ -17,6 +20,8 @@ use crate::{ApiError, ApiState};
     responses((status = 201, body = Session), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn register(
     State(state): State<ApiState>,
+    Extension(guard): Extension<Arc<LoginGuard>>,
+    Peer(peer): Peer,
     caller: Option<CurrentUser>,
     Json(body): Json<Credentials>,
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
@@ -32,7 +37,7 @@ pub(super) async fn register(
         }
         None => NewUser::FirstOnly,
     };
-    let hash = hash_password(password.expose().to_owned()).await?;
+    let hash = hash_password(&guard, password.expose().to_owned()).await?;
     let user = state
         .store
         .create_user(&username, &hash, rule)
@@ -44,7 +49,11 @@ pub(super) async fn register(
         })?;
     let token = match caller {
         Some(_) => None,
-        None => Some(issue_token(&state, &user).await?),
+        None => {
+            // Registering with a password is logging in with it: this address is known.
+            guard.succeeded(&user.username, peer);
+            Some(issue_token(&state, &user).await?)
+        }
     };
     Ok((
         StatusCode::CREATED,
@@ -55,27 +64,75 @@ pub(super) async fn register(
     ))
 }
 
-/// Exchanges a username and password for a new API token.
+/// Exchanges a username and password for a new API token. Attempts are throttled per
+/// account and per address: past a few, each must wait longer (429 with `Retry-After`).
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200, body = Session), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Session), (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(super) async fn login(
     State(state): State<ApiState>,
+    Extension(guard): Extension<Arc<LoginGuard>>,
+    Peer(peer): Peer,
     Json(body): Json<Credentials>,
 ) -> Result<Json<Session>, ApiError> {
+    guard.attempt(&body.username, peer)?;
     let found = state.store.user_with_password(&body.username).await?;
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
-    let ok = verify_password(body.password, hash).await?;
+    let ok = verify_password(&guard, body.password, hash).await?;
     let user = user
         .filter(|_| ok)
         .ok_or_else(|| ApiError::Unauthorized("wrong username or password".to_owned()))?;
+    guard.succeeded(&body.username, peer);
     let token = issue_token(&state, &user).await?;
     Ok(Json(Session {
         user: convert::user(&user),
         token: Some(token),
     }))
+}
+
+/// The caller's API tokens (never their secrets), newest first.
+#[utoipa::path(get, path = "/v1/tokens", tag = "auth", security(("token" = [])),
+    responses((status = 200, body = Vec<ApiToken>), (status = 401, body = ErrorBody)))]
+pub(super) async fn tokens(
+    State(state): State<ApiState>,
+    caller: CurrentUser,
+) -> Result<Json<Vec<ApiToken>>, ApiError> {
+    let tokens = state.store.tokens(&caller.user).await?;
+    Ok(Json(
+        tokens
+            .into_iter()
+            .map(|t| ApiToken {
+                current: t.id == caller.token_id,
+                id: t.id,
+                created_at: t.created_at,
+                expires_at: t.expires_at,
+            })
+            .collect(),
+    ))
+}
+
+/// Revokes one of the caller's tokens.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "auth", security(("token" = [])),
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn revoke(
+    State(state): State<ApiState>,
+    caller: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let not_found = || {
+        ApiError::NotFound(format!(
+            "you have no token {id}: see yours with `slip tokens`"
+        ))
+    };
+    let parsed = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
+    if !state.store.delete_token_by_id(&caller.user, parsed).await? {
+        return Err(not_found());
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Revokes the token this request used.
@@ -97,6 +154,11 @@ pub(super) async fn whoami(caller: CurrentUser) -> Json<User> {
 
 async fn issue_token(state: &ApiState, user: &store::User) -> Result<String, ApiError> {
     let token = new_token();
-    state.store.create_token(user, &token_hash(&token)).await?;
+    let ttl = time::Duration::try_from(state.config.token_ttl).map_err(ApiError::internal)?;
+    let expires_at = time::OffsetDateTime::now_utc() + ttl;
+    state
+        .store
+        .create_token(user, &token_hash(&token), expires_at)
+        .await?;
     Ok(token)
 }

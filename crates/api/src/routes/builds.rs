@@ -22,9 +22,10 @@ pub(super) async fn list(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Query(page): Query<Page>,
+    page: Result<Query<Page>, ApiError>,
 ) -> Result<Json<Vec<Build>>, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let Query(page) = page?;
     let builds = state.store.builds(&app, page.limit()).await?;
     Ok(Json(builds.into_iter().map(convert::build).collect()))
 }
@@ -55,9 +56,10 @@ pub(super) async fn create(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Json(body): Json<CreateBuild>,
+    body: Result<Json<CreateBuild>, ApiError>,
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let Json(body) = body?;
     let image = ImageRef::parse(body.image.trim())?;
     // A digest names an image of the local store, where every app's images are: only one
     // this app's own builds made may be deployed. Any other gets the same answer, whether or

@@ -36,9 +36,10 @@ pub(super) async fn patch(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Json(body): Json<ConfigPatch>,
+    body: Result<Json<ConfigPatch>, ApiError>,
 ) -> Result<Json<ConfigChanged>, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let Json(body) = body?;
     if body.values.is_empty() {
         return Err(ApiError::Invalid("no config vars given".to_owned()));
     }

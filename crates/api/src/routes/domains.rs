@@ -38,9 +38,10 @@ pub(super) async fn add(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Json(body): Json<AddDomain>,
+    body: Result<Json<AddDomain>, ApiError>,
 ) -> Result<(StatusCode, Json<Domain>), ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let Json(body) = body?;
     let host = Hostname::parse(&body.domain)?;
     let platform = &state.config.domain;
     if host.as_str() == platform || host.as_str().ends_with(&format!(".{platform}")) {

@@ -36,9 +36,10 @@ pub(super) async fn scale(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Json(body): Json<Scale>,
+    body: Result<Json<Scale>, ApiError>,
 ) -> Result<Json<Vec<ProcessCount>>, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let Json(body) = body?;
     let args: Vec<String> = body
         .counts
         .iter()

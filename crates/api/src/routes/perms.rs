@@ -35,9 +35,10 @@ pub(super) async fn add(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Json(body): Json<AddCollaborator>,
+    body: Result<Json<AddCollaborator>, ApiError>,
 ) -> Result<(StatusCode, Json<Collaborator>), ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Own).await?;
+    let Json(body) = body?;
     let added = state
         .store
         .add_collaborator(&app, &body.username, &caller.user)

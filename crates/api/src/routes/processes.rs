@@ -38,9 +38,10 @@ pub(super) async fn restart(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Json(body): Json<Restart>,
+    body: Result<Json<Restart>, ApiError>,
 ) -> Result<Json<Vec<Process>>, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let Json(body) = body?;
     if let Some(t) = &body.process_type {
         domain::ProcessType::parse(t)?;
     }
@@ -73,9 +74,10 @@ pub(super) async fn logs(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Query(query): Query<LogQuery>,
+    query: Result<Query<LogQuery>, ApiError>,
 ) -> Result<Response, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let Query(query) = query?;
     let n = query.lines.unwrap_or(100).min(Logs::KEPT);
     let filter = LogFilter {
         source: query.process.filter(|p| !p.is_empty()),
@@ -139,9 +141,10 @@ pub(super) async fn run(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Json(body): Json<RunCommand>,
+    body: Result<Json<RunCommand>, ApiError>,
 ) -> Result<Response, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let Json(body) = body?;
     let command = body.command.trim().to_owned();
     if command.is_empty() {
         return Err(ApiError::Invalid("give a command to run".to_owned()));

@@ -19,9 +19,10 @@ pub(super) async fn list(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Query(page): Query<Page>,
+    page: Result<Query<Page>, ApiError>,
 ) -> Result<Json<Vec<Release>>, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let Query(page) = page?;
     let releases = state.store.releases(&app, page.limit()).await?;
     Ok(Json(releases.into_iter().map(convert::release).collect()))
 }
@@ -54,9 +55,10 @@ pub(super) async fn rollback(
     State(state): State<ApiState>,
     caller: CurrentUser,
     Path(name): Path<String>,
-    Json(body): Json<Rollback>,
+    body: Result<Json<Rollback>, ApiError>,
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let Json(body) = body?;
     let target = body
         .version
         .map(|n| {

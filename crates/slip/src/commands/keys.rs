@@ -1,4 +1,4 @@
-//! `keys`: the SSH public keys that may `git push`.
+//! `keys`: the SSH public keys that may `git push`; `tokens`: the API tokens that are logged in.
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +58,29 @@ pub(crate) async fn add(ctx: &Context, path: Option<PathBuf>) -> anyhow::Result<
 pub(crate) async fn remove(ctx: &Context, key: &str) -> anyhow::Result<()> {
     ctx.client()?.remove_key(key).await?;
     ctx.say(format_args!("Removing SSH key {key}... done"))?;
+    Ok(())
+}
+
+pub(crate) async fn tokens(ctx: &Context) -> anyhow::Result<()> {
+    let tokens = ctx.client()?.tokens().await?;
+    if ctx.json {
+        return print_json(&tokens);
+    }
+    let rows = tokens.iter().map(|t| {
+        [
+            t.id.to_string(),
+            datetime(t.created_at),
+            datetime(t.expires_at),
+            if t.current { "this one" } else { "" }.to_owned(),
+        ]
+    });
+    output::print(&output::table(&["ID", "CREATED", "EXPIRES", ""], rows))?;
+    Ok(())
+}
+
+pub(crate) async fn revoke_token(ctx: &Context, id: &str) -> anyhow::Result<()> {
+    ctx.client()?.revoke_token(id).await?;
+    ctx.say(format_args!("Revoking API token {id}... done"))?;
     Ok(())
 }
 

@@ -85,6 +85,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::KeysList => keys::list(&ctx).await,
         Action::KeysAdd { path } => keys::add(&ctx, path).await,
         Action::KeysRemove { key } => keys::remove(&ctx, &key).await,
+        Action::TokensList => keys::tokens(&ctx).await,
+        Action::TokensRevoke { id } => keys::revoke_token(&ctx, &id).await,
         Action::AppsList => apps::list(&ctx).await,
         Action::AppsCreate(args) => apps::create(&ctx, args).await,
         Action::AppsInfo => apps::info(&ctx).await,
