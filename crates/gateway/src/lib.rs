@@ -269,7 +269,7 @@ async fn serve_hook(shared: &Shared, stream: UnixStream) -> std::io::Result<()> 
         write.write_all(&refusal).await?;
         return write.write_all(&hook::frame(hook::FRAME_EXIT, &[1])).await;
     };
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let (sender, mut receiver) = releaser::LineSender::channel(pipeline::PUSHER_LAG);
     let out = pipeline::Output::new(sender);
     let run = async {
         let result = pipeline::pre_receive(shared, &push, &request, &out).await;
@@ -277,9 +277,10 @@ async fn serve_hook(shared: &Shared, stream: UnixStream) -> std::io::Result<()> 
         result
     };
     let forward = async {
-        while let Some(bytes) = receiver.recv().await {
+        while let Some(mut line) = receiver.recv().await {
+            line.push('\n');
             write
-                .write_all(&hook::frame(hook::FRAME_OUTPUT, &bytes))
+                .write_all(&hook::frame(hook::FRAME_OUTPUT, line.as_bytes()))
                 .await?;
         }
         Ok::<_, std::io::Error>(())

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use store::{BuildSource, BuildStatus};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
 use crate::hook::{HookRequest, RefUpdate};
 use crate::{PushContext, Shared};
@@ -17,26 +16,28 @@ use crate::{PushContext, Shared};
 /// Branches that deploy; others are accepted and stored, but not built.
 const DEPLOY_BRANCHES: &[&str] = &["refs/heads/main", "refs/heads/master"];
 
-/// Sends lines to the pusher, and keeps a copy for the build's log.
+/// Sends lines to the pusher, and keeps a copy for the build's log. The pusher's queue is
+/// bounded: a pusher who reads slower than the build and deploy print misses lines, with a
+/// count, rather than the gateway holding them.
 #[derive(Clone)]
 pub(crate) struct Output {
-    sender: mpsc::UnboundedSender<Vec<u8>>,
+    sender: Arc<releaser::LineSender>,
     kept: Arc<Mutex<String>>,
 }
 
+/// Lines waiting for the pusher, at most.
+pub(crate) const PUSHER_LAG: usize = 4_096;
+
 impl Output {
-    pub(crate) fn new(sender: mpsc::UnboundedSender<Vec<u8>>) -> Output {
+    pub(crate) fn new(sender: releaser::LineSender) -> Output {
         Output {
-            sender,
+            sender: Arc::new(sender),
             kept: Arc::default(),
         }
     }
 
     pub(crate) fn line(&self, text: &str) {
-        let mut bytes = Vec::with_capacity(text.len() + 1);
-        bytes.extend_from_slice(text.as_bytes());
-        bytes.push(b'\n');
-        let _ = self.sender.send(bytes);
+        self.sender.send(text);
         let mut kept = self.kept.lock().expect("never poisoned");
         // The builder bounds a build's output; this bound only guards the lines around it.
         if kept.len() < MAX_KEPT_LOG {
@@ -209,7 +210,7 @@ async fn build_and_release(
         return Ok(());
     }
     out.line(&format!("-----> {} released, deploying", release.version));
-    let (progress, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let (progress, mut lines) = releaser::LineSender::channel(releaser::READER_LAG);
     let deploying = shared
         .deployer
         .deploy_and_wait(&app.name, release.version, progress);

@@ -19,9 +19,11 @@ use time::OffsetDateTime;
 pub mod local;
 mod logs;
 mod manager;
+mod output;
 
 pub use logs::{LogFilter, LogLine, Logs};
 pub use manager::ReleaseManager;
+pub use output::{LineSender, Pace};
 
 /// Why an action on an app's processes did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +43,11 @@ pub enum DeployError {
 pub type Lines<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
 /// Where progress lines go while a deploy runs (the gateway sends them to the pusher).
-pub type Progress = tokio::sync::mpsc::UnboundedSender<String>;
+pub type Progress = LineSender;
+
+/// Lines held for a pusher or a `slip run` caller, at most; a reader further behind misses
+/// lines and is told how many.
+pub const READER_LAG: usize = 1_024;
 
 /// What the API and the gateway ask of the release manager.
 #[async_trait]
@@ -77,7 +83,7 @@ pub trait Deployer: Send + Sync + 'static {
         &self,
         app: &AppName,
         command: &str,
-        output: tokio::sync::mpsc::UnboundedSender<String>,
+        output: LineSender,
     ) -> Result<i32, DeployError>;
 
     /// The host names the app answers to changed: it was created, or a custom domain was
@@ -127,7 +133,7 @@ impl Deployer for NoDeployer {
         &self,
         _app: &AppName,
         _command: &str,
-        _output: tokio::sync::mpsc::UnboundedSender<String>,
+        _output: LineSender,
     ) -> Result<i32, DeployError> {
         Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
     }

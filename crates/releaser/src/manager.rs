@@ -208,9 +208,7 @@ impl ReleaseManager {
         version: ReleaseVersion,
         progress: &Progress,
     ) -> Result<(), DeployError> {
-        let say = |line: &str| {
-            let _ = progress.send(line.to_owned());
-        };
+        let say = |line: &str| progress.send(line);
         let _turn = self.lock(name).await;
         let app = self.app(name).await?;
         let store = &self.inner.store;
@@ -420,7 +418,7 @@ impl Deployer for ReleaseManager {
         let manager = self.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let (progress, _) = tokio::sync::mpsc::unbounded_channel();
+            let (progress, _) = crate::LineSender::channel(1);
             if let Err(err) = manager.deploy_locked(&app, version, &progress).await {
                 tracing::warn!(%app, %version, error = %err, "deploy failed");
             }
@@ -460,7 +458,7 @@ impl Deployer for ReleaseManager {
         &self,
         name: &AppName,
         command: &str,
-        output: tokio::sync::mpsc::UnboundedSender<String>,
+        output: crate::LineSender,
     ) -> Result<i32, DeployError> {
         let app = self.app(name).await?;
         let spec = self.current_spec(&app).await?;
@@ -472,10 +470,8 @@ impl Deployer for ReleaseManager {
         };
         let source = format!("run.{number}");
         self.log(&app, &format!("Starting {source}: {command}"));
-        let sink = |line: &str| {
-            // A caller that went away loses the rest; the process runs to its end.
-            let _ = output.send(line.to_owned());
-        };
+        // A caller that went away, or fell behind, loses lines; the process runs to its end.
+        let sink = |line: &str| output.send(line);
         let status = self
             .inner
             .runtime
@@ -506,7 +502,7 @@ impl Deployer for ReleaseManager {
         tokio::spawn(async move {
             let _turn = manager.lock(&name).await;
             manager.inner.runtime.stop(&name).await;
-            manager.inner.logs.remove(name.as_str());
+            manager.inner.logs.remove(name.as_str()).await;
         });
     }
 }

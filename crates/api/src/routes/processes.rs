@@ -151,7 +151,8 @@ pub(super) async fn run(
             "the command must be at most {MAX_COMMAND} bytes of text"
         )));
     }
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // Bounded: a caller who reads slower than the command prints misses lines, with a count.
+    let (lines_tx, mut lines_rx) = releaser::LineSender::channel(releaser::READER_LAG);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
     let deployer = state.deployer.clone();
     let app_name = app.name.clone();
