@@ -1,6 +1,10 @@
 //! The push pipeline, run from the pre-receive hook: export the pushed commit, build it,
 //! record the build, make the release, hand it to the release manager, and tell the pusher
 //! how it went. An `Err` rejects the push; nothing is released then.
+//!
+//! The deploy runs before git moves the ref (a failed deploy rejects the push), so a
+//! deployed release stays `deploying` until the push has ended and the gateway has seen
+//! whether the ref moved ([`Pushed`], settled in `serve_hook`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -54,6 +58,15 @@ impl Output {
 /// The most of a push's output kept as its build log.
 const MAX_KEPT_LOG: usize = builder::BuilderConfig::DEFAULT_MAX_OUTPUT + 64 * 1024;
 
+/// A release deployed before its push's ref moved: once git is done, it has succeeded if
+/// `branch` points at `commit`, and failed if not.
+#[derive(Debug)]
+pub(crate) struct Pushed {
+    pub(crate) version: domain::ReleaseVersion,
+    pub(crate) branch: String,
+    pub(crate) commit: String,
+}
+
 /// Runs the pipeline for one hook invocation. `Err(message)` rejects the push; the
 /// message has been shown to the pusher.
 pub(crate) async fn pre_receive(
@@ -61,7 +74,7 @@ pub(crate) async fn pre_receive(
     push: &PushContext,
     request: &HookRequest,
     out: &Output,
-) -> Result<(), String> {
+) -> Result<Option<Pushed>, String> {
     let mut build = None;
     let result = run(shared, push, request, out, &mut build).await;
     if let Err(message) = &result {
@@ -88,9 +101,9 @@ async fn run(
     request: &HookRequest,
     out: &Output,
     build: &mut Option<uuid::Uuid>,
-) -> Result<(), String> {
+) -> Result<Option<Pushed>, String> {
     let Some(update) = deployed_update(push, request, out)? else {
-        return Ok(());
+        return Ok(None);
     };
     let commit = update.new.clone();
     let short = &commit[..commit.len().min(7)];
@@ -104,7 +117,12 @@ async fn run(
         .await
         .map_err(|e| internal(out, "cannot record the build", e))?;
     *build = Some(record.id);
-    build_and_release(shared, push, request, out, record.id, &commit).await
+    let version = build_and_release(shared, push, request, out, record.id, &commit).await?;
+    Ok(version.map(|version| Pushed {
+        version,
+        branch: update.name.clone(),
+        commit,
+    }))
 }
 
 /// The ref update that deploys (main, else master), after checking the others.
@@ -140,7 +158,8 @@ fn deployed_update<'a>(
     Ok(deploy)
 }
 
-/// Export, build, record, release, deploy. Any `Err` leaves no release.
+/// Export, build, record, release, deploy. Any `Err` leaves no release. `Some` is the
+/// deployed release, waiting for the ref to move.
 async fn build_and_release(
     shared: &Shared,
     push: &PushContext,
@@ -148,7 +167,7 @@ async fn build_and_release(
     out: &Output,
     build: uuid::Uuid,
     commit: &str,
-) -> Result<(), String> {
+) -> Result<Option<domain::ReleaseVersion>, String> {
     let app = &push.app;
     let work = tempfile::Builder::new()
         .prefix("build-")
@@ -207,13 +226,13 @@ async fn build_and_release(
             "-----> {} released; not deployed: this platform has no runtime, so it stays pending",
             release.version
         ));
-        return Ok(());
+        return Ok(None);
     }
     out.line(&format!("-----> {} released, deploying", release.version));
     let (progress, mut lines) = releaser::LineSender::channel(releaser::READER_LAG);
     let deploying = shared
         .deployer
-        .deploy_and_wait(&app.name, release.version, progress);
+        .deploy_push(&app.name, release.version, progress);
     tokio::pin!(deploying);
     let outcome = loop {
         tokio::select! {
@@ -227,7 +246,7 @@ async fn build_and_release(
     match outcome {
         Ok(()) => {
             out.line(&format!("-----> {} deployed to {url}", release.version));
-            Ok(())
+            Ok(Some(release.version))
         }
         Err(err) => Err(format!(
             "{} failed: {err}; the previous release keeps serving. `slip logs` shows the app's output",

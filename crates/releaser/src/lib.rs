@@ -16,13 +16,15 @@ use async_trait::async_trait;
 use domain::{AppName, ReleaseVersion};
 use time::OffsetDateTime;
 
+mod leftovers;
 pub mod local;
 mod logs;
 mod manager;
 mod output;
 
+pub use leftovers::Leftovers;
 pub use logs::{LogFilter, LogLine, Logs};
-pub use manager::ReleaseManager;
+pub use manager::{CUT_OFF, ReleaseManager};
 pub use output::{LineSender, Pace};
 
 /// Why an action on an app's processes did not happen.
@@ -67,6 +69,21 @@ pub trait Deployer: Send + Sync + 'static {
         progress: Progress,
     ) -> Result<(), DeployError>;
 
+    /// Deploys the release a push made, before the push's ref moves. On success the release
+    /// serves but stays `deploying` until [`Deployer::push_settled`] says whether the ref
+    /// moved: a release is never recorded as succeeded with a commit the repository lacks.
+    async fn deploy_push(
+        &self,
+        app: &AppName,
+        version: ReleaseVersion,
+        progress: Progress,
+    ) -> Result<(), DeployError>;
+
+    /// The push that made `version` ended. With its ref moved, the release has succeeded;
+    /// without (the push was cut off after its deploy), it has failed, and the release that
+    /// served before it serves again.
+    async fn push_settled(&self, app: &AppName, version: ReleaseVersion, ref_moved: bool);
+
     /// Brings the app's running processes in line with its formation in the store.
     async fn scale(&self, app: &AppName) -> Result<(), DeployError>;
 
@@ -90,8 +107,11 @@ pub trait Deployer: Send + Sync + 'static {
     /// added or removed.
     async fn hosts_changed(&self, app: &AppName);
 
-    /// The app was destroyed: stop everything it runs.
+    /// The app was destroyed: stop everything it runs, and remove what it kept on disk.
     fn destroyed(&self, app: &AppName);
+
+    /// The app was created: whatever an older app of its name left is removed first.
+    fn created(&self, app: &AppName);
 }
 
 /// A [`Deployer`] that deploys nothing: the platform has no runtime.
@@ -117,6 +137,17 @@ impl Deployer for NoDeployer {
         Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
     }
 
+    async fn deploy_push(
+        &self,
+        _app: &AppName,
+        _version: ReleaseVersion,
+        _progress: Progress,
+    ) -> Result<(), DeployError> {
+        Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
+    }
+
+    async fn push_settled(&self, _app: &AppName, _version: ReleaseVersion, _ref_moved: bool) {}
+
     async fn scale(&self, _app: &AppName) -> Result<(), DeployError> {
         Ok(())
     }
@@ -141,6 +172,8 @@ impl Deployer for NoDeployer {
     async fn hosts_changed(&self, _app: &AppName) {}
 
     fn destroyed(&self, _app: &AppName) {}
+
+    fn created(&self, _app: &AppName) {}
 }
 
 /// Everything a runtime needs to run a release.
