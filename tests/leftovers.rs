@@ -192,5 +192,19 @@ both_backends! {
         let v4 = release(&ada, 4);
         assert_eq!(v4["status"], "succeeded", "{v4}");
         assert_eq!(slipway_e2e::http_get(&platform.router, "demo.localhost", "/").unwrap().1, "three\n");
+
+        // Without a crash: the deploy went through but git could not move the ref (here, a
+        // lock on it), so the release fails and the one before it serves again.
+        let lock = platform.data_dir.join("repos/demo.git/refs/heads/main.lock");
+        std::fs::write(&lock, "").unwrap();
+        std::fs::write(ada.cwd.join("Procfile"), "web: CODE=four python3 app.py\n").unwrap();
+        commit(&ada, "four");
+        let refused = ada.git(&["push", "-q", "slipway", "main"]);
+        assert!(!refused.ok, "{}", refused.stderr);
+        let v5 = release(&ada, 5);
+        assert_eq!(v5["status"], "failed", "{v5}");
+        assert!(v5["reason"].as_str().unwrap().contains("cut off before its ref moved"), "{v5}");
+        assert_eq!(slipway_e2e::http_get(&platform.router, "demo.localhost", "/").unwrap().1, "three\n");
+        std::fs::remove_file(&lock).unwrap();
     }
 }
