@@ -240,7 +240,7 @@ async fn build_and_release(
             outcome = &mut deploying => break outcome,
         }
     };
-    while let Ok(line) = lines.try_recv() {
+    while let Some(line) = lines.try_recv() {
         out.line(&line);
     }
     match outcome {

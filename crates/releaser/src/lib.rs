@@ -25,7 +25,7 @@ mod output;
 pub use leftovers::Leftovers;
 pub use logs::{LogFilter, LogLine, Logs};
 pub use manager::{CUT_OFF, ReleaseManager};
-pub use output::{LineSender, Pace};
+pub use output::{LineReceiver, LineSender, Pace};
 
 /// Why an action on an app's processes did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

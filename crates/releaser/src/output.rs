@@ -6,7 +6,8 @@
 //! Nothing on the way from a process's pipe to a log, a pusher or a `slip run` caller holds
 //! more than a fixed number of lines of a fixed length.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -169,25 +170,55 @@ pub(crate) async fn read_lines(
     splitter.finish(&mut |line| sink(&line));
 }
 
-/// Lines to a reader who may fall behind (a pusher, a `slip run` caller): a bounded channel;
-/// when it is full, lines are dropped and counted, and the reader's next line says how many
-/// it missed.
+/// Bytes of lines a [`LineSender`] holds for its reader, at most.
+pub(crate) const QUEUED_BYTES: usize = 1024 * 1024;
+
+/// Lines to a reader who may fall behind (a pusher, a `slip run` caller): a channel bounded in
+/// lines and in bytes ([`QUEUED_BYTES`]); when it is full, lines are dropped and counted, and
+/// the reader's next line says how many it missed.
 #[derive(Debug)]
 pub struct LineSender {
     tx: mpsc::Sender<String>,
     dropped: Mutex<u64>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The reading end of a [`LineSender`].
+#[derive(Debug)]
+pub struct LineReceiver {
+    rx: mpsc::Receiver<String>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl LineReceiver {
+    /// The next line; `None` once the sender is gone and every line is read.
+    pub async fn recv(&mut self) -> Option<String> {
+        let line = self.rx.recv().await?;
+        self.queued.fetch_sub(line.len(), Ordering::Relaxed);
+        Some(line)
+    }
+
+    /// The next line if one is waiting.
+    pub fn try_recv(&mut self) -> Option<String> {
+        let line = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(line.len(), Ordering::Relaxed);
+        Some(line)
+    }
 }
 
 impl LineSender {
-    /// A sender and its receiver, holding at most `capacity` lines between them.
-    pub fn channel(capacity: usize) -> (LineSender, mpsc::Receiver<String>) {
+    /// A sender and its receiver, holding at most `capacity` lines (and [`QUEUED_BYTES`])
+    /// between them.
+    pub fn channel(capacity: usize) -> (LineSender, LineReceiver) {
         let (tx, rx) = mpsc::channel(capacity);
+        let queued = Arc::new(AtomicUsize::new(0));
         (
             LineSender {
                 tx,
                 dropped: Mutex::new(0),
+                queued: Arc::clone(&queued),
             },
-            rx,
+            LineReceiver { rx, queued },
         )
     }
 
@@ -199,14 +230,31 @@ impl LineSender {
                 "(slipway: {} lines dropped: the reader fell behind)",
                 *dropped
             );
-            if self.tx.try_send(note).is_err() {
+            if !self.try_send(note) {
                 *dropped += 1;
                 return;
             }
             *dropped = 0;
         }
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(line.to_owned()) {
+        if !self.try_send(line.to_owned()) {
             *dropped += 1;
+        }
+    }
+
+    /// Queues `line` if it fits, in count and in bytes. Sends are serialised by `dropped`'s
+    /// lock, so the byte count cannot be overshot.
+    fn try_send(&self, line: String) -> bool {
+        let len = line.len();
+        if self.queued.load(Ordering::Relaxed) + len > QUEUED_BYTES {
+            return false;
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        match self.tx.try_send(line) {
+            Ok(()) => true,
+            Err(_) => {
+                self.queued.fetch_sub(len, Ordering::Relaxed);
+                false
+            }
         }
     }
 }
@@ -321,5 +369,23 @@ mod tests {
             "(slipway: 8 lines dropped: the reader fell behind)"
         );
         assert_eq!(rx.recv().await.unwrap(), "line 10");
+        assert_eq!(rx.try_recv(), None);
+
+        // Long lines fill it by bytes before they fill it by count.
+        let (sender, mut rx) = LineSender::channel(1_000);
+        let long = "x".repeat(MAX_LINE);
+        for _ in 0..QUEUED_BYTES / MAX_LINE + 10 {
+            sender.send(&long);
+        }
+        let mut held = 0;
+        while let Some(line) = rx.try_recv() {
+            held += line.len();
+        }
+        assert_eq!(held, QUEUED_BYTES);
+        sender.send("short");
+        assert_eq!(
+            rx.recv().await.unwrap(),
+            "(slipway: 10 lines dropped: the reader fell behind)"
+        );
     }
 }

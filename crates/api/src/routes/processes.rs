@@ -171,7 +171,7 @@ pub(super) async fn run(
                 outcome = &mut running => break outcome,
             }
         };
-        while let Ok(line) = lines_rx.try_recv() {
+        while let Some(line) = lines_rx.try_recv() {
             let _ = tx.send(Ok(event(RunEvent::Output(line)))).await;
         }
         let last = match outcome {
