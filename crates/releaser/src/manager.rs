@@ -657,5 +657,13 @@ impl Deployer for ReleaseManager {
         if let Err(err) = self.inner.leftovers.trash(name.as_str()) {
             tracing::error!(app = %name, error = %err, "cannot clear what an older app of this name left");
         }
+        // The log too, once an older app's processes, stopping under the app's lock, are
+        // gone: their last lines are not the new app's.
+        let manager = self.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            let _turn = manager.lock(&name).await;
+            manager.inner.logs.remove(name.as_str()).await;
+        });
     }
 }
