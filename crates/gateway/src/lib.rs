@@ -80,6 +80,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("cannot recover the pushes a restart cut off: {0}")]
+    Store(store::Error),
 }
 
 /// What every connection and hook call shares.
@@ -101,6 +103,12 @@ pub(crate) struct PushContext {
     pub(crate) user: store::User,
     pub(crate) repo: PathBuf,
     pub(crate) cancel: CancellationToken,
+    /// Fires once git has exited: the push's refs have moved, or never will.
+    pub(crate) git_done: CancellationToken,
+    /// Held by the hook while a deployed release waits to learn whether its ref moved; the
+    /// session waits for it before it tells the pusher the push is over, so the release's
+    /// status is final by then.
+    pub(crate) settling: tokio::sync::Mutex<()>,
 }
 
 /// A bound gateway, ready to run.
@@ -137,6 +145,7 @@ impl Gateway {
             tokio::fs::create_dir_all(&dir).await?;
         }
         clean_tmp(&config.data_dir.join("tmp")).await;
+        recover(&store, &config.repos()).await?;
         write_hook(&config.hooks(), &config.hook_program).await?;
         let key = host_key::load_or_create(&config.data_dir.join("ssh_host_ed25519_key"))?;
         let ssh = russh::server::Config {
@@ -401,6 +410,115 @@ async fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).await
 }
 
+/// What a crash or a stop cut off in the middle of a push, put right before anything is
+/// served: builds left `running` are failed; a push's release whose commit no ref of the
+/// repository reaches (the push was cut off before its ref moved, and git threw its objects
+/// away) is failed, so it is never deployed; git's quarantine directories of cut-off pushes
+/// are removed.
+async fn recover(store: &store::Store, repos: &Path) -> Result<(), Error> {
+    let failed = store
+        .fail_running_builds("cut off by a restart of slipwayd: push again")
+        .await
+        .map_err(Error::Store)?;
+    if failed > 0 {
+        tracing::warn!(builds = failed, "builds cut off by a restart marked failed");
+    }
+    for app in store.all_apps().await.map_err(Error::Store)? {
+        let repo = repos.join(format!("{}.git", app.name));
+        remove_quarantines(&repo).await;
+        let releases = store.releases(&app, 20).await.map_err(Error::Store)?;
+        for release in releases.iter().filter(|r| {
+            matches!(
+                r.status,
+                domain::ReleaseStatus::Pending | domain::ReleaseStatus::Deploying
+            )
+        }) {
+            let Some(build) = release.build else { continue };
+            let commit = match store.build(&app, build).await {
+                Ok(store::Build {
+                    commit: Some(commit),
+                    ..
+                }) => commit,
+                Ok(_) => continue,
+                Err(err) => return Err(Error::Store(err)),
+            };
+            if reachable(&repo, &commit).await {
+                continue;
+            }
+            tracing::warn!(app = %app.name, version = %release.version, %commit, "a push cut off before its ref moved");
+            store
+                .set_release_status(
+                    &app,
+                    release.version,
+                    domain::ReleaseStatus::Failed,
+                    Some(releaser::CUT_OFF),
+                )
+                .await
+                .map_err(Error::Store)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a ref of `repo` reaches `commit`. A commit git does not have is not reached.
+pub(crate) async fn reachable(repo: &Path, commit: &str) -> bool {
+    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let found = tokio::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args([
+            "for-each-ref",
+            "--count=1",
+            "--format=x",
+            "--contains",
+            commit,
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await;
+    matches!(found, Ok(out) if out.status.success() && !out.stdout.is_empty())
+}
+
+/// Whether `branch` of `repo` points at `commit`: a push's ref moved.
+pub(crate) async fn points_at(repo: &Path, branch: &str, commit: &str) -> bool {
+    let found = tokio::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["rev-parse", "--verify", "--quiet"])
+        .arg(format!("{branch}^{{commit}}"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await;
+    matches!(found, Ok(out) if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == commit)
+}
+
+/// Removes the quarantine directories git leaves in `objects/` when a push is cut off
+/// (`tmp_objdir-incoming-*`). Only at start, when no push is running.
+async fn remove_quarantines(repo: &Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(repo.join("objects")).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("tmp_objdir-incoming-")
+        {
+            let _ = tokio::fs::remove_dir_all(entry.path()).await;
+        }
+    }
+}
+
 /// Removes build directories left by a crash.
 async fn clean_tmp(dir: &Path) {
     let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
@@ -452,7 +570,7 @@ async fn serve_hook(shared: &Shared, stream: UnixStream) -> std::io::Result<()> 
         write.write_all(&refusal).await?;
         return write.write_all(&hook::frame(hook::FRAME_EXIT, &[1])).await;
     };
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let (sender, mut receiver) = releaser::LineSender::channel(pipeline::PUSHER_LAG);
     let out = pipeline::Output::new(sender);
     let run = async {
         let result = pipeline::pre_receive(shared, &push, &request, &out).await;
@@ -460,17 +578,36 @@ async fn serve_hook(shared: &Shared, stream: UnixStream) -> std::io::Result<()> 
         result
     };
     let forward = async {
-        while let Some(bytes) = receiver.recv().await {
+        while let Some(mut line) = receiver.recv().await {
+            line.push('\n');
             write
-                .write_all(&hook::frame(hook::FRAME_OUTPUT, &bytes))
+                .write_all(&hook::frame(hook::FRAME_OUTPUT, line.as_bytes()))
                 .await?;
         }
         Ok::<_, std::io::Error>(())
     };
     let (result, forwarded) = tokio::join!(run, forward);
     let status = u8::from(result.is_err());
-    forwarded?;
-    write
-        .write_all(&hook::frame(hook::FRAME_EXIT, &[status]))
-        .await
+    // Taken before git can go on (it waits for the exit frame), so the session cannot miss it.
+    let settling = push.settling.lock().await;
+    let sent = match forwarded {
+        Ok(()) => {
+            write
+                .write_all(&hook::frame(hook::FRAME_EXIT, &[status]))
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    drop(write);
+    // A deployed release waits for git: it has succeeded only if the push's ref moved.
+    if let Ok(Some(pushed)) = result {
+        push.git_done.cancelled().await;
+        let moved = points_at(&push.repo, &pushed.branch, &pushed.commit).await;
+        shared
+            .deployer
+            .push_settled(&push.app.name, pushed.version, moved)
+            .await;
+    }
+    drop(settling);
+    sent
 }

@@ -1,6 +1,10 @@
 //! The push pipeline, run from the pre-receive hook: export the pushed commit, build it,
 //! record the build, make the release, hand it to the release manager, and tell the pusher
 //! how it went. An `Err` rejects the push; nothing is released then.
+//!
+//! The deploy runs before git moves the ref (a failed deploy rejects the push), so a
+//! deployed release stays `deploying` until the push has ended and the gateway has seen
+//! whether the ref moved ([`Pushed`], settled in `serve_hook`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,7 +13,6 @@ use std::sync::{Arc, Mutex};
 
 use store::{BuildSource, BuildStatus};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
 use crate::hook::{HookRequest, RefUpdate};
 use crate::{PushContext, Shared};
@@ -17,26 +20,28 @@ use crate::{PushContext, Shared};
 /// Branches that deploy; others are accepted and stored, but not built.
 const DEPLOY_BRANCHES: &[&str] = &["refs/heads/main", "refs/heads/master"];
 
-/// Sends lines to the pusher, and keeps a copy for the build's log.
+/// Sends lines to the pusher, and keeps a copy for the build's log. The pusher's queue is
+/// bounded: a pusher who reads slower than the build and deploy print misses lines, with a
+/// count, rather than the gateway holding them.
 #[derive(Clone)]
 pub(crate) struct Output {
-    sender: mpsc::UnboundedSender<Vec<u8>>,
+    sender: Arc<releaser::LineSender>,
     kept: Arc<Mutex<String>>,
 }
 
+/// Lines waiting for the pusher, at most.
+pub(crate) const PUSHER_LAG: usize = 4_096;
+
 impl Output {
-    pub(crate) fn new(sender: mpsc::UnboundedSender<Vec<u8>>) -> Output {
+    pub(crate) fn new(sender: releaser::LineSender) -> Output {
         Output {
-            sender,
+            sender: Arc::new(sender),
             kept: Arc::default(),
         }
     }
 
     pub(crate) fn line(&self, text: &str) {
-        let mut bytes = Vec::with_capacity(text.len() + 1);
-        bytes.extend_from_slice(text.as_bytes());
-        bytes.push(b'\n');
-        let _ = self.sender.send(bytes);
+        self.sender.send(text);
         let mut kept = self.kept.lock().expect("never poisoned");
         // The builder bounds a build's output; this bound only guards the lines around it.
         if kept.len() < MAX_KEPT_LOG {
@@ -53,6 +58,15 @@ impl Output {
 /// The most of a push's output kept as its build log.
 const MAX_KEPT_LOG: usize = builder::BuilderConfig::DEFAULT_MAX_OUTPUT + 64 * 1024;
 
+/// A release deployed before its push's ref moved: once git is done, it has succeeded if
+/// `branch` points at `commit`, and failed if not.
+#[derive(Debug)]
+pub(crate) struct Pushed {
+    pub(crate) version: domain::ReleaseVersion,
+    pub(crate) branch: String,
+    pub(crate) commit: String,
+}
+
 /// Runs the pipeline for one hook invocation. `Err(message)` rejects the push; the
 /// message has been shown to the pusher.
 pub(crate) async fn pre_receive(
@@ -60,7 +74,7 @@ pub(crate) async fn pre_receive(
     push: &PushContext,
     request: &HookRequest,
     out: &Output,
-) -> Result<(), String> {
+) -> Result<Option<Pushed>, String> {
     let mut build = None;
     let result = run(shared, push, request, out, &mut build).await;
     if let Err(message) = &result {
@@ -87,9 +101,9 @@ async fn run(
     request: &HookRequest,
     out: &Output,
     build: &mut Option<uuid::Uuid>,
-) -> Result<(), String> {
+) -> Result<Option<Pushed>, String> {
     let Some(update) = deployed_update(push, request, out)? else {
-        return Ok(());
+        return Ok(None);
     };
     let commit = update.new.clone();
     let short = &commit[..commit.len().min(7)];
@@ -103,7 +117,12 @@ async fn run(
         .await
         .map_err(|e| internal(out, "cannot record the build", e))?;
     *build = Some(record.id);
-    build_and_release(shared, push, request, out, record.id, &commit).await
+    let version = build_and_release(shared, push, request, out, record.id, &commit).await?;
+    Ok(version.map(|version| Pushed {
+        version,
+        branch: update.name.clone(),
+        commit,
+    }))
 }
 
 /// The ref update that deploys (main, else master), after checking the others.
@@ -139,7 +158,8 @@ fn deployed_update<'a>(
     Ok(deploy)
 }
 
-/// Export, build, record, release, deploy. Any `Err` leaves no release.
+/// Export, build, record, release, deploy. Any `Err` leaves no release. `Some` is the
+/// deployed release, waiting for the ref to move.
 async fn build_and_release(
     shared: &Shared,
     push: &PushContext,
@@ -147,7 +167,7 @@ async fn build_and_release(
     out: &Output,
     build: uuid::Uuid,
     commit: &str,
-) -> Result<(), String> {
+) -> Result<Option<domain::ReleaseVersion>, String> {
     let app = &push.app;
     let work = tempfile::Builder::new()
         .prefix("build-")
@@ -206,13 +226,13 @@ async fn build_and_release(
             "-----> {} released; not deployed: this platform has no runtime, so it stays pending",
             release.version
         ));
-        return Ok(());
+        return Ok(None);
     }
     out.line(&format!("-----> {} released, deploying", release.version));
-    let (progress, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let (progress, mut lines) = releaser::LineSender::channel(releaser::READER_LAG);
     let deploying = shared
         .deployer
-        .deploy_and_wait(&app.name, release.version, progress);
+        .deploy_push(&app.name, release.version, progress);
     tokio::pin!(deploying);
     let outcome = loop {
         tokio::select! {
@@ -220,13 +240,13 @@ async fn build_and_release(
             outcome = &mut deploying => break outcome,
         }
     };
-    while let Ok(line) = lines.try_recv() {
+    while let Some(line) = lines.try_recv() {
         out.line(&line);
     }
     match outcome {
         Ok(()) => {
             out.line(&format!("-----> {} deployed to {url}", release.version));
-            Ok(())
+            Ok(Some(release.version))
         }
         Err(err) => Err(format!(
             "{} failed: {err}; the previous release keeps serving. `slip logs` shows the app's output",

@@ -363,6 +363,8 @@ impl GitJob {
                     user: self.user.clone(),
                     repo: repo.clone(),
                     cancel: self.closed.child_token(),
+                    git_done: CancellationToken::new(),
+                    settling: tokio::sync::Mutex::new(()),
                 };
                 self.shared
                     .pushes
@@ -391,11 +393,18 @@ impl GitJob {
         }
         let result = self.spawn_git(&repo, &env, &config, read, write).await;
         if let Some(id) = push_id {
-            self.shared
+            let push = self
+                .shared
                 .pushes
                 .lock()
                 .expect("never poisoned")
                 .remove(&id);
+            // git has exited (or was killed): whatever ref it was going to move, it has.
+            if let Some(push) = push {
+                push.git_done.cancel();
+                // The pusher hears the push is over once its release's status is final.
+                let _settled = push.settling.lock().await;
+            }
         }
         result
     }

@@ -16,12 +16,16 @@ use async_trait::async_trait;
 use domain::{AppName, ReleaseVersion};
 use time::OffsetDateTime;
 
+mod leftovers;
 pub mod local;
 mod logs;
 mod manager;
+mod output;
 
+pub use leftovers::Leftovers;
 pub use logs::{LogFilter, LogLine, Logs};
-pub use manager::ReleaseManager;
+pub use manager::{CUT_OFF, ReleaseManager};
+pub use output::{LineReceiver, LineSender, Pace};
 
 /// Why an action on an app's processes did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +45,11 @@ pub enum DeployError {
 pub type Lines<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
 /// Where progress lines go while a deploy runs (the gateway sends them to the pusher).
-pub type Progress = tokio::sync::mpsc::UnboundedSender<String>;
+pub type Progress = LineSender;
+
+/// Lines held for a pusher or a `slip run` caller, at most; a reader further behind misses
+/// lines and is told how many.
+pub const READER_LAG: usize = 1_024;
 
 /// What the API and the gateway ask of the release manager.
 #[async_trait]
@@ -61,6 +69,21 @@ pub trait Deployer: Send + Sync + 'static {
         progress: Progress,
     ) -> Result<(), DeployError>;
 
+    /// Deploys the release a push made, before the push's ref moves. On success the release
+    /// serves but stays `deploying` until [`Deployer::push_settled`] says whether the ref
+    /// moved: a release is never recorded as succeeded with a commit the repository lacks.
+    async fn deploy_push(
+        &self,
+        app: &AppName,
+        version: ReleaseVersion,
+        progress: Progress,
+    ) -> Result<(), DeployError>;
+
+    /// The push that made `version` ended. With its ref moved, the release has succeeded;
+    /// without (the push was cut off after its deploy), it has failed, and the release that
+    /// served before it serves again.
+    async fn push_settled(&self, app: &AppName, version: ReleaseVersion, ref_moved: bool);
+
     /// Brings the app's running processes in line with its formation in the store.
     async fn scale(&self, app: &AppName) -> Result<(), DeployError>;
 
@@ -77,15 +100,18 @@ pub trait Deployer: Send + Sync + 'static {
         &self,
         app: &AppName,
         command: &str,
-        output: tokio::sync::mpsc::UnboundedSender<String>,
+        output: LineSender,
     ) -> Result<i32, DeployError>;
 
     /// The host names the app answers to changed: it was created, or a custom domain was
     /// added or removed.
     async fn hosts_changed(&self, app: &AppName);
 
-    /// The app was destroyed: stop everything it runs.
+    /// The app was destroyed: stop everything it runs, and remove what it kept on disk.
     fn destroyed(&self, app: &AppName);
+
+    /// The app was created: whatever an older app of its name left is removed first.
+    fn created(&self, app: &AppName);
 }
 
 /// A [`Deployer`] that deploys nothing: the platform has no runtime.
@@ -111,6 +137,17 @@ impl Deployer for NoDeployer {
         Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
     }
 
+    async fn deploy_push(
+        &self,
+        _app: &AppName,
+        _version: ReleaseVersion,
+        _progress: Progress,
+    ) -> Result<(), DeployError> {
+        Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
+    }
+
+    async fn push_settled(&self, _app: &AppName, _version: ReleaseVersion, _ref_moved: bool) {}
+
     async fn scale(&self, _app: &AppName) -> Result<(), DeployError> {
         Ok(())
     }
@@ -127,7 +164,7 @@ impl Deployer for NoDeployer {
         &self,
         _app: &AppName,
         _command: &str,
-        _output: tokio::sync::mpsc::UnboundedSender<String>,
+        _output: LineSender,
     ) -> Result<i32, DeployError> {
         Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
     }
@@ -135,6 +172,8 @@ impl Deployer for NoDeployer {
     async fn hosts_changed(&self, _app: &AppName) {}
 
     fn destroyed(&self, _app: &AppName) {}
+
+    fn created(&self, _app: &AppName) {}
 }
 
 /// Everything a runtime needs to run a release.

@@ -4,6 +4,12 @@
 //! Opened on a directory ([`Logs::open`]), the logs are also kept on disk, one file per app
 //! (`<app>.log`, a line each: time, tab, source, tab, text), appended by a background task
 //! and compacted to the last lines now and then, so a restart of the platform finds them.
+//!
+//! Everything here is bounded: an app keeps at most [`Logs::KEPT`] lines and
+//! [`Logs::KEPT_BYTES`] bytes, a line at most [`Logs::MAX_LINE`] bytes; the disk writer's
+//! queue holds at most [`DISK_QUEUE`] lines, and lines that find it full are counted and the
+//! count written in their place; a follower that falls behind misses lines (it is told how
+//! many) rather than holding them.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -13,6 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::output::{CUT, MAX_LINE, Pace};
 
 /// One line of an app's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,15 +69,34 @@ impl LogFilter {
 struct AppLog {
     /// Shared with followers and the disk writer: a line is allocated once.
     lines: VecDeque<Arc<LogLine>>,
+    /// The bytes of text in `lines`.
+    bytes: usize,
     followers: broadcast::Sender<Arc<LogLine>>,
+    /// Lines that found the disk writer's queue full since it last took one.
+    unwritten: u64,
 }
 
 impl AppLog {
     fn new() -> AppLog {
         AppLog {
             lines: VecDeque::with_capacity(64),
-            followers: broadcast::channel(1_024).0,
+            bytes: 0,
+            followers: broadcast::channel(FOLLOWER_LAG).0,
+            unwritten: 0,
         }
+    }
+
+    /// Keeps `line`, forgetting the oldest lines past [`Logs::KEPT`] or [`Logs::KEPT_BYTES`].
+    fn keep(&mut self, line: Arc<LogLine>) {
+        while self.lines.len() >= Logs::KEPT
+            || (!self.lines.is_empty() && self.bytes + line.text.len() > Logs::KEPT_BYTES)
+        {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes -= old.text.len();
+            }
+        }
+        self.bytes += line.text.len();
+        self.lines.push_back(line);
     }
 
     /// The last `n` lines that pass `filter`, oldest first.
@@ -93,7 +120,9 @@ impl AppLog {
 pub struct Logs {
     apps: Arc<Mutex<HashMap<String, AppLog>>>,
     /// The disk writer's queue, when the logs are kept on disk.
-    disk: Option<mpsc::UnboundedSender<DiskWrite>>,
+    disk: Option<mpsc::Sender<DiskWrite>>,
+    /// Each app's output budget, shared by the readers of its processes' pipes.
+    paces: Arc<Mutex<HashMap<String, Arc<Pace>>>>,
 }
 
 /// What the disk writer is asked to do, in order.
@@ -107,14 +136,22 @@ enum DiskWrite {
 /// How long the disk writer gathers lines before it writes them.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Lines waiting for the disk writer, at most.
+pub(crate) const DISK_QUEUE: usize = 2_048;
+
+/// New lines a follower may be behind by before it misses some.
+const FOLLOWER_LAG: usize = 1_024;
+
 /// A file larger than this is cut back to its last [`Logs::KEPT`] lines.
 const MAX_FILE: u64 = 2 * 1024 * 1024;
 
 impl Logs {
     /// Lines kept per app.
     pub const KEPT: usize = 1_500;
-    /// Longest line kept; the rest of a longer one is cut off.
-    pub const MAX_LINE: usize = 8 * 1024;
+    /// Bytes of text kept per app, at most: fewer lines are kept when they are long.
+    pub const KEPT_BYTES: usize = 1024 * 1024;
+    /// Longest line kept; the rest of a longer one is cut off, and marked so.
+    pub const MAX_LINE: usize = MAX_LINE;
 
     /// Logs kept in `dir` too: each app's last lines are read back from there now, and every
     /// new line is appended there in the background. Needs a Tokio runtime.
@@ -131,14 +168,17 @@ impl Logs {
                 continue;
             };
             let mut log = AppLog::new();
-            log.lines = read_last(&path)?.into_iter().map(Arc::new).collect();
+            for line in read_last(&path)? {
+                log.keep(Arc::new(line));
+            }
             apps.insert(app.to_owned(), log);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(DISK_QUEUE);
         tokio::spawn(write_to_disk(dir, rx));
         Ok(Logs {
             apps: Arc::new(Mutex::new(apps)),
             disk: Some(tx),
+            paces: Arc::default(),
         })
     }
 
@@ -146,7 +186,7 @@ impl Logs {
     pub async fn flush(&self) {
         if let Some(disk) = &self.disk {
             let (done, wait) = oneshot::channel();
-            if disk.send(DiskWrite::Flush(done)).is_ok() {
+            if disk.send(DiskWrite::Flush(done)).await.is_ok() {
                 let _ = wait.await;
             }
         }
@@ -159,32 +199,38 @@ impl Logs {
             .trim_end_matches(['\r', '\n'])
             .replace(['\n', '\r'], " ");
         if text.len() > Self::MAX_LINE {
-            let mut cut = Self::MAX_LINE;
+            let mut cut = Self::MAX_LINE - CUT.len();
             while !text.is_char_boundary(cut) {
                 cut -= 1;
             }
             text.truncate(cut);
+            text.push_str(CUT);
         }
-        let now = OffsetDateTime::now_utc();
         let line = Arc::new(LogLine {
-            // To the microsecond, as shown and as kept on disk.
-            at: now
-                .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-                .unwrap_or(now),
+            at: now(),
             source: source.to_owned(),
             text,
         });
         let mut apps = self.apps.lock().expect("never poisoned");
         let log = apps.entry(app.to_owned()).or_insert_with(AppLog::new);
-        if log.lines.len() == Self::KEPT {
-            log.lines.pop_front();
-        }
-        log.lines.push_back(Arc::clone(&line));
+        log.keep(Arc::clone(&line));
         if let Some(disk) = &self.disk {
-            let _ = disk.send(DiskWrite::Line(app.to_owned(), Arc::clone(&line)));
+            to_disk(disk, app, log, &line);
         }
         // No followers is fine: nobody is watching.
         let _ = log.followers.send(line);
+    }
+
+    /// The output budget of `app`'s processes, shared by all of them.
+    pub(crate) fn pace(&self, app: &str) -> Arc<Pace> {
+        let mut paces = self.paces.lock().expect("never poisoned");
+        Arc::clone(paces.entry(app.to_owned()).or_default())
+    }
+
+    /// The apps that have a log.
+    pub fn apps(&self) -> Vec<String> {
+        let apps = self.apps.lock().expect("never poisoned");
+        apps.keys().cloned().collect()
     }
 
     /// The last `n` lines of `app`'s log that pass `filter`, oldest first.
@@ -207,24 +253,61 @@ impl Logs {
         (log.last(n, filter), log.followers.subscribe())
     }
 
-    /// Forgets `app`'s log: the app is gone.
-    pub fn remove(&self, app: &str) {
+    /// Forgets `app`'s log, in memory and on disk: the app is gone. Lines queued for the
+    /// disk before it are written first, then the file goes.
+    pub async fn remove(&self, app: &str) {
         self.apps.lock().expect("never poisoned").remove(app);
+        self.paces.lock().expect("never poisoned").remove(app);
         if let Some(disk) = &self.disk {
-            let _ = disk.send(DiskWrite::Remove(app.to_owned()));
+            let _ = disk.send(DiskWrite::Remove(app.to_owned())).await;
         }
     }
 }
 
+/// Now, to the microsecond, as shown and as kept on disk.
+fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}
+
+/// Queues `line` for the disk without waiting: when the queue is full the line is counted,
+/// and the count goes to the disk, before the next line that fits, in place of the lines.
+fn to_disk(disk: &mpsc::Sender<DiskWrite>, app: &str, log: &mut AppLog, line: &Arc<LogLine>) {
+    if log.unwritten > 0 {
+        let note = Arc::new(LogLine {
+            at: now(),
+            source: "slipway".to_owned(),
+            text: format!(
+                "{} lines not kept on disk: they came faster than the disk took them",
+                log.unwritten
+            ),
+        });
+        if disk
+            .try_send(DiskWrite::Line(app.to_owned(), note))
+            .is_err()
+        {
+            log.unwritten += 1;
+            return;
+        }
+        log.unwritten = 0;
+    }
+    if let Err(mpsc::error::TrySendError::Full(_)) =
+        disk.try_send(DiskWrite::Line(app.to_owned(), Arc::clone(line)))
+    {
+        log.unwritten += 1;
+    }
+}
+
 /// The disk writer: appends lines in batches, one file per app, and compacts big files.
-async fn write_to_disk(dir: PathBuf, mut queue: mpsc::UnboundedReceiver<DiskWrite>) {
+async fn write_to_disk(dir: PathBuf, mut queue: mpsc::Receiver<DiskWrite>) {
     let mut sizes: HashMap<String, u64> = HashMap::new();
     while let Some(first) = queue.recv().await {
         // Lines come in bursts (the router writes one per request): gather a burst into one
         // write per app rather than a write per line.
         tokio::time::sleep(GATHER).await;
         let mut batch = vec![first];
-        while batch.len() < 100_000 {
+        while batch.len() < DISK_QUEUE {
             match queue.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
@@ -413,6 +496,7 @@ mod tests {
         );
         let line = &logs.tail("demo", 1, &LogFilter::default())[0];
         assert!(line.text.len() <= Logs::MAX_LINE);
+        assert!(line.text.ends_with(CUT), "{}", line.text);
         assert!(!line.text.ends_with('\n'));
         let shown = line.to_string();
         assert!(shown.contains("Z web.1: é"), "{shown}");
@@ -427,7 +511,7 @@ mod tests {
         logs.push("demo", "router", "GET / 200");
         logs.push("gone", "web.1", "bye");
         logs.push("demo", "web.1", "two\nlines");
-        logs.remove("gone");
+        logs.remove("gone").await;
         logs.flush().await;
         let before = logs.tail("demo", 10, &LogFilter::default());
         drop(logs);
@@ -443,9 +527,12 @@ mod tests {
     async fn files_are_cut_back_to_the_last_lines() {
         let dir = tempfile::tempdir().unwrap();
         let logs = Logs::open(dir.path().to_path_buf()).unwrap();
-        let long = "x".repeat(1000);
-        for i in 0..3_000 {
+        let long = "x".repeat(500);
+        for i in 0..6_000 {
             logs.push("demo", "web.1", &format!("{i} {long}"));
+            if i % 1_000 == 999 {
+                logs.flush().await;
+            }
         }
         logs.flush().await;
         let size = std::fs::metadata(dir.path().join("demo.log"))
@@ -455,7 +542,58 @@ mod tests {
         let again = Logs::open(dir.path().to_path_buf()).unwrap();
         let tail = again.tail("demo", usize::MAX, &LogFilter::default());
         assert_eq!(tail.len(), Logs::KEPT);
-        assert!(tail.last().unwrap().text.starts_with("2999 "));
+        assert!(tail.last().unwrap().text.starts_with("5999 "));
+    }
+
+    #[test]
+    fn long_lines_are_kept_within_the_byte_bound() {
+        let logs = Logs::default();
+        let long = "x".repeat(Logs::MAX_LINE - 10);
+        for i in 0..Logs::KEPT {
+            logs.push("demo", "web.1", &format!("{i} {long}"));
+        }
+        let tail = logs.tail("demo", usize::MAX, &LogFilter::default());
+        let bytes: usize = tail.iter().map(|l| l.text.len()).sum();
+        assert!(bytes <= Logs::KEPT_BYTES, "{bytes}");
+        assert!(
+            tail.len() >= Logs::KEPT_BYTES / Logs::MAX_LINE,
+            "{}",
+            tail.len()
+        );
+        assert!(
+            tail.last()
+                .unwrap()
+                .text
+                .starts_with(&format!("{} ", Logs::KEPT - 1))
+        );
+    }
+
+    #[tokio::test]
+    async fn lines_faster_than_the_disk_are_counted_not_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Logs::open(dir.path().to_path_buf()).unwrap();
+        // One burst, with no chance for the writer to run: the queue fills.
+        for i in 0..DISK_QUEUE + 500 {
+            logs.push("demo", "web.1", &format!("{i}"));
+        }
+        logs.push("demo", "web.1", "after");
+        logs.flush().await;
+        logs.push("demo", "web.1", "later");
+        logs.flush().await;
+        let text = std::fs::read_to_string(dir.path().join("demo.log")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), DISK_QUEUE + 2, "{}", lines.len());
+        assert!(
+            lines[DISK_QUEUE].ends_with(
+                "\tslipway\t501 lines not kept on disk: they came faster than the disk took them"
+            ),
+            "{}",
+            lines[DISK_QUEUE]
+        );
+        assert!(lines[DISK_QUEUE + 1].ends_with("\tlater"));
+        // Memory kept them all (up to its own bound).
+        let tail = logs.tail("demo", 2, &LogFilter::default());
+        assert_eq!(tail[0].text, "after");
     }
 
     #[tokio::test]

@@ -9,10 +9,16 @@ use async_trait::async_trait;
 use domain::{AppName, ProcessType, ReleaseStatus, ReleaseVersion};
 use store::{App, Release, Store};
 
-use crate::{DeployError, Deployer, Lines, Logs, ProcessInfo, Progress, ReleaseSpec, Runtime};
+use crate::{
+    DeployError, Deployer, Leftovers, Lines, Logs, ProcessInfo, Progress, ReleaseSpec, Runtime,
+};
 
 /// Releases looked at when finding what an app should run after a restart.
 const HISTORY: u32 = 100;
+
+/// Why a push's release failed after its deploy: the ref never moved.
+pub const CUT_OFF: &str =
+    "the push was cut off before its ref moved, so the repository lacks its commit";
 
 /// Deploys releases through a [`Runtime`]. Cheap to clone.
 #[derive(Clone)]
@@ -40,21 +46,58 @@ struct Inner {
     runs: Mutex<HashMap<AppName, u32>>,
     /// Host updates take turns.
     hosts: tokio::sync::Mutex<()>,
+    /// What an app keeps on disk under its name, removed when it is destroyed.
+    leftovers: Leftovers,
 }
 
 impl ReleaseManager {
-    pub fn new(store: Store, runtime: Arc<dyn Runtime>, logs: Logs, domain: String) -> Self {
+    pub fn new(
+        store: Store,
+        runtime: Arc<dyn Runtime>,
+        logs: Logs,
+        domain: String,
+        leftovers: Leftovers,
+    ) -> Self {
         ReleaseManager {
             inner: Arc::new(Inner {
                 store,
                 runtime,
                 logs,
                 domain,
+                leftovers,
                 locks: Mutex::default(),
                 runs: Mutex::default(),
                 hosts: tokio::sync::Mutex::default(),
             }),
         }
+    }
+
+    /// Finishes what destroys left undone: removes the directories and logs of apps no
+    /// longer in the store, and empties the trash. Run at start, before pushes and requests
+    /// are served.
+    pub async fn sweep(&self) -> Result<(), store::Error> {
+        let apps: std::collections::HashSet<String> = self
+            .inner
+            .store
+            .all_apps()
+            .await?
+            .into_iter()
+            .map(|a| a.name.to_string())
+            .collect();
+        for logged in self.inner.logs.apps() {
+            if !apps.contains(&logged) {
+                self.inner.logs.remove(&logged).await;
+            }
+        }
+        self.inner.logs.flush().await;
+        let leftovers = self.inner.leftovers.clone();
+        let swept = tokio::task::spawn_blocking(move || leftovers.sweep(&apps)).await;
+        match swept {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "cannot remove what destroyed apps left"),
+            Err(err) => tracing::error!(error = %err, "removing what destroyed apps left failed"),
+        }
+        Ok(())
     }
 
     /// Brings every app back on its current release (the newest that succeeded), then
@@ -201,16 +244,16 @@ impl ReleaseManager {
             .map_err(|e| store_error("read the app", &e))
     }
 
-    /// One deploy, start to end, under the app's lock.
+    /// One deploy, start to end, under the app's lock. A deploy that `awaits_ref` (a push's)
+    /// leaves a release that serves `deploying`, for [`Deployer::push_settled`] to finish.
     async fn deploy_locked(
         &self,
         name: &AppName,
         version: ReleaseVersion,
         progress: &Progress,
+        awaits_ref: bool,
     ) -> Result<(), DeployError> {
-        let say = |line: &str| {
-            let _ = progress.send(line.to_owned());
-        };
+        let say = |line: &str| progress.send(line);
         let _turn = self.lock(name).await;
         let app = self.app(name).await?;
         let store = &self.inner.store;
@@ -262,6 +305,7 @@ impl ReleaseManager {
 
         let outcome = self.roll_out(&app, &spec, &say).await;
         match &outcome {
+            Ok(()) if awaits_ref => {}
             Ok(()) => {
                 self.log(&app, &format!("{version} deployed"));
                 self.finish(&app, version, Ok(())).await?;
@@ -347,6 +391,77 @@ impl ReleaseManager {
             .await
             .map_err(|e| store_error("read the release's build", &e))
     }
+    /// Records how a push's deploy ended once the push has: succeeded if its ref moved;
+    /// else failed, with the release that served before it deployed again.
+    async fn settle_locked(
+        &self,
+        name: &AppName,
+        version: ReleaseVersion,
+        ref_moved: bool,
+    ) -> Result<(), DeployError> {
+        let _turn = self.lock(name).await;
+        let app = self.app(name).await?;
+        let release = self
+            .inner
+            .store
+            .release(&app, version)
+            .await
+            .map_err(|e| store_error("read the release", &e))?;
+        if release.status != ReleaseStatus::Deploying {
+            // Failed already (its deploy did), or superseded meanwhile.
+            return Ok(());
+        }
+        if ref_moved {
+            self.log(&app, &format!("{version} deployed"));
+            return self.finish(&app, version, Ok(())).await;
+        }
+        self.log(&app, &format!("{version} failed: {CUT_OFF}"));
+        self.finish(&app, version, Err(CUT_OFF)).await?;
+        if self.inner.runtime.current(name).await != Some(version) {
+            return Ok(());
+        }
+        // It serves a commit the repository does not have: back to the release before it.
+        let releases = self
+            .inner
+            .store
+            .releases(&app, HISTORY)
+            .await
+            .map_err(|e| store_error("read the releases", &e))?;
+        let previous = releases
+            .iter()
+            .find(|r| r.status == ReleaseStatus::Succeeded && r.build.is_some());
+        match previous {
+            Some(previous) => {
+                let spec = self
+                    .spec(&app, previous)
+                    .await
+                    .map_err(|e| store_error("read the release's build", &e))?;
+                let formation = self
+                    .formation(&app, &spec)
+                    .await
+                    .map_err(|e| store_error("read the formation", &e))?;
+                let quiet = |_: &str| {};
+                match self.inner.runtime.deploy(&spec, &formation, &quiet).await {
+                    Ok(()) => self.log(&app, &format!("{} serves again", previous.version)),
+                    Err(reason) => self.log(
+                        &app,
+                        &format!("{} did not start again: {reason}", previous.version),
+                    ),
+                }
+            }
+            None => {
+                // Nothing served before it: nothing serves now.
+                self.inner.runtime.stop(name).await;
+                let hosts = self
+                    .hosts(&app)
+                    .await
+                    .map_err(|e| store_error("read the app's domains", &e))?;
+                self.inner.runtime.set_hosts(name, hosts).await;
+            }
+        }
+        Ok(())
+    }
+
     async fn scale_locked(&self, name: &AppName) -> Result<(), DeployError> {
         let _turn = self.lock(name).await;
         let app = self.app(name).await?;
@@ -420,8 +535,8 @@ impl Deployer for ReleaseManager {
         let manager = self.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let (progress, _) = tokio::sync::mpsc::unbounded_channel();
-            if let Err(err) = manager.deploy_locked(&app, version, &progress).await {
+            let (progress, _) = crate::LineSender::channel(1);
+            if let Err(err) = manager.deploy_locked(&app, version, &progress, false).await {
                 tracing::warn!(%app, %version, error = %err, "deploy failed");
             }
         });
@@ -436,7 +551,28 @@ impl Deployer for ReleaseManager {
         // A pusher who goes away (a closed connection) does not cut the deploy in half.
         let manager = self.clone();
         let app = app.clone();
-        detached(async move { manager.deploy_locked(&app, version, &progress).await }).await
+        detached(async move { manager.deploy_locked(&app, version, &progress, false).await }).await
+    }
+
+    async fn deploy_push(
+        &self,
+        app: &AppName,
+        version: ReleaseVersion,
+        progress: Progress,
+    ) -> Result<(), DeployError> {
+        let manager = self.clone();
+        let app = app.clone();
+        detached(async move { manager.deploy_locked(&app, version, &progress, true).await }).await
+    }
+
+    async fn push_settled(&self, name: &AppName, version: ReleaseVersion, ref_moved: bool) {
+        let manager = self.clone();
+        let name = name.clone();
+        let settled =
+            detached(async move { manager.settle_locked(&name, version, ref_moved).await });
+        if let Err(err) = settled.await {
+            tracing::error!(%version, error = %err, "cannot record how a push ended");
+        }
     }
 
     async fn scale(&self, name: &AppName) -> Result<(), DeployError> {
@@ -460,7 +596,7 @@ impl Deployer for ReleaseManager {
         &self,
         name: &AppName,
         command: &str,
-        output: tokio::sync::mpsc::UnboundedSender<String>,
+        output: crate::LineSender,
     ) -> Result<i32, DeployError> {
         let app = self.app(name).await?;
         let spec = self.current_spec(&app).await?;
@@ -472,10 +608,8 @@ impl Deployer for ReleaseManager {
         };
         let source = format!("run.{number}");
         self.log(&app, &format!("Starting {source}: {command}"));
-        let sink = |line: &str| {
-            // A caller that went away loses the rest; the process runs to its end.
-            let _ = output.send(line.to_owned());
-        };
+        // A caller that went away, or fell behind, loses lines; the process runs to its end.
+        let sink = |line: &str| output.send(line);
         let status = self
             .inner
             .runtime
@@ -501,12 +635,35 @@ impl Deployer for ReleaseManager {
     }
 
     fn destroyed(&self, name: &AppName) {
+        // At once, before the caller is told: from now on nothing is found under the name.
+        // The store no longer has the app, so a crash from here on is finished by `sweep`.
+        if let Err(err) = self.inner.leftovers.trash(name.as_str()) {
+            tracing::error!(app = %name, error = %err, "cannot move the destroyed app's directories to the trash");
+        }
         let manager = self.clone();
         let name = name.clone();
         tokio::spawn(async move {
             let _turn = manager.lock(&name).await;
             manager.inner.runtime.stop(&name).await;
-            manager.inner.logs.remove(name.as_str());
+            manager.inner.logs.remove(name.as_str()).await;
+            let leftovers = manager.inner.leftovers.clone();
+            let _ = tokio::task::spawn_blocking(move || leftovers.empty_trash()).await;
+        });
+    }
+
+    fn created(&self, name: &AppName) {
+        // Normally nothing is there; a destroy cut short, or work of the old app that ended
+        // after it, may have left something.
+        if let Err(err) = self.inner.leftovers.trash(name.as_str()) {
+            tracing::error!(app = %name, error = %err, "cannot clear what an older app of this name left");
+        }
+        // The log too, once an older app's processes, stopping under the app's lock, are
+        // gone: their last lines are not the new app's.
+        let manager = self.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            let _turn = manager.lock(&name).await;
+            manager.inner.logs.remove(name.as_str()).await;
         });
     }
 }

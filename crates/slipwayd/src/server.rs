@@ -89,7 +89,20 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
         Arc::new(runtime),
         logs.clone(),
         config.domain.clone(),
+        // An app's repository and build cache: removed when it is destroyed.
+        releaser::Leftovers::new(
+            config.storage.data_dir.join("trash"),
+            vec![
+                (config.storage.data_dir.join("repos"), ".git".to_owned()),
+                (config.storage.data_dir.join("cache"), String::new()),
+            ],
+        ),
     );
+    // What a destroy cut short by a crash left is removed before anything is served.
+    manager
+        .sweep()
+        .await
+        .context("cannot read the apps to remove what destroyed ones left")?;
     let deployer: Arc<dyn releaser::Deployer> = Arc::new(manager.clone());
     let router_port = router_addr.port();
     let port_suffix = if router_port == 80 {

@@ -101,6 +101,23 @@ impl Store {
         self.build(app, id).await
     }
 
+    /// Marks every build still `running` failed, `why` appended to its log: at start, no
+    /// build is running, so these were cut off. Returns how many there were.
+    pub async fn fail_running_builds(&self, why: &str) -> Result<u64> {
+        let failed = on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE builds SET status = 'failed', finished_at = $1, log = COALESCE(log, '') || $2 \
+                 WHERE status = 'running'",
+            )
+            .bind(now())
+            .bind(format!("{why}\n"))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(failed)
+    }
+
     pub async fn builds(&self, app: &App, limit: u32) -> Result<Vec<Build>> {
         let sql = sqlx::AssertSqlSafe(format!(
             "{BUILD_SELECT} WHERE b.app_id = $1 ORDER BY b.id DESC LIMIT $2"

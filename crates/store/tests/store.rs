@@ -194,6 +194,24 @@ both_backends! {
         assert_eq!(store.user_by_key(key.fingerprint()).await.unwrap(), None);
     }
 
+    async fn builds_cut_off_by_a_restart_are_marked_failed(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let commit = BuildSource::Commit("a".repeat(40));
+        let cut = store.create_build(&demo, &commit, &ada).await.unwrap();
+        store.set_build_log(&demo, cut.id, "-----> Building\n").await.unwrap();
+        let done = store.create_build(&demo, &commit, &ada).await.unwrap();
+        store.finish_build(&demo, done.id, BuildStatus::Succeeded, &BTreeMap::new(), None).await.unwrap();
+
+        assert_eq!(store.fail_running_builds("cut off by a restart of slipwayd").await.unwrap(), 1);
+        let cut = store.build(&demo, cut.id).await.unwrap();
+        assert_eq!(cut.status, BuildStatus::Failed);
+        assert!(cut.finished_at.is_some());
+        assert_eq!(store.build_log(&demo, cut.id).await.unwrap(), "-----> Building\ncut off by a restart of slipwayd\n");
+        assert_eq!(store.build(&demo, done.id).await.unwrap().status, BuildStatus::Succeeded);
+        assert_eq!(store.fail_running_builds("again").await.unwrap(), 0);
+    }
+
     async fn apps_and_access(store: Store) {
         let admin = user(&store, "admin").await;
         let ada = user(&store, "ada").await;

@@ -36,6 +36,7 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<App>), ApiError> {
     let name = AppName::parse(&body.name)?;
     let app = state.store.create_app(&name, &caller.user).await?;
+    state.deployer.created(&app.name);
     state.deployer.hosts_changed(&app.name).await;
     tracing::info!(app = %app.name, owner = %caller.user.username, "app created");
     Ok((StatusCode::CREATED, Json(convert::app(&state.config, &app))))

@@ -154,7 +154,8 @@ pub(super) async fn run(
             "the command must be at most {MAX_COMMAND} bytes of text"
         )));
     }
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // Bounded: a caller who reads slower than the command prints misses lines, with a count.
+    let (lines_tx, mut lines_rx) = releaser::LineSender::channel(releaser::READER_LAG);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
     let deployer = state.deployer.clone();
     let app_name = app.name.clone();
@@ -173,7 +174,7 @@ pub(super) async fn run(
                 outcome = &mut running => break outcome,
             }
         };
-        while let Ok(line) = lines_rx.try_recv() {
+        while let Some(line) = lines_rx.try_recv() {
             let _ = tx.send(Ok(event(RunEvent::Output(line)))).await;
         }
         let last = match outcome {

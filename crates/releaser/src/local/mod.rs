@@ -378,10 +378,12 @@ impl Runtime for LocalRuntime {
         let _guard = process::GroupGuard(group);
         let out = child.stdout.take();
         let err = child.stderr.take();
+        // A one-off process has its own output budget: it does not slow the app's.
+        let pace = crate::Pace::default();
         let pipes = async {
             tokio::join!(
-                process::read_lines(out, output),
-                process::read_lines(err, output)
+                crate::output::read_lines(out, output, &pace),
+                crate::output::read_lines(err, output, &pace)
             );
         };
         let limit = inner.config.run_timeout;

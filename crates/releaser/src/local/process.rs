@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use domain::ReleaseVersion;
 use time::OffsetDateTime;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use sandbox::{Bind, Isolation, Limits, Network, Sandboxed, Spec};
 
+use crate::output::read_lines;
 use crate::{Logs, ProcessInfo, ProcessState};
 
 /// Where the app's code is in its image.
@@ -410,7 +411,8 @@ impl Proc {
         let err = child.stderr.take();
         let pipes = tokio::spawn(async move {
             let sink = |line: &str| logs.push(&app, &name, line);
-            tokio::join!(read_lines(out, &sink), read_lines(err, &sink));
+            let pace = logs.pace(&app);
+            tokio::join!(read_lines(out, &sink, &pace), read_lines(err, &sink, &pace));
         });
         let pid = child.id();
         let boot = async {
@@ -516,32 +518,6 @@ pub(crate) struct GroupGuard(pub(crate) Option<i32>);
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         signal_group(self.0, rustix::process::Signal::KILL);
-    }
-}
-
-/// Sends each line of `pipe` to `sink`; a line longer than [`Logs::MAX_LINE`] is cut into
-/// pieces.
-pub(crate) async fn read_lines(pipe: Option<impl AsyncRead + Unpin>, sink: crate::Lines<'_>) {
-    let Some(mut pipe) = pipe else { return };
-    let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 8 * 1024];
-    loop {
-        let n = match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        while let Some(at) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=at).collect();
-            sink(&String::from_utf8_lossy(&line[..line.len() - 1]));
-        }
-        if pending.len() >= Logs::MAX_LINE {
-            sink(&String::from_utf8_lossy(&pending));
-            pending.clear();
-        }
-    }
-    if !pending.is_empty() {
-        sink(&String::from_utf8_lossy(&pending));
     }
 }
 
