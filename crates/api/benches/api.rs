@@ -47,6 +47,7 @@ async fn run() {
             domain: "localhost".into(),
             router_port: 8080,
             registration_open: false,
+            dns_resolver: None,
         }),
         deployer: Arc::new(NoDeployer),
         build_cache: Arc::new(slipway_api::NoBuildCache),

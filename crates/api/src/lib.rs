@@ -46,6 +46,9 @@ pub struct ApiConfig {
     /// Whether anyone may register. When false, only the first user registers themselves
     /// (and becomes admin); admins create everyone else.
     pub registration_open: bool,
+    /// The DNS server `domains:verify` asks for challenge TXT records (UDP, then TCP); the
+    /// system's resolv.conf when `None`.
+    pub dns_resolver: Option<std::net::SocketAddr>,
 }
 
 /// The builder's per-app cache, as far as the API needs it.

@@ -125,6 +125,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             domain: config.domain.clone(),
             router_port,
             registration_open: config.registration_open,
+            dns_resolver: config.dns_resolver,
         }),
         deployer,
         build_cache: Arc::new(BuilderCache(builder)),

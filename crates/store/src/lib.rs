@@ -22,8 +22,8 @@ mod users;
 pub use db::{Backend, Store};
 pub use error::Error;
 pub use model::{
-    Access, App, Build, BuildSource, BuildStatus, Collaborator, ConfigOutcome, Domain, Event, Need,
-    ProcessCount, Release, SshKey, User,
+    Access, App, Build, BuildSource, BuildStatus, Collaborator, ConfigOutcome, Domain, DomainState,
+    Event, Need, ProcessCount, Release, SshKey, User,
 };
 pub use users::NewUser;
 

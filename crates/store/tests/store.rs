@@ -8,7 +8,8 @@ use domain::{
     Username,
 };
 use slipway_store::{
-    self as store, Access, BuildSource, BuildStatus, ConfigOutcome, Error, NewUser, Store, User,
+    self as store, Access, BuildSource, BuildStatus, ConfigOutcome, Domain, DomainState, Error,
+    NewUser, Store, User,
 };
 use test_support::{Backend, TestDatabase};
 
@@ -203,12 +204,12 @@ both_backends! {
         let ada = user(&store, "ada").await;
         let demo = app(&store, "demo", &ada).await;
         deploy(&store, &demo, &ada, "1a2b3c4d", &[("web", "serve")]).await;
-        store.add_domain(&demo, &Hostname::parse("demo.example.com").unwrap(), &ada).await.unwrap();
+        store.add_domain(&demo, &Hostname::parse("demo.example.com").unwrap(), None, &ada).await.unwrap();
         store.destroy_app(&demo, &ada).await.unwrap();
         assert!(matches!(store.app("demo").await, Err(Error::NotFound(_))));
         // The name and the domain are free again.
         let again = app(&store, "demo", &ada).await;
-        store.add_domain(&again, &Hostname::parse("demo.example.com").unwrap(), &ada).await.unwrap();
+        store.add_domain(&again, &Hostname::parse("demo.example.com").unwrap(), None, &ada).await.unwrap();
         assert_eq!(history(&store, &again).await, "v1 ada created initial release [succeeded]");
         let actions: Vec<String> = store.events(Some("demo"), 100).await.unwrap().into_iter().map(|e| e.action).collect();
         assert!(actions.contains(&"app.destroy".to_owned()), "{actions:?}");
@@ -312,16 +313,49 @@ both_backends! {
 
     async fn domains(store: Store) {
         let ada = user(&store, "ada").await;
+        let mallory = user(&store, "mallory").await;
         let demo = app(&store, "demo", &ada).await;
-        let other = app(&store, "other", &ada).await;
+        let squat = app(&store, "squat", &mallory).await;
         let host = Hostname::parse("www.example.com").unwrap();
-        store.add_domain(&demo, &host, &ada).await.unwrap();
-        let err = store.add_domain(&other, &host, &ada).await.unwrap_err();
+        let states = |domains: Vec<Domain>| -> Vec<String> {
+            domains.iter().map(|d| match &d.state {
+                DomainState::Pending { token } => format!("{} pending {token}", d.domain),
+                DomainState::Verified { .. } => format!("{} verified", d.domain),
+            }).collect()
+        };
+
+        // A stranger claiming the name first holds it pending only: the owner can still add it.
+        store.add_domain(&squat, &host, Some("t-squat"), &mallory).await.unwrap();
+        store.add_domain(&demo, &host, Some("t-demo"), &ada).await.unwrap();
+        let err = store.add_domain(&demo, &host, Some("t-again"), &ada).await.unwrap_err();
+        assert_eq!(err.to_string(), "the domain www.example.com is already added to demo");
+        assert_eq!(states(store.domains(&demo).await.unwrap()), ["www.example.com pending t-demo"]);
+
+        // Verified by one app, the name is refused to others, added or verified.
+        let verified = store.verify_domain(&demo, "www.example.com", &ada).await.unwrap();
+        assert!(verified.is_verified());
+        let err = store.verify_domain(&squat, "www.example.com", &mallory).await.unwrap_err();
+        assert_eq!(err.to_string(), "the domain www.example.com is already in use by another app: its owner must remove it first");
+        assert_eq!(states(store.domains(&squat).await.unwrap()), ["www.example.com pending t-squat"], "a refused verification changed nothing");
+        let other = app(&store, "other", &ada).await;
+        let err = store.add_domain(&other, &host, Some("t-other"), &ada).await.unwrap_err();
         assert_eq!(err.to_string(), "the domain www.example.com is already in use");
+        // Verifying again is a no-op, and the trail has one verification.
+        store.verify_domain(&demo, "www.example.com", &ada).await.unwrap();
+        let actions: Vec<String> = store.events(Some("demo"), 100).await.unwrap().into_iter().map(|e| e.action).collect();
+        assert_eq!(actions.iter().filter(|a| *a == "domains.verify").count(), 1, "{actions:?}");
+        assert!(matches!(store.verify_domain(&other, "www.example.com", &ada).await, Err(Error::NotFound(_))));
+
+        // A name the platform vouches for is verified at once.
+        let own = Hostname::parse("demo.example.net").unwrap();
+        assert!(store.add_domain(&demo, &own, None, &ada).await.unwrap().is_verified());
+
         assert!(matches!(store.remove_domain(&other, "www.example.com", &ada).await, Err(Error::NotFound(_))));
-        assert_eq!(store.domains(&demo).await.unwrap().len(), 1);
+        assert_eq!(store.domains(&demo).await.unwrap().len(), 2);
         store.remove_domain(&demo, "www.example.com", &ada).await.unwrap();
-        assert!(store.domains(&demo).await.unwrap().is_empty());
+        assert_eq!(states(store.domains(&demo).await.unwrap()), ["demo.example.net verified"]);
+        // Once the holder lets it go, the next one may verify it.
+        store.verify_domain(&squat, "www.example.com", &mallory).await.unwrap();
     }
 
     async fn builds(store: Store) {
