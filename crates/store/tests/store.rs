@@ -375,3 +375,88 @@ both_backends! {
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGnl4hM1pOmO5uGWO3i+0m0Y8ymXXJQ1s1eoF7XmKXYf ada@laptop";
+
+/// Domains added before verification existed keep routing after the upgrade (0007 marks
+/// them verified), and the upgraded table takes pending claims of the same name.
+mod domains_from_before_verification {
+    use super::*;
+
+    async fn run(backend: Backend) {
+        let Some(db) = TestDatabase::new(backend).await else {
+            return;
+        };
+        let store = Store::connect(&db.url).await.unwrap();
+        let dir = match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        };
+        let dir = format!("{}/../../migrations/{dir}", env!("CARGO_MANIFEST_DIR"));
+        let before = sqlx::migrate::Migrator::new(std::path::Path::new(&dir))
+            .await
+            .unwrap();
+        let insert = "INSERT INTO domains (domain, app_id, created_at) VALUES ($1, $2, $3)";
+        let (ada, demo);
+        match backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+                before.run_to(6, &pool).await.unwrap();
+                ada = user(&store, "ada").await;
+                demo = app(&store, "demo", &ada).await;
+                sqlx::query(insert)
+                    .bind("www.example.com")
+                    .bind(demo.id)
+                    .bind(time::OffsetDateTime::now_utc())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+                before.run_to(6, &pool).await.unwrap();
+                ada = user(&store, "ada").await;
+                demo = app(&store, "demo", &ada).await;
+                sqlx::query(insert)
+                    .bind("www.example.com")
+                    .bind(demo.id)
+                    .bind(time::OffsetDateTime::now_utc())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+        store.migrate().await.unwrap();
+        let domains = store.domains(&demo).await.unwrap();
+        assert_eq!(domains.len(), 1);
+        assert!(domains[0].is_verified(), "{domains:?}");
+        // Another app may claim the name pending, not take it.
+        let other = app(&store, "other", &ada).await;
+        let host = Hostname::parse("www.example.com").unwrap();
+        store
+            .add_domain(
+                &other,
+                &Hostname::parse("api.example.com").unwrap(),
+                Some("t"),
+                &ada,
+            )
+            .await
+            .unwrap();
+        let err = store
+            .add_domain(&other, &host, Some("t"), &ada)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the domain www.example.com is already in use"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        run(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        run(Backend::Postgres).await;
+    }
+}
