@@ -13,6 +13,7 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts,
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use rand::Rng;
+use tokio::sync::Semaphore;
 
 use crate::auth::{CurrentUser, Need, authorize};
 use crate::convert;
@@ -22,6 +23,12 @@ use crate::{ApiError, ApiState};
 /// How many TXT values, and how many characters of each, a failed verification quotes.
 const QUOTED_VALUES: usize = 3;
 const QUOTED_CHARS: usize = 80;
+
+/// DNS lookups for verifications run at once, platform-wide; more are refused, so a flood of
+/// `verify` calls cannot pile up resolvers and sockets.
+static LOOKUPS: Semaphore = Semaphore::const_new(16);
+/// The longest one verification's lookup may take, retries included.
+const LOOKUP_DEADLINE: Duration = Duration::from_secs(15);
 
 #[utoipa::path(get, path = "/v1/apps/{app}/domains", tag = "domains", security(("token" = [])),
     params(("app" = String, Path)),
@@ -95,7 +102,18 @@ pub(super) async fn verify(
         "add a TXT record {record} with the value {token}, then run `slip domains:verify {}` again",
         current.domain
     );
-    match txt_values(state.config.dns_resolver, &record).await {
+    let Ok(_turn) = LOOKUPS.try_acquire() else {
+        return Err(ApiError::Conflict(
+            "too many domain verifications are running: try again in a moment".to_owned(),
+        ));
+    };
+    let lookup = tokio::time::timeout(
+        LOOKUP_DEADLINE,
+        txt_values(state.config.dns_resolver, &record),
+    )
+    .await
+    .unwrap_or_else(|_| Err("no answer in time".to_owned()));
+    match lookup {
         Ok(values) if values.iter().any(|v| v == token) => {}
         Ok(values) if values.is_empty() => {
             return Err(ApiError::Invalid(format!(
