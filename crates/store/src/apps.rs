@@ -33,6 +33,9 @@ impl TryFrom<AppRow> for App {
     }
 }
 
+/// The most custom domains, pending or verified, one app may hold.
+const MAX_DOMAINS: i64 = 100;
+
 const DOMAIN_SELECT: &str =
     "SELECT domain, created_at, verification_token, verified_at FROM domains";
 
@@ -372,6 +375,16 @@ impl Store {
             }
             if holders.iter().any(|(_, verified)| verified.is_some()) {
                 return Err(Error::Conflict(taken()));
+            }
+            let (held,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM domains WHERE app_id = $1")
+                .bind(app.id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if held >= MAX_DOMAINS {
+                return Err(Error::Conflict(format!(
+                    "{} has {MAX_DOMAINS} domains, the most an app may have: remove one first",
+                    app.name
+                )));
             }
             sqlx::query(
                 "INSERT INTO domains (domain, app_id, created_at, verification_token, verified_at) \

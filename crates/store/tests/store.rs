@@ -356,6 +356,15 @@ both_backends! {
         assert_eq!(states(store.domains(&demo).await.unwrap()), ["demo.example.net verified"]);
         // Once the holder lets it go, the next one may verify it.
         store.verify_domain(&squat, "www.example.com", &mallory).await.unwrap();
+
+        // Claims cost the claimant: an app holds at most 100 domains, pending or not.
+        for i in 1..100 {
+            let host = Hostname::parse(&format!("d{i}.example.org")).unwrap();
+            store.add_domain(&squat, &host, Some("t"), &mallory).await.unwrap();
+        }
+        let err = store.add_domain(&squat, &Hostname::parse("one-more.example.org").unwrap(), Some("t"), &mallory).await.unwrap_err();
+        assert_eq!(err.to_string(), "squat has 100 domains, the most an app may have: remove one first");
+        assert_eq!(store.domains(&squat).await.unwrap().len(), 100);
     }
 
     async fn builds(store: Store) {
