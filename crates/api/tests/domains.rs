@@ -167,10 +167,15 @@ struct TestApp {
 
 impl TestApp {
     async fn new(backend: Backend) -> Option<TestApp> {
-        let db = TestDatabase::new(backend).await?;
-        let store = store::Store::open(&db.url).await.expect("open the store");
         let dns = Dns::default();
         let resolver = dns.start().await;
+        TestApp::asking(backend, dns, resolver).await
+    }
+
+    /// An API whose verifications ask the DNS server at `resolver`.
+    async fn asking(backend: Backend, dns: Dns, resolver: SocketAddr) -> Option<TestApp> {
+        let db = TestDatabase::new(backend).await?;
+        let store = store::Store::open(&db.url).await.expect("open the store");
         let hosts = Arc::new(HostsSeen::default());
         let logs = releaser::Logs::default();
         let manager = ReleaseManager::new(
@@ -430,4 +435,41 @@ both_backends! {
         assert_eq!(t.routed("evil"), ["evil.localhost"]);
         assert_eq!(t.routed("victim"), ["victim.localhost"], "nothing changed the victim's hosts");
     }
+}
+
+/// A DNS server that does not answer: the verification fails in bounded time, with one line
+/// that names the record, and the domain stays pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_server_that_does_not_answer_fails_the_verification_and_changes_nothing() {
+    // A bound socket that never reads: queries go unanswered.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let t = TestApp::asking(
+        Backend::Sqlite,
+        Dns::default(),
+        silent.local_addr().unwrap(),
+    )
+    .await
+    .unwrap();
+    let ada = t.user(None, "ada").await;
+    t.create_app(&ada, "demo").await;
+    assert_eq!(
+        t.add(&ada, "demo", "www.example.com").await.0,
+        StatusCode::CREATED
+    );
+    let started = std::time::Instant::now();
+    let message = error(
+        t.verify(&ada, "demo", "www.example.com").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert!(
+        message.starts_with("cannot look up the TXT record _slipway-challenge.www.example.com ("),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(t.states(&ada, "demo").await, ["www.example.com pending"]);
+    assert_eq!(t.routed("demo"), ["demo.localhost"]);
 }

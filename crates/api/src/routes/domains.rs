@@ -28,7 +28,7 @@ const QUOTED_CHARS: usize = 80;
 /// `verify` calls cannot pile up resolvers and sockets.
 static LOOKUPS: Semaphore = Semaphore::const_new(16);
 /// The longest one verification's lookup may take, retries included.
-const LOOKUP_DEADLINE: Duration = Duration::from_secs(15);
+const LOOKUP_DEADLINE: Duration = Duration::from_secs(10);
 
 #[utoipa::path(get, path = "/v1/apps/{app}/domains", tag = "domains", security(("token" = [])),
     params(("app" = String, Path)),
@@ -190,7 +190,7 @@ async fn txt_values(server: Option<SocketAddr>, record: &str) -> Result<Vec<Stri
             .map_err(|e| format!("cannot read the system's DNS configuration: {e}"))?,
     };
     let options = builder.options_mut();
-    options.timeout = Duration::from_secs(5);
+    options.timeout = Duration::from_secs(4);
     options.attempts = 2;
     options.use_hosts_file = ResolveHosts::Never;
     let resolver = builder.build().map_err(|e| e.to_string())?;
