@@ -385,4 +385,42 @@ pub struct Domain {
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
+    /// Only a verified domain routes to the app.
+    pub status: DomainStatus,
+    /// When it was verified, once it has been.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub verified_at: Option<OffsetDateTime>,
+    /// While pending: the TXT record that proves control of the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<DomainChallenge>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum DomainStatus {
+    /// Added, but its challenge TXT record has not been found yet: it does not route.
+    Pending,
+    /// Its owner proved control of it (or it is the app's own platform name): it routes.
+    Verified,
+}
+
+impl std::fmt::Display for DomainStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DomainStatus::Pending => "pending",
+            DomainStatus::Verified => "verified",
+        })
+    }
+}
+
+/// A TXT record to publish: `POST /v1/apps/{app}/domains/{domain}/verify` looks it up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DomainChallenge {
+    /// The record's name: `_slipway-challenge.<domain>`.
+    pub record: String,
+    /// The value the TXT record must hold.
+    pub value: String,
 }

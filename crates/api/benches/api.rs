@@ -49,6 +49,7 @@ async fn run() {
             registration_open: false,
             token_ttl: std::time::Duration::from_secs(3600),
             login: slipway_api::LoginLimits::default(),
+            dns_resolver: None,
         }),
         deployer: Arc::new(NoDeployer),
         build_cache: Arc::new(slipway_api::NoBuildCache),

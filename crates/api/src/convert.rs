@@ -81,9 +81,23 @@ pub(crate) fn collaborator(c: store::Collaborator) -> wire::Collaborator {
 }
 
 pub(crate) fn domain(d: store::Domain) -> wire::Domain {
+    let (status, verified_at, challenge) = match d.state {
+        store::DomainState::Pending { token } => (
+            wire::DomainStatus::Pending,
+            None,
+            Some(wire::DomainChallenge {
+                record: domain::challenge_record(&d.domain),
+                value: token,
+            }),
+        ),
+        store::DomainState::Verified { at } => (wire::DomainStatus::Verified, Some(at), None),
+    };
     wire::Domain {
         domain: d.domain,
         created_at: d.created_at,
+        status,
+        verified_at,
+        challenge,
     }
 }
 

@@ -52,6 +52,9 @@ pub struct ApiConfig {
     pub token_ttl: Duration,
     /// The hashing pool and the login throttles.
     pub login: LoginLimits,
+    /// The DNS server `domains:verify` asks for challenge TXT records (UDP, then TCP); the
+    /// system's resolv.conf when `None`.
+    pub dns_resolver: Option<std::net::SocketAddr>,
 }
 
 /// The builder's per-app cache, as far as the API needs it.

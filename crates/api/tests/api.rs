@@ -91,6 +91,7 @@ impl TestApp {
             registration_open: false,
             token_ttl: std::time::Duration::from_secs(3600),
             login: slipway_api::LoginLimits::default(),
+            dns_resolver: None,
         };
         change(&mut config);
         let state = ApiState {
@@ -447,6 +448,7 @@ both_backends! {
             (Method::POST, "/v1/apps/demo/builds", Some(json!({"image": "registry.local/img:1", "procfile": "web: x"})), Need::Write),
             (Method::POST, "/v1/apps/demo/domains", Some(json!({"domain": "www.example.com"})), Need::Write),
             (Method::DELETE, "/v1/apps/demo/domains/www.example.com", None, Need::Write),
+            (Method::POST, "/v1/apps/demo/domains/www.example.com/verify", None, Need::Write),
             (Method::DELETE, "/v1/apps/demo/builds/cache", None, Need::Write),
             (Method::POST, "/v1/apps/demo/perms", Some(json!({"username": "zed"})), Need::Own),
             (Method::DELETE, "/v1/apps/demo/perms/zed", None, Need::Own),

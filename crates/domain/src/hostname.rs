@@ -34,6 +34,52 @@ impl Hostname {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Where this name stands relative to the platform's domain: a custom domain must be
+    /// [`PlatformPlace::Outside`] it, since every name under it is the platform's to give.
+    pub fn platform_place(&self, platform: &str) -> PlatformPlace<'_> {
+        let platform = platform.trim_matches('.');
+        if self.0.eq_ignore_ascii_case(platform) {
+            return PlatformPlace::Other;
+        }
+        let Some(sub) = self
+            .0
+            .len()
+            .checked_sub(platform.len() + 1)
+            .filter(|&at| {
+                self.0.as_bytes()[at] == b'.' && self.0[at + 1..].eq_ignore_ascii_case(platform)
+            })
+            .map(|at| &self.0[..at])
+        else {
+            return PlatformPlace::Outside;
+        };
+        if sub.contains('.') {
+            PlatformPlace::Other
+        } else {
+            PlatformPlace::App(sub)
+        }
+    }
+
+    /// The TXT record whose value proves control of this name: `_slipway-challenge.<name>`.
+    pub fn challenge_record(&self) -> String {
+        challenge_record(&self.0)
+    }
+}
+
+/// The TXT record whose value proves control of `domain`: `_slipway-challenge.<domain>`.
+pub fn challenge_record(domain: &str) -> String {
+    format!("_slipway-challenge.{domain}")
+}
+
+/// A host name's place relative to the platform's domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformPlace<'a> {
+    /// Not under the platform's domain: a custom domain, to be verified by its owner.
+    Outside,
+    /// Exactly `<label>.<platform domain>`: the address of the app named `label`.
+    App(&'a str),
+    /// The platform's domain itself, or deeper under it.
+    Other,
 }
 
 impl fmt::Display for Hostname {
@@ -68,5 +114,35 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn places_relative_to_the_platform_domain() {
+        let place = |host: &str, platform: &str| {
+            format!(
+                "{:?}",
+                Hostname::parse(host).unwrap().platform_place(platform)
+            )
+        };
+        assert_eq!(place("demo.localhost", "localhost"), "App(\"demo\")");
+        assert_eq!(place("a.demo.localhost", "localhost"), "Other");
+        assert_eq!(place("apps.example.com", "apps.example.com"), "Other");
+        assert_eq!(
+            place("demo.apps.example.com", "apps.example.com."),
+            "App(\"demo\")"
+        );
+        assert_eq!(
+            place("x.demo.apps.example.com", "apps.example.com"),
+            "Other"
+        );
+        assert_eq!(place("evillocalhost.com", "localhost"), "Outside");
+        assert_eq!(place("demo.notlocalhost", "localhost"), "Outside");
+        assert_eq!(place("example.com", "apps.example.com"), "Outside");
+        assert_eq!(
+            Hostname::parse("www.example.com")
+                .unwrap()
+                .challenge_record(),
+            "_slipway-challenge.www.example.com"
+        );
     }
 }

@@ -26,7 +26,7 @@ pub use config::{
 };
 pub use error::Error;
 pub use formation::{Formation, MAX_PROCESSES_PER_TYPE};
-pub use hostname::Hostname;
+pub use hostname::{Hostname, PlatformPlace, challenge_record};
 pub use image::{Digest, ImageRef, RegistryImage};
 pub use procfile::{ProcessType, Procfile};
 pub use release::{

@@ -187,13 +187,16 @@ impl ReleaseManager {
     }
 
     async fn hosts(&self, app: &App) -> Result<Vec<String>, store::Error> {
-        let mut hosts = vec![format!("{}.{}", app.name, self.inner.domain)];
+        // Only verified domains: a pending one has not been proved to be the app owner's.
+        let own = format!("{}.{}", app.name, self.inner.domain);
+        let mut hosts = vec![own.clone()];
         hosts.extend(
             self.inner
                 .store
                 .domains(app)
                 .await?
                 .into_iter()
+                .filter(|d| d.is_verified() && d.domain != own)
                 .map(|d| d.domain),
         );
         Ok(hosts)

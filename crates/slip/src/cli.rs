@@ -306,8 +306,10 @@ pub(crate) enum PermsCommand {
 pub(crate) enum DomainsCommand {
     /// List the app's custom domains
     List,
-    /// Route a domain to the app
+    /// Add a domain to the app: it routes once `domains:verify` finds its TXT record
     Add { domain: String },
+    /// Check a pending domain's TXT record and, when it holds the token, route the domain
+    Verify { domain: String },
     /// Stop routing a domain to the app
     Remove { domain: String },
 }
@@ -367,6 +369,7 @@ pub(crate) enum Action {
     PermsRemove { username: String },
     DomainsList,
     DomainsAdd { domain: String },
+    DomainsVerify { domain: String },
     DomainsRemove { domain: String },
     BuildsList { limit: Option<u32> },
     BuildsInfo { id: String },
@@ -447,6 +450,7 @@ impl Command {
             Command::Domains { command } => match command.unwrap_or(DomainsCommand::List) {
                 DomainsCommand::List => Action::DomainsList,
                 DomainsCommand::Add { domain } => Action::DomainsAdd { domain },
+                DomainsCommand::Verify { domain } => Action::DomainsVerify { domain },
                 DomainsCommand::Remove { domain } => Action::DomainsRemove { domain },
             },
             Command::Builds { command, list } => match command.unwrap_or(BuildsCommand::List(list))
@@ -635,6 +639,10 @@ mod tests {
             (
                 "slip domains:remove example.com",
                 "slip domains remove example.com",
+            ),
+            (
+                "slip domains:verify example.com",
+                "slip domains verify example.com",
             ),
             ("slip builds:info 1", "slip builds info 1"),
             ("slip builds", "slip builds:list"),

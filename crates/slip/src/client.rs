@@ -382,6 +382,11 @@ impl Client {
             .await
     }
 
+    pub(crate) async fn verify_domain(&self, app: &str, domain: &str) -> Result<Domain> {
+        self.json(self.request(Method::POST, &["apps", app, "domains", domain, "verify"]))
+            .await
+    }
+
     pub(crate) async fn remove_domain(&self, app: &str, domain: &str) -> Result<()> {
         self.empty(self.request(Method::DELETE, &["apps", app, "domains", domain]))
             .await

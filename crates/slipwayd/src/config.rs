@@ -123,6 +123,10 @@ pub(crate) struct UpArgs {
     /// How long an API token stays valid after login, in seconds (default 30 days).
     #[arg(long, env = "SLIPWAY_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
     token_ttl: u64,
+    /// The DNS server (IP:PORT) `domains:verify` asks for a custom domain's challenge TXT
+    /// record; the system's resolvers (/etc/resolv.conf) when not given.
+    #[arg(long, env = "SLIPWAY_DNS_RESOLVER")]
+    dns_resolver: Option<SocketAddr>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -195,6 +199,7 @@ pub(crate) struct UpConfig {
     pub(crate) router_listen: SocketAddr,
     pub(crate) domain: String,
     pub(crate) registration_open: bool,
+    pub(crate) dns_resolver: Option<SocketAddr>,
     pub(crate) push_lock_timeout: std::time::Duration,
     pub(crate) max_push_bytes: u64,
     pub(crate) build_timeout: std::time::Duration,
@@ -316,6 +321,7 @@ impl UpArgs {
             router_listen: self.router_listen,
             domain,
             registration_open: self.registration == Registration::Open,
+            dns_resolver: self.dns_resolver,
             push_lock_timeout: std::time::Duration::from_secs(self.push_lock_timeout),
             max_push_bytes: self.max_push_bytes,
             build_timeout: std::time::Duration::from_secs(self.build_timeout),

@@ -143,6 +143,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             registration_open: config.registration_open,
             token_ttl: config.token_ttl,
             login: api::LoginLimits::default(),
+            dns_resolver: config.dns_resolver,
         }),
         deployer,
         build_cache: Arc::new(BuilderCache(builder)),

@@ -5,7 +5,9 @@ use uuid::Uuid;
 
 use crate::db::{new_id, now, on_db, record_event};
 use crate::error::conflict_on_unique;
-use crate::{Access, App, Collaborator, Domain, Error, Event, ProcessCount, Result, Store, User};
+use crate::{
+    Access, App, Collaborator, Domain, DomainState, Error, Event, ProcessCount, Result, Store, User,
+};
 
 const APP_SELECT: &str = "SELECT a.id, a.name, o.username AS owner, a.created_at FROM apps a \
                           JOIN users o ON o.id = a.owner_id";
@@ -27,6 +29,42 @@ impl TryFrom<AppRow> for App {
             name: AppName::parse(&row.name).map_err(Error::corrupt)?,
             owner: row.owner,
             created_at: row.created_at,
+        })
+    }
+}
+
+/// The most custom domains, pending or verified, one app may hold.
+const MAX_DOMAINS: i64 = 100;
+
+const DOMAIN_SELECT: &str =
+    "SELECT domain, created_at, verification_token, verified_at FROM domains";
+
+#[derive(sqlx::FromRow)]
+struct DomainRow {
+    domain: String,
+    created_at: time::OffsetDateTime,
+    verification_token: Option<String>,
+    verified_at: Option<time::OffsetDateTime>,
+}
+
+impl TryFrom<DomainRow> for Domain {
+    type Error = Error;
+
+    fn try_from(row: DomainRow) -> Result<Domain> {
+        let state = match (row.verified_at, row.verification_token) {
+            (Some(at), _) => DomainState::Verified { at },
+            (None, Some(token)) => DomainState::Pending { token },
+            (None, None) => {
+                return Err(Error::corrupt(format!(
+                    "domain {} is neither verified nor has a token",
+                    row.domain
+                )));
+            }
+        };
+        Ok(Domain {
+            domain: row.domain,
+            created_at: row.created_at,
+            state,
         })
     }
 }
@@ -286,42 +324,129 @@ impl Store {
         self.formation(app).await
     }
 
+    /// The app's custom domains, pending and verified.
     pub async fn domains(&self, app: &App) -> Result<Vec<Domain>> {
-        let rows: Vec<(String, time::OffsetDateTime)> = on_db!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT domain, created_at FROM domains WHERE app_id = $1 ORDER BY domain",
-            )
-            .bind(app.id)
-            .fetch_all(pool)
-            .await
+        let sql = sqlx::AssertSqlSafe(format!("{DOMAIN_SELECT} WHERE app_id = $1 ORDER BY domain"));
+        let rows: Vec<DomainRow> = on_db!(self, read, |pool| {
+            sqlx::query_as(sql).bind(app.id).fetch_all(pool).await
         })?;
-        Ok(rows
-            .into_iter()
-            .map(|(domain, created_at)| Domain { domain, created_at })
-            .collect())
+        rows.into_iter().map(Domain::try_from).collect()
     }
 
-    pub async fn add_domain(&self, app: &App, domain: &Hostname, actor: &User) -> Result<Domain> {
+    /// One custom domain of the app.
+    pub async fn domain(&self, app: &App, domain: &str) -> Result<Domain> {
+        let sql = sqlx::AssertSqlSafe(format!("{DOMAIN_SELECT} WHERE app_id = $1 AND domain = $2"));
+        let row: Option<DomainRow> = on_db!(self, read, |pool| {
+            sqlx::query_as(sql)
+                .bind(app.id)
+                .bind(domain)
+                .fetch_optional(pool)
+                .await
+        })?;
+        row.ok_or_else(|| Error::NotFound(format!("domain {domain}")))?
+            .try_into()
+    }
+
+    /// Adds a custom domain: pending until `token` is verified, or verified at once when
+    /// `token` is `None` (a name the platform itself vouches for). Another app may hold the
+    /// same name pending, but not verified.
+    pub async fn add_domain(
+        &self,
+        app: &App,
+        domain: &Hostname,
+        token: Option<&str>,
+        actor: &User,
+    ) -> Result<Domain> {
         let created_at = now();
+        let verified_at = token.is_none().then_some(created_at);
+        let taken = || format!("the domain {domain} is already in use");
         on_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO domains (domain, app_id, created_at) VALUES ($1, $2, $3)")
-                .bind(domain.as_str())
+            let holders: Vec<(Uuid, Option<time::OffsetDateTime>)> =
+                sqlx::query_as("SELECT app_id, verified_at FROM domains WHERE domain = $1")
+                    .bind(domain.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+            if holders.iter().any(|(id, _)| *id == app.id) {
+                return Err(Error::Conflict(format!(
+                    "the domain {domain} is already added to {}",
+                    app.name
+                )));
+            }
+            if holders.iter().any(|(_, verified)| verified.is_some()) {
+                return Err(Error::Conflict(taken()));
+            }
+            let (held,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM domains WHERE app_id = $1")
                 .bind(app.id)
-                .bind(created_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    conflict_on_unique(e, || format!("the domain {domain} is already in use"))
-                })?;
-            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "domains.add", detail: domain.as_str())?;
+                .fetch_one(&mut *tx)
+                .await?;
+            if held >= MAX_DOMAINS {
+                return Err(Error::Conflict(format!(
+                    "{} has {MAX_DOMAINS} domains, the most an app may have: remove one first",
+                    app.name
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO domains (domain, app_id, created_at, verification_token, verified_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(domain.as_str())
+            .bind(app.id)
+            .bind(created_at)
+            .bind(token)
+            .bind(verified_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_on_unique(e, taken))?;
+            let detail = match token {
+                Some(_) => format!("{domain} (pending verification)"),
+                None => domain.to_string(),
+            };
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "domains.add", detail: detail)?;
             tx.commit().await?;
             Ok::<_, Error>(())
         })?;
         Ok(Domain {
             domain: domain.to_string(),
             created_at,
+            state: match token {
+                Some(token) => DomainState::Pending {
+                    token: token.to_owned(),
+                },
+                None => DomainState::Verified { at: created_at },
+            },
         })
+    }
+
+    /// Marks a pending domain verified, so it routes; a verified one is left as it is.
+    /// Refused while another app holds the name verified.
+    pub async fn verify_domain(&self, app: &App, domain: &str, actor: &User) -> Result<Domain> {
+        let verified_at = now();
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE domains SET verified_at = $3 \
+                 WHERE domain = $1 AND app_id = $2 AND verified_at IS NULL",
+            )
+            .bind(domain)
+            .bind(app.id)
+            .bind(verified_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                conflict_on_unique(e, || {
+                    format!(
+                        "the domain {domain} is already in use by another app: its owner must remove it first"
+                    )
+                })
+            })?;
+            if done.rows_affected() == 1 {
+                record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "domains.verify", detail: domain)?;
+            }
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        })?;
+        self.domain(app, domain).await
     }
 
     pub async fn remove_domain(&self, app: &App, domain: &str, actor: &User) -> Result<()> {

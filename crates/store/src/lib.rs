@@ -23,7 +23,7 @@ pub use db::{Backend, Store};
 pub use error::Error;
 pub use model::{
     Access, ApiToken, App, Build, BuildSource, BuildStatus, Collaborator, ConfigOutcome, Domain,
-    Event, Need, ProcessCount, Release, SshKey, User,
+    DomainState, Event, Need, ProcessCount, Release, SshKey, User,
 };
 pub use users::NewUser;
 

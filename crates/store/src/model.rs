@@ -170,6 +170,23 @@ pub struct ProcessCount {
 pub struct Domain {
     pub domain: String,
     pub created_at: OffsetDateTime,
+    pub state: DomainState,
+}
+
+/// Whether a custom domain routes: only once its owner has proved control of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainState {
+    /// Added but not proved: it does not route until `token` is found in the domain's
+    /// challenge TXT record.
+    Pending { token: String },
+    /// Proved (or added before verification existed, or the app's own platform name): it routes.
+    Verified { at: OffsetDateTime },
+}
+
+impl Domain {
+    pub fn is_verified(&self) -> bool {
+        matches!(self.state, DomainState::Verified { .. })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,8 @@ use domain::{
     Username,
 };
 use slipway_store::{
-    self as store, Access, BuildSource, BuildStatus, ConfigOutcome, Error, NewUser, Store, User,
+    self as store, Access, BuildSource, BuildStatus, ConfigOutcome, Domain, DomainState, Error,
+    NewUser, Store, User,
 };
 use test_support::{Backend, TestDatabase};
 
@@ -242,12 +243,12 @@ both_backends! {
         let ada = user(&store, "ada").await;
         let demo = app(&store, "demo", &ada).await;
         deploy(&store, &demo, &ada, "1a2b3c4d", &[("web", "serve")]).await;
-        store.add_domain(&demo, &Hostname::parse("demo.example.com").unwrap(), &ada).await.unwrap();
+        store.add_domain(&demo, &Hostname::parse("demo.example.com").unwrap(), None, &ada).await.unwrap();
         store.destroy_app(&demo, &ada).await.unwrap();
         assert!(matches!(store.app("demo").await, Err(Error::NotFound(_))));
         // The name and the domain are free again.
         let again = app(&store, "demo", &ada).await;
-        store.add_domain(&again, &Hostname::parse("demo.example.com").unwrap(), &ada).await.unwrap();
+        store.add_domain(&again, &Hostname::parse("demo.example.com").unwrap(), None, &ada).await.unwrap();
         assert_eq!(history(&store, &again).await, "v1 ada created initial release [succeeded]");
         let actions: Vec<String> = store.events(Some("demo"), 100).await.unwrap().into_iter().map(|e| e.action).collect();
         assert!(actions.contains(&"app.destroy".to_owned()), "{actions:?}");
@@ -351,16 +352,58 @@ both_backends! {
 
     async fn domains(store: Store) {
         let ada = user(&store, "ada").await;
+        let mallory = user(&store, "mallory").await;
         let demo = app(&store, "demo", &ada).await;
-        let other = app(&store, "other", &ada).await;
+        let squat = app(&store, "squat", &mallory).await;
         let host = Hostname::parse("www.example.com").unwrap();
-        store.add_domain(&demo, &host, &ada).await.unwrap();
-        let err = store.add_domain(&other, &host, &ada).await.unwrap_err();
+        let states = |domains: Vec<Domain>| -> Vec<String> {
+            domains.iter().map(|d| match &d.state {
+                DomainState::Pending { token } => format!("{} pending {token}", d.domain),
+                DomainState::Verified { .. } => format!("{} verified", d.domain),
+            }).collect()
+        };
+
+        // A stranger claiming the name first holds it pending only: the owner can still add it.
+        store.add_domain(&squat, &host, Some("t-squat"), &mallory).await.unwrap();
+        store.add_domain(&demo, &host, Some("t-demo"), &ada).await.unwrap();
+        let err = store.add_domain(&demo, &host, Some("t-again"), &ada).await.unwrap_err();
+        assert_eq!(err.to_string(), "the domain www.example.com is already added to demo");
+        assert_eq!(states(store.domains(&demo).await.unwrap()), ["www.example.com pending t-demo"]);
+
+        // Verified by one app, the name is refused to others, added or verified.
+        let verified = store.verify_domain(&demo, "www.example.com", &ada).await.unwrap();
+        assert!(verified.is_verified());
+        let err = store.verify_domain(&squat, "www.example.com", &mallory).await.unwrap_err();
+        assert_eq!(err.to_string(), "the domain www.example.com is already in use by another app: its owner must remove it first");
+        assert_eq!(states(store.domains(&squat).await.unwrap()), ["www.example.com pending t-squat"], "a refused verification changed nothing");
+        let other = app(&store, "other", &ada).await;
+        let err = store.add_domain(&other, &host, Some("t-other"), &ada).await.unwrap_err();
         assert_eq!(err.to_string(), "the domain www.example.com is already in use");
+        // Verifying again is a no-op, and the trail has one verification.
+        store.verify_domain(&demo, "www.example.com", &ada).await.unwrap();
+        let actions: Vec<String> = store.events(Some("demo"), 100).await.unwrap().into_iter().map(|e| e.action).collect();
+        assert_eq!(actions.iter().filter(|a| *a == "domains.verify").count(), 1, "{actions:?}");
+        assert!(matches!(store.verify_domain(&other, "www.example.com", &ada).await, Err(Error::NotFound(_))));
+
+        // A name the platform vouches for is verified at once.
+        let own = Hostname::parse("demo.example.net").unwrap();
+        assert!(store.add_domain(&demo, &own, None, &ada).await.unwrap().is_verified());
+
         assert!(matches!(store.remove_domain(&other, "www.example.com", &ada).await, Err(Error::NotFound(_))));
-        assert_eq!(store.domains(&demo).await.unwrap().len(), 1);
+        assert_eq!(store.domains(&demo).await.unwrap().len(), 2);
         store.remove_domain(&demo, "www.example.com", &ada).await.unwrap();
-        assert!(store.domains(&demo).await.unwrap().is_empty());
+        assert_eq!(states(store.domains(&demo).await.unwrap()), ["demo.example.net verified"]);
+        // Once the holder lets it go, the next one may verify it.
+        store.verify_domain(&squat, "www.example.com", &mallory).await.unwrap();
+
+        // Claims cost the claimant: an app holds at most 100 domains, pending or not.
+        for i in 1..100 {
+            let host = Hostname::parse(&format!("d{i}.example.org")).unwrap();
+            store.add_domain(&squat, &host, Some("t"), &mallory).await.unwrap();
+        }
+        let err = store.add_domain(&squat, &Hostname::parse("one-more.example.org").unwrap(), Some("t"), &mallory).await.unwrap_err();
+        assert_eq!(err.to_string(), "squat has 100 domains, the most an app may have: remove one first");
+        assert_eq!(store.domains(&squat).await.unwrap().len(), 100);
     }
 
     async fn builds(store: Store) {
@@ -380,3 +423,88 @@ both_backends! {
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGnl4hM1pOmO5uGWO3i+0m0Y8ymXXJQ1s1eoF7XmKXYf ada@laptop";
+
+/// Domains added before verification existed keep routing after the upgrade (0005 marks
+/// them verified), and the upgraded table takes pending claims of the same name.
+mod domains_from_before_verification {
+    use super::*;
+
+    async fn run(backend: Backend) {
+        let Some(db) = TestDatabase::new(backend).await else {
+            return;
+        };
+        let store = Store::connect(&db.url).await.unwrap();
+        let dir = match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        };
+        let dir = format!("{}/../../migrations/{dir}", env!("CARGO_MANIFEST_DIR"));
+        let before = sqlx::migrate::Migrator::new(std::path::Path::new(&dir))
+            .await
+            .unwrap();
+        let insert = "INSERT INTO domains (domain, app_id, created_at) VALUES ($1, $2, $3)";
+        let (ada, demo);
+        match backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+                before.run_to(4, &pool).await.unwrap();
+                ada = user(&store, "ada").await;
+                demo = app(&store, "demo", &ada).await;
+                sqlx::query(insert)
+                    .bind("www.example.com")
+                    .bind(demo.id)
+                    .bind(time::OffsetDateTime::now_utc())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+                before.run_to(4, &pool).await.unwrap();
+                ada = user(&store, "ada").await;
+                demo = app(&store, "demo", &ada).await;
+                sqlx::query(insert)
+                    .bind("www.example.com")
+                    .bind(demo.id)
+                    .bind(time::OffsetDateTime::now_utc())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+        store.migrate().await.unwrap();
+        let domains = store.domains(&demo).await.unwrap();
+        assert_eq!(domains.len(), 1);
+        assert!(domains[0].is_verified(), "{domains:?}");
+        // Another app may claim the name pending, not take it.
+        let other = app(&store, "other", &ada).await;
+        let host = Hostname::parse("www.example.com").unwrap();
+        store
+            .add_domain(
+                &other,
+                &Hostname::parse("api.example.com").unwrap(),
+                Some("t"),
+                &ada,
+            )
+            .await
+            .unwrap();
+        let err = store
+            .add_domain(&other, &host, Some("t"), &ada)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the domain www.example.com is already in use"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        run(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        run(Backend::Postgres).await;
+    }
+}

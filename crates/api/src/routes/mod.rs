@@ -48,6 +48,7 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(builds::purge_cache))
         .routes(routes!(domains::list, domains::add))
         .routes(routes!(domains::remove))
+        .routes(routes!(domains::verify))
         .routes(routes!(processes::list))
         .routes(routes!(processes::restart))
         .routes(routes!(processes::logs))

@@ -110,6 +110,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::PermsRemove { username } => perms::remove(&ctx, &username).await,
         Action::DomainsList => domains::list(&ctx).await,
         Action::DomainsAdd { domain } => domains::add(&ctx, domain).await,
+        Action::DomainsVerify { domain } => domains::verify(&ctx, &domain).await,
         Action::DomainsRemove { domain } => domains::remove(&ctx, &domain).await,
         Action::BuildsList { limit } => builds::list(&ctx, limit).await,
         Action::BuildsInfo { id } => builds::info(&ctx, &id).await,
