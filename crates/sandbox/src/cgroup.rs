@@ -86,10 +86,8 @@ impl Hierarchy {
                     continue;
                 }
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let server = name
-                    .rsplitn(3, '-')
-                    .nth(1)
-                    .and_then(|p| p.parse::<u32>().ok());
+                // `s-<name>-<server pid>-<n>`
+                let server = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
                 let Some(server) = server else { continue };
                 if Path::new(&format!("/proc/{server}")).exists() {
                     continue;
