@@ -379,3 +379,39 @@ async fn a_fork_bomb_a_memory_hog_and_a_disk_filler_are_stopped_by_their_limits(
         .await;
     result.expect("a build after the hostile ones");
 }
+
+#[tokio::test]
+async fn a_build_runs_unprivileged_and_cannot_remount_the_host() {
+    let f = Fixture::new().await;
+    let nosy = f.heroku_buildpack(
+        "remount",
+        &[(
+            "compile",
+            "echo uid=$(id -u)\n\
+             grep -E '^CapEff' /proc/self/status\n\
+             mount -o remount,bind,rw /usr 2>/dev/null && echo REMOUNTED\n\
+             touch /usr/slipway-build-owned 2>/dev/null && echo WROTE-USR\n\
+             true",
+        )],
+    );
+    let source = f.source(&[("Procfile", "web: ./serve\n")]);
+    let (result, log) = f
+        .build(&source, &[("BUILDPACK_URL", nosy.to_str().unwrap())])
+        .await;
+    result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+    let uid: u32 = log
+        .iter()
+        .find_map(|l| l.strip_prefix("uid="))
+        .and_then(|u| u.parse().ok())
+        .expect("the build printed its uid");
+    assert!(uid >= 1_700_000, "the app's own uid, not {uid}: {log:?}");
+    assert!(
+        log.contains(&"CapEff:\t0000000000000000".to_owned()),
+        "{log:?}"
+    );
+    assert!(
+        !log.iter().any(|l| l == "REMOUNTED" || l == "WROTE-USR"),
+        "{log:?}"
+    );
+    assert!(!std::path::Path::new("/usr/slipway-build-owned").exists());
+}

@@ -399,7 +399,7 @@ impl Isolation {
                 "sandbox: syscalls: {}",
                 yes_no(
                     self.seccomp.is_some(),
-                    "seccomp filter (mount, modules, kexec, bpf, ptrace, keyring … refused)",
+                    "seccomp filter (mount, namespaces, modules, kexec, bpf, perf, keyring, io_uring … refused)",
                     "no seccomp filter"
                 )
             ),
