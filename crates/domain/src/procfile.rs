@@ -44,6 +44,13 @@ impl fmt::Display for ProcessType {
     }
 }
 
+/// The most process types an app may declare: each is supervised (locally) or becomes a
+/// Deployment (on Kubernetes), so a Procfile cannot make the platform run without bound.
+pub const MAX_PROCESS_TYPES: usize = 20;
+
+/// The longest command a process type may have, in bytes.
+pub const MAX_COMMAND: usize = 4096;
+
 /// A parsed Procfile: `type: command` lines in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Procfile {
@@ -52,7 +59,8 @@ pub struct Procfile {
 
 impl Procfile {
     /// Parses a Procfile. Blank lines and `#` comments are skipped; a type given twice,
-    /// a line without `:`, and an empty command are refused with the line number.
+    /// a line without `:`, an empty or overlong command, and more than
+    /// [`MAX_PROCESS_TYPES`] types are refused with the line number.
     pub fn parse(text: &str) -> Result<Procfile, Error> {
         let mut entries: Vec<(ProcessType, String)> = Vec::new();
         for (index, raw) in text.lines().enumerate() {
@@ -70,8 +78,18 @@ impl Procfile {
             if command.is_empty() {
                 return Err(refuse(format!("process type {name} has no command")));
             }
+            if command.len() > MAX_COMMAND {
+                return Err(refuse(format!(
+                    "the command of {name} is longer than {MAX_COMMAND} bytes"
+                )));
+            }
             if entries.iter().any(|(existing, _)| *existing == name) {
                 return Err(refuse(format!("process type {name} is defined twice")));
+            }
+            if entries.len() == MAX_PROCESS_TYPES {
+                return Err(refuse(format!(
+                    "more than {MAX_PROCESS_TYPES} process types; run related work in one"
+                )));
             }
             entries.push((name, command.to_owned()));
         }
@@ -166,6 +184,17 @@ mod tests {
         check(
             "web:\n",
             expect!["error: invalid Procfile line 1: process type web has no command"],
+        );
+        let many: String = (1..=21).map(|n| format!("w{n}: run\n")).collect();
+        check(
+            &many,
+            expect![
+                "error: invalid Procfile line 21: more than 20 process types; run related work in one"
+            ],
+        );
+        check(
+            &format!("web: {}\n", "x".repeat(4097)),
+            expect!["error: invalid Procfile line 1: the command of web is longer than 4096 bytes"],
         );
         check(
             "\nWeb_Server: x\n",
