@@ -64,14 +64,6 @@ fn write_app(user: &User, code: &str, procfile: &str) {
         .success();
 }
 
-/// Pushes and asserts the push deployed.
-fn push(user: &User) -> String {
-    let run = user.git(&["push", "-q", "slipway", "main"]);
-    assert!(run.ok, "push failed: {}", run.stderr);
-    assert!(run.stderr.contains("deployed to http://"), "{}", run.stderr);
-    run.stderr
-}
-
 /// `GET path` through the router with `Host: host`: the status and body.
 fn get(router: &str, host: &str, path: &str) -> (u16, String) {
     http_get(router, host, path).expect("a response from the router")
@@ -127,7 +119,7 @@ both_backends! {
         let (status, _) = get(&platform.router, "nobody.localhost", "/");
         assert_eq!(status, 404);
 
-        let output = push(&ada);
+        let output = ada.push_deployed();
         assert!(output.contains("v2 is up: web.1"), "{output}");
         assert_eq!(body(&platform, "demo"), "none code1 web.1\n");
         let v2 = json(&ada.slip(&["releases:info", "v2", "--json"]));
@@ -141,7 +133,7 @@ both_backends! {
 
         // New code keeps the config.
         write_app(&ada, "code2", "web: python3 app.py\n");
-        push(&ada);
+        ada.push_deployed();
         assert_eq!(body(&platform, "demo"), "hi code2 web.1\n");
 
         // A rollback serves the old code and the old config.
@@ -223,10 +215,10 @@ both_backends! {
     fn kill_9_loses_nothing_and_every_app_comes_back(platform: Platform) {
         let mut platform = platform;
         let mut ada = owner_with_app(&platform, "one", "first");
-        push(&ada);
+        ada.push_deployed();
         ada.slip(&["config:set", "GREETING=kept"]).success();
         add_app(&mut ada, "two", "second");
-        push(&ada);
+        ada.push_deployed();
         ada.slip(&["ps:scale", "web=2", "-a", "two"]).success();
         eventually(Duration::from_secs(30), "two web processes are up", || {
             processes(&ada, "two").iter().filter(|p| p["state"] == "up").count() == 2
@@ -261,7 +253,7 @@ async fn failed_releases_leave_the_previous_one_serving() {
         .unwrap();
     tokio::task::spawn_blocking(move || {
         let ada = owner_with_app(&platform, "demo", "good");
-        push(&ada);
+        ada.push_deployed();
         assert_eq!(body(&platform, "demo"), "none good web.1\n");
 
         // A web process that crashes on boot: the push is refused, the release failed.
@@ -285,7 +277,7 @@ async fn failed_releases_leave_the_previous_one_serving() {
 
         // A release phase that passes runs before the new processes start.
         write_app(&ada, "migrated", "release: echo migrated in $DYNO\nweb: python3 app.py\n");
-        let output = push(&ada);
+        let output = ada.push_deployed();
         assert!(output.contains("migrated in release"), "{output}");
         assert_eq!(body(&platform, "demo"), "none migrated web.1\n");
 
@@ -317,7 +309,7 @@ async fn a_process_that_keeps_crashing_shows_as_crashed() {
             "worker",
             "web: python3 app.py\nworker: echo working; exit 2\n",
         );
-        push(&ada);
+        ada.push_deployed();
         ada.slip(&["ps:scale", "worker=1"]).success();
         eventually(
             Duration::from_secs(30),
@@ -355,7 +347,7 @@ async fn a_steady_load_during_deploys_and_rollbacks_loses_no_request() {
     let platform = Platform::start(Backend::Sqlite).await.unwrap();
     tokio::task::spawn_blocking(move || {
         let ada = owner_with_app(&platform, "demo", "code0");
-        push(&ada);
+        ada.push_deployed();
         let stop = Arc::new(AtomicBool::new(false));
         let load: Vec<_> = (0..4)
             .map(|_| {
@@ -373,7 +365,7 @@ async fn a_steady_load_during_deploys_and_rollbacks_loses_no_request() {
         for i in 1..=10 {
             if i % 2 == 0 {
                 write_app(&ada, &format!("code{i}"), "web: python3 app.py\n");
-                push(&ada);
+                ada.push_deployed();
             } else {
                 ada.slip(&["config:set", &format!("GREETING=g{i}")])
                     .success();

@@ -313,6 +313,32 @@ impl User {
         user
     }
 
+    /// A user the admin `admin` registers on `platform` as `username`, logged in, with their
+    /// SSH key added.
+    pub fn registered_by(platform: &Platform, admin: &User, username: &str) -> User {
+        let user = User::new();
+        let credentials = ["--username", username, "--password", PASSWORD];
+        admin
+            .slip(&[&["register", &platform.api_url][..], &credentials].concat())
+            .success();
+        user.slip(&[&["login", &platform.api_url][..], &credentials].concat())
+            .success();
+        let key = user.ssh_key();
+        user.slip(&["keys:add", &format!("{}.pub", key.display())])
+            .success();
+        user
+    }
+
+    /// Pushes `main` to the `slipway` remote, asserts it deployed, and returns what the
+    /// pusher saw.
+    #[track_caller]
+    pub fn push_deployed(&self) -> String {
+        let run = self.git(&["push", "-q", "slipway", "main"]);
+        assert!(run.ok, "push failed: {}", run.stderr);
+        assert!(run.stderr.contains("deployed to http://"), "{}", run.stderr);
+        run.stderr
+    }
+
     pub fn home(&self) -> &Path {
         self.home.path()
     }

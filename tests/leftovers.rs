@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use slipway_e2e::{PASSWORD, Platform, User, both_backends};
+use slipway_e2e::{PASSWORD, User, both_backends};
 
 const APP_PY: &str = r#"import os, http.server
 class H(http.server.BaseHTTPRequestHandler):
@@ -42,14 +42,6 @@ fn commit(user: &User, message: &str) {
         .success();
 }
 
-/// Pushes, asserts it deployed, and returns what the pusher saw.
-fn push(user: &User) -> String {
-    let run = user.git(&["push", "-q", "slipway", "main"]);
-    assert!(run.ok, "push failed: {}", run.stderr);
-    assert!(run.stderr.contains("deployed to http://"), "{}", run.stderr);
-    run.stderr
-}
-
 fn json(run: &slipway_e2e::Run) -> Value {
     serde_json::from_str(run.success()).unwrap()
 }
@@ -64,21 +56,6 @@ fn eventually(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A user the admin `admin` registers, logged in, with an SSH key.
-fn second_user(platform: &Platform, admin: &User, name: &str) -> User {
-    let user = User::new();
-    let credentials = ["--username", name, "--password", PASSWORD];
-    admin
-        .slip(&[&["register", &platform.api_url][..], &credentials].concat())
-        .success();
-    user.slip(&[&["login", &platform.api_url][..], &credentials].concat())
-        .success();
-    let key = user.ssh_key();
-    user.slip(&["keys:add", &format!("{}.pub", key.display())])
-        .success();
-    user
-}
-
 fn release(user: &User, version: u32) -> Value {
     json(&user.slip(&["releases:info", &format!("v{version}"), "--json"]))["release"].clone()
 }
@@ -89,10 +66,10 @@ both_backends! {
         let mut ada = User::registered(&platform, "ada");
         app_repo(&mut ada, "demo", "web: python3 app.py\n");
         ada.slip(&["create", "demo"]).success();
-        assert!(push(&ada).contains(CACHE_MADE));
+        assert!(ada.push_deployed().contains(CACHE_MADE));
         // The marker means what it says: a second build of the same app uses the cache.
         commit(&ada, "second");
-        assert!(push(&ada).contains(CACHE_USED));
+        assert!(ada.push_deployed().contains(CACHE_USED));
         let repo = platform.data_dir.join("repos/demo.git");
         let cache = platform.data_dir.join("cache/demo");
         assert!(repo.exists() && cache.exists());
@@ -106,13 +83,13 @@ both_backends! {
         });
 
         // Someone else takes the name: no history to clone, no cache to build on, no old log.
-        let mut bob = second_user(&platform, &ada, "bob");
+        let mut bob = User::registered_by(&platform, &ada, "bob");
         app_repo(&mut bob, "demo", "web: python3 app.py\n");
         bob.slip(&["create", "demo"]).success();
         let clone = bob.home().join("clone");
         let cloned = bob.git(&["clone", "-q", &format!("{}/demo.git", platform.ssh_url), clone.to_str().unwrap()]);
         assert!(!cloned.ok && cloned.stderr.contains("demo has no code yet"), "{}", cloned.stderr);
-        let pushed = push(&bob);
+        let pushed = bob.push_deployed();
         assert!(pushed.contains(CACHE_MADE) && !pushed.contains(CACHE_USED), "{pushed}");
         let logs = bob.slip(&["logs", "-a", "demo"]);
         assert!(!logs.success().contains("v3"), "the old app's log: {}", logs.stdout);
@@ -139,7 +116,7 @@ both_backends! {
         let mut ada = User::registered(&platform, "ada");
         app_repo(&mut ada, "demo", "web: CODE=one python3 app.py\n");
         ada.slip(&["create", "demo"]).success();
-        push(&ada);
+        ada.push_deployed();
         let (status, body) = slipway_e2e::http_get(&platform.router, "demo.localhost", "/").unwrap();
         assert_eq!((status, body.as_str()), (200, "one\n"));
         let kept = ada.git(&["rev-parse", "HEAD"]).success().trim().to_owned();
@@ -188,7 +165,7 @@ both_backends! {
         // The push goes through again, and its release succeeds once its ref moved.
         std::fs::write(ada.cwd.join("Procfile"), "web: CODE=three python3 app.py\n").unwrap();
         commit(&ada, "three");
-        push(&ada);
+        ada.push_deployed();
         let v4 = release(&ada, 4);
         assert_eq!(v4["status"], "succeeded", "{v4}");
         assert_eq!(slipway_e2e::http_get(&platform.router, "demo.localhost", "/").unwrap().1, "three\n");

@@ -8,30 +8,13 @@ use std::process::Stdio;
 use serde_json::Value;
 use slipway_e2e::{Backend, Platform, User, both_backends};
 
-const PASSWORD: &str = "correct horse battery";
-
 /// Registers `name` (the first user registers themselves; later ones are created by `admin`),
 /// adds their SSH key, and returns them.
 fn account(platform: &Platform, name: &str, admin: Option<&User>) -> User {
-    let user = User::new();
-    let credentials = ["--username", name, "--password", PASSWORD];
     match admin {
-        None => {
-            user.slip(&[&["register", &platform.api_url][..], &credentials].concat())
-                .success();
-        }
-        Some(admin) => {
-            admin
-                .slip(&[&["register", &platform.api_url][..], &credentials].concat())
-                .success();
-            user.slip(&[&["login", &platform.api_url][..], &credentials].concat())
-                .success();
-        }
+        None => User::registered(platform, name),
+        Some(admin) => User::registered_by(platform, admin, name),
     }
-    let key = user.ssh_key();
-    user.slip(&["keys:add", &format!("{}.pub", key.display())])
-        .success();
-    user
 }
 
 /// Makes `dir` a git repository with a Procfile and one commit, and returns the commit.
