@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use slipway_e2e::{Backend, PASSWORD, Platform, User, binary, both_backends, http_get};
+use slipway_e2e::{Backend, PASSWORD, Platform, User, binary, both_backends, eventually, http_get};
 
 /// A web app that answers `<GREETING> <code>` and names the process that answered; `/health`
 /// answers with the status in `HEALTH_STATUS` (200 by default).
@@ -77,29 +77,18 @@ fn body(platform: &Platform, app: &str) -> String {
     body
 }
 
-fn json(run: &slipway_e2e::Run) -> Value {
-    serde_json::from_str(run.success()).unwrap()
-}
-
-/// Polls `done` until it holds, for at most `limit`.
-#[track_caller]
-fn eventually(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn processes(user: &User, app: &str) -> Vec<Value> {
-    json(&user.slip(&["ps", "-a", app, "--json"]))
+    user.slip(&["ps", "-a", app, "--json"])
+        .json()
         .as_array()
         .unwrap()
         .clone()
 }
 
 fn release_status(user: &User, app: &str, version: u32) -> (String, String) {
-    let info = json(&user.slip(&["releases:info", &format!("v{version}"), "-a", app, "--json"]));
+    let info = user
+        .slip(&["releases:info", &format!("v{version}"), "-a", app, "--json"])
+        .json();
     (
         info["release"]["status"].as_str().unwrap().to_owned(),
         info["release"]["reason"]
@@ -122,7 +111,7 @@ both_backends! {
         let output = ada.push_deployed();
         assert!(output.contains("v2 is up: web.1"), "{output}");
         assert_eq!(body(&platform, "demo"), "none code1 web.1\n");
-        let v2 = json(&ada.slip(&["releases:info", "v2", "--json"]));
+        let v2 = ada.slip(&["releases:info", "v2", "--json"]).json();
         assert_eq!(v2["release"]["status"], "succeeded");
         assert!(v2["release"]["deploy_started_at"].is_string() && v2["release"]["deploy_finished_at"].is_string(), "{v2}");
 
@@ -291,7 +280,7 @@ async fn failed_releases_leave_the_previous_one_serving() {
         // Rolling back to a failed release is refused; to the previous good one works.
         assert!(ada.slip(&["rollback", "v4"]).failure().contains("v4"));
         ada.slip(&["rollback"]).success();
-        let releases = json(&ada.slip(&["releases", "--json"]));
+        let releases = ada.slip(&["releases", "--json"]).json();
         let statuses: Vec<&str> = releases.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
         assert_eq!(statuses, ["succeeded", "succeeded", "failed", "succeeded", "failed", "failed", "succeeded", "succeeded"]);
     })
@@ -392,7 +381,7 @@ async fn a_steady_load_during_deploys_and_rollbacks_loses_no_request() {
             .filter_map(|(_, b)| b.split_whitespace().nth(1))
             .collect();
         assert!(versions.len() >= 3, "the load saw only {versions:?}");
-        let releases = json(&ada.slip(&["releases", "-n", "25", "--json"]));
+        let releases = ada.slip(&["releases", "-n", "25", "--json"]).json();
         assert!(
             releases
                 .as_array()

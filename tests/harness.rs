@@ -268,6 +268,12 @@ impl Run {
         &self.stdout
     }
 
+    /// Asserts success and parses stdout as JSON (`--json` output).
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.success()).expect("JSON on stdout")
+    }
+
     /// Asserts failure with exactly one line on stderr, and returns that line.
     #[track_caller]
     pub fn failure(&self) -> &str {
@@ -454,4 +460,17 @@ macro_rules! both_backends {
             }
         }
     )*};
+}
+
+/// Polls `done` until it holds, for at most `limit`.
+#[track_caller]
+pub fn eventually(limit: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -3,10 +3,10 @@
 //! destroy was cut short by a crash; a `kill -9` in the middle of a push's deploy leaves no
 //! release serving a commit the repository lacks, and no build `running`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use slipway_e2e::{PASSWORD, User, both_backends};
+use slipway_e2e::{PASSWORD, User, both_backends, eventually};
 
 const APP_PY: &str = r#"import os, http.server
 class H(http.server.BaseHTTPRequestHandler):
@@ -42,22 +42,10 @@ fn commit(user: &User, message: &str) {
         .success();
 }
 
-fn json(run: &slipway_e2e::Run) -> Value {
-    serde_json::from_str(run.success()).unwrap()
-}
-
-/// Polls `done` until it holds, for at most `limit`.
-#[track_caller]
-fn eventually(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn release(user: &User, version: u32) -> Value {
-    json(&user.slip(&["releases:info", &format!("v{version}"), "--json"]))["release"].clone()
+    user.slip(&["releases:info", &format!("v{version}"), "--json"])
+        .json()["release"]
+        .clone()
 }
 
 both_backends! {
@@ -107,7 +95,7 @@ both_backends! {
         }
         assert!(platform.data_dir.join("repos/demo.git").exists(), "a live app's repository went");
         bob.slip(&["login", &platform.api_url, "--username", "bob", "--password", PASSWORD]).success();
-        let apps = json(&bob.slip(&["apps", "--json"]));
+        let apps = bob.slip(&["apps", "--json"]).json();
         assert_eq!(apps.as_array().map(Vec::len), Some(1), "{apps}");
     }
 
@@ -155,7 +143,7 @@ both_backends! {
         ada.git(&["remote", "set-url", "slipway", &format!("{}/demo.git", platform.ssh_url)]).success();
         let remote = ada.git(&["ls-remote", "slipway", "refs/heads/main"]);
         assert!(remote.success().starts_with(&kept), "{}", remote.stdout);
-        let builds = json(&ada.slip(&["builds", "--json"]));
+        let builds = ada.slip(&["builds", "--json"]).json();
         assert!(builds.as_array().unwrap().iter().all(|b| b["status"] != "running"), "{builds}");
         let objects: Vec<String> = std::fs::read_dir(platform.data_dir.join("repos/demo.git/objects")).unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
