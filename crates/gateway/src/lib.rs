@@ -465,41 +465,43 @@ pub(crate) async fn reachable(repo: &Path, commit: &str) -> bool {
     if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
         return false;
     }
-    let found = tokio::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(repo)
-        .args([
+    let found = git_read(
+        repo,
+        &[
             "for-each-ref",
             "--count=1",
             "--format=x",
             "--contains",
             commit,
-        ])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .await;
-    matches!(found, Ok(out) if out.status.success() && !out.stdout.is_empty())
+        ],
+    )
+    .await;
+    found.is_some_and(|out| !out.is_empty())
 }
 
 /// Whether `branch` of `repo` points at `commit`: a push's ref moved.
 pub(crate) async fn points_at(repo: &Path, branch: &str, commit: &str) -> bool {
-    let found = tokio::process::Command::new("git")
+    let spec = format!("{branch}^{{commit}}");
+    let found = git_read(repo, &["rev-parse", "--verify", "--quiet", &spec]).await;
+    found.is_some_and(|out| String::from_utf8_lossy(&out).trim() == commit)
+}
+
+/// Runs a read-only git command on `repo` with a cleared environment: its stdout, if it
+/// succeeded.
+async fn git_read(repo: &Path, args: &[&str]) -> Option<Vec<u8>> {
+    let out = tokio::process::Command::new("git")
         .arg("--git-dir")
         .arg(repo)
-        .args(["rev-parse", "--verify", "--quiet"])
-        .arg(format!("{branch}^{{commit}}"))
+        .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output()
-        .await;
-    matches!(found, Ok(out) if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == commit)
+        .await
+        .ok()?;
+    out.status.success().then_some(out.stdout)
 }
 
 /// Removes the quarantine directories git leaves in `objects/` when a push is cut off
