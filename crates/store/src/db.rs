@@ -54,6 +54,8 @@ pub(crate) use on_db;
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) db: Db,
+    /// Bumped whenever work, its output or a lease may have changed (see `work.rs`).
+    pub(crate) changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
@@ -85,6 +87,7 @@ impl Store {
                 .await?;
             Ok(Store {
                 db: Db::Sqlite { read, write },
+                changes: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
@@ -92,8 +95,11 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
+            let changes = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
+            tokio::spawn(listen(pool.clone(), std::sync::Arc::downgrade(&changes)));
             Ok(Store {
                 db: Db::Postgres(pool),
+                changes,
             })
         } else {
             Err(Error::UnsupportedUrl(url.to_owned()))
@@ -132,6 +138,53 @@ impl Store {
                 write.close().await;
             }
             Db::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Relays PostgreSQL's notifications of new work, made by any process, to this process's
+/// waiters, until the store is dropped or closed. A lost connection is made again; waiters
+/// poll meanwhile.
+async fn listen(
+    pool: PgPool,
+    changes: std::sync::Weak<tokio::sync::watch::Sender<u64>>,
+) {
+    let mut listener = None;
+    loop {
+        if pool.is_closed() || changes.strong_count() == 0 {
+            return;
+        }
+        let current = match listener.take() {
+            Some(listener) => listener,
+            None => {
+                let connected = async {
+                    let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    l.listen(crate::work::CHANNEL).await?;
+                    Ok::<_, sqlx::Error>(l)
+                };
+                match connected.await {
+                    Ok(l) => l,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "cannot listen for new work; polling");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        let mut current = current;
+        // Wake up now and then to notice that the store has gone.
+        match tokio::time::timeout(Duration::from_secs(1), current.try_recv()).await {
+            Ok(Ok(Some(_))) | Ok(Ok(None)) => {
+                if let Some(changes) = changes.upgrade() {
+                    changes.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                listener = Some(current);
+            }
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "lost the notification connection; polling");
+            }
+            Err(_) => listener = Some(current),
         }
     }
 }

@@ -18,6 +18,7 @@ mod error;
 mod model;
 mod releases;
 mod users;
+mod work;
 
 pub use db::{Backend, Store};
 pub use error::Error;
@@ -26,5 +27,8 @@ pub use model::{
     DomainState, Event, Need, ProcessCount, Release, SshKey, User,
 };
 pub use users::NewUser;
+pub use work::{
+    Fault, MAX_OUTPUT_LINES, ProcessRecord, Work, WorkId, WorkKind, WorkOutcome, WorkStatus,
+};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -508,3 +508,165 @@ mod domains_from_before_verification {
         run(Backend::Postgres).await;
     }
 }
+
+// The work queue: how release managers in several processes share the work.
+
+fn app_name(name: &str) -> AppName {
+    AppName::parse(name).unwrap()
+}
+
+fn deploy_of(n: u32) -> store::WorkKind {
+    store::WorkKind::Deploy {
+        version: ReleaseVersion::new(n).unwrap(),
+        awaits_ref: false,
+    }
+}
+
+const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+const DONE: store::WorkOutcome = store::WorkOutcome::Succeeded { exit_status: None };
+
+both_backends! {
+    async fn an_apps_work_is_done_in_order_one_piece_at_a_time(store: Store) {
+        let (x, y) = (app_name("x"), app_name("y"));
+        let x1 = store.enqueue(&x, &deploy_of(2)).await.unwrap();
+        let x2 = store.enqueue(&x, &store::WorkKind::Scale).await.unwrap();
+        let y1 = store.enqueue(&y, &store::WorkKind::Hosts).await.unwrap();
+        let first = store.claim("a", LEASE).await.unwrap().unwrap();
+        assert_eq!((first.id, first.kind.clone(), first.attempts), (x1, deploy_of(2), 1));
+        // x's second piece waits for its first; y's does not.
+        let second = store.claim("b", LEASE).await.unwrap().unwrap();
+        assert_eq!(second.id, y1);
+        assert!(store.claim("b", LEASE).await.unwrap().is_none());
+        assert!(store.finish_work(x1, "a", &DONE).await.unwrap());
+        let third = store.claim("b", LEASE).await.unwrap().unwrap();
+        assert_eq!(third.id, x2);
+        assert_eq!(store.work(x1).await.unwrap().outcome, Some(DONE));
+    }
+
+    async fn work_whose_lease_lapsed_is_taken_over_and_its_old_holder_cannot_finish_it(store: Store) {
+        let x = app_name("x");
+        let deploying = store.enqueue(&x, &deploy_of(2)).await.unwrap();
+        let short = std::time::Duration::from_millis(1);
+        assert_eq!(store.claim("dead", short).await.unwrap().unwrap().id, deploying);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let again = store.claim("alive", LEASE).await.unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (deploying, 2));
+        assert!(!store.finish_work(deploying, "dead", &DONE).await.unwrap());
+        assert!(!store.renew_work(deploying, "dead", LEASE).await.unwrap());
+        assert!(store.renew_work(deploying, "alive", LEASE).await.unwrap());
+        assert!(store.finish_work(deploying, "alive", &DONE).await.unwrap());
+
+        // A one-off command is never run twice: cut off, it fails.
+        let run = store
+            .enqueue(&x, &store::WorkKind::Run { command: "rake db:migrate".into() })
+            .await
+            .unwrap();
+        assert_eq!(store.claim("dead", short).await.unwrap().unwrap().id, run);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(store.claim("alive", LEASE).await.unwrap().is_none());
+        let outcome = store.work(run).await.unwrap().outcome.unwrap();
+        assert_eq!(
+            outcome,
+            store::WorkOutcome::Failed {
+                fault: store::Fault::Failed,
+                reason: "interrupted: the release manager running it stopped".into()
+            }
+        );
+    }
+
+    async fn concurrent_claimers_take_each_piece_once_and_never_two_of_an_app_at_once(store: Store) {
+        use std::collections::{HashMap, HashSet};
+        use std::sync::{Arc, Mutex};
+        let mut expected = HashSet::new();
+        for n in 0..60 {
+            let app = app_name(&format!("app{}", n % 6));
+            expected.insert(store.enqueue(&app, &deploy_of(n + 1)).await.unwrap());
+        }
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let busy: Arc<Mutex<HashMap<AppName, store::WorkId>>> = Arc::default();
+        let mut claimers = tokio::task::JoinSet::new();
+        for c in 0..4 {
+            let (store, done, busy) = (store.clone(), done.clone(), busy.clone());
+            claimers.spawn(async move {
+                let holder = format!("claimer{c}");
+                let mut idle = 0;
+                while idle < 20 {
+                    let Some(work) = store.claim(&holder, LEASE).await.unwrap() else {
+                        idle += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        continue;
+                    };
+                    idle = 0;
+                    let before = busy.lock().unwrap().insert(work.app.clone(), work.id);
+                    assert_eq!(before, None, "two pieces of {} at once", work.app);
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    busy.lock().unwrap().remove(&work.app);
+                    assert!(store.finish_work(work.id, &holder, &DONE).await.unwrap());
+                    done.lock().unwrap().push(work.id);
+                }
+            });
+        }
+        while let Some(joined) = claimers.join_next().await {
+            joined.unwrap();
+        }
+        let done = done.lock().unwrap().clone();
+        assert_eq!(done.len(), expected.len(), "each piece done exactly once");
+        assert_eq!(done.into_iter().collect::<HashSet<_>>(), expected);
+    }
+
+    async fn output_is_kept_in_order_up_to_its_bound(store: Store) {
+        let x = app_name("x");
+        let id = store.enqueue(&x, &deploy_of(2)).await.unwrap();
+        let mut changes = store.changes();
+        changes.borrow_and_update();
+        store.append_output(id, 0, &["one".into(), "two".into()]).await.unwrap();
+        assert!(changes.has_changed().unwrap(), "a waiter is woken");
+        store.append_output(id, 2, &["three".into()]).await.unwrap();
+        let lines = store.output(id, 1, 10).await.unwrap();
+        assert_eq!(lines, vec![(1, "two".to_owned()), (2, "three".to_owned())]);
+        let many: Vec<String> = (0..5).map(|n| n.to_string()).collect();
+        store.append_output(id, store::MAX_OUTPUT_LINES - 2, &many).await.unwrap();
+        let tail = store.output(id, store::MAX_OUTPUT_LINES - 5, 100).await.unwrap();
+        assert_eq!(tail.len(), 2, "nothing is kept past the bound: {tail:?}");
+    }
+
+    async fn a_lease_is_held_by_one_until_it_lapses_or_is_given_up(store: Store) {
+        assert!(store.acquire_lease("runtime", "a", LEASE).await.unwrap());
+        assert!(store.acquire_lease("runtime", "a", LEASE).await.unwrap(), "renewed");
+        assert!(!store.acquire_lease("runtime", "b", LEASE).await.unwrap());
+        assert_eq!(store.lease_holder("runtime").await.unwrap().as_deref(), Some("a"));
+        store.release_lease("runtime", "a").await.unwrap();
+        assert!(store.acquire_lease("runtime", "b", std::time::Duration::from_millis(1)).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(store.lease_holder("runtime").await.unwrap(), None);
+        assert!(store.acquire_lease("runtime", "a", LEASE).await.unwrap(), "lapsed, taken over");
+    }
+}
+
+/// A change made through one store wakes the waiters of another on the same PostgreSQL, as a
+/// release manager in another process is woken by `NOTIFY`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_by_another_process_wakes_waiters_on_postgres() {
+    let Some(db) = TestDatabase::new(Backend::Postgres).await else {
+        return;
+    };
+    let one = Store::open(&db.url).await.unwrap();
+    let other = Store::open(&db.url).await.unwrap();
+    let mut changes = other.changes();
+    changes.borrow_and_update();
+    // The listener connects in the background; a change before it listens is not announced.
+    let woken = async {
+        loop {
+            one.enqueue(&app_name("x"), &store::WorkKind::Hosts).await.unwrap();
+            if tokio::time::timeout(std::time::Duration::from_millis(200), changes.changed())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), woken)
+        .await
+        .expect("woken by the other store's NOTIFY within 10 s");
+}
