@@ -21,11 +21,13 @@ pub mod local;
 mod logs;
 mod manager;
 mod output;
+mod worker;
 
 pub use leftovers::Leftovers;
 pub use logs::{LogFilter, LogLine, Logs};
 pub use manager::{CUT_OFF, ReleaseManager};
 pub use output::{LineReceiver, LineSender, Pace};
+pub use worker::{Worker, WorkerConfig};
 
 /// Why an action on an app's processes did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -165,6 +165,22 @@ impl ReleaseManager {
         Ok(())
     }
 
+    /// The app was destroyed: its directories go to the trash at once; then its processes
+    /// stop, its log is dropped and the trash emptied, all before this returns.
+    pub async fn destroy(&self, name: &AppName) {
+        let leftovers = self.inner.leftovers.clone();
+        let app = name.as_str().to_owned();
+        let trashed = tokio::task::spawn_blocking(move || leftovers.trash(&app)).await;
+        if !matches!(trashed, Ok(Ok(()))) {
+            tracing::error!(app = %name, "cannot move the destroyed app's directories to the trash");
+        }
+        let _turn = self.lock(name).await;
+        self.inner.runtime.stop(name).await;
+        self.inner.logs.remove(name.as_str()).await;
+        let leftovers = self.inner.leftovers.clone();
+        let _ = tokio::task::spawn_blocking(move || leftovers.empty_trash()).await;
+    }
+
     /// Stops every app's processes.
     pub async fn shutdown(&self) {
         self.inner.runtime.shutdown().await;

@@ -648,3 +648,62 @@ impl Store {
             .collect()
     }
 }
+
+/// How often a waiter looks again when nothing announced a change.
+const POLL: Duration = Duration::from_millis(500);
+
+impl Store {
+    /// Waits for a piece of work to finish, handing each output line it prints to `on_line`
+    /// as it comes, and returns how it ended. Stops waiting (with `None`) at `deadline`.
+    pub async fn await_work(
+        &self,
+        id: WorkId,
+        deadline: Option<tokio::time::Instant>,
+        mut on_line: impl FnMut(&str) + Send,
+    ) -> Result<Option<WorkOutcome>> {
+        let mut changes = self.changes();
+        let mut next = 0u32;
+        loop {
+            changes.borrow_and_update();
+            // The status first: output written before it finished is all there after.
+            let work = self.work(id).await?;
+            loop {
+                let lines = self.output(id, next, 500).await?;
+                let Some((last, _)) = lines.last() else {
+                    break;
+                };
+                next = last + 1;
+                for (_, line) in &lines {
+                    on_line(line);
+                }
+            }
+            if let Some(outcome) = work.outcome {
+                return Ok(Some(outcome));
+            }
+            let wait = match deadline {
+                Some(deadline) => {
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
+                        return Ok(None);
+                    }
+                    (deadline - now).min(POLL)
+                }
+                None => POLL,
+            };
+            let _ = tokio::time::timeout(wait, changes.changed()).await;
+        }
+    }
+
+    /// Lets work that holders other than `holder` were doing be claimed at once: `holder`
+    /// alone may do work now (it holds the local runtime's lease), so they are gone.
+    pub async fn reclaim_work(&self, holder: &str) -> Result<u64> {
+        let updated = on_db!(self, write, |pool| sqlx::query(
+            "UPDATE work SET lease_until = 0 WHERE status = 'running' AND holder <> $1"
+        )
+        .bind(holder)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(updated)
+    }
+}
