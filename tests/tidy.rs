@@ -176,7 +176,10 @@ fn documented_graph(architecture: &str) -> Graph {
     let section = architecture
         .split("\n## Crate graph\n")
         .nth(1)
-        .expect("docs/architecture.md has a `## Crate graph` section");
+        .expect("docs/architecture.md has a `## Crate graph` section")
+        .split("\n## ")
+        .next()
+        .unwrap();
     let block = section
         .split("\n```")
         .nth(1)
