@@ -1,6 +1,7 @@
 //! Tidy checks run by `cargo test`: rules of the codebase that are easier to keep with a test
 //! than with a reviewer.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {
@@ -74,5 +75,293 @@ fn ci_runs_the_readme_test_command() {
     assert!(
         ci.lines().any(|l| l.trim() == format!("exec {command}")),
         ".ci/run execs `{command}`"
+    );
+}
+
+/// Whether a crate uses another to build and run (normal and build dependencies) or only in
+/// its tests (dev-dependencies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Use {
+    Always,
+    TestsOnly,
+}
+
+/// Edges between workspace crates, by short name: (from, how, to).
+type Edges = BTreeSet<(String, Use, String)>;
+
+/// A crate graph: every workspace crate and its edges to the others.
+#[derive(Debug, Default)]
+struct Graph {
+    crates: BTreeSet<String>,
+    edges: Edges,
+}
+
+fn show(edges: impl IntoIterator<Item = (String, Use, String)>) -> String {
+    edges
+        .into_iter()
+        .map(|(from, how, to)| match how {
+            Use::Always => format!("\n  {from} -> {to}"),
+            Use::TestsOnly => format!("\n  {from} -> {to} (tests only)"),
+        })
+        .collect()
+}
+
+/// A package's short name: the key it has in `[workspace.dependencies]`.
+fn short_name(package: &str) -> String {
+    package
+        .strip_prefix("slipway-")
+        .unwrap_or(package)
+        .to_owned()
+}
+
+/// The graph as cargo sees it. A dev-dependency on a crate that is also a normal dependency
+/// adds nothing, so it is not an edge of its own.
+fn workspace_graph() -> Graph {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(&cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(repo().join("Cargo.toml"))
+        .output()
+        .unwrap_or_else(|e| panic!("run {cargo:?} metadata: {e}"));
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let packages = metadata["packages"].as_array().expect("a list of packages");
+    let names: BTreeSet<&str> = packages
+        .iter()
+        .map(|p| p["name"].as_str().expect("a package name"))
+        .collect();
+    let mut graph = Graph::default();
+    for package in packages {
+        let from = short_name(package["name"].as_str().unwrap());
+        graph.crates.insert(from.clone());
+        for dependency in package["dependencies"].as_array().expect("dependencies") {
+            let name = dependency["name"].as_str().expect("a dependency name");
+            if !names.contains(name) {
+                continue;
+            }
+            let how = match dependency["kind"].as_str() {
+                None | Some("build") => Use::Always,
+                Some("dev") => Use::TestsOnly,
+                Some(other) => panic!("unknown dependency kind {other:?} in {from}"),
+            };
+            graph.edges.insert((from.clone(), how, short_name(name)));
+        }
+    }
+    let always: BTreeSet<(String, String)> = graph
+        .edges
+        .iter()
+        .filter(|(_, how, _)| *how == Use::Always)
+        .map(|(from, _, to)| (from.clone(), to.clone()))
+        .collect();
+    graph.edges.retain(|(from, how, to)| {
+        *how == Use::Always || !always.contains(&(from.clone(), to.clone()))
+    });
+    graph
+}
+
+/// The graph `docs/architecture.md` allows: the first fenced block of its `## Crate graph`
+/// section, one `crate -> deps | test-only deps` line per crate.
+fn documented_graph(architecture: &str) -> Graph {
+    let section = architecture
+        .split("\n## Crate graph\n")
+        .nth(1)
+        .expect("docs/architecture.md has a `## Crate graph` section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let block = section
+        .split("\n```")
+        .nth(1)
+        .expect("the crate graph section has a fenced block");
+    let mut graph = Graph::default();
+    for line in block.lines().skip(1) {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (from, uses) = line.split_once("->").unwrap_or_else(|| {
+            panic!("crate graph line {line:?}: write `crate -> deps | dev-deps`")
+        });
+        let from = from.trim();
+        assert!(
+            !from.is_empty() && !from.contains(char::is_whitespace),
+            "crate graph line {line:?}: one crate name before `->`"
+        );
+        assert!(
+            graph.crates.insert(from.to_owned()),
+            "crate graph: {from} has two lines"
+        );
+        let (always, tests_only) = uses.split_once('|').unwrap_or((uses, ""));
+        for (how, names) in [(Use::Always, always), (Use::TestsOnly, tests_only)] {
+            for to in names.split_whitespace() {
+                graph.edges.insert((from.to_owned(), how, to.to_owned()));
+            }
+        }
+    }
+    for (from, how, to) in &graph.edges {
+        assert!(
+            *how == Use::Always
+                || !graph
+                    .edges
+                    .contains(&(from.clone(), Use::Always, to.clone())),
+            "crate graph: {from} lists {to} on both sides of `|`; keep it left"
+        );
+    }
+    graph
+}
+
+/// A cycle in the graph (all edges, tests-only ones too), as the path that closes it.
+fn find_cycle(edges: &Edges) -> Option<Vec<String>> {
+    fn visit<'a>(
+        node: &'a str,
+        next: &BTreeMap<&'a str, Vec<&'a str>>,
+        done: &mut BTreeSet<&'a str>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|n| *n == node) {
+            let mut cycle: Vec<String> = path[start..].iter().map(|n| n.to_string()).collect();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if !done.insert(node) {
+            return None;
+        }
+        path.push(node);
+        for to in next.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(to, next, done, path) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut next: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (from, _, to) in edges {
+        next.entry(from).or_default().push(to);
+    }
+    let mut done = BTreeSet::new();
+    next.keys()
+        .find_map(|node| visit(node, &next, &mut done, &mut Vec::new()))
+}
+
+/// Every crate `from` reaches through edges `how` allows, directly or not.
+fn reaches(edges: &Edges, from: &str, how: impl Fn(Use) -> bool) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut queue = vec![from.to_owned()];
+    while let Some(node) = queue.pop() {
+        for (_, _, to) in edges.iter().filter(|(f, h, _)| *f == node && how(*h)) {
+            if seen.insert(to.clone()) {
+                queue.push(to.clone());
+            }
+        }
+    }
+    seen
+}
+
+/// The workspace's crate graph is the one `docs/architecture.md` writes down, and keeps the
+/// layering the architecture states whatever the list says.
+#[test]
+fn the_crate_graph_is_the_one_documented() {
+    let actual = workspace_graph();
+    assert!(
+        actual.crates.len() > 10 && actual.crates.contains("domain"),
+        "found the workspace: {:?}",
+        actual.crates
+    );
+    let architecture = std::fs::read_to_string(repo().join("docs/architecture.md")).unwrap();
+    let documented = documented_graph(&architecture);
+
+    let mut problems = String::new();
+    for name in actual.crates.difference(&documented.crates) {
+        problems += &format!("\nno line for crate {name}");
+    }
+    for name in documented.crates.difference(&actual.crates) {
+        problems += &format!("\na line for {name}, which is no workspace crate");
+    }
+    let undocumented: Vec<_> = actual
+        .edges
+        .difference(&documented.edges)
+        .cloned()
+        .collect();
+    if !undocumented.is_empty() {
+        problems += &format!("\nundocumented edges:{}", show(undocumented));
+    }
+    let missing: Vec<_> = documented
+        .edges
+        .difference(&actual.edges)
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        problems += &format!("\ndocumented edges the manifests lack:{}", show(missing));
+    }
+    assert!(
+        problems.is_empty(),
+        "the crate graph differs from `## Crate graph` in docs/architecture.md; \
+         change the manifests or the list:{problems}"
+    );
+
+    if let Some(cycle) = find_cycle(&actual.edges) {
+        panic!("the crate graph has a cycle: {}", cycle.join(" -> "));
+    }
+    let domain = reaches(&actual.edges, "domain", |_| true);
+    assert!(
+        domain.is_empty(),
+        "domain depends on no Slipway crate, but uses {domain:?}"
+    );
+    let slip = reaches(&actual.edges, "slip", |how| how == Use::Always);
+    assert_eq!(
+        slip,
+        BTreeSet::from(["api-types".to_owned()]),
+        "slip builds against api-types alone"
+    );
+    let slip_tests = reaches(&actual.edges, "slip", |_| true);
+    assert!(
+        slip_tests.is_subset(&BTreeSet::from([
+            "api-types".to_owned(),
+            "test-support".to_owned()
+        ])),
+        "slip's tests use api-types and test-support alone, not {slip_tests:?}"
+    );
+}
+
+/// The cycle check finds a cycle through a tests-only edge, and none in a layered graph.
+#[test]
+fn the_cycle_check_finds_cycles() {
+    let edges = |list: &[(&str, Use, &str)]| -> Edges {
+        list.iter()
+            .map(|(from, how, to)| (from.to_string(), *how, to.to_string()))
+            .collect()
+    };
+    let layered = edges(&[
+        ("api", Use::Always, "store"),
+        ("store", Use::Always, "domain"),
+        ("store", Use::TestsOnly, "test-support"),
+        ("api", Use::Always, "domain"),
+    ]);
+    assert_eq!(find_cycle(&layered), None);
+    let cyclic = edges(&[
+        ("api", Use::Always, "store"),
+        ("store", Use::Always, "domain"),
+        ("domain", Use::TestsOnly, "api"),
+    ]);
+    assert_eq!(
+        find_cycle(&cyclic),
+        Some(vec![
+            "api".to_owned(),
+            "store".to_owned(),
+            "domain".to_owned(),
+            "api".to_owned()
+        ])
     );
 }
