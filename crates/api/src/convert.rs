@@ -56,20 +56,20 @@ pub(crate) fn release(release: store::Release) -> wire::Release {
     }
 }
 
-pub(crate) fn process(p: releaser::ProcessInfo) -> wire::Process {
+pub(crate) fn process(p: store::ProcessRecord) -> wire::Process {
     wire::Process {
         name: p.name,
         process_type: p.process_type,
         command: p.command,
-        release: p.release.get(),
-        state: match p.state {
-            releaser::ProcessState::Starting => wire::ProcessState::Starting,
-            releaser::ProcessState::Up => wire::ProcessState::Up,
-            releaser::ProcessState::Crashed => wire::ProcessState::Crashed,
-            releaser::ProcessState::Stopping => wire::ProcessState::Stopping,
+        release: u32::try_from(p.release).unwrap_or(0),
+        state: match p.state.as_str() {
+            "starting" => wire::ProcessState::Starting,
+            "up" => wire::ProcessState::Up,
+            "crashed" => wire::ProcessState::Crashed,
+            _ => wire::ProcessState::Stopping,
         },
         since: p.since,
-        restarts: p.restarts,
+        restarts: u32::try_from(p.restarts).unwrap_or(0),
     }
 }
 

@@ -75,16 +75,6 @@ impl ApiError {
     }
 }
 
-impl From<releaser::DeployError> for ApiError {
-    fn from(err: releaser::DeployError) -> ApiError {
-        match err {
-            releaser::DeployError::Unavailable(m) => ApiError::Conflict(m),
-            releaser::DeployError::Invalid(m) => ApiError::Invalid(m),
-            releaser::DeployError::Failed(m) => ApiError::Conflict(m),
-        }
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -12,6 +12,7 @@
 //! the app's processes and one-off runs; logs are read from the shared [`releaser::Logs`].
 
 mod auth;
+mod control;
 mod convert;
 mod error;
 mod extract;
@@ -24,7 +25,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use domain::AppName;
-pub use releaser::{Deployer, NoDeployer};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -55,6 +55,9 @@ pub struct ApiConfig {
     /// The DNS server `domains:verify` asks for challenge TXT records (UDP, then TCP); the
     /// system's resolv.conf when `None`.
     pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Whether release managers deploy what the API queues. Without (a platform with no
+    /// runtime), releases stay `pending` and restarts and one-off runs are refused.
+    pub deploys: bool,
 }
 
 /// The builder's per-app cache, as far as the API needs it.
@@ -78,7 +81,6 @@ impl BuildCache for NoBuildCache {
 pub struct ApiState {
     pub store: store::Store,
     pub config: Arc<ApiConfig>,
-    pub deployer: Arc<dyn Deployer>,
     pub build_cache: Arc<dyn BuildCache>,
     /// The apps' log streams, which the release manager, runtime and router write.
     pub logs: releaser::Logs,

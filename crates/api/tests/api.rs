@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use slipway_api::{ApiConfig, ApiState, NoDeployer, router};
+use slipway_api::{ApiConfig, ApiState, router};
 use test_support::{Backend, TestDatabase};
 use tower::ServiceExt;
 
@@ -92,12 +92,12 @@ impl TestApp {
             token_ttl: std::time::Duration::from_secs(3600),
             login: slipway_api::LoginLimits::default(),
             dns_resolver: None,
+            deploys: false,
         };
         change(&mut config);
         let state = ApiState {
             store: store.clone(),
             config: Arc::new(config),
-            deployer: Arc::new(NoDeployer),
             build_cache: Arc::new(slipway_api::NoBuildCache),
             logs: Default::default(),
         };

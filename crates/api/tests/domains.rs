@@ -162,6 +162,8 @@ struct TestApp {
     router: Router,
     dns: Dns,
     hosts: Arc<HostsSeen>,
+    store: store::Store,
+    _stop: tokio_util::sync::DropGuard,
     _db: TestDatabase,
 }
 
@@ -185,8 +187,20 @@ impl TestApp {
             "localhost".to_owned(),
             releaser::Leftovers::none(),
         );
+        // The release manager takes the API's work from the store, as in another process.
+        let stop = tokio_util::sync::CancellationToken::new();
+        let worker = releaser::Worker::new(
+            manager,
+            store.clone(),
+            releaser::WorkerConfig {
+                holder: "test".to_owned(),
+                lease: releaser::WorkerConfig::DEFAULT_LEASE,
+                concurrency: 4,
+            },
+        );
+        tokio::spawn(worker.run(stop.clone()));
         let state = ApiState {
-            store,
+            store: store.clone(),
             config: Arc::new(ApiConfig {
                 git_url: "ssh://git@127.0.0.1:2222".to_owned(),
                 domain: "localhost".to_owned(),
@@ -195,8 +209,8 @@ impl TestApp {
                 token_ttl: std::time::Duration::from_secs(3600),
                 login: slipway_api::LoginLimits::default(),
                 dns_resolver: Some(resolver),
+                deploys: true,
             }),
-            deployer: Arc::new(manager),
             build_cache: Arc::new(slipway_api::NoBuildCache),
             logs,
         };
@@ -204,6 +218,8 @@ impl TestApp {
             router: router(state),
             dns,
             hosts,
+            store,
+            _stop: stop.drop_guard(),
             _db: db,
         })
     }
@@ -311,8 +327,18 @@ impl TestApp {
             .collect()
     }
 
-    /// The hosts the release manager last gave the runtime for `app`.
-    fn routed(&self, app: &str) -> Vec<String> {
+    /// The hosts the release manager last gave the runtime for `app`, once it has done the
+    /// app's queued work.
+    async fn routed(&self, app: &str) -> Vec<String> {
+        let name = AppName::parse(app).unwrap();
+        let drained = async {
+            while !self.store.unfinished_work(&name).await.unwrap().is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), drained)
+            .await
+            .expect("the release manager does the app's work within 10 s");
         self.hosts
             .0
             .lock()
@@ -349,7 +375,7 @@ both_backends! {
         assert_eq!(added["challenge"]["record"], "_slipway-challenge.www.example.com");
         let token = added["challenge"]["value"].as_str().unwrap().to_owned();
         assert!(token.len() >= 32, "{token}");
-        assert_eq!(t.routed("demo"), ["demo.localhost"], "a pending domain does not route");
+        assert_eq!(t.routed("demo").await, ["demo.localhost"], "a pending domain does not route");
 
         // No record at all: says what was looked up, and what to do; still pending.
         let message = error(t.verify(&ada, "demo", "www.example.com").await, StatusCode::UNPROCESSABLE_ENTITY);
@@ -361,7 +387,7 @@ both_backends! {
         let message = error(t.verify(&ada, "demo", "www.example.com").await, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(message.contains("\"slipway-verify-someone-elses\"") && message.contains("\"v=spf1 -all\""), "{message}");
         assert_eq!(t.states(&ada, "demo").await, ["www.example.com pending"]);
-        assert_eq!(t.routed("demo"), ["demo.localhost"]);
+        assert_eq!(t.routed("demo").await, ["demo.localhost"]);
 
         // A hostile zone cannot make the error long or multi-line.
         let long = "x\n".repeat(200);
@@ -375,13 +401,13 @@ both_backends! {
         assert_eq!(status, StatusCode::OK, "{verified}");
         assert_eq!(verified["status"], "verified");
         assert!(verified["verified_at"].is_string() && verified["challenge"].is_null(), "{verified}");
-        assert_eq!(t.routed("demo"), ["demo.localhost", "www.example.com"]);
+        assert_eq!(t.routed("demo").await, ["demo.localhost", "www.example.com"]);
 
         // Verifying again changes nothing; removing stops the routing.
         assert_eq!(t.verify(&ada, "demo", "www.example.com").await.0, StatusCode::OK);
         let (status, _) = t.call(Method::DELETE, "/v1/apps/demo/domains/www.example.com", Some(&ada), None).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
-        assert_eq!(t.routed("demo"), ["demo.localhost"]);
+        assert_eq!(t.routed("demo").await, ["demo.localhost"]);
         error(t.verify(&ada, "demo", "www.example.com").await, StatusCode::NOT_FOUND);
     }
 
@@ -397,7 +423,7 @@ both_backends! {
         assert_eq!(status, StatusCode::CREATED);
         let (status, added) = t.add(&ada, "shop", "shop.example.com").await;
         assert_eq!(status, StatusCode::CREATED, "{added}");
-        assert_eq!(t.routed("squat"), ["squat.localhost"]);
+        assert_eq!(t.routed("squat").await, ["squat.localhost"]);
 
         // Only the owner's token is in the zone: Mallory's verification fails, Ada's succeeds.
         let token = added["challenge"]["value"].as_str().unwrap();
@@ -405,7 +431,7 @@ both_backends! {
         let message = error(t.verify(&mallory, "squat", "shop.example.com").await, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(message.contains("but not the token"), "{message}");
         assert_eq!(t.verify(&ada, "shop", "shop.example.com").await.0, StatusCode::OK);
-        assert_eq!(t.routed("shop"), ["shop.localhost", "shop.example.com"]);
+        assert_eq!(t.routed("shop").await, ["shop.localhost", "shop.example.com"]);
 
         // Verified by Ada, the name is refused to anyone else.
         t.create_app(&mallory, "squat2").await;
@@ -417,7 +443,7 @@ both_backends! {
         t.dns.set("_slipway-challenge.shop.example.com", &[token, theirs]);
         let message = error(t.verify(&mallory, "squat", "shop.example.com").await, StatusCode::CONFLICT);
         assert!(message.contains("already in use by another app"), "{message}");
-        assert_eq!(t.routed("squat"), ["squat.localhost"]);
+        assert_eq!(t.routed("squat").await, ["squat.localhost"]);
     }
 
     async fn names_under_the_platform_domain_are_the_platforms_to_give(t: TestApp) {
@@ -435,8 +461,8 @@ both_backends! {
         let (status, own) = t.add(&mallory, "evil", "evil.localhost").await;
         assert_eq!(status, StatusCode::CREATED, "{own}");
         assert_eq!(own["status"], "verified");
-        assert_eq!(t.routed("evil"), ["evil.localhost"]);
-        assert_eq!(t.routed("victim"), ["victim.localhost"], "nothing changed the victim's hosts");
+        assert_eq!(t.routed("evil").await, ["evil.localhost"]);
+        assert_eq!(t.routed("victim").await, ["victim.localhost"], "nothing changed the victim's hosts");
     }
 }
 
@@ -474,5 +500,5 @@ async fn a_dns_server_that_does_not_answer_fails_the_verification_and_changes_no
         started.elapsed()
     );
     assert_eq!(t.states(&ada, "demo").await, ["www.example.com pending"]);
-    assert_eq!(t.routed("demo"), ["demo.localhost"]);
+    assert_eq!(t.routed("demo").await, ["demo.localhost"]);
 }

@@ -30,7 +30,8 @@ pub use hostname::{Hostname, PlatformPlace, challenge_record};
 pub use image::{Digest, ImageRef, RegistryImage};
 pub use procfile::{MAX_COMMAND, MAX_PROCESS_TYPES, ProcessType, Procfile};
 pub use release::{
-    ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion, RollbackRefused, rollback_target,
+    PUSH_CUT_OFF, ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion, RollbackRefused,
+    rollback_target,
 };
 pub use ssh_key::SshPublicKey;
 pub use user::{Password, Username};

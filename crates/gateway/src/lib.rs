@@ -64,8 +64,18 @@ impl GatewayConfig {
         self.data_dir.join("hooks")
     }
 
+    /// This process's hook socket: gateways sharing a data directory each have one.
     fn hook_socket(&self) -> PathBuf {
-        self.data_dir.join("run").join("hook.sock")
+        self.data_dir
+            .join("run")
+            .join(format!("hook-{}.sock", std::process::id()))
+    }
+
+    /// This process's build directories.
+    pub(crate) fn tmp(&self) -> PathBuf {
+        self.data_dir
+            .join("tmp")
+            .join(std::process::id().to_string())
     }
 }
 
@@ -89,8 +99,9 @@ pub(crate) struct Shared {
     pub(crate) config: GatewayConfig,
     pub(crate) store: store::Store,
     pub(crate) builder: Arc<builder::Builder>,
-    pub(crate) deployer: Arc<dyn releaser::Deployer>,
-    pub(crate) locks: locks::AppLocks,
+    /// Who this gateway is in the store's leases, and the name of its hook socket and
+    /// build directory: unique per process, so gateways can share a data directory.
+    pub(crate) instance: String,
     pub(crate) gate: Arc<limits::Gate>,
     /// Pushes in progress, by the id their hook presents.
     pub(crate) pushes: Mutex<HashMap<String, Arc<PushContext>>>,
@@ -134,17 +145,23 @@ impl Gateway {
         config: GatewayConfig,
         store: store::Store,
         builder: Arc<builder::Builder>,
-        deployer: Arc<dyn releaser::Deployer>,
     ) -> Result<Gateway, Error> {
+        let instance = format!(
+            "gateway-{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         for dir in [
             config.repos(),
             config.hooks(),
             config.data_dir.join("run"),
             config.data_dir.join("tmp"),
+            config.tmp(),
         ] {
             tokio::fs::create_dir_all(&dir).await?;
         }
         clean_tmp(&config.data_dir.join("tmp")).await;
+        clean_sockets(&config.data_dir.join("run")).await;
         recover(&store, &config.repos()).await?;
         write_hook(&config.hooks(), &config.hook_program).await?;
         let key = host_key::load_or_create(&config.data_dir.join("ssh_host_ed25519_key"))?;
@@ -174,8 +191,7 @@ impl Gateway {
             config,
             store,
             builder,
-            deployer,
-            locks: locks::AppLocks::default(),
+            instance,
             pushes: Mutex::new(HashMap::new()),
         });
         Ok(Gateway {
@@ -424,6 +440,16 @@ async fn recover(store: &store::Store, repos: &Path) -> Result<(), Error> {
         tracing::warn!(builds = failed, "builds cut off by a restart marked failed");
     }
     for app in store.all_apps().await.map_err(Error::Store)? {
+        // Another gateway is pushing to it: what looks cut off is under way.
+        let lease = locks::lease_name(&app.name);
+        if store
+            .lease_holder(&lease)
+            .await
+            .map_err(Error::Store)?
+            .is_some()
+        {
+            continue;
+        }
         let repo = repos.join(format!("{}.git", app.name));
         remove_quarantines(&repo).await;
         let releases = store.releases(&app, 20).await.map_err(Error::Store)?;
@@ -451,7 +477,7 @@ async fn recover(store: &store::Store, repos: &Path) -> Result<(), Error> {
                     &app,
                     release.version,
                     domain::ReleaseStatus::Failed,
-                    Some(releaser::CUT_OFF),
+                    Some(domain::PUSH_CUT_OFF),
                 )
                 .await
                 .map_err(Error::Store)?;
@@ -521,14 +547,41 @@ async fn remove_quarantines(repo: &Path) {
     }
 }
 
-/// Removes build directories left by a crash.
+/// Removes build directories left by gateways that are gone (each has `tmp/<pid>`; another
+/// gateway sharing the data directory may be building in its own).
 async fn clean_tmp(dir: &Path) {
     let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
         return;
     };
     while let Ok(Some(entry)) = entries.next_entry().await {
-        let _ = tokio::fs::remove_dir_all(entry.path()).await;
+        if !alive(&entry.file_name().to_string_lossy()) {
+            let _ = tokio::fs::remove_dir_all(entry.path()).await;
+        }
     }
+}
+
+/// Removes the hook sockets of gateways that are gone (`run/hook-<pid>.sock`).
+async fn clean_sockets(dir: &Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name
+            .strip_prefix("hook-")
+            .and_then(|n| n.strip_suffix(".sock"))
+            && !alive(pid)
+        {
+            let _ = tokio::fs::remove_file(entry.path()).await;
+        }
+    }
+}
+
+/// Whether `pid` names a running process other than this one's predecessors: this process
+/// counts as alive.
+fn alive(pid: &str) -> bool {
+    pid.parse::<u32>()
+        .is_ok_and(|pid| pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists())
 }
 
 async fn serve_hooks(shared: Arc<Shared>, listener: UnixListener, shutdown: CancellationToken) {
@@ -605,10 +658,7 @@ async fn serve_hook(shared: &Shared, stream: UnixStream) -> std::io::Result<()> 
     if let Ok(Some(pushed)) = result {
         push.git_done.cancelled().await;
         let moved = points_at(&push.repo, &pushed.branch, &pushed.commit).await;
-        shared
-            .deployer
-            .push_settled(&push.app.name, pushed.version, moved)
-            .await;
+        pipeline::settle(&shared.store, &push.app.name, pushed.version, moved).await;
     }
     drop(settling);
     sent

@@ -1,52 +1,99 @@
-//! One push per app at a time: a second push waits, up to a bound, for the first.
+//! One push per app at a time, across every gateway on one store: a push holds the app's
+//! lease `push:<app>` in the store, renewed while it runs; a second push waits, up to a bound,
+//! for it. A gateway that dies lets its leases lapse.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::OwnedMutexGuard;
+use domain::AppName;
+use tokio::task::JoinHandle;
 
-/// Per-app push locks. An entry lives as long as someone holds or waits for it.
-#[derive(Debug, Default)]
-pub(crate) struct AppLocks {
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+/// How long a push lease lasts unless renewed (every third of it).
+pub(crate) const PUSH_LEASE: Duration = Duration::from_secs(30);
+
+/// How often a waiting push looks again when the store announced nothing.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The store's name of an app's push lease.
+pub(crate) fn lease_name(app: &AppName) -> String {
+    format!("push:{app}")
 }
 
-/// Held for the whole push; dropping it lets the next push in.
+/// Held for the whole push; dropping it gives the lease up, letting the next push in.
 #[derive(Debug)]
 pub(crate) struct PushGuard {
-    _guard: OwnedMutexGuard<()>,
+    store: store::Store,
+    name: String,
+    holder: String,
+    renewing: JoinHandle<()>,
 }
 
-/// The lock was taken; [`Busy::wait`] waits for it.
-#[derive(Debug)]
-pub(crate) struct Busy {
-    lock: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl AppLocks {
-    /// Takes the app's lock if it is free.
-    pub(crate) fn try_acquire(&self, app: &str) -> Result<PushGuard, Busy> {
-        let lock = {
-            let mut locks = self.locks.lock().expect("the lock map is never poisoned");
-            // Guards and waiters hold a clone; an entry with none is free to drop.
-            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-            Arc::clone(locks.entry(app.to_owned()).or_default())
-        };
-        match Arc::clone(&lock).try_lock_owned() {
-            Ok(guard) => Ok(PushGuard { _guard: guard }),
-            Err(_) => Err(Busy { lock }),
-        }
+impl Drop for PushGuard {
+    fn drop(&mut self) {
+        self.renewing.abort();
+        let (store, name, holder) = (self.store.clone(), self.name.clone(), self.holder.clone());
+        tokio::spawn(async move {
+            if let Err(err) = store.release_lease(&name, &holder).await {
+                tracing::warn!(lease = %name, error = %err, "cannot give up a push lease; it lapses on its own");
+            }
+        });
     }
 }
 
-impl Busy {
-    /// Waits up to `limit` for the lock; `None` when the wait runs out.
-    pub(crate) async fn wait(self, limit: Duration) -> Option<PushGuard> {
-        let guard = tokio::time::timeout(limit, self.lock.lock_owned())
-            .await
-            .ok()?;
-        Some(PushGuard { _guard: guard })
+/// Takes the app's push lease for `holder` if it is free: `Ok(None)` when another push has it.
+pub(crate) async fn try_acquire(
+    store: &store::Store,
+    app: &AppName,
+    holder: &str,
+) -> Result<Option<PushGuard>, store::Error> {
+    let name = lease_name(app);
+    if !store.acquire_lease(&name, holder, PUSH_LEASE).await? {
+        return Ok(None);
+    }
+    let renewing = {
+        let (store, name, holder) = (store.clone(), name.clone(), holder.to_owned());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PUSH_LEASE / 3).await;
+                match store.acquire_lease(&name, &holder, PUSH_LEASE).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(lease = %name, "lost a push lease: another push may run at once");
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::warn!(lease = %name, error = %err, "cannot renew a push lease")
+                    }
+                }
+            }
+        })
+    };
+    Ok(Some(PushGuard {
+        store: store.clone(),
+        name,
+        holder: holder.to_owned(),
+        renewing,
+    }))
+}
+
+/// Waits up to `limit` for the app's push lease; `Ok(None)` when the wait runs out.
+pub(crate) async fn wait(
+    store: &store::Store,
+    app: &AppName,
+    holder: &str,
+    limit: Duration,
+) -> Result<Option<PushGuard>, store::Error> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut changes = store.changes();
+    loop {
+        changes.borrow_and_update();
+        if let Some(guard) = try_acquire(store, app, holder).await? {
+            return Ok(Some(guard));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        let _ = tokio::time::timeout((deadline - now).min(POLL), changes.changed()).await;
     }
 }
 
@@ -54,21 +101,32 @@ impl Busy {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_second_push_waits_then_gives_up() {
-        let locks = AppLocks::default();
-        let first = locks.try_acquire("demo").unwrap();
-        let busy = locks.try_acquire("demo").unwrap_err();
-        assert!(
-            busy.wait(Duration::from_secs(5)).await.is_none(),
-            "gave up after the limit"
-        );
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_push_waits_then_gives_up_and_gets_in_once_the_first_ends() {
+        let db = test_support::TestDatabase::new(test_support::Backend::Sqlite)
+            .await
+            .unwrap();
+        let store = store::Store::open(&db.url).await.unwrap();
+        let demo = AppName::parse("demo").unwrap();
+        let first = try_acquire(&store, &demo, "one").await.unwrap().unwrap();
+        assert!(try_acquire(&store, &demo, "two").await.unwrap().is_none());
+        let waited = wait(&store, &demo, "two", Duration::from_millis(300)).await;
+        assert!(waited.unwrap().is_none(), "gave up after the limit");
         // Another app is not held up.
-        assert!(locks.try_acquire("other").is_ok());
-        // A waiter gets the lock as soon as it is released.
-        let busy = locks.try_acquire("demo").unwrap_err();
-        let waiter = tokio::spawn(busy.wait(Duration::from_secs(60)));
+        let other = AppName::parse("other").unwrap();
+        assert!(try_acquire(&store, &other, "two").await.unwrap().is_some());
+        // A waiter gets in as soon as the first gives the lease up.
+        let waiter = {
+            let store = store.clone();
+            let demo = demo.clone();
+            tokio::spawn(async move {
+                wait(&store, &demo, "two", Duration::from_secs(60))
+                    .await
+                    .unwrap()
+                    .is_some()
+            })
+        };
         drop(first);
-        assert!(waiter.await.unwrap().is_some());
+        assert!(waiter.await.unwrap());
     }
 }

@@ -171,7 +171,7 @@ async fn build_and_release(
     let app = &push.app;
     let work = tempfile::Builder::new()
         .prefix("build-")
-        .tempdir_in(shared.config.data_dir.join("tmp"))
+        .tempdir_in(shared.config.tmp())
         .map_err(|e| internal(out, "cannot make a build directory", e))?;
     let source = work.path().join("source");
     export(&push.repo, commit, &request.git_env, &source)
@@ -220,29 +220,25 @@ async fn build_and_release(
         .await
         .map_err(|e| internal(out, "cannot make the release", e))?;
     let url = shared.config.app_url(app.name.as_str());
-    if !shared.deployer.deploys() {
-        shared.deployer.deploy(&app.name, release.version);
-        out.line(&format!(
-            "-----> {} released; not deployed: this platform has no runtime, so it stays pending",
-            release.version
-        ));
-        return Ok(None);
-    }
     out.line(&format!("-----> {} released, deploying", release.version));
-    let (progress, mut lines) = releaser::LineSender::channel(releaser::READER_LAG);
-    let deploying = shared
-        .deployer
-        .deploy_push(&app.name, release.version, progress);
-    tokio::pin!(deploying);
-    let outcome = loop {
-        tokio::select! {
-            Some(line) = lines.recv() => out.line(&line),
-            outcome = &mut deploying => break outcome,
+    let deploy = store::WorkKind::Deploy {
+        version: release.version,
+        awaits_ref: true,
+    };
+    let work = shared
+        .store
+        .enqueue(&app.name, &deploy)
+        .await
+        .map_err(|e| internal(out, "cannot queue the deploy", e))?;
+    let outcome = tokio::select! {
+        outcome = await_deploy(&shared.store, work, out) => outcome,
+        () = push.cancel.cancelled() => {
+            // The deploy goes on without the pusher; once it has, the release it made is
+            // failed and the one before serves again, as for any push cut off.
+            settle(&shared.store, &app.name, release.version, false).await;
+            return Err("the push was cancelled: the connection closed".to_owned());
         }
     };
-    while let Some(line) = lines.try_recv() {
-        out.line(&line);
-    }
     match outcome {
         Ok(()) => {
             out.line(&format!("-----> {} deployed to {url}", release.version));
@@ -252,6 +248,62 @@ async fn build_and_release(
             "{} failed: {err}; the previous release keeps serving. `slip logs` shows the app's output",
             release.version
         )),
+    }
+}
+
+/// How long a push waits for a release manager to take its deploy before saying so.
+const UNCLAIMED_NOTICE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for a queued deploy, whichever release manager does it, passing its progress lines
+/// to the pusher.
+async fn await_deploy(
+    store: &store::Store,
+    work: store::WorkId,
+    out: &Output,
+) -> Result<(), String> {
+    let notice = tokio::time::Instant::now() + UNCLAIMED_NOTICE;
+    let outcome = match store
+        .await_work(work, Some(notice), |line| out.line(line))
+        .await
+    {
+        Ok(Some(outcome)) => outcome,
+        Ok(None) => {
+            if store
+                .work(work)
+                .await
+                .is_ok_and(|w| w.status == store::WorkStatus::Queued)
+            {
+                out.line("-----> Waiting for a release manager to take the deploy: is `slipwayd releaser` (or `up`) running?");
+            }
+            store
+                .await_work(work, None, |line| out.line(line))
+                .await
+                .map_err(|e| internal(out, "cannot follow the deploy", e))?
+                .expect("no deadline")
+        }
+        Err(err) => return Err(internal(out, "cannot follow the deploy", err)),
+    };
+    match outcome {
+        store::WorkOutcome::Succeeded { .. } => Ok(()),
+        store::WorkOutcome::Failed { reason, .. } => Err(reason),
+    }
+}
+
+/// Queues the end of a push whose release was deployed — its ref moved, or not — and waits
+/// until it is recorded, so the pusher's `git push` returns with the release's final status.
+pub(crate) async fn settle(
+    store: &store::Store,
+    app: &domain::AppName,
+    version: domain::ReleaseVersion,
+    ref_moved: bool,
+) {
+    let kind = store::WorkKind::Settle { version, ref_moved };
+    let settled = match store.enqueue(app, &kind).await {
+        Ok(work) => store.await_work(work, None, |_| {}).await.map(|_| ()),
+        Err(err) => Err(err),
+    };
+    if let Err(err) = settled {
+        tracing::error!(%app, %version, error = %err, "cannot record how a push ended");
     }
 }
 

@@ -10,6 +10,8 @@ use russh::keys::HashAlg;
 use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelId};
 use store::{Access, Need};
+
+use crate::locks;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
@@ -338,18 +340,31 @@ impl GitJob {
             }
             Service::ReceivePack => {
                 let limit = self.shared.config.push_lock_timeout;
-                let guard = match self.shared.locks.try_acquire(app) {
-                    Ok(guard) => guard,
-                    Err(busy) => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let holder = format!("{}/{id}", self.shared.instance);
+                let store = &self.shared.store;
+                let lease_failed = |e: store::Error| {
+                    tracing::error!(error = %e, "cannot take a push lease");
+                    "cannot take the app's push lock; the server log has the details".to_owned()
+                };
+                let guard = match locks::try_acquire(store, &self.app.name, &holder)
+                    .await
+                    .map_err(lease_failed)?
+                {
+                    Some(guard) => guard,
+                    None => {
                         let notice = format!(
                             "-----> Another push to {app} is running; waiting up to {}s for it\n",
                             limit.as_secs()
                         );
                         let _ = stderr.write_all(notice.as_bytes()).await;
                         let _ = stderr.flush().await;
-                        busy.wait(limit).await.ok_or_else(|| {
-                            format!("another push to {app} is still running after {}s; try again when it ends", limit.as_secs())
-                        })?
+                        locks::wait(store, &self.app.name, &holder, limit)
+                            .await
+                            .map_err(lease_failed)?
+                            .ok_or_else(|| {
+                                format!("another push to {app} is still running after {}s; try again when it ends", limit.as_secs())
+                            })?
                     }
                 };
                 _guard = guard;
@@ -357,7 +372,6 @@ impl GitJob {
                     tracing::error!(error = %e, repo = %repo.display(), "cannot create a repository");
                     "cannot create the repository; the server log has the details".to_owned()
                 })?;
-                let id = uuid::Uuid::new_v4().simple().to_string();
                 let context = PushContext {
                     app: self.app.clone(),
                     user: self.user.clone(),

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use domain::{AppName, ReleaseVersion};
 use time::OffsetDateTime;
 
+mod lease;
 mod leftovers;
 pub mod local;
 mod logs;
@@ -23,6 +24,7 @@ mod manager;
 mod output;
 mod worker;
 
+pub use lease::{ActiveLease, LOCAL_RUNTIME, holder_name};
 pub use leftovers::Leftovers;
 pub use logs::{LogFilter, LogLine, Logs};
 pub use manager::{CUT_OFF, ReleaseManager};

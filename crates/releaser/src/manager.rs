@@ -17,8 +17,7 @@ use crate::{
 const HISTORY: u32 = 100;
 
 /// Why a push's release failed after its deploy: the ref never moved.
-pub const CUT_OFF: &str =
-    "the push was cut off before its ref moved, so the repository lacks its commit";
+pub use domain::PUSH_CUT_OFF as CUT_OFF;
 
 /// Deploys releases through a [`Runtime`]. Cheap to clone.
 #[derive(Clone)]
@@ -148,8 +147,21 @@ impl ReleaseManager {
             .collect();
         for release in waiting {
             if release.version == releases[0].version {
-                // In the background: it waits for this app's lock, held here.
-                Deployer::deploy(self, &app.name, release.version);
+                // Deployed by the queue: the piece of work that was doing it, when its lease
+                // lapses, or a new one when none was queued.
+                if self
+                    .inner
+                    .store
+                    .unfinished_work(&app.name)
+                    .await?
+                    .is_empty()
+                {
+                    let kind = store::WorkKind::Deploy {
+                        version: release.version,
+                        awaits_ref: false,
+                    };
+                    self.inner.store.enqueue(&app.name, &kind).await?;
+                }
             } else {
                 self.inner
                     .store

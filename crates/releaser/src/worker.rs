@@ -75,7 +75,11 @@ impl Worker {
                 permit = Arc::clone(&slots).acquire_owned() => permit.expect("never closed"),
             };
             changes.borrow_and_update();
-            match self.store.claim(&self.config.holder, self.config.lease).await {
+            match self
+                .store
+                .claim(&self.config.holder, self.config.lease)
+                .await
+            {
                 Ok(Some(work)) => {
                     let worker = self.clone();
                     tracker.spawn(async move {
@@ -114,7 +118,9 @@ impl Worker {
                             tracing::error!(work = %id, "lost the lease on work under way: another release manager has taken it over");
                             return;
                         }
-                        Err(err) => tracing::warn!(work = %id, error = %err, "cannot renew a lease"),
+                        Err(err) => {
+                            tracing::warn!(work = %id, error = %err, "cannot renew a lease")
+                        }
                     }
                 }
             })
@@ -130,7 +136,9 @@ impl Worker {
             .await
         {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(work = %id, "finished work another release manager had taken over"),
+            Ok(false) => {
+                tracing::warn!(work = %id, "finished work another release manager had taken over")
+            }
             Err(err) => tracing::error!(work = %id, error = %err, "cannot record how work ended"),
         }
         self.sync_processes(&work.app, None).await;

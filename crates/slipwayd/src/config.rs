@@ -28,8 +28,17 @@ pub(crate) enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run the whole platform in this process.
+    /// Run the whole platform in this process: the API, the SSH gateway and the release
+    /// manager (with the apps and the router).
     Up(Box<UpArgs>),
+    /// Run the REST API alone, against the store the others use (any number of replicas).
+    Api(Box<UpArgs>),
+    /// Run the SSH gateway and its builds alone (any number of replicas on one machine share
+    /// the data directory's repositories).
+    Gateway(Box<UpArgs>),
+    /// Run a release manager alone. With the local runtime one of them runs the apps and
+    /// serves the router; others stand by and take over when its lease lapses.
+    Releaser(Box<UpArgs>),
     /// Apply database migrations, then exit.
     Migrate(DatabaseArgs),
     /// Make the run image apps are built on, from Debian packages.
@@ -127,6 +136,10 @@ pub(crate) struct UpArgs {
     /// record; the system's resolvers (/etc/resolv.conf) when not given.
     #[arg(long, env = "SLIPWAY_DNS_RESOLVER")]
     dns_resolver: Option<SocketAddr>,
+    /// How long a release manager's hold on the apps, and on each piece of work, lasts
+    /// without being renewed, in seconds: how soon a standby takes over from one that died.
+    #[arg(long, env = "SLIPWAY_LEASE", default_value_t = 10)]
+    lease: u64,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -211,6 +224,7 @@ pub(crate) struct UpConfig {
     pub(crate) run_image: Option<String>,
     pub(crate) buildpacks_dir: Option<PathBuf>,
     pub(crate) token_ttl: std::time::Duration,
+    pub(crate) lease: std::time::Duration,
     pub(crate) ssh_limits: gateway::ConnectionLimits,
     pub(crate) http_limits: HttpLimits,
 }
@@ -273,6 +287,7 @@ impl UpArgs {
         let secs = std::time::Duration::from_secs;
         for (flag, value) in [
             ("--token-ttl", self.token_ttl),
+            ("--lease", self.lease),
             ("--ssh-auth-timeout", limits.ssh_auth_timeout),
             ("--ssh-idle-timeout", limits.ssh_idle_timeout),
             ("--http-header-timeout", limits.http_header_timeout),
@@ -297,6 +312,7 @@ impl UpArgs {
         }
         Ok(UpConfig {
             token_ttl: secs(self.token_ttl),
+            lease: secs(self.lease),
             ssh_limits: gateway::ConnectionLimits {
                 max_connections: limits.ssh_max_connections,
                 max_unauthenticated: limits.ssh_max_startups,

@@ -31,7 +31,14 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up(args) => server::up((*args).resolve()?).await,
+            Command::Up(args) => server::serve(server::Role::Up, (*args).resolve()?).await,
+            Command::Api(args) => server::serve(server::Role::Api, (*args).resolve()?).await,
+            Command::Gateway(args) => {
+                server::serve(server::Role::Gateway, (*args).resolve()?).await
+            }
+            Command::Releaser(args) => {
+                server::serve(server::Role::Releaser, (*args).resolve()?).await
+            }
             Command::Migrate(args) => server::migrate(args.resolve()?).await,
             Command::RunImage(args) => server::run_image(args).await,
             Command::Hook { .. } => unreachable!("handled before the runtime starts"),

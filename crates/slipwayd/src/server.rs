@@ -26,7 +26,42 @@ pub(crate) async fn migrate(storage: Storage) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
+/// Which pieces of the platform a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// All of them, in one process.
+    Up,
+    Api,
+    Gateway,
+    Releaser,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Up => "up",
+            Role::Api => "api",
+            Role::Gateway => "gateway",
+            Role::Releaser => "releaser",
+        }
+    }
+
+    fn api(self) -> bool {
+        matches!(self, Role::Up | Role::Api)
+    }
+
+    fn gateway(self) -> bool {
+        matches!(self, Role::Up | Role::Gateway)
+    }
+
+    fn releaser(self) -> bool {
+        matches!(self, Role::Up | Role::Releaser)
+    }
+}
+
+/// Runs `role`'s pieces until a signal, or until one of them fails. The pieces meet only at
+/// the store, whether they share this process or not.
+pub(crate) async fn serve(role: Role, config: UpConfig) -> anyhow::Result<()> {
     prepare_data_dir(&config.storage)?;
     let open_files = raise_open_files_limit();
     let store = store::Store::open(&config.storage.database_url)
@@ -37,8 +72,189 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
                 redact(&config.storage.database_url)
             )
         })?;
+    // Tests and scripts read these lines to find the platform; keep their shape.
+    println!("slipwayd {} {}", env!("CARGO_PKG_VERSION"), role.name());
+    println!("data: {}", config.storage.data_dir.display());
+    println!("database: {}", redact(&config.storage.database_url));
+    println!("open files: {open_files}");
 
-    let builder = Arc::new(
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_on(shutdown.clone()));
+    // The builder's isolation is shared with the local runtime, so an app's builds and
+    // processes have the same uid.
+    let builder = if role.gateway() || role.releaser() {
+        let builder = new_builder(&config).await?;
+        // Which isolation is in force, for the operator to see (`--sandbox required`
+        // refused to get this far without all of it).
+        for line in builder.isolation().summary() {
+            println!("{line}");
+        }
+        Some(builder)
+    } else {
+        None
+    };
+    // The local runtime's app logs: written by the release manager, read by the API.
+    let logs = releaser::Logs::open(config.storage.data_dir.join("logs"))
+        .context("cannot open the app logs")?;
+
+    // In one process the router's port is known from the start (app URLs show it); a
+    // release manager of its own binds it once it is the active one.
+    let router_listener = match role {
+        Role::Up => Some(bind_router(config.router_listen).await?),
+        _ => None,
+    };
+    let router_port = match &router_listener {
+        Some(listener) => listener.local_addr()?.port(),
+        None => config.router_listen.port(),
+    };
+
+    // Every piece runs as a task that returns when `shutdown` fires. If one stops on its own,
+    // it failed: the others are stopped too, and slipwayd exits with its error.
+    let mut pieces = tokio::task::JoinSet::new();
+    let mut ssh_url = format!("ssh://git@{}", config.ssh_listen);
+    if let (true, Some(builder)) = (role.gateway(), &builder) {
+        let gateway = gateway::Gateway::bind(
+            gateway::GatewayConfig {
+                listen: config.ssh_listen,
+                data_dir: config.storage.data_dir.clone(),
+                hook_program: std::env::current_exe()
+                    .context("cannot find the slipwayd executable for git hooks")?,
+                push_lock_timeout: config.push_lock_timeout,
+                max_push_bytes: config.max_push_bytes,
+                app_url_template: format!(
+                    "http://{{app}}.{}{}",
+                    config.domain,
+                    port_suffix(router_port)
+                ),
+                limits: config.ssh_limits,
+            },
+            store.clone(),
+            Arc::clone(builder),
+        )
+        .await?;
+        ssh_url = format!("ssh://git@{}", gateway.local_addr()?);
+        println!("ssh: {ssh_url}");
+        let stopping = shutdown.clone();
+        pieces.spawn(async move {
+            gateway
+                .run(stopping)
+                .await
+                .context("the SSH gateway failed")
+        });
+    }
+    let mut releasing = None;
+    if let (true, Some(builder)) = (role.releaser(), &builder) {
+        let releaser = release_manager(
+            config.clone(),
+            router_listener,
+            store.clone(),
+            Arc::clone(builder),
+            logs.clone(),
+            shutdown.clone(),
+        );
+        releasing = Some(tokio::spawn(releaser));
+    }
+    if role.api() {
+        let api_state = api::ApiState {
+            store: store.clone(),
+            config: Arc::new(api::ApiConfig {
+                git_url: ssh_url,
+                domain: config.domain.clone(),
+                router_port,
+                registration_open: config.registration_open,
+                token_ttl: config.token_ttl,
+                login: api::LoginLimits::default(),
+                dns_resolver: config.dns_resolver,
+                deploys: true,
+            }),
+            build_cache: Arc::new(CacheDir(config.storage.data_dir.join("cache"))),
+            logs: logs.clone(),
+        };
+        let listener = TcpListener::bind(config.api_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} for the API: is another slipwayd running? choose another with --api-listen", config.api_listen))?;
+        let api_addr = listener.local_addr()?;
+        println!("api: http://{api_addr}");
+        tracing::info!(api = %api_addr, "the API is up; Ctrl-C stops it");
+        let serving = crate::http::serve(
+            listener,
+            api::router(api_state),
+            config.http_limits,
+            false,
+            shutdown.clone(),
+        );
+        pieces.spawn(async move {
+            serving.await;
+            Ok(())
+        });
+    }
+
+    let mut failure = None;
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => {}
+        Some(joined) = pieces.join_next() => {
+            failure = Some(piece_failed(joined));
+            shutdown.cancel();
+        }
+        Some(joined) = async { Some(releasing.as_mut()?.await) } => {
+            releasing = None;
+            failure = Some(piece_failed(joined));
+            shutdown.cancel();
+        }
+    }
+    let drain = async {
+        while let Some(joined) = pieces.join_next().await {
+            if let Ok(Err(err)) = joined {
+                tracing::error!(error = format!("{err:#}"), "stopping");
+            }
+        }
+    };
+    if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
+        tracing::warn!("work still running after {DRAIN_DEADLINE:?}; stopping anyway");
+    }
+    // The release manager stops last: the apps' processes stop once nothing routes to them.
+    if let Some(releasing) = releasing {
+        match releasing.await {
+            Ok(Err(err)) if failure.is_none() => failure = Some(err),
+            Ok(Err(err)) => tracing::error!(error = format!("{err:#}"), "stopping"),
+            _ => {}
+        }
+    }
+    logs.flush().await;
+    store.close().await;
+    tracing::info!("stopped");
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// A piece that ends before shutdown has failed, even if it says it is fine.
+fn piece_failed(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Error {
+    match joined {
+        Ok(Err(err)) => err,
+        Ok(Ok(())) => anyhow::anyhow!("a piece of slipwayd stopped unexpectedly"),
+        Err(err) => anyhow::Error::new(err).context("a task of slipwayd panicked"),
+    }
+}
+
+async fn bind_router(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the router: is another slipwayd running? choose another with --router-listen"))
+}
+
+fn port_suffix(port: u16) -> String {
+    if port == 80 {
+        String::new()
+    } else {
+        format!(":{port}")
+    }
+}
+
+async fn new_builder(config: &UpConfig) -> anyhow::Result<Arc<builder::Builder>> {
+    Ok(Arc::new(
         builder::Builder::new(builder::BuilderConfig {
             data_dir: config.storage.data_dir.clone(),
             timeout: config.build_timeout,
@@ -51,19 +267,54 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
         })
         .await
         .context("cannot set up the builder")?,
-    );
-    // Which isolation is in force, for the operator to see (`--sandbox required` refused to
-    // get this far without all of it).
-    for line in builder.isolation().summary() {
-        println!("{line}");
-    }
-    // The release manager runs apps through the local runtime, which tells the router where
-    // their web processes listen; the router writes each request to the app's log.
-    let logs = releaser::Logs::open(config.storage.data_dir.join("logs"))
-        .context("cannot open the app logs")?;
-    let router_listener = TcpListener::bind(config.router_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} for the router: is another slipwayd running? choose another with --router-listen", config.router_listen))?;
+    ))
+}
+
+/// The release manager: stands by until it holds the local runtime's lease, then runs the
+/// apps and the router and does the queue's work until shutdown, or until it loses the lease
+/// (an error: another has taken over, and this process must not run apps beside it).
+async fn release_manager(
+    config: UpConfig,
+    router_listener: Option<TcpListener>,
+    store: store::Store,
+    builder: Arc<builder::Builder>,
+    logs: releaser::Logs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let holder = releaser::holder_name("releaser");
+    let standing_by = |current: &str| {
+        println!("releaser: standing by while {current} runs the apps");
+    };
+    let lease = releaser::ActiveLease::acquire(
+        &store,
+        releaser::LOCAL_RUNTIME,
+        &holder,
+        config.lease,
+        &shutdown,
+        standing_by,
+    )
+    .await
+    .context("cannot take the local runtime's lease")?;
+    let Some(lease) = lease else {
+        return Ok(());
+    };
+    // Stop on shutdown, or at once when the lease is lost.
+    let stop = CancellationToken::new();
+    let stopping = {
+        let (stop, lost, shutdown) = (stop.clone(), lease.lost.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = lost.cancelled() => {}
+            }
+            stop.cancel();
+        })
+    };
+    // The router serves whatever the active release manager runs.
+    let router_listener = match router_listener {
+        Some(listener) => listener,
+        None => bind_router(config.router_listen).await?,
+    };
     let router_addr = router_listener.local_addr()?;
     let routes = router::Routes::default();
     let runtime = match config.runtime {
@@ -84,9 +335,10 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
         )
         .context("cannot set up the local runtime")?,
     };
+    let runtime = Arc::new(runtime);
     let manager = releaser::ReleaseManager::new(
         store.clone(),
-        Arc::new(runtime),
+        Arc::clone(&runtime) as Arc<dyn releaser::Runtime>,
         logs.clone(),
         config.domain.clone(),
         // An app's repository and build cache: removed when it is destroyed.
@@ -98,159 +350,66 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
             ],
         ),
     );
-    // What a destroy cut short by a crash left is removed before anything is served.
+    // What a destroy cut short by a crash left is removed before anything is served; work
+    // another release manager was doing when it died is taken over now, not when its lease
+    // lapses.
     manager
         .sweep()
         .await
         .context("cannot read the apps to remove what destroyed ones left")?;
-    let deployer: Arc<dyn releaser::Deployer> = Arc::new(manager.clone());
-    let router_port = router_addr.port();
-    let port_suffix = if router_port == 80 {
-        String::new()
-    } else {
-        format!(":{router_port}")
-    };
-    let logs_on_disk = logs.clone();
+    store.reclaim_work(&holder).await?;
+    store.clear_processes().await?;
+    println!("router: http://{router_addr}");
     let request_log: router::RequestLog = {
         let logs = logs.clone();
         Arc::new(move |app: &str, line: &str| logs.push(app, "router", line))
     };
-
-    let gateway = gateway::Gateway::bind(
-        gateway::GatewayConfig {
-            listen: config.ssh_listen,
-            data_dir: config.storage.data_dir.clone(),
-            hook_program: std::env::current_exe()
-                .context("cannot find the slipwayd executable for git hooks")?,
-            push_lock_timeout: config.push_lock_timeout,
-            max_push_bytes: config.max_push_bytes,
-            app_url_template: format!("http://{{app}}.{}{port_suffix}", config.domain),
-            limits: config.ssh_limits,
-        },
-        store.clone(),
-        Arc::clone(&builder),
-        Arc::clone(&deployer),
-    )
-    .await?;
-    let ssh_addr = gateway.local_addr()?;
-
-    let api_state = api::ApiState {
-        store: store.clone(),
-        config: Arc::new(api::ApiConfig {
-            git_url: format!("ssh://git@{ssh_addr}"),
-            domain: config.domain.clone(),
-            router_port,
-            registration_open: config.registration_open,
-            token_ttl: config.token_ttl,
-            login: api::LoginLimits::default(),
-            dns_resolver: config.dns_resolver,
-        }),
-        deployer,
-        build_cache: Arc::new(BuilderCache(builder)),
-        logs,
-    };
-    let listener = TcpListener::bind(config.api_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} for the API: is another slipwayd running? choose another with --api-listen", config.api_listen))?;
-    let api_addr = listener.local_addr()?;
-
-    // Tests and scripts read these lines to find the platform; keep their shape.
-    println!("slipwayd {} up", env!("CARGO_PKG_VERSION"));
-    println!("data: {}", config.storage.data_dir.display());
-    println!("database: {}", redact(&config.storage.database_url));
-    println!("api: http://{api_addr}");
-    println!("ssh: ssh://git@{ssh_addr}");
-    println!("router: http://{router_addr}");
-    println!("open files: {open_files}");
-    tracing::info!(api = %api_addr, "slipway is up; Ctrl-C stops it");
-
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal_on(shutdown.clone()));
-
-    // Every piece runs as a task that returns when `shutdown` fires. If one stops on its own,
-    // it failed: the others are stopped too, and slipwayd exits with its error.
-    let mut pieces = tokio::task::JoinSet::new();
-    let serving = crate::http::serve(
-        listener,
-        api::router(api_state),
-        config.http_limits,
-        false,
-        shutdown.clone(),
-    );
-    pieces.spawn(async move {
-        serving.await;
-        Ok(())
-    });
     // Small responses go out at once: no Nagle delay between a proxied response's parts.
-    let serving = crate::http::serve(
+    let routing = tokio::spawn(crate::http::serve(
         router_listener,
         router::router(routes, request_log),
         config.http_limits,
         true,
-        shutdown.clone(),
+        stop.clone(),
+    ));
+    // Every app comes back on its current release before the queue's work is done: `slip ps`
+    // shows them starting meanwhile.
+    if let Err(err) = manager.recover().await {
+        tracing::error!(error = %err, "cannot bring the apps back");
+    }
+    let worker = releaser::Worker::new(
+        manager.clone(),
+        store.clone(),
+        releaser::WorkerConfig {
+            holder: holder.clone(),
+            lease: config.lease,
+            concurrency: releaser::WorkerConfig::DEFAULT_CONCURRENCY,
+        },
     );
-    pieces.spawn(async move {
-        serving.await;
-        Ok(())
-    });
-    // Every app comes back on its current release, in the background: the API answers
-    // meanwhile, and `slip ps` shows them starting.
-    let recovering = manager.clone();
-    tokio::spawn(async move {
-        if let Err(err) = recovering.recover().await {
-            tracing::error!(error = %err, "cannot bring the apps back");
-        }
-    });
-    let stopping = shutdown.clone();
-    pieces.spawn(async move {
-        gateway
-            .run(stopping)
-            .await
-            .context("the SSH gateway failed")
-    });
-
-    let mut failure = None;
-    tokio::select! {
-        biased;
-        () = shutdown.cancelled() => {}
-        Some(joined) = pieces.join_next() => {
-            // A piece that ends before shutdown has failed, even if it says it is fine.
-            let error = match joined {
-                Ok(Err(err)) => err,
-                Ok(Ok(())) => anyhow::anyhow!("a piece of slipwayd stopped unexpectedly"),
-                Err(err) => anyhow::Error::new(err).context("a task of slipwayd panicked"),
-            };
-            failure = Some(error);
-            shutdown.cancel();
-        }
-    }
-    let drain = async {
-        while let Some(joined) = pieces.join_next().await {
-            if let Ok(Err(err)) = joined {
-                tracing::error!(error = format!("{err:#}"), "stopping");
-            }
-        }
-    };
-    if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
-        tracing::warn!("work still running after {DRAIN_DEADLINE:?}; stopping anyway");
-    }
+    worker.run(stop.clone()).await;
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, routing).await;
     // The apps' processes stop last, once nothing routes to them; their last lines are kept.
     manager.shutdown().await;
-    logs_on_disk.flush().await;
-    store.close().await;
-    tracing::info!("stopped");
-    match failure {
-        Some(err) => Err(err),
-        None => Ok(()),
+    logs.flush().await;
+    stopping.abort();
+    if lease.lost.is_cancelled() {
+        anyhow::bail!(
+            "lost the local runtime's lease (the store was unreachable for longer than --lease, or another release manager took over); the apps were stopped here"
+        );
     }
+    lease.release().await;
+    Ok(())
 }
 
-/// The API's view of the builder's cache.
-struct BuilderCache(Arc<builder::Builder>);
+/// The builder's per-app caches, as far as the API needs them: `<data>/cache/<app>`.
+struct CacheDir(std::path::PathBuf);
 
-impl api::BuildCache for BuilderCache {
+impl api::BuildCache for CacheDir {
     fn purge(&self, app: &domain::AppName) -> std::io::Result<()> {
-        self.0.purge_cache(app.as_str())
+        match std::fs::remove_dir_all(self.0.join(app.as_str())) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
     }
 }
 

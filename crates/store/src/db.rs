@@ -145,10 +145,7 @@ impl Store {
 /// Relays PostgreSQL's notifications of new work, made by any process, to this process's
 /// waiters, until the store is dropped or closed. A lost connection is made again; waiters
 /// poll meanwhile.
-async fn listen(
-    pool: PgPool,
-    changes: std::sync::Weak<tokio::sync::watch::Sender<u64>>,
-) {
+async fn listen(pool: PgPool, changes: std::sync::Weak<tokio::sync::watch::Sender<u64>>) {
     let mut listener = None;
     loop {
         if pool.is_closed() || changes.strong_count() == 0 {

@@ -370,7 +370,8 @@ impl Store {
 
     /// Extends `holder`'s lease on a piece of work. `false`: it is no longer the holder.
     pub async fn renew_work(&self, id: WorkId, holder: &str, lease: Duration) -> Result<bool> {
-        let updated = on_db!(self, write, |pool| sqlx::query(
+        let updated = on_db!(self, write, |pool| {
+            sqlx::query(
             "UPDATE work SET lease_until = $1 WHERE id = $2 AND holder = $3 AND status = 'running'"
         )
         .bind(lease_end(lease))
@@ -378,7 +379,8 @@ impl Store {
         .bind(holder)
         .execute(pool)
         .await
-        .map(|r| r.rows_affected()))?;
+        .map(|r| r.rows_affected())
+        })?;
         Ok(updated == 1)
     }
 
@@ -479,7 +481,8 @@ impl Store {
 
     /// Output lines of a piece of work numbered `from` on, at most `limit`.
     pub async fn output(&self, id: WorkId, from: u32, limit: u32) -> Result<Vec<(u32, String)>> {
-        let rows: Vec<(i64, String)> = on_db!(self, read, |pool| sqlx::query_as(
+        let rows: Vec<(i64, String)> = on_db!(self, read, |pool| {
+            sqlx::query_as(
             "SELECT CAST(seq AS BIGINT), line FROM work_output WHERE work_id = $1 AND seq >= $2 \
              ORDER BY seq LIMIT $3"
         )
@@ -487,7 +490,8 @@ impl Store {
         .bind(i64::from(from))
         .bind(i64::from(limit))
         .fetch_all(pool)
-        .await)?;
+        .await
+        })?;
         Ok(rows
             .into_iter()
             .map(|(seq, line)| (u32::try_from(seq).unwrap_or(u32::MAX), line))
@@ -705,5 +709,29 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(updated)
+    }
+}
+
+impl Store {
+    /// Hands the lease `name` from `from` to `to`, if `from` still has it: `from` is known
+    /// to be gone (a process on this machine that has exited) before its lease lapsed.
+    pub async fn take_lease_from(
+        &self,
+        name: &str,
+        from: &str,
+        to: &str,
+        lease: Duration,
+    ) -> Result<bool> {
+        let updated = on_db!(self, write, |pool| sqlx::query(
+            "UPDATE leases SET holder = $1, expires_at = $2 WHERE name = $3 AND holder = $4"
+        )
+        .bind(to)
+        .bind(lease_end(lease))
+        .bind(name)
+        .bind(from)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(updated == 1)
     }
 }

@@ -657,7 +657,9 @@ async fn a_change_made_by_another_process_wakes_waiters_on_postgres() {
     // The listener connects in the background; a change before it listens is not announced.
     let woken = async {
         loop {
-            one.enqueue(&app_name("x"), &store::WorkKind::Hosts).await.unwrap();
+            one.enqueue(&app_name("x"), &store::WorkKind::Hosts)
+                .await
+                .unwrap();
             if tokio::time::timeout(std::time::Duration::from_millis(200), changes.changed())
                 .await
                 .is_ok()

@@ -7,9 +7,10 @@ use domain::AppName;
 
 use super::formation::current_procfile;
 use crate::auth::{CurrentUser, Need, authorize};
-use crate::convert;
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
+use crate::{control, convert};
+use store::WorkKind;
 
 /// The apps the caller owns or collaborates on; every app for an admin.
 #[utoipa::path(get, path = "/v1/apps", tag = "apps", security(("token" = [])),
@@ -35,9 +36,15 @@ pub(super) async fn create(
     Json(body): Json<CreateApp>,
 ) -> Result<(StatusCode, Json<App>), ApiError> {
     let name = AppName::parse(&body.name)?;
+    // A destroyed app of this name whose processes and directories are still being removed
+    // would leave them to the new one.
+    if !state.store.unfinished_work(&name).await?.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "an app named {name} is still being destroyed; try again in a moment"
+        )));
+    }
     let app = state.store.create_app(&name, &caller.user).await?;
-    state.deployer.created(&app.name);
-    state.deployer.hosts_changed(&app.name).await;
+    control::queue(&state, &app.name, WorkKind::Hosts).await?;
     tracing::info!(app = %app.name, owner = %caller.user.username, "app created");
     Ok((StatusCode::CREATED, Json(convert::app(&state.config, &app))))
 }
@@ -79,7 +86,8 @@ pub(super) async fn destroy(
 ) -> Result<StatusCode, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Own).await?;
     state.store.destroy_app(&app, &caller.user).await?;
-    state.deployer.destroyed(&app.name);
+    // Its processes stop and its directories go, in the release manager.
+    control::queue(&state, &app.name, WorkKind::Destroy).await?;
     tracing::info!(app = %app.name, by = %caller.user.username, "app destroyed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::Page;
 use crate::auth::{CurrentUser, Need, authorize};
-use crate::convert;
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState};
+use crate::{control, convert};
 
 /// The app's builds, newest first.
 #[utoipa::path(get, path = "/v1/apps/{app}/builds", tag = "builds", security(("token" = [])),
@@ -106,7 +106,7 @@ pub(super) async fn create(
         .store
         .release_build(&app, build.id, &caller.user)
         .await?;
-    state.deployer.deploy(&app.name, release.version);
+    control::deploy(&state, &app.name, release.version).await?;
     Ok((StatusCode::CREATED, Json(convert::release(release))))
 }
 

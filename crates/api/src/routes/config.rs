@@ -7,9 +7,9 @@ use domain::ConfigChange;
 use store::ConfigOutcome;
 
 use crate::auth::{CurrentUser, Need, authorize};
-use crate::convert;
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
+use crate::{control, convert};
 
 /// The app's config: that of its newest release.
 #[utoipa::path(get, path = "/v1/apps/{app}/config", tag = "config", security(("token" = [])),
@@ -57,7 +57,7 @@ pub(super) async fn patch(
         values: release.config.clone(),
     };
     if made && release.build.is_some() {
-        state.deployer.deploy(&app.name, release.version);
+        control::deploy(&state, &app.name, release.version).await?;
     }
     Ok(Json(ConfigChanged {
         release: made.then(|| convert::release(release)),

@@ -16,9 +16,9 @@ use rand::Rng;
 use tokio::sync::Semaphore;
 
 use crate::auth::{CurrentUser, Need, authorize};
-use crate::convert;
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
+use crate::{control, convert};
 
 /// How many TXT values, and how many characters of each, a failed verification quotes.
 const QUOTED_VALUES: usize = 3;
@@ -79,7 +79,7 @@ pub(super) async fn add(
         .store
         .add_domain(&app, &host, token.as_deref(), &caller.user)
         .await?;
-    state.deployer.hosts_changed(&app.name).await;
+    control::queue(&state, &app.name, store::WorkKind::Hosts).await?;
     Ok((StatusCode::CREATED, Json(convert::domain(added))))
 }
 
@@ -137,7 +137,7 @@ pub(super) async fn verify(
         .store
         .verify_domain(&app, &current.domain, &caller.user)
         .await?;
-    state.deployer.hosts_changed(&app.name).await;
+    control::queue(&state, &app.name, store::WorkKind::Hosts).await?;
     Ok(Json(convert::domain(verified)))
 }
 
@@ -154,7 +154,7 @@ pub(super) async fn remove(
         .store
         .remove_domain(&app, &domain, &caller.user)
         .await?;
-    state.deployer.hosts_changed(&app.name).await;
+    control::queue(&state, &app.name, store::WorkKind::Hosts).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

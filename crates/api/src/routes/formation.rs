@@ -7,9 +7,9 @@ use axum::extract::State;
 use domain::{Formation, ProcessType};
 
 use crate::auth::{CurrentUser, Need, authorize};
-use crate::convert;
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
+use crate::{control, convert};
 
 #[utoipa::path(get, path = "/v1/apps/{app}/formation", tag = "formation", security(("token" = [])),
     params(("app" = String, Path)),
@@ -58,7 +58,9 @@ pub(super) async fn scale(
         .scale(&app, &changes, known.as_deref(), &caller.user)
         .await?;
     // Starts or stops processes; new web processes join the routes as they become healthy.
-    state.deployer.scale(&app.name).await?;
+    if state.config.deploys {
+        control::request(&state, &app.name, store::WorkKind::Scale).await?;
+    }
     Ok(Json(convert::formation(counts, procfile.as_ref())))
 }
 

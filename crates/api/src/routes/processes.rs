@@ -9,9 +9,10 @@ use axum::response::Response;
 use releaser::{LogFilter, Logs};
 
 use crate::auth::{CurrentUser, Need, authorize};
-use crate::convert;
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState};
+use crate::{control, convert};
+use store::WorkKind;
 
 /// The longest command `run` takes.
 const MAX_COMMAND: usize = 16 * 1024;
@@ -25,7 +26,7 @@ pub(super) async fn list(
     Path(name): Path<String>,
 ) -> Result<Json<Vec<Process>>, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Read).await?;
-    let processes = state.deployer.processes(&app.name).await?;
+    let processes = state.store.processes(&app.name).await?;
     Ok(Json(processes.into_iter().map(convert::process).collect()))
 }
 
@@ -45,11 +46,15 @@ pub(super) async fn restart(
     if let Some(t) = &body.process_type {
         domain::ProcessType::parse(t)?;
     }
-    state
-        .deployer
-        .restart(&app.name, body.process_type.as_deref())
-        .await?;
-    let processes = state.deployer.processes(&app.name).await?;
+    if !state.config.deploys {
+        return Err(ApiError::Conflict(control::NO_RUNTIME.to_owned()));
+    }
+    state.store.bump_generation(&app.name).await?;
+    let restart = WorkKind::Restart {
+        process_type: body.process_type,
+    };
+    control::request(&state, &app.name, restart).await?;
+    let processes = state.store.processes(&app.name).await?;
     Ok(Json(processes.into_iter().map(convert::process).collect()))
 }
 
@@ -154,41 +159,65 @@ pub(super) async fn run(
             "the command must be at most {MAX_COMMAND} bytes of text"
         )));
     }
-    // Bounded: a caller who reads slower than the command prints misses lines, with a count.
-    let (lines_tx, mut lines_rx) = releaser::LineSender::channel(releaser::READER_LAG);
+    let event = |e: RunEvent| serde_json::to_string(&e).expect("events serialise") + "\n";
+    if !state.config.deploys {
+        // The stream's one event says why nothing ran.
+        return Ok(ndjson(Body::from(event(RunEvent::Error(
+            control::NO_RUNTIME.to_owned(),
+        )))));
+    }
+    // A release manager runs it, perhaps in another process; its output comes back through
+    // the store, where it is bounded.
+    let work = state
+        .store
+        .enqueue(&app.name, &WorkKind::Run { command })
+        .await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
-    let deployer = state.deployer.clone();
-    let app_name = app.name.clone();
+    let store = state.store.clone();
     tokio::spawn(async move {
-        let event = |e: RunEvent| serde_json::to_string(&e).expect("events serialise") + "\n";
-        let running = deployer.run(&app_name, &command, lines_tx);
-        tokio::pin!(running);
-        let outcome = loop {
-            tokio::select! {
-                Some(line) = lines_rx.recv() => {
-                    if tx.send(Ok(event(RunEvent::Output(line)))).await.is_err() {
-                        // The caller went away: dropping `running` stops the process.
-                        return;
-                    }
+        // A caller who reads slower than the command prints misses lines, with a count; one
+        // who goes away stops reading, and the command runs to its end.
+        let mut missed = 0u64;
+        let followed = store
+            .await_work(work, None, |line| {
+                if tx.is_closed() {
+                    return;
                 }
-                outcome = &mut running => break outcome,
-            }
-        };
-        while let Some(line) = lines_rx.try_recv() {
-            let _ = tx.send(Ok(event(RunEvent::Output(line)))).await;
+                match tx.try_send(Ok(event(RunEvent::Output(line.to_owned())))) {
+                    Ok(()) => {}
+                    Err(_) => missed += 1,
+                }
+            })
+            .await;
+        if missed > 0 {
+            let note = format!("(slipway: {missed} lines skipped: the reader fell behind)");
+            let _ = tx.send(Ok(event(RunEvent::Output(note)))).await;
         }
-        let last = match outcome {
-            Ok(status) => RunEvent::Exit(status),
-            Err(err) => RunEvent::Error(err.to_string()),
+        let last = match followed {
+            Ok(Some(outcome)) => match control::outcome_result(outcome) {
+                Ok(status) => RunEvent::Exit(status.unwrap_or(0)),
+                Err(err) => RunEvent::Error(err.to_string()),
+            },
+            Ok(None) => RunEvent::Error("the command did not finish".to_owned()),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot follow a one-off process");
+                RunEvent::Error(
+                    "cannot follow the command; the server log has the details".to_owned(),
+                )
+            }
         };
         let _ = tx.send(Ok(event(last))).await;
     });
-    let mut response = Response::new(Body::from_stream(tokio_stream(rx)));
+    Ok(ndjson(Body::from_stream(tokio_stream(rx))))
+}
+
+fn ndjson(body: Body) -> Response {
+    let mut response = Response::new(body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),
     );
-    Ok(response)
+    response
 }
 
 /// A channel's receiving end as a stream of body chunks.

@@ -7,9 +7,9 @@ use domain::ReleaseVersion;
 
 use super::Page;
 use crate::auth::{CurrentUser, Need, authorize};
-use crate::convert;
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState};
+use crate::{control, convert};
 
 /// The app's releases, newest first.
 #[utoipa::path(get, path = "/v1/apps/{app}/releases", tag = "releases", security(("token" = [])),
@@ -67,6 +67,6 @@ pub(super) async fn rollback(
         })
         .transpose()?;
     let release = state.store.rollback(&app, target, &caller.user).await?;
-    state.deployer.deploy(&app.name, release.version);
+    control::deploy(&state, &app.name, release.version).await?;
     Ok((StatusCode::CREATED, Json(convert::release(release))))
 }

@@ -1,0 +1,65 @@
+//! How the API asks for work on an app: it writes what should be (the store already has the
+//! release, the formation, the domains) and queues the work a release manager converges by,
+//! in whichever process that runs. Calls that answer with the result wait for it.
+
+use domain::{AppName, ReleaseVersion};
+use store::{Fault, WorkKind, WorkOutcome};
+
+use crate::{ApiError, ApiState};
+
+/// What a platform without a runtime answers when asked to run something.
+pub(crate) const NO_RUNTIME: &str = "this platform has no runtime, so nothing runs";
+
+/// Queues the deploy of a committed release and returns at once; `slip` follows the
+/// release's status. Without a runtime the release stays `pending`.
+pub(crate) async fn deploy(
+    state: &ApiState,
+    app: &AppName,
+    version: ReleaseVersion,
+) -> Result<(), ApiError> {
+    if state.config.deploys {
+        let kind = WorkKind::Deploy {
+            version,
+            awaits_ref: false,
+        };
+        state.store.enqueue(app, &kind).await?;
+    }
+    Ok(())
+}
+
+/// Queues work and returns at once.
+pub(crate) async fn queue(state: &ApiState, app: &AppName, kind: WorkKind) -> Result<(), ApiError> {
+    if state.config.deploys {
+        state.store.enqueue(app, &kind).await?;
+    }
+    Ok(())
+}
+
+/// Queues work and waits until a release manager has done it.
+pub(crate) async fn request(
+    state: &ApiState,
+    app: &AppName,
+    kind: WorkKind,
+) -> Result<Option<i32>, ApiError> {
+    if !state.config.deploys {
+        return Err(ApiError::Conflict(NO_RUNTIME.to_owned()));
+    }
+    let work = state.store.enqueue(app, &kind).await?;
+    let outcome = state
+        .store
+        .await_work(work, None, |_| {})
+        .await?
+        .expect("no deadline");
+    outcome_result(outcome)
+}
+
+/// A finished piece of work as the API answers it.
+pub(crate) fn outcome_result(outcome: WorkOutcome) -> Result<Option<i32>, ApiError> {
+    match outcome {
+        WorkOutcome::Succeeded { exit_status } => Ok(exit_status),
+        WorkOutcome::Failed { fault, reason } => Err(match fault {
+            Fault::Invalid => ApiError::Invalid(reason),
+            Fault::Unavailable | Fault::Failed => ApiError::Conflict(reason),
+        }),
+    }
+}
