@@ -144,12 +144,15 @@ pub(crate) async fn serve(role: Role, config: UpConfig) -> anyhow::Result<()> {
     }
     let mut releasing = None;
     if let (true, Some(builder)) = (role.releaser(), &builder) {
+        // A release manager of its own reads the logs once it is the active one: until
+        // then another is writing them.
+        let shared_logs = (role == Role::Up).then(|| logs.clone());
         let releaser = release_manager(
             config.clone(),
             router_listener,
             store.clone(),
             Arc::clone(builder),
-            logs.clone(),
+            shared_logs,
             shutdown.clone(),
         );
         releasing = Some(tokio::spawn(releaser));
@@ -278,7 +281,7 @@ async fn release_manager(
     router_listener: Option<TcpListener>,
     store: store::Store,
     builder: Arc<builder::Builder>,
-    logs: releaser::Logs,
+    logs: Option<releaser::Logs>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let holder = releaser::holder_name("releaser");
@@ -309,6 +312,11 @@ async fn release_manager(
             }
             stop.cancel();
         })
+    };
+    let logs = match logs {
+        Some(logs) => logs,
+        None => releaser::Logs::open(config.storage.data_dir.join("logs"))
+            .context("cannot open the app logs")?,
     };
     // The router serves whatever the active release manager runs.
     let router_listener = match router_listener {
