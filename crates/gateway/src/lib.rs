@@ -18,6 +18,7 @@ mod host_key;
 mod limits;
 mod locks;
 mod pipeline;
+mod repo;
 mod session;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use command::{GitCommand, Service, parse as parse_command};
 pub use limits::ConnectionLimits;
+use repo::{points_at, reachable};
 
 /// How the gateway is set up.
 #[derive(Debug, Clone)]
@@ -92,6 +94,11 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("cannot recover the pushes a restart cut off: {0}")]
     Store(store::Error),
+    /// What a push sent cannot be built as it is; the message is for the pusher.
+    #[error("{0}")]
+    Refused(String),
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
 }
 
 /// What every connection and hook call shares.
@@ -484,50 +491,6 @@ async fn recover(store: &store::Store, repos: &Path) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// Whether a ref of `repo` reaches `commit`. A commit git does not have is not reached.
-pub(crate) async fn reachable(repo: &Path, commit: &str) -> bool {
-    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return false;
-    }
-    let found = git_read(
-        repo,
-        &[
-            "for-each-ref",
-            "--count=1",
-            "--format=x",
-            "--contains",
-            commit,
-        ],
-    )
-    .await;
-    found.is_some_and(|out| !out.is_empty())
-}
-
-/// Whether `branch` of `repo` points at `commit`: a push's ref moved.
-pub(crate) async fn points_at(repo: &Path, branch: &str, commit: &str) -> bool {
-    let spec = format!("{branch}^{{commit}}");
-    let found = git_read(repo, &["rev-parse", "--verify", "--quiet", &spec]).await;
-    found.is_some_and(|out| String::from_utf8_lossy(&out).trim() == commit)
-}
-
-/// Runs a read-only git command on `repo` with a cleared environment: its stdout, if it
-/// succeeded.
-async fn git_read(repo: &Path, args: &[&str]) -> Option<Vec<u8>> {
-    let out = tokio::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(repo)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .await
-        .ok()?;
-    out.status.success().then_some(out.stdout)
 }
 
 /// Removes the quarantine directories git leaves in `objects/` when a push is cut off

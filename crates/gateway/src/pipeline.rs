@@ -7,12 +7,9 @@
 //! whether the ref moved ([`Pushed`], settled in `serve_hook`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use store::{BuildSource, BuildStatus};
-use tokio::io::AsyncWriteExt;
 
 use crate::hook::{HookRequest, RefUpdate};
 use crate::{PushContext, Shared};
@@ -174,9 +171,23 @@ async fn build_and_release(
         .tempdir_in(shared.config.tmp())
         .map_err(|e| internal(out, "cannot make a build directory", e))?;
     let source = work.path().join("source");
-    export(&push.repo, commit, &request.git_env, &source)
-        .await
-        .map_err(|e| internal(out, "cannot export the pushed commit", e))?;
+    let limits = crate::repo::Limits::new(shared.config.max_push_bytes);
+    let exported = crate::repo::export(
+        &push.repo,
+        commit,
+        &request.git_env,
+        &source,
+        limits,
+        &push.cancel,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::Error::Refused(message) => message,
+        e => internal(out, "cannot export the pushed commit", e),
+    })?;
+    for notice in &exported.notices {
+        out.line(notice);
+    }
     let config = shared
         .store
         .latest_release(app)
@@ -312,52 +323,4 @@ fn internal(out: &Output, what: &str, err: impl std::fmt::Display) -> String {
     tracing::error!(error = %err, "{what}");
     out.line(&format!("       {what}; the server log has the details"));
     format!("{what}: the push was not released")
-}
-
-/// Writes the tree of `commit` into `dest` with `git archive | tar -x`, reading the objects
-/// from git's quarantine, where they wait until the hook accepts the push.
-async fn export(
-    repo: &Path,
-    commit: &str,
-    git_env: &std::collections::BTreeMap<String, String>,
-    dest: &Path,
-) -> std::io::Result<()> {
-    tokio::fs::create_dir_all(dest).await?;
-    let mut archive = tokio::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(repo)
-        .args(["archive", "--format=tar", commit])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(git_env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut tar = tokio::process::Command::new("tar")
-        .args(["-x", "-f", "-", "-C"])
-        .arg(dest)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut from = archive.stdout.take().expect("piped");
-    let mut to = tar.stdin.take().expect("piped");
-    let copy = async {
-        tokio::io::copy(&mut from, &mut to).await?;
-        to.shutdown().await
-    };
-    let (copied, archived, untarred) = tokio::join!(copy, archive.wait_with_output(), tar.wait());
-    copied?;
-    let archived = archived?;
-    if !archived.status.success() {
-        return Err(std::io::Error::other(format!(
-            "git archive: {}",
-            String::from_utf8_lossy(&archived.stderr).trim()
-        )));
-    }
-    if !untarred?.success() {
-        return Err(std::io::Error::other("tar -x failed"));
-    }
-    Ok(())
 }

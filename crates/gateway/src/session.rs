@@ -368,7 +368,7 @@ impl GitJob {
                     }
                 };
                 _guard = guard;
-                ensure_repo(&repo).await.map_err(|e| {
+                crate::repo::create(&repo).await.map_err(|e| {
                     tracing::error!(error = %e, repo = %repo.display(), "cannot create a repository");
                     "cannot create the repository; the server log has the details".to_owned()
                 })?;
@@ -488,24 +488,4 @@ impl GitJob {
         let status = status.map_err(|e| format!("git failed: {e}"))?;
         Ok(status.code().map_or(REFUSED, |c| c as u32))
     }
-}
-
-/// Creates the app's bare repository on its first push.
-async fn ensure_repo(repo: &std::path::Path) -> std::io::Result<()> {
-    if repo.join("HEAD").exists() {
-        return Ok(());
-    }
-    let output = tokio::process::Command::new("git")
-        .args(["init", "--quiet", "--bare", "--initial-branch=main"])
-        .arg(repo)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .output()
-        .await?;
-    if !output.status.success() {
-        return Err(std::io::Error::other(
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        ));
-    }
-    Ok(())
 }
