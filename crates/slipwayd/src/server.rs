@@ -86,7 +86,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
     };
     let manager = releaser::ReleaseManager::new(
         store.clone(),
-        Arc::new(runtime),
+        Arc::new(runtime.clone()),
         logs.clone(),
         config.domain.clone(),
         // An app's repository and build cache: removed when it is destroyed.
@@ -235,7 +235,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
         tracing::warn!("work still running after {DRAIN_DEADLINE:?}; stopping anyway");
     }
     // The apps' processes stop last, once nothing routes to them; their last lines are kept.
-    manager.shutdown().await;
+    runtime.shutdown().await;
     logs_on_disk.flush().await;
     store.close().await;
     tracing::info!("stopped");
