@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use domain::{AppName, ConfigVars, Formation, ImageRef, Procfile, ReleaseVersion};
 use time::OffsetDateTime;
 
-
+pub mod fake;
 mod leftovers;
 pub mod local;
 mod logs;
