@@ -194,7 +194,12 @@ impl Cluster {
                 "gateway",
                 &data_dir,
                 &url,
-                &["--ssh-listen", "127.0.0.1:0", "--router-listen", &routers[0]],
+                &[
+                    "--ssh-listen",
+                    "127.0.0.1:0",
+                    "--router-listen",
+                    &routers[0],
+                ],
             );
             gateways.push(gateway.wait_for("ssh: ssh://git@", limit));
             pieces.push(gateway);
@@ -291,7 +296,11 @@ fn run(mut cluster: Cluster) {
     }
     let push = |user: &User, app: &str, gateway: &str| -> String {
         let run = user.git(&["push", "-q", &format!("{gateway}/{app}.git"), "main"]);
-        assert!(run.ok, "push of {app} through {gateway} failed: {}", run.stderr);
+        assert!(
+            run.ok,
+            "push of {app} through {gateway} failed: {}",
+            run.stderr
+        );
         run.stderr
     };
     // Four changes per app — a push through each gateway, a config change through each API —
@@ -345,15 +354,25 @@ fn run(mut cluster: Cluster) {
         let set = setting.join().unwrap();
         assert!(set.ok, "config:set: {}", set.stderr);
     });
-    assert_eq!(release_statuses(&owner, "app0")[0], (6, "succeeded".to_owned()));
+    assert_eq!(
+        release_statuses(&owner, "app0")[0],
+        (6, "succeeded".to_owned())
+    );
     for app in &apps {
-        eventually(Duration::from_secs(60), "every app is served by the standby", || {
-            http_get(&cluster.routers[1], &format!("{app}.localhost"), "/")
-                .is_ok_and(|(status, body)| status == 200 && body == "g1 c2\n")
-        });
+        eventually(
+            Duration::from_secs(60),
+            "every app is served by the standby",
+            || {
+                http_get(&cluster.routers[1], &format!("{app}.localhost"), "/")
+                    .is_ok_and(|(status, body)| status == 200 && body == "g1 c2\n")
+            },
+        );
         let counts = deployed(&cluster.data_dir, app);
         let expected = if app == "app0" { 5 } else { 4 };
         assert_eq!(counts.len(), expected, "{app}: {counts:?}");
-        assert!(counts.values().all(|n| *n == 1), "{app}: deployed twice: {counts:?}");
+        assert!(
+            counts.values().all(|n| *n == 1),
+            "{app}: deployed twice: {counts:?}"
+        );
     }
 }

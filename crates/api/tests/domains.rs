@@ -11,12 +11,12 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use domain::{AppName, ReleaseVersion};
+use domain::{AppName, Formation, ReleaseVersion};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{RData, Record, RecordType};
 use http_body_util::BodyExt;
-use releaser::{DeployError, Lines, ProcessInfo, ReleaseManager, ReleaseSpec, Runtime};
+use releaser::{Lines, ProcessInfo, ReleaseManager, ReleaseSpec, Runtime, RuntimeError};
 use serde_json::{Value, json};
 use slipway_api::{ApiConfig, ApiState, router};
 use test_support::{Backend, TestDatabase};
@@ -128,34 +128,36 @@ impl Runtime for HostsSeen {
         _: &str,
         _: &str,
         _: Lines<'_>,
-    ) -> Result<i32, String> {
-        Err("this test runs nothing".to_owned())
+    ) -> Result<i32, RuntimeError> {
+        Err(RuntimeError::Runtime("this test runs nothing".to_owned()))
     }
     async fn deploy(
         &self,
         _: &ReleaseSpec,
-        _: &BTreeMap<String, u32>,
+        _: &Formation,
         _: Lines<'_>,
-    ) -> Result<(), String> {
-        Err("this test runs nothing".to_owned())
+    ) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Runtime("this test runs nothing".to_owned()))
     }
-    async fn current(&self, _: &AppName) -> Option<ReleaseVersion> {
-        None
+    async fn current(&self, _: &AppName) -> Result<Option<ReleaseVersion>, RuntimeError> {
+        Ok(None)
     }
-    async fn scale(&self, _: &AppName, _: &BTreeMap<String, u32>) -> Result<(), DeployError> {
+    async fn scale(&self, _: &AppName, _: &Formation) -> Result<(), RuntimeError> {
         Ok(())
     }
-    async fn restart(&self, _: &AppName, _: Option<&str>) -> Result<(), DeployError> {
+    async fn restart(&self, _: &AppName, _: Option<&str>) -> Result<(), RuntimeError> {
         Ok(())
     }
-    async fn processes(&self, _: &AppName) -> Vec<ProcessInfo> {
-        Vec::new()
+    async fn processes(&self, _: &AppName) -> Result<Vec<ProcessInfo>, RuntimeError> {
+        Ok(Vec::new())
     }
-    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>) {
+    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>) -> Result<(), RuntimeError> {
         self.0.lock().unwrap().insert(app.to_string(), hosts);
+        Ok(())
     }
-    async fn stop(&self, _: &AppName) {}
-    async fn shutdown(&self) {}
+    async fn stop(&self, _: &AppName) -> Result<(), RuntimeError> {
+        Ok(())
+    }
 }
 
 struct TestApp {

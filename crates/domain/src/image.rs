@@ -133,6 +133,22 @@ impl ImageRef {
             ImageRef::Registry(image) => image.digest.as_ref(),
         }
     }
+
+    /// The registry's `host[:port]`; `None` for an image of the local store.
+    pub fn registry(&self) -> Option<&str> {
+        match self {
+            ImageRef::Local(_) => None,
+            ImageRef::Registry(image) => Some(image.registry()),
+        }
+    }
+
+    /// The repository's path within its registry; `None` for an image of the local store.
+    pub fn repository(&self) -> Option<&str> {
+        match self {
+            ImageRef::Local(_) => None,
+            ImageRef::Registry(image) => Some(image.repository()),
+        }
+    }
 }
 
 impl RegistryImage {

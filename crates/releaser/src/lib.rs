@@ -10,12 +10,11 @@
 //! formation, whether a deploy succeeded); a runtime decides *how* (local processes here,
 //! Kubernetes objects later). Only the local runtime knows about ports and the router.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use domain::{AppName, ReleaseVersion};
+use domain::{AppName, ConfigVars, Formation, ImageRef, Procfile, ReleaseVersion};
 use time::OffsetDateTime;
 
+pub mod fake;
 mod lease;
 mod leftovers;
 pub mod local;
@@ -43,6 +42,36 @@ pub enum DeployError {
     /// It was tried and failed.
     #[error("{0}")]
     Failed(String),
+}
+
+/// Why a runtime did not do what it was asked, by whose fault it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The caller's: it asks for something the app does not have (a process type its
+    /// release does not declare).
+    #[error("{0}")]
+    Invalid(String),
+    /// The app's: a process crashed, never became healthy, or its command could not start.
+    #[error("{0}")]
+    App(String),
+    /// The runtime's own: it cannot unpack an image, spawn a process or find a port.
+    #[error("{0}")]
+    Runtime(String),
+    /// Worth trying again: the runtime could not be reached in time (a Kubernetes API
+    /// timeout).
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl From<RuntimeError> for DeployError {
+    fn from(err: RuntimeError) -> DeployError {
+        match err {
+            RuntimeError::Invalid(m) => DeployError::Invalid(m),
+            RuntimeError::App(m) | RuntimeError::Runtime(m) | RuntimeError::Transient(m) => {
+                DeployError::Failed(m)
+            }
+        }
+    }
 }
 
 /// Where a process's output lines go, one call per line.
@@ -185,12 +214,12 @@ impl Deployer for NoDeployer {
 pub struct ReleaseSpec {
     pub app: AppName,
     pub version: ReleaseVersion,
-    /// The image's manifest digest (`sha256:…`).
-    pub image: String,
-    /// Process type → command, from the build's Procfile.
-    pub processes: BTreeMap<String, String>,
+    /// The build's image: a digest of the local image store, or a registry reference.
+    pub image: ImageRef,
+    /// The process types and commands the build declares.
+    pub processes: Procfile,
     /// The release's config vars.
-    pub config: BTreeMap<String, String>,
+    pub config: ConfigVars,
 }
 
 impl ReleaseSpec {
@@ -198,7 +227,6 @@ impl ReleaseSpec {
     pub fn healthcheck_path(&self) -> Option<&str> {
         self.config
             .get("SLIPWAY_HEALTHCHECK_PATH")
-            .map(String::as_str)
             .filter(|p| p.starts_with('/'))
     }
 }
@@ -242,7 +270,11 @@ pub struct ProcessInfo {
     pub restarts: u32,
 }
 
-/// Runs releases: the seam between the release manager and where processes live.
+/// Runs releases: the seam between the release manager and where processes live. Every
+/// method that talks to where processes live can fail, and says by whose fault.
+///
+/// Stopping every app when the platform stops is not the trait's: on Kubernetes, apps keep
+/// running while the platform restarts (the local runtime has its own `shutdown`).
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// Runs `command` once with `spec`'s image and config, as process `source` (`release`,
@@ -253,39 +285,33 @@ pub trait Runtime: Send + Sync + 'static {
         command: &str,
         source: &str,
         output: Lines<'_>,
-    ) -> Result<i32, String>;
+    ) -> Result<i32, RuntimeError>;
 
     /// Starts `spec`'s processes as `formation` says and, once they are healthy, makes them
     /// the app's: traffic moves to them, and the previous release's processes stop. On `Err`
-    /// (the reason) the previous release's processes keep running and serving.
+    /// the previous release's processes keep running and serving.
     async fn deploy(
         &self,
         spec: &ReleaseSpec,
-        formation: &BTreeMap<String, u32>,
+        formation: &Formation,
         progress: Lines<'_>,
-    ) -> Result<(), String>;
+    ) -> Result<(), RuntimeError>;
 
     /// The release the app runs now, if any.
-    async fn current(&self, app: &AppName) -> Option<ReleaseVersion>;
+    async fn current(&self, app: &AppName) -> Result<Option<ReleaseVersion>, RuntimeError>;
 
     /// Starts or stops processes of the current release so their counts match `formation`.
-    async fn scale(
-        &self,
-        app: &AppName,
-        formation: &BTreeMap<String, u32>,
-    ) -> Result<(), DeployError>;
+    async fn scale(&self, app: &AppName, formation: &Formation) -> Result<(), RuntimeError>;
 
     /// Replaces the current release's processes (of one type, or all) with new ones.
-    async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), DeployError>;
+    async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), RuntimeError>;
 
-    async fn processes(&self, app: &AppName) -> Vec<ProcessInfo>;
+    /// The app's processes as they are now.
+    async fn processes(&self, app: &AppName) -> Result<Vec<ProcessInfo>, RuntimeError>;
 
     /// The host names the app answers to (`demo.localhost`, custom domains).
-    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>);
+    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>) -> Result<(), RuntimeError>;
 
     /// Stops everything the app runs.
-    async fn stop(&self, app: &AppName);
-
-    /// Stops every app's processes: the platform is going down.
-    async fn shutdown(&self);
+    async fn stop(&self, app: &AppName) -> Result<(), RuntimeError>;
 }

@@ -2,11 +2,13 @@
 //! rollout — with the outcome recorded on the release (`deploying`, then `succeeded` or
 //! `failed` with its reason).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use domain::{AppName, ProcessType, ReleaseStatus, ReleaseVersion};
+use domain::{
+    AppName, ConfigVars, Formation, ImageRef, ProcessType, Procfile, ReleaseStatus, ReleaseVersion,
+};
 use store::{App, Release, Store};
 
 use crate::{
@@ -117,19 +119,31 @@ impl ReleaseManager {
         Ok(())
     }
 
-    async fn recover_app(&self, app: &App) -> Result<(), store::Error> {
+    async fn recover_app(&self, app: &App) -> Result<(), DeployError> {
         let _turn = self.lock(&app.name).await;
-        self.inner
-            .runtime
-            .set_hosts(&app.name, self.hosts(app).await?)
-            .await;
-        let releases = self.inner.store.releases(app, HISTORY).await?;
+        let hosts = self
+            .hosts(app)
+            .await
+            .map_err(|e| store_error("read the app's domains", &e))?;
+        self.inner.runtime.set_hosts(&app.name, hosts).await?;
+        let releases = self
+            .inner
+            .store
+            .releases(app, HISTORY)
+            .await
+            .map_err(|e| store_error("read the releases", &e))?;
         let current = releases
             .iter()
             .find(|r| r.status == ReleaseStatus::Succeeded && r.build.is_some());
         if let Some(release) = current {
-            let spec = self.spec(app, release).await?;
-            let formation = self.formation(app, &spec).await?;
+            let spec = self
+                .spec(app, release)
+                .await
+                .map_err(|e| store_error("read the release's build", &e))?;
+            let formation = self
+                .formation(app, &spec)
+                .await
+                .map_err(|e| store_error("read the formation", &e))?;
             let quiet = |_: &str| {};
             match self.inner.runtime.deploy(&spec, &formation, &quiet).await {
                 Ok(()) => self.log(app, &format!("{} started again", release.version)),
@@ -153,14 +167,19 @@ impl ReleaseManager {
                     .inner
                     .store
                     .unfinished_work(&app.name)
-                    .await?
+                    .await
+                    .map_err(|e| store_error("read the app's work", &e))?
                     .is_empty()
                 {
                     let kind = store::WorkKind::Deploy {
                         version: release.version,
                         awaits_ref: false,
                     };
-                    self.inner.store.enqueue(&app.name, &kind).await?;
+                    self.inner
+                        .store
+                        .enqueue(&app.name, &kind)
+                        .await
+                        .map_err(|e| store_error("queue the deploy", &e))?;
                 }
             } else {
                 self.inner
@@ -171,7 +190,8 @@ impl ReleaseManager {
                         ReleaseStatus::Failed,
                         Some("interrupted: slipwayd stopped before it was deployed, and a newer release replaced it"),
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| store_error("record the interrupted release", &e))?;
             }
         }
         Ok(())
@@ -187,15 +207,12 @@ impl ReleaseManager {
             tracing::error!(app = %name, "cannot move the destroyed app's directories to the trash");
         }
         let _turn = self.lock(name).await;
-        self.inner.runtime.stop(name).await;
+        if let Err(err) = self.inner.runtime.stop(name).await {
+            tracing::error!(app = %name, error = %err, "cannot stop the destroyed app");
+        }
         self.inner.logs.remove(name.as_str()).await;
         let leftovers = self.inner.leftovers.clone();
         let _ = tokio::task::spawn_blocking(move || leftovers.empty_trash()).await;
-    }
-
-    /// Stops every app's processes.
-    pub async fn shutdown(&self) {
-        self.inner.runtime.shutdown().await;
     }
 
     async fn lock(&self, app: &AppName) -> tokio::sync::OwnedMutexGuard<()> {
@@ -238,33 +255,31 @@ impl ReleaseManager {
         let image = build.image.ok_or_else(|| {
             store::Error::NotFound(format!("an image for release {}", release.version))
         })?;
+        // What the store holds was checked on the way in; checked again, it cannot surprise
+        // a runtime.
         Ok(ReleaseSpec {
             app: app.name.clone(),
             version: release.version,
-            image,
-            processes: build.procfile,
-            config: release.config.clone(),
+            image: ImageRef::parse(&image)?,
+            processes: Procfile::from_entries(
+                build.procfile.iter().map(|(t, c)| (t.as_str(), c.as_str())),
+            )?,
+            config: ConfigVars::from_map(release.config.clone())?,
         })
     }
 
     /// The counts to run: the formation's, for the types the release's build declares.
-    async fn formation(
-        &self,
-        app: &App,
-        spec: &ReleaseSpec,
-    ) -> Result<BTreeMap<String, u32>, store::Error> {
-        Ok(self
-            .inner
-            .store
-            .formation(app)
-            .await?
-            .into_iter()
-            .filter(|p| {
-                p.process_type != ProcessType::RELEASE
-                    && spec.processes.contains_key(&p.process_type)
-            })
-            .map(|p| (p.process_type, p.count))
-            .collect())
+    async fn formation(&self, app: &App, spec: &ReleaseSpec) -> Result<Formation, store::Error> {
+        let counts = self.inner.store.formation(app).await?;
+        Ok(Formation::from_counts(
+            spec.processes
+                .process_types()
+                .filter(|t| !t.is_release())
+                .filter_map(|t| {
+                    let count = counts.iter().find(|p| p.process_type == t.as_str())?;
+                    Some((t.clone(), count.count))
+                }),
+        ))
     }
 
     async fn app(&self, name: &AppName) -> Result<App, DeployError> {
@@ -305,7 +320,15 @@ impl ReleaseManager {
                 _ => Ok(()),
             };
         }
-        if let Some(running) = self.inner.runtime.current(name).await
+        let running = match self.inner.runtime.current(name).await {
+            Ok(running) => running,
+            Err(err) => {
+                let reason = format!("cannot tell which release runs: {err}");
+                self.finish(&app, version, Err(&reason)).await?;
+                return Err(DeployError::Failed(reason));
+            }
+        };
+        if let Some(running) = running
             && running > version
         {
             let reason = format!("superseded: {running} was deployed first");
@@ -332,9 +355,8 @@ impl ReleaseManager {
             .hosts(&app)
             .await
             .map_err(|e| store_error("read the app's domains", &e))?;
-        self.inner.runtime.set_hosts(name, hosts).await;
 
-        let outcome = self.roll_out(&app, &spec, &say).await;
+        let outcome = self.roll_out(&app, &spec, hosts, &say).await;
         match &outcome {
             Ok(()) if awaits_ref => {}
             Ok(()) => {
@@ -349,9 +371,21 @@ impl ReleaseManager {
         outcome.map_err(DeployError::Failed)
     }
 
-    /// The release phase, then the runtime's rollout.
-    async fn roll_out(&self, app: &App, spec: &ReleaseSpec, say: Lines<'_>) -> Result<(), String> {
-        if let Some(command) = spec.processes.get(ProcessType::RELEASE) {
+    /// The hosts, the release phase, then the runtime's rollout. `Err` is the reason the
+    /// release failed.
+    async fn roll_out(
+        &self,
+        app: &App,
+        spec: &ReleaseSpec,
+        hosts: Vec<String>,
+        say: Lines<'_>,
+    ) -> Result<(), String> {
+        self.inner
+            .runtime
+            .set_hosts(&app.name, hosts)
+            .await
+            .map_err(|e| format!("cannot route the app's host names: {e}"))?;
+        if let Some(command) = spec.processes.command(ProcessType::RELEASE) {
             say(&format!("-----> Running the release command: {command}"));
             let logs = &self.inner.logs;
             let app_name = app.name.as_str();
@@ -375,7 +409,11 @@ impl ReleaseManager {
             .formation(app, spec)
             .await
             .map_err(|e| format!("cannot read the formation: {e}"))?;
-        self.inner.runtime.deploy(spec, &formation, say).await
+        self.inner
+            .runtime
+            .deploy(spec, &formation, say)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn finish(
@@ -403,7 +441,7 @@ impl ReleaseManager {
             .releases(app, HISTORY)
             .await
             .map_err(|e| store_error("read the releases", &e))?;
-        let running = self.inner.runtime.current(&app.name).await;
+        let running = self.inner.runtime.current(&app.name).await?;
         let release = releases
             .iter()
             .find(|r| Some(r.version) == running)
@@ -448,7 +486,7 @@ impl ReleaseManager {
         }
         self.log(&app, &format!("{version} failed: {CUT_OFF}"));
         self.finish(&app, version, Err(CUT_OFF)).await?;
-        if self.inner.runtime.current(name).await != Some(version) {
+        if self.inner.runtime.current(name).await? != Some(version) {
             return Ok(());
         }
         // It serves a commit the repository does not have: back to the release before it.
@@ -482,12 +520,12 @@ impl ReleaseManager {
             }
             None => {
                 // Nothing served before it: nothing serves now.
-                self.inner.runtime.stop(name).await;
+                self.inner.runtime.stop(name).await?;
                 let hosts = self
                     .hosts(&app)
                     .await
                     .map_err(|e| store_error("read the app's domains", &e))?;
-                self.inner.runtime.set_hosts(name, hosts).await;
+                self.inner.runtime.set_hosts(name, hosts).await?;
             }
         }
         Ok(())
@@ -496,7 +534,7 @@ impl ReleaseManager {
     async fn scale_locked(&self, name: &AppName) -> Result<(), DeployError> {
         let _turn = self.lock(name).await;
         let app = self.app(name).await?;
-        let Some(running) = self.inner.runtime.current(name).await else {
+        let Some(running) = self.inner.runtime.current(name).await? else {
             return Ok(());
         };
         let release = self
@@ -513,7 +551,7 @@ impl ReleaseManager {
             .formation(&app, &spec)
             .await
             .map_err(|e| store_error("read the formation", &e))?;
-        self.inner.runtime.scale(name, &formation).await
+        Ok(self.inner.runtime.scale(name, &formation).await?)
     }
 
     async fn restart_locked(
@@ -522,7 +560,7 @@ impl ReleaseManager {
         process_type: Option<&str>,
     ) -> Result<(), DeployError> {
         let _turn = self.lock(name).await;
-        if self.inner.runtime.current(name).await.is_none() {
+        if self.inner.runtime.current(name).await?.is_none() {
             return Err(DeployError::Unavailable(format!(
                 "{name} has no deployed release to restart: push code with `git push slipway main`"
             )));
@@ -532,7 +570,7 @@ impl ReleaseManager {
             &app,
             &format!("Restarting {}", process_type.unwrap_or("all processes")),
         );
-        self.inner.runtime.restart(name, process_type).await
+        Ok(self.inner.runtime.restart(name, process_type).await?)
     }
 }
 
@@ -620,7 +658,7 @@ impl Deployer for ReleaseManager {
     }
 
     async fn processes(&self, app: &AppName) -> Result<Vec<ProcessInfo>, DeployError> {
-        Ok(self.inner.runtime.processes(app).await)
+        Ok(self.inner.runtime.processes(app).await?)
     }
 
     async fn run(
@@ -645,8 +683,7 @@ impl Deployer for ReleaseManager {
             .inner
             .runtime
             .run_once(&spec, command, &source, &sink)
-            .await
-            .map_err(DeployError::Failed)?;
+            .await?;
         self.log(&app, &format!("{source} exited with status {status}"));
         Ok(status)
     }
@@ -659,9 +696,15 @@ impl Deployer for ReleaseManager {
             Ok(app) => self.hosts(&app).await,
             Err(err) => Err(err),
         };
-        match hosts {
-            Ok(hosts) => self.inner.runtime.set_hosts(name, hosts).await,
-            Err(err) => tracing::error!(app = %name, error = %err, "cannot read the app's domains"),
+        let hosts = match hosts {
+            Ok(hosts) => hosts,
+            Err(err) => {
+                tracing::error!(app = %name, error = %err, "cannot read the app's domains");
+                return;
+            }
+        };
+        if let Err(err) = self.inner.runtime.set_hosts(name, hosts).await {
+            tracing::error!(app = %name, error = %err, "cannot route the app's host names");
         }
     }
 
@@ -675,7 +718,9 @@ impl Deployer for ReleaseManager {
         let name = name.clone();
         tokio::spawn(async move {
             let _turn = manager.lock(&name).await;
-            manager.inner.runtime.stop(&name).await;
+            if let Err(err) = manager.inner.runtime.stop(&name).await {
+                tracing::error!(app = %name, error = %err, "cannot stop the destroyed app's processes");
+            }
             manager.inner.logs.remove(name.as_str()).await;
             let leftovers = manager.inner.leftovers.clone();
             let _ = tokio::task::spawn_blocking(move || leftovers.empty_trash()).await;

@@ -397,7 +397,7 @@ async fn release_manager(
     worker.run(stop.clone()).await;
     let _ = tokio::time::timeout(DRAIN_DEADLINE, routing).await;
     // The apps' processes stop last, once nothing routes to them; their last lines are kept.
-    manager.shutdown().await;
+    runtime.shutdown().await;
     logs.flush().await;
     stopping.abort();
     if lease.lost.is_cancelled() {

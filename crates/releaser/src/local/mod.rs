@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use builder::image::ImageStore;
-use domain::{AppName, ProcessType, ReleaseVersion};
+use domain::{AppName, Formation, ImageRef, ProcessType, ReleaseVersion};
 
 use self::process::{Context, Launch, Proc, ProcIdentity, Sandbox};
-use crate::{DeployError, Lines, Logs, ProcessInfo, ProcessState, ReleaseSpec, Runtime};
+use crate::{Lines, Logs, ProcessInfo, ProcessState, ReleaseSpec, Runtime, RuntimeError};
 
 /// How the local runtime runs processes.
 #[derive(Debug, Clone)]
@@ -64,7 +64,7 @@ struct AppRun {
     hosts: Vec<String>,
     current: Option<Generation>,
     /// The image the app ran before its current one, kept unpacked for a fast rollback.
-    previous_image: Option<String>,
+    previous_image: Option<ImageRef>,
     /// Processes taken out of service, draining and stopping.
     retiring: Vec<Arc<Proc>>,
 }
@@ -89,8 +89,8 @@ struct Inner {
     routes: router::Routes,
     ctx: Context,
     apps: Mutex<HashMap<AppName, AppRun>>,
-    /// Images being deployed (not yet any app's current one), by how many deploys.
-    preparing: Mutex<HashMap<String, usize>>,
+    /// Images being deployed (not yet any app's current one), once per deploy.
+    preparing: Mutex<Vec<ImageRef>>,
     /// Ports our web processes listen on.
     ports: Mutex<std::collections::HashSet<u16>>,
 }
@@ -152,12 +152,13 @@ impl Inner {
     }
 
     /// Unpacks the release's image (once per image) and works out its environment.
-    async fn prepare(self: &Arc<Self>, spec: &ReleaseSpec) -> Result<Arc<Launch>, String> {
+    async fn prepare(self: &Arc<Self>, spec: &ReleaseSpec) -> Result<Arc<Launch>, RuntimeError> {
         let me = Arc::clone(self);
         // A build pushed to a registry names its image `host/repo@sha256:…`; the local store
         // has it by that digest. Only a parsed digest names a blob of the store.
-        let digest = rootfs::local_digest(&spec.image)
-            .map_err(|e| format!("cannot unpack the image {}: {e}", spec.image))?;
+        let digest = rootfs::local_digest(&spec.image).map_err(|e| {
+            RuntimeError::Runtime(format!("cannot unpack the image {}: {e}", spec.image))
+        })?;
         let (rootfs, image_env) = tokio::task::spawn_blocking(move || {
             let image = me.config.images.image(&digest).map_err(|e| {
                 std::io::Error::new(
@@ -169,14 +170,20 @@ impl Inner {
             Ok::<_, std::io::Error>((rootfs, image.env))
         })
         .await
-        .map_err(|e| format!("cannot unpack the image: {e}"))?
-        .map_err(|e| format!("cannot unpack the image {}: {e}", spec.image))?;
+        .map_err(|e| RuntimeError::Runtime(format!("cannot unpack the image: {e}")))?
+        .map_err(|e| {
+            RuntimeError::Runtime(format!("cannot unpack the image {}: {e}", spec.image))
+        })?;
         let mut env: BTreeMap<String, String> = image_env
             .iter()
             .filter_map(|e| e.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        env.extend(spec.config.clone());
+        env.extend(
+            spec.config
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
         Ok(Arc::new(Launch { rootfs, env }))
     }
 
@@ -186,17 +193,18 @@ impl Inner {
         launch: &Arc<Launch>,
         process_type: &str,
         index: u32,
-    ) -> Result<Arc<Proc>, String> {
-        let command = spec
-            .processes
-            .get(process_type)
-            .ok_or_else(|| format!("no process of type {process_type} in {}", spec.version))?;
+    ) -> Result<Arc<Proc>, RuntimeError> {
+        let command = spec.processes.command(process_type).ok_or_else(|| {
+            RuntimeError::Invalid(format!(
+                "no process of type {process_type} in {}",
+                spec.version
+            ))
+        })?;
         let web = process_type == ProcessType::WEB;
         let port = if web {
-            Some(
-                self.reserve_port()
-                    .map_err(|e| format!("no free port for {process_type}: {e}"))?,
-            )
+            Some(self.reserve_port().map_err(|e| {
+                RuntimeError::Runtime(format!("no free port for {process_type}: {e}"))
+            })?)
         } else {
             None
         };
@@ -207,7 +215,7 @@ impl Inner {
                 app: spec.app.to_string(),
                 process_type: process_type.to_owned(),
                 index,
-                command: command.clone(),
+                command: command.to_owned(),
                 release: spec.version,
                 port,
                 healthcheck: spec.healthcheck_path().map(str::to_owned),
@@ -216,7 +224,7 @@ impl Inner {
     }
 
     /// Waits until every web process in `procs` is healthy, or returns why one is not.
-    async fn all_healthy(&self, procs: &[Arc<Proc>]) -> Result<(), String> {
+    async fn all_healthy(&self, procs: &[Arc<Proc>]) -> Result<(), RuntimeError> {
         let limit = self.config.boot_timeout + Duration::from_secs(1);
         let mut waits = tokio::task::JoinSet::new();
         for proc in procs.iter().filter(|p| p.port.is_some()) {
@@ -226,8 +234,10 @@ impl Inner {
         while let Some(judged) = waits.join_next().await {
             match judged {
                 Ok(Ok(())) => {}
-                Ok(Err(reason)) => return Err(reason),
-                Err(err) => return Err(format!("health check failed: {err}")),
+                Ok(Err(reason)) => return Err(RuntimeError::App(reason)),
+                Err(err) => {
+                    return Err(RuntimeError::Runtime(format!("health check failed: {err}")));
+                }
             }
         }
         Ok(())
@@ -291,13 +301,7 @@ impl Inner {
 
     /// Deletes unpacked images no app runs, ran just before, or is about to run.
     fn prune(self: &Arc<Self>) {
-        let mut keep: Vec<String> = self
-            .preparing
-            .lock()
-            .expect("never poisoned")
-            .keys()
-            .cloned()
-            .collect();
+        let mut keep: Vec<ImageRef> = self.preparing.lock().expect("never poisoned").clone();
         for run in self.apps.lock().expect("never poisoned").values() {
             keep.extend(run.current.iter().map(|g| g.spec.image.clone()));
             keep.extend(run.previous_image.iter().cloned());
@@ -312,10 +316,10 @@ impl Inner {
 }
 
 /// Counts like `web=2 worker=1`.
-fn describe(formation: &BTreeMap<String, u32>) -> String {
+fn describe(formation: &Formation) -> String {
     let parts: Vec<String> = formation
         .iter()
-        .filter(|(_, n)| **n > 0)
+        .filter(|(_, n)| *n > 0)
         .map(|(t, n)| format!("{t}={n}"))
         .collect();
     if parts.is_empty() {
@@ -328,17 +332,14 @@ fn describe(formation: &BTreeMap<String, u32>) -> String {
 /// Releases an image's claim in `preparing` when a deploy ends, however it ends.
 struct Preparing<'a> {
     inner: &'a Inner,
-    image: String,
+    image: ImageRef,
 }
 
 impl Drop for Preparing<'_> {
     fn drop(&mut self) {
         let mut preparing = self.inner.preparing.lock().expect("never poisoned");
-        if let Some(n) = preparing.get_mut(&self.image) {
-            *n -= 1;
-            if *n == 0 {
-                preparing.remove(&self.image);
-            }
+        if let Some(at) = preparing.iter().position(|i| *i == self.image) {
+            preparing.swap_remove(at);
         }
     }
 }
@@ -351,10 +352,11 @@ impl Runtime for LocalRuntime {
         command: &str,
         source: &str,
         output: Lines<'_>,
-    ) -> Result<i32, String> {
+    ) -> Result<i32, RuntimeError> {
         let inner = &self.inner;
         let launch = inner.prepare(spec).await?;
-        let port = process::free_port().map_err(|e| format!("no free port: {e}"))?;
+        let port = process::free_port()
+            .map_err(|e| RuntimeError::Runtime(format!("no free port: {e}")))?;
         let mut sandboxed = inner
             .ctx
             .sandbox
@@ -366,13 +368,13 @@ impl Runtime for LocalRuntime {
                 &[("DYNO", source.to_owned()), ("PORT", port.to_string())],
                 None,
             )
-            .map_err(|e| format!("cannot start {source}: {e}"))?;
+            .map_err(|e| RuntimeError::Runtime(format!("cannot start {source}: {e}")))?;
         // Whatever the one-off leaves in its cell goes when it is done.
         let _cell = sandboxed.cell;
         let mut child = sandboxed
             .command
             .spawn()
-            .map_err(|e| format!("cannot start {source}: {e}"))?;
+            .map_err(|e| RuntimeError::Runtime(format!("cannot start {source}: {e}")))?;
         let group = child.id().and_then(|id| i32::try_from(id).ok());
         // A caller that goes away (the request is dropped) takes the process with it.
         let _guard = process::GroupGuard(group);
@@ -399,7 +401,9 @@ impl Runtime for LocalRuntime {
                     .code()
                     .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
             }
-            Ok(Err(err)) => Err(format!("cannot wait for {source}: {err}")),
+            Ok(Err(err)) => Err(RuntimeError::Runtime(format!(
+                "cannot wait for {source}: {err}"
+            ))),
             Err(_) => {
                 process::terminate(&mut child, group, inner.config.stop_timeout).await;
                 output(&format!(
@@ -414,16 +418,15 @@ impl Runtime for LocalRuntime {
     async fn deploy(
         &self,
         spec: &ReleaseSpec,
-        formation: &BTreeMap<String, u32>,
+        formation: &Formation,
         progress: Lines<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RuntimeError> {
         let inner = &self.inner;
-        *inner
+        inner
             .preparing
             .lock()
             .expect("never poisoned")
-            .entry(spec.image.clone())
-            .or_default() += 1;
+            .push(spec.image.clone());
         let _claim = Preparing {
             inner,
             image: spec.image.clone(),
@@ -436,9 +439,9 @@ impl Runtime for LocalRuntime {
             describe(formation)
         ));
         let mut procs = Vec::new();
-        for (process_type, count) in formation {
-            for index in 1..=*count {
-                match inner.start(&spec, &launch, process_type, index) {
+        for (process_type, count) in formation.iter() {
+            for index in 1..=count {
+                match inner.start(&spec, &launch, process_type.as_str(), index) {
                     Ok(proc) => procs.push(proc),
                     Err(reason) => {
                         inner.stop_all(&procs).await;
@@ -485,16 +488,15 @@ impl Runtime for LocalRuntime {
         Ok(())
     }
 
-    async fn current(&self, app: &AppName) -> Option<ReleaseVersion> {
+    async fn current(&self, app: &AppName) -> Result<Option<ReleaseVersion>, RuntimeError> {
         let apps = self.inner.apps.lock().expect("never poisoned");
-        apps.get(app)?.current.as_ref().map(|g| g.spec.version)
+        Ok(apps
+            .get(app)
+            .and_then(|run| run.current.as_ref())
+            .map(|g| g.spec.version))
     }
 
-    async fn scale(
-        &self,
-        app: &AppName,
-        formation: &BTreeMap<String, u32>,
-    ) -> Result<(), DeployError> {
+    async fn scale(&self, app: &AppName, formation: &Formation) -> Result<(), RuntimeError> {
         let inner = &self.inner;
         let mut started = Vec::new();
         let mut surplus = Vec::new();
@@ -506,12 +508,12 @@ impl Runtime for LocalRuntime {
             let types: Vec<String> = generation
                 .spec
                 .processes
-                .keys()
-                .filter(|t| *t != ProcessType::RELEASE)
-                .cloned()
+                .process_types()
+                .filter(|t| !t.is_release())
+                .map(|t| t.as_str().to_owned())
                 .collect();
             for process_type in types {
-                let want = formation.get(&process_type).copied().unwrap_or(0);
+                let want = formation.count(&process_type);
                 let mut have: Vec<(u32, Arc<Proc>)> = generation
                     .procs
                     .iter()
@@ -526,9 +528,12 @@ impl Runtime for LocalRuntime {
                     let taken: Vec<u32> = have.iter().map(|(i, _)| *i).collect();
                     let free = (1..).filter(|i| !taken.contains(i));
                     for index in free.take((want - count) as usize) {
-                        let proc = inner
-                            .start(&generation.spec, &generation.launch, &process_type, index)
-                            .map_err(DeployError::Failed)?;
+                        let proc = inner.start(
+                            &generation.spec,
+                            &generation.launch,
+                            &process_type,
+                            index,
+                        )?;
                         started.push(proc);
                     }
                 }
@@ -544,7 +549,7 @@ impl Runtime for LocalRuntime {
         Ok(())
     }
 
-    async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), DeployError> {
+    async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), RuntimeError> {
         let inner = &self.inner;
         let (spec, launch, old) = {
             let apps = inner.apps.lock().expect("never poisoned");
@@ -564,9 +569,9 @@ impl Runtime for LocalRuntime {
             )
         };
         if let Some(t) = process_type
-            && !spec.processes.contains_key(t)
+            && spec.processes.command(t).is_none()
         {
-            return Err(DeployError::Invalid(format!(
+            return Err(RuntimeError::Invalid(format!(
                 "no process of type {t} in {}",
                 spec.version
             )));
@@ -575,15 +580,15 @@ impl Runtime for LocalRuntime {
         for proc in &old {
             match inner.start(&spec, &launch, &proc.process_type, index_of(proc)) {
                 Ok(p) => fresh.push(p),
-                Err(reason) => {
+                Err(err) => {
                     inner.stop_all(&fresh).await;
-                    return Err(DeployError::Failed(reason));
+                    return Err(err);
                 }
             }
         }
-        if let Err(reason) = inner.all_healthy(&fresh).await {
+        if let Err(err) = inner.all_healthy(&fresh).await {
             inner.stop_all(&fresh).await;
-            return Err(DeployError::Failed(reason));
+            return Err(err);
         }
         {
             let mut apps = inner.apps.lock().expect("never poisoned");
@@ -599,10 +604,10 @@ impl Runtime for LocalRuntime {
         Ok(())
     }
 
-    async fn processes(&self, app: &AppName) -> Vec<ProcessInfo> {
+    async fn processes(&self, app: &AppName) -> Result<Vec<ProcessInfo>, RuntimeError> {
         let apps = self.inner.apps.lock().expect("never poisoned");
         let Some(run) = apps.get(app) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let mut out: Vec<ProcessInfo> = run
             .current
@@ -622,10 +627,10 @@ impl Runtime for LocalRuntime {
                 b.release,
             ))
         });
-        out
+        Ok(out)
     }
 
-    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>) {
+    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>) -> Result<(), RuntimeError> {
         self.inner
             .apps
             .lock()
@@ -634,9 +639,10 @@ impl Runtime for LocalRuntime {
             .or_default()
             .hosts = hosts;
         self.inner.refresh_routes();
+        Ok(())
     }
 
-    async fn stop(&self, app: &AppName) {
+    async fn stop(&self, app: &AppName) -> Result<(), RuntimeError> {
         let run = self.inner.apps.lock().expect("never poisoned").remove(app);
         self.inner.refresh_routes();
         if let Some(run) = run {
@@ -645,9 +651,14 @@ impl Runtime for LocalRuntime {
             self.inner.stop_all(&procs).await;
         }
         self.inner.prune();
+        Ok(())
     }
+}
 
-    async fn shutdown(&self) {
+impl LocalRuntime {
+    /// Stops every app's processes: the platform is going down. Not the [`Runtime`]'s: on
+    /// Kubernetes, apps outlive the platform's processes.
+    pub async fn shutdown(&self) {
         let runs: Vec<AppRun> = self
             .inner
             .apps

@@ -107,12 +107,12 @@ impl Unpacked {
 
     /// Deletes the unpacked images not in `keep` (images as releases name them), and the
     /// layers none of those use.
-    pub(crate) fn prune(&self, store: &ImageStore, keep: &[String]) -> io::Result<()> {
+    pub(crate) fn prune(&self, store: &ImageStore, keep: &[ImageRef]) -> io::Result<()> {
         let _turn = self.turn.lock().expect("never poisoned");
-        // A name that is no image of the store keeps nothing.
+        // A reference without a digest names no image of the store, and keeps nothing.
         let keep: Vec<Digest> = keep
             .iter()
-            .filter_map(|image| ImageRef::parse(image).ok()?.digest().cloned())
+            .filter_map(|image| image.digest().cloned())
             .collect();
         let kept_images: Vec<PathBuf> = keep.iter().map(|d| in_dir(&self.images, d)).collect();
         let mut kept_layers = Vec::new();
@@ -137,8 +137,7 @@ impl Unpacked {
 
 /// The digest by which the local store has `image` (a release's image: `sha256:…` or
 /// `host/repo@sha256:…`).
-pub(crate) fn local_digest(image: &str) -> Result<Digest, String> {
-    let image = ImageRef::parse(image).map_err(|e| e.to_string())?;
+pub(crate) fn local_digest(image: &ImageRef) -> Result<Digest, String> {
     image.digest().cloned().ok_or_else(|| {
         "the local runtime runs only images in its own store, named by digest; give the image as registry/repository@sha256:…".to_owned()
     })

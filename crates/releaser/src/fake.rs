@@ -1,0 +1,269 @@
+//! A [`Runtime`] that runs nothing and remembers everything it was asked, in order: the
+//! release manager's rules are tested against it in milliseconds, without processes.
+//!
+//! It behaves as a runtime should: a deploy that fails leaves the app on what it ran, the
+//! release it deployed last is [`Runtime::current`], and its processes are the formation's.
+//! Tests tell it how the next deploy or one-off run goes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use domain::{AppName, Formation, ImageRef, ReleaseVersion};
+use time::OffsetDateTime;
+
+use crate::{Lines, ProcessInfo, ProcessState, ReleaseSpec, Runtime, RuntimeError};
+
+/// One thing the release manager asked of the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    RunOnce {
+        app: AppName,
+        version: ReleaseVersion,
+        command: String,
+        source: String,
+    },
+    /// Recorded whether the deploy succeeded or not.
+    Deploy {
+        app: AppName,
+        version: ReleaseVersion,
+        image: ImageRef,
+        /// `web=1 worker=2`, in type order.
+        formation: String,
+    },
+    Scale {
+        app: AppName,
+        formation: String,
+    },
+    Restart {
+        app: AppName,
+        process_type: Option<String>,
+    },
+    SetHosts {
+        app: AppName,
+        hosts: Vec<String>,
+    },
+    Stop {
+        app: AppName,
+    },
+}
+
+/// What the fake runs for an app: the release it deployed last, at which scale.
+#[derive(Debug, Clone)]
+struct Running {
+    spec: ReleaseSpec,
+    formation: Formation,
+    restarts: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    calls: Vec<Call>,
+    running: HashMap<AppName, Running>,
+    hosts: HashMap<AppName, Vec<String>>,
+    deploys: VecDeque<RuntimeError>,
+    runs: VecDeque<Result<i32, RuntimeError>>,
+}
+
+/// A runtime for tests. Deploys succeed and one-off runs exit 0 unless told otherwise.
+#[derive(Debug, Default)]
+pub struct FakeRuntime {
+    state: Mutex<State>,
+}
+
+impl FakeRuntime {
+    pub fn new() -> FakeRuntime {
+        FakeRuntime::default()
+    }
+
+    /// The next deploy fails with `err` (after it is recorded); later ones succeed again.
+    /// Called more than once, that many deploys fail, in order.
+    pub fn fail_next_deploy(&self, err: RuntimeError) {
+        self.state().deploys.push_back(err);
+    }
+
+    /// The next one-off run (a release command or `slip run`) exits with `status`.
+    pub fn exit_next_run(&self, status: i32) {
+        self.state().runs.push_back(Ok(status));
+    }
+
+    /// The next one-off run does not start: it fails with `err`.
+    pub fn fail_next_run(&self, err: RuntimeError) {
+        self.state().runs.push_back(Err(err));
+    }
+
+    /// Everything asked of the runtime so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state().calls.clone()
+    }
+
+    /// The deploys asked for so far, failed ones included, as `app vN web=1` lines.
+    pub fn deploys(&self) -> Vec<String> {
+        self.state()
+            .calls
+            .iter()
+            .filter_map(|call| match call {
+                Call::Deploy {
+                    app,
+                    version,
+                    formation,
+                    ..
+                } => Some(format!("{app} {version} {formation}")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The host names last given for `app`.
+    pub fn hosts(&self, app: &AppName) -> Vec<String> {
+        self.state().hosts.get(app).cloned().unwrap_or_default()
+    }
+
+    /// The release `app` runs, as [`Runtime::current`] says, without recording a call.
+    pub fn running(&self, app: &AppName) -> Option<ReleaseVersion> {
+        self.state().running.get(app).map(|r| r.spec.version)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("never poisoned")
+    }
+}
+
+/// `web=1 worker=2`.
+fn describe(formation: &Formation) -> String {
+    let parts: Vec<String> = formation.iter().map(|(t, n)| format!("{t}={n}")).collect();
+    parts.join(" ")
+}
+
+fn nothing_runs(app: &AppName) -> RuntimeError {
+    RuntimeError::Invalid(format!("{app} runs nothing: deploy a release first"))
+}
+
+#[async_trait]
+impl Runtime for FakeRuntime {
+    async fn run_once(
+        &self,
+        spec: &ReleaseSpec,
+        command: &str,
+        source: &str,
+        _output: Lines<'_>,
+    ) -> Result<i32, RuntimeError> {
+        let mut state = self.state();
+        state.calls.push(Call::RunOnce {
+            app: spec.app.clone(),
+            version: spec.version,
+            command: command.to_owned(),
+            source: source.to_owned(),
+        });
+        state.runs.pop_front().unwrap_or(Ok(0))
+    }
+
+    async fn deploy(
+        &self,
+        spec: &ReleaseSpec,
+        formation: &Formation,
+        _progress: Lines<'_>,
+    ) -> Result<(), RuntimeError> {
+        let mut state = self.state();
+        state.calls.push(Call::Deploy {
+            app: spec.app.clone(),
+            version: spec.version,
+            image: spec.image.clone(),
+            formation: describe(formation),
+        });
+        if let Some(err) = state.deploys.pop_front() {
+            return Err(err);
+        }
+        state.running.insert(
+            spec.app.clone(),
+            Running {
+                spec: spec.clone(),
+                formation: formation.clone(),
+                restarts: 0,
+            },
+        );
+        Ok(())
+    }
+
+    async fn current(&self, app: &AppName) -> Result<Option<ReleaseVersion>, RuntimeError> {
+        Ok(self.running(app))
+    }
+
+    async fn scale(&self, app: &AppName, formation: &Formation) -> Result<(), RuntimeError> {
+        let mut state = self.state();
+        state.calls.push(Call::Scale {
+            app: app.clone(),
+            formation: describe(formation),
+        });
+        if let Some(running) = state.running.get_mut(app) {
+            running.formation = formation.clone();
+        }
+        Ok(())
+    }
+
+    async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), RuntimeError> {
+        let mut state = self.state();
+        state.calls.push(Call::Restart {
+            app: app.clone(),
+            process_type: process_type.map(str::to_owned),
+        });
+        let running = state
+            .running
+            .get_mut(app)
+            .ok_or_else(|| nothing_runs(app))?;
+        if let Some(t) = process_type
+            && running.spec.processes.command(t).is_none()
+        {
+            return Err(RuntimeError::Invalid(format!(
+                "no process of type {t} in {}",
+                running.spec.version
+            )));
+        }
+        running.restarts += 1;
+        Ok(())
+    }
+
+    async fn processes(&self, app: &AppName) -> Result<Vec<ProcessInfo>, RuntimeError> {
+        let state = self.state();
+        let Some(running) = state.running.get(app) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (process_type, count) in running.formation.iter() {
+            let command = running
+                .spec
+                .processes
+                .command(process_type.as_str())
+                .unwrap_or_default();
+            for index in 1..=count {
+                out.push(ProcessInfo {
+                    name: format!("{process_type}.{index}"),
+                    process_type: process_type.to_string(),
+                    command: command.to_owned(),
+                    release: running.spec.version,
+                    state: ProcessState::Up,
+                    since: OffsetDateTime::UNIX_EPOCH,
+                    restarts: running.restarts,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>) -> Result<(), RuntimeError> {
+        let mut state = self.state();
+        state.calls.push(Call::SetHosts {
+            app: app.clone(),
+            hosts: hosts.clone(),
+        });
+        state.hosts.insert(app.clone(), hosts);
+        Ok(())
+    }
+
+    async fn stop(&self, app: &AppName) -> Result<(), RuntimeError> {
+        let mut state = self.state();
+        state.calls.push(Call::Stop { app: app.clone() });
+        state.running.remove(app);
+        Ok(())
+    }
+}
