@@ -25,7 +25,7 @@ const DEPLOY_BRANCHES: &[&str] = &["refs/heads/main", "refs/heads/master"];
 /// count, rather than the gateway holding them.
 #[derive(Clone)]
 pub(crate) struct Output {
-    sender: Arc<releaser::LineSender>,
+    sender: Arc<logs::LineSender>,
     kept: Arc<Mutex<String>>,
 }
 
@@ -33,7 +33,7 @@ pub(crate) struct Output {
 pub(crate) const PUSHER_LAG: usize = 4_096;
 
 impl Output {
-    pub(crate) fn new(sender: releaser::LineSender) -> Output {
+    pub(crate) fn new(sender: logs::LineSender) -> Output {
         Output {
             sender: Arc::new(sender),
             kept: Arc::default(),
@@ -229,7 +229,7 @@ async fn build_and_release(
         return Ok(None);
     }
     out.line(&format!("-----> {} released, deploying", release.version));
-    let (progress, mut lines) = releaser::LineSender::channel(releaser::READER_LAG);
+    let (progress, mut lines) = logs::LineSender::channel(releaser::READER_LAG);
     let deploying = shared
         .deployer
         .deploy_push(&app.name, release.version, progress);

@@ -18,14 +18,11 @@ use time::OffsetDateTime;
 
 mod leftovers;
 pub mod local;
-mod logs;
 mod manager;
-mod output;
 
 pub use leftovers::Leftovers;
-pub use logs::{LogFilter, LogLine, Logs};
+pub use logs::{LineReceiver, LineSender, LogFilter, LogLine, Logs, Pace};
 pub use manager::{CUT_OFF, ReleaseManager};
-pub use output::{LineReceiver, LineSender, Pace};
 
 /// Why an action on an app's processes did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
