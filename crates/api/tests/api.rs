@@ -99,7 +99,7 @@ impl TestApp {
             config: Arc::new(config),
             deployer: Arc::new(NoDeployer),
             build_cache: Arc::new(slipway_api::NoBuildCache),
-            logs: Default::default(),
+            logs: Arc::new(logs::Logs::default()),
         };
         Some(TestApp {
             router: router(state),

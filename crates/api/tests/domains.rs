@@ -198,7 +198,7 @@ impl TestApp {
             }),
             deployer: Arc::new(manager),
             build_cache: Arc::new(slipway_api::NoBuildCache),
-            logs,
+            logs: Arc::new(logs),
         };
         Some(TestApp {
             router: router(state),

@@ -147,7 +147,7 @@ pub(crate) async fn up(config: UpConfig) -> anyhow::Result<()> {
         }),
         deployer,
         build_cache: Arc::new(BuilderCache(builder)),
-        logs,
+        logs: Arc::new(logs),
     };
     let listener = TcpListener::bind(config.api_listen)
         .await
