@@ -143,7 +143,7 @@ impl Cursor {
             skipping: false,
             last: None,
         };
-        let Some((file, id, size)) = open(app, path)? else {
+        let Some(Opened { file, id, size }) = open(app, path)? else {
             return Ok((Vec::new(), cursor));
         };
         let from = size.saturating_sub(TAIL_WINDOW);
@@ -179,7 +179,7 @@ impl Cursor {
         out: &mut Vec<LogLine>,
     ) -> Result<(), LogError> {
         // No file (yet, or any more): nothing new.
-        let Some((file, id, size)) = open(app, path)? else {
+        let Some(Opened { file, id, size }) = open(app, path)? else {
             return Ok(());
         };
         if self.file != Some(id) || size < self.offset {
@@ -294,9 +294,17 @@ fn send(tx: &mpsc::Sender<Followed>, missed: &mut u64, item: Followed) -> bool {
     }
 }
 
+/// An app's log file, open for reading.
+struct Opened {
+    file: File,
+    /// Its device and inode: which file it is.
+    id: (u64, u64),
+    size: u64,
+}
+
 /// Opens the regular file at `path` for reading, never through a symlink and never blocking
-/// on a pipe: the file, its (device, inode) and its size, or `None` if there is none.
-fn open(app: &str, path: &Path) -> Result<Option<(File, (u64, u64), u64)>, LogError> {
+/// on a pipe; `None` if there is none.
+fn open(app: &str, path: &Path) -> Result<Option<Opened>, LogError> {
     let not_a_file = || LogError::NotAFile {
         app: app.to_owned(),
         path: path.display().to_string(),
@@ -314,7 +322,11 @@ fn open(app: &str, path: &Path) -> Result<Option<(File, (u64, u64), u64)>, LogEr
     if !meta.is_file() {
         return Err(not_a_file());
     }
-    Ok(Some((file, (meta.dev(), meta.ino()), meta.len())))
+    Ok(Some(Opened {
+        id: (meta.dev(), meta.ino()),
+        size: meta.len(),
+        file,
+    }))
 }
 
 fn read_error(app: &str, source: std::io::Error) -> LogError {
