@@ -169,7 +169,9 @@ impl Cursor {
     }
 
     /// The lines the file grew by since the last poll that pass `filter`, to `out`: at most
-    /// `room` of them, from at most [`POLL_BYTES`]; the rest wait in the file. Blocking.
+    /// `room` of them, from at most [`POLL_BYTES`]; the rest wait in the file. False once
+    /// the file is gone (the app was destroyed; a cut-back replaces the file in one step).
+    /// Blocking.
     fn poll(
         &mut self,
         app: &str,
@@ -177,10 +179,10 @@ impl Cursor {
         filter: &LogFilter,
         room: usize,
         out: &mut Vec<LogLine>,
-    ) -> Result<(), LogError> {
-        // No file (yet, or any more): nothing new.
+    ) -> Result<bool, LogError> {
+        // No file yet: nothing new. No file any more: nothing ever again.
         let Some(Opened { file, id, size }) = open(app, path)? else {
-            return Ok(());
+            return Ok(self.file.is_none());
         };
         if self.file != Some(id) || size < self.offset {
             self.offset = self.resume(&file, size).map_err(|e| read_error(app, e))?;
@@ -201,7 +203,7 @@ impl Cursor {
         .map_err(|source| read_error(app, source))?;
         self.offset = offset;
         self.skipping = skipping;
-        Ok(())
+        Ok(true)
     }
 
     /// Where to read a new file (the old one cut back, or a first one) from: just past the
@@ -263,9 +265,13 @@ async fn follow_file(
                 return;
             }
         }
-        if let Err(err) = polled {
-            tracing::warn!(error = %err, "stopped following an app's log");
-            return;
+        match polled {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "stopped following an app's log");
+                return;
+            }
         }
     }
 }
@@ -637,6 +643,31 @@ mod tests {
         writer.push("demo", "web.1", "mine");
         writer.flush().await;
         assert_eq!(std::fs::read_to_string(&secret).unwrap().lines().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_follower_stops_when_the_app_is_destroyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Logs::open(dir.path().to_path_buf()).unwrap();
+        let reader = FileLogs::new(dir.path().to_path_buf());
+        writer.push("demo", "web.1", "real");
+        writer.flush().await;
+        let (_, mut follow) = reader
+            .follow(&app("demo"), 1, &LogFilter::default())
+            .await
+            .unwrap();
+        writer.push("demo", "web.1", "last");
+        writer.remove("demo").await;
+        writer.flush().await;
+        let mut rest = Vec::new();
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(next) = follow.next().await {
+                rest.push(next);
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the follow ends; it had {rest:?}");
+        assert!(rest.len() <= 1, "{rest:?}");
     }
 
     #[tokio::test]
