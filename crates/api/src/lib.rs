@@ -9,7 +9,7 @@
 //! login throttles (in memory, per process); any number of API processes can serve one
 //! PostgreSQL database. It never runs builds or processes:
 //! a new release that needs deploying is handed to a [`Deployer`], which also answers for
-//! the app's processes and one-off runs; logs are read from the shared [`releaser::Logs`].
+//! the app's processes and one-off runs; logs are read from a [`logs::LogSource`].
 
 mod auth;
 mod control;
@@ -82,8 +82,9 @@ pub struct ApiState {
     pub store: store::Store,
     pub config: Arc<ApiConfig>,
     pub build_cache: Arc<dyn BuildCache>,
-    /// The apps' log streams, which the release manager, runtime and router write.
-    pub logs: releaser::Logs,
+    /// Where the apps' logs are read: the runtime's (written by the release manager, the
+    /// runtime and the router).
+    pub logs: Arc<dyn logs::LogSource>,
 }
 
 impl std::fmt::Debug for ApiState {

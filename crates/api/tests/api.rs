@@ -99,7 +99,7 @@ impl TestApp {
             store: store.clone(),
             config: Arc::new(config),
             build_cache: Arc::new(slipway_api::NoBuildCache),
-            logs: Default::default(),
+            logs: Arc::new(logs::Logs::default()),
         };
         Some(TestApp {
             router: router(state),

@@ -214,7 +214,7 @@ impl TestApp {
                 deploys: true,
             }),
             build_cache: Arc::new(slipway_api::NoBuildCache),
-            logs,
+            logs: Arc::new(logs),
         };
         Some(TestApp {
             router: router(state),

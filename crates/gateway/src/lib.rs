@@ -588,7 +588,7 @@ async fn serve_hook(shared: &Shared, stream: UnixStream) -> std::io::Result<()> 
         write.write_all(&refusal).await?;
         return write.write_all(&hook::frame(hook::FRAME_EXIT, &[1])).await;
     };
-    let (sender, mut receiver) = releaser::LineSender::channel(pipeline::PUSHER_LAG);
+    let (sender, mut receiver) = logs::LineSender::channel(pipeline::PUSHER_LAG);
     let out = pipeline::Output::new(sender);
     let run = async {
         let result = pipeline::pre_receive(shared, &push, &request, &out).await;

@@ -22,7 +22,7 @@ const DEPLOY_BRANCHES: &[&str] = &["refs/heads/main", "refs/heads/master"];
 /// count, rather than the gateway holding them.
 #[derive(Clone)]
 pub(crate) struct Output {
-    sender: Arc<releaser::LineSender>,
+    sender: Arc<logs::LineSender>,
     kept: Arc<Mutex<String>>,
 }
 
@@ -30,7 +30,7 @@ pub(crate) struct Output {
 pub(crate) const PUSHER_LAG: usize = 4_096;
 
 impl Output {
-    pub(crate) fn new(sender: releaser::LineSender) -> Output {
+    pub(crate) fn new(sender: logs::LineSender) -> Output {
         Output {
             sender: Arc::new(sender),
             kept: Arc::default(),

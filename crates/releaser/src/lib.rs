@@ -18,16 +18,13 @@ pub mod fake;
 mod lease;
 mod leftovers;
 pub mod local;
-mod logs;
 mod manager;
-mod output;
 mod worker;
 
 pub use lease::{ActiveLease, LOCAL_RUNTIME, holder_name};
 pub use leftovers::Leftovers;
-pub use logs::{LogFilter, LogLine, Logs};
+pub use logs::{LineReceiver, LineSender, LogFilter, LogLine, Logs, Pace};
 pub use manager::{CUT_OFF, ReleaseManager};
-pub use output::{LineReceiver, LineSender, Pace};
 pub use worker::{Worker, WorkerConfig};
 
 /// Why an action on an app's processes did not happen.

@@ -171,7 +171,12 @@ pub(crate) async fn serve(role: Role, config: UpConfig) -> anyhow::Result<()> {
                 deploys: true,
             }),
             build_cache: Arc::new(CacheDir(config.storage.data_dir.join("cache"))),
-            logs: logs.clone(),
+            // The local runtime's logs: in one process, as the release manager keeps them;
+            // in another, from its files, followed as they grow.
+            logs: match role {
+                Role::Up => Arc::new(logs.clone()),
+                _ => Arc::new(logs::FileLogs::new(config.storage.data_dir.join("logs"))),
+            },
         };
         let listener = TcpListener::bind(config.api_listen)
             .await

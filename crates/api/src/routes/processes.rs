@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use releaser::{LogFilter, Logs};
+use logs::{Followed, LogFilter, Logs};
 
 use crate::auth::{CurrentUser, Need, authorize};
 use crate::extract::{Json, Path, Query};
@@ -87,9 +87,12 @@ pub(super) async fn logs(
     let filter = LogFilter {
         source: query.process.filter(|p| !p.is_empty()),
     };
-    let app = app.name.to_string();
     let body = if query.follow {
-        let (past, mut live) = state.logs.follow(&app, n, &filter);
+        let (past, mut live) = state
+            .logs
+            .follow(&app.name, n, &filter)
+            .await
+            .map_err(unreadable)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
         tokio::spawn(async move {
             let text: String = past.iter().map(|l| format!("{l}\n")).collect();
@@ -97,25 +100,19 @@ pub(super) async fn logs(
                 return;
             }
             loop {
-                let line = tokio::select! {
-                    line = live.recv() => line,
+                let next = tokio::select! {
+                    next = live.next() => next,
                     () = tx.closed() => return,
                 };
-                match line {
-                    Ok(line) if filter.matches(&line) => {
-                        if tx.send(Ok(format!("{line}\n"))).await.is_err() {
-                            return;
-                        }
+                let text = match next {
+                    Some(Followed::Line(line)) => format!("{line}\n"),
+                    Some(Followed::Missed(missed)) => {
+                        format!("(slipway: {missed} lines skipped: the reader fell behind)\n")
                     }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                        let note =
-                            format!("(slipway: {missed} lines skipped: the reader fell behind)\n");
-                        if tx.send(Ok(note)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    None => return,
+                };
+                if tx.send(Ok(text)).await.is_err() {
+                    return;
                 }
             }
         });
@@ -123,7 +120,9 @@ pub(super) async fn logs(
     } else {
         let text: String = state
             .logs
-            .tail(&app, n, &filter)
+            .tail(&app.name, n, &filter)
+            .await
+            .map_err(unreadable)?
             .iter()
             .map(|l| format!("{l}\n"))
             .collect();
@@ -135,6 +134,11 @@ pub(super) async fn logs(
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     Ok(response)
+}
+
+/// A log the platform cannot read is the platform's failure, not the caller's.
+fn unreadable(err: logs::LogError) -> ApiError {
+    ApiError::Internal(err.to_string())
 }
 
 /// Runs a command once with the app's current release and config. The response streams

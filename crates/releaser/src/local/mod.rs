@@ -384,8 +384,8 @@ impl Runtime for LocalRuntime {
         let pace = crate::Pace::default();
         let pipes = async {
             tokio::join!(
-                crate::output::read_lines(out, output, &pace),
-                crate::output::read_lines(err, output, &pace)
+                logs::read_lines(out, output, &pace),
+                logs::read_lines(err, output, &pace)
             );
         };
         let limit = inner.config.run_timeout;

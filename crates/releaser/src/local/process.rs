@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use sandbox::{Bind, Isolation, Limits, Network, Sandboxed, Spec};
 
-use crate::output::read_lines;
 use crate::{Logs, ProcessInfo, ProcessState};
+use logs::read_lines;
 
 /// Where the app's code is in its image.
 const APP_DIR: &str = builder::image::APP_DIR;

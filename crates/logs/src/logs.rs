@@ -14,6 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -32,7 +33,7 @@ pub struct LogLine {
 }
 
 /// Times in UTC to the microsecond, always the same width, so lines align.
-const TIME: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+pub(crate) const TIME: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
     "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
 );
 
@@ -140,10 +141,10 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
 pub(crate) const DISK_QUEUE: usize = 2_048;
 
 /// New lines a follower may be behind by before it misses some.
-const FOLLOWER_LAG: usize = 1_024;
+pub(crate) const FOLLOWER_LAG: usize = 1_024;
 
 /// A file larger than this is cut back to its last [`Logs::KEPT`] lines.
-const MAX_FILE: u64 = 2 * 1024 * 1024;
+pub(crate) const MAX_FILE: u64 = 2 * 1024 * 1024;
 
 impl Logs {
     /// Lines kept per app.
@@ -168,8 +169,10 @@ impl Logs {
                 continue;
             };
             let mut log = AppLog::new();
-            for line in read_last(&path)? {
-                log.keep(Arc::new(line));
+            // A file that is not one (a symlink planted here) is left alone, not read.
+            match crate::file::tail_lines(app, &path, Logs::KEPT, &LogFilter::default()) {
+                Ok(lines) => lines.into_iter().for_each(|line| log.keep(Arc::new(line))),
+                Err(err) => tracing::warn!(error = %err, "an app's log is not read back"),
             }
             apps.insert(app.to_owned(), log);
         }
@@ -222,7 +225,7 @@ impl Logs {
     }
 
     /// The output budget of `app`'s processes, shared by all of them.
-    pub(crate) fn pace(&self, app: &str) -> Arc<Pace> {
+    pub fn pace(&self, app: &str) -> Arc<Pace> {
         let mut paces = self.paces.lock().expect("never poisoned");
         Arc::clone(paces.entry(app.to_owned()).or_default())
     }
@@ -394,9 +397,11 @@ fn append(
     sizes: &mut HashMap<String, u64>,
 ) -> std::io::Result<()> {
     let path = dir.join(format!("{app}.log"));
+    // Never through a symlink planted at the log's name: that open fails instead.
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&path)?;
     file.write_all(text.as_bytes())?;
     let size = match sizes.get(app) {
@@ -421,25 +426,15 @@ fn append(
     Ok(())
 }
 
-/// The last [`Logs::KEPT`] lines of a log file; lines that do not parse are skipped.
-fn read_last(path: &Path) -> std::io::Result<Vec<LogLine>> {
-    let text = std::fs::read_to_string(path)?;
-    let mut lines: Vec<LogLine> = text
-        .lines()
-        .rev()
-        .filter_map(|line| {
-            let mut parts = line.splitn(3, '\t');
-            let at = time::PrimitiveDateTime::parse(parts.next()?, TIME).ok()?;
-            Some(LogLine {
-                at: at.assume_utc(),
-                source: parts.next()?.to_owned(),
-                text: parts.next()?.to_owned(),
-            })
-        })
-        .take(Logs::KEPT)
-        .collect();
-    lines.reverse();
-    Ok(lines)
+/// One line of a log file (time, tab, source, tab, text), or `None` if it is not one.
+pub(crate) fn parse_line(line: &str) -> Option<LogLine> {
+    let mut parts = line.splitn(3, '\t');
+    let at = time::PrimitiveDateTime::parse(parts.next()?, TIME).ok()?;
+    Some(LogLine {
+        at: at.assume_utc(),
+        source: parts.next()?.to_owned(),
+        text: parts.next()?.to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -147,9 +147,9 @@ impl Pace {
 
 /// Sends each line of `pipe` to `sink`, cut at [`MAX_LINE`], reading no faster than `pace`
 /// allows.
-pub(crate) async fn read_lines(
+pub async fn read_lines(
     pipe: Option<impl AsyncRead + Unpin>,
-    sink: crate::Lines<'_>,
+    sink: &(dyn Fn(&str) + Send + Sync),
     pace: &Pace,
 ) {
     let Some(mut pipe) = pipe else { return };
