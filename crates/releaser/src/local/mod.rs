@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use builder::image::ImageStore;
 use domain::{AppName, ProcessType, ReleaseVersion};
+use oci::ImageStore;
 
 use self::process::{Context, Launch, Proc, ProcIdentity, Sandbox};
 use crate::{DeployError, Lines, Logs, ProcessInfo, ProcessState, ReleaseSpec, Runtime};
@@ -159,7 +159,7 @@ impl Inner {
         let digest = rootfs::local_digest(&spec.image)
             .map_err(|e| format!("cannot unpack the image {}: {e}", spec.image))?;
         let (rootfs, image_env) = tokio::task::spawn_blocking(move || {
-            let image = me.config.images.image(&digest).map_err(|e| {
+            let image = me.config.images.image(&digest).map_err(std::io::Error::from).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!("it is not in the local image store ({e}); the local runtime runs only images Slipway built"),

@@ -1,17 +1,19 @@
 //! Pushing images from the local store to an OCI registry through the distribution API:
-//! blobs the registry has already are skipped, layers of the base image are mounted from
-//! the base's repository instead of copied, and the manifest goes last, by digest.
+//! blobs the registry has already are skipped, blobs another repository of the registry has
+//! (a base image's layers) are mounted from it instead of copied, and the manifest goes
+//! last, by digest.
 
 use futures_util::StreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
+use oci_spec::image::ImageManifest;
+use tokio::io::AsyncReadExt as _;
 
 use domain::Digest;
-use oci_spec::image::ImageManifest;
 
-use crate::image::{self, ImageStore};
-use crate::{BuildError, Log};
+use crate::layout::{ImageStore, MAX_DOCUMENT, parse_json};
+use crate::{Error, Result};
 
 /// Where images go: `host:port` and an optional path prefix, as `--registry` gives them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +26,7 @@ pub struct RegistryConfig {
 
 impl RegistryConfig {
     /// Parses `host:port[/prefix]`. Loopback registries are spoken to over plain HTTP.
-    pub fn parse(text: &str) -> Result<RegistryConfig, String> {
+    pub fn parse(text: &str) -> Result<RegistryConfig> {
         let text = text.trim().trim_end_matches('/');
         let (host, prefix) = text
             .split_once('/')
@@ -38,9 +40,7 @@ impl RegistryConfig {
                 .as_deref()
                 .is_some_and(|p| p.is_empty() || p.starts_with('/') || p.contains("//"))
         {
-            return Err(format!(
-                "invalid registry {text:?}: give host:port or host:port/prefix"
-            ));
+            return Err(Error::RegistryAddress(text.to_owned()));
         }
         let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
         let insecure = matches!(name, "localhost" | "127.0.0.1" | "[::1]");
@@ -51,11 +51,11 @@ impl RegistryConfig {
         })
     }
 
-    /// `host/prefix/app`.
-    pub fn repository(&self, app: &str) -> String {
+    /// `host/prefix/name`.
+    pub fn repository(&self, name: &str) -> String {
         match &self.prefix {
-            Some(prefix) => format!("{}/{prefix}/{app}", self.host),
-            None => format!("{}/{app}", self.host),
+            Some(prefix) => format!("{}/{prefix}/{name}", self.host),
+            None => format!("{}/{name}", self.host),
         }
     }
 }
@@ -93,32 +93,32 @@ impl Registry {
         self.config.repository(name)
     }
 
-    /// Pushes the image `digest` of the local store as `<repository>:<tag>`, returning the
-    /// reference by digest (`host/app@sha256:…`). `mounts` names a repository of this
-    /// registry that holds the base image's layers.
+    /// Pushes the image `digest` of the local store as `<repository>:<tag>` (the repository
+    /// `name` under the registry's prefix), returning the reference by digest
+    /// (`host/name@sha256:…`). `mount_from` names a repository of this registry that holds
+    /// the base image's layers. Says what it did in one line to `log`.
     pub async fn push(
         &self,
         store: &ImageStore,
-        app: &str,
+        name: &str,
         tag: &str,
         digest: &Digest,
         mount_from: Option<&str>,
-        log: Log<'_>,
-    ) -> Result<String, BuildError> {
-        let repository = self.config.repository(app);
+        log: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<String> {
+        let repository = self.config.repository(name);
         let target = parse_reference(&format!("{repository}:{tag}"))?;
         self.client
             .store_auth_if_needed(target.resolve_registry(), &RegistryAuth::Anonymous)
             .await;
         // The manifest is parsed as one, and each digest in it before it names a blob.
-        let manifest_bytes = image::read_bounded(&store.blob_path(digest))?;
-        let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
-            BuildError::Buildpack(format!("the image {digest} has no valid manifest: {e}"))
-        })?;
+        let manifest_bytes = read_document(store, digest).await?;
+        let manifest: ImageManifest =
+            parse_json(&manifest_bytes, &format!("the manifest {digest}"))?;
         let blobs = std::iter::once(manifest.config())
             .chain(manifest.layers())
-            .map(|d| image::parse_digest(d.digest().as_ref()))
-            .collect::<std::io::Result<Vec<Digest>>>()?;
+            .map(|d| Digest::parse(d.digest().as_ref()))
+            .collect::<Result<Vec<Digest>, _>>()?;
         let source = mount_from.map(parse_reference).transpose()?;
         let (mut sent, mut skipped, mut mounted) = (0, 0, 0);
         for blob in &blobs {
@@ -126,7 +126,7 @@ impl Registry {
                 .client
                 .blob_exists(&target, blob.as_str())
                 .await
-                .map_err(push_error)?
+                .map_err(Error::Push)?
             {
                 skipped += 1;
                 continue;
@@ -154,7 +154,7 @@ impl Registry {
             self.client
                 .push_blob_stream(&target, stream, blob.as_str(), Some(size))
                 .await
-                .map_err(push_error)?;
+                .map_err(Error::Push)?;
             sent += 1;
         }
         let content_type = "application/vnd.oci.image.manifest.v1+json"
@@ -163,7 +163,7 @@ impl Registry {
         self.client
             .push_manifest_raw(&target, manifest_bytes, content_type)
             .await
-            .map_err(push_error)?;
+            .map_err(Error::Push)?;
         log(&format!(
             "       pushed {repository}:{tag}: {sent} blobs sent, {skipped} already there, {mounted} mounted"
         ));
@@ -171,13 +171,29 @@ impl Registry {
     }
 }
 
-fn parse_reference(text: &str) -> Result<Reference, BuildError> {
-    text.parse()
-        .map_err(|e| BuildError::Buildpack(format!("invalid image reference {text:?}: {e}")))
+/// The document blob `digest`, read without blocking, refused past [`MAX_DOCUMENT`] bytes.
+async fn read_document(store: &ImageStore, digest: &Digest) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    tokio::fs::File::open(store.blob_path(digest))
+        .await?
+        .take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut bytes)
+        .await?;
+    if bytes.len() as u64 > MAX_DOCUMENT {
+        return Err(Error::TooLarge {
+            what: format!("the blob {digest}"),
+            limit: MAX_DOCUMENT,
+        });
+    }
+    Ok(bytes)
 }
 
-fn push_error(err: oci_client::errors::OciDistributionError) -> BuildError {
-    BuildError::Buildpack(format!("cannot push the image to the registry: {err}"))
+fn parse_reference(text: &str) -> Result<Reference> {
+    text.parse()
+        .map_err(|e: oci_client::ParseError| Error::Reference {
+            text: text.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -196,8 +212,9 @@ mod tests {
             (remote.repository("demo"), remote.insecure),
             ("registry.example.com/team/apps/demo".to_owned(), false)
         );
-        assert!(RegistryConfig::parse("").is_err());
-        assert!(RegistryConfig::parse("host:5000//x").is_err());
-        assert!(RegistryConfig::parse("bad host").is_err());
+        for bad in ["", "host:5000//x", "bad host"] {
+            let err = RegistryConfig::parse(bad).unwrap_err();
+            assert!(matches!(err, Error::RegistryAddress(_)), "{bad}: {err}");
+        }
     }
 }
