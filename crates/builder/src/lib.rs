@@ -24,6 +24,7 @@ mod cnb;
 mod heroku;
 pub mod image;
 mod project;
+pub mod run_image;
 mod script;
 mod tenant_fs;
 
@@ -56,7 +57,7 @@ pub struct BuilderConfig {
     /// Also push every image to this registry (`--registry`).
     pub registry: Option<registry::RegistryConfig>,
     /// The run image apps are built on (`--run-image`), by the name
-    /// [`Builder::make_run_image`] gave it; without one, an image holds only the app.
+    /// [`run_image::make`] gave it; without one, an image holds only the app.
     pub run_image: Option<String>,
     /// Where the operator keeps buildpacks that `BUILDPACK_URL` and project.toml may name by
     /// name or path (`--buildpacks-dir`); without one, only git URLs and the app's own.
@@ -147,6 +148,8 @@ pub enum BuildError {
     TooManyEntries(String, usize),
     #[error("{0}")]
     Image(oci::Error),
+    #[error("{0}")]
+    RunImage(String),
     #[error("cannot prepare the build: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -383,22 +386,6 @@ impl Builder {
         })
     }
 
-    /// Makes the run image `name` from a root filesystem (such as Debian packages unpacked
-    /// with `dpkg-deb -x`): one layer at `/`, stored as `run-image:<name>`. Returns its digest.
-    pub fn make_run_image(&self, name: &str, rootfs: &Path) -> Result<String, BuildError> {
-        let layer = image::layer_from_dir(rootfs, "", &self.images.tmp())?;
-        let spec = image::ImageSpec {
-            env: vec!["PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".to_owned()],
-            working_dir: Some(image::APP_DIR.to_owned()),
-            labels: BTreeMap::from([("io.slipway.run-image".to_owned(), name.to_owned())]),
-        };
-        Ok(self
-            .images
-            .write_image(&run_image_ref(name), &[layer], &spec)?
-            .digest
-            .to_string())
-    }
-
     /// The local image store, for the runtime and the registry push.
     pub fn images(&self) -> &std::sync::Arc<image::ImageStore> {
         &self.images
@@ -431,7 +418,7 @@ impl Builder {
         let base = match &self.config.run_image {
             Some(name) => {
                 let images = std::sync::Arc::clone(&self.images);
-                let reference = run_image_ref(name);
+                let reference = run_image::reference(name);
                 let found = tokio::task::spawn_blocking(move || images.find(&reference))
                     .await
                     .map_err(std::io::Error::other)??;
@@ -690,11 +677,6 @@ impl Builder {
 
 /// The repository run images are pushed to, under the registry's prefix.
 const RUN_IMAGE_REPOSITORY: &str = "run-image";
-
-/// The name a run image has in the image store.
-fn run_image_ref(name: &str) -> String {
-    format!("run-image:{name}")
-}
 
 /// Where the image store is in the data directory.
 fn images_dir(data_dir: &Path) -> PathBuf {
