@@ -217,4 +217,88 @@ mod tests {
             assert!(matches!(err, Error::RegistryAddress(_)), "{bad}: {err}");
         }
     }
+
+    /// A registry of the test environment, under a prefix of this test's own.
+    fn test_registry() -> (String, Registry) {
+        // The client is built without a TLS provider: the binary chooses one, as here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let host = std::env::var("SLIPWAY_TEST_REGISTRY").expect(
+            "SLIPWAY_TEST_REGISTRY is not set: run the suite with scripts/test, which starts docker-registry",
+        );
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let prefix = format!("{host}/oci-test-{}-{nanos}", std::process::id());
+        let registry = Registry::new(RegistryConfig::parse(&prefix).unwrap());
+        (prefix, registry)
+    }
+
+    /// A one-layer image of a tree holding `file` with `text`, tagged `name`.
+    fn image(
+        store: &ImageStore,
+        name: &str,
+        base: &[crate::LayerRef],
+        text: &str,
+    ) -> crate::StoredImage {
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::write(tree.path().join("file"), text).unwrap();
+        let layer = store
+            .layer(&crate::layer::tests::PathDir(tree.path().into()), "")
+            .unwrap();
+        store
+            .write_image_on(name, base, &[layer], &crate::ImageSpec::default())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_push_skips_what_the_registry_has_and_mounts_the_base_layers() {
+        let (prefix, registry) = test_registry();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        let base = image(&store, "base:1", &[], "base");
+        let base_layers = store.image(&base.digest).unwrap().layers;
+        let app = image(&store, "app:1", &base_layers, "app");
+        let said = std::sync::Mutex::new(Vec::new());
+        let log = |line: &str| said.lock().unwrap().push(line.trim().to_owned());
+
+        let pushed = registry
+            .push(&store, "base", "1", &base.digest, None, &log)
+            .await
+            .unwrap();
+        assert_eq!(pushed, format!("{prefix}/base@{}", base.digest));
+        let from = format!("{}:1", registry.repository("base"));
+        for _ in 0..2 {
+            let pushed = registry
+                .push(&store, "app", "1", &app.digest, Some(&from), &log)
+                .await
+                .unwrap();
+            assert_eq!(pushed, format!("{prefix}/app@{}", app.digest));
+        }
+        assert_eq!(
+            *said.lock().unwrap(),
+            [
+                format!("pushed {prefix}/base:1: 2 blobs sent, 0 already there, 0 mounted"),
+                format!("pushed {prefix}/app:1: 2 blobs sent, 0 already there, 1 mounted"),
+                format!("pushed {prefix}/app:1: 0 blobs sent, 3 already there, 0 mounted"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stored_manifest_that_is_none_is_refused_before_anything_is_sent() {
+        let (_, registry) = test_registry();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        let text = br#"{"schemaVersion":2,"config":{"digest":"sha256:../../x"}}"#;
+        let digest = crate::sha256(text);
+        store.put_blob(&digest, text).unwrap();
+        let err = registry
+            .push(&store, "bad", "1", &digest, None, &|_| {
+                panic!("nothing is pushed")
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Invalid { .. }), "{err}");
+    }
 }
