@@ -10,7 +10,7 @@ use oci::{Dir, EntryKind};
 use crate::BuildError;
 use crate::tenant_fs::{Kind, Tree};
 
-pub use oci::{FoundImage, ImageSpec, ImageStore, Layer, LayerRef, StoredImage};
+pub use oci::{ImageSpec, ImageStore, Layer};
 
 /// Where the app lives in its image.
 pub const APP_DIR: &str = domain::APP_DIR;

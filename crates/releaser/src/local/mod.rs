@@ -159,9 +159,8 @@ impl Inner {
         let digest = rootfs::local_digest(&spec.image)
             .map_err(|e| format!("cannot unpack the image {}: {e}", spec.image))?;
         let (rootfs, image_env) = tokio::task::spawn_blocking(move || {
-            let image = me.config.images.image(&digest).map_err(std::io::Error::from).map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
+            let image = me.config.images.image(&digest).map_err(|e| {
+                std::io::Error::other(
                     format!("it is not in the local image store ({e}); the local runtime runs only images Slipway built"),
                 )
             })?;
