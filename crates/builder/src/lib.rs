@@ -24,10 +24,12 @@ mod cnb;
 mod heroku;
 pub mod image;
 mod project;
-pub mod registry;
+pub mod run_image;
 mod script;
 mod tenant_fs;
 
+/// Where images are pushed: the `oci` crate's, named through the builder that pushes.
+pub use oci::registry;
 pub use sandbox::{Limits, SandboxMode};
 
 use std::collections::BTreeMap;
@@ -55,7 +57,7 @@ pub struct BuilderConfig {
     /// Also push every image to this registry (`--registry`).
     pub registry: Option<registry::RegistryConfig>,
     /// The run image apps are built on (`--run-image`), by the name
-    /// [`Builder::make_run_image`] gave it; without one, an image holds only the app.
+    /// [`run_image::make`] gave it; without one, an image holds only the app.
     pub run_image: Option<String>,
     /// Where the operator keeps buildpacks that `BUILDPACK_URL` and project.toml may name by
     /// name or path (`--buildpacks-dir`); without one, only git URLs and the app's own.
@@ -144,8 +146,22 @@ pub enum BuildError {
     TooDeep(String, usize),
     #[error("{0} holds more than {1} entries; spread them over subdirectories")]
     TooManyEntries(String, usize),
+    #[error("{0}")]
+    Image(oci::Error),
+    #[error("{0}")]
+    RunImage(String),
     #[error("cannot prepare the build: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// An image error; an I/O error of the image store is the build's like any other.
+impl From<oci::Error> for BuildError {
+    fn from(error: oci::Error) -> BuildError {
+        match error {
+            oci::Error::Io(e) => BuildError::Io(e),
+            other => BuildError::Image(other),
+        }
+    }
 }
 
 /// Runs builds. Share it: it holds paths, limits and the image store.
@@ -173,7 +189,7 @@ impl Builder {
             }
         }
         tokio::fs::create_dir_all(config.data_dir.join("cache")).await?;
-        let images = std::sync::Arc::new(image::ImageStore::open(config.data_dir.join("images"))?);
+        let images = std::sync::Arc::new(image::ImageStore::open(images_dir(&config.data_dir))?);
         let isolation =
             sandbox::Isolation::detect(config.sandbox, &config.data_dir.join("sandbox"))
                 .map_err(std::io::Error::other)?;
@@ -370,21 +386,6 @@ impl Builder {
         })
     }
 
-    /// Makes the run image `name` from a root filesystem (such as Debian packages unpacked
-    /// with `dpkg-deb -x`): one layer at `/`, stored as `run-image:<name>`. Returns its digest.
-    pub fn make_run_image(&self, name: &str, rootfs: &Path) -> std::io::Result<String> {
-        let layer = self.images.layer_from_dir(rootfs, "")?;
-        let spec = image::ImageSpec {
-            env: vec!["PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".to_owned()],
-            labels: BTreeMap::from([("io.slipway.run-image".to_owned(), name.to_owned())]),
-        };
-        Ok(self
-            .images
-            .write_image(&run_image_ref(name), &[layer], &spec)?
-            .digest
-            .to_string())
-    }
-
     /// The local image store, for the runtime and the registry push.
     pub fn images(&self) -> &std::sync::Arc<image::ImageStore> {
         &self.images
@@ -415,9 +416,16 @@ impl Builder {
     ) -> Result<String, BuildError> {
         log("-----> Exporting the image");
         let base = match &self.config.run_image {
-            Some(name) => Some(self.images.find(&run_image_ref(name))?.ok_or_else(|| {
-                BuildError::Buildpack(format!("the run image {name} is not in the image store: make it with `slipwayd run-image --name {name}`"))
-            })?),
+            Some(name) => {
+                let images = std::sync::Arc::clone(&self.images);
+                let reference = run_image::reference(name);
+                let found = tokio::task::spawn_blocking(move || images.find(&reference))
+                    .await
+                    .map_err(std::io::Error::other)??;
+                Some(found.ok_or_else(|| {
+                    BuildError::Buildpack(format!("the run image {name} is not in the image store: make it with `slipwayd run-image --name {name}`"))
+                })?)
+            }
             None => None,
         };
         // Launch layers first, each its own image layer, so unchanged dependencies keep
@@ -429,13 +437,12 @@ impl Builder {
             let mut layers = Vec::new();
             for (at, dir) in &launch_layers {
                 let dir = scratch
-                    .dir(dir)
-                    .map_err(std::io::Error::other)?
+                    .dir(dir)?
                     .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-                layers.push(images.layer_from_tree(&dir, at)?);
+                layers.push(image::layer_from_tree(&images, &dir, at)?);
             }
-            layers.push(images.layer_from_tree(&source, image::APP_DIR)?);
-            Ok::<_, std::io::Error>(layers)
+            layers.push(image::layer_from_tree(&images, &source, image::APP_DIR)?);
+            Ok::<_, BuildError>(layers)
         })
         .await
         .map_err(std::io::Error::other)??;
@@ -465,6 +472,7 @@ impl Builder {
                 all.extend(launch_env);
                 all.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
             },
+            working_dir: Some(image::APP_DIR.to_owned()),
             labels: BTreeMap::from([
                 (
                     image::PROCESSES_LABEL.to_owned(),
@@ -510,7 +518,7 @@ impl Builder {
             }
             _ => None,
         };
-        registry
+        Ok(registry
             .push(
                 &self.images,
                 job.app,
@@ -519,7 +527,7 @@ impl Builder {
                 mount_from.as_deref(),
                 log,
             )
-            .await
+            .await?)
     }
 
     /// The first built-in buildpack whose detect passes, or the last one to report failure.
@@ -670,9 +678,9 @@ impl Builder {
 /// The repository run images are pushed to, under the registry's prefix.
 const RUN_IMAGE_REPOSITORY: &str = "run-image";
 
-/// The name a run image has in the image store.
-fn run_image_ref(name: &str) -> String {
-    format!("run-image:{name}")
+/// Where the image store is in the data directory.
+fn images_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("images")
 }
 
 /// The app's Procfile (a link there is an error), with the buildpack's default process types

@@ -309,6 +309,14 @@ impl Tree {
         Ok(())
     }
 
+    /// Makes `relative` a symbolic link to `target` (written as given, never resolved); a
+    /// link on the way to it is an error.
+    pub(crate) fn symlink(&self, relative: &Path, target: &Path) -> Result<(), BuildError> {
+        let (parent, name) = self.parent_of(relative)?;
+        rustix::fs::symlinkat(target, parent.as_fd(), name)
+            .map_err(|e| error(e, &self.name(relative)))
+    }
+
     /// The directory holding `relative`, opened beneath, and its last component.
     fn parent_of<'p>(&self, relative: &'p Path) -> Result<(OwnedFd, &'p OsStr), BuildError> {
         let parts = normal(relative, &self.name(relative))?;

@@ -14,6 +14,10 @@ pub struct Digest(String);
 
 const SHA256: &str = "sha256:";
 
+/// Where an app lives in its image: the builder puts the built app there and makes it the
+/// image's working directory; runtimes run its processes from there.
+pub const APP_DIR: &str = "/workspace";
+
 impl Digest {
     pub fn parse(text: &str) -> Result<Digest, Error> {
         let ok = text.strip_prefix(SHA256).is_some_and(|hex| {

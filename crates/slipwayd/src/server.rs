@@ -426,97 +426,12 @@ impl api::BuildCache for CacheDir {
     }
 }
 
-/// `slipwayd run-image`: downloads Debian packages with `apt-get download`, unpacks them with
-/// `dpkg-deb -x` into a root filesystem, and stores it as a run image.
+/// `slipwayd run-image`: makes a run image of Debian packages in the data directory.
 pub(crate) async fn run_image(args: crate::config::RunImageArgs) -> anyhow::Result<()> {
     let storage = args.database.resolve()?;
     prepare_data_dir(&storage)?;
-    let work = tempfile::tempdir().context("cannot make a working directory")?;
-    let rootfs = work.path().join("rootfs");
-    std::fs::create_dir_all(&rootfs)?;
-    println!("-----> Downloading {}", args.packages.join(", "));
-    let download = std::process::Command::new("apt-get")
-        .arg("download")
-        .args(&args.packages)
-        .current_dir(work.path())
-        .status()
-        .context("cannot run apt-get: this command needs Debian's apt")?;
-    if !download.success() {
-        anyhow::bail!(
-            "apt-get download failed: check the package names, or run `apt-get update` first"
-        );
-    }
-    let mut debs: Vec<_> = std::fs::read_dir(work.path())?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-        .collect();
-    debs.sort();
-    for deb in &debs {
-        let unpacked = std::process::Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(deb)
-            .arg(&rootfs)
-            .status()?;
-        if !unpacked.success() {
-            anyhow::bail!("dpkg-deb -x {} failed", deb.display());
-        }
-    }
-    link_busybox(&rootfs)?;
-    for dir in ["tmp", "workspace", "etc"] {
-        std::fs::create_dir_all(rootfs.join(dir))?;
-    }
-    let builder = builder::Builder::new(builder::BuilderConfig {
-        data_dir: storage.data_dir.clone(),
-        timeout: builder::BuilderConfig::DEFAULT_TIMEOUT,
-        max_output: builder::BuilderConfig::DEFAULT_MAX_OUTPUT,
-        limits: builder::Limits::BUILD,
-        sandbox: builder::SandboxMode::Off,
-        registry: None,
-        run_image: None,
-        buildpacks_dir: None,
-    })
-    .await?;
-    let digest = builder
-        .make_run_image(&args.name, &rootfs)
-        .context("cannot store the run image")?;
-    println!(
-        "-----> Run image {} is {digest}; build on it with `slipwayd up --run-image {}`",
-        args.name, args.name
-    );
-    Ok(())
-}
-
-/// Gives a busybox in the root filesystem its applets as symlinks in `/bin`, so the image has
-/// a shell and the usual tools.
-fn link_busybox(rootfs: &std::path::Path) -> anyhow::Result<()> {
-    let Some(busybox) = ["bin/busybox", "usr/bin/busybox"]
-        .iter()
-        .map(|p| rootfs.join(p))
-        .find(|p| p.exists())
-    else {
-        return Ok(());
-    };
-    let list = std::process::Command::new(&busybox)
-        .arg("--list")
-        .output()
-        .context("cannot list busybox's applets")?;
-    let bin = rootfs.join("bin");
-    std::fs::create_dir_all(&bin)?;
-    for applet in String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter(|a| !a.is_empty() && !a.contains('/'))
-    {
-        let link = bin.join(applet);
-        if std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink(
-                &busybox
-                    .strip_prefix(rootfs)
-                    .map(|p| std::path::Path::new("/").join(p))?,
-                &link,
-            )?;
-        }
-    }
+    let progress = |line: &str| println!("{line}");
+    builder::run_image::make(&storage.data_dir, &args.name, &args.packages, &progress).await?;
     Ok(())
 }
 

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use builder::image::ImageStore;
 use domain::{AppName, Formation, ImageRef, ProcessType, ReleaseVersion};
+use oci::ImageStore;
 
 use self::process::{Context, Launch, Proc, ProcIdentity, Sandbox};
 use crate::{Lines, Logs, ProcessInfo, ProcessState, ReleaseSpec, Runtime, RuntimeError};
@@ -161,8 +161,7 @@ impl Inner {
         })?;
         let (rootfs, image_env) = tokio::task::spawn_blocking(move || {
             let image = me.config.images.image(&digest).map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
+                std::io::Error::other(
                     format!("it is not in the local image store ({e}); the local runtime runs only images Slipway built"),
                 )
             })?;

@@ -20,7 +20,7 @@ use crate::{Logs, ProcessInfo, ProcessState};
 use logs::read_lines;
 
 /// Where the app's code is in its image.
-const APP_DIR: &str = builder::image::APP_DIR;
+const APP_DIR: &str = domain::APP_DIR;
 /// Sources `.profile.d/*.sh`, then runs the command (`$1`) with a shell, as Heroku does.
 const LAUNCHER: &str =
     r#"for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec /bin/sh -c "$1""#;

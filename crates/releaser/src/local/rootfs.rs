@@ -27,9 +27,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use builder::image::ImageStore;
 use domain::{Digest, ImageRef};
 use flate2::read::MultiGzDecoder;
+use oci::ImageStore;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 const TMP_PREFIX: &str = ".unpacking-";
@@ -98,7 +98,7 @@ impl Unpacked {
         if dir.is_dir() {
             return Ok(dir);
         }
-        let blob = std::fs::File::open(store.blob_path(digest))?;
+        let blob = store.open_blob(digest)?;
         in_tmp_dir(&self.layers, &dir, |tmp| {
             unpack(MultiGzDecoder::new(io::BufReader::new(blob)), tmp)
         })?;
@@ -682,7 +682,7 @@ mod tests {
 
     /// Puts `layers` in `store` as one image.
     fn image_of(store: &ImageStore, layers: &[Vec<u8>]) -> Digest {
-        use builder::image::{ImageSpec, LayerRef, compress, sha256};
+        use oci::{ImageSpec, LayerRef, compress, sha256};
         let refs: Vec<LayerRef> = layers
             .iter()
             .map(|tar| {
@@ -696,12 +696,8 @@ mod tests {
                 }
             })
             .collect();
-        let spec = ImageSpec {
-            env: Vec::new(),
-            labels: Default::default(),
-        };
         store
-            .write_image_on("test", &refs, &[], &spec)
+            .write_image_on("test", &refs, &[], &ImageSpec::default())
             .unwrap()
             .digest
     }

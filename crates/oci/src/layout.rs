@@ -1,0 +1,493 @@
+//! The local image store: an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256`)
+//! in a directory. Blobs are named only by a parsed [`Digest`]; manifests, configs and the
+//! index are read with `oci-spec` types, each refused past [`MAX_DOCUMENT`] bytes, and every
+//! digest in them parsed before it names a blob.
+//!
+//! All of it is blocking file I/O: async callers use `spawn_blocking`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use domain::Digest;
+use oci_spec::image::{
+    ConfigBuilder, DescriptorBuilder, ImageConfiguration, ImageConfigurationBuilder, ImageIndex,
+    ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, RootFsBuilder,
+    SCHEMA_VERSION,
+};
+
+use crate::layer::{Dir, Layer, layer_of, sha256};
+use crate::{Error, Result};
+
+/// The annotation that tags a manifest with a name in `index.json`.
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// The most a manifest, config or index may be: larger is no document Slipway wrote.
+pub const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// A layer already in the store, as an image's manifest and config name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRef {
+    pub digest: Digest,
+    pub diff_id: Digest,
+    pub size: u64,
+}
+
+/// An image read back from the store: its layers and its config's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundImage {
+    pub digest: Digest,
+    pub layers: Vec<LayerRef>,
+    pub env: Vec<String>,
+}
+
+/// What goes into an image's config besides its layers.
+#[derive(Debug, Clone, Default)]
+pub struct ImageSpec {
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An image written to the store.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    /// The manifest's digest: the image's name.
+    pub digest: Digest,
+    pub layers: Vec<Digest>,
+    pub size: u64,
+}
+
+/// The local image store, an OCI image layout.
+#[derive(Debug)]
+pub struct ImageStore {
+    root: PathBuf,
+    /// One writer of `index.json` at a time.
+    index: std::sync::Mutex<()>,
+}
+
+impl ImageStore {
+    /// Opens the layout at `root`, making it if it is not there.
+    pub fn open(root: PathBuf) -> Result<ImageStore> {
+        std::fs::create_dir_all(root.join("blobs").join("sha256"))?;
+        std::fs::create_dir_all(root.join("tmp"))?;
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            atomic_write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        if !root.join("index.json").exists() {
+            let index = ImageIndexBuilder::default()
+                .schema_version(SCHEMA_VERSION)
+                .manifests(Vec::new())
+                .build()
+                .map_err(std::io::Error::other)?;
+            atomic_write(&root.join("index.json"), &canonical(&index)?)?;
+        }
+        Ok(ImageStore {
+            root,
+            index: std::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The blob's file. Only a parsed [`Digest`] names one, so the path is always one plain
+    /// name (64 hex digits) under `blobs/sha256`.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join("sha256").join(digest.hex())
+    }
+
+    /// The blob, opened for reading.
+    pub fn open_blob(&self, digest: &Digest) -> Result<std::fs::File> {
+        Ok(std::fs::File::open(self.blob_path(digest))?)
+    }
+
+    /// A document blob (a manifest or config), refused past [`MAX_DOCUMENT`] bytes.
+    pub fn read_document(&self, digest: &Digest) -> Result<Vec<u8>> {
+        read_bounded(&self.blob_path(digest), &format!("the blob {digest}"))
+    }
+
+    /// Writes a blob unless it is there already. Returns whether it was new.
+    pub fn put_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<bool> {
+        let path = self.blob_path(digest);
+        if path.exists() {
+            return Ok(false);
+        }
+        atomic_write(&path, bytes)?;
+        Ok(true)
+    }
+
+    /// Adds a blob from a file in the store's `tmp/`, unless it is there already: a hard link,
+    /// so the bytes are not copied. Returns whether it was new.
+    pub fn put_blob_file(&self, digest: &Digest, file: &Path) -> Result<bool> {
+        let path = self.blob_path(digest);
+        if path.exists() {
+            return Ok(false);
+        }
+        match std::fs::hard_link(file, &path) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(_) => {
+                let bytes = std::fs::read(file)?;
+                self.put_blob(digest, &bytes)
+            }
+        }
+    }
+
+    /// Where layers are made before they become blobs: on the store's filesystem.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Makes a layer of `dir` at `prefix` in the store's `tmp/`, ready for
+    /// [`ImageStore::write_image`].
+    pub fn layer(&self, dir: &impl Dir, prefix: &str) -> Result<Layer> {
+        layer_of(dir, prefix, &self.tmp())
+    }
+
+    /// Writes an image of `layers` and tags it `name` in the index.
+    pub fn write_image(
+        &self,
+        name: &str,
+        layers: &[Layer],
+        spec: &ImageSpec,
+    ) -> Result<StoredImage> {
+        self.write_image_on(name, &[], layers, spec)
+    }
+
+    /// Writes an image of `base`'s layers (already in the store, such as a run image's) and
+    /// then `layers`, and tags it `name`.
+    pub fn write_image_on(
+        &self,
+        name: &str,
+        base: &[LayerRef],
+        layers: &[Layer],
+        spec: &ImageSpec,
+    ) -> Result<StoredImage> {
+        for layer in layers {
+            self.put_blob_file(&layer.digest, &layer.file)?;
+        }
+        let all: Vec<LayerRef> = base
+            .iter()
+            .cloned()
+            .chain(layers.iter().map(|l| LayerRef {
+                digest: l.digest.clone(),
+                diff_id: l.diff_id.clone(),
+                size: l.size,
+            }))
+            .collect();
+        let mut config = ConfigBuilder::default().env(spec.env.clone()).labels(
+            spec.labels
+                .clone()
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+        if let Some(dir) = &spec.working_dir {
+            config = config.working_dir(dir.clone());
+        }
+        let config = config.build().map_err(std::io::Error::other)?;
+        let rootfs = RootFsBuilder::default()
+            .typ("layers".to_owned())
+            .diff_ids(
+                all.iter()
+                    .map(|l| l.diff_id.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .build()
+            .map_err(std::io::Error::other)?;
+        let image_config = ImageConfigurationBuilder::default()
+            .architecture(oci_spec::image::Arch::Amd64)
+            .os(oci_spec::image::Os::Linux)
+            .config(config)
+            .rootfs(rootfs)
+            .build()
+            .map_err(std::io::Error::other)?;
+        let config_bytes = canonical(&image_config)?;
+        let config_digest = sha256(&config_bytes);
+        self.put_blob(&config_digest, &config_bytes)?;
+        let layer_descriptors = all
+            .iter()
+            .map(|l| descriptor(MediaType::ImageLayerGzip, &l.digest, l.size))
+            .collect::<Result<Vec<_>>>()?;
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .media_type(MediaType::ImageManifest)
+            .config(descriptor(
+                MediaType::ImageConfig,
+                &config_digest,
+                config_bytes.len() as u64,
+            )?)
+            .layers(layer_descriptors)
+            .build()
+            .map_err(std::io::Error::other)?;
+        let manifest_bytes = canonical(&manifest)?;
+        let digest = sha256(&manifest_bytes);
+        self.put_blob(&digest, &manifest_bytes)?;
+        let mut tagged = descriptor(
+            MediaType::ImageManifest,
+            &digest,
+            manifest_bytes.len() as u64,
+        )?;
+        tagged.set_annotations(Some(
+            [(REF_NAME.to_owned(), name.to_owned())]
+                .into_iter()
+                .collect(),
+        ));
+        self.tag(name, tagged)?;
+        Ok(StoredImage {
+            digest,
+            layers: all.iter().map(|l| l.digest.clone()).collect(),
+            size: all.iter().map(|l| l.size).sum(),
+        })
+    }
+
+    /// The image tagged `name`, if the store has one.
+    pub fn find(&self, name: &str) -> Result<Option<FoundImage>> {
+        let index: ImageIndex = parse_json(
+            &read_bounded(&self.root.join("index.json"), "index.json")?,
+            "index.json",
+        )?;
+        let Some(entry) = index.manifests().iter().find(|m| ref_name(m) == Some(name)) else {
+            return Ok(None);
+        };
+        self.image(&Digest::parse(entry.digest().as_ref())?)
+            .map(Some)
+    }
+
+    /// The image whose manifest has `digest`: its layers and environment. The manifest and
+    /// config are parsed as OCI documents and every digest in them parsed before it names a
+    /// blob.
+    pub fn image(&self, digest: &Digest) -> Result<FoundImage> {
+        let manifest = self.manifest(digest)?;
+        let config_digest = Digest::parse(manifest.config().digest().as_ref())?;
+        let config: ImageConfiguration = parse_json(
+            &self.read_document(&config_digest)?,
+            &format!("the config {config_digest}"),
+        )?;
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(Error::Invalid {
+                what: format!("the image {digest}"),
+                reason: format!(
+                    "it lists {} layers and {} diff ids",
+                    manifest.layers().len(),
+                    diff_ids.len()
+                ),
+            });
+        }
+        let layers = manifest
+            .layers()
+            .iter()
+            .zip(diff_ids)
+            .map(|(layer, diff_id)| {
+                Ok(LayerRef {
+                    digest: Digest::parse(layer.digest().as_ref())?,
+                    diff_id: Digest::parse(diff_id)?,
+                    size: layer.size(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let env = config
+            .config()
+            .as_ref()
+            .and_then(|c| c.env().clone())
+            .unwrap_or_default();
+        Ok(FoundImage {
+            digest: digest.clone(),
+            layers,
+            env,
+        })
+    }
+
+    /// The manifest `digest`, parsed as one.
+    pub fn manifest(&self, digest: &Digest) -> Result<ImageManifest> {
+        parse_json(
+            &self.read_document(digest)?,
+            &format!("the manifest {digest}"),
+        )
+    }
+
+    /// Points `name` at `manifest` in `index.json`, replacing what it named before.
+    fn tag(&self, name: &str, manifest: oci_spec::image::Descriptor) -> Result<()> {
+        let _guard = self.index.lock().expect("never poisoned");
+        let path = self.root.join("index.json");
+        let mut index: ImageIndex = parse_json(&read_bounded(&path, "index.json")?, "index.json")?;
+        let mut manifests: Vec<_> = index
+            .manifests()
+            .iter()
+            .filter(|m| ref_name(m) != Some(name))
+            .cloned()
+            .collect();
+        manifests.push(manifest);
+        index.set_manifests(manifests);
+        atomic_write(&path, &canonical(&index)?)?;
+        Ok(())
+    }
+}
+
+/// The name an index entry is tagged with.
+fn ref_name(descriptor: &oci_spec::image::Descriptor) -> Option<&str> {
+    descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME))
+        .map(String::as_str)
+}
+
+fn descriptor(media: MediaType, digest: &Digest, size: u64) -> Result<oci_spec::image::Descriptor> {
+    let oci_digest: oci_spec::image::Digest =
+        digest.as_str().parse().map_err(std::io::Error::other)?;
+    Ok(DescriptorBuilder::default()
+        .media_type(media)
+        .digest(oci_digest)
+        .size(size)
+        .build()
+        .map_err(std::io::Error::other)?)
+}
+
+/// A JSON document, refused past [`MAX_DOCUMENT`] bytes. `what` names it in errors.
+fn read_bounded(path: &Path, what: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DOCUMENT {
+        return Err(Error::TooLarge {
+            what: what.to_owned(),
+            limit: MAX_DOCUMENT,
+        });
+    }
+    Ok(bytes)
+}
+
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Invalid {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// JSON with object keys sorted, so equal documents are equal bytes.
+pub fn canonical<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    let value = serde_json::to_value(value).map_err(std::io::Error::other)?;
+    Ok(serde_json::to_vec(&value).map_err(std::io::Error::other)?)
+}
+
+fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("blobs live in directories");
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::tests::{PathDir, tree};
+
+    #[test]
+    fn the_store_is_an_oci_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        let layer = store
+            .layer(&PathDir(tree().path().into()), "workspace")
+            .unwrap();
+        let spec = ImageSpec {
+            env: vec!["PATH=/usr/bin:/bin".into()],
+            working_dir: Some("/workspace".into()),
+            labels: BTreeMap::from([("org.example.label".into(), "{}".into())]),
+        };
+        let first = store
+            .write_image("demo:v1", std::slice::from_ref(&layer), &spec)
+            .unwrap();
+        let again = store.write_image("demo:v1", &[layer], &spec).unwrap();
+        assert_eq!(
+            first.digest, again.digest,
+            "the same inputs make the same image"
+        );
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(store.root().join("index.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            index["manifests"].as_array().unwrap().len(),
+            1,
+            "retagging replaces"
+        );
+        assert!(store.blob_path(&first.digest).exists());
+        let found = store.find("demo:v1").unwrap().unwrap();
+        assert_eq!(
+            (found.digest, found.layers.len(), found.env),
+            (first.digest, 1, spec.env)
+        );
+        assert!(store.find("demo:v2").unwrap().is_none());
+    }
+
+    #[test]
+    fn digests_in_a_stored_manifest_are_parsed_before_they_name_a_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        // A file beside the blobs stands for what a path in a digest would reach.
+        std::fs::write(dir.path().join("secret"), r#"{"rootfs":{"diff_ids":[]}}"#).unwrap();
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config_digest = sha256(config);
+        store.put_blob(&config_digest, config).unwrap();
+        let manifest = |config: &str, layer: &str| {
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{layer}]}}"#
+            )
+        };
+        let layer = |digest: &str| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{digest}","size":1}}"#
+            )
+        };
+        let upper = format!("sha256:{}", "AB".repeat(32));
+        let cases = [
+            manifest("sha256:../../../secret", ""),
+            manifest(&upper, ""),
+            manifest(&format!("sha512:{}", "ab".repeat(64)), ""),
+            manifest(config_digest.as_str(), &layer("sha256:../../../secret")),
+            manifest(config_digest.as_str(), &layer(&upper)),
+            "not json".to_owned(),
+        ];
+        for text in cases {
+            let digest = sha256(text.as_bytes());
+            store.put_blob(&digest, text.as_bytes()).unwrap();
+            let err = store.image(&digest).expect_err(&text);
+            assert!(
+                matches!(err, Error::Invalid { .. } | Error::Digest(_)),
+                "{text}: {err}"
+            );
+            assert_eq!(
+                std::io::Error::from(err).kind(),
+                std::io::ErrorKind::InvalidData
+            );
+        }
+        // A well-formed one with no layers is read.
+        let good = manifest(config_digest.as_str(), "");
+        let digest = sha256(good.as_bytes());
+        store.put_blob(&digest, good.as_bytes()).unwrap();
+        assert_eq!(store.image(&digest).unwrap().layers, []);
+    }
+
+    #[test]
+    fn a_document_past_the_cap_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        let huge = vec![b' '; usize::try_from(MAX_DOCUMENT).unwrap() + 1];
+        let digest = sha256(&huge);
+        store.put_blob(&digest, &huge).unwrap();
+        let err = store.image(&digest).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("the blob {digest} is over")),
+            "{err}"
+        );
+    }
+}

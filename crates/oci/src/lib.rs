@@ -1,0 +1,59 @@
+//! OCI images, generically: reproducible layers ([`layer`]), the local image store, an OCI
+//! image layout whose manifests and configs are read with `oci-spec` types ([`layout`]), and
+//! pushing an image of it to a registry ([`registry`]).
+//!
+//! Every document read back is size-capped and parsed as what it claims to be, and every
+//! digest in it is parsed into a [`domain::Digest`] before it names a blob, so a stored
+//! document can never name a path.
+//!
+//! Architecture invariant: this crate knows nothing of buildpacks, apps, the store or the
+//! database. The builder decides what goes into an image (its layers, labels, environment);
+//! runtimes read images back through [`ImageStore`]. A layer is made of any directory handle
+//! that implements [`Dir`], so the caller decides how a tree it does not trust is walked.
+
+pub mod layer;
+pub mod layout;
+pub mod registry;
+
+pub use layer::{Dir, EntryKind, Layer, compress, compress_stream, sha256};
+pub use layout::{FoundImage, ImageSpec, ImageStore, LayerRef, MAX_DOCUMENT, StoredImage};
+pub use registry::{Registry, RegistryConfig};
+
+/// What failed with an image. Messages are one line and say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A stored document (manifest, config, index) that is not what it claims to be.
+    #[error(
+        "{what} is not a valid OCI document ({reason}); the image store holds only what Slipway wrote: build the image again"
+    )]
+    Invalid { what: String, reason: String },
+    #[error(
+        "{what} is over {limit} bytes, more than any document Slipway writes; build the image again"
+    )]
+    TooLarge { what: String, limit: u64 },
+    #[error("{0}")]
+    Digest(#[from] domain::Error),
+    #[error("invalid registry {0:?}: give host:port or host:port/prefix")]
+    RegistryAddress(String),
+    #[error("invalid image reference {text:?}: {reason}")]
+    Reference { text: String, reason: String },
+    #[error(
+        "cannot push the image to the registry: {0}; check that the registry is up and accepts pushes"
+    )]
+    Push(#[source] oci_client::errors::OciDistributionError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// For callers that work in `std::io`: an I/O error stays itself, and a bad document,
+/// digest or reference is [`std::io::ErrorKind::InvalidData`] with the same message.
+impl From<Error> for std::io::Error {
+    fn from(error: Error) -> std::io::Error {
+        match error {
+            Error::Io(e) => e,
+            other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

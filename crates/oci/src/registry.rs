@@ -1,0 +1,304 @@
+//! Pushing images from the local store to an OCI registry through the distribution API:
+//! blobs the registry has already are skipped, blobs another repository of the registry has
+//! (a base image's layers) are mounted from it instead of copied, and the manifest goes
+//! last, by digest.
+
+use futures_util::StreamExt as _;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use oci_spec::image::ImageManifest;
+use tokio::io::AsyncReadExt as _;
+
+use domain::Digest;
+
+use crate::layout::{ImageStore, MAX_DOCUMENT, parse_json};
+use crate::{Error, Result};
+
+/// Where images go: `host:port` and an optional path prefix, as `--registry` gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    pub host: String,
+    pub prefix: Option<String>,
+    /// Plain HTTP: for a registry on loopback or a private network.
+    pub insecure: bool,
+}
+
+impl RegistryConfig {
+    /// Parses `host:port[/prefix]`. Loopback registries are spoken to over plain HTTP.
+    pub fn parse(text: &str) -> Result<RegistryConfig> {
+        let text = text.trim().trim_end_matches('/');
+        let (host, prefix) = text
+            .split_once('/')
+            .map_or((text, None), |(h, p)| (h, Some(p.to_owned())));
+        let valid = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+        if !valid
+            || prefix
+                .as_deref()
+                .is_some_and(|p| p.is_empty() || p.starts_with('/') || p.contains("//"))
+        {
+            return Err(Error::RegistryAddress(text.to_owned()));
+        }
+        let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+        let insecure = matches!(name, "localhost" | "127.0.0.1" | "[::1]");
+        Ok(RegistryConfig {
+            host: host.to_owned(),
+            prefix,
+            insecure,
+        })
+    }
+
+    /// `host/prefix/name`.
+    pub fn repository(&self, name: &str) -> String {
+        match &self.prefix {
+            Some(prefix) => format!("{}/{prefix}/{name}", self.host),
+            None => format!("{}/{name}", self.host),
+        }
+    }
+}
+
+/// The images of one registry.
+pub struct Registry {
+    config: RegistryConfig,
+    client: Client,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    pub fn new(config: RegistryConfig) -> Registry {
+        let protocol = if config.insecure {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
+        let client = Client::new(ClientConfig {
+            protocol,
+            ..Default::default()
+        });
+        Registry { config, client }
+    }
+
+    /// `host/prefix/name`.
+    pub fn repository(&self, name: &str) -> String {
+        self.config.repository(name)
+    }
+
+    /// Pushes the image `digest` of the local store as `<repository>:<tag>` (the repository
+    /// `name` under the registry's prefix), returning the reference by digest
+    /// (`host/name@sha256:…`). `mount_from` names a repository of this registry that holds
+    /// the base image's layers. Says what it did in one line to `log`.
+    pub async fn push(
+        &self,
+        store: &ImageStore,
+        name: &str,
+        tag: &str,
+        digest: &Digest,
+        mount_from: Option<&str>,
+        log: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<String> {
+        let repository = self.config.repository(name);
+        let target = parse_reference(&format!("{repository}:{tag}"))?;
+        self.client
+            .store_auth_if_needed(target.resolve_registry(), &RegistryAuth::Anonymous)
+            .await;
+        // The manifest is parsed as one, and each digest in it before it names a blob.
+        let manifest_bytes = read_document(store, digest).await?;
+        let manifest: ImageManifest =
+            parse_json(&manifest_bytes, &format!("the manifest {digest}"))?;
+        let blobs = std::iter::once(manifest.config())
+            .chain(manifest.layers())
+            .map(|d| Digest::parse(d.digest().as_ref()))
+            .collect::<Result<Vec<Digest>, _>>()?;
+        let source = mount_from.map(parse_reference).transpose()?;
+        let (mut sent, mut skipped, mut mounted) = (0, 0, 0);
+        for blob in &blobs {
+            if self
+                .client
+                .blob_exists(&target, blob.as_str())
+                .await
+                .map_err(Error::Push)?
+            {
+                skipped += 1;
+                continue;
+            }
+            if let Some(source) = &source
+                && self
+                    .client
+                    .blob_exists(source, blob.as_str())
+                    .await
+                    .unwrap_or(false)
+                && self
+                    .client
+                    .mount_blob(&target, source, blob.as_str())
+                    .await
+                    .is_ok()
+            {
+                mounted += 1;
+                continue;
+            }
+            // Streamed from the store's file, so a large layer is never all in memory.
+            let file = tokio::fs::File::open(store.blob_path(blob)).await?;
+            let size = file.metadata().await?.len();
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+                .map(|chunk| chunk.map_err(oci_client::errors::OciDistributionError::from));
+            self.client
+                .push_blob_stream(&target, stream, blob.as_str(), Some(size))
+                .await
+                .map_err(Error::Push)?;
+            sent += 1;
+        }
+        let content_type = "application/vnd.oci.image.manifest.v1+json"
+            .parse()
+            .expect("a valid header value");
+        self.client
+            .push_manifest_raw(&target, manifest_bytes, content_type)
+            .await
+            .map_err(Error::Push)?;
+        log(&format!(
+            "       pushed {repository}:{tag}: {sent} blobs sent, {skipped} already there, {mounted} mounted"
+        ));
+        Ok(format!("{repository}@{digest}"))
+    }
+}
+
+/// The document blob `digest`, read without blocking, refused past [`MAX_DOCUMENT`] bytes.
+async fn read_document(store: &ImageStore, digest: &Digest) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    tokio::fs::File::open(store.blob_path(digest))
+        .await?
+        .take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut bytes)
+        .await?;
+    if bytes.len() as u64 > MAX_DOCUMENT {
+        return Err(Error::TooLarge {
+            what: format!("the blob {digest}"),
+            limit: MAX_DOCUMENT,
+        });
+    }
+    Ok(bytes)
+}
+
+fn parse_reference(text: &str) -> Result<Reference> {
+    text.parse()
+        .map_err(|e: oci_client::ParseError| Error::Reference {
+            text: text.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_registry_addresses() {
+        let local = RegistryConfig::parse("127.0.0.1:5000").unwrap();
+        assert_eq!(
+            (local.repository("demo"), local.insecure),
+            ("127.0.0.1:5000/demo".to_owned(), true)
+        );
+        let remote = RegistryConfig::parse("registry.example.com/team/apps/").unwrap();
+        assert_eq!(
+            (remote.repository("demo"), remote.insecure),
+            ("registry.example.com/team/apps/demo".to_owned(), false)
+        );
+        for bad in ["", "host:5000//x", "bad host"] {
+            let err = RegistryConfig::parse(bad).unwrap_err();
+            assert!(matches!(err, Error::RegistryAddress(_)), "{bad}: {err}");
+        }
+    }
+
+    /// A registry of the test environment, under a prefix of this test's own.
+    fn test_registry() -> (String, Registry) {
+        // The client is built without a TLS provider: the binary chooses one, as here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let host = std::env::var("SLIPWAY_TEST_REGISTRY").expect(
+            "SLIPWAY_TEST_REGISTRY is not set: run the suite with scripts/test, which starts docker-registry",
+        );
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let prefix = format!("{host}/oci-test-{}-{nanos}", std::process::id());
+        let registry = Registry::new(RegistryConfig::parse(&prefix).unwrap());
+        (prefix, registry)
+    }
+
+    /// A one-layer image of a tree holding `file` with `text`, tagged `name`.
+    fn image(
+        store: &ImageStore,
+        name: &str,
+        base: &[crate::LayerRef],
+        text: &str,
+    ) -> crate::StoredImage {
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::write(tree.path().join("file"), text).unwrap();
+        let layer = store
+            .layer(&crate::layer::tests::PathDir(tree.path().into()), "")
+            .unwrap();
+        store
+            .write_image_on(name, base, &[layer], &crate::ImageSpec::default())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_push_skips_what_the_registry_has_and_mounts_the_base_layers() {
+        let (prefix, registry) = test_registry();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        let base = image(&store, "base:1", &[], "base");
+        let base_layers = store.image(&base.digest).unwrap().layers;
+        let app = image(&store, "app:1", &base_layers, "app");
+        let said = std::sync::Mutex::new(Vec::new());
+        let log = |line: &str| said.lock().unwrap().push(line.trim().to_owned());
+
+        let pushed = registry
+            .push(&store, "base", "1", &base.digest, None, &log)
+            .await
+            .unwrap();
+        assert_eq!(pushed, format!("{prefix}/base@{}", base.digest));
+        let from = format!("{}:1", registry.repository("base"));
+        for _ in 0..2 {
+            let pushed = registry
+                .push(&store, "app", "1", &app.digest, Some(&from), &log)
+                .await
+                .unwrap();
+            assert_eq!(pushed, format!("{prefix}/app@{}", app.digest));
+        }
+        assert_eq!(
+            *said.lock().unwrap(),
+            [
+                format!("pushed {prefix}/base:1: 2 blobs sent, 0 already there, 0 mounted"),
+                format!("pushed {prefix}/app:1: 2 blobs sent, 0 already there, 1 mounted"),
+                format!("pushed {prefix}/app:1: 0 blobs sent, 3 already there, 0 mounted"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stored_manifest_that_is_none_is_refused_before_anything_is_sent() {
+        let (_, registry) = test_registry();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        let text = br#"{"schemaVersion":2,"config":{"digest":"sha256:../../x"}}"#;
+        let digest = crate::sha256(text);
+        store.put_blob(&digest, text).unwrap();
+        let err = registry
+            .push(&store, "bad", "1", &digest, None, &|_| {
+                panic!("nothing is pushed")
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Invalid { .. }), "{err}");
+    }
+}
