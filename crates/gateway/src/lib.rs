@@ -153,11 +153,7 @@ impl Gateway {
         store: store::Store,
         builder: Arc<builder::Builder>,
     ) -> Result<Gateway, Error> {
-        let instance = format!(
-            "gateway-{}-{}",
-            std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let instance = store::holder_name("gateway");
         for dir in [
             config.repos(),
             config.hooks(),

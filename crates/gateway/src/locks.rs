@@ -47,7 +47,18 @@ pub(crate) async fn try_acquire(
 ) -> Result<Option<PushGuard>, store::Error> {
     let name = lease_name(app);
     if !store.acquire_lease(&name, holder, PUSH_LEASE).await? {
-        return Ok(None);
+        // A gateway of this host that has exited is pushing nothing: its lease is taken over.
+        let taken = match store.lease_holder(&name).await? {
+            Some(current) if store::holder_gone(&current) => {
+                store
+                    .take_lease_from(&name, &current, holder, PUSH_LEASE)
+                    .await?
+            }
+            _ => false,
+        };
+        if !taken {
+            return Ok(None);
+        }
     }
     let renewing = {
         let (store, name, holder) = (store.clone(), name.clone(), holder.to_owned());

@@ -10,38 +10,7 @@ use tokio_util::sync::CancellationToken;
 /// The lease the active release manager of the local runtime holds.
 pub const LOCAL_RUNTIME: &str = "runtime:local";
 
-/// A name for this process in the store's leases: `host:pid:random`, unique per process, and
-/// telling a release manager on the same host whether the holder is still running.
-pub fn holder_name(role: &str) -> String {
-    format!(
-        "{role}@{}:{}:{:08x}",
-        host_name(),
-        std::process::id(),
-        rand::random::<u32>()
-    )
-}
-
-fn host_name() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// Whether `holder` (a [`holder_name`]) is a process on this host that has exited.
-fn gone(holder: &str) -> bool {
-    let Some((_, rest)) = holder.split_once('@') else {
-        return false;
-    };
-    let mut parts = rest.rsplitn(3, ':');
-    let (_, pid, host) = (parts.next(), parts.next(), parts.next());
-    match (host, pid.and_then(|p| p.parse::<u32>().ok())) {
-        (Some(host), Some(pid)) if host == host_name() => {
-            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        }
-        _ => false,
-    }
-}
+pub use store::holder_name;
 
 /// A lease held and renewed in the background. `lost` fires if it could not be renewed:
 /// another may have taken over, and the holder must stop.
@@ -74,7 +43,7 @@ impl ActiveLease {
                 break;
             }
             if let Some(current) = store.lease_holder(name).await?
-                && gone(&current)
+                && store::holder_gone(&current)
                 && store.take_lease_from(name, &current, holder, lease).await?
             {
                 tracing::info!(from = %current, "took over from a release manager that has exited");

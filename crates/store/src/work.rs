@@ -735,3 +735,57 @@ impl Store {
         Ok(updated == 1)
     }
 }
+
+/// A name for this process in the store's leases, `role@host:pid:random`: unique per process,
+/// and telling a process on the same host whether the holder is still running ([`holder_gone`]).
+pub fn holder_name(role: &str) -> String {
+    format!(
+        "{role}@{}:{}:{:08x}",
+        host_name(),
+        std::process::id(),
+        uuid::Uuid::new_v4().as_u128() as u32
+    )
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Whether `holder` (a [`holder_name`], perhaps followed by `/` and more) is a process on this
+/// host that has exited, so a lease it holds can be taken over before it lapses.
+pub fn holder_gone(holder: &str) -> bool {
+    let Some((_, rest)) = holder.split_once('@') else {
+        return false;
+    };
+    let rest = rest.split_once('/').map_or(rest, |(name, _)| name);
+    let mut parts = rest.rsplitn(3, ':');
+    let (_, pid, host) = (parts.next(), parts.next(), parts.next());
+    match (host, pid.and_then(|p| p.parse::<u32>().ok())) {
+        (Some(host), Some(pid)) if !host.is_empty() && host == host_name() => {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_is_gone_only_when_it_is_a_process_of_this_host_that_exited() {
+        let me = holder_name("releaser");
+        assert!(!holder_gone(&me), "this process runs");
+        assert!(!holder_gone(&format!("{me}/push-1")));
+        let dead = format!("gateway@{}:{}:0000abcd/push", host_name(), u32::MAX - 1);
+        assert!(holder_gone(&dead));
+        let elsewhere = format!("gateway@another-host:{}:0000abcd", u32::MAX - 1);
+        assert!(
+            !holder_gone(&elsewhere),
+            "a process of another host is not ours to judge"
+        );
+        assert!(!holder_gone("garbage"));
+    }
+}
