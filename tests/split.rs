@@ -125,11 +125,17 @@ fn deployed(data_dir: &Path, app: &str) -> BTreeMap<u32, usize> {
     let log = std::fs::read_to_string(data_dir.join("logs").join(format!("{app}.log")))
         .unwrap_or_default();
     let mut counts = BTreeMap::new();
+    // Each line is `<time>\t<source>\t<text>`.
     for line in log.lines() {
-        let Some(rest) = line.split(" slipway: v").nth(1) else {
+        let mut fields = line.splitn(3, '\t');
+        let (_, source, text) = (fields.next(), fields.next(), fields.next());
+        if source != Some("slipway") {
             continue;
-        };
-        if let Some(version) = rest.strip_suffix(" deployed") {
+        }
+        if let Some(version) = text
+            .and_then(|t| t.strip_prefix('v'))
+            .and_then(|t| t.strip_suffix(" deployed"))
+        {
             *counts.entry(version.parse().unwrap()).or_default() += 1;
         }
     }
@@ -172,21 +178,21 @@ impl Cluster {
         let routers: Vec<String> = (0..2)
             .map(|_| format!("127.0.0.1:{}", free_port()))
             .collect();
-        let releasers: Vec<Piece> = routers
-            .iter()
-            .map(|r| {
-                Piece::start(
-                    "releaser",
-                    &data_dir,
-                    &url,
-                    &["--router-listen", r, "--api-listen", "127.0.0.1:0"],
-                )
-            })
-            .collect();
-        // The first to take the lease runs the apps; the test needs to know which: the first.
+        // The first runs the apps once it holds the lease; the second, started after, stands by.
         let limit = Duration::from_secs(60);
-        releasers[0].wait_for("router: http://", limit);
-        releasers[1].wait_for("releaser: standing by", limit);
+        let releaser = |router: &str| {
+            Piece::start(
+                "releaser",
+                &data_dir,
+                &url,
+                &["--router-listen", router, "--api-listen", "127.0.0.1:0"],
+            )
+        };
+        let first = releaser(&routers[0]);
+        first.wait_for("router: http://", limit);
+        let second = releaser(&routers[1]);
+        second.wait_for("releaser: standing by", limit);
+        let releasers = vec![first, second];
         let mut pieces = Vec::new();
         let mut gateways = Vec::new();
         for _ in 0..2 {
@@ -201,7 +207,7 @@ impl Cluster {
                     &routers[0],
                 ],
             );
-            gateways.push(gateway.wait_for("ssh: ssh://git@", limit));
+            gateways.push(gateway.wait_for("ssh: ", limit));
             pieces.push(gateway);
         }
         let mut apis = Vec::new();
@@ -214,7 +220,7 @@ impl Cluster {
                     "--api-listen",
                     "127.0.0.1:0",
                     "--ssh-listen",
-                    gateway,
+                    gateway.trim_start_matches("ssh://git@"),
                     "--router-listen",
                     &routers[0],
                 ],

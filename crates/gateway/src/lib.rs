@@ -419,9 +419,13 @@ async fn write_hook(dir: &Path, program: &Path) -> std::io::Result<()> {
     let script = format!(
         "#!/bin/sh\n# Written by slipwayd at start: hands the push to the Slipway gateway.\nexec '{program}' hook pre-receive\n"
     );
+    // Written aside and renamed into place: another gateway sharing the data directory may
+    // be running the hook meanwhile.
     let path = dir.join("pre-receive");
-    tokio::fs::write(&path, script).await?;
-    set_mode(&path, 0o755).await
+    let aside = dir.join(format!(".pre-receive.{}", std::process::id()));
+    tokio::fs::write(&aside, script).await?;
+    set_mode(&aside, 0o755).await?;
+    tokio::fs::rename(&aside, &path).await
 }
 
 async fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
@@ -435,23 +439,20 @@ async fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 /// away) is failed, so it is never deployed; git's quarantine directories of cut-off pushes
 /// are removed.
 async fn recover(store: &store::Store, repos: &Path) -> Result<(), Error> {
-    let failed = store
-        .fail_running_builds("cut off by a restart of slipwayd: push again")
-        .await
-        .map_err(Error::Store)?;
-    if failed > 0 {
-        tracing::warn!(builds = failed, "builds cut off by a restart marked failed");
-    }
     for app in store.all_apps().await.map_err(Error::Store)? {
-        // Another gateway is pushing to it: what looks cut off is under way.
+        // Another gateway is pushing to it: what looks cut off is under way. (A gateway of
+        // this host that has exited is pushing nothing.)
         let lease = locks::lease_name(&app.name);
-        if store
-            .lease_holder(&lease)
-            .await
-            .map_err(Error::Store)?
-            .is_some()
-        {
+        let holder = store.lease_holder(&lease).await.map_err(Error::Store)?;
+        if holder.is_some_and(|h| !store::holder_gone(&h)) {
             continue;
+        }
+        let failed = store
+            .fail_running_builds_of(&app, "cut off by a restart of slipwayd: push again")
+            .await
+            .map_err(Error::Store)?;
+        if failed > 0 {
+            tracing::warn!(app = %app.name, builds = failed, "builds cut off by a restart marked failed");
         }
         let repo = repos.join(format!("{}.git", app.name));
         remove_quarantines(&repo).await;

@@ -76,8 +76,9 @@ pub(crate) fn write_filter(path: &Path) -> Result<(), String> {
         bytes.push(instruction.jf);
         bytes.extend_from_slice(&instruction.k.to_ne_bytes());
     }
-    // Written beside and renamed, so a sandbox starting meanwhile never reads half of it.
-    let partial = path.with_extension("partial");
+    // Written beside and renamed, so a sandbox starting meanwhile never reads half of it;
+    // beside under a name of this process's, as another slipwayd may be writing it too.
+    let partial = path.with_extension(format!("partial.{}", std::process::id()));
     std::fs::write(&partial, &bytes).map_err(|e| e.to_string())?;
     std::fs::rename(&partial, path).map_err(|e| e.to_string())
 }

@@ -101,6 +101,24 @@ impl Store {
         self.build(app, id).await
     }
 
+    /// Marks the app's builds still `running` failed, `why` appended to their logs: the push
+    /// that ran them is gone. Returns how many there were.
+    pub async fn fail_running_builds_of(&self, app: &App, why: &str) -> Result<u64> {
+        let failed = on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE builds SET status = 'failed', finished_at = $1, log = COALESCE(log, '') || $2 \
+                 WHERE status = 'running' AND app_id = $3",
+            )
+            .bind(now())
+            .bind(format!("{why}\n"))
+            .bind(app.id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(failed)
+    }
+
     /// Marks every build still `running` failed, `why` appended to its log: at start, no
     /// build is running, so these were cut off. Returns how many there were.
     pub async fn fail_running_builds(&self, why: &str) -> Result<u64> {
