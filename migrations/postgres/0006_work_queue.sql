@@ -51,8 +51,9 @@ CREATE TABLE processes (
     release      BIGINT NOT NULL,
     state        TEXT NOT NULL,
     since        TIMESTAMPTZ NOT NULL,
-    restarts     INTEGER NOT NULL,
-    PRIMARY KEY (app, name)
+    restarts     INTEGER NOT NULL
 );
+-- Not unique by name: during a deploy the old web.1 stops beside the new one.
+CREATE INDEX processes_app ON processes (app);
 
 ALTER TABLE apps ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;

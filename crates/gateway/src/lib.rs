@@ -165,7 +165,7 @@ impl Gateway {
         }
         clean_tmp(&config.data_dir.join("tmp")).await;
         clean_sockets(&config.data_dir.join("run")).await;
-        recover(&store, &config.repos()).await?;
+        recover(&store, &config.repos(), true).await?;
         write_hook(&config.hooks(), &config.hook_program).await?;
         let key = host_key::load_or_create(&config.data_dir.join("ssh_host_ed25519_key"))?;
         let ssh = russh::server::Config {
@@ -218,8 +218,27 @@ impl Gateway {
             ssh,
         } = self;
         let hook_server = tokio::spawn(serve_hooks(Arc::clone(&shared), hooks, shutdown.clone()));
+        let sweeping = {
+            let (store, repos, shutdown) = (
+                shared.store.clone(),
+                shared.config.repos(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(SWEEP) => {}
+                    }
+                    if let Err(err) = recover(&store, &repos, false).await {
+                        tracing::warn!(error = %err, "cannot look for cut-off pushes");
+                    }
+                }
+            })
+        };
         accept_ssh(&shared, &ssh, &listener, &shutdown).await;
         hook_server.abort();
+        sweeping.abort();
         Ok(())
     }
 }
@@ -433,12 +452,19 @@ async fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).await
 }
 
-/// What a crash or a stop cut off in the middle of a push, put right before anything is
-/// served: builds left `running` are failed; a push's release whose commit no ref of the
-/// repository reaches (the push was cut off before its ref moved, and git threw its objects
-/// away) is failed, so it is never deployed; git's quarantine directories of cut-off pushes
-/// are removed.
-async fn recover(store: &store::Store, repos: &Path) -> Result<(), Error> {
+/// What a crash cut off in the middle of a push, put right, for every app no live gateway is
+/// pushing to: its builds left `running` are failed; a push's release still waiting whose commit
+/// no ref of the repository reaches (the push was cut off before its ref moved, and git threw
+/// its objects away) gets a `settle` saying so, and one whose ref did move gets one saying that
+/// (the gateway that pushed it died before it could), so the release manager fails the first —
+/// the release before it serving again — and records the second as succeeded. At start
+/// (`at_start`), git's quarantine directories of cut-off pushes are removed too. Run at start
+/// and every [`SWEEP`], as a gateway that dies leaves its pushes to the others.
+pub(crate) async fn recover(
+    store: &store::Store,
+    repos: &Path,
+    at_start: bool,
+) -> Result<(), Error> {
     for app in store.all_apps().await.map_err(Error::Store)? {
         // Another gateway is pushing to it: what looks cut off is under way. (A gateway of
         // this host that has exited is pushing nothing.)
@@ -455,7 +481,18 @@ async fn recover(store: &store::Store, repos: &Path) -> Result<(), Error> {
             tracing::warn!(app = %app.name, builds = failed, "builds cut off by a restart marked failed");
         }
         let repo = repos.join(format!("{}.git", app.name));
-        remove_quarantines(&repo).await;
+        if at_start {
+            remove_quarantines(&repo).await;
+        }
+        let queued = store
+            .unfinished_work(&app.name)
+            .await
+            .map_err(Error::Store)?;
+        let settling = |version| {
+            queued.iter().any(
+                |w| matches!(w.kind, store::WorkKind::Settle { version: v, .. } if v == version),
+            )
+        };
         let releases = store.releases(&app, 20).await.map_err(Error::Store)?;
         for release in releases.iter().filter(|r| {
             matches!(
@@ -472,23 +509,32 @@ async fn recover(store: &store::Store, repos: &Path) -> Result<(), Error> {
                 Ok(_) => continue,
                 Err(err) => return Err(Error::Store(err)),
             };
-            if reachable(&repo, &commit).await {
+            if settling(release.version) {
                 continue;
             }
-            tracing::warn!(app = %app.name, version = %release.version, %commit, "a push cut off before its ref moved");
+            let ref_moved = reachable(&repo, &commit).await;
+            if ref_moved && release.status == domain::ReleaseStatus::Pending {
+                // Waiting for its deploy, which the release manager does.
+                continue;
+            }
+            if !ref_moved {
+                tracing::warn!(app = %app.name, version = %release.version, %commit, "a push cut off before its ref moved");
+            }
+            let settle = store::WorkKind::Settle {
+                version: release.version,
+                ref_moved,
+            };
             store
-                .set_release_status(
-                    &app,
-                    release.version,
-                    domain::ReleaseStatus::Failed,
-                    Some(domain::PUSH_CUT_OFF),
-                )
+                .enqueue(&app.name, &settle)
                 .await
                 .map_err(Error::Store)?;
         }
     }
     Ok(())
 }
+
+/// How often a gateway looks for pushes another gateway left cut off.
+pub(crate) const SWEEP: Duration = Duration::from_secs(10);
 
 /// Removes the quarantine directories git leaves in `objects/` when a push is cut off
 /// (`tmp_objdir-incoming-*`). Only at start, when no push is running.

@@ -171,9 +171,11 @@ impl ReleaseManager {
                     .map_err(|e| store_error("read the app's work", &e))?
                     .is_empty()
                 {
+                    // A release of a commit is deployed as a push's: it serves, but has
+                    // succeeded only once a gateway has seen the commit in the repository.
                     let kind = store::WorkKind::Deploy {
                         version: release.version,
-                        awaits_ref: false,
+                        awaits_ref: release.commit.is_some(),
                     };
                     self.inner
                         .store
@@ -476,11 +478,22 @@ impl ReleaseManager {
             .release(&app, version)
             .await
             .map_err(|e| store_error("read the release", &e))?;
+        if release.status == ReleaseStatus::Pending && !ref_moved {
+            // Cut off before it was deployed: it never will be.
+            self.log(&app, &format!("{version} failed: {CUT_OFF}"));
+            return self.finish(&app, version, Err(CUT_OFF)).await;
+        }
         if release.status != ReleaseStatus::Deploying {
             // Failed already (its deploy did), or superseded meanwhile.
             return Ok(());
         }
         if ref_moved {
+            if self.inner.runtime.current(name).await? != Some(version) {
+                // Its deploy was cut off (the release manager doing it stopped): do it now.
+                drop(_turn);
+                let (progress, _) = crate::LineSender::channel(1);
+                return self.deploy_locked(name, version, &progress, false).await;
+            }
             self.log(&app, &format!("{version} deployed"));
             return self.finish(&app, version, Ok(())).await;
         }

@@ -233,7 +233,7 @@ impl Worker {
                     last.insert(app.clone(), records);
                 }
             }
-            Err(err) => tracing::warn!(%app, error = %err, "cannot record the app's processes"),
+            Err(err) => tracing::warn!(%app, error = ?err, "cannot record the app's processes"),
         }
     }
 
@@ -284,11 +284,13 @@ impl Worker {
                 return;
             }
         };
-        for (app, version) in stranded {
+        for (app, version, of_commit) in stranded {
             tracing::info!(%app, %version, "queueing the deploy of a release nothing queued");
+            // A release of a commit succeeds once a gateway has seen the commit in the
+            // repository (a push cut off may have left it).
             let kind = WorkKind::Deploy {
                 version,
-                awaits_ref: false,
+                awaits_ref: of_commit,
             };
             if let Err(err) = self.store.enqueue(&app, &kind).await {
                 tracing::warn!(%app, error = %err, "cannot queue a deploy");

@@ -140,10 +140,27 @@ impl Rig {
         let working = tokio::spawn(worker.run(stop.clone()));
         let _stop = stop.drop_guard();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut settled = false;
         while matches!(
             self.status(version).await,
             ReleaseStatus::Pending | ReleaseStatus::Deploying
         ) {
+            // A release of a commit redeployed by `recover` serves but waits for a gateway to
+            // find its commit in the repository; the gateway's sweep does, here.
+            let idle = self
+                .store
+                .unfinished_work(&self.app.name)
+                .await
+                .unwrap()
+                .is_empty();
+            if !settled && idle && self.status(version).await == ReleaseStatus::Deploying {
+                let settle = store::WorkKind::Settle {
+                    version,
+                    ref_moved: true,
+                };
+                self.store.enqueue(&self.app.name, &settle).await.unwrap();
+                settled = true;
+            }
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "{version} was never deployed"

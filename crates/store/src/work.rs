@@ -625,15 +625,16 @@ impl Store {
 
     /// Apps whose newest release has waited since before `before` with no work queued to
     /// deploy it: a writer that died between committing a release and queueing its deploy
-    /// left them. The newest release of each, by version.
+    /// left them. The newest release of each, by version, and whether it is of a commit.
     pub async fn stranded_releases(
         &self,
         before: OffsetDateTime,
-    ) -> Result<Vec<(AppName, ReleaseVersion)>> {
-        let rows: Vec<(String, i64)> = on_db!(self, read, |pool| sqlx::query_as(
-            "SELECT a.name, r.version FROM apps a JOIN releases r \
+    ) -> Result<Vec<(AppName, ReleaseVersion, bool)>> {
+        let rows: Vec<(String, i64, Option<String>)> = on_db!(self, read, |pool| sqlx::query_as(
+            "SELECT a.name, r.version, b.commit_sha FROM apps a JOIN releases r \
              ON r.app_id = a.id AND r.version = a.last_version \
-             WHERE r.status = 'pending' AND r.build_id IS NOT NULL AND r.created_at < $1 \
+             JOIN builds b ON b.id = r.build_id \
+             WHERE r.status = 'pending' AND r.created_at < $1 \
              AND NOT EXISTS (SELECT 1 FROM work w WHERE w.app = a.name \
                              AND w.status IN ('queued', 'running'))"
         )
@@ -641,13 +642,13 @@ impl Store {
         .fetch_all(pool)
         .await)?;
         rows.into_iter()
-            .map(|(name, version)| {
+            .map(|(name, version, commit)| {
                 let app = AppName::parse(&name).map_err(Error::corrupt)?;
                 let version = u32::try_from(version)
                     .ok()
                     .and_then(ReleaseVersion::new)
                     .ok_or_else(|| Error::corrupt(format!("release version {version}")))?;
-                Ok((app, version))
+                Ok((app, version, commit.is_some()))
             })
             .collect()
     }
