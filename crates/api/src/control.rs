@@ -35,6 +35,29 @@ pub(crate) async fn queue(state: &ApiState, app: &AppName, kind: WorkKind) -> Re
     Ok(())
 }
 
+/// How long a change of an app's hosts waits for the router to learn it before answering.
+const HOSTS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Queues an update of the app's hosts (it was created, or a custom domain changed) and waits,
+/// briefly, until the router has it: a request right after the answer finds the app. A
+/// release manager that is slower (or not running) updates it later.
+pub(crate) async fn hosts(state: &ApiState, app: &AppName) -> Result<(), ApiError> {
+    if !state.config.deploys {
+        return Ok(());
+    }
+    let work = state.store.enqueue(app, &WorkKind::Hosts).await?;
+    let deadline = tokio::time::Instant::now() + HOSTS_WAIT;
+    if state
+        .store
+        .await_work(work, Some(deadline), |_| {})
+        .await?
+        .is_none()
+    {
+        tracing::warn!(%app, "no release manager updated the app's hosts within 10 s; it will");
+    }
+    Ok(())
+}
+
 /// Queues work and waits until a release manager has done it.
 pub(crate) async fn request(
     state: &ApiState,

@@ -44,7 +44,7 @@ pub(super) async fn create(
         )));
     }
     let app = state.store.create_app(&name, &caller.user).await?;
-    control::queue(&state, &app.name, WorkKind::Hosts).await?;
+    control::hosts(&state, &app.name).await?;
     tracing::info!(app = %app.name, owner = %caller.user.username, "app created");
     Ok((StatusCode::CREATED, Json(convert::app(&state.config, &app))))
 }

@@ -79,7 +79,7 @@ pub(super) async fn add(
         .store
         .add_domain(&app, &host, token.as_deref(), &caller.user)
         .await?;
-    control::queue(&state, &app.name, store::WorkKind::Hosts).await?;
+    control::hosts(&state, &app.name).await?;
     Ok((StatusCode::CREATED, Json(convert::domain(added))))
 }
 
@@ -137,7 +137,7 @@ pub(super) async fn verify(
         .store
         .verify_domain(&app, &current.domain, &caller.user)
         .await?;
-    control::queue(&state, &app.name, store::WorkKind::Hosts).await?;
+    control::hosts(&state, &app.name).await?;
     Ok(Json(convert::domain(verified)))
 }
 
@@ -154,7 +154,7 @@ pub(super) async fn remove(
         .store
         .remove_domain(&app, &domain, &caller.user)
         .await?;
-    control::queue(&state, &app.name, store::WorkKind::Hosts).await?;
+    control::hosts(&state, &app.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
