@@ -57,3 +57,15 @@ CREATE TABLE processes (
 CREATE INDEX processes_app ON processes (app);
 
 ALTER TABLE apps ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
+
+-- Each app's number among all apps ever made, from which the sandbox derives the uid its code
+-- runs as: the same in every process (a gateway's builds, a releaser's processes), and never
+-- two live apps' at once. Apps made before are numbered by age.
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+ALTER TABLE apps ADD COLUMN uid_slot BIGINT;
+UPDATE apps SET uid_slot = (SELECT COUNT(*) FROM apps a2
+    WHERE a2.created_at < apps.created_at OR (a2.created_at = apps.created_at AND a2.name < apps.name));
+INSERT INTO counters (name, value) SELECT 'app_uid', COUNT(*) FROM apps;

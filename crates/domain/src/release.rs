@@ -5,13 +5,12 @@ use std::fmt;
 
 use crate::{ConfigDiff, Error};
 
-/// A release's number within its app: v1, v2, … strictly increasing, never reused.
-
 /// Why a push's release failed after its deploy: the push ended before its ref moved, so the
 /// repository lacks the commit it would serve.
 pub const PUSH_CUT_OFF: &str =
     "the push was cut off before its ref moved, so the repository lacks its commit";
 
+/// A release's number within its app: v1, v2, … strictly increasing, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ReleaseVersion(u32);
 

@@ -519,6 +519,24 @@ pub(crate) async fn recover(
             }
             if !ref_moved {
                 tracing::warn!(app = %app.name, version = %release.version, %commit, "a push cut off before its ref moved");
+                // Unless a live release manager is deploying it now (the settle then undoes
+                // it), it is failed at once, so that no deploy of it starts.
+                let deploying = queued.iter().any(|w| {
+                    w.status == store::WorkStatus::Running
+                        && matches!(w.kind, store::WorkKind::Deploy { version, .. } if version == release.version)
+                        && w.holder.as_deref().is_some_and(|h| !store::holder_gone(h))
+                });
+                if !deploying {
+                    store
+                        .set_release_status(
+                            &app,
+                            release.version,
+                            domain::ReleaseStatus::Failed,
+                            Some(domain::PUSH_CUT_OFF),
+                        )
+                        .await
+                        .map_err(Error::Store)?;
+                }
             }
             let settle = store::WorkKind::Settle {
                 version: release.version,

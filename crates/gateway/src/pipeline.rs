@@ -194,6 +194,11 @@ async fn build_and_release(
         .await
         .map_err(|e| internal(out, "cannot read the app's config", e))?
         .config;
+    // Its builds run as the uid its number gives, as its processes do.
+    shared
+        .builder
+        .isolation()
+        .assign(app.name.as_str(), app.uid_slot);
     let job = builder::BuildJob {
         app: app.name.as_str(),
         commit,

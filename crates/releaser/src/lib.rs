@@ -210,6 +210,8 @@ impl Deployer for NoDeployer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseSpec {
     pub app: AppName,
+    /// The app's number among all apps (the store's): its sandbox uid derives from it.
+    pub uid_slot: u32,
     pub version: ReleaseVersion,
     /// The build's image: a digest of the local image store, or a registry reference.
     pub image: ImageRef,

@@ -261,6 +261,7 @@ impl ReleaseManager {
         // a runtime.
         Ok(ReleaseSpec {
             app: app.name.clone(),
+            uid_slot: app.uid_slot,
             version: release.version,
             image: ImageRef::parse(&image)?,
             processes: Procfile::from_entries(

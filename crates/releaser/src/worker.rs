@@ -39,6 +39,9 @@ pub struct Worker {
     manager: ReleaseManager,
     store: Store,
     config: Arc<WorkerConfig>,
+    /// One write of the record of processes at a time: two at once would interleave their
+    /// delete and insert.
+    syncing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How often the queue is looked at when nothing announced new work.
@@ -59,6 +62,7 @@ impl Worker {
             manager,
             store,
             config: Arc::new(config),
+            syncing: Arc::default(),
         }
     }
 
@@ -203,6 +207,7 @@ impl Worker {
         app: &AppName,
         last: Option<&mut HashMap<AppName, Vec<ProcessRecord>>>,
     ) {
+        let _turn = self.syncing.lock().await;
         let processes = match self.manager.processes(app).await {
             Ok(processes) => processes,
             Err(err) => {

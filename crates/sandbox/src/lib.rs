@@ -406,8 +406,23 @@ impl Isolation {
         ]
     }
 
-    /// The uid `app`'s code runs as, if apps get uids of their own: the same for its builds
-    /// and its processes, for the life of this server.
+    /// Gives `app` the uid its number among all apps (the store's, the same in every process)
+    /// derives from, so its builds in a gateway and its processes in a release manager run
+    /// as one uid, and no two live apps share one.
+    pub fn assign(&self, app: &str, number: u32) {
+        let uid = FIRST_APP_UID + number % (LAST_APP_UID - FIRST_APP_UID + 1);
+        self.uids
+            .lock()
+            .expect("never poisoned")
+            .by_app
+            .insert(app.to_owned(), uid);
+    }
+
+    /// The uid `app`'s code runs as, if apps get uids of their own: the one [`assign`]ed, or
+    /// else one from this server's pool, the same for its builds and its processes for the
+    /// life of this server.
+    ///
+    /// [`assign`]: Isolation::assign
     pub fn uid_for(&self, app: &str) -> Option<u32> {
         if !self.own_uids {
             return None;
@@ -762,6 +777,9 @@ mod tests {
         let b = isolation.uid_for("b").expect("own uids");
         assert_ne!(a, b);
         assert_eq!(isolation.uid_for("a"), Some(a));
+        // An app's number from the store decides its uid, whatever the pool would give.
+        isolation.assign("c", 7);
+        assert_eq!(isolation.uid_for("c"), Some(FIRST_APP_UID + 7));
         assert!(a >= FIRST_APP_UID && b <= LAST_APP_UID);
         assert_eq!(Isolation::off().uid_for("a"), None);
     }

@@ -9,7 +9,7 @@ use crate::{
     Access, App, Collaborator, Domain, DomainState, Error, Event, ProcessCount, Result, Store, User,
 };
 
-const APP_SELECT: &str = "SELECT a.id, a.name, o.username AS owner, a.created_at FROM apps a \
+const APP_SELECT: &str = "SELECT a.id, a.name, o.username AS owner, a.created_at, a.uid_slot FROM apps a \
                           JOIN users o ON o.id = a.owner_id";
 
 #[derive(sqlx::FromRow)]
@@ -18,6 +18,7 @@ struct AppRow {
     name: String,
     owner: String,
     created_at: time::OffsetDateTime,
+    uid_slot: Option<i64>,
 }
 
 impl TryFrom<AppRow> for App {
@@ -29,6 +30,10 @@ impl TryFrom<AppRow> for App {
             name: AppName::parse(&row.name).map_err(Error::corrupt)?,
             owner: row.owner,
             created_at: row.created_at,
+            uid_slot: row
+                .uid_slot
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| Error::corrupt(format!("app {} has no uid slot", row.name)))?,
         })
     }
 }
@@ -82,15 +87,23 @@ impl Store {
         let id = new_id();
         let created_at = now();
         let summary = ReleaseCause::Created.summary(&owner.username);
-        on_db!(self, write, |pool| {
+        let uid_slot = on_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
+            // The counter's row lock (PostgreSQL) or the single writer (SQLite) gives each app
+            // a number of its own.
+            let slot: i64 = sqlx::query_scalar(
+                "UPDATE counters SET value = value + 1 WHERE name = 'app_uid' RETURNING value - 1",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             sqlx::query(
-                "INSERT INTO apps (id, name, owner_id, last_version, created_at) VALUES ($1, $2, $3, 1, $4)",
+                "INSERT INTO apps (id, name, owner_id, last_version, created_at, uid_slot) VALUES ($1, $2, $3, 1, $4, $5)",
             )
             .bind(id)
             .bind(name.as_str())
             .bind(owner.id)
             .bind(created_at)
+            .bind(slot)
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict_on_unique(e, || format!("the app name {name} is taken")))?;
@@ -108,13 +121,14 @@ impl Store {
             .await?;
             record_event!(&mut *tx, app: name.as_str(), actor: &owner.username, action: "app.create", detail: "")?;
             tx.commit().await?;
-            Ok::<_, Error>(())
+            Ok::<_, Error>(slot)
         })?;
         Ok(App {
             id,
             name: name.clone(),
             owner: owner.username.clone(),
             created_at,
+            uid_slot: u32::try_from(uid_slot).map_err(Error::corrupt)?,
         })
     }
 
@@ -153,7 +167,7 @@ impl Store {
     /// The app and how `user` relates to it, in one query.
     pub async fn app_access(&self, name: &str, user: &User) -> Result<(App, Access)> {
         let sql = sqlx::AssertSqlSafe(
-            "SELECT a.id, a.name, o.username AS owner, a.created_at, CAST(CASE \
+            "SELECT a.id, a.name, o.username AS owner, a.created_at, a.uid_slot, CAST(CASE \
                WHEN a.owner_id = $2 THEN 2 \
                WHEN EXISTS (SELECT 1 FROM collaborators c WHERE c.app_id = a.id AND c.user_id = $2) THEN 1 \
                ELSE 0 END AS BIGINT) AS access \

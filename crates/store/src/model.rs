@@ -44,6 +44,9 @@ pub struct App {
     pub name: AppName,
     pub owner: String,
     pub created_at: OffsetDateTime,
+    /// The app's number among all apps ever made: the sandbox's uid for it derives from it,
+    /// the same in every process.
+    pub uid_slot: u32,
 }
 
 /// How a user relates to an app.

@@ -443,16 +443,25 @@ mod domains_from_before_verification {
             .await
             .unwrap();
         let insert = "INSERT INTO domains (domain, app_id, created_at) VALUES ($1, $2, $3)";
+        let old_app = "INSERT INTO apps (id, name, owner_id, last_version, created_at) VALUES ($1, 'demo', $2, 0, $3)";
         let (ada, demo);
         match backend {
             Backend::Sqlite => {
                 let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
                 before.run_to(4, &pool).await.unwrap();
                 ada = user(&store, "ada").await;
-                demo = app(&store, "demo", &ada).await;
+                // An app as the code of then made it.
+                demo = uuid::Uuid::now_v7();
+                sqlx::query(old_app)
+                    .bind(demo)
+                    .bind(ada.id)
+                    .bind(time::OffsetDateTime::now_utc())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
                 sqlx::query(insert)
                     .bind("www.example.com")
-                    .bind(demo.id)
+                    .bind(demo)
                     .bind(time::OffsetDateTime::now_utc())
                     .execute(&pool)
                     .await
@@ -462,10 +471,18 @@ mod domains_from_before_verification {
                 let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
                 before.run_to(4, &pool).await.unwrap();
                 ada = user(&store, "ada").await;
-                demo = app(&store, "demo", &ada).await;
+                // An app as the code of then made it.
+                demo = uuid::Uuid::now_v7();
+                sqlx::query(old_app)
+                    .bind(demo)
+                    .bind(ada.id)
+                    .bind(time::OffsetDateTime::now_utc())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
                 sqlx::query(insert)
                     .bind("www.example.com")
-                    .bind(demo.id)
+                    .bind(demo)
                     .bind(time::OffsetDateTime::now_utc())
                     .execute(&pool)
                     .await
@@ -473,11 +490,14 @@ mod domains_from_before_verification {
             }
         }
         store.migrate().await.unwrap();
+        let demo = store.app("demo").await.unwrap();
+        assert_eq!(demo.uid_slot, 0, "an app from before is numbered");
         let domains = store.domains(&demo).await.unwrap();
         assert_eq!(domains.len(), 1);
         assert!(domains[0].is_verified(), "{domains:?}");
         // Another app may claim the name pending, not take it.
         let other = app(&store, "other", &ada).await;
+        assert_eq!(other.uid_slot, 1, "numbered after the apps from before");
         let host = Hostname::parse("www.example.com").unwrap();
         store
             .add_domain(

@@ -153,6 +153,11 @@ impl Inner {
 
     /// Unpacks the release's image (once per image) and works out its environment.
     async fn prepare(self: &Arc<Self>, spec: &ReleaseSpec) -> Result<Arc<Launch>, RuntimeError> {
+        // The app's code runs as the uid its number gives, as its builds did.
+        self.ctx
+            .sandbox
+            .isolation
+            .assign(spec.app.as_str(), spec.uid_slot);
         let me = Arc::clone(self);
         // A build pushed to a registry names its image `host/repo@sha256:…`; the local store
         // has it by that digest. Only a parsed digest names a blob of the store.
