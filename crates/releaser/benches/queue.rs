@@ -64,6 +64,10 @@ async fn run() {
     );
     println!("1 release manager       {one_rate:>8.1} deploys/s");
     println!("ratio 2/1               {:>8.2}x", two_rate / one_rate);
+    println!(
+        "(the release managers, the benchmark and PostgreSQL share this machine's {} cores)",
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
 }
 
 /// One run's deploys per second, and how many deploys each release manager did.
