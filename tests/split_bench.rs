@@ -1,0 +1,346 @@
+//! Benchmark of the platform split into processes: the time from `slip config:set` to the
+//! router serving the new release, with 1 `slipwayd api`, 1 `slipwayd gateway` and 2
+//! `slipwayd releaser` (one active, one standing by; the local runtime) on one PostgreSQL,
+//! against `slipwayd up` on PostgreSQL as the baseline measured in this same run, and `up` on
+//! SQLite for scale.
+//!
+//! The app is a small Python HTTP server answering with a config var; each sample sets it to a
+//! new value and polls the router every 10 ms until that value comes back. The three set-ups
+//! run side by side and take turns, one sample each, so a busy moment of the machine falls on
+//! all of them.
+//!
+//! Needs `SLIPWAY_TEST_POSTGRES_URL` (`scripts/bench` starts a throwaway PostgreSQL). Run with
+//! `scripts/bench`, or `cargo build --release --bins && cargo bench -p slipway-e2e --bench
+//! split_bench`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use slipway_e2e::{Backend, PASSWORD, Platform, User, binary, http_get};
+use test_support::TestDatabase;
+
+/// Samples per set-up, after one untimed warm-up each.
+const SAMPLES: usize = 7;
+/// How often the router is asked whether the new release serves.
+const POLL: Duration = Duration::from_millis(10);
+/// The longest one sample may take before the benchmark gives up.
+const LIMIT: Duration = Duration::from_secs(120);
+const APP: &str = "bench";
+
+const APP_PY: &str = r#"import os, http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (os.environ.get("K", "none") + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+fn main() {
+    test_support::init();
+    if std::env::var_os(test_support::POSTGRES_URL_VAR).is_none() {
+        eprintln!(
+            "error: {} is not set: run scripts/bench, which starts PostgreSQL, or point it at a server",
+            test_support::POSTGRES_URL_VAR
+        );
+        std::process::exit(1);
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let up_pg = runtime
+        .block_on(Platform::start(Backend::Postgres))
+        .expect("PostgreSQL is there (checked at start)");
+    let up_sqlite = runtime
+        .block_on(Platform::start(Backend::Sqlite))
+        .expect("SQLite is always there");
+    let cluster = runtime
+        .block_on(Cluster::start())
+        .expect("PostgreSQL is there (checked at start)");
+
+    let mut setups = [
+        Setup::deployed(
+            "up, PostgreSQL",
+            &up_pg.api_url,
+            &up_pg.ssh_url,
+            &up_pg.router,
+        ),
+        Setup::deployed(
+            "split, PostgreSQL",
+            &cluster.api,
+            &cluster.ssh_url,
+            &cluster.router,
+        ),
+        Setup::deployed(
+            "up, SQLite",
+            &up_sqlite.api_url,
+            &up_sqlite.ssh_url,
+            &up_sqlite.router,
+        ),
+    ];
+    for setup in &mut setups {
+        setup.sample(0);
+    }
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); setups.len()];
+    for n in 1..=SAMPLES {
+        for (setup, times) in setups.iter_mut().zip(&mut samples) {
+            times.push(setup.sample(n));
+        }
+    }
+    let medians: Vec<f64> = samples.iter_mut().map(|t| ms(median(t))).collect();
+    println!(
+        "split benchmark: config:set until the router serves the new release, median of {SAMPLES}"
+    );
+    println!(
+        "slipwayd up, PostgreSQL                              {:>8.1} ms",
+        medians[0]
+    );
+    println!(
+        "api + gateway + 2 releasers, PostgreSQL              {:>8.1} ms   ratio split/up {:.2}x",
+        medians[1],
+        medians[1] / medians[0]
+    );
+    println!(
+        "slipwayd up, SQLite                                  {:>8.1} ms   ratio to up on PostgreSQL {:.2}x",
+        medians[2],
+        medians[2] / medians[0]
+    );
+    for (setup, times) in setups.iter().zip(&samples) {
+        let all: Vec<String> = times.iter().map(|t| format!("{:.0}", ms(*t))).collect();
+        println!("  {:<20} samples (ms): {}", setup.label, all.join(" "));
+    }
+    drop(cluster);
+}
+
+/// An app deployed on one platform, and its owner.
+struct Setup {
+    label: &'static str,
+    user: User,
+    router: String,
+}
+
+impl Setup {
+    /// Registers a user on the API at `api`, creates the app and pushes it through `ssh_url`.
+    fn deployed(label: &'static str, api: &str, ssh_url: &str, router: &str) -> Setup {
+        let mut user = User::new();
+        user.slip(&["register", api, "--username", "ada", "--password", PASSWORD])
+            .success();
+        let key = user.ssh_key();
+        user.slip(&["keys:add", &format!("{}.pub", key.display())])
+            .success();
+        let dir = user.home().join(APP);
+        std::fs::create_dir_all(&dir).unwrap();
+        user.cwd = dir.clone();
+        std::fs::write(dir.join("app.py"), APP_PY).unwrap();
+        std::fs::write(dir.join("Procfile"), "web: python3 app.py\n").unwrap();
+        user.git(&["init", "-q", "-b", "main"]).success();
+        user.git(&["add", "-A"]).success();
+        user.git(&["commit", "-q", "-m", "app"]).success();
+        user.slip(&["create", APP]).success();
+        let push = user.git(&["push", "-q", &format!("{ssh_url}/{APP}.git"), "main"]);
+        assert!(push.ok, "{label}: push: {}", push.stderr);
+        assert!(
+            push.stderr.contains("deployed to http://"),
+            "{}",
+            push.stderr
+        );
+        Setup {
+            label,
+            user,
+            router: router.to_owned(),
+        }
+    }
+
+    /// `slip config:set K=v<n>`, timed until the router serves `v<n>`.
+    fn sample(&mut self, n: usize) -> Duration {
+        let value = format!("v{n}");
+        let expected = format!("{value}\n");
+        let host = format!("{APP}.localhost");
+        let (user, router, label) = (&self.user, &self.router, self.label);
+        std::thread::scope(|scope| {
+            let started = Instant::now();
+            let setting =
+                scope.spawn(|| user.slip(&["config:set", &format!("K={value}"), "-a", APP]));
+            let took = loop {
+                if http_get(router, &host, "/")
+                    .is_ok_and(|(status, body)| status == 200 && body == expected)
+                {
+                    break started.elapsed();
+                }
+                assert!(
+                    started.elapsed() < LIMIT,
+                    "{label}: {value} did not serve within {LIMIT:?}"
+                );
+                std::thread::sleep(POLL);
+            };
+            let set = setting.join().unwrap();
+            assert!(set.ok, "{label}: config:set: {}", set.stderr);
+            took
+        })
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// One `slipwayd` process and the lines it prints (as in tests/split.rs).
+struct Piece {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Piece {
+    fn start(role: &str, data_dir: &Path, database_url: &str, args: &[&str]) -> Piece {
+        let mut child = Command::new(binary("slipwayd"))
+            .arg(role)
+            .args(args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--database-url")
+            .arg(database_url)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start slipwayd");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // Once the bench stops listening, the lines are still read, so that the
+                // process never blocks on a full pipe.
+                let _ = tx.send(line);
+            }
+        });
+        Piece { child, lines }
+    }
+
+    /// Waits for a line starting with `prefix`; returns the rest.
+    #[track_caller]
+    fn wait_for(&self, prefix: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.to_owned();
+                    }
+                }
+                Err(_) => panic!("no line starting with {prefix:?} within {limit:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Piece {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        for _ in 0..200 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// 1 api, 1 gateway and 2 releasers on one PostgreSQL, sharing a data directory as on one
+/// machine; the first releaser runs the apps, the second stands by.
+struct Cluster {
+    api: String,
+    ssh_url: String,
+    /// `127.0.0.1:PORT` of the active releaser's router.
+    router: String,
+    // Stopped in this order: the api and gateway first, the release managers last.
+    _pieces: Vec<Piece>,
+    _releasers: Vec<Piece>,
+    _dir: tempfile::TempDir,
+    _db: TestDatabase,
+}
+
+impl Cluster {
+    async fn start() -> Option<Cluster> {
+        let db = TestDatabase::new(Backend::Postgres).await?;
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let url = db.url.clone();
+        let limit = Duration::from_secs(60);
+        let routers: Vec<String> = (0..2)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        // One after the other, so that the first is the active one.
+        let mut releasers = Vec::new();
+        for (router, line) in routers
+            .iter()
+            .zip(["router: http://", "releaser: standing by"])
+        {
+            let releaser = Piece::start(
+                "releaser",
+                &data_dir,
+                &url,
+                &["--router-listen", router, "--api-listen", "127.0.0.1:0"],
+            );
+            releaser.wait_for(line, limit);
+            releasers.push(releaser);
+        }
+        let gateway = Piece::start(
+            "gateway",
+            &data_dir,
+            &url,
+            &[
+                "--ssh-listen",
+                "127.0.0.1:0",
+                "--router-listen",
+                &routers[0],
+            ],
+        );
+        let ssh = gateway.wait_for("ssh: ssh://git@", limit);
+        let api = Piece::start(
+            "api",
+            &data_dir,
+            &url,
+            &[
+                "--api-listen",
+                "127.0.0.1:0",
+                "--ssh-listen",
+                &ssh,
+                "--router-listen",
+                &routers[0],
+            ],
+        );
+        let api_url = api.wait_for("api: ", limit);
+        Some(Cluster {
+            api: api_url,
+            ssh_url: format!("ssh://git@{ssh}"),
+            router: routers[0].clone(),
+            _pieces: vec![api, gateway],
+            _releasers: releasers,
+            _dir: dir,
+            _db: db,
+        })
+    }
+}
