@@ -381,8 +381,9 @@ impl Runtime for LocalRuntime {
                 None,
             )
             .map_err(|e| RuntimeError::Runtime(format!("cannot start {source}: {e}")))?;
-        // Whatever the one-off leaves in its cell goes when it is done.
-        let _cell = sandboxed.cell;
+        // Whatever the one-off leaves in its cell goes when it is done (at the latest when
+        // the cell is dropped, should the caller go away).
+        let cell = sandboxed.cell;
         let mut child = sandboxed
             .command
             .spawn()
@@ -406,7 +407,7 @@ impl Runtime for LocalRuntime {
             status
         })
         .await;
-        match waited {
+        let ended = match waited {
             Ok(Ok(status)) => {
                 use std::os::unix::process::ExitStatusExt;
                 Ok(status
@@ -424,7 +425,9 @@ impl Runtime for LocalRuntime {
                 ));
                 Ok(124)
             }
-        }
+        };
+        cell.finish().await;
+        ended
     }
 
     async fn deploy(
