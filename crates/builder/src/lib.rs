@@ -194,7 +194,7 @@ impl Builder {
             sandbox::Isolation::detect(config.sandbox, &config.data_dir.join("sandbox"))
                 .map_err(std::io::Error::other)?;
         let isolation = std::sync::Arc::new(isolation);
-        let data_dir = config.data_dir.canonicalize()?;
+        let data_dir = tokio::fs::canonicalize(&config.data_dir).await?;
         let toolchains: Vec<std::path::PathBuf> = TOOLCHAINS
             .iter()
             .map(std::path::PathBuf::from)
@@ -202,7 +202,7 @@ impl Builder {
             .collect();
         let registry = config.registry.clone().map(registry::Registry::new);
         let buildpacks_dir = match &config.buildpacks_dir {
-            Some(dir) => Some(dir.canonicalize().map_err(|e| {
+            Some(dir) => Some(tokio::fs::canonicalize(dir).await.map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!(
