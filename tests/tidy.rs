@@ -365,3 +365,222 @@ fn the_cycle_check_finds_cycles() {
         ])
     );
 }
+
+/// Blocking file and process calls made directly in async code: an `async fn` or an `async`
+/// block, but not a closure in it (closures here are handed to `spawn_blocking`, or run
+/// inline on data already read) nor test code. Calls through a synchronous helper are not
+/// seen: this catches the direct slip, not every path.
+fn blocking_calls(source: &str) -> Vec<String> {
+    use syn::visit::{self, Visit};
+
+    /// Path methods that touch the disk; `.metadata()` and the like followed by `.await`
+    /// are tokio's.
+    const METHODS: &[&str] = &[
+        "exists",
+        "try_exists",
+        "metadata",
+        "symlink_metadata",
+        "read_dir",
+        "read_link",
+        "canonicalize",
+    ];
+
+    struct Finder {
+        /// The innermost function, and whether the code at hand runs on an async thread.
+        within: Vec<(String, bool)>,
+        std_fs: bool,
+        std_file: bool,
+        std_command: bool,
+        found: Vec<String>,
+    }
+
+    fn path_of(path: &syn::Path) -> String {
+        let names: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        names.join("::")
+    }
+
+    fn is_test(attrs: &[syn::Attribute]) -> bool {
+        attrs.iter().any(|a| {
+            let name = path_of(a.path());
+            name.ends_with("test")
+                || (name == "cfg"
+                    && a.meta
+                        .require_list()
+                        .is_ok_and(|l| l.tokens.to_string().contains("test")))
+        })
+    }
+
+    impl Finder {
+        fn in_async(&self) -> bool {
+            self.within.last().is_some_and(|(_, a)| *a)
+        }
+
+        fn found(&mut self, what: String) {
+            if self.in_async() {
+                let function = self
+                    .within
+                    .last()
+                    .map(|(f, _)| f.clone())
+                    .unwrap_or_default();
+                self.found.push(format!("{what} in {function}"));
+            }
+        }
+
+        fn nested(&mut self, name: Option<String>, is_async: bool, visit: impl FnOnce(&mut Self)) {
+            let name = name.unwrap_or_else(|| {
+                self.within
+                    .last()
+                    .map(|(f, _)| f.clone())
+                    .unwrap_or_default()
+            });
+            self.within.push((name, is_async));
+            visit(self);
+            self.within.pop();
+        }
+
+        /// A call of a `std::fs` function (not a type's constructor such as `Permissions`).
+        fn blocking_fs(&self, path: &str) -> bool {
+            let function = |rest: &str| {
+                rest.split("::")
+                    .next()
+                    .is_some_and(|s| s.starts_with(|c: char| c.is_lowercase()))
+                    || rest == "File::open"
+                    || rest == "File::create"
+            };
+            path.strip_prefix("std::fs::").is_some_and(function)
+                || (self.std_fs && path.strip_prefix("fs::").is_some_and(function))
+                || (self.std_file && (path == "File::open" || path == "File::create"))
+        }
+    }
+
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_item_mod(&mut self, i: &'ast syn::ItemMod) {
+            if !is_test(&i.attrs) {
+                visit::visit_item_mod(self, i);
+            }
+        }
+        fn visit_item_fn(&mut self, i: &'ast syn::ItemFn) {
+            if !is_test(&i.attrs) {
+                let name = Some(i.sig.ident.to_string());
+                self.nested(name, i.sig.asyncness.is_some(), |me| {
+                    visit::visit_item_fn(me, i)
+                });
+            }
+        }
+        fn visit_impl_item_fn(&mut self, i: &'ast syn::ImplItemFn) {
+            if !is_test(&i.attrs) {
+                let name = Some(i.sig.ident.to_string());
+                self.nested(name, i.sig.asyncness.is_some(), |me| {
+                    visit::visit_impl_item_fn(me, i)
+                });
+            }
+        }
+        fn visit_expr_async(&mut self, i: &'ast syn::ExprAsync) {
+            self.nested(None, true, |me| visit::visit_expr_async(me, i));
+        }
+        fn visit_expr_closure(&mut self, i: &'ast syn::ExprClosure) {
+            let is_async = i.asyncness.is_some();
+            self.nested(None, is_async, |me| visit::visit_expr_closure(me, i));
+        }
+        fn visit_expr_call(&mut self, i: &'ast syn::ExprCall) {
+            if let syn::Expr::Path(function) = &*i.func {
+                let path = path_of(&function.path);
+                if self.blocking_fs(&path)
+                    || path == "std::process::Command::new"
+                    || (self.std_command && path == "Command::new")
+                    || path == "std::thread::sleep"
+                {
+                    self.found(path);
+                }
+            }
+            visit::visit_expr_call(self, i);
+        }
+        fn visit_expr_await(&mut self, i: &'ast syn::ExprAwait) {
+            match &*i.base {
+                // tokio's `entry.metadata().await` and the like.
+                syn::Expr::MethodCall(call) => {
+                    self.visit_expr(&call.receiver);
+                    call.args.iter().for_each(|a| self.visit_expr(a));
+                }
+                _ => visit::visit_expr_await(self, i),
+            }
+        }
+        fn visit_expr_method_call(&mut self, i: &'ast syn::ExprMethodCall) {
+            let method = i.method.to_string();
+            if METHODS.contains(&method.as_str()) {
+                self.found(format!(".{method}()"));
+            }
+            visit::visit_expr_method_call(self, i);
+        }
+    }
+
+    let file = syn::parse_file(source).expect("the workspace's sources parse");
+    let mut finder = Finder {
+        within: Vec::new(),
+        std_fs: source.contains("use std::fs;") || source.contains("use std::{fs"),
+        std_file: source.contains("std::fs::File;") || source.contains("fs::{File"),
+        std_command: source.contains("std::process::Command;")
+            || source.contains("process::{Command"),
+        found: Vec::new(),
+    };
+    finder.visit_file(&file);
+    finder.found
+}
+
+/// No blocking file or process call in the platform's async code: it would stall a Tokio
+/// worker thread and every task on it. `slip` is a CLI, one command per process, and may.
+#[test]
+fn async_code_makes_no_blocking_calls() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("crates"), &mut files);
+    let mut problems = Vec::new();
+    for file in files {
+        let relative = file.strip_prefix(repo()).unwrap().display().to_string();
+        if relative.starts_with("crates/slip/") || !relative.contains("/src/") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&file).unwrap();
+        for call in blocking_calls(&source) {
+            problems.push(format!("{relative}: {call}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "blocking calls on async threads; use tokio::fs, tokio::process or spawn_blocking:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The blocking-call check finds what it should and nothing else.
+#[test]
+fn the_blocking_check_finds_blocking_calls() {
+    let found = blocking_calls(
+        r#"
+        use std::fs;
+        async fn serve(path: &Path) {
+            let text = std::fs::read_to_string(path);
+            fs::remove_dir_all(path);
+            if path.exists() {}
+            let inline = async { std::thread::sleep(ONE) };
+            let off = tokio::task::spawn_blocking(move || std::fs::read(path)).await;
+            let mode = std::fs::Permissions::from_mode(0o600);
+            let entry = tokio::fs::metadata(path).await;
+            let found = entry.metadata().await;
+        }
+        fn start(path: &Path) { std::fs::create_dir_all(path); }
+        #[cfg(test)]
+        mod tests {
+            async fn a_test() { std::fs::write("x", "y"); }
+        }
+        "#,
+    );
+    assert_eq!(
+        found,
+        [
+            "std::fs::read_to_string in serve",
+            "fs::remove_dir_all in serve",
+            ".exists() in serve",
+            "std::thread::sleep in serve",
+        ]
+    );
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use slipway_api::{ApiConfig, ApiState, NoDeployer, router};
+use slipway_api::{ApiConfig, ApiState, router};
 
 /// Concurrent connections of the load generator.
 const CONNECTIONS: usize = 16;
@@ -50,10 +50,10 @@ async fn run() {
             token_ttl: std::time::Duration::from_secs(3600),
             login: slipway_api::LoginLimits::default(),
             dns_resolver: None,
+            deploys: false,
         }),
-        deployer: Arc::new(NoDeployer),
         build_cache: Arc::new(slipway_api::NoBuildCache),
-        logs: Default::default(),
+        logs: Arc::new(logs::Logs::default()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -37,7 +37,7 @@ impl Run<'_> {
     /// `Some(name)` when the buildpack takes the app.
     pub(crate) async fn detect(&self) -> Result<Option<String>, BuildError> {
         let detect = self.buildpack.join("bin").join("detect");
-        if !detect.exists() {
+        if !tokio::fs::try_exists(&detect).await.unwrap_or(false) {
             return Ok(Some(crate::display_name(self.buildpack)));
         }
         let out = script::run(
@@ -89,7 +89,7 @@ impl Run<'_> {
     /// The buildpack's `default_process_types`, if it has `bin/release`.
     pub(crate) async fn release(&self) -> Result<BTreeMap<String, String>, BuildError> {
         let release = self.buildpack.join("bin").join("release");
-        if !release.exists() {
+        if !tokio::fs::try_exists(&release).await.unwrap_or(false) {
             return Ok(BTreeMap::new());
         }
         let out = script::run(

@@ -194,7 +194,7 @@ impl Builder {
             sandbox::Isolation::detect(config.sandbox, &config.data_dir.join("sandbox"))
                 .map_err(std::io::Error::other)?;
         let isolation = std::sync::Arc::new(isolation);
-        let data_dir = config.data_dir.canonicalize()?;
+        let data_dir = tokio::fs::canonicalize(&config.data_dir).await?;
         let toolchains: Vec<std::path::PathBuf> = TOOLCHAINS
             .iter()
             .map(std::path::PathBuf::from)
@@ -202,7 +202,7 @@ impl Builder {
             .collect();
         let registry = config.registry.clone().map(registry::Registry::new);
         let buildpacks_dir = match &config.buildpacks_dir {
-            Some(dir) => Some(dir.canonicalize().map_err(|e| {
+            Some(dir) => Some(tokio::fs::canonicalize(dir).await.map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!(
@@ -242,40 +242,57 @@ impl Builder {
         let started = Instant::now();
         let cache = self.config.data_dir.join("cache").join(job.app);
         tokio::fs::create_dir_all(&cache).await?;
-        let scratch = tempfile::Builder::new()
-            .prefix("buildpack-")
-            .tempdir_in(job.source.parent().unwrap_or(job.source))?;
-        // Buildpacks fetched or taken from the app live where builds cannot write, so none can
-        // swap one for a link between two scripts (bubblewrap binds a buildpack by its path).
-        let fetched = tempfile::Builder::new()
-            .prefix("buildpacks-")
-            .tempdir_in(job.source.parent().unwrap_or(job.source))?;
-        let mut budget = budget;
-        let writable = vec![
-            job.source.to_path_buf(),
-            cache.clone(),
-            scratch.path().to_path_buf(),
-        ];
-        // The build runs as the app's uid: what it may write becomes the app's.
-        let (isolation, app, dirs) = (
+        let parent = job.source.parent().unwrap_or(job.source).to_path_buf();
+        let (isolation, app, source_dir, cache_dir) = (
             std::sync::Arc::clone(&self.isolation),
             job.app.to_owned(),
-            writable.clone(),
+            job.source.to_path_buf(),
+            cache.clone(),
         );
-        tokio::task::spawn_blocking(move || {
-            dirs.iter()
-                .try_for_each(|dir| isolation.hand_over(&app, dir))
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        // File work, a tree walk among it: on a blocking thread.
+        let (_scratch, fetched, writable, source, scratch_tree, cache_tree, project) =
+            run_image::blocking(move || {
+                let scratch = tempfile::Builder::new()
+                    .prefix("buildpack-")
+                    .tempdir_in(&parent)?;
+                // Buildpacks fetched or taken from the app live where builds cannot write, so
+                // none can swap one for a link between two scripts (bubblewrap binds a
+                // buildpack by its path).
+                let fetched = tempfile::Builder::new()
+                    .prefix("buildpacks-")
+                    .tempdir_in(&parent)?;
+                let (scratch, fetched) = (
+                    RemovedOffThread::new(scratch),
+                    RemovedOffThread::new(fetched),
+                );
+                let writable = vec![
+                    source_dir.clone(),
+                    cache_dir.clone(),
+                    scratch.path().to_path_buf(),
+                ];
+                // The build runs as the app's uid: what it may write becomes the app's.
+                for dir in &writable {
+                    isolation.hand_over(&app, dir)?;
+                }
+                let source = tenant_fs::Tree::open(&source_dir, "")?;
+                let scratch_tree = tenant_fs::Tree::open(scratch.path(), "")?;
+                let cache_tree = tenant_fs::Tree::open(&cache_dir, "cache")?;
+                let project = project::Project::load(&source)?;
+                project.apply_exclude(&source)?;
+                Ok((
+                    scratch,
+                    fetched,
+                    writable,
+                    source,
+                    scratch_tree,
+                    cache_tree,
+                    project,
+                ))
+            })
+            .await?;
+        let mut budget = budget;
         budget.sandbox.writable = writable;
         budget.sandbox.readable = self.toolchains.clone();
-
-        let source = tenant_fs::Tree::open(job.source, "")?;
-        let scratch_tree = tenant_fs::Tree::open(scratch.path(), "")?;
-        let cache_tree = tenant_fs::Tree::open(&cache, "cache")?;
-        let project = project::Project::load(&source)?;
-        project.apply_exclude(&source)?;
         // project.toml's build env joins the config vars the buildpacks see.
         let mut config = job.config.clone();
         config.extend(project.env.clone());
@@ -813,6 +830,30 @@ pub(crate) fn system_path() -> String {
 async fn set_executable(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).await
+}
+
+/// A temporary directory removed on a blocking thread when dropped, however the build ends:
+/// a build's scratch tree can be large.
+struct RemovedOffThread(Option<tempfile::TempDir>);
+
+impl RemovedOffThread {
+    fn new(dir: tempfile::TempDir) -> Self {
+        RemovedOffThread(Some(dir))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.as_ref().expect("present until dropped").path()
+    }
+}
+
+impl Drop for RemovedOffThread {
+    fn drop(&mut self) {
+        let Some(dir) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(dir))),
+            Err(_) => drop(dir),
+        }
+    }
 }
 
 #[cfg(test)]

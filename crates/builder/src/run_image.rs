@@ -286,7 +286,7 @@ fn last_line(text: &[u8]) -> String {
 }
 
 /// Runs file work on a blocking thread.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, BuildError> + Send + 'static,
 ) -> Result<T, BuildError> {
     tokio::task::spawn_blocking(work)

@@ -244,7 +244,7 @@ async fn run_in(
         status = async { tokio::join!(outputs, child.wait()).1 } => status,
         used = disk => {
             kill_group();
-            cell.kill();
+            cell.finish().await;
             return Err(BuildError::OverLimit(format!(
                 "it wrote more than {} MiB to its source, cache and scratch space ({} MiB); `slip builds:purge-cache` empties the cache",
                 sandbox.limits.disk >> 20,
@@ -253,12 +253,12 @@ async fn run_in(
         }
         () = exceeded.notified() => {
             kill_group();
-            cell.kill();
+            cell.finish().await;
             return Err(BuildError::TooMuchOutput(budget.max_output));
         }
         () = tokio::time::sleep(remaining) => {
             kill_group();
-            cell.kill();
+            cell.finish().await;
             return Err(BuildError::TimedOut(budget.limit));
         }
     };
@@ -266,9 +266,9 @@ async fn run_in(
         status.map_err(|e| BuildError::Buildpack(format!("{} failed: {e}", program.display())))?;
     // Whatever the script left running in its group or its cell goes with it.
     kill_group();
-    cell.kill();
+    let limit_hit = cell.finish().await;
     if !status.success()
-        && let Some(reason) = cell.limit_hit()
+        && let Some(reason) = limit_hit
     {
         return Err(BuildError::OverLimit(reason));
     }

@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use command::{GitCommand, Service, parse as parse_command};
 pub use limits::ConnectionLimits;
@@ -112,6 +113,9 @@ pub(crate) struct Shared {
     pub(crate) gate: Arc<limits::Gate>,
     /// Pushes in progress, by the id their hook presents.
     pub(crate) pushes: Mutex<HashMap<String, Arc<PushContext>>>,
+    /// Every task a connection, a git command or a hook call runs in: waited for at
+    /// shutdown, once the shutdown has cut them.
+    pub(crate) tasks: TaskTracker,
 }
 
 /// A push in progress: who is pushing which app, and the token that fires if they go away.
@@ -196,6 +200,7 @@ impl Gateway {
             builder,
             instance,
             pushes: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
         });
         Ok(Gateway {
             shared,
@@ -209,7 +214,9 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    /// Serves SSH and the hook socket until `shutdown` fires; pushes in progress are cut.
+    /// Serves SSH and the hook socket until `shutdown` fires; pushes in progress are cut,
+    /// and what they were doing is waited for (up to [`DRAIN`]): their builds stop, their
+    /// git processes are killed, their push leases given back.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let Gateway {
             shared,
@@ -218,13 +225,14 @@ impl Gateway {
             ssh,
         } = self;
         let hook_server = tokio::spawn(serve_hooks(Arc::clone(&shared), hooks, shutdown.clone()));
-        let sweeping = {
+        // Tracked: it stops at its wait when `shutdown` fires; a sweep under way finishes.
+        {
             let (store, repos, shutdown) = (
                 shared.store.clone(),
                 shared.config.repos(),
                 shutdown.clone(),
             );
-            tokio::spawn(async move {
+            shared.tasks.spawn(async move {
                 loop {
                     tokio::select! {
                         () = shutdown.cancelled() => return,
@@ -234,14 +242,24 @@ impl Gateway {
                         tracing::warn!(error = %err, "cannot look for cut-off pushes");
                     }
                 }
-            })
-        };
+            });
+        }
         accept_ssh(&shared, &ssh, &listener, &shutdown).await;
-        hook_server.abort();
-        sweeping.abort();
+        let _ = hook_server.await;
+        let tasks = &shared.tasks;
+        tasks.close();
+        if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
+            tracing::warn!(
+                tasks = tasks.len(),
+                "gateway work still running after {DRAIN:?}; stopping anyway"
+            );
+        }
         Ok(())
     }
 }
+
+/// How long the pushes a shutdown cut get to wind up.
+pub const DRAIN: Duration = Duration::from_secs(10);
 
 /// Binds the SSH port with a long accept queue: in a burst of connections the kernel keeps
 /// them waiting there instead of dropping their handshakes (which the clients would retry
@@ -306,7 +324,7 @@ async fn accept_ssh(
                 continue;
             }
         };
-        tokio::spawn(serve_ssh(
+        shared.tasks.spawn(serve_ssh(
             Arc::clone(shared),
             Arc::clone(ssh),
             stream,
@@ -620,8 +638,9 @@ async fn serve_hooks(shared: Arc<Shared>, listener: UnixListener, shutdown: Canc
             },
             () = shutdown.cancelled() => return,
         };
+        let tasks = shared.tasks.clone();
         let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(err) = serve_hook(&shared, stream).await {
                 tracing::warn!(error = %err, "hook connection failed");
             }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use domain::AppName;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 /// How long a push lease lasts unless renewed (every third of it).
 pub(crate) const PUSH_LEASE: Duration = Duration::from_secs(30);
@@ -25,13 +26,15 @@ pub(crate) struct PushGuard {
     name: String,
     holder: String,
     renewing: JoinHandle<()>,
+    /// Where giving the lease up runs: the gateway waits for it at shutdown.
+    tasks: TaskTracker,
 }
 
 impl Drop for PushGuard {
     fn drop(&mut self) {
         self.renewing.abort();
         let (store, name, holder) = (self.store.clone(), self.name.clone(), self.holder.clone());
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             if let Err(err) = store.release_lease(&name, &holder).await {
                 tracing::warn!(lease = %name, error = %err, "cannot give up a push lease; it lapses on its own");
             }
@@ -40,8 +43,10 @@ impl Drop for PushGuard {
 }
 
 /// Takes the app's push lease for `holder` if it is free: `Ok(None)` when another push has it.
+/// The lease is given back in a task of `tasks`.
 pub(crate) async fn try_acquire(
     store: &store::Store,
+    tasks: &TaskTracker,
     app: &AppName,
     holder: &str,
 ) -> Result<Option<PushGuard>, store::Error> {
@@ -83,12 +88,14 @@ pub(crate) async fn try_acquire(
         name,
         holder: holder.to_owned(),
         renewing,
+        tasks: tasks.clone(),
     }))
 }
 
 /// Waits up to `limit` for the app's push lease; `Ok(None)` when the wait runs out.
 pub(crate) async fn wait(
     store: &store::Store,
+    tasks: &TaskTracker,
     app: &AppName,
     holder: &str,
     limit: Duration,
@@ -97,7 +104,7 @@ pub(crate) async fn wait(
     let mut changes = store.changes();
     loop {
         changes.borrow_and_update();
-        if let Some(guard) = try_acquire(store, app, holder).await? {
+        if let Some(guard) = try_acquire(store, tasks, app, holder).await? {
             return Ok(Some(guard));
         }
         let now = tokio::time::Instant::now();
@@ -118,20 +125,34 @@ mod tests {
             .await
             .unwrap();
         let store = store::Store::open(&db.url).await.unwrap();
+        let tasks = TaskTracker::new();
         let demo = AppName::parse("demo").unwrap();
-        let first = try_acquire(&store, &demo, "one").await.unwrap().unwrap();
-        assert!(try_acquire(&store, &demo, "two").await.unwrap().is_none());
-        let waited = wait(&store, &demo, "two", Duration::from_millis(300)).await;
+        let first = try_acquire(&store, &tasks, &demo, "one")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            try_acquire(&store, &tasks, &demo, "two")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let waited = wait(&store, &tasks, &demo, "two", Duration::from_millis(300)).await;
         assert!(waited.unwrap().is_none(), "gave up after the limit");
         // Another app is not held up.
         let other = AppName::parse("other").unwrap();
-        assert!(try_acquire(&store, &other, "two").await.unwrap().is_some());
+        assert!(
+            try_acquire(&store, &tasks, &other, "two")
+                .await
+                .unwrap()
+                .is_some()
+        );
         // A waiter gets in as soon as the first gives the lease up.
         let waiter = {
             let store = store.clone();
             let demo = demo.clone();
             tokio::spawn(async move {
-                wait(&store, &demo, "two", Duration::from_secs(60))
+                wait(&store, &tasks, &demo, "two", Duration::from_secs(60))
                     .await
                     .unwrap()
                     .is_some()

@@ -166,10 +166,18 @@ async fn build_and_release(
     commit: &str,
 ) -> Result<Option<domain::ReleaseVersion>, String> {
     let app = &push.app;
-    let work = tempfile::Builder::new()
-        .prefix("build-")
-        .tempdir_in(shared.config.tmp())
-        .map_err(|e| internal(out, "cannot make a build directory", e))?;
+    let tmp = shared.config.tmp();
+    let work = tokio::task::spawn_blocking(move || {
+        tempfile::Builder::new().prefix("build-").tempdir_in(tmp)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|made| made)
+    .map_err(|e| internal(out, "cannot make a build directory", e))?;
+    let work = BuildDir {
+        dir: Some(work),
+        tasks: shared.tasks.clone(),
+    };
     let source = work.path().join("source");
     let limits = crate::repo::Limits::new(shared.config.max_push_bytes);
     let exported = crate::repo::export(
@@ -264,6 +272,27 @@ async fn build_and_release(
             "{} failed: {err}; the previous release keeps serving. `slip logs` shows the app's output",
             release.version
         )),
+    }
+}
+
+/// A push's build directory: removed, however the push ends, on a blocking thread the
+/// gateway waits for at shutdown (a build's tree can be large).
+struct BuildDir {
+    dir: Option<tempfile::TempDir>,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl BuildDir {
+    fn path(&self) -> &std::path::Path {
+        self.dir.as_ref().expect("present until dropped").path()
+    }
+}
+
+impl Drop for BuildDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            self.tasks.spawn_blocking(move || drop(dir));
+        }
     }
 }
 

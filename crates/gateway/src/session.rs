@@ -226,7 +226,7 @@ impl russh::server::Handler for Connection {
             git_protocol: self.git_protocol.clone(),
             closed: self.closed.clone(),
         };
-        tokio::spawn(job.run(channel));
+        self.shared.tasks.spawn(job.run(channel));
         Ok(())
     }
 }
@@ -331,7 +331,7 @@ impl GitJob {
         let push_id;
         match self.command.service {
             Service::UploadPack => {
-                if !repo.exists() {
+                if !tokio::fs::try_exists(&repo).await.unwrap_or(false) {
                     return Err(format!(
                         "{app} has no code yet: push some with `git push slipway main`"
                     ));
@@ -347,9 +347,14 @@ impl GitJob {
                     tracing::error!(error = %e, "cannot take a push lease");
                     "cannot take the app's push lock; the server log has the details".to_owned()
                 };
-                let guard = match locks::try_acquire(store, &self.app.name, &holder)
-                    .await
-                    .map_err(lease_failed)?
+                let guard = match locks::try_acquire(
+                    store,
+                    &self.shared.tasks,
+                    &self.app.name,
+                    &holder,
+                )
+                .await
+                .map_err(lease_failed)?
                 {
                     Some(guard) => guard,
                     None => {
@@ -359,7 +364,7 @@ impl GitJob {
                         );
                         let _ = stderr.write_all(notice.as_bytes()).await;
                         let _ = stderr.flush().await;
-                        locks::wait(store, &self.app.name, &holder, limit)
+                        locks::wait(store, &self.shared.tasks, &self.app.name, &holder, limit)
                             .await
                             .map_err(lease_failed)?
                             .ok_or_else(|| {

@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::{
     AppName, ConfigVars, Formation, ImageRef, ProcessType, Procfile, ReleaseStatus, ReleaseVersion,
 };
 use store::{App, Release, Store};
+use tokio_util::task::TaskTracker;
 
 use crate::{
     DeployError, Deployer, Leftovers, Lines, Logs, ProcessInfo, Progress, ReleaseSpec, Runtime,
@@ -49,6 +51,9 @@ struct Inner {
     hosts: tokio::sync::Mutex<()>,
     /// What an app keeps on disk under its name, removed when it is destroyed.
     leftovers: Leftovers,
+    /// Work running in tasks of its own (deploys a caller stopped waiting for, and the
+    /// like): waited for by [`ReleaseManager::drain`].
+    tasks: TaskTracker,
 }
 
 impl ReleaseManager {
@@ -69,8 +74,26 @@ impl ReleaseManager {
                 locks: Mutex::default(),
                 runs: Mutex::default(),
                 hosts: tokio::sync::Mutex::default(),
+                tasks: TaskTracker::new(),
             }),
         }
+    }
+
+    /// Waits, up to `deadline`, for the work it runs in tasks of its own to end; none is
+    /// cut in the middle. Work handed to it afterwards still runs. `false`: some was still
+    /// running at the deadline.
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        let tasks = &self.inner.tasks;
+        tasks.close();
+        let drained = tokio::time::timeout(deadline, tasks.wait()).await.is_ok();
+        tasks.reopen();
+        if !drained {
+            tracing::warn!(
+                tasks = tasks.len(),
+                "release manager work still running after {deadline:?}; stopping anyway"
+            );
+        }
+        drained
     }
 
     /// Finishes what destroys left undone: removes the directories and logs of apps no
@@ -588,14 +611,19 @@ impl ReleaseManager {
     }
 }
 
-/// Runs `work` in its own task and waits for it: a caller that goes away (a request cut
-/// off by its timeout) does not leave the work half done.
-async fn detached<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T, DeployError>> + Send + 'static,
-) -> Result<T, DeployError> {
-    tokio::spawn(work)
-        .await
-        .map_err(|e| DeployError::Failed(format!("stopped unexpectedly: {e}")))?
+impl ReleaseManager {
+    /// Runs `work` in its own tracked task and waits for it: a caller that goes away (a
+    /// request cut off by its timeout) does not leave the work half done.
+    async fn detached<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, DeployError>> + Send + 'static,
+    ) -> Result<T, DeployError> {
+        self.inner
+            .tasks
+            .spawn(work)
+            .await
+            .map_err(|e| DeployError::Failed(format!("stopped unexpectedly: {e}")))?
+    }
 }
 
 fn store_error(doing: &str, err: &store::Error) -> DeployError {
@@ -617,7 +645,7 @@ impl Deployer for ReleaseManager {
     fn deploy(&self, app: &AppName, version: ReleaseVersion) {
         let manager = self.clone();
         let app = app.clone();
-        tokio::spawn(async move {
+        self.inner.tasks.spawn(async move {
             let (progress, _) = crate::LineSender::channel(1);
             if let Err(err) = manager.deploy_locked(&app, version, &progress, false).await {
                 tracing::warn!(%app, %version, error = %err, "deploy failed");
@@ -634,7 +662,8 @@ impl Deployer for ReleaseManager {
         // A pusher who goes away (a closed connection) does not cut the deploy in half.
         let manager = self.clone();
         let app = app.clone();
-        detached(async move { manager.deploy_locked(&app, version, &progress, false).await }).await
+        self.detached(async move { manager.deploy_locked(&app, version, &progress, false).await })
+            .await
     }
 
     async fn deploy_push(
@@ -645,14 +674,15 @@ impl Deployer for ReleaseManager {
     ) -> Result<(), DeployError> {
         let manager = self.clone();
         let app = app.clone();
-        detached(async move { manager.deploy_locked(&app, version, &progress, true).await }).await
+        self.detached(async move { manager.deploy_locked(&app, version, &progress, true).await })
+            .await
     }
 
     async fn push_settled(&self, name: &AppName, version: ReleaseVersion, ref_moved: bool) {
         let manager = self.clone();
         let name = name.clone();
         let settled =
-            detached(async move { manager.settle_locked(&name, version, ref_moved).await });
+            self.detached(async move { manager.settle_locked(&name, version, ref_moved).await });
         if let Err(err) = settled.await {
             tracing::error!(%version, error = %err, "cannot record how a push ended");
         }
@@ -661,14 +691,16 @@ impl Deployer for ReleaseManager {
     async fn scale(&self, name: &AppName) -> Result<(), DeployError> {
         let manager = self.clone();
         let name = name.clone();
-        detached(async move { manager.scale_locked(&name).await }).await
+        self.detached(async move { manager.scale_locked(&name).await })
+            .await
     }
 
     async fn restart(&self, name: &AppName, process_type: Option<&str>) -> Result<(), DeployError> {
         let manager = self.clone();
         let name = name.clone();
         let process_type = process_type.map(str::to_owned);
-        detached(async move { manager.restart_locked(&name, process_type.as_deref()).await }).await
+        self.detached(async move { manager.restart_locked(&name, process_type.as_deref()).await })
+            .await
     }
 
     async fn processes(&self, app: &AppName) -> Result<Vec<ProcessInfo>, DeployError> {
@@ -730,7 +762,7 @@ impl Deployer for ReleaseManager {
         }
         let manager = self.clone();
         let name = name.clone();
-        tokio::spawn(async move {
+        self.inner.tasks.spawn(async move {
             let _turn = manager.lock(&name).await;
             if let Err(err) = manager.inner.runtime.stop(&name).await {
                 tracing::error!(app = %name, error = %err, "cannot stop the destroyed app's processes");
@@ -751,7 +783,7 @@ impl Deployer for ReleaseManager {
         // gone: their last lines are not the new app's.
         let manager = self.clone();
         let name = name.clone();
-        tokio::spawn(async move {
+        self.inner.tasks.spawn(async move {
             let _turn = manager.lock(&name).await;
             manager.inner.logs.remove(name.as_str()).await;
         });

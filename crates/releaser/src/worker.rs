@@ -53,6 +53,9 @@ const PROCESS_SYNC: Duration = Duration::from_secs(1);
 const STRANDED_AFTER: Duration = Duration::from_secs(30);
 /// Finished work is forgotten after this long.
 const KEEP_FINISHED: Duration = Duration::from_secs(24 * 3600);
+/// How long the release manager's own tasks get to end at shutdown, once the pieces of work
+/// under way have.
+const DRAIN: Duration = Duration::from_secs(10);
 /// Output lines are written to the store in batches at least this often.
 const OUTPUT_FLUSH: Duration = Duration::from_millis(100);
 
@@ -66,7 +69,8 @@ impl Worker {
         }
     }
 
-    /// Claims and does work until `shutdown` fires, then waits for the pieces under way.
+    /// Claims and does work until `shutdown` fires, then waits for the pieces under way and
+    /// for the release manager's own tasks.
     pub async fn run(self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
         tracker.spawn(self.clone().housekeeping(shutdown.clone()));
@@ -104,6 +108,7 @@ impl Worker {
         }
         tracker.close();
         tracker.wait().await;
+        self.manager.drain(DRAIN).await;
     }
 
     /// One piece of work, start to end, its lease renewed meanwhile.

@@ -560,3 +560,19 @@ async fn scale_and_restart_reach_the_runtime_for_the_current_release_only() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn drain_waits_for_a_deploy_started_in_the_background() {
+    let mut rig = Rig::new().await;
+    let v2 = rig.push(WEB).await;
+    // Handed off: `deploy` returns at once, the deploy runs in a task of the manager's.
+    rig.manager.deploy(&rig.app.name, v2);
+    assert!(rig.manager.drain(Duration::from_secs(10)).await);
+    assert_eq!(rig.status(v2).await, ReleaseStatus::Succeeded);
+    rig.check_deploys(expect![[r#"demo v2 web=1"#]]);
+    // Drained, it still takes work.
+    let v3 = rig.config("A", "1").await;
+    rig.manager.deploy(&rig.app.name, v3);
+    assert!(rig.manager.drain(Duration::from_secs(10)).await);
+    assert_eq!(rig.status(v3).await, ReleaseStatus::Succeeded);
+}

@@ -205,6 +205,25 @@ impl Cell {
         }
         None
     }
+
+    /// Kills what is left in the cell, removes it, and says why the program was stopped by
+    /// its limits, if it was — on a blocking thread, since killing waits for the processes
+    /// to leave. Dropping a cell does the same on the caller's thread.
+    pub async fn finish(mut self) -> Option<String> {
+        let cgroup = self.cgroup.take()?;
+        let limits = self.limits;
+        tokio::task::spawn_blocking(move || {
+            let cell = Cell {
+                cgroup: Some(cgroup),
+                limits,
+            };
+            cell.kill();
+            cell.limit_hit()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
 }
 
 impl Drop for Cell {

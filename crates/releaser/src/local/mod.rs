@@ -19,6 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::{AppName, Formation, ImageRef, ProcessType, ReleaseVersion};
 use oci::ImageStore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use self::process::{Context, Launch, Proc, ProcIdentity, Sandbox};
 use crate::{Lines, Logs, ProcessInfo, ProcessState, ReleaseSpec, Runtime, RuntimeError};
@@ -93,6 +95,11 @@ struct Inner {
     preparing: Mutex<Vec<ImageRef>>,
     /// Ports our web processes listen on.
     ports: Mutex<std::collections::HashSet<u16>>,
+    /// Work in the background (retiring processes, pruning images), waited for at
+    /// [`LocalRuntime::shutdown`].
+    tasks: TaskTracker,
+    /// Fires at shutdown: background work stops waiting (for requests to drain) and finishes.
+    stopping: CancellationToken,
 }
 
 impl LocalRuntime {
@@ -122,6 +129,8 @@ impl LocalRuntime {
                 apps: Mutex::default(),
                 preparing: Mutex::default(),
                 ports: Mutex::default(),
+                tasks: TaskTracker::new(),
+                stopping: CancellationToken::new(),
             }
         });
         Ok(LocalRuntime { inner })
@@ -259,13 +268,17 @@ impl Inner {
         self.refresh_routes();
         let me = Arc::clone(self);
         let app = app.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let backends: Vec<SocketAddr> = procs
                 .iter()
                 .filter_map(|p| p.port)
                 .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
                 .collect();
-            me.routes.drained(&backends, me.config.stop_timeout).await;
+            // At shutdown the wait ends; stopping them does not.
+            tokio::select! {
+                () = me.routes.drained(&backends, me.config.stop_timeout) => {}
+                () = me.stopping.cancelled() => {}
+            }
             me.stop_all(&procs).await;
             if let Some(run) = me.apps.lock().expect("never poisoned").get_mut(&app) {
                 run.retiring
@@ -311,7 +324,7 @@ impl Inner {
             keep.extend(run.previous_image.iter().cloned());
         }
         let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
+        self.tasks.spawn_blocking(move || {
             if let Err(err) = me.unpacked.prune(&me.config.images, &keep) {
                 tracing::warn!(error = %err, "cannot delete unused unpacked images");
             }
@@ -373,8 +386,9 @@ impl Runtime for LocalRuntime {
                 None,
             )
             .map_err(|e| RuntimeError::Runtime(format!("cannot start {source}: {e}")))?;
-        // Whatever the one-off leaves in its cell goes when it is done.
-        let _cell = sandboxed.cell;
+        // Whatever the one-off leaves in its cell goes when it is done (at the latest when
+        // the cell is dropped, should the caller go away).
+        let cell = sandboxed.cell;
         let mut child = sandboxed
             .command
             .spawn()
@@ -398,7 +412,7 @@ impl Runtime for LocalRuntime {
             status
         })
         .await;
-        match waited {
+        let ended = match waited {
             Ok(Ok(status)) => {
                 use std::os::unix::process::ExitStatusExt;
                 Ok(status
@@ -416,7 +430,9 @@ impl Runtime for LocalRuntime {
                 ));
                 Ok(124)
             }
-        }
+        };
+        cell.finish().await;
+        ended
     }
 
     async fn deploy(
@@ -661,8 +677,10 @@ impl Runtime for LocalRuntime {
 
 impl LocalRuntime {
     /// Stops every app's processes: the platform is going down. Not the [`Runtime`]'s: on
-    /// Kubernetes, apps outlive the platform's processes.
+    /// Kubernetes, apps outlive the platform's processes. Background work (processes being
+    /// retired, images being pruned) is waited for, up to the stop timeout and a little more.
     pub async fn shutdown(&self) {
+        self.inner.stopping.cancel();
         let runs: Vec<AppRun> = self
             .inner
             .apps
@@ -681,6 +699,15 @@ impl LocalRuntime {
             })
             .collect();
         self.inner.stop_all(&procs).await;
+        let tasks = &self.inner.tasks;
+        tasks.close();
+        let deadline = self.inner.config.stop_timeout + Duration::from_secs(5);
+        if tokio::time::timeout(deadline, tasks.wait()).await.is_err() {
+            tracing::warn!(
+                tasks = tasks.len(),
+                "the local runtime's background work still running after {deadline:?}; stopping anyway"
+            );
+        }
     }
 }
 

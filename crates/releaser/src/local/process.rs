@@ -362,8 +362,7 @@ impl Proc {
                 Ok(Sandboxed { mut command, cell }) => match command.spawn() {
                     Ok(child) => {
                         let exit = self.run(&ctx, child).await;
-                        cell.kill();
-                        match (exit, cell.limit_hit()) {
+                        match (exit, cell.finish().await) {
                             (Some(Ended::Exited(how)), Some(limit)) => {
                                 Some(Ended::Exited(format!("{how}: {limit}")))
                             }
