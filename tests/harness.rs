@@ -474,3 +474,82 @@ pub fn eventually(limit: std::time::Duration, what: &str, mut done: impl FnMut()
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// One `slipwayd` process of the platform run apart (`api`, `gateway`, `releaser`) and the
+/// lines it prints; stopped (SIGINT, then SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Piece {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Piece {
+    /// Starts `slipwayd ROLE ARGS` on the data directory and database given.
+    pub fn start(role: &str, data_dir: &Path, database_url: &str, args: &[&str]) -> Piece {
+        let mut child = Command::new(binary("slipwayd"))
+            .arg(role)
+            .args(args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--database-url")
+            .arg(database_url)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start slipwayd");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // Read on when nobody listens, so the process never blocks on a full pipe.
+                let _ = tx.send(line);
+            }
+        });
+        Piece { child, lines }
+    }
+
+    /// Waits for a line starting with `prefix`; returns the rest.
+    #[track_caller]
+    pub fn wait_for(&self, prefix: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.to_owned();
+                    }
+                }
+                Err(_) => panic!("no line starting with {prefix:?} within {limit:?}"),
+            }
+        }
+    }
+
+    /// Kills the process outright, as a crash would.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Piece {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        if wait_timeout(&mut self.child, Duration::from_secs(10)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A loopback port free now, for a process to listen on later.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}

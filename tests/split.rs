@@ -6,95 +6,11 @@
 //! the apps to the standby, which finishes the deploy.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use slipway_e2e::{Backend, PASSWORD, User, binary, eventually, http_get};
+use slipway_e2e::{Backend, PASSWORD, Piece, User, eventually, free_port, http_get};
 use test_support::TestDatabase;
-
-/// One `slipwayd` process and the lines it prints.
-struct Piece {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Piece {
-    fn start(role: &str, data_dir: &Path, database_url: &str, args: &[&str]) -> Piece {
-        let mut child = Command::new(binary("slipwayd"))
-            .arg(role)
-            .args(args)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--database-url")
-            .arg(database_url)
-            // A standby takes over within 3 s of the active one's last renewal.
-            .args(["--lease", "3"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start slipwayd");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Piece { child, lines }
-    }
-
-    /// Waits for a line starting with `prefix`; returns the rest.
-    #[track_caller]
-    fn wait_for(&self, prefix: &str, limit: Duration) -> String {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        return rest.to_owned();
-                    }
-                }
-                Err(_) => panic!("no line starting with {prefix:?} within {limit:?}"),
-            }
-        }
-    }
-
-    fn kill_9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Piece {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
-        for _ in 0..200 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A web app that answers `<GREETING> <code>`; it takes `BOOT` seconds to listen.
 fn app_py(code: &str) -> String {
@@ -185,7 +101,15 @@ impl Cluster {
                 "releaser",
                 &data_dir,
                 &url,
-                &["--router-listen", router, "--api-listen", "127.0.0.1:0"],
+                // A standby takes over within 3 s of the active one's last renewal.
+                &[
+                    "--router-listen",
+                    router,
+                    "--api-listen",
+                    "127.0.0.1:0",
+                    "--lease",
+                    "3",
+                ],
             )
         };
         let first = releaser(&routers[0]);

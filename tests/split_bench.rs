@@ -13,13 +13,9 @@
 //! `scripts/bench`, or `cargo build --release --bins && cargo bench -p slipway-e2e --bench
 //! split_bench`.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{Backend, PASSWORD, Platform, User, binary, http_get};
+use slipway_e2e::{Backend, PASSWORD, Piece, Platform, User, free_port, http_get};
 use test_support::TestDatabase;
 
 /// Samples per set-up, after one untimed warm-up each.
@@ -192,80 +188,6 @@ fn ms(d: Duration) -> f64 {
 fn median(times: &mut [Duration]) -> Duration {
     times.sort();
     times[times.len() / 2]
-}
-
-/// One `slipwayd` process and the lines it prints (as in tests/split.rs).
-struct Piece {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Piece {
-    fn start(role: &str, data_dir: &Path, database_url: &str, args: &[&str]) -> Piece {
-        let mut child = Command::new(binary("slipwayd"))
-            .arg(role)
-            .args(args)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--database-url")
-            .arg(database_url)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start slipwayd");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                // Once the bench stops listening, the lines are still read, so that the
-                // process never blocks on a full pipe.
-                let _ = tx.send(line);
-            }
-        });
-        Piece { child, lines }
-    }
-
-    /// Waits for a line starting with `prefix`; returns the rest.
-    #[track_caller]
-    fn wait_for(&self, prefix: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        return rest.to_owned();
-                    }
-                }
-                Err(_) => panic!("no line starting with {prefix:?} within {limit:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Piece {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
-        for _ in 0..200 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// 1 api, 1 gateway and 2 releasers on one PostgreSQL, sharing a data directory as on one

@@ -2,9 +2,9 @@
 //! through a [`Runtime`], records how the deploy went, and answers for an app's processes,
 //! logs and one-off runs.
 //!
-//! The rest of the platform sees it as a [`Deployer`]: the API and the gateway hand it
-//! releases once the store has committed them. [`ReleaseManager`] is the real one;
-//! [`NoDeployer`] leaves releases `pending` (a platform without a runtime).
+//! The rest of the platform meets it at the store: the API and the gateway queue work there,
+//! and a [`Worker`] claims it and has the [`ReleaseManager`] do it through the [`Deployer`]
+//! interface, writing back what it printed and how it ended.
 //!
 //! Architecture invariant: the release manager decides *what* runs (which release, which
 //! formation, whether a deploy succeeded); a runtime decides *how* (local processes here,
@@ -84,9 +84,6 @@ pub const READER_LAG: usize = 1_024;
 /// What the API and the gateway ask of the release manager.
 #[async_trait]
 pub trait Deployer: Send + Sync + 'static {
-    /// Whether releases handed to [`Deployer::deploy`] get deployed at all.
-    fn deploys(&self) -> bool;
-
     /// Deploys a committed release in the background and returns at once.
     fn deploy(&self, app: &AppName, version: ReleaseVersion);
 
@@ -136,74 +133,6 @@ pub trait Deployer: Send + Sync + 'static {
     /// The host names the app answers to changed: it was created, or a custom domain was
     /// added or removed.
     async fn hosts_changed(&self, app: &AppName);
-
-    /// The app was destroyed: stop everything it runs, and remove what it kept on disk.
-    fn destroyed(&self, app: &AppName);
-
-    /// The app was created: whatever an older app of its name left is removed first.
-    fn created(&self, app: &AppName);
-}
-
-/// A [`Deployer`] that deploys nothing: the platform has no runtime.
-#[derive(Debug, Default)]
-pub struct NoDeployer;
-
-const NO_RUNTIME: &str = "this platform has no runtime, so nothing runs";
-
-#[async_trait]
-impl Deployer for NoDeployer {
-    fn deploys(&self) -> bool {
-        false
-    }
-
-    fn deploy(&self, _app: &AppName, _version: ReleaseVersion) {}
-
-    async fn deploy_and_wait(
-        &self,
-        _app: &AppName,
-        _version: ReleaseVersion,
-        _progress: Progress,
-    ) -> Result<(), DeployError> {
-        Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
-    }
-
-    async fn deploy_push(
-        &self,
-        _app: &AppName,
-        _version: ReleaseVersion,
-        _progress: Progress,
-    ) -> Result<(), DeployError> {
-        Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
-    }
-
-    async fn push_settled(&self, _app: &AppName, _version: ReleaseVersion, _ref_moved: bool) {}
-
-    async fn scale(&self, _app: &AppName) -> Result<(), DeployError> {
-        Ok(())
-    }
-
-    async fn restart(&self, _app: &AppName, _type: Option<&str>) -> Result<(), DeployError> {
-        Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
-    }
-
-    async fn processes(&self, _app: &AppName) -> Result<Vec<ProcessInfo>, DeployError> {
-        Ok(Vec::new())
-    }
-
-    async fn run(
-        &self,
-        _app: &AppName,
-        _command: &str,
-        _output: LineSender,
-    ) -> Result<i32, DeployError> {
-        Err(DeployError::Unavailable(NO_RUNTIME.to_owned()))
-    }
-
-    async fn hosts_changed(&self, _app: &AppName) {}
-
-    fn destroyed(&self, _app: &AppName) {}
-
-    fn created(&self, _app: &AppName) {}
 }
 
 /// Everything a runtime needs to run a release.

@@ -638,10 +638,6 @@ fn store_error(doing: &str, err: &store::Error) -> DeployError {
 
 #[async_trait]
 impl Deployer for ReleaseManager {
-    fn deploys(&self) -> bool {
-        true
-    }
-
     fn deploy(&self, app: &AppName, version: ReleaseVersion) {
         let manager = self.clone();
         let app = app.clone();
@@ -752,40 +748,5 @@ impl Deployer for ReleaseManager {
         if let Err(err) = self.inner.runtime.set_hosts(name, hosts).await {
             tracing::error!(app = %name, error = %err, "cannot route the app's host names");
         }
-    }
-
-    fn destroyed(&self, name: &AppName) {
-        // At once, before the caller is told: from now on nothing is found under the name.
-        // The store no longer has the app, so a crash from here on is finished by `sweep`.
-        if let Err(err) = self.inner.leftovers.trash(name.as_str()) {
-            tracing::error!(app = %name, error = %err, "cannot move the destroyed app's directories to the trash");
-        }
-        let manager = self.clone();
-        let name = name.clone();
-        self.inner.tasks.spawn(async move {
-            let _turn = manager.lock(&name).await;
-            if let Err(err) = manager.inner.runtime.stop(&name).await {
-                tracing::error!(app = %name, error = %err, "cannot stop the destroyed app's processes");
-            }
-            manager.inner.logs.remove(name.as_str()).await;
-            let leftovers = manager.inner.leftovers.clone();
-            let _ = tokio::task::spawn_blocking(move || leftovers.empty_trash()).await;
-        });
-    }
-
-    fn created(&self, name: &AppName) {
-        // Normally nothing is there; a destroy cut short, or work of the old app that ended
-        // after it, may have left something.
-        if let Err(err) = self.inner.leftovers.trash(name.as_str()) {
-            tracing::error!(app = %name, error = %err, "cannot clear what an older app of this name left");
-        }
-        // The log too, once an older app's processes, stopping under the app's lock, are
-        // gone: their last lines are not the new app's.
-        let manager = self.clone();
-        let name = name.clone();
-        self.inner.tasks.spawn(async move {
-            let _turn = manager.lock(&name).await;
-            manager.inner.logs.remove(name.as_str()).await;
-        });
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::AppName;
-use store::{Fault, ProcessRecord, Store, Work, WorkKind, WorkOutcome};
+use store::{Claimable, Fault, ProcessRecord, Store, Work, WorkKind, WorkOutcome};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -44,6 +44,8 @@ pub struct Worker {
     syncing: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// One-off commands run at once, at most, beside the other work.
+const RUNS: usize = 64;
 /// How often the queue is looked at when nothing announced new work.
 const POLL: Duration = Duration::from_millis(500);
 /// How often what each app runs is written to the store, when it changed.
@@ -74,21 +76,42 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
         tracker.spawn(self.clone().housekeeping(shutdown.clone()));
+        // One-off commands have room of their own: a console that lasts an hour takes none
+        // from deploys.
         let slots = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency.max(1)));
+        let run_slots = Arc::new(tokio::sync::Semaphore::new(RUNS));
         let mut changes = self.store.changes();
         loop {
-            let permit = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                permit = Arc::clone(&slots).acquire_owned() => permit.expect("never closed"),
+            let which = match (
+                slots.available_permits() > 0,
+                run_slots.available_permits() > 0,
+            ) {
+                (true, true) => Claimable::Any,
+                (true, false) => Claimable::NotRuns,
+                (false, true) => Claimable::Runs,
+                (false, false) => {
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => break,
+                        _ = slots.acquire() => {}
+                        _ = run_slots.acquire() => {}
+                    }
+                    continue;
+                }
             };
             changes.borrow_and_update();
             match self
                 .store
-                .claim(&self.config.holder, self.config.lease)
+                .claim(&self.config.holder, self.config.lease, which)
                 .await
             {
                 Ok(Some(work)) => {
+                    // Only this loop takes permits, so the room it saw is still there.
+                    let room = match work.kind {
+                        WorkKind::Run { .. } => &run_slots,
+                        _ => &slots,
+                    };
+                    let permit = Arc::clone(room).try_acquire_owned().expect("room was seen");
                     let worker = self.clone();
                     tracker.spawn(async move {
                         worker.work(work).await;
@@ -99,7 +122,6 @@ impl Worker {
                 Ok(None) => {}
                 Err(err) => tracing::warn!(error = %err, "cannot claim work; trying again"),
             }
-            drop(permit);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -107,7 +129,13 @@ impl Worker {
             }
         }
         tracker.close();
-        tracker.wait().await;
+        // Work under way finishes, up to a deadline; what does not is taken over by the next
+        // release manager when its lease lapses.
+        if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                "work still under way after {DRAIN:?}; leaving it to the next release manager"
+            );
+        }
         self.manager.drain(DRAIN).await;
     }
 

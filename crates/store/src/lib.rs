@@ -28,8 +28,8 @@ pub use model::{
 };
 pub use users::NewUser;
 pub use work::{
-    Fault, MAX_OUTPUT_LINES, ProcessRecord, Work, WorkId, WorkKind, WorkOutcome, WorkStatus,
-    holder_gone, holder_name,
+    Claimable, Fault, MAX_OUTPUT_LINES, ProcessRecord, Work, WorkId, WorkKind, WorkOutcome,
+    WorkStatus, holder_gone, holder_name,
 };
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -118,6 +118,17 @@ impl WorkKind {
     }
 }
 
+/// Which work [`Store::claim`] may take: a release manager with no room for another
+/// one-off command, or for anything else, says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimable {
+    Any,
+    /// One-off commands only.
+    Runs,
+    /// Anything but one-off commands.
+    NotRuns,
+}
+
 /// Where a piece of work is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkStatus {
@@ -319,9 +330,21 @@ impl Store {
 
     /// Claims the oldest piece of work that can be done now — the oldest unfinished of its
     /// app, queued, or running under a lease that lapsed — for `holder`, until `lease` from
-    /// now. Work that must not be retried (a one-off command) and was cut off is failed
-    /// instead of claimed again.
-    pub async fn claim(&self, holder: &str, lease: Duration) -> Result<Option<Work>> {
+    /// now. One-off commands stand apart: they run beside an app's other work and each other
+    /// (a console may last an hour; a deploy does not wait for it), so they neither wait in
+    /// the app's order nor hold it up. `which` says which may be claimed. Work that must not
+    /// be retried (a one-off command) and was cut off is failed instead of claimed again.
+    pub async fn claim(
+        &self,
+        holder: &str,
+        lease: Duration,
+        which: Claimable,
+    ) -> Result<Option<Work>> {
+        let (runs, others) = match which {
+            Claimable::Any => (true, true),
+            Claimable::Runs => (true, false),
+            Claimable::NotRuns => (false, true),
+        };
         loop {
             let at = millis(now());
             // The only statement whose text differs: SQLite has no row locks, and needs
@@ -335,8 +358,9 @@ impl Store {
                  attempts = attempts + 1, started_at = $3 \
                  WHERE id = (SELECT w.id FROM work w \
                    WHERE (w.status = 'queued' OR (w.status = 'running' AND w.lease_until < $4)) \
-                   AND NOT EXISTS (SELECT 1 FROM work o WHERE o.app = w.app AND o.id < w.id \
-                                   AND o.status IN ('queued', 'running')) \
+                   AND ((w.kind = 'run' AND $5) OR (w.kind <> 'run' AND $6 \
+                     AND NOT EXISTS (SELECT 1 FROM work o WHERE o.app = w.app AND o.id < w.id \
+                                     AND o.kind <> 'run' AND o.status IN ('queued', 'running')))) \
                    ORDER BY w.id LIMIT 1{lock}) \
                  RETURNING {WORK_COLUMNS}"
             ));
@@ -345,6 +369,8 @@ impl Store {
                 .bind(lease_end(lease))
                 .bind(now())
                 .bind(at)
+                .bind(runs)
+                .bind(others)
                 .fetch_optional(pool)
                 .await)?;
             let Some(row) = row else {

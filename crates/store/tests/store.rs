@@ -543,6 +543,8 @@ fn deploy_of(n: u32) -> store::WorkKind {
 }
 
 const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+use store::Claimable;
+
 const DONE: store::WorkOutcome = store::WorkOutcome::Succeeded { exit_status: None };
 
 both_backends! {
@@ -551,14 +553,14 @@ both_backends! {
         let x1 = store.enqueue(&x, &deploy_of(2)).await.unwrap();
         let x2 = store.enqueue(&x, &store::WorkKind::Scale).await.unwrap();
         let y1 = store.enqueue(&y, &store::WorkKind::Hosts).await.unwrap();
-        let first = store.claim("a", LEASE).await.unwrap().unwrap();
+        let first = store.claim("a", LEASE, Claimable::Any).await.unwrap().unwrap();
         assert_eq!((first.id, first.kind.clone(), first.attempts), (x1, deploy_of(2), 1));
         // x's second piece waits for its first; y's does not.
-        let second = store.claim("b", LEASE).await.unwrap().unwrap();
+        let second = store.claim("b", LEASE, Claimable::Any).await.unwrap().unwrap();
         assert_eq!(second.id, y1);
-        assert!(store.claim("b", LEASE).await.unwrap().is_none());
+        assert!(store.claim("b", LEASE, Claimable::Any).await.unwrap().is_none());
         assert!(store.finish_work(x1, "a", &DONE).await.unwrap());
-        let third = store.claim("b", LEASE).await.unwrap().unwrap();
+        let third = store.claim("b", LEASE, Claimable::Any).await.unwrap().unwrap();
         assert_eq!(third.id, x2);
         assert_eq!(store.work(x1).await.unwrap().outcome, Some(DONE));
     }
@@ -567,9 +569,9 @@ both_backends! {
         let x = app_name("x");
         let deploying = store.enqueue(&x, &deploy_of(2)).await.unwrap();
         let short = std::time::Duration::from_millis(1);
-        assert_eq!(store.claim("dead", short).await.unwrap().unwrap().id, deploying);
+        assert_eq!(store.claim("dead", short, Claimable::Any).await.unwrap().unwrap().id, deploying);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let again = store.claim("alive", LEASE).await.unwrap().unwrap();
+        let again = store.claim("alive", LEASE, Claimable::Any).await.unwrap().unwrap();
         assert_eq!((again.id, again.attempts), (deploying, 2));
         assert!(!store.finish_work(deploying, "dead", &DONE).await.unwrap());
         assert!(!store.renew_work(deploying, "dead", LEASE).await.unwrap());
@@ -581,9 +583,9 @@ both_backends! {
             .enqueue(&x, &store::WorkKind::Run { command: "rake db:migrate".into() })
             .await
             .unwrap();
-        assert_eq!(store.claim("dead", short).await.unwrap().unwrap().id, run);
+        assert_eq!(store.claim("dead", short, Claimable::Any).await.unwrap().unwrap().id, run);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert!(store.claim("alive", LEASE).await.unwrap().is_none());
+        assert!(store.claim("alive", LEASE, Claimable::Any).await.unwrap().is_none());
         let outcome = store.work(run).await.unwrap().outcome.unwrap();
         assert_eq!(
             outcome,
@@ -592,6 +594,21 @@ both_backends! {
                 reason: "interrupted: the release manager running it stopped".into()
             }
         );
+    }
+
+    async fn one_off_commands_neither_wait_in_an_apps_order_nor_hold_it_up(store: Store) {
+        let x = app_name("x");
+        let console = store.enqueue(&x, &store::WorkKind::Run { command: "bash".into() }).await.unwrap();
+        let deploying = store.enqueue(&x, &deploy_of(2)).await.unwrap();
+        let other_run = store.enqueue(&x, &store::WorkKind::Run { command: "ls".into() }).await.unwrap();
+        let scale = store.enqueue(&x, &store::WorkKind::Scale).await.unwrap();
+        assert_eq!(store.claim("a", LEASE, Claimable::NotRuns).await.unwrap().unwrap().id, deploying);
+        assert_eq!(store.claim("a", LEASE, Claimable::Any).await.unwrap().unwrap().id, console);
+        assert_eq!(store.claim("a", LEASE, Claimable::Runs).await.unwrap().unwrap().id, other_run);
+        // The scale waits for the deploy, not for the runs.
+        assert!(store.claim("a", LEASE, Claimable::Any).await.unwrap().is_none());
+        assert!(store.finish_work(deploying, "a", &DONE).await.unwrap());
+        assert_eq!(store.claim("a", LEASE, Claimable::Any).await.unwrap().unwrap().id, scale);
     }
 
     async fn concurrent_claimers_take_each_piece_once_and_never_two_of_an_app_at_once(store: Store) {
@@ -611,7 +628,7 @@ both_backends! {
                 let holder = format!("claimer{c}");
                 let mut idle = 0;
                 while idle < 20 {
-                    let Some(work) = store.claim(&holder, LEASE).await.unwrap() else {
+                    let Some(work) = store.claim(&holder, LEASE, Claimable::Any).await.unwrap() else {
                         idle += 1;
                         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                         continue;
