@@ -260,6 +260,11 @@ fn run(mut cluster: Cluster) {
         for (version, status) in &statuses[..4] {
             assert_eq!(status, "succeeded", "{app} v{version}");
         }
+        eventually(
+            Duration::from_secs(10),
+            "the log records every deploy",
+            || deployed(&cluster.data_dir, app).len() >= 4,
+        );
         let counts = deployed(&cluster.data_dir, app);
         assert_eq!(
             counts,
@@ -297,8 +302,14 @@ fn run(mut cluster: Cluster) {
                     .is_ok_and(|(status, body)| status == 200 && body == "g1 c2\n")
             },
         );
-        let counts = deployed(&cluster.data_dir, app);
+        // The log file is written in batches: the last line shows a moment after the release.
         let expected = if app == "app0" { 5 } else { 4 };
+        eventually(
+            Duration::from_secs(10),
+            "the log records every deploy",
+            || deployed(&cluster.data_dir, app).len() >= expected,
+        );
+        let counts = deployed(&cluster.data_dir, app);
         assert_eq!(counts.len(), expected, "{app}: {counts:?}");
         assert!(
             counts.values().all(|n| *n == 1),
