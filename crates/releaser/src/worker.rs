@@ -58,6 +58,9 @@ const KEEP_FINISHED: Duration = Duration::from_secs(24 * 3600);
 /// How long the release manager's own tasks get to end at shutdown, once the pieces of work
 /// under way have.
 const DRAIN: Duration = Duration::from_secs(10);
+/// The most output bytes kept for one piece of work (beside [`store::MAX_OUTPUT_LINES`]);
+/// past either, lines are counted, not kept.
+const MAX_OUTPUT_BYTES: usize = 4 << 20;
 /// Output lines are written to the store in batches at least this often.
 const OUTPUT_FLUSH: Duration = Duration::from_millis(100);
 
@@ -341,21 +344,36 @@ impl Worker {
 /// Past the store's bound they are dropped; the reader sees the count from the line sender.
 async fn write_output(store: Store, id: store::WorkId, mut lines: crate::LineReceiver) {
     let mut next = 0u32;
-    let mut batch = Vec::new();
+    let mut batch: Vec<String> = Vec::new();
+    let (mut kept_bytes, mut dropped) = (0usize, 0u64);
     loop {
         let deadline = tokio::time::Instant::now() + OUTPUT_FLUSH;
         let open = loop {
             match tokio::time::timeout_at(deadline, lines.recv()).await {
                 Ok(Some(line)) => {
-                    batch.push(line);
-                    if batch.len() >= 200 {
-                        break true;
+                    // The last line's room is kept for the note that says what was not kept.
+                    let room = next as usize + batch.len() + 1 < store::MAX_OUTPUT_LINES as usize;
+                    if dropped == 0 && room && kept_bytes + line.len() <= MAX_OUTPUT_BYTES {
+                        kept_bytes += line.len();
+                        batch.push(line);
+                        if batch.len() >= 200 {
+                            break true;
+                        }
+                    } else {
+                        dropped += 1;
                     }
                 }
                 Ok(None) => break false,
                 Err(_) => break true,
             }
         };
+        if !open && dropped > 0 {
+            batch.push(format!(
+                "(slipway: {dropped} more lines not kept: a piece of work keeps at most {} lines and {} MiB of output)",
+                store::MAX_OUTPUT_LINES,
+                MAX_OUTPUT_BYTES >> 20
+            ));
+        }
         if !batch.is_empty() {
             let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
             if let Err(err) = store.append_output(id, next, &batch).await {
@@ -367,5 +385,39 @@ async fn write_output(store: Store, id: store::WorkId, mut lines: crate::LineRec
         if !open {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn output_past_its_bound_is_counted_in_a_last_line_not_kept() {
+        let db = test_support::TestDatabase::new(test_support::Backend::Sqlite)
+            .await
+            .unwrap();
+        let store = Store::open(&db.url).await.unwrap();
+        let app = AppName::parse("noisy").unwrap();
+        let id = store.enqueue(&app, &WorkKind::Scale).await.unwrap();
+        let (sender, receiver) = LineSender::channel(100_000);
+        let writing = tokio::spawn(write_output(store.clone(), id, receiver));
+        let total = store::MAX_OUTPUT_LINES as usize + 500;
+        for n in 0..total {
+            sender.send(&format!("line {n}"));
+        }
+        drop(sender);
+        writing.await.unwrap();
+        let kept = store
+            .output(id, 0, store::MAX_OUTPUT_LINES + 10)
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), store::MAX_OUTPUT_LINES as usize);
+        assert_eq!(kept[0].1, "line 0");
+        let last = &kept.last().unwrap().1;
+        assert!(
+            last.starts_with("(slipway: 501 more lines not kept"),
+            "{last}"
+        );
     }
 }
