@@ -553,3 +553,110 @@ pub fn free_port() -> u16 {
         .expect("its address")
         .port()
 }
+
+/// The platform run apart on one PostgreSQL and one data directory, as on one machine: two
+/// `releaser`s (the first runs the apps, the second, started after, stands by), and `gateways`
+/// gateways and `apis` APIs (API `n` names gateway `n % gateways` as its git URL). Dropped,
+/// the APIs and gateways stop first, the release managers last.
+#[derive(Debug)]
+pub struct Cluster {
+    /// `ssh://git@127.0.0.1:PORT` of each gateway.
+    pub gateways: Vec<String>,
+    /// `http://127.0.0.1:PORT` of each API.
+    pub apis: Vec<String>,
+    /// `127.0.0.1:PORT` of each releaser's router, by releaser.
+    pub routers: Vec<String>,
+    pub data_dir: PathBuf,
+    pieces: Vec<Piece>,
+    pub releasers: Vec<Piece>,
+    _dir: tempfile::TempDir,
+    _db: TestDatabase,
+}
+
+impl Cluster {
+    /// Starts it with a lease of `lease_secs`; `None` when PostgreSQL is skipped.
+    pub async fn start(gateways: usize, apis: usize, lease_secs: u32) -> Option<Cluster> {
+        let db = TestDatabase::new(Backend::Postgres).await?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let url = db.url.clone();
+        let limit = Duration::from_secs(60);
+        let lease = lease_secs.to_string();
+        let routers: Vec<String> = (0..2)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let releaser = |router: &str| {
+            Piece::start(
+                "releaser",
+                &data_dir,
+                &url,
+                &[
+                    "--router-listen",
+                    router,
+                    "--api-listen",
+                    "127.0.0.1:0",
+                    "--lease",
+                    &lease,
+                ],
+            )
+        };
+        let first = releaser(&routers[0]);
+        first.wait_for("router: http://", limit);
+        let second = releaser(&routers[1]);
+        second.wait_for("releaser: standing by", limit);
+        let mut pieces = Vec::new();
+        let mut gateway_urls = Vec::new();
+        for _ in 0..gateways {
+            let gateway = Piece::start(
+                "gateway",
+                &data_dir,
+                &url,
+                &[
+                    "--ssh-listen",
+                    "127.0.0.1:0",
+                    "--router-listen",
+                    &routers[0],
+                ],
+            );
+            gateway_urls.push(gateway.wait_for("ssh: ", limit));
+            pieces.push(gateway);
+        }
+        let mut api_urls = Vec::new();
+        for n in 0..apis {
+            let git = gateway_urls[n % gateway_urls.len()].trim_start_matches("ssh://git@");
+            let api = Piece::start(
+                "api",
+                &data_dir,
+                &url,
+                &[
+                    "--api-listen",
+                    "127.0.0.1:0",
+                    "--ssh-listen",
+                    git,
+                    "--router-listen",
+                    &routers[0],
+                ],
+            );
+            api_urls.push(api.wait_for("api: ", limit));
+            pieces.push(api);
+        }
+        Some(Cluster {
+            gateways: gateway_urls,
+            apis: api_urls,
+            routers,
+            data_dir,
+            pieces,
+            releasers: vec![first, second],
+            _dir: dir,
+            _db: db,
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // The APIs and gateways first, then the release managers.
+        self.pieces.clear();
+        self.releasers.clear();
+    }
+}

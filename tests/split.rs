@@ -6,11 +6,10 @@
 //! the apps to the standby, which finishes the deploy.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use slipway_e2e::{Backend, PASSWORD, Piece, User, eventually, free_port, http_get};
-use test_support::TestDatabase;
+use slipway_e2e::{Cluster, PASSWORD, User, eventually, http_get};
 
 /// A web app that answers `<GREETING> <code>`; it takes `BOOT` seconds to listen.
 fn app_py(code: &str) -> String {
@@ -73,98 +72,6 @@ fn release_statuses(user: &User, app: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
-struct Cluster {
-    _db: TestDatabase,
-    _dir: tempfile::TempDir,
-    data_dir: PathBuf,
-    releasers: Vec<Piece>,
-    /// `127.0.0.1:PORT` of each releaser's router, by releaser.
-    routers: Vec<String>,
-    gateways: Vec<String>,
-    apis: Vec<String>,
-    _pieces: Vec<Piece>,
-}
-
-impl Cluster {
-    async fn start() -> Option<Cluster> {
-        let db = TestDatabase::new(Backend::Postgres).await?;
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        let url = db.url.clone();
-        let routers: Vec<String> = (0..2)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
-        // The first runs the apps once it holds the lease; the second, started after, stands by.
-        let limit = Duration::from_secs(60);
-        let releaser = |router: &str| {
-            Piece::start(
-                "releaser",
-                &data_dir,
-                &url,
-                // A standby takes over within 3 s of the active one's last renewal.
-                &[
-                    "--router-listen",
-                    router,
-                    "--api-listen",
-                    "127.0.0.1:0",
-                    "--lease",
-                    "3",
-                ],
-            )
-        };
-        let first = releaser(&routers[0]);
-        first.wait_for("router: http://", limit);
-        let second = releaser(&routers[1]);
-        second.wait_for("releaser: standing by", limit);
-        let releasers = vec![first, second];
-        let mut pieces = Vec::new();
-        let mut gateways = Vec::new();
-        for _ in 0..2 {
-            let gateway = Piece::start(
-                "gateway",
-                &data_dir,
-                &url,
-                &[
-                    "--ssh-listen",
-                    "127.0.0.1:0",
-                    "--router-listen",
-                    &routers[0],
-                ],
-            );
-            gateways.push(gateway.wait_for("ssh: ", limit));
-            pieces.push(gateway);
-        }
-        let mut apis = Vec::new();
-        for gateway in &gateways {
-            let api = Piece::start(
-                "api",
-                &data_dir,
-                &url,
-                &[
-                    "--api-listen",
-                    "127.0.0.1:0",
-                    "--ssh-listen",
-                    gateway.trim_start_matches("ssh://git@"),
-                    "--router-listen",
-                    &routers[0],
-                ],
-            );
-            apis.push(api.wait_for("api: ", limit));
-            pieces.push(api);
-        }
-        Some(Cluster {
-            _db: db,
-            _dir: dir,
-            data_dir,
-            releasers,
-            routers,
-            gateways,
-            apis,
-            _pieces: pieces,
-        })
-    }
-}
-
 /// A second login of `username` on another API, sharing nothing with the first.
 fn logged_in(api: &str, username: &str) -> User {
     let user = User::new();
@@ -175,7 +82,7 @@ fn logged_in(api: &str, username: &str) -> User {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_processes_deploy_each_release_once_and_a_standby_takes_over() {
-    let Some(cluster) = Cluster::start().await else {
+    let Some(cluster) = Cluster::start(2, 2, 3).await else {
         return;
     };
     tokio::task::spawn_blocking(move || run(cluster))

@@ -15,8 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{Backend, PASSWORD, Piece, Platform, User, free_port, http_get};
-use test_support::TestDatabase;
+use slipway_e2e::{Backend, Cluster, PASSWORD, Platform, User, http_get};
 
 /// Samples per set-up, after one untimed warm-up each.
 const SAMPLES: usize = 7;
@@ -56,7 +55,7 @@ fn main() {
         .block_on(Platform::start(Backend::Sqlite))
         .expect("SQLite is always there");
     let cluster = runtime
-        .block_on(Cluster::start())
+        .block_on(Cluster::start(1, 1, 10))
         .expect("PostgreSQL is there (checked at start)");
 
     let mut setups = [
@@ -68,9 +67,9 @@ fn main() {
         ),
         Setup::deployed(
             "split, PostgreSQL",
-            &cluster.api,
-            &cluster.ssh_url,
-            &cluster.router,
+            &cluster.apis[0],
+            &cluster.gateways[0],
+            &cluster.routers[0],
         ),
         Setup::deployed(
             "up, SQLite",
@@ -188,81 +187,4 @@ fn ms(d: Duration) -> f64 {
 fn median(times: &mut [Duration]) -> Duration {
     times.sort();
     times[times.len() / 2]
-}
-
-/// 1 api, 1 gateway and 2 releasers on one PostgreSQL, sharing a data directory as on one
-/// machine; the first releaser runs the apps, the second stands by.
-struct Cluster {
-    api: String,
-    ssh_url: String,
-    /// `127.0.0.1:PORT` of the active releaser's router.
-    router: String,
-    // Stopped in this order: the api and gateway first, the release managers last.
-    _pieces: Vec<Piece>,
-    _releasers: Vec<Piece>,
-    _dir: tempfile::TempDir,
-    _db: TestDatabase,
-}
-
-impl Cluster {
-    async fn start() -> Option<Cluster> {
-        let db = TestDatabase::new(Backend::Postgres).await?;
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        let url = db.url.clone();
-        let limit = Duration::from_secs(60);
-        let routers: Vec<String> = (0..2)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
-        // One after the other, so that the first is the active one.
-        let mut releasers = Vec::new();
-        for (router, line) in routers
-            .iter()
-            .zip(["router: http://", "releaser: standing by"])
-        {
-            let releaser = Piece::start(
-                "releaser",
-                &data_dir,
-                &url,
-                &["--router-listen", router, "--api-listen", "127.0.0.1:0"],
-            );
-            releaser.wait_for(line, limit);
-            releasers.push(releaser);
-        }
-        let gateway = Piece::start(
-            "gateway",
-            &data_dir,
-            &url,
-            &[
-                "--ssh-listen",
-                "127.0.0.1:0",
-                "--router-listen",
-                &routers[0],
-            ],
-        );
-        let ssh = gateway.wait_for("ssh: ssh://git@", limit);
-        let api = Piece::start(
-            "api",
-            &data_dir,
-            &url,
-            &[
-                "--api-listen",
-                "127.0.0.1:0",
-                "--ssh-listen",
-                &ssh,
-                "--router-listen",
-                &routers[0],
-            ],
-        );
-        let api_url = api.wait_for("api: ", limit);
-        Some(Cluster {
-            api: api_url,
-            ssh_url: format!("ssh://git@{ssh}"),
-            router: routers[0].clone(),
-            _pieces: vec![api, gateway],
-            _releasers: releasers,
-            _dir: dir,
-            _db: db,
-        })
-    }
 }
