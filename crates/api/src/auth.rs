@@ -334,7 +334,9 @@ impl<K: std::hash::Hash + Eq + Clone> Throttle<K> {
     fn wait(&self, key: &K, now: Instant) -> Option<Duration> {
         let entries = self.entries.lock().expect("never poisoned");
         let entry = entries.get(key)?;
-        (entry.until > now).then(|| entry.until - now)
+        // A request that took its `now` before another counted can see a wait a moment past
+        // the longest: it is never told more than that.
+        (entry.until > now).then(|| (entry.until - now).min(self.limits.max_delay))
     }
 
     fn count(&self, key: K, now: Instant) {
