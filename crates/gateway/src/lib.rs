@@ -483,7 +483,13 @@ pub(crate) async fn recover(
     repos: &Path,
     at_start: bool,
 ) -> Result<(), Error> {
-    for app in store.all_apps().await.map_err(Error::Store)? {
+    // At start every app, for its quarantines; after, only those with something unsettled.
+    let apps = if at_start {
+        store.all_apps().await
+    } else {
+        store.unsettled_apps().await
+    };
+    for app in apps.map_err(Error::Store)? {
         // Another gateway is pushing to it: what looks cut off is under way. (A gateway of
         // this host that has exited is pushing nothing.)
         let lease = locks::lease_name(&app.name);

@@ -132,6 +132,19 @@ impl Store {
         })
     }
 
+    /// The apps with a build still `running` or a release still `pending` or `deploying`:
+    /// the ones a push cut off may have left unsettled.
+    pub async fn unsettled_apps(&self) -> Result<Vec<App>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{APP_SELECT} WHERE EXISTS (SELECT 1 FROM builds b WHERE b.app_id = a.id \
+             AND b.status = 'running') OR EXISTS (SELECT 1 FROM releases r \
+             WHERE r.app_id = a.id AND r.status IN ('pending', 'deploying')) ORDER BY a.name"
+        ));
+        let rows: Vec<AppRow> =
+            on_db!(self, read, |pool| sqlx::query_as(sql).fetch_all(pool).await)?;
+        rows.into_iter().map(App::try_from).collect()
+    }
+
     /// The apps `user` may see: all of them for an admin, else those they own or collaborate on.
     pub async fn apps_for(&self, user: &User) -> Result<Vec<App>> {
         let sql = sqlx::AssertSqlSafe(format!(

@@ -596,6 +596,17 @@ both_backends! {
         );
     }
 
+    async fn unsettled_apps_are_those_with_a_running_build_or_a_waiting_release(store: Store) {
+        let ada = user(&store, "ada").await;
+        let (quiet, building) = (app(&store, "quiet", &ada).await, app(&store, "building", &ada).await);
+        store
+            .create_build(&building, &BuildSource::Commit("a".repeat(40)), &ada)
+            .await
+            .unwrap();
+        let names: Vec<String> = store.unsettled_apps().await.unwrap().into_iter().map(|a| a.name.to_string()).collect();
+        assert_eq!(names, ["building"], "{} has only its first release", quiet.name);
+    }
+
     async fn one_off_commands_neither_wait_in_an_apps_order_nor_hold_it_up(store: Store) {
         let x = app_name("x");
         let console = store.enqueue(&x, &store::WorkKind::Run { command: "bash".into() }).await.unwrap();
