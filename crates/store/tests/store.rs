@@ -444,14 +444,14 @@ mod domains_from_before_verification {
             .unwrap();
         let insert = "INSERT INTO domains (domain, app_id, created_at) VALUES ($1, $2, $3)";
         let old_app = "INSERT INTO apps (id, name, owner_id, last_version, created_at) VALUES ($1, 'demo', $2, 0, $3)";
-        let (ada, demo);
-        match backend {
-            Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        // A user, an app and a domain as the code of then made them, on the schema of then
+        // (the user table is the same since).
+        let demo = uuid::Uuid::now_v7();
+        macro_rules! as_of_v4 {
+            ($pool:ty) => {{
+                let pool = <$pool>::connect(&db.url).await.unwrap();
                 before.run_to(4, &pool).await.unwrap();
-                ada = user(&store, "ada").await;
-                // An app as the code of then made it.
-                demo = uuid::Uuid::now_v7();
+                let ada = user(&store, "ada").await;
                 sqlx::query(old_app)
                     .bind(demo)
                     .bind(ada.id)
@@ -466,29 +466,13 @@ mod domains_from_before_verification {
                     .execute(&pool)
                     .await
                     .unwrap();
-            }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-                before.run_to(4, &pool).await.unwrap();
-                ada = user(&store, "ada").await;
-                // An app as the code of then made it.
-                demo = uuid::Uuid::now_v7();
-                sqlx::query(old_app)
-                    .bind(demo)
-                    .bind(ada.id)
-                    .bind(time::OffsetDateTime::now_utc())
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-                sqlx::query(insert)
-                    .bind("www.example.com")
-                    .bind(demo)
-                    .bind(time::OffsetDateTime::now_utc())
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
+                ada
+            }};
         }
+        let ada = match backend {
+            Backend::Sqlite => as_of_v4!(sqlx::SqlitePool),
+            Backend::Postgres => as_of_v4!(sqlx::PgPool),
+        };
         store.migrate().await.unwrap();
         let demo = store.app("demo").await.unwrap();
         assert_eq!(demo.uid_slot, 0, "an app from before is numbered");
