@@ -59,4 +59,34 @@ pub enum Error {
     Digest(String),
     #[error("invalid image reference {reference:?}: {reason}")]
     ImageRef { reference: String, reason: String },
+    #[error("invalid health check {0:?}: write liveness or readiness")]
+    ProbeKind(String),
+    #[error(
+        "invalid health check path {0:?}: write an absolute path of printable characters without spaces, such as /healthz"
+    )]
+    ProbePath(String),
+    #[error("invalid health check port 0: give a port from 1 to 65535, or none for $PORT")]
+    ProbePort,
+    #[error("invalid health check command: write one line of shell of at most {max} bytes")]
+    ProbeCommand { max: usize },
+    #[error("invalid health check {what} of {value} s: give 1 to {max} seconds")]
+    ProbeSeconds {
+        what: &'static str,
+        value: u32,
+        max: u32,
+    },
+    #[error("invalid failure threshold {value}: give 1 to {max}")]
+    ProbeFailureThreshold { value: u32, max: u32 },
+    #[error("invalid memory {0:?}: write an amount such as 512M or 1G")]
+    Memory(String),
+    #[error("memory {0:?} is out of range: give 4M to 256G")]
+    MemoryRange(String),
+    #[error("invalid CPU {0:?}: write millicores such as 500m, or cores such as 2")]
+    Cpu(String),
+    #[error("CPU {0:?} is out of range: give 1m to 64")]
+    CpuRange(String),
+    #[error("invalid autoscale bounds {min}..{max}: give 1 <= min <= max <= {limit}")]
+    AutoscaleBounds { min: u32, max: u32, limit: u32 },
+    #[error("invalid autoscale target of {value}% CPU: give 1 to {max}")]
+    AutoscaleTarget { value: u32, max: u32 },
 }

@@ -17,6 +17,7 @@ mod hostname;
 mod image;
 mod procfile;
 mod release;
+mod settings;
 mod ssh_key;
 mod user;
 
@@ -32,6 +33,11 @@ pub use procfile::{MAX_COMMAND, MAX_PROCESS_TYPES, ProcessType, Procfile};
 pub use release::{
     PUSH_CUT_OFF, ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion, RollbackRefused,
     rollback_target,
+};
+pub use settings::{
+    Autoscale, Check, Cpu, Limits, MAX_CPU_MILLIS, MAX_CPU_PERCENT, MAX_FAILURE_THRESHOLD,
+    MAX_MEMORY, MAX_PROBE_PATH, MAX_PROBE_SECONDS, Memory, Probe, ProbeKind, ProcessSettings,
+    TypeSettings,
 };
 pub use ssh_key::SshPublicKey;
 pub use user::{Password, Username};

@@ -6,8 +6,10 @@ use crate::Error;
 
 /// A process type's name, such as `web` or `worker`: a DNS label of at most 63 characters,
 /// because it names a Kubernetes Deployment (`<app>-<type>`) and a process (`web.1`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct ProcessType(String);
 
 impl ProcessType {
@@ -35,6 +37,20 @@ impl ProcessType {
     /// `release` runs once per release instead of being scaled.
     pub fn is_release(&self) -> bool {
         self.0 == Self::RELEASE
+    }
+}
+
+impl TryFrom<String> for ProcessType {
+    type Error = Error;
+
+    fn try_from(name: String) -> Result<ProcessType, Error> {
+        ProcessType::parse(&name)
+    }
+}
+
+impl From<ProcessType> for String {
+    fn from(name: ProcessType) -> String {
+        name.0
     }
 }
 
