@@ -135,6 +135,7 @@ impl Runtime for HostsSeen {
         &self,
         _: &ReleaseSpec,
         _: &Formation,
+        _: Option<&ReleaseSpec>,
         _: Lines<'_>,
     ) -> Result<(), RuntimeError> {
         Err(RuntimeError::Runtime("this test runs nothing".to_owned()))
@@ -142,7 +143,7 @@ impl Runtime for HostsSeen {
     async fn current(&self, _: &AppName) -> Result<Option<ReleaseVersion>, RuntimeError> {
         Ok(None)
     }
-    async fn scale(&self, _: &AppName, _: &Formation) -> Result<(), RuntimeError> {
+    async fn scale(&self, _: &ReleaseSpec, _: &Formation) -> Result<(), RuntimeError> {
         Ok(())
     }
     async fn restart(&self, _: &AppName, _: Option<&str>) -> Result<(), RuntimeError> {

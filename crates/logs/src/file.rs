@@ -100,7 +100,7 @@ impl LogSource for FileLogs {
             .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))?;
         let (tx, rx) = mpsc::channel(FOLLOWER_LAG);
         let task = tokio::spawn(follow_file(app, path, filter.clone(), cursor, tx));
-        Ok((past, Follow::task(rx, task)))
+        Ok((past, Follow::from_task(rx, task)))
     }
 }
 

@@ -101,7 +101,10 @@ impl Follow {
         }
     }
 
-    fn task(live: mpsc::Receiver<Followed>, task: tokio::task::JoinHandle<()>) -> Follow {
+    /// Lines a background `task` finds and sends to `live`, filtered already, for a
+    /// [`LogSource`] of another crate (a runtime's). The task is stopped when the follower
+    /// goes.
+    pub fn from_task(live: mpsc::Receiver<Followed>, task: tokio::task::JoinHandle<()>) -> Follow {
         Follow {
             inner: Inner::Task { live, task },
         }

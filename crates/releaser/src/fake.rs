@@ -162,6 +162,7 @@ impl Runtime for FakeRuntime {
         &self,
         spec: &ReleaseSpec,
         formation: &Formation,
+        _previous: Option<&ReleaseSpec>,
         _progress: Lines<'_>,
     ) -> Result<(), RuntimeError> {
         let mut state = self.state();
@@ -189,7 +190,8 @@ impl Runtime for FakeRuntime {
         Ok(self.running(app))
     }
 
-    async fn scale(&self, app: &AppName, formation: &Formation) -> Result<(), RuntimeError> {
+    async fn scale(&self, spec: &ReleaseSpec, formation: &Formation) -> Result<(), RuntimeError> {
+        let app = &spec.app;
         let mut state = self.state();
         state.calls.push(Call::Scale {
             app: app.clone(),

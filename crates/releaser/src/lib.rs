@@ -11,7 +11,7 @@
 //! Kubernetes objects later). Only the local runtime knows about ports and the router.
 
 use async_trait::async_trait;
-use domain::{AppName, ConfigVars, Formation, ImageRef, Procfile, ReleaseVersion};
+use domain::{AppName, ConfigVars, Formation, ImageRef, ProcessSettings, Procfile, ReleaseVersion};
 use time::OffsetDateTime;
 
 pub mod fake;
@@ -148,6 +148,9 @@ pub struct ReleaseSpec {
     pub processes: Procfile,
     /// The release's config vars.
     pub config: ConfigVars,
+    /// The app's health checks, limits and autoscaling per process type, as they are now
+    /// (the app's, not the release's: a rollback keeps them).
+    pub settings: ProcessSettings,
 }
 
 impl ReleaseSpec {
@@ -158,6 +161,12 @@ impl ReleaseSpec {
             .filter(|p| p.starts_with('/'))
     }
 }
+
+/// How a process of a buildpack image starts: a shell sources the image's
+/// `.profile.d/*.sh` from the app's directory, then runs the Procfile command (`$1`) with
+/// another, as Heroku does. Run it as `/bin/sh -c LAUNCHER <type> <command>`.
+pub const LAUNCHER: &str =
+    r#"for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec /bin/sh -c "$1""#;
 
 /// How a process is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,19 +226,24 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Starts `spec`'s processes as `formation` says and, once they are healthy, makes them
     /// the app's: traffic moves to them, and the previous release's processes stop. On `Err`
-    /// the previous release's processes keep running and serving.
+    /// the previous release's processes keep running and serving: `previous` is the release
+    /// that serves now, for a runtime that must put it back (Kubernetes applies its objects
+    /// again).
     async fn deploy(
         &self,
         spec: &ReleaseSpec,
         formation: &Formation,
+        previous: Option<&ReleaseSpec>,
         progress: Lines<'_>,
     ) -> Result<(), RuntimeError>;
 
     /// The release the app runs now, if any.
     async fn current(&self, app: &AppName) -> Result<Option<ReleaseVersion>, RuntimeError>;
 
-    /// Starts or stops processes of the current release so their counts match `formation`.
-    async fn scale(&self, app: &AppName, formation: &Formation) -> Result<(), RuntimeError>;
+    /// Brings the processes of the current release, `spec`, in line with `formation` and
+    /// with `spec`'s process settings: starts or stops processes, and (where the runtime
+    /// applies settings to running processes) replaces those whose settings changed.
+    async fn scale(&self, spec: &ReleaseSpec, formation: &Formation) -> Result<(), RuntimeError>;
 
     /// Replaces the current release's processes (of one type, or all) with new ones.
     async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), RuntimeError>;

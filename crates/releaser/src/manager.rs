@@ -168,7 +168,12 @@ impl ReleaseManager {
                 .await
                 .map_err(|e| store_error("read the formation", &e))?;
             let quiet = |_: &str| {};
-            match self.inner.runtime.deploy(&spec, &formation, &quiet).await {
+            match self
+                .inner
+                .runtime
+                .deploy(&spec, &formation, None, &quiet)
+                .await
+            {
                 Ok(()) => self.log(app, &format!("{} started again", release.version)),
                 Err(reason) => {
                     self.log(
@@ -291,6 +296,8 @@ impl ReleaseManager {
                 build.procfile.iter().map(|(t, c)| (t.as_str(), c.as_str())),
             )?,
             config: ConfigVars::from_map(release.config.clone())?,
+            // Until the store keeps them (the settings commands), none.
+            settings: domain::ProcessSettings::default(),
         })
     }
 
@@ -382,7 +389,18 @@ impl ReleaseManager {
             .await
             .map_err(|e| store_error("read the app's domains", &e))?;
 
-        let outcome = self.roll_out(&app, &spec, hosts, &say).await;
+        // What serves now, for a runtime that must put it back if this one fails.
+        let previous = match running {
+            Some(running) => match store.release(&app, running).await {
+                Ok(release) => self.spec(&app, &release).await.ok(),
+                Err(_) => None,
+            },
+            None => None,
+        };
+
+        let outcome = self
+            .roll_out(&app, &spec, previous.as_ref(), hosts, &say)
+            .await;
         match &outcome {
             Ok(()) if awaits_ref => {}
             Ok(()) => {
@@ -403,6 +421,7 @@ impl ReleaseManager {
         &self,
         app: &App,
         spec: &ReleaseSpec,
+        previous: Option<&ReleaseSpec>,
         hosts: Vec<String>,
         say: Lines<'_>,
     ) -> Result<(), String> {
@@ -437,7 +456,7 @@ impl ReleaseManager {
             .map_err(|e| format!("cannot read the formation: {e}"))?;
         self.inner
             .runtime
-            .deploy(spec, &formation, say)
+            .deploy(spec, &formation, previous, say)
             .await
             .map_err(|e| e.to_string())
     }
@@ -547,7 +566,12 @@ impl ReleaseManager {
                     .await
                     .map_err(|e| store_error("read the formation", &e))?;
                 let quiet = |_: &str| {};
-                match self.inner.runtime.deploy(&spec, &formation, &quiet).await {
+                match self
+                    .inner
+                    .runtime
+                    .deploy(&spec, &formation, None, &quiet)
+                    .await
+                {
                     Ok(()) => self.log(&app, &format!("{} serves again", previous.version)),
                     Err(reason) => self.log(
                         &app,
@@ -588,7 +612,7 @@ impl ReleaseManager {
             .formation(&app, &spec)
             .await
             .map_err(|e| store_error("read the formation", &e))?;
-        Ok(self.inner.runtime.scale(name, &formation).await?)
+        Ok(self.inner.runtime.scale(&spec, &formation).await?)
     }
 
     async fn restart_locked(

@@ -439,6 +439,9 @@ impl Runtime for LocalRuntime {
         &self,
         spec: &ReleaseSpec,
         formation: &Formation,
+        // The previous release's processes run until the new ones are healthy: nothing to
+        // put back.
+        _previous: Option<&ReleaseSpec>,
         progress: Lines<'_>,
     ) -> Result<(), RuntimeError> {
         let inner = &self.inner;
@@ -516,7 +519,8 @@ impl Runtime for LocalRuntime {
             .map(|g| g.spec.version))
     }
 
-    async fn scale(&self, app: &AppName, formation: &Formation) -> Result<(), RuntimeError> {
+    async fn scale(&self, spec: &ReleaseSpec, formation: &Formation) -> Result<(), RuntimeError> {
+        let app = &spec.app;
         let inner = &self.inner;
         let mut started = Vec::new();
         let mut surplus = Vec::new();

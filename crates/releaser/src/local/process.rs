@@ -21,9 +21,7 @@ use logs::read_lines;
 
 /// Where the app's code is in its image.
 const APP_DIR: &str = domain::APP_DIR;
-/// Sources `.profile.d/*.sh`, then runs the command (`$1`) with a shell, as Heroku does.
-const LAUNCHER: &str =
-    r#"for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec /bin/sh -c "$1""#;
+use crate::LAUNCHER;
 /// A process healthy this long is doing fine: its next crash restarts it at once again.
 const STABLE: Duration = Duration::from_secs(60);
 /// The longest wait between restarts of a process that keeps crashing.

@@ -1,0 +1,886 @@
+//! [`KubeRuntime`]: the release manager's [`Runtime`] on a Kubernetes cluster. Every change
+//! is a server-side apply of what [`render`](crate::render) made, with field manager
+//! [`FIELD_MANAGER`]; applying what is already there changes nothing on the server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::{AppName, Formation, ReleaseVersion};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use releaser::{Lines, ProcessInfo, ProcessState, ReleaseSpec, Runtime, RuntimeError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use crate::Error;
+use crate::render::{self, Objects, Platform};
+use crate::rollout::{self, Rollout};
+
+/// The field manager of everything Slipway applies.
+pub const FIELD_MANAGER: &str = "slipway";
+/// The field manager of the Namespace's current-release annotation, written apart so an
+/// apply of the namespace by [`FIELD_MANAGER`] never removes it.
+const RELEASE_MANAGER: &str = "slipway-release";
+/// The field manager of `slip ps:restart`'s template annotation, as `kubectl rollout
+/// restart` writes its own.
+const RESTART_MANAGER: &str = "slipway-restart";
+/// How long after a Deployment's own progress deadline Slipway gives up waiting for the
+/// Deployment controller to say so.
+const GRACE: Duration = Duration::from_secs(30);
+/// How long a destroyed app's namespace may take to go.
+const NAMESPACE_GONE: Duration = Duration::from_secs(180);
+/// How long a one-off process may wait to be scheduled and started.
+const POD_START: Duration = Duration::from_secs(300);
+
+/// Runs releases on a Kubernetes cluster. Holds no state of its own: what serves is read
+/// from the cluster, what should serve from the store. Cheap to clone.
+#[derive(Clone)]
+pub struct KubeRuntime {
+    client: Client,
+    platform: Platform,
+}
+
+impl std::fmt::Debug for KubeRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeRuntime")
+            .field("platform", &self.platform)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeRuntime {
+    pub fn new(client: Client, platform: Platform) -> KubeRuntime {
+        KubeRuntime { client, platform }
+    }
+
+    /// Connects with the usual configuration: `$KUBECONFIG` or `~/.kube/config`, else the
+    /// pod's service account when running in a cluster; then checks the API server answers.
+    pub async fn connect(platform: Platform) -> Result<KubeRuntime, Error> {
+        let client = Client::try_default()
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let version = client
+            .apiserver_version()
+            .await
+            .map_err(|e| Error::Config(format!("the API server does not answer: {e}")))?;
+        tracing::info!(version = %version.git_version, "connected to Kubernetes");
+        Ok(KubeRuntime::new(client, platform))
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn api<K>(&self, app: &AppName) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &render::namespace_name(app))
+    }
+
+    fn namespaces(&self) -> Api<Namespace> {
+        Api::all(self.client.clone())
+    }
+
+    /// Server-side applies `object` as [`FIELD_MANAGER`], taking over fields another manager
+    /// changed: the store says what an app runs, not whoever edited it last.
+    async fn apply<K>(&self, app: &AppName, object: &K) -> Result<K, Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
+        K::DynamicType: Default,
+    {
+        let name = object.meta().name.clone().unwrap_or_default();
+        self.api::<K>(app)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(object),
+            )
+            .await
+            .map_err(Error::api(format!(
+                "apply {} {name}",
+                K::kind(&K::DynamicType::default())
+            )))
+    }
+
+    async fn apply_cluster<K>(&self, object: &K, manager: &str) -> Result<K, Error>
+    where
+        K: Resource<Scope = ClusterResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
+        K::DynamicType: Default,
+    {
+        let name = object.meta().name.clone().unwrap_or_default();
+        Api::<K>::all(self.client.clone())
+            .patch(
+                &name,
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(object),
+            )
+            .await
+            .map_err(Error::api(format!(
+                "apply {} {name}",
+                K::kind(&K::DynamicType::default())
+            )))
+    }
+
+    /// What every process of a release needs before it starts: the namespace, its
+    /// isolation, the registry credentials, and the release's config.
+    async fn apply_base(&self, spec: &ReleaseSpec, objects: &Objects) -> Result<(), Error> {
+        self.apply_cluster(&objects.namespace, FIELD_MANAGER)
+            .await?;
+        self.apply(&spec.app, &objects.network_policy).await?;
+        if let Some(secret) = &objects.pull_secret {
+            self.apply(&spec.app, secret).await?;
+        }
+        self.apply_env(spec, &objects.env).await
+    }
+
+    /// The release's Secret: immutable, so only ever created; one that exists is the
+    /// release's already.
+    async fn apply_env(&self, spec: &ReleaseSpec, env: &Secret) -> Result<(), Error> {
+        let api = self.api::<Secret>(&spec.app);
+        let name = env.metadata.name.clone().unwrap_or_default();
+        match api.create(&PostParams::default(), env).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(e) => Err(Error::api(format!("create Secret {name}"))(e)),
+        }
+    }
+
+    /// Applies every object of the release and waits for its rollout; `Err` says why it
+    /// did not complete.
+    async fn apply_and_roll_out(
+        &self,
+        spec: &ReleaseSpec,
+        objects: &Objects,
+        progress: Lines<'_>,
+    ) -> Result<(), Error> {
+        self.apply_base(spec, objects).await?;
+        if let Some(service) = &objects.service {
+            self.apply(&spec.app, service).await?;
+        }
+        for deployment in &objects.deployments {
+            self.apply(&spec.app, deployment).await?;
+        }
+        for autoscaler in &objects.autoscalers {
+            self.apply(&spec.app, autoscaler).await?;
+        }
+        self.prune_autoscalers(&spec.app, objects).await?;
+        self.wait_for_rollouts(&spec.app, objects, progress).await
+    }
+
+    /// Waits for each Deployment's rollout, saying what it waits for as that changes.
+    async fn wait_for_rollouts(
+        &self,
+        app: &AppName,
+        objects: &Objects,
+        progress: Lines<'_>,
+    ) -> Result<(), Error> {
+        let deadline = Duration::from_secs(
+            u64::try_from(self.platform.progress_deadline_seconds).unwrap_or(600),
+        ) + GRACE;
+        let names: Vec<String> = objects
+            .deployments
+            .iter()
+            .filter_map(|d| d.metadata.name.clone())
+            .collect();
+        let waits = names
+            .iter()
+            .map(|name| self.wait_for_rollout(app, name, deadline, progress));
+        let outcomes = futures_util::future::join_all(waits).await;
+        outcomes.into_iter().collect()
+    }
+
+    async fn wait_for_rollout(
+        &self,
+        app: &AppName,
+        name: &str,
+        deadline: Duration,
+        progress: Lines<'_>,
+    ) -> Result<(), Error> {
+        let api = self.api::<Deployment>(app);
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut said = String::new();
+        let watch =
+            async {
+                let mut stream = watcher::watcher(api, config).boxed();
+                while let Some(event) = stream.try_next().await.map_err(|e| {
+                    Error::Timeout(format!("lost the watch on Deployment {name}: {e}"))
+                })? {
+                    let deployment = match event {
+                        watcher::Event::Apply(d) | watcher::Event::InitApply(d) => d,
+                        watcher::Event::Delete(_) => {
+                            return Err(Error::App(format!("Deployment {name} was deleted")));
+                        }
+                        watcher::Event::Init | watcher::Event::InitDone => continue,
+                    };
+                    match rollout::status(&deployment) {
+                        Rollout::Done => return Ok(()),
+                        Rollout::Failed(reason) => return Err(Error::App(reason)),
+                        Rollout::Waiting(what) => {
+                            if what != said {
+                                progress(&format!("       {name}: {what}"));
+                                said = what;
+                            }
+                        }
+                    }
+                }
+                Err(Error::Timeout(format!(
+                    "the watch on Deployment {name} ended"
+                )))
+            };
+        match tokio::time::timeout(deadline, watch).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::App(format!(
+                "Deployment {name} did not finish rolling out in {} s",
+                deadline.as_secs()
+            ))),
+        }
+    }
+
+    /// Why `spec`'s pods are not ready, from their conditions and their containers' states.
+    async fn trouble(&self, spec: &ReleaseSpec) -> Option<String> {
+        let selector = format!(
+            "{}={},{}={}",
+            render::NAME,
+            spec.app,
+            render::RELEASE,
+            spec.version
+        );
+        let pods = self
+            .api::<Pod>(&spec.app)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .ok()?;
+        rollout::pod_trouble(&pods.items)
+    }
+
+    /// Deletes what the app has of `K` that Slipway made and `keep` does not name.
+    async fn prune<K>(&self, app: &AppName, keep: &BTreeSet<String>) -> Result<(), Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
+        K::DynamicType: Default,
+    {
+        let api = self.api::<K>(app);
+        let kind = K::kind(&K::DynamicType::default()).into_owned();
+        let ours = ListParams::default().labels(&format!(
+            "{}={},{}={}",
+            render::NAME,
+            app,
+            render::MANAGED_BY,
+            render::SLIPWAY
+        ));
+        let listed = api
+            .list_metadata(&ours)
+            .await
+            .map_err(Error::api(format!("list the app's {kind}s")))?;
+        for object in listed.items {
+            let Some(name) = object.metadata.name else {
+                continue;
+            };
+            if keep.contains(&name) {
+                continue;
+            }
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(Error::api(format!("delete {kind} {name}"))(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn prune_autoscalers(&self, app: &AppName, objects: &Objects) -> Result<(), Error> {
+        self.prune::<HorizontalPodAutoscaler>(app, &names(&objects.autoscalers))
+            .await
+    }
+
+    /// After a rollout completed: what the release no longer has goes (a removed process
+    /// type's Deployment, the Service of an app that stopped serving web, earlier releases'
+    /// Secrets).
+    async fn prune_after(&self, app: &AppName, objects: &Objects) -> Result<(), Error> {
+        self.prune::<Deployment>(app, &names(&objects.deployments))
+            .await?;
+        self.prune_autoscalers(app, objects).await?;
+        self.prune::<Service>(app, &names(objects.service.as_slice()))
+            .await?;
+        let mut secrets = names(std::slice::from_ref(&objects.env));
+        secrets.extend(names(objects.pull_secret.as_slice()));
+        self.prune::<Secret>(app, &secrets).await
+    }
+
+    /// Records on the Namespace that `version` serves.
+    async fn mark_current(&self, app: &AppName, version: ReleaseVersion) -> Result<(), Error> {
+        let namespace = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(render::namespace_name(app)),
+                annotations: Some(BTreeMap::from([(
+                    render::CURRENT.to_owned(),
+                    version.to_string(),
+                )])),
+                ..Default::default()
+            },
+            ..Namespace::default()
+        };
+        self.apply_cluster(&namespace, RELEASE_MANAGER).await?;
+        Ok(())
+    }
+
+    /// Puts `previous` back after `spec`'s rollout failed: its objects are applied again,
+    /// and what `spec` added goes. With nothing before it, `spec`'s processes go.
+    async fn put_back(
+        &self,
+        spec: &ReleaseSpec,
+        previous: Option<&ReleaseSpec>,
+        formation: &Formation,
+        progress: Lines<'_>,
+    ) -> Result<(), Error> {
+        let Some(previous) = previous else {
+            self.prune::<Deployment>(&spec.app, &BTreeSet::new())
+                .await?;
+            self.prune::<HorizontalPodAutoscaler>(&spec.app, &BTreeSet::new())
+                .await?;
+            return Ok(());
+        };
+        progress(&format!("-----> Applying {} again", previous.version));
+        let objects = render::render(previous, formation, &self.platform)?;
+        let quiet = |_: &str| {};
+        self.apply_and_roll_out(previous, &objects, &quiet).await?;
+        self.prune_after(&previous.app, &objects).await
+    }
+
+    async fn deploy_release(
+        &self,
+        spec: &ReleaseSpec,
+        formation: &Formation,
+        previous: Option<&ReleaseSpec>,
+        progress: Lines<'_>,
+    ) -> Result<(), Error> {
+        let objects = render::render(spec, formation, &self.platform)?;
+        progress(&format!(
+            "-----> Rolling out {} to namespace {}: {}",
+            spec.version,
+            render::namespace_name(&spec.app),
+            describe(&objects)
+        ));
+        match self.apply_and_roll_out(spec, &objects, progress).await {
+            Ok(()) => {
+                self.mark_current(&spec.app, spec.version).await?;
+                self.prune_after(&spec.app, &objects).await?;
+                progress(&format!("-----> {} is rolled out", spec.version));
+                Ok(())
+            }
+            Err(Error::App(reason)) => {
+                let reason = match self.trouble(spec).await {
+                    Some(trouble) => format!("{reason}: {trouble}"),
+                    None => reason,
+                };
+                progress(&format!(
+                    "-----> {} failed to roll out: {reason}",
+                    spec.version
+                ));
+                if let Err(err) = self.put_back(spec, previous, formation, progress).await {
+                    tracing::error!(app = %spec.app, error = %err, "cannot apply the previous release again");
+                    progress(&format!(
+                        "       and the previous release could not be applied again: {err}"
+                    ));
+                }
+                Err(Error::App(reason))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Waits, up to `deadline`, until `name` satisfies `done`, and returns it then.
+    async fn wait_for<K>(
+        &self,
+        api: Api<K>,
+        name: &str,
+        deadline: Duration,
+        done: impl Fn(&K) -> bool,
+    ) -> Result<K, Error>
+    where
+        K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+        K::DynamicType: Default,
+    {
+        let kind = K::kind(&K::DynamicType::default()).into_owned();
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let watch = async {
+            let mut stream = watcher::watcher(api, config).boxed();
+            while let Some(event) = stream
+                .try_next()
+                .await
+                .map_err(|e| Error::Timeout(format!("lost the watch on {kind} {name}: {e}")))?
+            {
+                match event {
+                    watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
+                        if done(&object) {
+                            return Ok(object);
+                        }
+                    }
+                    watcher::Event::Delete(_) => {
+                        return Err(Error::App(format!("{kind} {name} was deleted")));
+                    }
+                    watcher::Event::Init | watcher::Event::InitDone => {}
+                }
+            }
+            Err(Error::Timeout(format!("the watch on {kind} {name} ended")))
+        };
+        tokio::time::timeout(deadline, watch).await.map_err(|_| {
+            Error::Timeout(format!("waited {} s for {kind} {name}", deadline.as_secs()))
+        })?
+    }
+
+    /// Streams a pod's output to `output` until it ends, bounded per line and in pace.
+    async fn stream_output(
+        &self,
+        app: &AppName,
+        pod: &str,
+        output: Lines<'_>,
+    ) -> Result<(), Error> {
+        let api = self.api::<Pod>(app);
+        let params = LogParams {
+            container: Some(render::CONTAINER.to_owned()),
+            follow: true,
+            ..LogParams::default()
+        };
+        let stream = api
+            .log_stream(pod, &params)
+            .await
+            .map_err(Error::api(format!("read the output of pod {pod}")))?;
+        let reader = tokio_util::compat::FuturesAsyncReadCompatExt::compat(stream);
+        logs::read_lines(Some(reader), output, &logs::Pace::default()).await;
+        Ok(())
+    }
+
+    /// Runs a pod's process to its end: waits for it to start, streams its output, and
+    /// returns its exit status.
+    async fn run_pod(&self, app: &AppName, pod: &str, output: Lines<'_>) -> Result<i32, Error> {
+        let api = self.api::<Pod>(app);
+        let started = self
+            .wait_for(api.clone(), pod, POD_START, |p: &Pod| {
+                !matches!(phase(p), None | Some("Pending"))
+            })
+            .await?;
+        if !matches!(phase(&started), Some("Running" | "Succeeded" | "Failed")) {
+            return Err(Error::App(format!("pod {pod} did not start")));
+        }
+        self.stream_output(app, pod, output).await?;
+        let ended = self
+            .wait_for(api, pod, POD_START, |p: &Pod| {
+                matches!(phase(p), Some("Succeeded" | "Failed"))
+            })
+            .await?;
+        Ok(exit_status(&ended))
+    }
+
+    async fn run_release_phase(
+        &self,
+        spec: &ReleaseSpec,
+        command: &str,
+        output: Lines<'_>,
+    ) -> Result<i32, Error> {
+        let job = render::release_job(spec, command, &self.platform)?;
+        let name = render::release_job_name(&spec.app, spec.version);
+        let jobs = self.api::<Job>(&spec.app);
+        // A Job of this release that exists already is the same release phase, begun by a
+        // release manager that stopped: its outcome is this one's.
+        match jobs.create(&PostParams::default(), &job).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => return Err(Error::api(format!("create Job {name}"))(e)),
+        }
+        let pods = self.api::<Pod>(&spec.app);
+        let selector = format!("job-name={name}");
+        let pod = self.wait_for_pod(&pods, &selector, POD_START).await?;
+        let status = self.run_pod(&spec.app, &pod, output).await?;
+        let job = self
+            .wait_for(jobs, &name, POD_START, |j: &Job| job_finished(j).is_some())
+            .await?;
+        Ok(match job_finished(&job) {
+            Some(true) => 0,
+            _ if status == 0 => 1,
+            _ => status,
+        })
+    }
+
+    /// The name of the first pod matching `selector`, once there is one.
+    async fn wait_for_pod(
+        &self,
+        pods: &Api<Pod>,
+        selector: &str,
+        deadline: Duration,
+    ) -> Result<String, Error> {
+        let config = watcher::Config::default().labels(selector);
+        let watch =
+            async {
+                let mut stream = watcher::watcher(pods.clone(), config).boxed();
+                while let Some(event) = stream.try_next().await.map_err(|e| {
+                    Error::Timeout(format!("lost the watch on pods {selector}: {e}"))
+                })? {
+                    if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event
+                        && let Some(name) = pod.metadata.name
+                    {
+                        return Ok(name);
+                    }
+                }
+                Err(Error::Timeout(format!(
+                    "the watch on pods {selector} ended"
+                )))
+            };
+        tokio::time::timeout(deadline, watch)
+            .await
+            .map_err(|_| Error::Timeout(format!("no pod {selector} in {} s", deadline.as_secs())))?
+    }
+
+    async fn run_one_off(
+        &self,
+        spec: &ReleaseSpec,
+        command: &str,
+        source: &str,
+        output: Lines<'_>,
+    ) -> Result<i32, Error> {
+        let suffix = format!("{}-{}", source.replace('.', "-"), random_suffix());
+        let pod = render::run_pod(spec, command, &suffix, &self.platform)?;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let pods = self.api::<Pod>(&spec.app);
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .map_err(Error::api(format!("create pod {name}")))?;
+        let status = self.run_pod(&spec.app, &name, output).await;
+        // As `kubectl run --rm`: a one-off leaves nothing behind.
+        if let Err(err) = pods.delete(&name, &DeleteParams::background()).await {
+            tracing::warn!(pod = %name, error = %err, "cannot delete a finished one-off pod");
+        }
+        status
+    }
+
+    async fn processes_of(&self, app: &AppName) -> Result<Vec<ProcessInfo>, Error> {
+        let selector = format!(
+            "{}={},{}={}",
+            render::NAME,
+            app,
+            render::MANAGED_BY,
+            render::SLIPWAY
+        );
+        let pods = match self
+            .api::<Pod>(app)
+            .list(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(pods) => pods.items,
+            Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+            Err(e) => return Err(Error::api("list the app's pods")(e)),
+        };
+        let mut processes: Vec<ProcessInfo> = pods.iter().filter_map(process_info).collect();
+        processes.sort_by(|a, b| {
+            (a.process_type.as_str(), a.name.as_str())
+                .cmp(&(b.process_type.as_str(), b.name.as_str()))
+        });
+        Ok(processes)
+    }
+
+    async fn restart_deployments(
+        &self,
+        app: &AppName,
+        process_type: Option<&str>,
+    ) -> Result<(), Error> {
+        let mut selector = format!(
+            "{}={},{}={}",
+            render::NAME,
+            app,
+            render::MANAGED_BY,
+            render::SLIPWAY
+        );
+        if let Some(t) = process_type {
+            selector.push_str(&format!(",{}={t}", render::COMPONENT));
+        }
+        let api = self.api::<Deployment>(app);
+        let deployments = api
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+            .map_err(Error::api("list the app's Deployments"))?;
+        if deployments.items.is_empty()
+            && let Some(t) = process_type
+        {
+            return Err(Error::App(format!("{app} runs no {t} processes")));
+        }
+        let now = OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let patch = serde_json::json!({
+            "spec": {"template": {"metadata": {"annotations": {render::RESTARTED_AT: now}}}}
+        });
+        let mut names = Vec::new();
+        for deployment in deployments.items {
+            let Some(name) = deployment.metadata.name else {
+                continue;
+            };
+            api.patch(
+                &name,
+                &PatchParams {
+                    field_manager: Some(RESTART_MANAGER.to_owned()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(Error::api(format!("restart Deployment {name}")))?;
+            names.push(name);
+        }
+        let deadline = Duration::from_secs(
+            u64::try_from(self.platform.progress_deadline_seconds).unwrap_or(600),
+        ) + GRACE;
+        let quiet = |_: &str| {};
+        for name in names {
+            self.wait_for_rollout(app, &name, deadline, &quiet).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_namespace(&self, app: &AppName) -> Result<(), Error> {
+        let name = render::namespace_name(app);
+        let namespaces = self.namespaces();
+        match namespaces.delete(&name, &DeleteParams::foreground()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+            Err(e) => return Err(Error::api(format!("delete namespace {name}"))(e)),
+        }
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let gone = async {
+            let mut stream = watcher::watcher(namespaces.clone(), config).boxed();
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Delete(_)) => return,
+                    // Listed, and not there: gone already.
+                    Ok(watcher::Event::InitDone) => {
+                        if matches!(namespaces.get_opt(&name).await, Ok(None)) {
+                            return;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(NAMESPACE_GONE, gone).await.map_err(|_| {
+            Error::Timeout(format!(
+                "namespace {name} is still being deleted after {} s; it goes once its finalizers finish",
+                NAMESPACE_GONE.as_secs()
+            ))
+        })
+    }
+}
+
+fn names<K: Resource>(objects: &[K]) -> BTreeSet<String> {
+    objects
+        .iter()
+        .filter_map(|o| o.meta().name.clone())
+        .collect()
+}
+
+fn describe(objects: &Objects) -> String {
+    let deployments: Vec<String> = objects
+        .deployments
+        .iter()
+        .map(|d| {
+            let name = d.metadata.name.as_deref().unwrap_or("?");
+            match d.spec.replicas {
+                Some(n) => format!("{name}={n}"),
+                None => format!("{name}=autoscaled"),
+            }
+        })
+        .collect();
+    if deployments.is_empty() {
+        "no processes".to_owned()
+    } else {
+        deployments.join(", ")
+    }
+}
+
+fn random_suffix() -> String {
+    use rand::RngExt as _;
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| char::from(b"bcdfghjklmnpqrstvwxz2456789"[rng.random_range(0..27)]))
+        .collect()
+}
+
+fn phase(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref()?.phase.as_deref()
+}
+
+/// A finished pod's exit status: its container's, else 0 for Succeeded and 1 for Failed.
+fn exit_status(pod: &Pod) -> i32 {
+    let terminated = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.iter().find(|c| c.name == render::CONTAINER))
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref());
+    match (terminated, phase(pod)) {
+        (Some(t), _) => t.exit_code,
+        (None, Some("Succeeded")) => 0,
+        _ => 1,
+    }
+}
+
+/// `Some(true)` once the Job completed, `Some(false)` once it failed.
+fn job_finished(job: &Job) -> Option<bool> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions.iter().find_map(|c| {
+        (c.status == "True").then_some(())?;
+        match c.type_.as_str() {
+            "Complete" => Some(true),
+            "Failed" => Some(false),
+            _ => None,
+        }
+    })
+}
+
+fn process_info(pod: &Pod) -> Option<ProcessInfo> {
+    let labels = pod.metadata.labels.as_ref()?;
+    let process_type = labels.get(render::COMPONENT)?.clone();
+    let release = ReleaseVersion::parse(labels.get(render::RELEASE)?).ok()?;
+    let status = pod.status.as_ref();
+    let terminal = matches!(phase(pod), Some("Succeeded" | "Failed"));
+    if terminal && process_type == domain::ProcessType::RELEASE {
+        // A release phase that ran: history, not a process.
+        return None;
+    }
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    let state = if pod.metadata.deletion_timestamp.is_some() {
+        ProcessState::Stopping
+    } else if terminal
+        || status
+            .and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c.state
+                    .as_ref()
+                    .and_then(|s| s.waiting.as_ref())
+                    .and_then(|w| w.reason.as_deref())
+                    == Some("CrashLoopBackOff")
+            })
+    {
+        ProcessState::Crashed
+    } else if ready.is_some_and(|c| c.status == "True") {
+        ProcessState::Up
+    } else {
+        ProcessState::Starting
+    };
+    let since = ready
+        .and_then(|c| c.last_transition_time.as_ref())
+        .or(pod.metadata.creation_timestamp.as_ref())
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t.0.as_second()).ok())
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    let restarts = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| u32::try_from(c.restart_count).unwrap_or(0))
+        .sum();
+    let command = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.args.as_ref())
+        .and_then(|a| a.get(3))
+        .cloned()
+        .unwrap_or_default();
+    Some(ProcessInfo {
+        name: pod.metadata.name.clone()?,
+        process_type,
+        command,
+        release,
+        state,
+        since,
+        restarts,
+    })
+}
+
+#[async_trait]
+impl Runtime for KubeRuntime {
+    async fn run_once(
+        &self,
+        spec: &ReleaseSpec,
+        command: &str,
+        source: &str,
+        output: Lines<'_>,
+    ) -> Result<i32, RuntimeError> {
+        let objects = render::render(spec, &Formation::default(), &self.platform)?;
+        self.apply_base(spec, &objects).await?;
+        let status = if source == domain::ProcessType::RELEASE {
+            self.run_release_phase(spec, command, output).await?
+        } else {
+            self.run_one_off(spec, command, source, output).await?
+        };
+        Ok(status)
+    }
+
+    async fn deploy(
+        &self,
+        spec: &ReleaseSpec,
+        formation: &Formation,
+        previous: Option<&ReleaseSpec>,
+        progress: Lines<'_>,
+    ) -> Result<(), RuntimeError> {
+        Ok(self
+            .deploy_release(spec, formation, previous, progress)
+            .await?)
+    }
+
+    async fn current(&self, app: &AppName) -> Result<Option<ReleaseVersion>, RuntimeError> {
+        let namespace = self
+            .namespaces()
+            .get_opt(&render::namespace_name(app))
+            .await
+            .map_err(Error::api("read the app's namespace"))?;
+        Ok(namespace
+            .and_then(|n| n.metadata.annotations)
+            .and_then(|a| a.get(render::CURRENT).cloned())
+            .and_then(|v| ReleaseVersion::parse(&v).ok()))
+    }
+
+    async fn scale(&self, spec: &ReleaseSpec, formation: &Formation) -> Result<(), RuntimeError> {
+        let objects = render::render(spec, formation, &self.platform)?;
+        let quiet = |_: &str| {};
+        self.apply_and_roll_out(spec, &objects, &quiet).await?;
+        self.prune_after(&spec.app, &objects).await?;
+        Ok(())
+    }
+
+    async fn restart(&self, app: &AppName, process_type: Option<&str>) -> Result<(), RuntimeError> {
+        Ok(self.restart_deployments(app, process_type).await?)
+    }
+
+    async fn processes(&self, app: &AppName) -> Result<Vec<ProcessInfo>, RuntimeError> {
+        Ok(self.processes_of(app).await?)
+    }
+
+    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>) -> Result<(), RuntimeError> {
+        self.apply_cluster(&render::namespace(app), FIELD_MANAGER)
+            .await?;
+        let ingress: Ingress = render::ingress(app, &hosts, &self.platform);
+        self.apply(app, &ingress).await?;
+        Ok(())
+    }
+
+    async fn stop(&self, app: &AppName) -> Result<(), RuntimeError> {
+        Ok(self.delete_namespace(app).await?)
+    }
+}
