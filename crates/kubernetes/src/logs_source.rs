@@ -43,6 +43,15 @@ impl PodLogs {
         PodLogs { client, platform }
     }
 
+    /// Reads pods' logs from the cluster of the usual configuration (as
+    /// [`KubeRuntime::connect`](crate::KubeRuntime::connect)).
+    pub async fn connect(platform: Arc<dyn LogSource>) -> Result<PodLogs, crate::Error> {
+        let client = Client::try_default()
+            .await
+            .map_err(|e| crate::Error::Config(e.to_string()))?;
+        Ok(PodLogs::new(client, platform))
+    }
+
     async fn pods(&self, app: &AppName) -> Vec<Pod> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &render::namespace_name(app));
         let selector = format!(

@@ -19,6 +19,8 @@ use crate::{
 
 /// Releases looked at when finding what an app should run after a restart.
 const HISTORY: u32 = 100;
+/// Apps brought back at once when a release manager starts.
+const RECOVER_AT_ONCE: usize = 32;
 
 /// Why a push's release failed after its deploy: the ref never moved.
 pub use domain::PUSH_CUT_OFF as CUT_OFF;
@@ -130,9 +132,13 @@ impl ReleaseManager {
     pub async fn recover(&self) -> Result<(), store::Error> {
         let apps = self.inner.store.all_apps().await?;
         let mut tasks = tokio::task::JoinSet::new();
+        // A few at a time: a thousand apps are a thousand rounds of requests to a cluster.
+        let turns = Arc::new(tokio::sync::Semaphore::new(RECOVER_AT_ONCE));
         for app in apps {
             let manager = self.clone();
+            let turns = Arc::clone(&turns);
             tasks.spawn(async move {
+                let _turn = turns.acquire().await;
                 if let Err(err) = manager.recover_app(&app).await {
                     tracing::error!(app = %app.name, error = %err, "cannot bring the app back");
                 }

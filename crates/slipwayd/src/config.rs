@@ -105,9 +105,27 @@ pub(crate) struct UpArgs {
     /// `off` (run them as slipwayd's user; development only).
     #[arg(long = "sandbox", alias = "build-sandbox", env = "SLIPWAY_SANDBOX", value_enum, default_value_t = BuildSandbox::Auto)]
     build_sandbox: BuildSandbox,
-    /// Where apps run. `local`: supervised processes on this machine, behind the built-in router.
+    /// Where apps run. `local`: supervised processes on this machine, behind the built-in
+    /// router. `kubernetes`: a namespace per app on the cluster of the usual kubeconfig
+    /// ($KUBECONFIG, ~/.kube/config, or the pod's service account), routed by its ingress
+    /// controller; needs --registry.
     #[arg(long, env = "SLIPWAY_RUNTIME", value_enum, default_value_t = RuntimeKind::Local)]
     runtime: RuntimeKind,
+    /// Kubernetes: a rollout that makes no progress for this long, in seconds, fails and the
+    /// previous release is applied again (the Deployments' progressDeadlineSeconds).
+    #[arg(long, env = "SLIPWAY_ROLLOUT_DEADLINE", default_value_t = 300)]
+    rollout_deadline: u32,
+    /// Kubernetes: the IngressClass of apps' Ingresses; without it, the cluster's default.
+    #[arg(long, env = "SLIPWAY_INGRESS_CLASS")]
+    ingress_class: Option<String>,
+    /// Kubernetes: the namespace of the ingress controller, the only one besides an app's own
+    /// whose pods may reach the app's.
+    #[arg(long, env = "SLIPWAY_INGRESS_NAMESPACE", default_value = "ingress-nginx")]
+    ingress_namespace: String,
+    /// Kubernetes: a Docker config.json with credentials for --registry, given to each app's
+    /// namespace as its imagePullSecret.
+    #[arg(long, env = "SLIPWAY_REGISTRY_AUTH")]
+    registry_auth: Option<PathBuf>,
     /// How long a new web process has to become healthy, in seconds, before its deploy fails.
     #[arg(long, env = "SLIPWAY_BOOT_TIMEOUT", default_value_t = 60)]
     boot_timeout: u64,
@@ -188,6 +206,7 @@ pub(crate) enum BuildSandbox {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum RuntimeKind {
     Local,
+    Kubernetes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -218,6 +237,8 @@ pub(crate) struct UpConfig {
     pub(crate) build_timeout: std::time::Duration,
     pub(crate) build_sandbox: builder::SandboxMode,
     pub(crate) runtime: RuntimeKind,
+    /// The Kubernetes runtime's settings for every app.
+    pub(crate) kubernetes: kubernetes::Platform,
     pub(crate) boot_timeout: std::time::Duration,
     pub(crate) stop_timeout: std::time::Duration,
     pub(crate) registry: Option<builder::registry::RegistryConfig>,
@@ -278,6 +299,35 @@ impl UpArgs {
             .map(builder::registry::RegistryConfig::parse)
             .transpose()
             .map_err(|e| anyhow::anyhow!("--registry: {e}"))?;
+        if self.runtime == RuntimeKind::Kubernetes && registry.is_none() {
+            bail!(
+                "--runtime kubernetes needs --registry HOST:PORT[/PREFIX]: builds are pushed there and the cluster pulls them by digest"
+            );
+        }
+        if self.rollout_deadline == 0 {
+            bail!("invalid --rollout-deadline 0: give a number of seconds greater than zero");
+        }
+        let pull_credentials = match &self.registry_auth {
+            Some(path) => {
+                let bytes = std::fs::read(path).with_context(|| {
+                    format!("cannot read --registry-auth {}", path.display())
+                })?;
+                serde_json::from_slice::<serde_json::Value>(&bytes).with_context(|| {
+                    format!(
+                        "--registry-auth {} is not JSON: give a Docker config.json with an \"auths\" object",
+                        path.display()
+                    )
+                })?;
+                Some(bytes)
+            }
+            None => None,
+        };
+        let kubernetes = kubernetes::Platform {
+            progress_deadline_seconds: i32::try_from(self.rollout_deadline).unwrap_or(i32::MAX),
+            ingress_class: self.ingress_class.clone(),
+            ingress_namespace: self.ingress_namespace.clone(),
+            pull_credentials,
+        };
         if self.boot_timeout == 0 {
             bail!(
                 "invalid --boot-timeout 0: give the seconds a web process has to start, such as 60"
@@ -326,6 +376,7 @@ impl UpArgs {
                 max_per_source: limits.http_max_per_source,
             },
             runtime: self.runtime,
+            kubernetes,
             boot_timeout: std::time::Duration::from_secs(self.boot_timeout),
             stop_timeout: std::time::Duration::from_secs(self.stop_timeout),
             registry,

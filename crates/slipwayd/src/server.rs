@@ -82,7 +82,8 @@ pub(crate) async fn serve(role: Role, config: UpConfig) -> anyhow::Result<()> {
     tokio::spawn(signal_on(shutdown.clone()));
     // The builder's isolation is shared with the local runtime, so an app's builds and
     // processes have the same uid.
-    let builder = if role.gateway() || role.releaser() {
+    let local = config.runtime == RuntimeKind::Local;
+    let builder = if role.gateway() || (role.releaser() && local) {
         let builder = new_builder(&config).await?;
         // Which isolation is in force, for the operator to see (`--sandbox required`
         // refused to get this far without all of it).
@@ -99,13 +100,15 @@ pub(crate) async fn serve(role: Role, config: UpConfig) -> anyhow::Result<()> {
 
     // In one process the router's port is known from the start (app URLs show it); a
     // release manager of its own binds it once it is the active one.
+    // On Kubernetes the cluster's ingress controller routes, on port 80.
     let router_listener = match role {
-        Role::Up => Some(bind_router(config.router_listen).await?),
+        Role::Up if local => Some(bind_router(config.router_listen).await?),
         _ => None,
     };
     let router_port = match &router_listener {
         Some(listener) => listener.local_addr()?.port(),
-        None => config.router_listen.port(),
+        None if local => config.router_listen.port(),
+        None => 80,
     };
 
     // Every piece runs as a task that returns when `shutdown` fires. If one stops on its own,
@@ -143,7 +146,7 @@ pub(crate) async fn serve(role: Role, config: UpConfig) -> anyhow::Result<()> {
         });
     }
     let mut releasing = None;
-    if let (true, Some(builder)) = (role.releaser(), &builder) {
+    if role.releaser() {
         // A release manager of its own reads the logs once it is the active one: until
         // then another is writing them.
         let shared_logs = (role == Role::Up).then(|| logs.clone());
@@ -151,7 +154,7 @@ pub(crate) async fn serve(role: Role, config: UpConfig) -> anyhow::Result<()> {
             config.clone(),
             router_listener,
             store.clone(),
-            Arc::clone(builder),
+            builder.clone(),
             shared_logs,
             shutdown.clone(),
         );
@@ -171,12 +174,7 @@ pub(crate) async fn serve(role: Role, config: UpConfig) -> anyhow::Result<()> {
                 deploys: true,
             }),
             build_cache: Arc::new(CacheDir(config.storage.data_dir.join("cache"))),
-            // The local runtime's logs: in one process, as the release manager keeps them;
-            // in another, from its files, followed as they grow.
-            logs: match role {
-                Role::Up => Arc::new(logs.clone()),
-                _ => Arc::new(logs::FileLogs::new(config.storage.data_dir.join("logs"))),
-            },
+            logs: api_logs(role, &config, &logs).await?,
         };
         let listener = TcpListener::bind(config.api_listen)
             .await
@@ -278,10 +276,113 @@ async fn new_builder(config: &UpConfig) -> anyhow::Result<Arc<builder::Builder>>
     ))
 }
 
-/// The release manager: stands by until it holds the local runtime's lease, then runs the
-/// apps and the router and does the queue's work until shutdown, or until it loses the lease
-/// (an error: another has taken over, and this process must not run apps beside it).
+/// Where the API reads apps' logs. The platform's own lines: in one process, as the release
+/// manager keeps them; in another, from its files, followed as they grow. On Kubernetes, the
+/// pods' output is merged in from the pod log API.
+async fn api_logs(
+    role: Role,
+    config: &UpConfig,
+    logs: &releaser::Logs,
+) -> anyhow::Result<Arc<dyn logs::LogSource>> {
+    let platform: Arc<dyn logs::LogSource> = match role {
+        Role::Up => Arc::new(logs.clone()),
+        _ => Arc::new(logs::FileLogs::new(config.storage.data_dir.join("logs"))),
+    };
+    Ok(match config.runtime {
+        RuntimeKind::Local => platform,
+        RuntimeKind::Kubernetes => Arc::new(
+            kubernetes::PodLogs::connect(platform)
+                .await
+                .context("--runtime kubernetes")?,
+        ),
+    })
+}
+
+/// The release manager of the configured runtime, until shutdown.
 async fn release_manager(
+    config: UpConfig,
+    router_listener: Option<TcpListener>,
+    store: store::Store,
+    builder: Option<Arc<builder::Builder>>,
+    logs: Option<releaser::Logs>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    match config.runtime {
+        RuntimeKind::Local => {
+            let builder = builder.context("the local runtime runs apps with the builder's isolation")?;
+            local_release_manager(config, router_listener, store, builder, logs, shutdown).await
+        }
+        RuntimeKind::Kubernetes => kube_release_manager(config, store, logs, shutdown).await,
+    }
+}
+
+/// The release manager on Kubernetes: any number of them do the queue's work side by side
+/// (the queue keeps each app's work in order), while the apps run on the cluster whether or
+/// not a release manager does.
+async fn kube_release_manager(
+    config: UpConfig,
+    store: store::Store,
+    logs: Option<releaser::Logs>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let holder = releaser::holder_name("releaser");
+    let logs = match logs {
+        Some(logs) => logs,
+        None => releaser::Logs::open(config.storage.data_dir.join("logs"))
+            .context("cannot open the app logs")?,
+    };
+    let runtime = kubernetes::KubeRuntime::connect(config.kubernetes.clone())
+        .await
+        .context("--runtime kubernetes")?;
+    let manager = releaser::ReleaseManager::new(
+        store.clone(),
+        Arc::new(runtime) as Arc<dyn releaser::Runtime>,
+        logs.clone(),
+        config.domain.clone(),
+        leftovers(&config),
+    );
+    manager
+        .sweep()
+        .await
+        .context("cannot read the apps to remove what destroyed ones left")?;
+    store.reclaim_work(&holder).await?;
+    println!("releaser: deploying to Kubernetes");
+    // Each app's objects are applied again: what drifted comes back, what is unchanged
+    // stays as it is on the server.
+    if let Err(err) = manager.recover().await {
+        tracing::error!(error = %err, "cannot reconcile the apps");
+    }
+    let worker = releaser::Worker::new(
+        manager.clone(),
+        store.clone(),
+        releaser::WorkerConfig {
+            holder: holder.clone(),
+            lease: config.lease,
+            concurrency: releaser::WorkerConfig::DEFAULT_CONCURRENCY,
+        },
+    );
+    worker.run(shutdown).await;
+    logs.flush().await;
+    Ok(())
+}
+
+/// What an app keeps on disk under its name, removed when it is destroyed: its repository
+/// and build cache.
+fn leftovers(config: &UpConfig) -> releaser::Leftovers {
+    releaser::Leftovers::new(
+        config.storage.data_dir.join("trash"),
+        vec![
+            (config.storage.data_dir.join("repos"), ".git".to_owned()),
+            (config.storage.data_dir.join("cache"), String::new()),
+        ],
+    )
+}
+
+/// The release manager of the local runtime: stands by until it holds the local runtime's
+/// lease, then runs the apps and the router and does the queue's work until shutdown, or
+/// until it loses the lease (an error: another has taken over, and this process must not
+/// run apps beside it).
+async fn local_release_manager(
     config: UpConfig,
     router_listener: Option<TcpListener>,
     store: store::Store,
@@ -330,8 +431,7 @@ async fn release_manager(
     };
     let router_addr = router_listener.local_addr()?;
     let routes = router::Routes::default();
-    let runtime = match config.runtime {
-        RuntimeKind::Local => releaser::local::LocalRuntime::new(
+    let runtime = releaser::local::LocalRuntime::new(
             releaser::local::LocalConfig {
                 data_dir: config.storage.data_dir.clone(),
                 images: Arc::clone(builder.images()),
@@ -346,22 +446,14 @@ async fn release_manager(
             routes.clone(),
             logs.clone(),
         )
-        .context("cannot set up the local runtime")?,
-    };
+        .context("cannot set up the local runtime")?;
     let runtime = Arc::new(runtime);
     let manager = releaser::ReleaseManager::new(
         store.clone(),
         Arc::clone(&runtime) as Arc<dyn releaser::Runtime>,
         logs.clone(),
         config.domain.clone(),
-        // An app's repository and build cache: removed when it is destroyed.
-        releaser::Leftovers::new(
-            config.storage.data_dir.join("trash"),
-            vec![
-                (config.storage.data_dir.join("repos"), ".git".to_owned()),
-                (config.storage.data_dir.join("cache"), String::new()),
-            ],
-        ),
+        leftovers(&config),
     );
     // What a destroy cut short by a crash left is removed before anything is served; work
     // another release manager was doing when it died is taken over now, not when its lease
