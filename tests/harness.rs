@@ -121,6 +121,9 @@ impl Platform {
                         ssh_url = Some(url.to_owned());
                     } else if let Some(url) = line.strip_prefix("router: http://") {
                         router = Some(url.to_owned());
+                    } else if line == "releaser: deploying to Kubernetes" {
+                        // The cluster's ingress controller routes, not slipwayd.
+                        router = Some(String::new());
                     }
                 }
                 _ => panic!("slipwayd exited before listening: {:?}", child.wait()),

@@ -45,10 +45,11 @@ impl PodLogs {
 
     /// Reads pods' logs from the cluster of the usual configuration (as
     /// [`KubeRuntime::connect`](crate::KubeRuntime::connect)).
-    pub async fn connect(platform: Arc<dyn LogSource>) -> Result<PodLogs, crate::Error> {
-        let client = Client::try_default()
-            .await
-            .map_err(|e| crate::Error::Config(e.to_string()))?;
+    pub async fn connect(
+        kubeconfig: Option<&std::path::Path>,
+        platform: Arc<dyn LogSource>,
+    ) -> Result<PodLogs, crate::Error> {
+        let client = crate::runtime::client(kubeconfig).await?;
         Ok(PodLogs::new(client, platform))
     }
 

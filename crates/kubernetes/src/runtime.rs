@@ -42,6 +42,10 @@ const GRACE: Duration = Duration::from_secs(30);
 const NAMESPACE_GONE: Duration = Duration::from_secs(180);
 /// How long a one-off process may wait to be scheduled and started.
 const POD_START: Duration = Duration::from_secs(300);
+/// How long a one-off process may run: its pod's `activeDeadlineSeconds`, and a minute.
+const RUN_DEADLINE: Duration = Duration::from_secs(86_400 + 60);
+/// How long output still on its way from an ended process may take to arrive.
+const DRAIN_OUTPUT: Duration = Duration::from_secs(2);
 
 /// Runs releases on a Kubernetes cluster. Holds no state of its own: what serves is read
 /// from the cluster, what should serve from the store. Cheap to clone.
@@ -64,12 +68,14 @@ impl KubeRuntime {
         KubeRuntime { client, platform }
     }
 
-    /// Connects with the usual configuration: `$KUBECONFIG` or `~/.kube/config`, else the
-    /// pod's service account when running in a cluster; then checks the API server answers.
-    pub async fn connect(platform: Platform) -> Result<KubeRuntime, Error> {
-        let client = Client::try_default()
-            .await
-            .map_err(|e| Error::Config(e.to_string()))?;
+    /// Connects with `kubeconfig`, or the usual configuration (`$KUBECONFIG` or
+    /// `~/.kube/config`, else the pod's service account when running in a cluster); then
+    /// checks the API server answers.
+    pub async fn connect(
+        kubeconfig: Option<&std::path::Path>,
+        platform: Platform,
+    ) -> Result<KubeRuntime, Error> {
+        let client = client(kubeconfig).await?;
         let version = client
             .apiserver_version()
             .await
@@ -465,7 +471,8 @@ impl KubeRuntime {
     }
 
     /// Runs a pod's process to its end: waits for it to start, streams its output, and
-    /// returns its exit status.
+    /// returns its exit status once the pod has ended. Output still on its way when it ends
+    /// gets a moment to arrive.
     async fn run_pod(&self, app: &AppName, pod: &str, output: Lines<'_>) -> Result<i32, Error> {
         let api = self.api::<Pod>(app);
         let started = self
@@ -476,12 +483,22 @@ impl KubeRuntime {
         if !matches!(phase(&started), Some("Running" | "Succeeded" | "Failed")) {
             return Err(Error::App(format!("pod {pod} did not start")));
         }
-        self.stream_output(app, pod, output).await?;
-        let ended = self
-            .wait_for(api, pod, POD_START, |p: &Pod| {
-                matches!(phase(p), Some("Succeeded" | "Failed"))
-            })
-            .await?;
+        let streaming = self.stream_output(app, pod, output);
+        let ended = self.wait_for(api, pod, RUN_DEADLINE, |p: &Pod| {
+            matches!(phase(p), Some("Succeeded" | "Failed"))
+        });
+        tokio::pin!(streaming, ended);
+        let ended = tokio::select! {
+            streamed = &mut streaming => {
+                streamed?;
+                ended.await?
+            }
+            ended = &mut ended => {
+                let ended = ended?;
+                let _ = tokio::time::timeout(DRAIN_OUTPUT, streaming).await;
+                ended
+            }
+        };
         Ok(exit_status(&ended))
     }
 
@@ -680,6 +697,23 @@ impl KubeRuntime {
             ))
         })
     }
+}
+
+/// A client of the cluster `kubeconfig` names, or of the usual configuration.
+pub(crate) async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, Error> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| Error::Config(e.to_string()))
 }
 
 fn names<K: Resource>(objects: &[K]) -> BTreeSet<String> {

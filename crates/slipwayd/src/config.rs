@@ -111,6 +111,10 @@ pub(crate) struct UpArgs {
     /// controller; needs --registry.
     #[arg(long, env = "SLIPWAY_RUNTIME", value_enum, default_value_t = RuntimeKind::Local)]
     runtime: RuntimeKind,
+    /// Kubernetes: the kubeconfig file to use; without it, $KUBECONFIG, ~/.kube/config, or
+    /// the pod's service account.
+    #[arg(long, env = "SLIPWAY_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
     /// Kubernetes: a rollout that makes no progress for this long, in seconds, fails and the
     /// previous release is applied again (the Deployments' progressDeadlineSeconds).
     #[arg(long, env = "SLIPWAY_ROLLOUT_DEADLINE", default_value_t = 300)]
@@ -239,6 +243,7 @@ pub(crate) struct UpConfig {
     pub(crate) runtime: RuntimeKind,
     /// The Kubernetes runtime's settings for every app.
     pub(crate) kubernetes: kubernetes::Platform,
+    pub(crate) kubeconfig: Option<PathBuf>,
     pub(crate) boot_timeout: std::time::Duration,
     pub(crate) stop_timeout: std::time::Duration,
     pub(crate) registry: Option<builder::registry::RegistryConfig>,
@@ -377,6 +382,7 @@ impl UpArgs {
             },
             runtime: self.runtime,
             kubernetes,
+            kubeconfig: self.kubeconfig,
             boot_timeout: std::time::Duration::from_secs(self.boot_timeout),
             stop_timeout: std::time::Duration::from_secs(self.stop_timeout),
             registry,

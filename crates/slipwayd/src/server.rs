@@ -291,7 +291,7 @@ async fn api_logs(
     Ok(match config.runtime {
         RuntimeKind::Local => platform,
         RuntimeKind::Kubernetes => Arc::new(
-            kubernetes::PodLogs::connect(platform)
+            kubernetes::PodLogs::connect(config.kubeconfig.as_deref(), platform)
                 .await
                 .context("--runtime kubernetes")?,
         ),
@@ -331,7 +331,10 @@ async fn kube_release_manager(
         None => releaser::Logs::open(config.storage.data_dir.join("logs"))
             .context("cannot open the app logs")?,
     };
-    let runtime = kubernetes::KubeRuntime::connect(config.kubernetes.clone())
+    let runtime = kubernetes::KubeRuntime::connect(
+        config.kubeconfig.as_deref(),
+        config.kubernetes.clone(),
+    )
         .await
         .context("--runtime kubernetes")?;
     let manager = releaser::ReleaseManager::new(
