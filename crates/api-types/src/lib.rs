@@ -247,6 +247,94 @@ pub struct Scale {
     pub counts: BTreeMap<String, u32>,
 }
 
+/// How a health check checks a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum CheckType {
+    /// An HTTP GET of `path`, healthy on a 2xx or 3xx answer.
+    HttpGet,
+    /// A shell command in the process's container, healthy when it exits 0.
+    Exec,
+}
+
+/// One health check of a process type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HealthCheck {
+    #[serde(rename = "type")]
+    pub check_type: CheckType,
+    /// httpGet: the path, such as `/healthz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// httpGet: the port; `$PORT` when absent (web processes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// exec: the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    pub period_seconds: u32,
+    pub timeout_seconds: u32,
+    /// Failed checks in a row before the process counts as unhealthy.
+    pub failure_threshold: u32,
+}
+
+/// `GET /v1/apps/{app}/healthchecks`: one process type's checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HealthChecks {
+    /// Restarts a process that fails it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<HealthCheck>,
+    /// Keeps traffic, and a rollout, from a process until it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<HealthCheck>,
+}
+
+/// `PUT /v1/apps/{app}/healthchecks/{type}/{kind}`: an httpGet check takes `path` (and
+/// `port`), an exec check `command`; timings left out take their defaults (10 s, 1 s, 3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SetHealthCheck {
+    #[serde(rename = "type")]
+    pub check_type: CheckType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
+}
+
+/// What each process of a type may use (request and limit alike), as Kubernetes writes it:
+/// memory such as `512Mi`, CPU such as `500m` or `2`. In `PUT /v1/apps/{app}/limits/{type}`
+/// memory may also be written `512M` or `1G`, and a limit left out stays as it was.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Limits {
+    #[serde(default)]
+    pub memory: Option<String>,
+    #[serde(default)]
+    pub cpu: Option<String>,
+}
+
+/// A process type's autoscaler (`GET`, `PUT /v1/apps/{app}/autoscale/{type}`): between `min`
+/// and `max` processes, aiming at `cpu_percent` of the CPU limit. While it is set, it decides
+/// the type's count instead of the formation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Autoscale {
+    pub min: u32,
+    pub max: u32,
+    pub cpu_percent: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(rename_all = "lowercase")]

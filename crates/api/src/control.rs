@@ -3,7 +3,7 @@
 //! in whichever process that runs. Calls that answer with the result wait for it.
 
 use domain::{AppName, ReleaseVersion};
-use store::{Fault, WorkKind, WorkOutcome};
+use store::{Fault, WorkId, WorkKind, WorkOutcome};
 
 use crate::{ApiError, ApiState};
 
@@ -68,6 +68,11 @@ pub(crate) async fn request(
         return Err(ApiError::Conflict(NO_RUNTIME.to_owned()));
     }
     let work = state.store.enqueue(app, &kind).await?;
+    wait(state, work).await
+}
+
+/// Waits until a release manager has done work the store queued along with a change.
+pub(crate) async fn wait(state: &ApiState, work: WorkId) -> Result<Option<i32>, ApiError> {
     let outcome = state
         .store
         .await_work(work, None, |_| {})

@@ -1,5 +1,7 @@
 //! From the store's records to the `/v1` wire types.
 
+use std::collections::BTreeMap;
+
 use api_types as wire;
 
 use crate::ApiConfig;
@@ -148,4 +150,73 @@ pub(crate) fn formation(
         out.sort_by(|a, b| a.process_type.cmp(&b.process_type));
     }
     out
+}
+
+/// Each process type's health checks, for the types that have any.
+pub(crate) fn health_checks(
+    settings: &domain::ProcessSettings,
+) -> BTreeMap<String, wire::HealthChecks> {
+    let check = |probe: Option<&domain::Probe>| {
+        probe.map(|p| {
+            let (check_type, path, port, command) = match &p.check {
+                domain::Check::HttpGet { path, port } => {
+                    (wire::CheckType::HttpGet, Some(path.clone()), *port, None)
+                }
+                domain::Check::Exec { command } => {
+                    (wire::CheckType::Exec, None, None, Some(command.clone()))
+                }
+            };
+            wire::HealthCheck {
+                check_type,
+                path,
+                port,
+                command,
+                period_seconds: p.period_seconds,
+                timeout_seconds: p.timeout_seconds,
+                failure_threshold: p.failure_threshold,
+            }
+        })
+    };
+    settings
+        .iter()
+        .filter(|(_, s)| s.liveness.is_some() || s.readiness.is_some())
+        .map(|(t, s)| {
+            let checks = wire::HealthChecks {
+                liveness: check(s.liveness.as_ref()),
+                readiness: check(s.readiness.as_ref()),
+            };
+            (t.to_string(), checks)
+        })
+        .collect()
+}
+
+/// Each process type's limits, for the types that have any.
+pub(crate) fn limits(settings: &domain::ProcessSettings) -> BTreeMap<String, wire::Limits> {
+    settings
+        .iter()
+        .filter(|(_, s)| !s.limits.is_empty())
+        .map(|(t, s)| {
+            let limits = wire::Limits {
+                memory: s.limits.memory.map(|m| m.quantity()),
+                cpu: s.limits.cpu.map(|c| c.quantity()),
+            };
+            (t.to_string(), limits)
+        })
+        .collect()
+}
+
+/// Each autoscaled process type's autoscaler.
+pub(crate) fn autoscale(settings: &domain::ProcessSettings) -> BTreeMap<String, wire::Autoscale> {
+    settings
+        .iter()
+        .filter_map(|(t, s)| {
+            let a = s.autoscale?;
+            let autoscale = wire::Autoscale {
+                min: a.min,
+                max: a.max,
+                cpu_percent: a.cpu_percent,
+            };
+            Some((t.to_string(), autoscale))
+        })
+        .collect()
 }

@@ -253,6 +253,9 @@ impl TestApp {
             "builds": self.get(&format!("/v1/apps/{app}/builds"), token).await.expect(StatusCode::OK),
             "keys": self.get("/v1/keys", token).await.expect(StatusCode::OK),
             "apps": self.get("/v1/apps", token).await.expect(StatusCode::OK),
+            "healthchecks": self.get(&format!("/v1/apps/{app}/healthchecks"), token).await.expect(StatusCode::OK),
+            "limits": self.get(&format!("/v1/apps/{app}/limits"), token).await.expect(StatusCode::OK),
+            "autoscale": self.get(&format!("/v1/apps/{app}/autoscale"), token).await.expect(StatusCode::OK),
         })
     }
 }
@@ -450,6 +453,16 @@ both_backends! {
             (Method::DELETE, "/v1/apps/demo/domains/www.example.com", None, Need::Write),
             (Method::POST, "/v1/apps/demo/domains/www.example.com/verify", None, Need::Write),
             (Method::DELETE, "/v1/apps/demo/builds/cache", None, Need::Write),
+            (Method::GET, "/v1/apps/demo/healthchecks", None, Need::Read),
+            (Method::GET, "/v1/apps/demo/limits", None, Need::Read),
+            (Method::GET, "/v1/apps/demo/autoscale", None, Need::Read),
+            (Method::PUT, "/v1/apps/demo/healthchecks/web/readiness", Some(json!({"type": "httpGet", "path": "/"})), Need::Write),
+            (Method::DELETE, "/v1/apps/demo/healthchecks/web/readiness", None, Need::Write),
+            (Method::DELETE, "/v1/apps/demo/healthchecks/web", None, Need::Write),
+            (Method::PUT, "/v1/apps/demo/limits/web", Some(json!({"cpu": "1"})), Need::Write),
+            (Method::PUT, "/v1/apps/demo/autoscale/web", Some(json!({"min": 1, "max": 2, "cpu_percent": 50})), Need::Write),
+            (Method::DELETE, "/v1/apps/demo/autoscale/web", None, Need::Write),
+            (Method::DELETE, "/v1/apps/demo/limits/web?cpu=true", None, Need::Write),
             (Method::POST, "/v1/apps/demo/perms", Some(json!({"username": "zed"})), Need::Own),
             (Method::DELETE, "/v1/apps/demo/perms/zed", None, Need::Own),
         ];
@@ -660,7 +673,8 @@ both_backends! {
         assert_eq!(health.status, StatusCode::OK);
         let openapi = t.call(Method::GET, "/v1/openapi.json", None, None).await.expect(StatusCode::OK);
         let paths = openapi["paths"].as_object().unwrap();
-        for path in ["/v1/apps/{app}/config", "/v1/apps/{app}/rollback", "/v1/auth/login", "/v1/keys/{key}"] {
+        for path in ["/v1/apps/{app}/config", "/v1/apps/{app}/rollback", "/v1/auth/login", "/v1/keys/{key}",
+                     "/v1/apps/{app}/healthchecks/{type}/{kind}", "/v1/apps/{app}/limits/{type}", "/v1/apps/{app}/autoscale/{type}"] {
             assert!(paths.contains_key(path), "{path} is documented");
         }
     }
@@ -702,6 +716,18 @@ both_backends! {
             (Method::GET, "/logs", &[]),
             (Method::GET, "/logs?lines=notanumber", &[]),
             (Method::POST, "/run", &[r#"{"command": "true"}"#, r#"{"command": ""}"#, "{"]),
+            (Method::GET, "/healthchecks", &[]),
+            (Method::PUT, "/healthchecks/web/liveness", &[r#"{"type": "exec", "command": "true"}"#, r#"{"type": "httpGet"}"#, "{"]),
+            (Method::PUT, "/healthchecks/Web!/nope", &[r#"{"type": "exec", "command": "true"}"#]),
+            (Method::DELETE, "/healthchecks/web/liveness", &[]),
+            (Method::DELETE, "/healthchecks/web", &[]),
+            (Method::GET, "/limits", &[]),
+            (Method::PUT, "/limits/web", &[r#"{"cpu": "1"}"#, r#"{"memory": "lots"}"#, "{"]),
+            (Method::DELETE, "/limits/web?memory=true", &[]),
+            (Method::DELETE, "/limits/web?memory=maybe", &[]),
+            (Method::GET, "/autoscale", &[]),
+            (Method::PUT, "/autoscale/web", &[r#"{"min": 1, "max": 2, "cpu_percent": 50}"#, r#"{"min": 0}"#, "{"]),
+            (Method::DELETE, "/autoscale/web", &[]),
         ];
         let mut checked = 0;
         for (method, route, bodies) in routes {

@@ -89,4 +89,18 @@ pub enum Error {
     AutoscaleBounds { min: u32, max: u32, limit: u32 },
     #[error("invalid autoscale target of {value}% CPU: give 1 to {max}")]
     AutoscaleTarget { value: u32, max: u32 },
+    #[error(
+        "the release process runs once per release and takes no health checks, limits or autoscaling"
+    )]
+    SettingsRelease,
+    #[error("{process} processes have no $PORT: give the health check a port, such as --port 8080")]
+    ProbeNeedsPort { process: String },
+    #[error("no limit given: give a memory limit, a CPU limit or both, such as --memory 512M")]
+    LimitsEmpty,
+    #[error(
+        "autoscale needs a CPU limit on {process}: run `slip limits:set {process} --cpu 500m` first"
+    )]
+    AutoscaleNeedsCpu { process: String },
+    #[error("{process} is autoscaled on its CPU limit: run `slip autoscale:unset {process}` first")]
+    AutoscaleKeepsCpu { process: String },
 }

@@ -66,20 +66,7 @@ impl Formation {
             if let Some(known) = known
                 && !known.contains(process)
             {
-                let names: Vec<&str> = known
-                    .iter()
-                    .filter(|t| !t.is_release())
-                    .map(ProcessType::as_str)
-                    .collect();
-                let known = if names.is_empty() {
-                    "none".to_owned()
-                } else {
-                    names.join(", ")
-                };
-                return Err(Error::UnknownProcessType {
-                    process: process.to_string(),
-                    known,
-                });
+                return Err(unknown_type(process, known));
             }
             next.insert(process.clone(), *count);
         }
@@ -95,6 +82,23 @@ impl Formation {
 
     pub fn iter(&self) -> impl Iterator<Item = (&ProcessType, u32)> {
         self.0.iter().map(|(t, n)| (t, *n))
+    }
+}
+
+/// The refusal of a type the app's current build does not declare, naming those it does.
+pub(crate) fn unknown_type(process: &ProcessType, known: &[ProcessType]) -> Error {
+    let names: Vec<&str> = known
+        .iter()
+        .filter(|t| !t.is_release())
+        .map(ProcessType::as_str)
+        .collect();
+    Error::UnknownProcessType {
+        process: process.to_string(),
+        known: if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        },
     }
 }
 

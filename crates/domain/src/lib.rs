@@ -37,7 +37,7 @@ pub use release::{
 pub use settings::{
     Autoscale, Check, Cpu, Limits, MAX_CPU_MILLIS, MAX_CPU_PERCENT, MAX_FAILURE_THRESHOLD,
     MAX_MEMORY, MAX_PROBE_PATH, MAX_PROBE_SECONDS, Memory, Probe, ProbeKind, ProcessSettings,
-    TypeSettings,
+    SettingsChange, TypeSettings,
 };
 pub use ssh_key::SshPublicKey;
 pub use user::{Password, Username};

@@ -391,6 +391,102 @@ impl FromIterator<(ProcessType, TypeSettings)> for ProcessSettings {
     }
 }
 
+/// A change of one process type's settings, as `slip healthchecks:set`, `limits:set`,
+/// `autoscale:set` and their `unset`s ask for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingsChange {
+    SetProbe(ProbeKind, Probe),
+    /// Removes one health check, or both when `None`.
+    UnsetProbe(Option<ProbeKind>),
+    /// Sets the limits given; one not given stays as it was.
+    SetLimits(Limits),
+    UnsetLimits {
+        memory: bool,
+        cpu: bool,
+    },
+    SetAutoscale(Autoscale),
+    UnsetAutoscale,
+}
+
+impl ProcessSettings {
+    /// The settings after `change` to `process_type`, or why it is refused.
+    ///
+    /// `known` is the process types of the app's current build, when it has one: as for
+    /// scaling ([`crate::Formation::scale`]), settings are set only for a type the build
+    /// declares, or for any well-formed type before the first build. Removing is allowed for
+    /// any type, so the settings of a type a later build dropped can be cleared. The
+    /// `release` process takes none. An autoscaler aims at a share of the CPU request, so it
+    /// needs a CPU limit, and that limit stays while the autoscaler does. An HTTP check
+    /// without a port goes to `$PORT`, which only web processes have.
+    pub fn change(
+        &self,
+        process_type: &ProcessType,
+        change: &SettingsChange,
+        known: Option<&[ProcessType]>,
+    ) -> Result<ProcessSettings, Error> {
+        if process_type.is_release() {
+            return Err(Error::SettingsRelease);
+        }
+        let sets = matches!(
+            change,
+            SettingsChange::SetProbe(..)
+                | SettingsChange::SetLimits(_)
+                | SettingsChange::SetAutoscale(_)
+        );
+        if sets
+            && let Some(known) = known
+            && !known.contains(process_type)
+        {
+            return Err(crate::formation::unknown_type(process_type, known));
+        }
+        let mut next = self.clone();
+        let settings = next.entry(process_type.clone());
+        let process = || process_type.to_string();
+        match change {
+            SettingsChange::SetProbe(kind, probe) => {
+                if let Check::HttpGet { port: None, .. } = probe.check
+                    && process_type.as_str() != ProcessType::WEB
+                {
+                    return Err(Error::ProbeNeedsPort { process: process() });
+                }
+                settings.set_probe(*kind, Some(probe.clone()));
+            }
+            SettingsChange::UnsetProbe(Some(kind)) => settings.set_probe(*kind, None),
+            SettingsChange::UnsetProbe(None) => {
+                settings.liveness = None;
+                settings.readiness = None;
+            }
+            SettingsChange::SetLimits(limits) => {
+                if limits.is_empty() {
+                    return Err(Error::LimitsEmpty);
+                }
+                settings.limits.memory = limits.memory.or(settings.limits.memory);
+                settings.limits.cpu = limits.cpu.or(settings.limits.cpu);
+            }
+            SettingsChange::UnsetLimits { memory, cpu } => {
+                if *memory {
+                    settings.limits.memory = None;
+                }
+                if *cpu {
+                    if settings.autoscale.is_some() && settings.limits.cpu.is_some() {
+                        return Err(Error::AutoscaleKeepsCpu { process: process() });
+                    }
+                    settings.limits.cpu = None;
+                }
+            }
+            SettingsChange::SetAutoscale(autoscale) => {
+                if settings.limits.cpu.is_none() {
+                    return Err(Error::AutoscaleNeedsCpu { process: process() });
+                }
+                settings.autoscale = Some(*autoscale);
+            }
+            SettingsChange::UnsetAutoscale => settings.autoscale = None,
+        }
+        next.tidy();
+        Ok(next)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,5 +609,109 @@ mod tests {
         );
         let back: ProcessSettings = serde_json::from_str(&json).unwrap();
         assert_eq!(back, settings);
+    }
+
+    #[test]
+    fn changes_keep_the_rules() {
+        let t = |name: &str| ProcessType::parse(name).unwrap();
+        let known = [t("web"), t("worker"), t("release")];
+        let known = Some(&known[..]);
+        let cpu = |c: &str| Limits {
+            memory: None,
+            cpu: Some(Cpu::parse(c).unwrap()),
+        };
+        let scale = SettingsChange::SetAutoscale(Autoscale::new(2, 10, 70).unwrap());
+        let http = |port| {
+            let probe = Probe::new(Check::http_get("/up", port).unwrap(), None, None, None);
+            SettingsChange::SetProbe(ProbeKind::Readiness, probe.unwrap())
+        };
+        let none = ProcessSettings::default();
+        let refused = |s: &ProcessSettings, name: &str, change: &SettingsChange| {
+            s.change(&t(name), change, known).unwrap_err().to_string()
+        };
+
+        assert_eq!(
+            refused(&none, "web", &scale),
+            "autoscale needs a CPU limit on web: run `slip limits:set web --cpu 500m` first"
+        );
+        let limited = none
+            .change(&t("web"), &SettingsChange::SetLimits(cpu("500m")), known)
+            .unwrap();
+        let scaled = limited.change(&t("web"), &scale, known).unwrap();
+        let unset_cpu = SettingsChange::UnsetLimits {
+            memory: false,
+            cpu: true,
+        };
+        assert_eq!(
+            refused(&scaled, "web", &unset_cpu),
+            "web is autoscaled on its CPU limit: run `slip autoscale:unset web` first"
+        );
+        let memory = Limits {
+            memory: Some(Memory::parse("1G").unwrap()),
+            cpu: None,
+        };
+        let both = scaled
+            .change(&t("web"), &SettingsChange::SetLimits(memory), known)
+            .unwrap();
+        let web = both.get(&t("web")).unwrap();
+        assert_eq!(
+            (
+                web.limits.memory.unwrap().quantity(),
+                web.limits.cpu.unwrap().quantity()
+            ),
+            ("1Gi".to_owned(), "500m".to_owned()),
+            "a limit not given stays"
+        );
+        let unscaled = both
+            .change(&t("web"), &SettingsChange::UnsetAutoscale, known)
+            .unwrap();
+        assert!(unscaled.change(&t("web"), &unset_cpu, known).is_ok());
+
+        assert_eq!(
+            refused(&none, "clock", &SettingsChange::SetLimits(cpu("1"))),
+            "the app has no process type \"clock\"; its processes are: web, worker"
+        );
+        assert_eq!(
+            refused(&none, "release", &SettingsChange::SetLimits(cpu("1"))),
+            "the release process runs once per release and takes no health checks, limits or autoscaling"
+        );
+        assert!(matches!(
+            none.change(
+                &t("web"),
+                &SettingsChange::SetLimits(Limits::default()),
+                known
+            ),
+            Err(Error::LimitsEmpty)
+        ));
+        assert!(
+            none.change(&t("clock"), &SettingsChange::UnsetAutoscale, known)
+                .unwrap()
+                .is_empty(),
+            "a type the build dropped can be cleared"
+        );
+        assert!(
+            none.change(&t("clock"), &scale, None).is_err(),
+            "no CPU limit"
+        );
+        assert!(
+            none.change(&t("clock"), &SettingsChange::SetLimits(cpu("1")), None)
+                .is_ok(),
+            "before the first build any type"
+        );
+
+        assert_eq!(
+            refused(&none, "worker", &http(None)),
+            "worker processes have no $PORT: give the health check a port, such as --port 8080"
+        );
+        let checked = none.change(&t("worker"), &http(Some(9000)), known).unwrap();
+        let checked = checked.change(&t("web"), &http(None), known).unwrap();
+        let cleared = checked
+            .change(&t("worker"), &SettingsChange::UnsetProbe(None), known)
+            .unwrap();
+        assert!(
+            cleared.get(&t("worker")).is_none(),
+            "a type left bare is dropped"
+        );
+        assert!(cleared.get(&t("web")).unwrap().readiness.is_some());
     }
 }

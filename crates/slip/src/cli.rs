@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// Slipway's CLI for app owners: deploy with `git push slipway main`, manage the rest here.
 #[derive(Debug, PartialEq, Eq, Parser)]
@@ -89,6 +89,24 @@ pub(crate) enum Command {
     Ps {
         #[command(subcommand)]
         command: Option<PsCommand>,
+    },
+
+    /// Health checks of the app's process types [default: healthchecks list]
+    Healthchecks {
+        #[command(subcommand)]
+        command: Option<HealthchecksCommand>,
+    },
+
+    /// Memory and CPU limits of the app's process types [default: limits list]
+    Limits {
+        #[command(subcommand)]
+        command: Option<LimitsCommand>,
+    },
+
+    /// Autoscaling of the app's process types on their CPU use [default: autoscale list]
+    Autoscale {
+        #[command(subcommand)]
+        command: Option<AutoscaleCommand>,
     },
 
     /// The app's log: its processes' output, the router's requests, deploys
@@ -266,6 +284,122 @@ pub(crate) enum PsCommand {
     },
 }
 
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum HealthchecksCommand {
+    /// List the health checks of each process type
+    List,
+    /// Set a health check: `web readiness httpGet /health`, or `worker liveness exec -- CMD`
+    Set(HealthcheckSetArgs),
+    /// Remove a process type's health check, or both of them
+    Unset {
+        /// Such as web
+        #[arg(value_name = "TYPE")]
+        process_type: String,
+        /// Only this check [default: both]
+        kind: Option<ProbeKind>,
+    },
+}
+
+/// Which health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProbeKind {
+    /// Restarts a process that fails it
+    Liveness,
+    /// Keeps traffic, and a rollout, from a process until it passes
+    Readiness,
+}
+
+/// How a health check checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CheckKind {
+    /// An HTTP GET of PATH, healthy on a 2xx or 3xx answer
+    #[value(name = "httpGet", alias = "httpget")]
+    HttpGet,
+    /// A command run in the process's container, healthy when it exits 0
+    Exec,
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub(crate) struct HealthcheckSetArgs {
+    /// Such as web
+    #[arg(value_name = "TYPE")]
+    pub(crate) process_type: String,
+    pub(crate) kind: ProbeKind,
+    pub(crate) check: CheckKind,
+    /// httpGet: the PATH, such as /health; exec: the command (put `--` before one with options)
+    #[arg(required = true, value_name = "PATH|COMMAND")]
+    pub(crate) target: Vec<String>,
+    /// httpGet: the port [default: $PORT, which only web processes have]
+    #[arg(long)]
+    pub(crate) port: Option<u16>,
+    /// Seconds between checks [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) period: Option<u32>,
+    /// Seconds a check may take [default: 1]
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) timeout: Option<u32>,
+    /// Failed checks in a row before the process counts as unhealthy [default: 3]
+    #[arg(long, value_name = "N")]
+    pub(crate) failure_threshold: Option<u32>,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum LimitsCommand {
+    /// List the limits of each process type
+    List,
+    /// Set what each process of a type may use; a limit not given stays as it is
+    #[command(group(ArgGroup::new("limit").required(true).multiple(true).args(["memory", "cpu"])))]
+    Set {
+        /// Such as web
+        #[arg(value_name = "TYPE")]
+        process_type: String,
+        /// Memory, such as 512M or 1G
+        #[arg(long)]
+        memory: Option<String>,
+        /// CPU, in millicores such as 500m or in cores such as 2
+        #[arg(long)]
+        cpu: Option<String>,
+    },
+    /// Remove a process type's limits [default: both]
+    Unset {
+        /// Such as web
+        #[arg(value_name = "TYPE")]
+        process_type: String,
+        /// Only the memory limit
+        #[arg(long)]
+        memory: bool,
+        /// Only the CPU limit
+        #[arg(long)]
+        cpu: bool,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum AutoscaleCommand {
+    /// List each autoscaled process type's bounds and target
+    List,
+    /// Autoscale a process type between --min and --max processes on its CPU use (it needs
+    /// a CPU limit); while set, it decides the type's count instead of ps:scale
+    Set {
+        /// Such as web
+        #[arg(value_name = "TYPE")]
+        process_type: String,
+        #[arg(long, value_name = "N")]
+        min: u32,
+        #[arg(long, value_name = "N")]
+        max: u32,
+        /// The CPU use to aim at, in percent of the CPU limit
+        #[arg(long, value_name = "PERCENT")]
+        cpu_percent: u32,
+    },
+    /// Stop autoscaling a process type: ps:scale decides its count again
+    Unset {
+        /// Such as web
+        #[arg(value_name = "TYPE")]
+        process_type: String,
+    },
+}
+
 #[derive(Debug, PartialEq, Eq, Args)]
 pub(crate) struct LogsArgs {
     /// How many past lines to show (at most 1500)
@@ -340,41 +474,118 @@ pub(crate) enum Action {
     Login(AccountArgs),
     Logout,
     Whoami,
-    Platform { url: Option<String> },
+    Platform {
+        url: Option<String>,
+    },
     KeysList,
-    KeysAdd { path: Option<PathBuf> },
-    KeysRemove { key: String },
+    KeysAdd {
+        path: Option<PathBuf>,
+    },
+    KeysRemove {
+        key: String,
+    },
     TokensList,
-    TokensRevoke { id: String },
+    TokensRevoke {
+        id: String,
+    },
     AppsList,
     AppsCreate(CreateArgs),
     AppsInfo,
     AppsDestroy(DestroyArgs),
-    ConfigList { shell: bool },
-    ConfigGet { key: String },
-    ConfigSet { pairs: Vec<String> },
-    ConfigUnset { keys: Vec<String> },
-    ConfigPull { file: PathBuf, overwrite: bool },
-    ConfigPush { file: PathBuf },
-    ReleasesList { limit: Option<u32> },
-    ReleasesInfo { version: String },
-    Rollback { version: Option<String> },
+    ConfigList {
+        shell: bool,
+    },
+    ConfigGet {
+        key: String,
+    },
+    ConfigSet {
+        pairs: Vec<String>,
+    },
+    ConfigUnset {
+        keys: Vec<String>,
+    },
+    ConfigPull {
+        file: PathBuf,
+        overwrite: bool,
+    },
+    ConfigPush {
+        file: PathBuf,
+    },
+    ReleasesList {
+        limit: Option<u32>,
+    },
+    ReleasesInfo {
+        version: String,
+    },
+    Rollback {
+        version: Option<String>,
+    },
     PsList,
-    PsScale { counts: Vec<String> },
-    PsRestart { process_type: Option<String> },
+    PsScale {
+        counts: Vec<String>,
+    },
+    PsRestart {
+        process_type: Option<String>,
+    },
+    HealthchecksList,
+    HealthchecksSet(HealthcheckSetArgs),
+    HealthchecksUnset {
+        process_type: String,
+        kind: Option<ProbeKind>,
+    },
+    LimitsList,
+    LimitsSet {
+        process_type: String,
+        memory: Option<String>,
+        cpu: Option<String>,
+    },
+    LimitsUnset {
+        process_type: String,
+        memory: bool,
+        cpu: bool,
+    },
+    AutoscaleList,
+    AutoscaleSet {
+        process_type: String,
+        min: u32,
+        max: u32,
+        cpu_percent: u32,
+    },
+    AutoscaleUnset {
+        process_type: String,
+    },
     Logs(LogsArgs),
-    Run { command: String },
+    Run {
+        command: String,
+    },
     PermsList,
-    PermsAdd { username: String },
-    PermsRemove { username: String },
+    PermsAdd {
+        username: String,
+    },
+    PermsRemove {
+        username: String,
+    },
     DomainsList,
-    DomainsAdd { domain: String },
-    DomainsVerify { domain: String },
-    DomainsRemove { domain: String },
-    BuildsList { limit: Option<u32> },
-    BuildsInfo { id: String },
+    DomainsAdd {
+        domain: String,
+    },
+    DomainsVerify {
+        domain: String,
+    },
+    DomainsRemove {
+        domain: String,
+    },
+    BuildsList {
+        limit: Option<u32>,
+    },
+    BuildsInfo {
+        id: String,
+    },
     BuildsPurgeCache,
-    BuildsCreate { image: String, procfile: PathBuf },
+    BuildsCreate {
+        image: String,
+        procfile: PathBuf,
+    },
 }
 
 impl Command {
@@ -428,6 +639,51 @@ impl Command {
                 PsCommand::List => Action::PsList,
                 PsCommand::Scale { counts } => Action::PsScale { counts },
                 PsCommand::Restart { process_type } => Action::PsRestart { process_type },
+            },
+            Command::Healthchecks { command } => {
+                match command.unwrap_or(HealthchecksCommand::List) {
+                    HealthchecksCommand::List => Action::HealthchecksList,
+                    HealthchecksCommand::Set(args) => Action::HealthchecksSet(args),
+                    HealthchecksCommand::Unset { process_type, kind } => {
+                        Action::HealthchecksUnset { process_type, kind }
+                    }
+                }
+            }
+            Command::Limits { command } => match command.unwrap_or(LimitsCommand::List) {
+                LimitsCommand::List => Action::LimitsList,
+                LimitsCommand::Set {
+                    process_type,
+                    memory,
+                    cpu,
+                } => Action::LimitsSet {
+                    process_type,
+                    memory,
+                    cpu,
+                },
+                LimitsCommand::Unset {
+                    process_type,
+                    memory,
+                    cpu,
+                } => Action::LimitsUnset {
+                    process_type,
+                    memory,
+                    cpu,
+                },
+            },
+            Command::Autoscale { command } => match command.unwrap_or(AutoscaleCommand::List) {
+                AutoscaleCommand::List => Action::AutoscaleList,
+                AutoscaleCommand::Set {
+                    process_type,
+                    min,
+                    max,
+                    cpu_percent,
+                } => Action::AutoscaleSet {
+                    process_type,
+                    min,
+                    max,
+                    cpu_percent,
+                },
+                AutoscaleCommand::Unset { process_type } => Action::AutoscaleUnset { process_type },
             },
             Command::Logs(args) => Action::Logs(args),
             // One argument is a command line for the app's shell; several are a program and
@@ -650,6 +906,25 @@ mod tests {
                 "slip builds:create registry/x:1",
                 "slip builds create registry/x:1 --procfile Procfile",
             ),
+            ("slip healthchecks", "slip healthchecks:list"),
+            ("slip limits", "slip limits:list"),
+            ("slip autoscale", "slip autoscale:list"),
+            (
+                "slip healthchecks:set web readiness httpGet /health --port 8080",
+                "slip healthchecks set web readiness httpget /health --port 8080",
+            ),
+            (
+                "slip healthchecks:unset web liveness -a demo",
+                "slip -a demo healthchecks unset web liveness",
+            ),
+            (
+                "slip limits:set web --memory 512M --cpu 500m",
+                "slip limits set web --cpu 500m --memory 512M",
+            ),
+            (
+                "slip autoscale:set web --min 2 --max 10 --cpu-percent 70",
+                "slip autoscale set web --cpu-percent 70 --max 10 --min 2",
+            ),
         ];
         for (a, b) in same {
             assert_eq!(action(a), action(b), "`{a}` and `{b}` differ");
@@ -689,6 +964,48 @@ mod tests {
             expect![[r#"ConfigPull { file: ".env", overwrite: false }"#]],
         );
         check("slip platform", expect!["Platform { url: None }"]);
+        check("slip healthchecks", expect!["HealthchecksList"]);
+        check("slip limits", expect!["LimitsList"]);
+        check("slip autoscale", expect!["AutoscaleList"]);
+        check(
+            "slip healthchecks:set worker liveness exec -- test -f /tmp/ok --period 5",
+            expect![[
+                r#"HealthchecksSet(HealthcheckSetArgs { process_type: "worker", kind: Liveness, check: Exec, target: ["test", "-f", "/tmp/ok", "--period", "5"], port: None, period: None, timeout: None, failure_threshold: None })"#
+            ]],
+        );
+        check(
+            "slip healthchecks:set web readiness httpGet /up --period 5 --timeout 2 --failure-threshold 4",
+            expect![[
+                r#"HealthchecksSet(HealthcheckSetArgs { process_type: "web", kind: Readiness, check: HttpGet, target: ["/up"], port: None, period: Some(5), timeout: Some(2), failure_threshold: Some(4) })"#
+            ]],
+        );
+        check(
+            "slip healthchecks:unset web",
+            expect![[r#"HealthchecksUnset { process_type: "web", kind: None }"#]],
+        );
+        check(
+            "slip limits:unset web --cpu",
+            expect![[r#"LimitsUnset { process_type: "web", memory: false, cpu: true }"#]],
+        );
+        check(
+            "slip autoscale:unset web",
+            expect![[r#"AutoscaleUnset { process_type: "web" }"#]],
+        );
+    }
+
+    #[test]
+    fn settings_commands_refuse_what_they_cannot_mean() {
+        for line in [
+            "slip limits:set web",
+            "slip autoscale:set web --min 2 --max 10",
+            "slip healthchecks:set web startup exec true",
+            "slip healthchecks:set web liveness tcp 80",
+            "slip healthchecks:set web liveness httpGet",
+            "slip healthchecks:set web liveness exec test -f /tmp/ok",
+        ] {
+            let result = Cli::try_parse_from(normalise(argv(line)));
+            assert!(result.is_err(), "`{line}` parsed: {result:?}");
+        }
     }
 
     #[test]

@@ -4,11 +4,13 @@
 use std::error::Error as _;
 use std::io;
 
+use std::collections::BTreeMap;
+
 use api_types::{
-    AddCollaborator, AddDomain, AddKey, ApiToken, App, AppInfo, Build, Collaborator, Config,
-    ConfigChanged, ConfigPatch, CreateApp, CreateBuild, Credentials, Domain, ErrorBody,
-    PlatformInfo, Process, ProcessCount, Release, ReleaseInfo, Restart, Rollback, RunCommand,
-    Scale, Session, SshKey, User,
+    AddCollaborator, AddDomain, AddKey, ApiToken, App, AppInfo, Autoscale, Build, Collaborator,
+    Config, ConfigChanged, ConfigPatch, CreateApp, CreateBuild, Credentials, Domain, ErrorBody,
+    HealthChecks, Limits, PlatformInfo, Process, ProcessCount, Release, ReleaseInfo, Restart,
+    Rollback, RunCommand, Scale, Session, SetHealthCheck, SshKey, User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -289,6 +291,102 @@ impl Client {
                 .json(scale),
         )
         .await
+    }
+
+    pub(crate) async fn health_checks(&self, app: &str) -> Result<BTreeMap<String, HealthChecks>> {
+        self.json(self.request(Method::GET, &["apps", app, "healthchecks"]))
+            .await
+    }
+
+    pub(crate) async fn set_health_check(
+        &self,
+        app: &str,
+        process_type: &str,
+        kind: &str,
+        check: &SetHealthCheck,
+    ) -> Result<BTreeMap<String, HealthChecks>> {
+        self.json(
+            self.request(
+                Method::PUT,
+                &["apps", app, "healthchecks", process_type, kind],
+            )
+            .json(check),
+        )
+        .await
+    }
+
+    /// Removes one health check of a type, or both when `kind` is `None`.
+    pub(crate) async fn unset_health_check(
+        &self,
+        app: &str,
+        process_type: &str,
+        kind: Option<&str>,
+    ) -> Result<BTreeMap<String, HealthChecks>> {
+        let mut segments = vec!["apps", app, "healthchecks", process_type];
+        segments.extend(kind);
+        self.json(self.request(Method::DELETE, &segments)).await
+    }
+
+    pub(crate) async fn limits(&self, app: &str) -> Result<BTreeMap<String, Limits>> {
+        self.json(self.request(Method::GET, &["apps", app, "limits"]))
+            .await
+    }
+
+    pub(crate) async fn set_limits(
+        &self,
+        app: &str,
+        process_type: &str,
+        limits: &Limits,
+    ) -> Result<BTreeMap<String, Limits>> {
+        self.json(
+            self.request(Method::PUT, &["apps", app, "limits", process_type])
+                .json(limits),
+        )
+        .await
+    }
+
+    /// Removes the memory limit, the CPU limit, or (neither asked for) both.
+    pub(crate) async fn unset_limits(
+        &self,
+        app: &str,
+        process_type: &str,
+        memory: bool,
+        cpu: bool,
+    ) -> Result<BTreeMap<String, Limits>> {
+        let mut url = self.url(&["apps", app, "limits", process_type]);
+        for (name, asked) in [("memory", memory), ("cpu", cpu)] {
+            if asked {
+                url.query_pairs_mut().append_pair(name, "true");
+            }
+        }
+        self.json(self.request_to(Method::DELETE, url)).await
+    }
+
+    pub(crate) async fn autoscale(&self, app: &str) -> Result<BTreeMap<String, Autoscale>> {
+        self.json(self.request(Method::GET, &["apps", app, "autoscale"]))
+            .await
+    }
+
+    pub(crate) async fn set_autoscale(
+        &self,
+        app: &str,
+        process_type: &str,
+        autoscale: &Autoscale,
+    ) -> Result<BTreeMap<String, Autoscale>> {
+        self.json(
+            self.request(Method::PUT, &["apps", app, "autoscale", process_type])
+                .json(autoscale),
+        )
+        .await
+    }
+
+    pub(crate) async fn unset_autoscale(
+        &self,
+        app: &str,
+        process_type: &str,
+    ) -> Result<BTreeMap<String, Autoscale>> {
+        self.json(self.request(Method::DELETE, &["apps", app, "autoscale", process_type]))
+            .await
     }
 
     pub(crate) async fn processes(&self, app: &str) -> Result<Vec<Process>> {

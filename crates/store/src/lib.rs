@@ -17,6 +17,7 @@ mod db;
 mod error;
 mod model;
 mod releases;
+mod settings;
 mod users;
 mod work;
 
@@ -26,6 +27,7 @@ pub use model::{
     Access, ApiToken, App, Build, BuildSource, BuildStatus, Collaborator, ConfigOutcome, Domain,
     DomainState, Event, Need, ProcessCount, Release, SshKey, User,
 };
+pub use settings::SettingsChanged;
 pub use users::NewUser;
 pub use work::{
     Claimable, Fault, MAX_OUTPUT_LINES, ProcessRecord, Work, WorkId, WorkKind, WorkOutcome,

@@ -47,7 +47,8 @@ pub enum WorkKind {
         version: ReleaseVersion,
         ref_moved: bool,
     },
-    /// Bring the running processes in line with the formation.
+    /// Bring the running release in line with the formation and the process settings
+    /// (health checks, limits, autoscaling): queued when either changes.
     Scale,
     /// Replace the processes (of one type, or all) with fresh ones.
     Restart { process_type: Option<String> },
@@ -60,7 +61,7 @@ pub enum WorkKind {
 }
 
 impl WorkKind {
-    fn columns(&self) -> (&'static str, Option<i64>, Option<String>) {
+    pub(crate) fn columns(&self) -> (&'static str, Option<i64>, Option<String>) {
         match self {
             WorkKind::Deploy {
                 version,
@@ -280,6 +281,27 @@ pub struct ProcessRecord {
     pub restarts: i32,
 }
 
+/// Adds work for `app` on a connection or in a transaction (`&mut *tx`), so a change and the
+/// work that converges to it commit together; the caller announces it after committing.
+macro_rules! enqueue_on {
+    ($conn:expr, $app:expr, $kind:expr) => {{
+        let (kind, version, argument) = $kind.columns();
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO work (app, kind, version, argument, status, created_at) \
+             VALUES ($1, $2, $3, $4, 'queued', $5) RETURNING id",
+        )
+        .bind($app.as_str())
+        .bind(kind)
+        .bind(version)
+        .bind(argument)
+        .bind(crate::db::now())
+        .fetch_one($conn)
+        .await
+        .map(crate::WorkId)
+    }};
+}
+pub(crate) use enqueue_on;
+
 fn millis(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
@@ -297,7 +319,7 @@ impl Store {
     }
 
     /// Announces a change: to this process at once, to others through `NOTIFY`.
-    async fn announce(&self) {
+    pub(crate) async fn announce(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
         if let crate::db::Db::Postgres(pool) = &self.db {
             let notified = sqlx::query("SELECT pg_notify($1, '')")
@@ -312,20 +334,9 @@ impl Store {
 
     /// Adds work for `app` to the queue.
     pub async fn enqueue(&self, app: &AppName, kind: &WorkKind) -> Result<WorkId> {
-        let (kind, version, argument) = kind.columns();
-        let id: i64 = on_db!(self, write, |pool| sqlx::query_scalar(
-            "INSERT INTO work (app, kind, version, argument, status, created_at) \
-             VALUES ($1, $2, $3, $4, 'queued', $5) RETURNING id"
-        )
-        .bind(app.as_str())
-        .bind(kind)
-        .bind(version)
-        .bind(argument)
-        .bind(now())
-        .fetch_one(pool)
-        .await)?;
+        let id = on_db!(self, write, |pool| enqueue_on!(pool, app, kind))?;
         self.announce().await;
-        Ok(WorkId(id))
+        Ok(id)
     }
 
     /// Claims the oldest piece of work that can be done now — the oldest unfinished of its

@@ -515,6 +515,71 @@ mod domains_from_before_verification {
 
 // The work queue: how release managers in several processes share the work.
 
+fn cpu_limit(cpu: &str) -> domain::SettingsChange {
+    domain::SettingsChange::SetLimits(domain::Limits {
+        memory: None,
+        cpu: Some(domain::Cpu::parse(cpu).unwrap()),
+    })
+}
+
+both_backends! {
+    async fn process_settings_change_with_the_work_that_applies_them(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        assert!(store.process_settings(&demo).await.unwrap().is_empty());
+        let web = ProcessType::parse("web").unwrap();
+        let known = [web.clone()];
+        let autoscale = domain::SettingsChange::SetAutoscale(domain::Autoscale::new(2, 5, 70).unwrap());
+
+        // Refused: autoscale without a CPU limit, and a type the build does not declare.
+        let err = store.change_process_settings(&demo, &web, &autoscale, Some(&known), true, &ada).await.unwrap_err();
+        assert_eq!(err.to_string(), "autoscale needs a CPU limit on web: run `slip limits:set web --cpu 500m` first");
+        let clock = ProcessType::parse("clock").unwrap();
+        store.change_process_settings(&demo, &clock, &cpu_limit("1"), Some(&known), true, &ada).await.unwrap_err();
+        assert!(store.process_settings(&demo).await.unwrap().is_empty());
+        assert!(store.unfinished_work(&demo.name).await.unwrap().is_empty(), "a refused change queues nothing");
+
+        let changed = store.change_process_settings(&demo, &web, &cpu_limit("500m"), Some(&known), true, &ada).await.unwrap();
+        let queued = store.unfinished_work(&demo.name).await.unwrap();
+        assert_eq!(queued.iter().map(|w| (Some(w.id), w.kind.clone())).collect::<Vec<_>>(), [(changed.work, store::WorkKind::Scale)]);
+        let changed = store.change_process_settings(&demo, &web, &autoscale, Some(&known), true, &ada).await.unwrap();
+        assert!(changed.work.is_some());
+        assert_eq!(store.process_settings(&demo).await.unwrap(), changed.settings);
+        assert_eq!(
+            serde_json::to_value(&changed.settings).unwrap(),
+            serde_json::json!({"web": {"limits": {"memory": null, "cpu": 500}, "autoscale": {"min": 2, "max": 5, "cpuPercent": 70}}})
+        );
+
+        // The same again changes nothing and queues nothing; without a runtime nothing is queued.
+        let again = store.change_process_settings(&demo, &web, &autoscale, Some(&known), true, &ada).await.unwrap();
+        assert_eq!((again.work, again.settings), (None, changed.settings));
+        let unqueued = store.change_process_settings(&demo, &web, &domain::SettingsChange::UnsetAutoscale, None, false, &ada).await.unwrap();
+        assert_eq!(unqueued.work, None);
+        assert_eq!(store.unfinished_work(&demo.name).await.unwrap().len(), 2);
+
+        let events: Vec<String> = store.events(Some("demo"), 10).await.unwrap().iter().map(|e| format!("{} {}", e.action, e.detail)).collect();
+        assert_eq!(events[..3], ["autoscale.unset web", "autoscale.set web min=2 max=5 cpu=70%", "limits.set web cpu=500m"]);
+        assert_eq!(history(&store, &demo).await, "v1 ada created initial release [succeeded]", "settings make no release");
+    }
+
+    async fn concurrent_settings_changes_are_none_of_them_lost(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let changes = (0..20).map(|i| {
+            let (store, demo, ada) = (store.clone(), demo.clone(), ada.clone());
+            tokio::spawn(async move {
+                let t = ProcessType::parse(&format!("t{i}")).unwrap();
+                store.change_process_settings(&demo, &t, &cpu_limit("100m"), None, true, &ada).await.unwrap();
+            })
+        });
+        for change in changes.collect::<Vec<_>>() {
+            change.await.unwrap();
+        }
+        assert_eq!(store.process_settings(&demo).await.unwrap().iter().count(), 20);
+        assert_eq!(store.unfinished_work(&demo.name).await.unwrap().len(), 20);
+    }
+}
+
 fn app_name(name: &str) -> AppName {
     AppName::parse(name).unwrap()
 }

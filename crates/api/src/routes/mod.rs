@@ -11,6 +11,7 @@ mod keys;
 mod perms;
 mod processes;
 mod releases;
+mod settings;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -43,6 +44,16 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(releases::info))
         .routes(routes!(releases::rollback))
         .routes(routes!(formation::get, formation::scale))
+        .routes(routes!(settings::health_checks))
+        .routes(routes!(settings::unset_health_checks))
+        .routes(routes!(
+            settings::set_health_check,
+            settings::unset_health_check
+        ))
+        .routes(routes!(settings::limits))
+        .routes(routes!(settings::set_limits, settings::unset_limits))
+        .routes(routes!(settings::autoscale))
+        .routes(routes!(settings::set_autoscale, settings::unset_autoscale))
         .routes(routes!(builds::list, builds::create))
         .routes(routes!(builds::info))
         .routes(routes!(builds::purge_cache))

@@ -9,6 +9,7 @@ mod keys;
 mod perms;
 mod ps;
 mod releases;
+mod settings;
 
 use std::path::PathBuf;
 
@@ -103,6 +104,39 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::PsList => ps::list(&ctx).await,
         Action::PsScale { counts } => ps::scale(&ctx, &counts).await,
         Action::PsRestart { process_type } => ps::restart(&ctx, process_type).await,
+        Action::HealthchecksList => settings::health_checks(&ctx).await,
+        Action::HealthchecksSet(args) => settings::set_health_check(&ctx, args).await,
+        Action::HealthchecksUnset { process_type, kind } => {
+            settings::unset_health_check(&ctx, &process_type, kind).await
+        }
+        Action::LimitsList => settings::limits(&ctx).await,
+        Action::LimitsSet {
+            process_type,
+            memory,
+            cpu,
+        } => settings::set_limits(&ctx, &process_type, memory, cpu).await,
+        Action::LimitsUnset {
+            process_type,
+            memory,
+            cpu,
+        } => settings::unset_limits(&ctx, &process_type, memory, cpu).await,
+        Action::AutoscaleList => settings::autoscale(&ctx).await,
+        Action::AutoscaleSet {
+            process_type,
+            min,
+            max,
+            cpu_percent,
+        } => {
+            let autoscale = api_types::Autoscale {
+                min,
+                max,
+                cpu_percent,
+            };
+            settings::set_autoscale(&ctx, &process_type, autoscale).await
+        }
+        Action::AutoscaleUnset { process_type } => {
+            settings::unset_autoscale(&ctx, &process_type).await
+        }
         Action::Logs(args) => ps::logs(&ctx, &args).await,
         Action::Run { command } => ps::run(&ctx, &command).await,
         Action::PermsList => perms::list(&ctx).await,
