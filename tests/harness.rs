@@ -306,10 +306,16 @@ impl User {
     /// A user registered on `platform` as `username` (the first user registers themselves
     /// and becomes admin), with their SSH key added.
     pub fn registered(platform: &Platform, username: &str) -> User {
+        User::registered_at(&platform.api_url, username)
+    }
+
+    /// A user registered at the API `api_url` as `username` (the first registers themselves
+    /// and becomes admin), with their SSH key added.
+    pub fn registered_at(api_url: &str, username: &str) -> User {
         let user = User::new();
         user.slip(&[
             "register",
-            &platform.api_url,
+            api_url,
             "--username",
             username,
             "--password",

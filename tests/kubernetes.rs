@@ -58,7 +58,10 @@ fn stages() -> String {
     let never_ready = stage_selecting(
         cluster::NEVER_READY_STAGE,
         "stuck-v3-never-ready",
-        &[("app.kubernetes.io/name", "stuck"), ("slipway.io/release", "v3")],
+        &[
+            ("app.kubernetes.io/name", "stuck"),
+            ("slipway.io/release", "v3"),
+        ],
     );
     let failing_release = stage_selecting(
         cluster::FAIL_STAGE,
@@ -201,17 +204,21 @@ fn resource_versions(client: &kube::Client, app: &str) -> Vec<(String, String)> 
     {
         let api: Api<K> = Api::namespaced(client.clone(), app);
         let kind = K::kind(&K::DynamicType::default()).into_owned();
-        kube(api.list_metadata(&ListParams::default().labels("app.kubernetes.io/managed-by=slipway")))
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|o| {
-                (
-                    format!("{kind}/{}", o.metadata.name.unwrap()),
-                    o.metadata.resource_version.unwrap(),
-                )
-            })
-            .collect()
+        kube(
+            api.list_metadata(
+                &ListParams::default().labels("app.kubernetes.io/managed-by=slipway"),
+            ),
+        )
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| {
+            (
+                format!("{kind}/{}", o.metadata.name.unwrap()),
+                o.metadata.resource_version.unwrap(),
+            )
+        })
+        .collect()
     }
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let namespace = kube(namespaces.get(app)).unwrap();
@@ -223,7 +230,9 @@ fn resource_versions(client: &kube::Client, app: &str) -> Vec<(String, String)> 
     all.extend(of::<Secret>(client, app));
     all.extend(of::<k8s_openapi::api::core::v1::Service>(client, app));
     all.extend(of::<k8s_openapi::api::networking::v1::Ingress>(client, app));
-    all.extend(of::<k8s_openapi::api::networking::v1::NetworkPolicy>(client, app));
+    all.extend(of::<k8s_openapi::api::networking::v1::NetworkPolicy>(
+        client, app,
+    ));
     all.extend(of::<HorizontalPodAutoscaler>(client, app));
     all.sort();
     all
@@ -233,7 +242,11 @@ fn resource_versions(client: &kube::Client, app: &str) -> Vec<(String, String)> 
 fn an_apps_day_on_kubernetes(ada: &mut User, cluster: &ControlPlane) {
     let client = cluster.client();
     let limit = Duration::from_secs(60);
-    add_app(ada, "demo", "web: python3 app.py\nworker: python3 worker.py\n");
+    add_app(
+        ada,
+        "demo",
+        "web: python3 app.py\nworker: python3 worker.py\n",
+    );
 
     // A push: Deployment demo-web in namespace demo, by digest, with the release's Secret.
     let pushed = ada.push_deployed();
@@ -257,17 +270,27 @@ fn an_apps_day_on_kubernetes(ada: &mut User, cluster: &ControlPlane) {
         b"hi".to_vec()
     );
     let web = deployment(&client, "demo", "demo-web").unwrap();
-    assert_eq!(image_and_env(&web), (v2_image.clone(), "demo-v3-env".to_owned()));
+    assert_eq!(
+        image_and_env(&web),
+        (v2_image.clone(), "demo-v3-env".to_owned())
+    );
     assert_eq!(release(ada, 3)["status"], "succeeded");
 
     // New code, then a rollback to v2: its digest and its Secret again.
-    write_app(ada, "two", "web: python3 app.py\nworker: python3 worker.py\n");
+    write_app(
+        ada,
+        "two",
+        "web: python3 app.py\nworker: python3 worker.py\n",
+    );
     ada.push_deployed();
     let v4_image = image_and_env(&deployment(&client, "demo", "demo-web").unwrap()).0;
     assert_ne!(v4_image, v2_image);
     ada.slip(&["rollback", "v2"]).success();
     let web = deployment(&client, "demo", "demo-web").unwrap();
-    assert_eq!(image_and_env(&web), (v2_image.clone(), "demo-v5-env".to_owned()));
+    assert_eq!(
+        image_and_env(&web),
+        (v2_image.clone(), "demo-v5-env".to_owned())
+    );
     let v5_secret = kube(secrets.get("demo-v5-env")).unwrap();
     assert!(!v5_secret.data.unwrap().contains_key("GREETING"));
 
@@ -302,7 +325,8 @@ fn an_apps_day_on_kubernetes(ada: &mut User, cluster: &ControlPlane) {
         "4",
     ])
     .success();
-    ada.slip(&["limits:set", "worker", "--cpu", "500m"]).success();
+    ada.slip(&["limits:set", "worker", "--cpu", "500m"])
+        .success();
     ada.slip(&[
         "autoscale:set",
         "worker",
@@ -331,11 +355,12 @@ fn an_apps_day_on_kubernetes(ada: &mut User, cluster: &ControlPlane) {
     );
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "demo");
     let hpa = kube(hpas.get("demo-worker")).expect("worker's autoscaler");
-    assert_eq!(
-        (hpa.spec.min_replicas, hpa.spec.max_replicas),
-        (Some(2), 7)
-    );
-    let target = &hpa.spec.metrics.as_ref().unwrap()[0].resource.as_ref().unwrap().target;
+    assert_eq!((hpa.spec.min_replicas, hpa.spec.max_replicas), (Some(2), 7));
+    let target = &hpa.spec.metrics.as_ref().unwrap()[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .target;
     assert_eq!(target.average_utilization, Some(65));
     assert_eq!(hpa.spec.scale_target_ref.name, "demo-worker");
     ada.slip(&["autoscale:unset", "worker"]).success();
@@ -366,7 +391,8 @@ fn an_apps_day_on_kubernetes(ada: &mut User, cluster: &ControlPlane) {
     assert!(deployment(&client, "demo", "demo-web").is_some());
 
     // Destroy: the namespace goes.
-    ada.slip(&["apps:destroy", "demo", "--confirm", "demo"]).success();
+    ada.slip(&["apps:destroy", "demo", "--confirm", "demo"])
+        .success();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     assert!(kube(namespaces.get_opt("demo")).unwrap().is_none());
 }
@@ -387,8 +413,8 @@ fn failed_releases_leave_the_previous_one(ada: &mut User, cluster: &ControlPlane
     let web = deployment(&client, "stuck", "stuck-web").unwrap();
     assert_eq!(image_and_env(&web), v2);
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "stuck");
-    let serving = kube(replica_sets.list(&ListParams::default().labels("slipway.io/release=v2")))
-        .unwrap();
+    let serving =
+        kube(replica_sets.list(&ListParams::default().labels("slipway.io/release=v2"))).unwrap();
     assert_eq!(
         serving.items[0].status.as_ref().unwrap().ready_replicas,
         Some(1),
@@ -399,11 +425,17 @@ fn failed_releases_leave_the_previous_one(ada: &mut User, cluster: &ControlPlane
     add_app(ada, "broken", "web: python3 app.py\n");
     ada.push_deployed();
     let v2 = image_and_env(&deployment(&client, "broken", "broken-web").unwrap());
-    write_app(ada, "two", "web: python3 app.py\nrelease: python3 migrate.py\n");
+    write_app(
+        ada,
+        "two",
+        "web: python3 app.py\nrelease: python3 migrate.py\n",
+    );
     let pushed = ada.git(&["push", "-q", "slipway", "main"]);
     assert!(!pushed.ok, "the release phase fails: {}", pushed.stderr);
     assert!(
-        pushed.stderr.contains("the release command exited with status 1"),
+        pushed
+            .stderr
+            .contains("the release command exited with status 1"),
         "{}",
         pushed.stderr
     );
@@ -480,7 +512,12 @@ async fn separate_pieces_on_postgres() {
                 releaser
             })
             .collect();
-        let gateway = Piece::start("gateway", &data, &db.url, &with(&["--ssh-listen", "127.0.0.1:0"]));
+        let gateway = Piece::start(
+            "gateway",
+            &data,
+            &db.url,
+            &with(&["--ssh-listen", "127.0.0.1:0"]),
+        );
         let ssh = gateway.wait_for("ssh: ", limit);
         let api = Piece::start(
             "api",

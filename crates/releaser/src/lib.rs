@@ -154,11 +154,34 @@ pub struct ReleaseSpec {
 }
 
 impl ReleaseSpec {
-    /// The app's health check path, when its config sets one.
+    /// The path a web process must answer before it takes traffic: its readiness check's
+    /// (`slip healthchecks:set web readiness httpGet PATH`), else `SLIPWAY_HEALTHCHECK_PATH`
+    /// from the config.
     pub fn healthcheck_path(&self) -> Option<&str> {
+        let web = self
+            .settings
+            .iter()
+            .find(|(t, _)| t.as_str() == domain::ProcessType::WEB)
+            .and_then(|(_, s)| s.readiness.as_ref());
+        if let Some(domain::Probe {
+            check: domain::Check::HttpGet { path, .. },
+            ..
+        }) = web
+        {
+            return Some(path);
+        }
         self.config
             .get("SLIPWAY_HEALTHCHECK_PATH")
             .filter(|p| p.starts_with('/'))
+    }
+
+    /// The memory a process of `process_type` may use, when its settings limit it.
+    pub fn memory_limit(&self, process_type: &str) -> Option<u64> {
+        self.settings
+            .iter()
+            .find(|(t, _)| t.as_str() == process_type)
+            .and_then(|(_, s)| s.limits.memory)
+            .map(domain::Memory::bytes)
     }
 }
 

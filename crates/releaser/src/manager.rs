@@ -302,8 +302,7 @@ impl ReleaseManager {
                 build.procfile.iter().map(|(t, c)| (t.as_str(), c.as_str())),
             )?,
             config: ConfigVars::from_map(release.config.clone())?,
-            // Until the store keeps them (the settings commands), none.
-            settings: domain::ProcessSettings::default(),
+            settings: self.inner.store.process_settings(app).await?,
         })
     }
 

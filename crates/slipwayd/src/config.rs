@@ -124,7 +124,11 @@ pub(crate) struct UpArgs {
     ingress_class: Option<String>,
     /// Kubernetes: the namespace of the ingress controller, the only one besides an app's own
     /// whose pods may reach the app's.
-    #[arg(long, env = "SLIPWAY_INGRESS_NAMESPACE", default_value = "ingress-nginx")]
+    #[arg(
+        long,
+        env = "SLIPWAY_INGRESS_NAMESPACE",
+        default_value = "ingress-nginx"
+    )]
     ingress_namespace: String,
     /// Kubernetes: a Docker config.json with credentials for --registry, given to each app's
     /// namespace as its imagePullSecret.
@@ -314,9 +318,8 @@ impl UpArgs {
         }
         let pull_credentials = match &self.registry_auth {
             Some(path) => {
-                let bytes = std::fs::read(path).with_context(|| {
-                    format!("cannot read --registry-auth {}", path.display())
-                })?;
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("cannot read --registry-auth {}", path.display()))?;
                 serde_json::from_slice::<serde_json::Value>(&bytes).with_context(|| {
                     format!(
                         "--registry-auth {} is not JSON: give a Docker config.json with an \"auths\" object",

@@ -309,7 +309,8 @@ async fn release_manager(
 ) -> anyhow::Result<()> {
     match config.runtime {
         RuntimeKind::Local => {
-            let builder = builder.context("the local runtime runs apps with the builder's isolation")?;
+            let builder =
+                builder.context("the local runtime runs apps with the builder's isolation")?;
             local_release_manager(config, router_listener, store, builder, logs, shutdown).await
         }
         RuntimeKind::Kubernetes => kube_release_manager(config, store, logs, shutdown).await,
@@ -331,12 +332,10 @@ async fn kube_release_manager(
         None => releaser::Logs::open(config.storage.data_dir.join("logs"))
             .context("cannot open the app logs")?,
     };
-    let runtime = kubernetes::KubeRuntime::connect(
-        config.kubeconfig.as_deref(),
-        config.kubernetes.clone(),
-    )
-        .await
-        .context("--runtime kubernetes")?;
+    let runtime =
+        kubernetes::KubeRuntime::connect(config.kubeconfig.as_deref(), config.kubernetes.clone())
+            .await
+            .context("--runtime kubernetes")?;
     let manager = releaser::ReleaseManager::new(
         store.clone(),
         Arc::new(runtime) as Arc<dyn releaser::Runtime>,
@@ -435,21 +434,21 @@ async fn local_release_manager(
     let router_addr = router_listener.local_addr()?;
     let routes = router::Routes::default();
     let runtime = releaser::local::LocalRuntime::new(
-            releaser::local::LocalConfig {
-                data_dir: config.storage.data_dir.clone(),
-                images: Arc::clone(builder.images()),
-                isolation: Arc::clone(builder.isolation()),
-                readable: builder.toolchains().to_vec(),
-                // Apps reach each other through the router, the one host port they may.
-                router_port: router_addr.ip().is_loopback().then_some(router_addr.port()),
-                boot_timeout: config.boot_timeout,
-                stop_timeout: config.stop_timeout,
-                run_timeout: releaser::local::LocalConfig::DEFAULT_RUN_TIMEOUT,
-            },
-            routes.clone(),
-            logs.clone(),
-        )
-        .context("cannot set up the local runtime")?;
+        releaser::local::LocalConfig {
+            data_dir: config.storage.data_dir.clone(),
+            images: Arc::clone(builder.images()),
+            isolation: Arc::clone(builder.isolation()),
+            readable: builder.toolchains().to_vec(),
+            // Apps reach each other through the router, the one host port they may.
+            router_port: router_addr.ip().is_loopback().then_some(router_addr.port()),
+            boot_timeout: config.boot_timeout,
+            stop_timeout: config.stop_timeout,
+            run_timeout: releaser::local::LocalConfig::DEFAULT_RUN_TIMEOUT,
+        },
+        routes.clone(),
+        logs.clone(),
+    )
+    .context("cannot set up the local runtime")?;
     let runtime = Arc::new(runtime);
     let manager = releaser::ReleaseManager::new(
         store.clone(),

@@ -232,6 +232,7 @@ impl Inner {
                 release: spec.version,
                 port,
                 healthcheck: spec.healthcheck_path().map(str::to_owned),
+                memory: spec.memory_limit(process_type),
             },
         ))
     }
@@ -384,6 +385,7 @@ impl Runtime for LocalRuntime {
                 command,
                 &[("DYNO", source.to_owned()), ("PORT", port.to_string())],
                 None,
+                spec.memory_limit(source.split('.').next().unwrap_or(source)),
             )
             .map_err(|e| RuntimeError::Runtime(format!("cannot start {source}: {e}")))?;
         // Whatever the one-off leaves in its cell goes when it is done (at the latest when
@@ -522,6 +524,18 @@ impl Runtime for LocalRuntime {
     async fn scale(&self, spec: &ReleaseSpec, formation: &Formation) -> Result<(), RuntimeError> {
         let app = &spec.app;
         let inner = &self.inner;
+        let settings_changed = {
+            let apps = inner.apps.lock().expect("never poisoned");
+            apps.get(app)
+                .and_then(|r| r.current.as_ref())
+                .is_some_and(|g| g.spec.settings != spec.settings)
+        };
+        if settings_changed {
+            // A process's limits and health check are fixed when it starts: fresh ones take
+            // over, as on a deploy.
+            let quiet = |_: &str| {};
+            return self.deploy(spec, formation, None, &quiet).await;
+        }
         let mut started = Vec::new();
         let mut surplus = Vec::new();
         {

@@ -48,7 +48,9 @@ pub(crate) struct Launch {
 
 impl Sandbox {
     /// The command that runs `command` of `app` (as process `name`) from the image at
-    /// `launch`, with `extra` environment; a web process's `port` is forwarded to it.
+    /// `launch`, with `extra` environment; a web process's `port` is forwarded to it. It may
+    /// use `memory` bytes (`slip limits:set`), or a standard process's.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn command(
         &self,
         app: &str,
@@ -57,7 +59,12 @@ impl Sandbox {
         command: &str,
         extra: &[(&str, String)],
         serve: Option<u16>,
+        memory: Option<u64>,
     ) -> std::io::Result<Sandboxed> {
+        let limits = Limits {
+            memory: memory.unwrap_or(Limits::PROCESS.memory),
+            ..Limits::PROCESS
+        };
         let mut env = launch.env.clone();
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         let mut args: Vec<std::ffi::OsString> = vec!["-c".into(), LAUNCHER.into(), "sh".into()];
@@ -81,7 +88,7 @@ impl Sandbox {
                         None => Network::Outbound,
                     },
                     host_ports: self.router_port.into_iter().collect(),
-                    limits: Limits::PROCESS,
+                    limits,
                     program: std::ffi::OsStr::new("/bin/sh"),
                     args,
                 })
@@ -113,7 +120,7 @@ impl Sandbox {
                     chdir: &dir,
                     network: Network::Outbound,
                     host_ports: Vec::new(),
-                    limits: Limits::PROCESS,
+                    limits,
                     program: std::ffi::OsStr::new("/bin/sh"),
                     args,
                 })
@@ -234,6 +241,7 @@ pub(crate) struct Proc {
     /// Where a web process listens.
     pub(crate) port: Option<u16>,
     pub(crate) healthcheck: Option<String>,
+    memory: Option<u64>,
     status: watch::Sender<Status>,
     stop: CancellationToken,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -250,6 +258,7 @@ impl Proc {
             release: identity.release,
             port: identity.port,
             healthcheck: identity.healthcheck,
+            memory: identity.memory,
             status: watch::Sender::new(Status {
                 state: ProcessState::Starting,
                 since: OffsetDateTime::now_utc(),
@@ -355,6 +364,7 @@ impl Proc {
                 &self.command,
                 &extra,
                 self.port,
+                self.memory,
             );
             let exit = match sandboxed {
                 Ok(Sandboxed { mut command, cell }) => match command.spawn() {
@@ -473,6 +483,8 @@ pub(crate) struct ProcIdentity {
     pub(crate) release: ReleaseVersion,
     pub(crate) port: Option<u16>,
     pub(crate) healthcheck: Option<String>,
+    /// Its memory limit, when its type has one.
+    pub(crate) memory: Option<u64>,
 }
 
 fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
