@@ -301,14 +301,15 @@ fn an_apps_day_on_kubernetes(ada: &mut User, cluster: &ControlPlane) {
     eventually(limit, "three web pods are ready", || {
         ready_pods(&client, "demo", "web") == 3
     });
-    let ps = ada.slip(&["ps", "--json"]).json();
-    let web_processes = ps
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["type"] == "web" && p["state"] == "up")
-        .count();
-    assert_eq!(web_processes, 3, "{ps}");
+    eventually(limit, "slip ps shows three web processes up", || {
+        let ps = ada.slip(&["ps", "--json"]).json();
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["type"] == "web" && p["state"] == "up")
+            .count()
+            == 3
+    });
 
     // Limits, health checks and autoscaling: in the Deployment and the HPA, as set.
     ada.slip(&["limits:set", "web", "--memory", "256M", "--cpu", "250m"])

@@ -23,4 +23,4 @@ mod runtime;
 pub use error::Error;
 pub use logs_source::PodLogs;
 pub use render::Platform;
-pub use runtime::{FIELD_MANAGER, KubeRuntime};
+pub use runtime::{APPLIED, FIELD_MANAGER, KubeRuntime};

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use kube::{Client, Resource};
 use releaser::{Lines, ProcessInfo, ProcessState, ReleaseSpec, Runtime, RuntimeError};
 use serde::Serialize;
@@ -27,6 +28,9 @@ use crate::Error;
 use crate::render::{self, Objects, Platform};
 use crate::rollout::{self, Rollout};
 
+/// The progress line said once a release's objects are applied, before its rollout is
+/// waited for.
+pub const APPLIED: &str = "       applied; waiting for the rollout";
 /// The field manager of everything Slipway applies.
 pub const FIELD_MANAGER: &str = "slipway";
 /// The field manager of the Namespace's current-release annotation, written apart so an
@@ -44,6 +48,8 @@ const NAMESPACE_GONE: Duration = Duration::from_secs(180);
 const POD_START: Duration = Duration::from_secs(300);
 /// How long a one-off process may run: its pod's `activeDeadlineSeconds`, and a minute.
 const RUN_DEADLINE: Duration = Duration::from_secs(86_400 + 60);
+/// How long the watch on the apps' pods may take to list them first.
+const WATCH_READY: Duration = Duration::from_secs(30);
 /// How long output still on its way from an ended process may take to arrive.
 const DRAIN_OUTPUT: Duration = Duration::from_secs(2);
 
@@ -53,6 +59,19 @@ const DRAIN_OUTPUT: Duration = Duration::from_secs(2);
 pub struct KubeRuntime {
     client: Client,
     platform: Platform,
+    /// Every pod Slipway made, in every namespace, kept current by one watch: `slip ps` of
+    /// a thousand apps every second is a read of memory, not a thousand requests.
+    pods: reflector::Store<Pod>,
+    _watching: Arc<AbortOnDrop>,
+}
+
+/// Stops the pods' watch when the last clone of the runtime goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for KubeRuntime {
@@ -64,8 +83,33 @@ impl std::fmt::Debug for KubeRuntime {
 }
 
 impl KubeRuntime {
+    /// A runtime on `client`'s cluster; starts watching the pods Slipway made (call it
+    /// within a Tokio runtime).
     pub fn new(client: Client, platform: Platform) -> KubeRuntime {
-        KubeRuntime { client, platform }
+        let (pods, writer) = reflector::store();
+        let ours = watcher::Config::default().labels(&format!(
+            "{}={}",
+            render::MANAGED_BY,
+            render::SLIPWAY
+        ));
+        let watch = reflector::reflector(
+            writer,
+            watcher::watcher(Api::<Pod>::all(client.clone()), ours),
+        )
+        .default_backoff()
+        .for_each(|event| {
+            if let Err(err) = event {
+                tracing::warn!(error = %err, "the watch on the apps' pods failed; retrying");
+            }
+            futures_util::future::ready(())
+        });
+        let watching = Arc::new(AbortOnDrop(tokio::spawn(watch)));
+        KubeRuntime {
+            client,
+            platform,
+            pods,
+            _watching: watching,
+        }
     }
 
     /// Connects with `kubeconfig`, or the usual configuration (`$KUBECONFIG` or
@@ -183,6 +227,7 @@ impl KubeRuntime {
             self.apply(&spec.app, autoscaler).await?;
         }
         self.prune_autoscalers(&spec.app, objects).await?;
+        progress(APPLIED);
         self.wait_for_rollouts(&spec.app, objects, progress).await
     }
 
@@ -584,23 +629,20 @@ impl KubeRuntime {
     }
 
     async fn processes_of(&self, app: &AppName) -> Result<Vec<ProcessInfo>, Error> {
-        let selector = format!(
-            "{}={},{}={}",
-            render::NAME,
-            app,
-            render::MANAGED_BY,
-            render::SLIPWAY
-        );
-        let pods = match self
-            .api::<Pod>(app)
-            .list(&ListParams::default().labels(&selector))
+        tokio::time::timeout(WATCH_READY, self.pods.wait_until_ready())
             .await
-        {
-            Ok(pods) => pods.items,
-            Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
-            Err(e) => return Err(Error::api("list the app's pods")(e)),
-        };
-        let mut processes: Vec<ProcessInfo> = pods.iter().filter_map(process_info).collect();
+            .map_err(|_| {
+                Error::Timeout("the watch on the apps' pods has not listed them yet".to_owned())
+            })?
+            .map_err(|_| Error::Timeout("the watch on the apps' pods stopped".to_owned()))?;
+        let namespace = render::namespace_name(app);
+        let mut processes: Vec<ProcessInfo> = self
+            .pods
+            .state()
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
+            .filter_map(|p| process_info(p))
+            .collect();
         processes.sort_by(|a, b| {
             (a.process_type.as_str(), a.name.as_str())
                 .cmp(&(b.process_type.as_str(), b.name.as_str()))
