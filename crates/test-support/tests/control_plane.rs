@@ -1,0 +1,354 @@
+//! The test control plane: a real API server, controllers and scheduler with kwok's fake
+//! node roll out Deployments, run Jobs, apply Slipway's test Stages and serve pod logs.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, ListParams, LogParams, PostParams};
+use kube::runtime::wait::{Condition, await_condition};
+use slipway_test_support::ControlPlane;
+use slipway_test_support::cluster::{self, FAIL_LABEL, NEVER_READY_LABEL};
+use futures::{AsyncBufReadExt, TryStreamExt};
+use tokio::io::AsyncWriteExt;
+
+/// Generous: a loaded 2-core machine runs several clusters and builds at once.
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, cond: impl Condition<K>) -> Result<K>
+where
+    K: Clone + std::fmt::Debug + Send + serde::de::DeserializeOwned + kube::Resource + 'static,
+{
+    tokio::time::timeout(WAIT, await_condition(api.clone(), name, cond))
+        .await
+        .with_context(|| format!("timed out waiting for {what}"))?
+        .with_context(|| format!("watching for {what}"))?
+        .with_context(|| format!("{name} is gone while waiting for {what}"))
+}
+
+async fn namespace(client: &kube::Client, name: &str) -> Result<()> {
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name },
+    }))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    Ok(())
+}
+
+fn deployment(name: &str, replicas: i32, labels: serde_json::Value) -> Result<Deployment> {
+    let mut pod_labels = serde_json::json!({ "app": name });
+    pod_labels
+        .as_object_mut()
+        .expect("an object")
+        .extend(labels.as_object().cloned().unwrap_or_default());
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": pod_labels },
+                "spec": { "containers": [{ "name": "web", "image": "registry.invalid/demo@sha256:0000000000000000000000000000000000000000000000000000000000000000" }] },
+            },
+        },
+    }))?)
+}
+
+fn job(name: &str, labels: serde_json::Value) -> Result<Job> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": name },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": { "labels": labels },
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{ "name": "release", "image": "registry.invalid/demo:latest" }],
+                },
+            },
+        },
+    }))?)
+}
+
+fn job_condition(name: &'static str) -> impl Condition<Job> {
+    move |job: Option<&Job>| {
+        job.and_then(|j| j.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == name && c.status == "True"))
+    }
+}
+
+async fn start() -> Result<Option<ControlPlane>> {
+    if cluster::skip() {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let cluster = ControlPlane::start().await?;
+    eprintln!(
+        "control plane usable in {:.2}s, components' RSS {} MiB",
+        started.elapsed().as_secs_f64(),
+        cluster.rss_bytes() / (1024 * 1024)
+    );
+    Ok(Some(cluster))
+}
+
+#[tokio::test]
+async fn a_deployment_rolls_out_to_ready_replicas() -> Result<()> {
+    let Some(cluster) = start().await? else {
+        return Ok(());
+    };
+    let client = cluster.client();
+    namespace(&client, "demo").await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "demo");
+    deployments
+        .create(&PostParams::default(), &deployment("demo-web", 3, serde_json::json!({}))?)
+        .await?;
+    let ready = |d: Option<&Deployment>| {
+        d.and_then(|d| d.status.as_ref())
+            .is_some_and(|s| s.ready_replicas == Some(3) && s.available_replicas == Some(3))
+    };
+    wait_for(&deployments, "demo-web", "3 ready replicas", ready).await?;
+    let pods: Api<Pod> = Api::namespaced(client, "demo");
+    let listed = pods.list(&ListParams::default().labels("app=demo-web")).await?;
+    assert_eq!(listed.items.len(), 3, "three pods, made by the controllers");
+    for pod in &listed.items {
+        let spec = pod.spec.as_ref().expect("a pod has a spec");
+        assert_eq!(spec.node_name.as_deref(), Some(cluster::NODE_NAME), "scheduled");
+    }
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_labelled_pod_runs_but_never_becomes_ready() -> Result<()> {
+    let Some(cluster) = start().await? else {
+        return Ok(());
+    };
+    let client = cluster.client();
+    namespace(&client, "stuck").await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "stuck");
+    // One ready Deployment next to the stuck one: the Stage picks only labelled pods.
+    deployments
+        .create(&PostParams::default(), &deployment("fine", 1, serde_json::json!({}))?)
+        .await?;
+    let labels = serde_json::json!({ NEVER_READY_LABEL: "true" });
+    deployments
+        .create(&PostParams::default(), &deployment("stuck", 2, labels)?)
+        .await?;
+    let one_ready = |d: Option<&Deployment>| {
+        d.and_then(|d| d.status.as_ref())
+            .is_some_and(|s| s.ready_replicas == Some(1))
+    };
+    wait_for(&deployments, "fine", "the unlabelled pod to be ready", one_ready).await?;
+
+    let pods: Api<Pod> = Api::namespaced(client, "stuck");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let listed = pods.list(&ListParams::default().labels("app=stuck")).await?;
+        let running = listed
+            .items
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .count();
+        if listed.items.len() == 2 && running == 2 {
+            for pod in &listed.items {
+                let status = pod.status.as_ref().expect("a running pod has a status");
+                let ready = status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .find(|c| c.type_ == "Ready")
+                    .map(|c| c.status.as_str());
+                assert_eq!(ready, Some("False"), "labelled pod is Running but not Ready");
+                let container = &status.container_statuses.as_ref().expect("statuses")[0];
+                assert!(!container.ready && container.state.as_ref().is_some_and(|s| s.running.is_some()));
+            }
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the labelled pods never became Running: {listed:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing moves them on: after the other pods settled, still none ready.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = deployments.get("stuck").await?.status.unwrap_or_default();
+    assert_eq!(status.ready_replicas.unwrap_or(0), 0, "{status:?}");
+    assert_eq!(status.unavailable_replicas, Some(2), "{status:?}");
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_labelled_job_fails_and_an_unlabelled_one_completes() -> Result<()> {
+    let Some(cluster) = start().await? else {
+        return Ok(());
+    };
+    let client = cluster.client();
+    namespace(&client, "jobs").await?;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "jobs");
+    jobs.create(&PostParams::default(), &job("release-ok", serde_json::json!({}))?)
+        .await?;
+    jobs.create(
+        &PostParams::default(),
+        &job("release-bad", serde_json::json!({ FAIL_LABEL: "true" }))?,
+    )
+    .await?;
+    wait_for(&jobs, "release-ok", "the Job to complete", job_condition("Complete")).await?;
+    let failed = wait_for(&jobs, "release-bad", "the Job to fail", job_condition("Failed")).await?;
+    let reason = failed
+        .status
+        .and_then(|s| s.conditions)
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "Failed")
+        .and_then(|c| c.reason);
+    assert_eq!(reason.as_deref(), Some("BackoffLimitExceeded"));
+
+    let pods: Api<Pod> = Api::namespaced(client, "jobs");
+    let listed = pods
+        .list(&ListParams::default().labels("job-name=release-bad"))
+        .await?;
+    let pod = listed.items.first().context("the failed Job's pod is kept")?;
+    let status = pod.status.as_ref().context("the pod has a status")?;
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    let terminated = status.container_statuses.as_ref().context("container statuses")?[0]
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .context("the container terminated")?;
+    assert_eq!(terminated.exit_code, 1);
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn pod_logs_come_through_the_api_from_a_file() -> Result<()> {
+    let Some(cluster) = start().await? else {
+        return Ok(());
+    };
+    let client = cluster.client();
+    namespace(&client, "logs").await?;
+    let file = cluster
+        .serve_log_lines("logs", &["first line", "second line"])
+        .await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "logs");
+    deployments
+        .create(&PostParams::default(), &deployment("talker", 1, serde_json::json!({}))?)
+        .await?;
+    let ready = |d: Option<&Deployment>| {
+        d.and_then(|d| d.status.as_ref())
+            .is_some_and(|s| s.ready_replicas == Some(1))
+    };
+    wait_for(&deployments, "talker", "a ready pod", ready).await?;
+    let pods: Api<Pod> = Api::namespaced(client, "logs");
+    let listed = pods.list(&ListParams::default().labels("app=talker")).await?;
+    let name = listed.items[0].metadata.name.clone().context("a pod name")?;
+
+    // kwok picks the ClusterLogs rule up from a watch; give it a moment if it lags.
+    let deadline = Instant::now() + WAIT;
+    let log = loop {
+        match pods.logs(&name, &LogParams::default()).await {
+            Ok(log) => break log,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("logs not served yet: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e).context("read the pod's log"),
+        }
+    };
+    assert_eq!(log, "first line\nsecond line\n");
+
+    // Following: what is appended to the file arrives on an open stream.
+    let params = LogParams {
+        follow: true,
+        ..LogParams::default()
+    };
+    let mut lines = pods.log_stream(&name, &params).await?.lines();
+    assert_eq!(lines.try_next().await?.as_deref(), Some("first line"));
+    assert_eq!(lines.try_next().await?.as_deref(), Some("second line"));
+    let more = cluster::cri_log(&["third line"]);
+    tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .await?
+        .write_all_buf(&mut more.as_bytes())
+        .await?;
+    let third = tokio::time::timeout(WAIT, lines.try_next()).await??;
+    assert_eq!(third.as_deref(), Some("third line"));
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_clusters_run_side_by_side_and_drop_leaves_nothing() -> Result<()> {
+    if cluster::skip() {
+        return Ok(());
+    }
+    let (a, b) = tokio::join!(ControlPlane::start(), ControlPlane::start());
+    let (a, b) = (a?, b?);
+    assert_ne!(a.server_url(), b.server_url());
+    namespace(&a.client(), "only-in-a").await?;
+    let in_b = Api::<Namespace>::all(b.client()).get_opt("only-in-a").await?;
+    assert!(in_b.is_none(), "the clusters share nothing");
+
+    let pids = a.pids();
+    let dir = a.dir().to_owned();
+    assert_eq!(pids.len(), 5, "etcd, apiserver, controller manager, scheduler, kwok");
+    drop(a);
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        assert!(
+            status.is_empty() || status.contains("State:\tZ"),
+            "process {pid} outlived its cluster: {status}"
+        );
+    }
+    assert!(!dir.exists(), "{} is removed", dir.display());
+    // The other cluster is untouched.
+    Api::<Namespace>::all(b.client()).get("default").await?;
+    b.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_binaries_fail_with_the_script_to_run() {
+    let empty = tempfile::tempdir().expect("a temporary directory");
+    let error = ControlPlane::builder()
+        .bin_dir(empty.path())
+        .start()
+        .await
+        .expect_err("no binaries, no cluster");
+    let message = error.to_string();
+    assert!(message.contains("scripts/control-plane.sh"), "{message}");
+    assert!(message.contains("etcd"), "{message}");
+}
+
+/// Cold start time, five times in a row (run with `--ignored --nocapture`).
+#[tokio::test]
+#[ignore = "a measurement, not a test"]
+async fn measure_start() -> Result<()> {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let cluster = ControlPlane::start().await?;
+        times.push(started.elapsed());
+        eprintln!(
+            "usable in {:.2}s; RSS {} MiB",
+            started.elapsed().as_secs_f64(),
+            cluster.rss_bytes() / (1024 * 1024)
+        );
+        let stopping = Instant::now();
+        cluster.stop().await;
+        eprintln!("stopped in {:.2}s", stopping.elapsed().as_secs_f64());
+    }
+    times.sort();
+    eprintln!("median start {:.2}s", times[2].as_secs_f64());
+    Ok(())
+}
