@@ -275,11 +275,6 @@ impl ControlPlaneBuilder {
             Some(dir) => dir,
             None => PathBuf::from(std::env::var_os(CONTROL_PLANE_BIN_VAR).ok_or(Error::NotBuilt)?),
         };
-        check_binaries(&bin)?;
-        let dir = tempfile::Builder::new()
-            .prefix("slipway-k8s-")
-            .tempdir()
-            .map_err(io("cannot create a temporary directory for the test cluster"))?;
         let ports = free_ports(6)?;
         let ports = Ports {
             etcd_client: ports[0],
@@ -289,12 +284,19 @@ impl ControlPlaneBuilder {
             scheduler: ports[4],
             kwok: ports[5],
         };
-        let root = dir.path().to_owned();
         let stages = self.stages;
-        let stock_stages = bin.join("kwok-stages.yaml");
-        let files = tokio::task::spawn_blocking(move || write_files(&root, &ports, &stock_stages, &stages))
-            .await
-            .expect("writing the test cluster's files does not panic")?;
+        let checked = bin.clone();
+        let (dir, files) = tokio::task::spawn_blocking(move || {
+            check_binaries(&checked)?;
+            let dir = tempfile::Builder::new()
+                .prefix("slipway-k8s-")
+                .tempdir()
+                .map_err(io("cannot create a temporary directory for the test cluster"))?;
+            let files = write_files(dir.path(), &ports, &checked.join("kwok-stages.yaml"), &stages)?;
+            Ok::<_, Error>((dir, files))
+        })
+        .await
+        .expect("writing the test cluster's files does not panic")?;
 
         let mut cluster = ControlPlane {
             components: Vec::new(),
@@ -435,12 +437,11 @@ impl ControlPlane {
 
     /// The last `lines` lines of a component's log (`etcd`, `kube-apiserver`,
     /// `kube-controller-manager`, `kube-scheduler`, `kwok`), for a failing test to print.
-    pub fn log_tail(&self, component: &str, lines: usize) -> String {
-        self.components
-            .iter()
-            .find(|c| c.name == component)
-            .map(|c| tail(&c.log, lines))
-            .unwrap_or_default()
+    pub async fn log_tail(&self, component: &str, lines: usize) -> String {
+        match self.components.iter().find(|c| c.name == component) {
+            Some(c) => tail(&c.log, lines).await,
+            None => String::new(),
+        }
     }
 
     /// The components' process ids, etcd first.
@@ -449,19 +450,19 @@ impl ControlPlane {
     }
 
     /// The combined resident memory of the components, in bytes (from `/proc`).
-    pub fn rss_bytes(&self) -> u64 {
-        self.components
-            .iter()
-            .filter_map(|c| c.child.id())
-            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-            .filter_map(|status| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
-            .map(|kib| kib * 1024)
-            .sum()
+    pub async fn rss_bytes(&self) -> u64 {
+        let mut total = 0;
+        for pid in self.pids() {
+            let Ok(status) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await else {
+                continue;
+            };
+            let kib = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            total += kib.unwrap_or(0) * 1024;
+        }
+        total
     }
 
     /// Stops the cluster: the control plane gracefully (SIGTERM, then SIGKILL after 10 s),
@@ -506,7 +507,8 @@ impl ControlPlane {
                 "--quota-backend-bytes=2147483648".into(),
                 "--log-level=warn".into(),
             ],
-        )?;
+        )
+        .await?;
         let url = format!("http://127.0.0.1:{}/health", ports.etcd_client);
         self.wait_until("etcd /health", "etcd", deadline, || {
             let http = http.clone();
@@ -546,7 +548,8 @@ impl ControlPlane {
                 "--allow-privileged=true".into(),
                 "--profiling=false".into(),
             ],
-        )?;
+        )
+        .await?;
         let url = format!("{}/readyz", self.server);
         self.wait_until("kube-apiserver /readyz", "kube-apiserver", deadline, || {
             let http = http.clone();
@@ -584,8 +587,9 @@ impl ControlPlane {
             "--use-service-account-credentials=false".into(),
             "--controllers=*".into(),
         ]);
-        self.spawn("kube-controller-manager", bin, kcm)?;
-        self.spawn("kube-scheduler", bin, common(ports.scheduler, "scheduler"))?;
+        self.spawn("kube-controller-manager", bin, kcm).await?;
+        self.spawn("kube-scheduler", bin, common(ports.scheduler, "scheduler"))
+            .await?;
         self.spawn(
             "kwok",
             bin,
@@ -603,7 +607,8 @@ impl ControlPlane {
                 "--cidr=10.244.0.1/16".into(),
                 "--enable-crds=ClusterLogs".into(),
             ],
-        )?;
+        )
+        .await?;
 
         for (what, component, port) in [
             ("kube-controller-manager /healthz", "kube-controller-manager", ports.controller_manager),
@@ -647,10 +652,14 @@ impl ControlPlane {
         Ok(())
     }
 
-    fn spawn(&mut self, name: &'static str, bin: &Path, args: Vec<String>) -> Result<()> {
+    async fn spawn(&mut self, name: &'static str, bin: &Path, args: Vec<String>) -> Result<()> {
         let root = self.dir().to_owned();
         let log = root.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).map_err(io(format!("cannot create {}", log.display())))?;
+        let out = tokio::fs::File::create(&log)
+            .await
+            .map_err(io(format!("cannot create {}", log.display())))?
+            .into_std()
+            .await;
         let err = out
             .try_clone()
             .map_err(io(format!("cannot reopen {}", log.display())))?;
@@ -658,7 +667,7 @@ impl ControlPlane {
         // setpriv makes the kernel kill the component when the thread that started it (the
         // test's) dies, even by SIGKILL; its own process group keeps a terminal's Ctrl-C from
         // reaching it first, so that Drop/stop decide the order (etcd last).
-        let mut command = match which_setpriv() {
+        let mut command = match which_setpriv().await {
             Some(setpriv) => {
                 let mut c = Command::new(setpriv);
                 c.arg("--pdeathsig").arg("KILL").arg("--").arg(&program);
@@ -700,7 +709,7 @@ impl ControlPlane {
                     return Err(Error::Exited {
                         component: component.name,
                         status: status.to_string(),
-                        tail: tail(&component.log, 30),
+                        tail: tail(&component.log, 30).await,
                     });
                 }
             }
@@ -708,12 +717,10 @@ impl ControlPlane {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                let log = self
-                    .components
-                    .iter()
-                    .find(|c| c.name == blame)
-                    .map(|c| tail(&c.log, 30))
-                    .unwrap_or_default();
+                let log = match self.components.iter().find(|c| c.name == blame) {
+                    Some(c) => tail(&c.log, 30).await,
+                    None => String::new(),
+                };
                 return Err(Error::NotReady {
                     waiting_for: format!("still waiting for {waiting_for}"),
                     component: blame,
@@ -750,19 +757,21 @@ fn signal_group(child: &Child, signal: rustix::process::Signal) {
     }
 }
 
-fn which_setpriv() -> Option<&'static Path> {
-    ["/usr/bin/setpriv", "/bin/setpriv"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.exists())
+async fn which_setpriv() -> Option<&'static Path> {
+    for path in ["/usr/bin/setpriv", "/bin/setpriv"] {
+        if tokio::fs::try_exists(path).await.unwrap_or(false) {
+            return Some(Path::new(path));
+        }
+    }
+    None
 }
 
 async fn http_ok(http: &reqwest::Client, url: &str) -> bool {
     matches!(http.get(url).send().await, Ok(r) if r.status().is_success())
 }
 
-fn tail(path: &Path, lines: usize) -> String {
-    let Ok(text) = std::fs::read(path) else {
+async fn tail(path: &Path, lines: usize) -> String {
+    let Ok(text) = tokio::fs::read(path).await else {
         return String::new();
     };
     let text = String::from_utf8_lossy(&text);

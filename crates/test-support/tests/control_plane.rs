@@ -94,7 +94,7 @@ async fn start() -> Result<Option<ControlPlane>> {
     eprintln!(
         "control plane usable in {:.2}s, components' RSS {} MiB",
         started.elapsed().as_secs_f64(),
-        cluster.rss_bytes() / (1024 * 1024)
+        cluster.rss_bytes().await / (1024 * 1024)
     );
     Ok(Some(cluster))
 }
@@ -342,7 +342,7 @@ async fn measure_start() -> Result<()> {
         eprintln!(
             "usable in {:.2}s; RSS {} MiB",
             started.elapsed().as_secs_f64(),
-            cluster.rss_bytes() / (1024 * 1024)
+            cluster.rss_bytes().await / (1024 * 1024)
         );
         let stopping = Instant::now();
         cluster.stop().await;
