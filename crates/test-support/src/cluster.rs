@@ -291,8 +291,15 @@ impl ControlPlaneBuilder {
             let dir = tempfile::Builder::new()
                 .prefix("slipway-k8s-")
                 .tempdir()
-                .map_err(io("cannot create a temporary directory for the test cluster"))?;
-            let files = write_files(dir.path(), &ports, &checked.join("kwok-stages.yaml"), &stages)?;
+                .map_err(io(
+                    "cannot create a temporary directory for the test cluster",
+                ))?;
+            let files = write_files(
+                dir.path(),
+                &ports,
+                &checked.join("kwok-stages.yaml"),
+                &stages,
+            )?;
             Ok::<_, Error>((dir, files))
         })
         .await
@@ -419,7 +426,9 @@ impl ControlPlane {
             &Patch::Apply(object),
         )
         .await
-        .map_err(kube_err(format!("cannot serve logs for namespace {namespace}")))?;
+        .map_err(kube_err(format!(
+            "cannot serve logs for namespace {namespace}"
+        )))?;
         Ok(())
     }
 
@@ -446,7 +455,10 @@ impl ControlPlane {
 
     /// The components' process ids, etcd first.
     pub fn pids(&self) -> Vec<u32> {
-        self.components.iter().filter_map(|c| c.child.id()).collect()
+        self.components
+            .iter()
+            .filter_map(|c| c.child.id())
+            .collect()
     }
 
     /// The combined resident memory of the components, in bytes (from `/proc`).
@@ -483,12 +495,20 @@ impl ControlPlane {
         }
     }
 
-    async fn boot(&mut self, bin: &Path, ports: &Ports, files: &Files, deadline: Instant) -> Result<()> {
+    async fn boot(
+        &mut self,
+        bin: &Path,
+        ports: &Ports,
+        files: &Files,
+        deadline: Instant,
+    ) -> Result<()> {
         let root = &files.root;
         let p = |name: &str| root.join(name).display().to_string();
         let http = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(files.ca_pem.as_bytes())?])
-            .identity(reqwest::Identity::from_pem(files.admin_identity_pem.as_bytes())?)
+            .identity(reqwest::Identity::from_pem(
+                files.admin_identity_pem.as_bytes(),
+            )?)
             .timeout(Duration::from_secs(5))
             .build()?;
 
@@ -498,11 +518,23 @@ impl ControlPlane {
             vec![
                 "--name=slipway".into(),
                 format!("--data-dir={}", p("etcd")),
-                format!("--listen-client-urls=http://127.0.0.1:{}", ports.etcd_client),
-                format!("--advertise-client-urls=http://127.0.0.1:{}", ports.etcd_client),
+                format!(
+                    "--listen-client-urls=http://127.0.0.1:{}",
+                    ports.etcd_client
+                ),
+                format!(
+                    "--advertise-client-urls=http://127.0.0.1:{}",
+                    ports.etcd_client
+                ),
                 format!("--listen-peer-urls=http://127.0.0.1:{}", ports.etcd_peer),
-                format!("--initial-advertise-peer-urls=http://127.0.0.1:{}", ports.etcd_peer),
-                format!("--initial-cluster=slipway=http://127.0.0.1:{}", ports.etcd_peer),
+                format!(
+                    "--initial-advertise-peer-urls=http://127.0.0.1:{}",
+                    ports.etcd_peer
+                ),
+                format!(
+                    "--initial-cluster=slipway=http://127.0.0.1:{}",
+                    ports.etcd_peer
+                ),
                 "--unsafe-no-fsync".into(),
                 "--quota-backend-bytes=2147483648".into(),
                 "--log-level=warn".into(),
@@ -540,7 +572,10 @@ impl ControlPlane {
                 "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
                 format!("--proxy-client-cert-file={}", p("front-proxy-client.crt")),
                 format!("--proxy-client-key-file={}", p("front-proxy-client.key")),
-                format!("--kubelet-client-certificate={}", p("apiserver-kubelet-client.crt")),
+                format!(
+                    "--kubelet-client-certificate={}",
+                    p("apiserver-kubelet-client.crt")
+                ),
                 format!("--kubelet-client-key={}", p("apiserver-kubelet-client.key")),
                 format!("--kubelet-certificate-authority={}", p("ca.crt")),
                 "--kubelet-preferred-address-types=InternalIP".into(),
@@ -568,12 +603,21 @@ impl ControlPlane {
         let common = |port: u16, name: &str| -> Vec<String> {
             vec![
                 format!("--kubeconfig={}", p(&format!("{name}.kubeconfig"))),
-                format!("--authentication-kubeconfig={}", p(&format!("{name}.kubeconfig"))),
-                format!("--authorization-kubeconfig={}", p(&format!("{name}.kubeconfig"))),
+                format!(
+                    "--authentication-kubeconfig={}",
+                    p(&format!("{name}.kubeconfig"))
+                ),
+                format!(
+                    "--authorization-kubeconfig={}",
+                    p(&format!("{name}.kubeconfig"))
+                ),
                 "--bind-address=127.0.0.1".into(),
                 format!("--secure-port={port}"),
                 format!("--tls-cert-file={}", p(&format!("{name}-serving.crt"))),
-                format!("--tls-private-key-file={}", p(&format!("{name}-serving.key"))),
+                format!(
+                    "--tls-private-key-file={}",
+                    p(&format!("{name}-serving.key"))
+                ),
                 "--leader-elect=false".into(),
                 "--profiling=false".into(),
             ]
@@ -611,7 +655,11 @@ impl ControlPlane {
         .await?;
 
         for (what, component, port) in [
-            ("kube-controller-manager /healthz", "kube-controller-manager", ports.controller_manager),
+            (
+                "kube-controller-manager /healthz",
+                "kube-controller-manager",
+                ports.controller_manager,
+            ),
             ("kube-scheduler /healthz", "kube-scheduler", ports.scheduler),
             ("kwok /healthz", "kwok", ports.kwok),
         ] {
@@ -713,7 +761,9 @@ impl ControlPlane {
                     });
                 }
             }
-            if tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), ready()).await == Ok(true) {
+            if tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), ready()).await
+                == Ok(true)
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -752,7 +802,10 @@ impl Drop for ControlPlane {
 }
 
 fn signal_group(child: &Child, signal: rustix::process::Signal) {
-    if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+    if let Some(pid) = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+    {
         let _ = rustix::process::kill_process_group(pid, signal);
     }
 }
@@ -827,7 +880,9 @@ fn free_ports(count: usize) -> Result<Vec<u16>> {
         if out.len() == count {
             break;
         }
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let port = low + ((seed >> 33) % u64::from(high - low)) as u16;
         if taken.contains(&port) || out.contains(&port) {
             continue;
@@ -872,11 +927,14 @@ impl Ca {
     /// A certificate and its key, both PEM: a client certificate when `sans` is empty.
     fn issue(&self, cn: &str, org: Option<&str>, sans: &[&str]) -> Result<(String, String)> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, cn);
         if let Some(org) = org {
-            params.distinguished_name.push(DnType::OrganizationName, org);
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, org);
         }
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -895,7 +953,12 @@ impl Ca {
 }
 
 /// Makes the PKI, the kubeconfigs and the kwok Stage file in `root`.
-fn write_files(root: &Path, ports: &Ports, stock_stages: &Path, extra_stages: &[String]) -> Result<Files> {
+fn write_files(
+    root: &Path,
+    ports: &Ports,
+    stock_stages: &Path,
+    extra_stages: &[String],
+) -> Result<Files> {
     let write = |name: &str, text: &str| -> Result<()> {
         let path = root.join(name);
         std::fs::write(&path, text).map_err(io(format!("cannot write {}", path.display())))
@@ -920,7 +983,10 @@ fn write_files(root: &Path, ports: &Ports, stock_stages: &Path, extra_stages: &[
         "kubernetes.default.svc.cluster.local",
         "10.96.0.1",
     ]);
-    pair("apiserver", ca.issue("kube-apiserver", None, &apiserver_sans)?)?;
+    pair(
+        "apiserver",
+        ca.issue("kube-apiserver", None, &apiserver_sans)?,
+    )?;
     pair(
         "apiserver-kubelet-client",
         ca.issue("kube-apiserver-kubelet-client", Some("system:masters"), &[])?,
@@ -929,8 +995,14 @@ fn write_files(root: &Path, ports: &Ports, stock_stages: &Path, extra_stages: &[
         "front-proxy-client",
         front_proxy.issue("front-proxy-client", None, &[])?,
     )?;
-    pair("controller-manager-serving", ca.issue("kube-controller-manager", None, &local)?)?;
-    pair("scheduler-serving", ca.issue("kube-scheduler", None, &local)?)?;
+    pair(
+        "controller-manager-serving",
+        ca.issue("kube-controller-manager", None, &local)?,
+    )?;
+    pair(
+        "scheduler-serving",
+        ca.issue("kube-scheduler", None, &local)?,
+    )?;
     pair("kwok-serving", ca.issue(NODE_NAME, None, &local)?)?;
     // The service-account signing key: ECDSA P-256 (ES256), which the API server accepts.
     write("sa.key", &KeyPair::generate()?.serialize_pem())?;
@@ -947,7 +1019,10 @@ fn write_files(root: &Path, ports: &Ports, stock_stages: &Path, extra_stages: &[
         if file == "admin" {
             admin_identity_pem = format!("{cert}{key}");
         }
-        write(&format!("{file}.kubeconfig"), &kubeconfig(&server, &ca.pem, &cert, &key))?;
+        write(
+            &format!("{file}.kubeconfig"),
+            &kubeconfig(&server, &ca.pem, &cert, &key),
+        )?;
     }
 
     let stock = std::fs::read_to_string(stock_stages)
@@ -1056,10 +1131,10 @@ async fn install_cluster_logs_crd(client: &kube::Client) -> Result<()> {
             .get("clusterlogs.kwok.x-k8s.io")
             .await
             .map_err(kube_err("cannot read kwok's ClusterLogs CRD"))?;
-        let established = crd
-            .status
-            .and_then(|s| s.conditions)
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+        let established = crd.status.and_then(|s| s.conditions).is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
         if established {
             return Ok(());
         }

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -11,7 +12,6 @@ use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition};
 use slipway_test_support::ControlPlane;
 use slipway_test_support::cluster::{self, FAIL_LABEL, NEVER_READY_LABEL};
-use futures::{AsyncBufReadExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
 /// Generous: a loaded 2-core machine runs several clusters and builds at once.
@@ -108,7 +108,10 @@ async fn a_deployment_rolls_out_to_ready_replicas() -> Result<()> {
     namespace(&client, "demo").await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "demo");
     deployments
-        .create(&PostParams::default(), &deployment("demo-web", 3, serde_json::json!({}))?)
+        .create(
+            &PostParams::default(),
+            &deployment("demo-web", 3, serde_json::json!({}))?,
+        )
         .await?;
     let ready = |d: Option<&Deployment>| {
         d.and_then(|d| d.status.as_ref())
@@ -116,11 +119,17 @@ async fn a_deployment_rolls_out_to_ready_replicas() -> Result<()> {
     };
     wait_for(&deployments, "demo-web", "3 ready replicas", ready).await?;
     let pods: Api<Pod> = Api::namespaced(client, "demo");
-    let listed = pods.list(&ListParams::default().labels("app=demo-web")).await?;
+    let listed = pods
+        .list(&ListParams::default().labels("app=demo-web"))
+        .await?;
     assert_eq!(listed.items.len(), 3, "three pods, made by the controllers");
     for pod in &listed.items {
         let spec = pod.spec.as_ref().expect("a pod has a spec");
-        assert_eq!(spec.node_name.as_deref(), Some(cluster::NODE_NAME), "scheduled");
+        assert_eq!(
+            spec.node_name.as_deref(),
+            Some(cluster::NODE_NAME),
+            "scheduled"
+        );
     }
     cluster.stop().await;
     Ok(())
@@ -136,7 +145,10 @@ async fn a_labelled_pod_runs_but_never_becomes_ready() -> Result<()> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "stuck");
     // One ready Deployment next to the stuck one: the Stage picks only labelled pods.
     deployments
-        .create(&PostParams::default(), &deployment("fine", 1, serde_json::json!({}))?)
+        .create(
+            &PostParams::default(),
+            &deployment("fine", 1, serde_json::json!({}))?,
+        )
         .await?;
     let labels = serde_json::json!({ NEVER_READY_LABEL: "true" });
     deployments
@@ -146,12 +158,20 @@ async fn a_labelled_pod_runs_but_never_becomes_ready() -> Result<()> {
         d.and_then(|d| d.status.as_ref())
             .is_some_and(|s| s.ready_replicas == Some(1))
     };
-    wait_for(&deployments, "fine", "the unlabelled pod to be ready", one_ready).await?;
+    wait_for(
+        &deployments,
+        "fine",
+        "the unlabelled pod to be ready",
+        one_ready,
+    )
+    .await?;
 
     let pods: Api<Pod> = Api::namespaced(client, "stuck");
     let deadline = Instant::now() + WAIT;
     loop {
-        let listed = pods.list(&ListParams::default().labels("app=stuck")).await?;
+        let listed = pods
+            .list(&ListParams::default().labels("app=stuck"))
+            .await?;
         let running = listed
             .items
             .iter()
@@ -166,9 +186,19 @@ async fn a_labelled_pod_runs_but_never_becomes_ready() -> Result<()> {
                     .flatten()
                     .find(|c| c.type_ == "Ready")
                     .map(|c| c.status.as_str());
-                assert_eq!(ready, Some("False"), "labelled pod is Running but not Ready");
+                assert_eq!(
+                    ready,
+                    Some("False"),
+                    "labelled pod is Running but not Ready"
+                );
                 let container = &status.container_statuses.as_ref().expect("statuses")[0];
-                assert!(!container.ready && container.state.as_ref().is_some_and(|s| s.running.is_some()));
+                assert!(
+                    !container.ready
+                        && container
+                            .state
+                            .as_ref()
+                            .is_some_and(|s| s.running.is_some())
+                );
             }
             break;
         }
@@ -194,15 +224,30 @@ async fn a_labelled_job_fails_and_an_unlabelled_one_completes() -> Result<()> {
     let client = cluster.client();
     namespace(&client, "jobs").await?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), "jobs");
-    jobs.create(&PostParams::default(), &job("release-ok", serde_json::json!({}))?)
-        .await?;
+    jobs.create(
+        &PostParams::default(),
+        &job("release-ok", serde_json::json!({}))?,
+    )
+    .await?;
     jobs.create(
         &PostParams::default(),
         &job("release-bad", serde_json::json!({ FAIL_LABEL: "true" }))?,
     )
     .await?;
-    wait_for(&jobs, "release-ok", "the Job to complete", job_condition("Complete")).await?;
-    let failed = wait_for(&jobs, "release-bad", "the Job to fail", job_condition("Failed")).await?;
+    wait_for(
+        &jobs,
+        "release-ok",
+        "the Job to complete",
+        job_condition("Complete"),
+    )
+    .await?;
+    let failed = wait_for(
+        &jobs,
+        "release-bad",
+        "the Job to fail",
+        job_condition("Failed"),
+    )
+    .await?;
     let reason = failed
         .status
         .and_then(|s| s.conditions)
@@ -216,10 +261,16 @@ async fn a_labelled_job_fails_and_an_unlabelled_one_completes() -> Result<()> {
     let listed = pods
         .list(&ListParams::default().labels("job-name=release-bad"))
         .await?;
-    let pod = listed.items.first().context("the failed Job's pod is kept")?;
+    let pod = listed
+        .items
+        .first()
+        .context("the failed Job's pod is kept")?;
     let status = pod.status.as_ref().context("the pod has a status")?;
     assert_eq!(status.phase.as_deref(), Some("Failed"));
-    let terminated = status.container_statuses.as_ref().context("container statuses")?[0]
+    let terminated = status
+        .container_statuses
+        .as_ref()
+        .context("container statuses")?[0]
         .state
         .as_ref()
         .and_then(|s| s.terminated.as_ref())
@@ -241,7 +292,10 @@ async fn pod_logs_come_through_the_api_from_a_file() -> Result<()> {
         .await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "logs");
     deployments
-        .create(&PostParams::default(), &deployment("talker", 1, serde_json::json!({}))?)
+        .create(
+            &PostParams::default(),
+            &deployment("talker", 1, serde_json::json!({}))?,
+        )
         .await?;
     let ready = |d: Option<&Deployment>| {
         d.and_then(|d| d.status.as_ref())
@@ -249,8 +303,14 @@ async fn pod_logs_come_through_the_api_from_a_file() -> Result<()> {
     };
     wait_for(&deployments, "talker", "a ready pod", ready).await?;
     let pods: Api<Pod> = Api::namespaced(client, "logs");
-    let listed = pods.list(&ListParams::default().labels("app=talker")).await?;
-    let name = listed.items[0].metadata.name.clone().context("a pod name")?;
+    let listed = pods
+        .list(&ListParams::default().labels("app=talker"))
+        .await?;
+    let name = listed.items[0]
+        .metadata
+        .name
+        .clone()
+        .context("a pod name")?;
 
     // kwok picks the ClusterLogs rule up from a watch; give it a moment if it lags.
     let deadline = Instant::now() + WAIT;
@@ -296,12 +356,18 @@ async fn two_clusters_run_side_by_side_and_drop_leaves_nothing() -> Result<()> {
     let (a, b) = (a?, b?);
     assert_ne!(a.server_url(), b.server_url());
     namespace(&a.client(), "only-in-a").await?;
-    let in_b = Api::<Namespace>::all(b.client()).get_opt("only-in-a").await?;
+    let in_b = Api::<Namespace>::all(b.client())
+        .get_opt("only-in-a")
+        .await?;
     assert!(in_b.is_none(), "the clusters share nothing");
 
     let pids = a.pids();
     let dir = a.dir().to_owned();
-    assert_eq!(pids.len(), 5, "etcd, apiserver, controller manager, scheduler, kwok");
+    assert_eq!(
+        pids.len(),
+        5,
+        "etcd, apiserver, controller manager, scheduler, kwok"
+    );
     drop(a);
     for pid in pids {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
