@@ -561,7 +561,7 @@ impl ControlPlane {
                 format!("--tls-private-key-file={}", p("apiserver.key")),
                 format!("--client-ca-file={}", p("ca.crt")),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                format!("--service-account-key-file={}", p("sa.key")),
+                format!("--service-account-key-file={}", p("sa.pub")),
                 format!("--service-account-signing-key-file={}", p("sa.key")),
                 "--service-cluster-ip-range=10.96.0.0/16".into(),
                 "--authorization-mode=RBAC,Node".into(),
@@ -1005,7 +1005,11 @@ fn write_files(
     )?;
     pair("kwok-serving", ca.issue(NODE_NAME, None, &local)?)?;
     // The service-account signing key: ECDSA P-256 (ES256), which the API server accepts.
-    write("sa.key", &KeyPair::generate()?.serialize_pem())?;
+    // Its public half goes in a file of its own: the API server reads public keys from SEC1
+    // or PKCS#1 private key files only, and rcgen writes PKCS#8.
+    let sa = KeyPair::generate()?;
+    write("sa.key", &sa.serialize_pem())?;
+    write("sa.pub", &sa.public_key_pem())?;
 
     let server = format!("https://127.0.0.1:{}", ports.apiserver);
     let mut admin_identity_pem = String::new();
