@@ -1015,7 +1015,13 @@ fn write_files(
     let mut admin_identity_pem = String::new();
     for (file, cn, org) in [
         ("admin", "slipway-test-admin", Some("system:masters")),
-        ("controller-manager", "system:kube-controller-manager", None),
+        // With --use-service-account-credentials=false every controller acts as the
+        // controller manager itself, whose bootstrap role covers none of them: it gets admin.
+        (
+            "controller-manager",
+            "system:kube-controller-manager",
+            Some("system:masters"),
+        ),
         ("scheduler", "system:kube-scheduler", None),
         ("kwok", "kwok-controller", Some("system:masters")),
     ] {

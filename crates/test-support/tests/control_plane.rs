@@ -117,8 +117,14 @@ async fn a_deployment_rolls_out_to_ready_replicas() -> Result<()> {
         d.and_then(|d| d.status.as_ref())
             .is_some_and(|s| s.ready_replicas == Some(3) && s.available_replicas == Some(3))
     };
-    wait_for(&deployments, "demo-web", "3 ready replicas", ready).await?;
     let pods: Api<Pod> = Api::namespaced(client, "demo");
+    if let Err(e) = wait_for(&deployments, "demo-web", "3 ready replicas", ready).await {
+        eprintln!("{:#?}", pods.list(&ListParams::default()).await?.items.iter().map(|p| (&p.metadata.name, &p.spec.as_ref().unwrap().node_name, &p.status)).collect::<Vec<_>>());
+        eprintln!("KWOK:\n{}", cluster.log_tail("kwok", 60).await);
+        eprintln!("KCM:\n{}", cluster.log_tail("kube-controller-manager", 30).await);
+        eprintln!("SCHED:\n{}", cluster.log_tail("kube-scheduler", 30).await);
+        return Err(e);
+    }
     let listed = pods
         .list(&ListParams::default().labels("app=demo-web"))
         .await?;
