@@ -215,6 +215,11 @@ pub enum Error {
         tail: String,
     },
     #[error(
+        "kwok did not serve logs for namespace {namespace} within {}s; its log ends:\n{tail}",
+        START_DEADLINE.as_secs()
+    )]
+    LogsNotServed { namespace: String, tail: String },
+    #[error(
         "the test cluster was not usable after {}s: {waiting_for}; the log of {component} ends:\n{tail}",
         START_DEADLINE.as_secs()
     )]
@@ -305,10 +310,20 @@ impl ControlPlaneBuilder {
         .await
         .expect("writing the test cluster's files does not panic")?;
 
+        // For health checks and kwok's kubelet server: trusts only the cluster's CA.
+        let http = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(files.ca_pem.as_bytes())?])
+            .identity(reqwest::Identity::from_pem(
+                files.admin_identity_pem.as_bytes(),
+            )?)
+            .timeout(Duration::from_secs(5))
+            .build()?;
         let mut cluster = ControlPlane {
             components: Vec::new(),
             kubeconfig: dir.path().join("admin.kubeconfig"),
             server: format!("https://127.0.0.1:{}", ports.apiserver),
+            kubelet: format!("https://127.0.0.1:{}", ports.kwok),
+            http,
             client: None,
             dir: Some(dir),
         };
@@ -325,6 +340,9 @@ pub struct ControlPlane {
     components: Vec<Component>,
     kubeconfig: PathBuf,
     server: String,
+    /// kwok's kubelet-like server.
+    kubelet: String,
+    http: reqwest::Client,
     client: Option<kube::Client>,
     dir: Option<tempfile::TempDir>,
 }
@@ -407,7 +425,8 @@ impl ControlPlane {
     /// Serves `path` as the log of every container of every pod in `namespace` through the
     /// pod log API (`kubectl logs`, `Api::<Pod>::logs`). The file is read when a log is asked
     /// for, in the CRI log format (`<RFC 3339 time> stdout F <line>`; see [`cri_log`]): write
-    /// it whenever, but call this before reading, since kwok picks the rule up from a watch.
+    /// it before or after; logs can be read as soon as this returns (it waits until kwok has
+    /// the rule). Calling it again for a namespace replaces the file.
     pub async fn serve_logs(&self, namespace: &str, path: &Path) -> Result<()> {
         let api: Api<DynamicObject> = Api::all_with(self.client(), &cluster_logs_resource());
         let name = format!("slipway-logs-{namespace}");
@@ -429,7 +448,30 @@ impl ControlPlane {
         .map_err(kube_err(format!(
             "cannot serve logs for namespace {namespace}"
         )))?;
-        Ok(())
+        // kwok learns the rule from a watch. Ask its kubelet server for a log in the namespace
+        // until it stops saying it has no rule for it (it does not check that the pod exists).
+        let probe = format!(
+            "{}/containerLogs/{namespace}/slipway-logs-probe/probe?limitBytes=1",
+            self.kubelet
+        );
+        let deadline = Instant::now() + START_DEADLINE;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if let Ok(response) = self.http.get(&probe).send().await
+                && let Ok(body) = response.text().await
+                && !body.contains("no logs found")
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::LogsNotServed {
+                    namespace: namespace.to_owned(),
+                    tail: self.log_tail("kwok", 30).await,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
     }
 
     /// Writes `lines` (as stdout, in the CRI log format) to a file in the cluster's directory
@@ -504,13 +546,7 @@ impl ControlPlane {
     ) -> Result<()> {
         let root = &files.root;
         let p = |name: &str| root.join(name).display().to_string();
-        let http = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(files.ca_pem.as_bytes())?])
-            .identity(reqwest::Identity::from_pem(
-                files.admin_identity_pem.as_bytes(),
-            )?)
-            .timeout(Duration::from_secs(5))
-            .build()?;
+        let http = self.http.clone();
 
         self.spawn(
             "etcd",

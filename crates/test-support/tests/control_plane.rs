@@ -118,13 +118,7 @@ async fn a_deployment_rolls_out_to_ready_replicas() -> Result<()> {
             .is_some_and(|s| s.ready_replicas == Some(3) && s.available_replicas == Some(3))
     };
     let pods: Api<Pod> = Api::namespaced(client, "demo");
-    if let Err(e) = wait_for(&deployments, "demo-web", "3 ready replicas", ready).await {
-        eprintln!("{:#?}", pods.list(&ListParams::default()).await?.items.iter().map(|p| (&p.metadata.name, &p.spec.as_ref().unwrap().node_name, &p.status)).collect::<Vec<_>>());
-        eprintln!("KWOK:\n{}", cluster.log_tail("kwok", 60).await);
-        eprintln!("KCM:\n{}", cluster.log_tail("kube-controller-manager", 30).await);
-        eprintln!("SCHED:\n{}", cluster.log_tail("kube-scheduler", 30).await);
-        return Err(e);
-    }
+    wait_for(&deployments, "demo-web", "3 ready replicas", ready).await?;
     let listed = pods
         .list(&ListParams::default().labels("app=demo-web"))
         .await?;
@@ -318,18 +312,7 @@ async fn pod_logs_come_through_the_api_from_a_file() -> Result<()> {
         .clone()
         .context("a pod name")?;
 
-    // kwok picks the ClusterLogs rule up from a watch; give it a moment if it lags.
-    let deadline = Instant::now() + WAIT;
-    let log = loop {
-        match pods.logs(&name, &LogParams::default()).await {
-            Ok(log) => break log,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("logs not served yet: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => return Err(e).context("read the pod's log"),
-        }
-    };
+    let log = pods.logs(&name, &LogParams::default()).await?;
     assert_eq!(log, "first line\nsecond line\n");
 
     // Following: what is appended to the file arrives on an open stream.
