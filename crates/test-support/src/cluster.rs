@@ -177,6 +177,61 @@ spec:
       phase: Failed
 "#;
 
+/// A kwok Stage, not on by default ([`ControlPlaneBuilder::stages`] adds it): a running pod
+/// that no controller owns and that is not restarted (`restartPolicy: Never`, as a one-off
+/// `run` pod) ends Succeeded, every container terminated with exit code 0, as if its command
+/// had finished. [`FAIL_STAGE`] still wins for pods labelled [`FAIL_LABEL`] (exit code 1).
+pub const RUN_COMPLETES_STAGE: &str = r#"apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: slipway-run-pod-complete
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values:
+      - 'Running'
+    - key: '.metadata.ownerReferences'
+      operator: 'DoesNotExist'
+    - key: '.spec.restartPolicy'
+      operator: 'In'
+      values:
+      - 'Never'
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: PodCompleted
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: PodCompleted
+        type: ContainersReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated:
+            exitCode: 0
+            finishedAt: {{ $now | Quote }}
+            reason: Completed
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      phase: Succeeded
+"#;
+
 /// What can go wrong starting or using a test control plane.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

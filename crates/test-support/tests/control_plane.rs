@@ -336,6 +336,74 @@ async fn pod_logs_come_through_the_api_from_a_file() -> Result<()> {
     Ok(())
 }
 
+fn run_pod(name: &str, labels: serde_json::Value) -> Result<Pod> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name, "labels": labels },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{ "name": "run", "image": "registry.invalid/demo:latest" }],
+        },
+    }))?)
+}
+
+fn pod_ended(pod: Option<&Pod>) -> bool {
+    pod.and_then(|p| p.status.as_ref())
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed")
+}
+
+fn exit_code(pod: &Pod) -> Option<i32> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    Some(statuses[0].state.as_ref()?.terminated.as_ref()?.exit_code)
+}
+
+#[tokio::test]
+async fn run_pods_end_with_exit_codes_and_keep_their_logs() -> Result<()> {
+    if cluster::skip() {
+        return Ok(());
+    }
+    let cluster = ControlPlane::builder()
+        .stages(cluster::RUN_COMPLETES_STAGE)
+        .start()
+        .await?;
+    let client = cluster.client();
+    namespace(&client, "runs").await?;
+    cluster
+        .serve_log_lines("runs", &["migrated 3 tables"])
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client, "runs");
+    pods.create(
+        &PostParams::default(),
+        &run_pod("ok", serde_json::json!({}))?,
+    )
+    .await?;
+    pods.create(
+        &PostParams::default(),
+        &run_pod("bad", serde_json::json!({ FAIL_LABEL: "true" }))?,
+    )
+    .await?;
+    let ok = wait_for(&pods, "ok", "the run pod to end", pod_ended).await?;
+    let bad = wait_for(&pods, "bad", "the failing run pod to end", pod_ended).await?;
+    assert_eq!(
+        ok.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded")
+    );
+    assert_eq!(exit_code(&ok), Some(0));
+    assert_eq!(
+        bad.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Failed")
+    );
+    assert_eq!(exit_code(&bad), Some(1));
+    assert_eq!(
+        pods.logs("ok", &LogParams::default()).await?,
+        "migrated 3 tables\n"
+    );
+    cluster.stop().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn two_clusters_run_side_by_side_and_drop_leaves_nothing() -> Result<()> {
     if cluster::skip() {
