@@ -8,7 +8,7 @@
 # (go env GOMODCACHE, GOCACHE) make a rebuild after a version change quicker. A cold build
 # takes about 9 minutes on 2 cores and 6 GB of disk, most of it Go's caches.
 #
-# Exports SLIPWAY_CONTROL_PLANE_BIN, which crates/test-support's `kube` module reads.
+# Exports SLIPWAY_CONTROL_PLANE_BIN, which crates/test-support's `cluster` module reads.
 
 KUBERNETES_VERSION=v1.37.2
 KUBERNETES_STAGING_VERSION=v0.37.2
@@ -51,10 +51,22 @@ build_control_plane() {
     rm -rf "$dir/bin" "$dir/bin.new" "$dir/src"
     mkdir -p "$dir/bin.new" "$dir/src/kubernetes" "$dir/src/etcd" "$dir/src/kwok"
     : >"$dir/build.log"
-    local step
+    # Each step runs in a subshell with errexit in force. Not under `if` or `||`: there
+    # errexit is off for everything inside, whatever the subshell sets.
+    local step rc errexit=
+    case $- in *e*) errexit=1 ;; esac
     for step in kubernetes etcd kwok; do
         echo "    $step: fetching modules and building"
-        if ! _control_plane_step "$dir" "_build_$step"; then
+        set +e
+        (
+            set -euo pipefail
+            exec >>"$dir/build.log" 2>&1
+            export GOFLAGS="-trimpath -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=auto
+            "_build_$step" "$dir"
+        )
+        rc=$?
+        [ -n "$errexit" ] && set -e
+        if [ "$rc" -ne 0 ]; then
             tail -n 40 "$dir/build.log" >&2
             echo "building $step failed (log: $dir/build.log); it needs the Go module proxy ($(go env GOPROXY))" >&2
             exec {lock}>&-
@@ -66,23 +78,6 @@ build_control_plane() {
     mv "$dir/bin.new" "$dir/bin"
     exec {lock}>&-
     echo "==> control plane built in $((SECONDS - started)) s"
-}
-
-# Runs one build step in a subshell with errexit in force (a subshell tested with `||` or
-# `if` runs with errexit off, whatever it sets), its output in the build log.
-_control_plane_step() {
-    local dir=$1 fn=$2 rc errexit=
-    case $- in *e*) errexit=1 ;; esac
-    set +e
-    (
-        set -euo pipefail
-        exec >>"$dir/build.log" 2>&1
-        export GOFLAGS="-trimpath -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=auto
-        "$fn" "$dir"
-    )
-    rc=$?
-    [ -n "$errexit" ] && set -e
-    return $rc
 }
 
 _build_kubernetes() {
