@@ -481,7 +481,8 @@ impl ControlPlane {
     /// pod log API (`kubectl logs`, `Api::<Pod>::logs`). The file is read when a log is asked
     /// for, in the CRI log format (`<RFC 3339 time> stdout F <line>`; see [`cri_log`]): write
     /// it before or after; logs can be read as soon as this returns (it waits until kwok has
-    /// the rule). Calling it again for a namespace replaces the file.
+    /// the rule). Calling it again for a namespace replaces the file, though kwok may serve
+    /// the old one for a moment.
     pub async fn serve_logs(&self, namespace: &str, path: &Path) -> Result<()> {
         let api: Api<DynamicObject> = Api::all_with(self.client(), &cluster_logs_resource());
         let name = format!("slipway-logs-{namespace}");
