@@ -42,6 +42,9 @@ pub const SKIP_VAR: &str = "SLIPWAY_TEST_KUBERNETES";
 /// How long [`ControlPlane::start`] waits for the whole cluster to become usable.
 pub const START_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How many pods the node takes unless [`ControlPlaneBuilder::max_pods`] says otherwise.
+pub const DEFAULT_MAX_PODS: usize = 1000;
+
 /// The name of the one (fake) node, managed by kwok.
 pub const NODE_NAME: &str = "slipway-node";
 
@@ -181,7 +184,7 @@ spec:
 /// that no controller owns and that is not restarted (`restartPolicy: Never`, as a one-off
 /// `run` pod) ends Succeeded, every container terminated with exit code 0, as if its command
 /// had finished. [`FAIL_STAGE`] still wins for pods labelled [`FAIL_LABEL`] (exit code 1).
-pub const RUN_COMPLETES_STAGE: &str = r#"apiVersion: kwok.x-k8s.io/v1alpha1
+pub const ONE_OFF_STAGE: &str = r#"apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
   name: slipway-run-pod-complete
@@ -231,6 +234,45 @@ spec:
       {{ end }}
       phase: Succeeded
 "#;
+
+/// The Stage `stage` (one of the above, or any with the same layout) as a Stage named `name`
+/// that selects, instead of a test label, the pods carrying every one of `labels`: to stage
+/// pods that Slipway renders, which carry no test label (say, the pods of one app's release).
+pub fn stage_selecting(stage: &str, name: &str, labels: &[(&str, &str)]) -> String {
+    let quote = |s: &str| s.replace('\'', "''");
+    let selected: Vec<String> = labels
+        .iter()
+        .map(|(key, value)| {
+            format!(
+                "    - key: '.metadata.labels[\"{}\"]'\n      operator: 'In'\n      values:\n      - '{}'",
+                quote(key),
+                quote(value)
+            )
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut lines = stage.lines().peekable();
+    let mut in_metadata = false;
+    while let Some(line) = lines.next() {
+        if line == "metadata:" {
+            in_metadata = true;
+        } else if !line.starts_with(' ') {
+            in_metadata = false;
+        }
+        if in_metadata && line.starts_with("  name: ") {
+            out.push(format!("  name: {name}"));
+        } else if line.starts_with("    - key: '.metadata.labels[") {
+            // Drop this expression: its operator and values lines follow, indented deeper.
+            while lines.next_if(|l| l.starts_with("      ")).is_some() {}
+        } else if line == "    matchExpressions:" {
+            out.push(line.to_owned());
+            out.extend(selected.iter().cloned());
+        } else {
+            out.push(line.to_owned());
+        }
+    }
+    out.join("\n") + "\n"
+}
 
 /// What can go wrong starting or using a test control plane.
 #[derive(Debug, thiserror::Error)]
@@ -312,6 +354,7 @@ pub fn skip() -> bool {
 pub struct ControlPlaneBuilder {
     stages: Vec<String>,
     bin_dir: Option<PathBuf>,
+    max_pods: Option<usize>,
 }
 
 impl ControlPlaneBuilder {
@@ -319,6 +362,12 @@ impl ControlPlaneBuilder {
     /// and [`NEVER_READY_STAGE`] and [`FAIL_STAGE`], which are always there.
     pub fn stages(mut self, yaml: impl Into<String>) -> Self {
         self.stages.push(yaml.into());
+        self
+    }
+
+    /// How many pods the node takes (its `pods` capacity); [`DEFAULT_MAX_PODS`] by default.
+    pub fn max_pods(mut self, pods: usize) -> Self {
+        self.max_pods = Some(pods);
         self
     }
 
@@ -383,7 +432,10 @@ impl ControlPlaneBuilder {
             dir: Some(dir),
         };
         let deadline = Instant::now() + START_DEADLINE;
-        cluster.boot(&bin, &ports, &files, deadline).await?;
+        let max_pods = self.max_pods.unwrap_or(DEFAULT_MAX_PODS);
+        cluster
+            .boot(&bin, &ports, &files, max_pods, deadline)
+            .await?;
         Ok(cluster)
     }
 }
@@ -598,6 +650,7 @@ impl ControlPlane {
         bin: &Path,
         ports: &Ports,
         files: &Files,
+        max_pods: usize,
         deadline: Instant,
     ) -> Result<()> {
         let root = &files.root;
@@ -690,7 +743,7 @@ impl ControlPlane {
 
         // kwok watches ClusterLogs (its CRD) and the node must exist before kwok manages it.
         install_cluster_logs_crd(&client).await?;
-        create_node(&client).await?;
+        create_node(&client, max_pods).await?;
 
         let common = |port: u16, name: &str| -> Vec<String> {
             vec![
@@ -1246,7 +1299,8 @@ async fn install_cluster_logs_crd(client: &kube::Client) -> Result<()> {
 }
 
 /// The one fake node: kwok manages it (by annotation) and serves its kubelet API.
-async fn create_node(client: &kube::Client) -> Result<()> {
+async fn create_node(client: &kube::Client, max_pods: usize) -> Result<()> {
+    let pods = max_pods.to_string();
     let node: Node = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -1261,8 +1315,8 @@ async fn create_node(client: &kube::Client) -> Result<()> {
             },
         },
         "status": {
-            "capacity": { "cpu": "32", "memory": "256Gi", "pods": "1000" },
-            "allocatable": { "cpu": "32", "memory": "256Gi", "pods": "1000" },
+            "capacity": { "cpu": "32", "memory": "256Gi", "pods": pods },
+            "allocatable": { "cpu": "32", "memory": "256Gi", "pods": pods },
         },
     }))
     .expect("the node is well-formed");

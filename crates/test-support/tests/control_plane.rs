@@ -135,85 +135,119 @@ async fn a_deployment_rolls_out_to_ready_replicas() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_labelled_pod_runs_but_never_becomes_ready() -> Result<()> {
-    let Some(cluster) = start().await? else {
-        return Ok(());
-    };
-    let client = cluster.client();
-    namespace(&client, "stuck").await?;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "stuck");
-    // One ready Deployment next to the stuck one: the Stage picks only labelled pods.
-    deployments
-        .create(
-            &PostParams::default(),
-            &deployment("fine", 1, serde_json::json!({}))?,
-        )
-        .await?;
-    let labels = serde_json::json!({ NEVER_READY_LABEL: "true" });
-    deployments
-        .create(&PostParams::default(), &deployment("stuck", 2, labels)?)
-        .await?;
-    let one_ready = |d: Option<&Deployment>| {
-        d.and_then(|d| d.status.as_ref())
-            .is_some_and(|s| s.ready_replicas == Some(1))
-    };
-    wait_for(
-        &deployments,
-        "fine",
-        "the unlabelled pod to be ready",
-        one_ready,
-    )
-    .await?;
-
-    let pods: Api<Pod> = Api::namespaced(client, "stuck");
+/// Waits until the `count` pods labelled `app=<app>` run, and checks none of them is Ready.
+async fn running_but_never_ready(pods: &Api<Pod>, app: &str, count: usize) -> Result<()> {
     let deadline = Instant::now() + WAIT;
     loop {
         let listed = pods
-            .list(&ListParams::default().labels("app=stuck"))
+            .list(&ListParams::default().labels(&format!("app={app}")))
             .await?;
         let running = listed
             .items
             .iter()
             .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
             .count();
-        if listed.items.len() == 2 && running == 2 {
+        if listed.items.len() == count && running == count {
             for pod in &listed.items {
-                let status = pod.status.as_ref().expect("a running pod has a status");
+                let status = pod.status.as_ref().context("a running pod has a status")?;
                 let ready = status
                     .conditions
                     .iter()
                     .flatten()
                     .find(|c| c.type_ == "Ready")
                     .map(|c| c.status.as_str());
-                assert_eq!(
-                    ready,
-                    Some("False"),
-                    "labelled pod is Running but not Ready"
-                );
-                let container = &status.container_statuses.as_ref().expect("statuses")[0];
-                assert!(
-                    !container.ready
-                        && container
-                            .state
-                            .as_ref()
-                            .is_some_and(|s| s.running.is_some())
-                );
+                assert_eq!(ready, Some("False"), "{app}'s pod is Running but not Ready");
+                let container = &status.container_statuses.as_ref().context("statuses")?[0];
+                let running = container
+                    .state
+                    .as_ref()
+                    .is_some_and(|s| s.running.is_some());
+                assert!(!container.ready && running, "{container:?}");
             }
-            break;
+            return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the labelled pods never became Running: {listed:?}");
+            bail!("{app}'s pods never became Running: {listed:?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn labelled_pods_run_but_never_become_ready() -> Result<()> {
+    if cluster::skip() {
+        return Ok(());
+    }
+    // The stock Stage by its test label, and a copy selecting pods by labels of their own.
+    let picked = cluster::stage_selecting(
+        cluster::NEVER_READY_STAGE,
+        "picked-never-ready",
+        &[("app", "picked"), ("tier", "web")],
+    );
+    let cluster = ControlPlane::builder().stages(picked).start().await?;
+    let client = cluster.client();
+    namespace(&client, "stuck").await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "stuck");
+    // Ready Deployments next to the stuck ones: the Stages pick only their pods.
+    for (name, replicas, labels) in [
+        ("fine", 1, serde_json::json!({})),
+        ("fine-web", 1, serde_json::json!({ "tier": "web" })),
+        ("stuck", 2, serde_json::json!({ NEVER_READY_LABEL: "true" })),
+        ("picked", 2, serde_json::json!({ "tier": "web" })),
+    ] {
+        deployments
+            .create(&PostParams::default(), &deployment(name, replicas, labels)?)
+            .await?;
+    }
+    let one_ready = |d: Option<&Deployment>| {
+        d.and_then(|d| d.status.as_ref())
+            .is_some_and(|s| s.ready_replicas == Some(1))
+    };
+    for name in ["fine", "fine-web"] {
+        wait_for(&deployments, name, "an unstaged pod to be ready", one_ready).await?;
+    }
+    let pods: Api<Pod> = Api::namespaced(client, "stuck");
+    running_but_never_ready(&pods, "stuck", 2).await?;
+    running_but_never_ready(&pods, "picked", 2).await?;
     // Nothing moves them on: after the other pods settled, still none ready.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let status = deployments.get("stuck").await?.status.unwrap_or_default();
-    assert_eq!(status.ready_replicas.unwrap_or(0), 0, "{status:?}");
-    assert_eq!(status.unavailable_replicas, Some(2), "{status:?}");
+    for name in ["stuck", "picked"] {
+        let status = deployments.get(name).await?.status.unwrap_or_default();
+        assert_eq!(status.ready_replicas.unwrap_or(0), 0, "{status:?}");
+        assert_eq!(status.unavailable_replicas, Some(2), "{status:?}");
+    }
     cluster.stop().await;
     Ok(())
+}
+
+#[test]
+fn stage_selecting_swaps_the_test_label_for_the_given_ones() {
+    let stage = cluster::stage_selecting(
+        cluster::FAIL_STAGE,
+        "demo-v3-fails",
+        &[
+            ("app.kubernetes.io/name", "demo"),
+            ("slipway.io/release", "v3"),
+        ],
+    );
+    assert!(stage.contains("\n  name: demo-v3-fails\n"), "{stage}");
+    assert!(!stage.contains(FAIL_LABEL), "{stage}");
+    assert!(!stage.contains("'true'"), "{stage}");
+    assert!(
+        stage.contains(
+            "    - key: '.metadata.labels[\"slipway.io/release\"]'\n      operator: 'In'\n      values:\n      - 'v3'\n"
+        ),
+        "{stage}"
+    );
+    assert!(
+        stage.contains("exitCode: 1"),
+        "the rest of the Stage is kept"
+    );
+    assert_eq!(stage.matches("operator:").count(), 4, "{stage}");
+    // A Stage without a label expression gains the given ones.
+    let one_off = cluster::stage_selecting(cluster::ONE_OFF_STAGE, "mine", &[("a", "b")]);
+    assert!(one_off.contains("'.metadata.labels[\"a\"]'"), "{one_off}");
+    assert!(one_off.contains("'.metadata.ownerReferences'"), "{one_off}");
 }
 
 #[tokio::test]
@@ -365,7 +399,7 @@ async fn run_pods_end_with_exit_codes_and_keep_their_logs() -> Result<()> {
         return Ok(());
     }
     let cluster = ControlPlane::builder()
-        .stages(cluster::RUN_COMPLETES_STAGE)
+        .stages(cluster::ONE_OFF_STAGE)
         .start()
         .await?;
     let client = cluster.client();
