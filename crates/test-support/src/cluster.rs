@@ -17,9 +17,10 @@
 //! ([`ControlPlane::serve_logs`]), through the API server's real `pods/log` path.
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::Mutex;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -31,7 +32,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use tokio::process::{Child, Command};
 
 /// The environment variable naming the directory with the control plane's binaries.
 pub const CONTROL_PLANE_BIN_VAR: &str = "SLIPWAY_CONTROL_PLANE_BIN";
@@ -468,6 +468,8 @@ impl std::fmt::Debug for ControlPlane {
 struct Component {
     name: &'static str,
     child: Child,
+    /// Set once reaped: its pid may then belong to another process.
+    exited: bool,
     log: PathBuf,
 }
 
@@ -607,7 +609,8 @@ impl ControlPlane {
     pub fn pids(&self) -> Vec<u32> {
         self.components
             .iter()
-            .filter_map(|c| c.child.id())
+            .filter(|c| !c.exited)
+            .map(|c| c.child.id())
             .collect()
     }
 
@@ -631,13 +634,15 @@ impl ControlPlane {
     /// then etcd, then removes its directory.
     pub async fn stop(mut self) {
         while let Some(mut component) = self.components.pop() {
-            signal_group(&component.child, rustix::process::Signal::TERM);
-            if tokio::time::timeout(Duration::from_secs(10), component.child.wait())
-                .await
-                .is_err()
-            {
-                signal_group(&component.child, rustix::process::Signal::KILL);
-                let _ = component.child.wait().await;
+            component.signal(rustix::process::Signal::TERM);
+            let kill_at = Instant::now() + Duration::from_secs(10);
+            let mut pause = Duration::from_millis(5);
+            while component.try_exited().is_none() {
+                if Instant::now() >= kill_at {
+                    component.signal(rustix::process::Signal::KILL);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
             }
         }
         if let Some(dir) = self.dir.take() {
@@ -857,9 +862,10 @@ impl ControlPlane {
             .try_clone()
             .map_err(io(format!("cannot reopen {}", log.display())))?;
         let program = bin.join(name);
-        // setpriv makes the kernel kill the component when the thread that started it (the
-        // test's) dies, even by SIGKILL; its own process group keeps a terminal's Ctrl-C from
-        // reaching it first, so that Drop/stop decide the order (etcd last).
+        // setpriv makes the kernel kill the component when the thread that started it dies
+        // (the spawner thread, which lives as long as the test process), even by SIGKILL; its
+        // own process group keeps a terminal's Ctrl-C from reaching it first, so that Drop or
+        // stop decide the order (etcd last).
         let mut command = match which_setpriv().await {
             Some(setpriv) => {
                 let mut c = Command::new(setpriv);
@@ -874,12 +880,21 @@ impl ControlPlane {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
-            .process_group(0)
-            .kill_on_drop(true);
-        let child = command
-            .spawn()
+            .process_group(0);
+        let (reply, spawned) = tokio::sync::oneshot::channel();
+        spawner()
+            .send((command, reply))
+            .expect("the spawner thread runs as long as the process");
+        let child = spawned
+            .await
+            .expect("the spawner thread answers every request")
             .map_err(io(format!("cannot start {}", program.display())))?;
-        self.components.push(Component { name, child, log });
+        self.components.push(Component {
+            name,
+            child,
+            log,
+            exited: false,
+        });
         Ok(())
     }
 
@@ -898,7 +913,7 @@ impl ControlPlane {
         let mut pause = Duration::from_millis(10);
         loop {
             for component in &mut self.components {
-                if let Ok(Some(status)) = component.child.try_wait() {
+                if let Some(status) = component.try_exited() {
                     return Err(Error::Exited {
                         component: component.name,
                         status: status.to_string(),
@@ -932,12 +947,12 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         // Components first, etcd last: SIGKILL is immediate, but keep the order anyway.
         for component in self.components.iter().rev() {
-            signal_group(&component.child, rustix::process::Signal::KILL);
+            component.signal(rustix::process::Signal::KILL);
         }
         // Reap them before removing their directory, so that no process still writes there.
         let until = Instant::now() + Duration::from_secs(2);
         for component in self.components.iter_mut().rev() {
-            while matches!(component.child.try_wait(), Ok(None)) && Instant::now() < until {
+            while component.try_exited().is_none() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
@@ -946,13 +961,47 @@ impl Drop for ControlPlane {
     }
 }
 
-fn signal_group(child: &Child, signal: rustix::process::Signal) {
-    if let Some(pid) = child
-        .id()
-        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
-    {
-        let _ = rustix::process::kill_process_group(pid, signal);
+impl Component {
+    /// Signals the component's process group (it leads its own), unless it was reaped.
+    fn signal(&self, signal: rustix::process::Signal) {
+        if self.exited {
+            return;
+        }
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(pid, signal);
+        }
     }
+
+    /// Its exit status if it has exited (and reaps it), without waiting.
+    fn try_exited(&mut self) -> Option<ExitStatus> {
+        let status = self.child.try_wait().ok().flatten();
+        self.exited |= status.is_some();
+        status
+    }
+}
+
+type SpawnRequest = (
+    Command,
+    tokio::sync::oneshot::Sender<std::io::Result<Child>>,
+);
+
+/// The thread that starts every component. A component dies with the thread that started it
+/// (`setpriv --pdeathsig`), so that thread must be one that lives as long as the process:
+/// not a test's runtime thread, nor a blocking-pool thread that exits when idle.
+fn spawner() -> &'static mpsc::Sender<SpawnRequest> {
+    static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (requests, incoming) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("test-cluster-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in incoming {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("start the test cluster's spawner thread");
+        requests
+    })
 }
 
 async fn which_setpriv() -> Option<&'static Path> {

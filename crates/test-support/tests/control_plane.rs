@@ -474,6 +474,35 @@ async fn two_clusters_run_side_by_side_and_drop_leaves_nothing() -> Result<()> {
     Ok(())
 }
 
+/// The components die with the thread that started them; that thread is the harness's own,
+/// so a cluster started from a short-lived thread outlives it.
+#[test]
+fn a_cluster_outlives_the_thread_that_started_it() -> Result<()> {
+    if cluster::skip() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_keep_alive(Duration::from_millis(50))
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    let cluster = std::thread::spawn(move || handle.block_on(ControlPlane::start()))
+        .join()
+        .expect("the starting thread does not panic")?;
+    runtime.block_on(async {
+        // The starting thread is gone; give a kernel's parent-death signal time to land.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let pids = cluster.pids();
+        assert_eq!(pids.len(), 5, "every component still runs");
+        Api::<Namespace>::all(cluster.client())
+            .get("default")
+            .await?;
+        cluster.stop().await;
+        anyhow::Ok(())
+    })
+}
+
 #[tokio::test]
 async fn missing_binaries_fail_with_the_script_to_run() {
     let empty = tempfile::tempdir().expect("a temporary directory");
