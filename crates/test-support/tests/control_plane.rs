@@ -516,6 +516,43 @@ async fn missing_binaries_fail_with_the_script_to_run() {
     assert!(message.contains("etcd"), "{message}");
 }
 
+#[tokio::test]
+async fn a_component_that_dies_is_named_with_its_log() -> Result<()> {
+    if cluster::skip() {
+        return Ok(());
+    }
+    let real = std::env::var(cluster::CONTROL_PLANE_BIN_VAR)
+        .context("SLIPWAY_CONTROL_PLANE_BIN names the built control plane")?;
+    let bin = tempfile::tempdir()?;
+    for name in [
+        "etcd",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+        "kwok-stages.yaml",
+    ] {
+        std::os::unix::fs::symlink(
+            std::path::Path::new(&real).join(name),
+            bin.path().join(name),
+        )?;
+    }
+    let fake = bin.path().join("kube-apiserver");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'E0000 bad flag: --nonsense' >&2\nexit 3\n",
+    )?;
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let error = ControlPlane::builder()
+        .bin_dir(bin.path())
+        .start()
+        .await
+        .expect_err("no API server, no cluster");
+    let message = error.to_string();
+    assert!(message.starts_with("kube-apiserver exited"), "{message}");
+    assert!(message.contains("bad flag: --nonsense"), "{message}");
+    Ok(())
+}
+
 /// Cold start time, five times in a row (run with `--ignored --nocapture`).
 #[tokio::test]
 #[ignore = "a measurement, not a test"]
