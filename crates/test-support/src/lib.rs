@@ -1,12 +1,17 @@
 //! Test fixtures shared by Slipway's test suites: a fresh, empty database per test on either
-//! backend, and the process-wide set-up every test harness needs.
+//! backend, a real Kubernetes control plane per test ([`cluster`]), and the process-wide
+//! set-up every test harness needs.
 //!
 //! PostgreSQL tests need a server; `scripts/test` starts a throwaway cluster and exports
 //! `SLIPWAY_TEST_POSTGRES_URL` (a URL to a database the tests may create databases from).
 //! Without it the PostgreSQL half of a suite fails with a message saying so, rather than
 //! passing without having run; set `SLIPWAY_TEST_POSTGRES=skip` to skip it on purpose.
 
+pub mod cluster;
+
 use std::sync::Once;
+
+pub use cluster::{ControlPlane, Error};
 
 use sqlx::Connection;
 
