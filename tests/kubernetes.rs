@@ -21,36 +21,11 @@ use kube::api::ListParams;
 use serde_json::Value;
 use slipway_e2e::{Backend, Piece, Platform, User, eventually};
 use test_support::ControlPlane;
-use test_support::cluster::{self, cri_log};
+use test_support::cluster::{self, cri_log, stage_selecting};
 
 /// Rollouts that make no progress fail after this many seconds: short, so the never-ready
 /// release fails quickly; kwok makes every other pod ready at once.
 const ROLLOUT_DEADLINE: &str = "6";
-
-/// The harness's Stage `stage`, selecting instead the pods with all of `labels`, as `name`.
-fn stage_selecting(stage: &str, name: &str, labels: &[(&str, &str)]) -> String {
-    let (head, rest) = stage
-        .split_once("    - key: '.metadata.labels[")
-        .expect("the stage selects by a label");
-    let (_, tail) = rest
-        .split_once("      - 'true'\n")
-        .expect("the stage's label must be true");
-    let head = head
-        .lines()
-        .map(|l| match l.strip_prefix("  name: ") {
-            Some(_) => format!("  name: {name}"),
-            None => l.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let selected: String = labels
-        .iter()
-        .map(|(k, v)| {
-            format!("    - key: '.metadata.labels[\"{k}\"]'\n      operator: 'In'\n      values:\n      - '{v}'\n")
-        })
-        .collect();
-    format!("{head}\n{selected}{tail}")
-}
 
 /// The staging this file's tests need: `stuck`'s v3 never becomes ready, `broken`'s v3
 /// release phase fails, and one-off pods (which kwok would leave running) end with status 0.
@@ -72,49 +47,10 @@ fn stages() -> String {
             ("slipway.io/release", "v3"),
         ],
     );
-    let one_offs_end = r#"apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: one-off-pods-end
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  weight: 1
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.phase'
-      operator: 'In'
-      values:
-      - 'Running'
-    - key: '.metadata.labels["app.kubernetes.io/component"]'
-      operator: 'In'
-      values:
-      - 'run'
-  delay:
-    durationMilliseconds: 1000
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: false
-        restartCount: 0
-        started: false
-        state:
-          terminated:
-            exitCode: 0
-            finishedAt: {{ $now | Quote }}
-            reason: Completed
-            startedAt: {{ $now | Quote }}
-      {{ end }}
-      phase: Succeeded
-"#;
-    format!("{never_ready}\n---\n{failing_release}\n---\n{one_offs_end}")
+    format!(
+        "{never_ready}\n---\n{failing_release}\n---\n{}",
+        cluster::ONE_OFF_STAGE
+    )
 }
 
 /// A web app; kwok never runs it, but the builder builds it and the registry keeps it.
@@ -505,10 +441,12 @@ async fn separate_pieces_on_postgres() {
         let data = dir.path().join("data");
         let limit = Duration::from_secs(60);
         let kube_args = kube_args(&cluster, &registry);
-        let with = |extra: &[&str]| [extra, &kube_args[..]].concat();
+        fn with<'a>(extra: &[&'a str], kube_args: &[&'a str]) -> Vec<&'a str> {
+            [extra, kube_args].concat()
+        }
         let releasers: Vec<Piece> = (0..2)
             .map(|_| {
-                let releaser = Piece::start("releaser", &data, &db.url, &with(&[]));
+                let releaser = Piece::start("releaser", &data, &db.url, &with(&[], &kube_args));
                 releaser.wait_for("releaser: deploying to Kubernetes", limit);
                 releaser
             })
@@ -517,19 +455,22 @@ async fn separate_pieces_on_postgres() {
             "gateway",
             &data,
             &db.url,
-            &with(&["--ssh-listen", "127.0.0.1:0"]),
+            &with(&["--ssh-listen", "127.0.0.1:0"], &kube_args),
         );
         let ssh = gateway.wait_for("ssh: ", limit);
         let api = Piece::start(
             "api",
             &data,
             &db.url,
-            &with(&[
-                "--api-listen",
-                "127.0.0.1:0",
-                "--ssh-listen",
-                ssh.trim_start_matches("ssh://git@"),
-            ]),
+            &with(
+                &[
+                    "--api-listen",
+                    "127.0.0.1:0",
+                    "--ssh-listen",
+                    ssh.trim_start_matches("ssh://git@"),
+                ],
+                &kube_args,
+            ),
         );
         let api_url = api.wait_for("api: ", limit);
         let mut ada = User::registered_at(&api_url, "ada");

@@ -535,7 +535,11 @@ impl KubeRuntime {
         tokio::pin!(streaming, ended);
         let ended = tokio::select! {
             streamed = &mut streaming => {
-                streamed?;
+                // Output that cannot be read (a container that never started has none) does
+                // not change how the process ended.
+                if let Err(err) = streamed {
+                    output(&format!("(its output cannot be read: {err})"));
+                }
                 ended.await?
             }
             ended = &mut ended => {

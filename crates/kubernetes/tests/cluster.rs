@@ -1,0 +1,270 @@
+//! The Kubernetes runtime against a real control plane (etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler, with kwok as the node), without the rest of
+//! the platform: deploys, reconciles, prunes, fails and puts back, runs, restarts, stops.
+//!
+//! kwok plays the kubelet: pods become ready at once, Job and one-off pods end with status
+//! 0, and a pod's log is a file the test writes. A Stage keeps the pods of one labelled
+//! release unready; another fails the release phase of one.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use domain::{
+    AppName, ConfigVars, Formation, ImageRef, ProcessSettings, ProcessType, Procfile,
+    ReleaseVersion,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::Api;
+use kube::api::ListParams;
+use releaser::{ProcessState, ReleaseSpec, Runtime, RuntimeError};
+use slipway_kubernetes::{KubeRuntime, Platform};
+use test_support::ControlPlane;
+use test_support::cluster::{self, cri_log, stage_selecting};
+
+fn spec(app: &str, version: u32, procfile: &str, config: &[(&str, &str)]) -> ReleaseSpec {
+    // kwok pulls nothing: any digest will do.
+    let digest = format!("sha256:{:064x}", version);
+    ReleaseSpec {
+        app: AppName::parse(app).unwrap(),
+        uid_slot: 3,
+        version: ReleaseVersion::new(version).unwrap(),
+        image: ImageRef::parse(&format!("registry.test:5000/{app}@{digest}")).unwrap(),
+        processes: Procfile::parse(procfile).unwrap(),
+        config: ConfigVars::from_map(
+            config
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+        .unwrap(),
+        settings: ProcessSettings::default(),
+    }
+}
+
+fn formation(counts: &[(&str, u32)]) -> Formation {
+    Formation::from_counts(
+        counts
+            .iter()
+            .map(|(t, n)| (ProcessType::parse(t).unwrap(), *n)),
+    )
+}
+
+async fn control_plane() -> Option<ControlPlane> {
+    if cluster::skip() {
+        return None;
+    }
+    let stuck = stage_selecting(
+        cluster::NEVER_READY_STAGE,
+        "stuck-v2-never-ready",
+        &[
+            ("app.kubernetes.io/name", "stuck"),
+            ("slipway.io/release", "v2"),
+        ],
+    );
+    let failing = stage_selecting(
+        cluster::FAIL_STAGE,
+        "stuck-v3-release-fails",
+        &[
+            ("app.kubernetes.io/name", "stuck"),
+            ("app.kubernetes.io/component", "release"),
+            ("slipway.io/release", "v3"),
+        ],
+    );
+    Some(
+        ControlPlane::builder()
+            .stages(format!(
+                "{stuck}\n---\n{failing}\n---\n{}",
+                cluster::ONE_OFF_STAGE
+            ))
+            .start()
+            .await
+            .expect("a test control plane starts"),
+    )
+}
+
+fn runtime(cluster: &ControlPlane, deadline: i32) -> KubeRuntime {
+    KubeRuntime::new(
+        cluster.client(),
+        Platform {
+            progress_deadline_seconds: deadline,
+            ..Platform::default()
+        },
+    )
+}
+
+/// What Slipway applied in the app's namespace, by kind and name, with resourceVersions.
+async fn versions(client: &kube::Client, app: &str) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let namespace = ns.get(app).await.unwrap();
+    all.push((
+        "Namespace".to_owned(),
+        namespace.metadata.resource_version.unwrap(),
+    ));
+    let ours = ListParams::default().labels("app.kubernetes.io/managed-by=slipway");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), app);
+    for d in deployments.list_metadata(&ours).await.unwrap() {
+        all.push((
+            format!("Deployment/{}", d.metadata.name.unwrap()),
+            d.metadata.resource_version.unwrap(),
+        ));
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), app);
+    for s in secrets.list_metadata(&ours).await.unwrap() {
+        all.push((
+            format!("Secret/{}", s.metadata.name.unwrap()),
+            s.metadata.resource_version.unwrap(),
+        ));
+    }
+    all.sort();
+    all
+}
+
+async fn deployment_names(client: &kube::Client, app: &str) -> Vec<String> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), app);
+    let mut names: Vec<String> = api
+        .list_metadata(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+async fn env_of(client: &kube::Client, app: &str, name: &str) -> String {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), app);
+    let d = api.get(name).await.unwrap();
+    d.spec.template.spec.unwrap().containers[0]
+        .env_from
+        .as_ref()
+        .unwrap()[0]
+        .secret_ref
+        .as_ref()
+        .unwrap()
+        .name
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn releases_roll_out_reconcile_without_change_and_prune_what_they_drop() {
+    let Some(cluster) = control_plane().await else {
+        return;
+    };
+    let client = cluster.client();
+    let runtime = runtime(&cluster, 60);
+    let quiet = |_: &str| {};
+    let app = AppName::parse("demo").unwrap();
+    runtime
+        .set_hosts(&app, vec!["demo.example.test".to_owned()])
+        .await
+        .unwrap();
+
+    let v1 = spec("demo", 1, "web: serve\nworker: work\n", &[("A", "1")]);
+    let counts = formation(&[("web", 2), ("worker", 1)]);
+    let said = Mutex::new(Vec::new());
+    let progress = |line: &str| said.lock().unwrap().push(line.to_owned());
+    runtime.deploy(&v1, &counts, None, &progress).await.unwrap();
+    let said = said.into_inner().unwrap();
+    assert!(
+        said.iter().any(|l| l.contains("v1 is rolled out")),
+        "{said:?}"
+    );
+    assert_eq!(runtime.current(&app).await.unwrap(), Some(v1.version));
+    assert_eq!(
+        deployment_names(&client, "demo").await,
+        ["demo-web", "demo-worker"]
+    );
+    let processes = runtime.processes(&app).await.unwrap();
+    assert_eq!(processes.len(), 3, "{processes:?}");
+    assert!(
+        processes.iter().all(|p| p.state == ProcessState::Up),
+        "{processes:?}"
+    );
+    assert!(processes.iter().all(|p| p.release == v1.version));
+
+    // Applying the same release again, twice, changes nothing on the server.
+    let before = versions(&client, "demo").await;
+    runtime.scale(&v1, &counts).await.unwrap();
+    runtime.deploy(&v1, &counts, None, &quiet).await.unwrap();
+    assert_eq!(versions(&client, "demo").await, before);
+
+    // A release without the worker: its Deployment and v1's Secret go.
+    let v2 = spec("demo", 2, "web: serve\n", &[("A", "2")]);
+    runtime
+        .deploy(&v2, &counts, Some(&v1), &quiet)
+        .await
+        .unwrap();
+    assert_eq!(deployment_names(&client, "demo").await, ["demo-web"]);
+    assert_eq!(env_of(&client, "demo", "demo-web").await, "demo-v2-env");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "demo");
+    assert!(secrets.get_opt("demo-v1-env").await.unwrap().is_none());
+
+    // A restart rolls new pods out with a template annotation.
+    runtime.restart(&app, Some("web")).await.unwrap();
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "demo");
+    let web = api.get("demo-web").await.unwrap();
+    let annotations = web.spec.template.metadata.unwrap().annotations.unwrap();
+    assert!(annotations.contains_key("slipway.io/restarted-at"));
+    assert!(matches!(
+        runtime.restart(&app, Some("clock")).await,
+        Err(RuntimeError::App(_))
+    ));
+
+    // A one-off: its output from the pod log API, its status from the pod.
+    let log = cluster.dir().join("demo.log");
+    std::fs::write(&log, cri_log(&["hello from a one-off"])).unwrap();
+    cluster.serve_logs("demo", &log).await.unwrap();
+    let lines = Mutex::new(Vec::new());
+    let output = |line: &str| lines.lock().unwrap().push(line.to_owned());
+    let status = runtime
+        .run_once(&v2, "echo hello", "run.1", &output)
+        .await
+        .unwrap();
+    assert_eq!(status, 0);
+    assert_eq!(lines.into_inner().unwrap(), ["hello from a one-off"]);
+
+    // Stopped: the namespace goes.
+    runtime.stop(&app).await.unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    assert!(namespaces.get_opt("demo").await.unwrap().is_none());
+    assert_eq!(runtime.current(&app).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_that_never_becomes_ready_fails_and_the_previous_one_is_applied_again() {
+    let Some(cluster) = control_plane().await else {
+        return;
+    };
+    let client = cluster.client();
+    let runtime = runtime(&cluster, 3);
+    let quiet = |_: &str| {};
+    let app = AppName::parse("stuck").unwrap();
+    let counts = formation(&[("web", 1)]);
+    let v1 = spec("stuck", 1, "web: serve\n", &[("A", "1")]);
+    runtime.deploy(&v1, &counts, None, &quiet).await.unwrap();
+
+    let v2 = spec("stuck", 2, "web: serve\n", &[("A", "2")]);
+    let err = runtime
+        .deploy(&v2, &counts, Some(&v1), &quiet)
+        .await
+        .unwrap_err();
+    let RuntimeError::App(reason) = err else {
+        panic!("a rollout that fails is the app's: {err:?}");
+    };
+    assert!(reason.contains("progressing"), "{reason}");
+    assert!(reason.contains("never ready"), "{reason}");
+    assert_eq!(runtime.current(&app).await.unwrap(), Some(v1.version));
+    assert_eq!(env_of(&client, "stuck", "stuck-web").await, "stuck-v1-env");
+
+    // A release phase that fails says so with its status.
+    let v3 = spec("stuck", 3, "web: serve\nrelease: migrate\n", &[]);
+    let status = runtime
+        .run_once(&v3, "migrate", "release", &quiet)
+        .await
+        .unwrap();
+    assert_eq!(status, 1);
+}
