@@ -228,7 +228,7 @@ fn an_apps_day_on_kubernetes(ada: &mut User, cluster: &ControlPlane) {
         (v2_image.clone(), "demo-v5-env".to_owned())
     );
     let v5_secret = kube(secrets.get("demo-v5-env")).unwrap();
-    assert!(!v5_secret.data.unwrap().contains_key("GREETING"));
+    assert!(!v5_secret.data.unwrap_or_default().contains_key("GREETING"));
 
     // Scale: three replicas, three ready pods.
     ada.slip(&["ps:scale", "web=3"]).success();
@@ -237,6 +237,24 @@ fn an_apps_day_on_kubernetes(ada: &mut User, cluster: &ControlPlane) {
     eventually(limit, "three web pods are ready", || {
         ready_pods(&client, "demo", "web") == 3
     });
+    // Reconciling what is unchanged changes nothing on the server, once the controllers are
+    // done with the last change (their status updates change resourceVersions too).
+    eventually(limit, "every Deployment's rollout is complete", || {
+        let api: Api<Deployment> = Api::namespaced(client.clone(), "demo");
+        let all = kube(api.list(&ListParams::default())).unwrap();
+        all.items.iter().all(|d| {
+            let s = d.status.clone().unwrap_or_default();
+            let want = d.spec.replicas.unwrap_or(1);
+            s.observed_generation == d.metadata.generation
+                && s.replicas.unwrap_or(0) == want
+                && s.updated_replicas.unwrap_or(0) == want
+                && s.available_replicas.unwrap_or(0) == want
+        })
+    });
+    let before = resource_versions(&client, "demo");
+    ada.slip(&["ps:scale", "web=3"]).success();
+    ada.slip(&["ps:scale", "web=3"]).success();
+    assert_eq!(resource_versions(&client, "demo"), before);
     eventually(limit, "slip ps shows three web processes up", || {
         let ps = ada.slip(&["ps", "--json"]).json();
         ps.as_array()
@@ -303,12 +321,6 @@ fn an_apps_day_on_kubernetes(ada: &mut User, cluster: &ControlPlane) {
     ada.slip(&["autoscale:unset", "worker"]).success();
     assert!(kube(hpas.get_opt("demo-worker")).unwrap().is_none());
 
-    // Reconciling what is unchanged changes nothing on the server.
-    let before = resource_versions(&client, "demo");
-    ada.slip(&["ps:scale", "web=3"]).success();
-    ada.slip(&["ps:scale", "web=3"]).success();
-    assert_eq!(resource_versions(&client, "demo"), before);
-
     // Logs and one-off processes: the pod log API (kwok serves the lines the test wrote).
     let log = cluster.dir().join("demo.log");
     std::fs::write(&log, cri_log(&["GET / 200", "worker tick"])).unwrap();
@@ -327,11 +339,13 @@ fn an_apps_day_on_kubernetes(ada: &mut User, cluster: &ControlPlane) {
     assert!(deployment(&client, "demo", "demo-worker").is_none());
     assert!(deployment(&client, "demo", "demo-web").is_some());
 
-    // Destroy: the namespace goes.
-    ada.slip(&["apps:destroy", "demo", "--confirm", "demo"])
-        .success();
+    // Destroy: the namespace goes, with everything in it (the namespace controller
+    // deletes its contents first, in a few seconds).
+    ada.slip(&["apps:destroy", "--confirm", "demo"]).success();
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    assert!(kube(namespaces.get_opt("demo")).unwrap().is_none());
+    eventually(Duration::from_secs(120), "namespace demo is gone", || {
+        kube(namespaces.get_opt("demo")).unwrap().is_none()
+    });
 }
 
 /// A release whose pods never become ready fails at its deadline, and the previous release

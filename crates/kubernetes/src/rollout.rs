@@ -40,6 +40,22 @@ pub fn status(deployment: &Deployment) -> Rollout {
                 .unwrap_or_else(|| "progress deadline exceeded".to_owned()),
         );
     }
+    replica_status(deployment)
+}
+
+/// Where `deployment`'s rollout is by its replicas alone, whatever its progress deadline
+/// says: for putting a previous release back, whose ReplicaSet is there already while the
+/// Deployment still reports the failed rollout's deadline.
+pub fn replica_status(deployment: &Deployment) -> Rollout {
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let Some(status) = &deployment.status else {
+        return Rollout::Waiting("waiting for the deployment to be observed".to_owned());
+    };
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Rollout::Waiting(
+            "waiting for the deployment spec update to be observed".to_owned(),
+        );
+    }
     let wanted = deployment.spec.replicas.unwrap_or(1);
     let updated = status.updated_replicas.unwrap_or(0);
     let replicas = status.replicas.unwrap_or(0);

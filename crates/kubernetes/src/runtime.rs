@@ -31,6 +31,9 @@ use crate::rollout::{self, Rollout};
 /// The progress line said once a release's objects are applied, before its rollout is
 /// waited for.
 pub const APPLIED: &str = "       applied; waiting for the rollout";
+/// How a rollout is judged from its Deployment.
+type Judge = fn(&Deployment) -> Rollout;
+
 /// The field manager of everything Slipway applies.
 pub const FIELD_MANAGER: &str = "slipway";
 /// The field manager of the Namespace's current-release annotation, written apart so an
@@ -214,6 +217,7 @@ impl KubeRuntime {
         &self,
         spec: &ReleaseSpec,
         objects: &Objects,
+        judge: Judge,
         progress: Lines<'_>,
     ) -> Result<(), Error> {
         self.apply_base(spec, objects).await?;
@@ -228,7 +232,8 @@ impl KubeRuntime {
         }
         self.prune_autoscalers(&spec.app, objects).await?;
         progress(APPLIED);
-        self.wait_for_rollouts(&spec.app, objects, progress).await
+        self.wait_for_rollouts(&spec.app, objects, judge, progress)
+            .await
     }
 
     /// Waits for each Deployment's rollout, saying what it waits for as that changes.
@@ -236,6 +241,7 @@ impl KubeRuntime {
         &self,
         app: &AppName,
         objects: &Objects,
+        judge: Judge,
         progress: Lines<'_>,
     ) -> Result<(), Error> {
         let deadline = Duration::from_secs(
@@ -248,7 +254,7 @@ impl KubeRuntime {
             .collect();
         let waits = names
             .iter()
-            .map(|name| self.wait_for_rollout(app, name, deadline, progress));
+            .map(|name| self.wait_for_rollout(app, name, deadline, judge, progress));
         let outcomes = futures_util::future::join_all(waits).await;
         outcomes.into_iter().collect()
     }
@@ -258,6 +264,7 @@ impl KubeRuntime {
         app: &AppName,
         name: &str,
         deadline: Duration,
+        judge: Judge,
         progress: Lines<'_>,
     ) -> Result<(), Error> {
         let api = self.api::<Deployment>(app);
@@ -276,7 +283,7 @@ impl KubeRuntime {
                         }
                         watcher::Event::Init | watcher::Event::InitDone => continue,
                     };
-                    match rollout::status(&deployment) {
+                    match judge(&deployment) {
                         Rollout::Done => return Ok(()),
                         Rollout::Failed(reason) => return Err(Error::App(reason)),
                         Rollout::Waiting(what) => {
@@ -407,7 +414,8 @@ impl KubeRuntime {
         progress(&format!("-----> Applying {} again", previous.version));
         let objects = render::render(previous, formation, &self.platform)?;
         let quiet = |_: &str| {};
-        self.apply_and_roll_out(previous, &objects, &quiet).await?;
+        self.apply_and_roll_out(previous, &objects, rollout::replica_status, &quiet)
+            .await?;
         self.prune_after(&previous.app, &objects).await
     }
 
@@ -425,7 +433,10 @@ impl KubeRuntime {
             render::namespace_name(&spec.app),
             describe(&objects)
         ));
-        match self.apply_and_roll_out(spec, &objects, progress).await {
+        match self
+            .apply_and_roll_out(spec, &objects, rollout::status, progress)
+            .await
+        {
             Ok(()) => {
                 self.mark_current(&spec.app, spec.version).await?;
                 self.prune_after(&spec.app, &objects).await?;
@@ -434,7 +445,7 @@ impl KubeRuntime {
             }
             Err(Error::App(reason)) => {
                 let reason = match self.trouble(spec).await {
-                    Some(trouble) => format!("{reason}: {trouble}"),
+                    Some(trouble) => format!("{}: {trouble}", reason.trim_end_matches('.')),
                     None => reason,
                 };
                 progress(&format!(
@@ -707,7 +718,8 @@ impl KubeRuntime {
         ) + GRACE;
         let quiet = |_: &str| {};
         for name in names {
-            self.wait_for_rollout(app, &name, deadline, &quiet).await?;
+            self.wait_for_rollout(app, &name, deadline, rollout::status, &quiet)
+                .await?;
         }
         Ok(())
     }
@@ -939,7 +951,8 @@ impl Runtime for KubeRuntime {
     async fn scale(&self, spec: &ReleaseSpec, formation: &Formation) -> Result<(), RuntimeError> {
         let objects = render::render(spec, formation, &self.platform)?;
         let quiet = |_: &str| {};
-        self.apply_and_roll_out(spec, &objects, &quiet).await?;
+        self.apply_and_roll_out(spec, &objects, rollout::status, &quiet)
+            .await?;
         self.prune_after(&spec.app, &objects).await?;
         Ok(())
     }

@@ -248,10 +248,23 @@ async fn a_release_that_never_becomes_ready_fails_and_the_previous_one_is_applie
     runtime.deploy(&v1, &counts, None, &quiet).await.unwrap();
 
     let v2 = spec("stuck", 2, "web: serve\n", &[("A", "2")]);
+    let said = Mutex::new(Vec::new());
+    let progress = |line: &str| said.lock().unwrap().push(line.to_owned());
     let err = runtime
-        .deploy(&v2, &counts, Some(&v1), &quiet)
+        .deploy(&v2, &counts, Some(&v1), &progress)
         .await
         .unwrap_err();
+    let said = said.into_inner().unwrap();
+    assert!(
+        said.iter().any(|l| l.contains("Applying v1 again")),
+        "{said:?}"
+    );
+    assert!(
+        !said
+            .iter()
+            .any(|l| l.contains("could not be applied again")),
+        "v1 is back and rolled out: {said:?}"
+    );
     let RuntimeError::App(reason) = err else {
         panic!("a rollout that fails is the app's: {err:?}");
     };
