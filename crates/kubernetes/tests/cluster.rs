@@ -24,7 +24,7 @@ use test_support::cluster::{self, cri_log, stage_selecting};
 
 fn spec(app: &str, version: u32, procfile: &str, config: &[(&str, &str)]) -> ReleaseSpec {
     // kwok pulls nothing: any digest will do.
-    let digest = format!("sha256:{:064x}", version);
+    let digest = format!("sha256:{version:064x}");
     ReleaseSpec {
         app: AppName::parse(app).unwrap(),
         uid_slot: 3,
