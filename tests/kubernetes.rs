@@ -489,8 +489,56 @@ async fn separate_pieces_on_postgres() {
         let api_url = api.wait_for("api: ", limit);
         let mut ada = User::registered_at(&api_url, "ada");
         an_apps_day_on_kubernetes(&mut ada, &cluster);
+        ada.cwd = ada.home().to_path_buf();
+        failed_releases_leave_the_previous_one(&mut ada, &cluster);
         drop((api, gateway, releasers));
     })
     .await
     .unwrap();
+}
+
+/// `slipwayd` with arguments that cannot work: its exit status and what it said.
+fn refused(args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(slipway_e2e::binary("slipwayd"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--api-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_kubernetes_runtime_says_what_it_is_missing() {
+    let (ok, said) = refused(&["up", "--runtime", "kubernetes"]);
+    assert!(!ok);
+    assert!(
+        said.contains("--runtime kubernetes needs --registry HOST:PORT[/PREFIX]"),
+        "{said}"
+    );
+    // A cluster that does not answer is named, with what to do.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n",
+    )
+    .unwrap();
+    let (ok, said) = refused(&[
+        "releaser",
+        "--runtime",
+        "kubernetes",
+        "--registry",
+        "127.0.0.1:5000",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(said.contains("cannot connect to Kubernetes"), "{said}");
+    assert!(said.contains("the API server does not answer"), "{said}");
 }

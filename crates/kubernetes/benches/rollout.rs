@@ -39,8 +39,7 @@ fn spec(app: &str, version: u32) -> ReleaseSpec {
         app: AppName::parse(app).unwrap(),
         uid_slot: 1,
         version: ReleaseVersion::new(version).unwrap(),
-        image: ImageRef::parse(&format!("registry.test:5000/{app}@sha256:{version:064x}"))
-            .unwrap(),
+        image: ImageRef::parse(&format!("registry.test:5000/{app}@sha256:{version:064x}")).unwrap(),
         processes: Procfile::parse("web: serve\n").unwrap(),
         config: ConfigVars::from_map(BTreeMap::from([(
             "VERSION".to_owned(),

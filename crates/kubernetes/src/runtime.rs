@@ -443,24 +443,28 @@ impl KubeRuntime {
                 progress(&format!("-----> {} is rolled out", spec.version));
                 Ok(())
             }
-            Err(Error::App(reason)) => {
-                let reason = match self.trouble(spec).await {
-                    Some(trouble) => format!("{}: {trouble}", reason.trim_end_matches('.')),
-                    None => reason,
+            Err(err) => {
+                let err = match err {
+                    Error::App(reason) => Error::App(match self.trouble(spec).await {
+                        Some(trouble) => format!("{}: {trouble}", reason.trim_end_matches('.')),
+                        None => reason,
+                    }),
+                    other => other,
                 };
                 progress(&format!(
-                    "-----> {} failed to roll out: {reason}",
+                    "-----> {} failed to roll out: {err}",
                     spec.version
                 ));
-                if let Err(err) = self.put_back(spec, previous, formation, progress).await {
-                    tracing::error!(app = %spec.app, error = %err, "cannot apply the previous release again");
+                // Whatever of it was applied goes back to what served: an object the API
+                // server refused leaves the others of the release in place otherwise.
+                if let Err(again) = self.put_back(spec, previous, formation, progress).await {
+                    tracing::error!(app = %spec.app, error = %again, "cannot apply the previous release again");
                     progress(&format!(
-                        "       and the previous release could not be applied again: {err}"
+                        "       and the previous release could not be applied again: {again}"
                     ));
                 }
-                Err(Error::App(reason))
+                Err(err)
             }
-            Err(other) => Err(other),
         }
     }
 
