@@ -395,20 +395,24 @@ impl KubeRuntime {
         Ok(())
     }
 
-    /// Puts `previous` back after `spec`'s rollout failed: its objects are applied again,
-    /// and what `spec` added goes. With nothing before it, `spec`'s processes go.
+    /// Puts back what served before `spec`'s rollout failed: `previous`'s objects are
+    /// applied again, and what `spec` added goes. When `nothing_served`, `spec`'s processes
+    /// go.
     async fn put_back(
         &self,
         spec: &ReleaseSpec,
         previous: Option<&ReleaseSpec>,
+        nothing_served: bool,
         formation: &Formation,
         progress: Lines<'_>,
     ) -> Result<(), Error> {
         let Some(previous) = previous else {
-            self.prune::<Deployment>(&spec.app, &BTreeSet::new())
-                .await?;
-            self.prune::<HorizontalPodAutoscaler>(&spec.app, &BTreeSet::new())
-                .await?;
+            if nothing_served {
+                self.prune::<Deployment>(&spec.app, &BTreeSet::new())
+                    .await?;
+                self.prune::<HorizontalPodAutoscaler>(&spec.app, &BTreeSet::new())
+                    .await?;
+            }
             return Ok(());
         };
         progress(&format!("-----> Applying {} again", previous.version));
@@ -419,6 +423,19 @@ impl KubeRuntime {
         self.prune_after(&previous.app, &objects).await
     }
 
+    /// The release the Namespace says serves.
+    async fn serving(&self, app: &AppName) -> Result<Option<ReleaseVersion>, Error> {
+        let namespace = self
+            .namespaces()
+            .get_opt(&render::namespace_name(app))
+            .await
+            .map_err(Error::api("read the app's namespace"))?;
+        Ok(namespace
+            .and_then(|n| n.metadata.annotations)
+            .and_then(|a| a.get(render::CURRENT).cloned())
+            .and_then(|v| ReleaseVersion::parse(&v).ok()))
+    }
+
     async fn deploy_release(
         &self,
         spec: &ReleaseSpec,
@@ -427,6 +444,7 @@ impl KubeRuntime {
         progress: Lines<'_>,
     ) -> Result<(), Error> {
         let objects = render::render(spec, formation, &self.platform)?;
+        let serving = self.serving(&spec.app).await?;
         progress(&format!(
             "-----> Rolling out {} to namespace {}: {}",
             spec.version,
@@ -456,8 +474,17 @@ impl KubeRuntime {
                     spec.version
                 ));
                 // Whatever of it was applied goes back to what served: an object the API
-                // server refused leaves the others of the release in place otherwise.
-                if let Err(again) = self.put_back(spec, previous, formation, progress).await {
+                // server refused leaves the others of the release in place otherwise. The
+                // release that serves, applied again (a release manager starting), stays:
+                // nothing else is there to go back to.
+                if serving == Some(spec.version) {
+                    return Err(err);
+                }
+                let previous = previous.filter(|p| Some(p.version) == serving);
+                if let Err(again) = self
+                    .put_back(spec, previous, serving.is_none(), formation, progress)
+                    .await
+                {
                     tracing::error!(app = %spec.app, error = %again, "cannot apply the previous release again");
                     progress(&format!(
                         "       and the previous release could not be applied again: {again}"
@@ -941,15 +968,7 @@ impl Runtime for KubeRuntime {
     }
 
     async fn current(&self, app: &AppName) -> Result<Option<ReleaseVersion>, RuntimeError> {
-        let namespace = self
-            .namespaces()
-            .get_opt(&render::namespace_name(app))
-            .await
-            .map_err(Error::api("read the app's namespace"))?;
-        Ok(namespace
-            .and_then(|n| n.metadata.annotations)
-            .and_then(|a| a.get(render::CURRENT).cloned())
-            .and_then(|v| ReleaseVersion::parse(&v).ok()))
+        Ok(self.serving(app).await?)
     }
 
     async fn scale(&self, spec: &ReleaseSpec, formation: &Formation) -> Result<(), RuntimeError> {
