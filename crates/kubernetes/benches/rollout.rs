@@ -209,7 +209,20 @@ fn main() {
             }
             let mut round = Vec::new();
             while let Some(timing) = tasks.join_next().await {
-                round.push(timing.unwrap());
+                match timing {
+                    Ok(t) => round.push(t),
+                    Err(err) => {
+                        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client.clone());
+                        for p in pods.list(&Default::default()).await.unwrap().items {
+                            let ready = p.status.as_ref().and_then(|s| s.conditions.as_ref()).map(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                            if ready != Some(true) {
+                                eprintln!("{:?} {:?} {:?}", p.metadata.namespace, p.metadata.name, p.status);
+                            }
+                        }
+                        eprintln!("{}", cluster.log_tail("kwok", 60).await);
+                        panic!("{err}");
+                    }
+                }
             }
             // The first round makes the namespaces: not what a release costs.
             if version > 1 {
@@ -220,17 +233,50 @@ fn main() {
                 }
             }
         }
+        // Baseline: fifty bare Deployments rolled out at once, each in a namespace of its own.
+        let mut bare_fifty = Vec::new();
+        for n in 0..AT_ONCE {
+            let name = format!("bench-bare-{n}");
+            let ns: Namespace = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+            }))
+            .unwrap();
+            namespaces
+                .patch(&name, &PatchParams::apply("bench"), &Patch::Apply(&ns))
+                .await
+                .unwrap();
+        }
+        for round in 0..=2 {
+            let mut tasks = tokio::task::JoinSet::new();
+            for n in 0..AT_ONCE {
+                let client = client.clone();
+                tasks.spawn(async move { bare_rollout(&client, &format!("bench-bare-{n}"), round).await });
+            }
+            while let Some(took) = tasks.join_next().await {
+                if round > 0 {
+                    bare_fifty.push(took.unwrap());
+                }
+            }
+        }
+        let bare_fifty_p50 = percentile(&mut bare_fifty, 50.0);
         println!("kubernetes runtime, {AT_ONCE} apps deployed at once (2 rounds):");
+        println!(
+            "  baseline, {AT_ONCE} bare Deployments applied and rolled out at once: p50 {}  p99 {}",
+            ms(bare_fifty_p50),
+            ms(percentile(&mut bare_fifty, 99.0))
+        );
         println!(
             "  release -> applied: p50 {}  p99 {}",
             ms(percentile(&mut applied, 50.0)),
             ms(percentile(&mut applied, 99.0))
         );
+        let rolled_p50 = percentile(&mut rolled, 50.0);
         println!(
-            "  release -> rolled out: p50 {}  p99 {}  (all {AT_ONCE}: {})",
-            ms(percentile(&mut rolled, 50.0)),
+            "  release -> rolled out: p50 {}  p99 {}  (all {AT_ONCE}: {}; p50 {:.2}x the bare Deployments')",
+            ms(rolled_p50),
             ms(percentile(&mut rolled, 99.0)),
-            ms(percentile(&mut wall, 50.0))
+            ms(percentile(&mut wall, 50.0)),
+            rolled_p50.as_secs_f64() / bare_fifty_p50.as_secs_f64()
         );
 
         // A thousand apps deployed, then reconciled unchanged.

@@ -1,7 +1,7 @@
 //! Judging a rollout as `kubectl rollout status` does, from a Deployment's status alone:
 //! a pure function, so each of its answers is tested without a cluster.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 
 /// Where a Deployment's rollout is.
@@ -17,15 +17,10 @@ pub enum Rollout {
 
 /// Where `deployment`'s rollout is, by the rules of `kubectl rollout status`.
 pub fn status(deployment: &Deployment) -> Rollout {
-    let generation = deployment.metadata.generation.unwrap_or(0);
-    let Some(status) = &deployment.status else {
-        return Rollout::Waiting("waiting for the deployment to be observed".to_owned());
+    // A deadline the controller reported before it saw this spec is an earlier rollout's.
+    let Some(status) = observed(deployment) else {
+        return unobserved(deployment);
     };
-    if status.observed_generation.unwrap_or(0) < generation {
-        return Rollout::Waiting(
-            "waiting for the deployment spec update to be observed".to_owned(),
-        );
-    }
     if let Some(condition) = status
         .conditions
         .iter()
@@ -47,15 +42,9 @@ pub fn status(deployment: &Deployment) -> Rollout {
 /// says: for putting a previous release back, whose ReplicaSet is there already while the
 /// Deployment still reports the failed rollout's deadline.
 pub fn replica_status(deployment: &Deployment) -> Rollout {
-    let generation = deployment.metadata.generation.unwrap_or(0);
-    let Some(status) = &deployment.status else {
-        return Rollout::Waiting("waiting for the deployment to be observed".to_owned());
+    let Some(status) = observed(deployment) else {
+        return unobserved(deployment);
     };
-    if status.observed_generation.unwrap_or(0) < generation {
-        return Rollout::Waiting(
-            "waiting for the deployment spec update to be observed".to_owned(),
-        );
-    }
     let wanted = deployment.spec.replicas.unwrap_or(1);
     let updated = status.updated_replicas.unwrap_or(0);
     let replicas = status.replicas.unwrap_or(0);
@@ -75,6 +64,46 @@ pub fn replica_status(deployment: &Deployment) -> Rollout {
         ));
     }
     Rollout::Done
+}
+
+/// The Deployment's status, once the controller has seen its current spec.
+fn observed(deployment: &Deployment) -> Option<&DeploymentStatus> {
+    let status = deployment.status.as_ref()?;
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    (status.observed_generation.unwrap_or(0) >= generation).then_some(status)
+}
+
+/// What a Deployment whose spec the controller has not seen yet waits for.
+fn unobserved(deployment: &Deployment) -> Rollout {
+    Rollout::Waiting(match deployment.status {
+        None => "waiting for the deployment to be observed".to_owned(),
+        Some(_) => "waiting for the deployment spec update to be observed".to_owned(),
+    })
+}
+
+/// Why ReplicaSets cannot make their pods (`ReplicaFailure`: refused by admission, over a
+/// quota), in one line.
+pub fn replica_set_trouble(replica_sets: &[ReplicaSet]) -> Option<String> {
+    let reasons: Vec<String> = replica_sets
+        .iter()
+        .flat_map(|rs| {
+            let name = rs.metadata.name.clone().unwrap_or_default();
+            rs.status
+                .iter()
+                .flat_map(|s| s.conditions.iter().flatten())
+                .filter(|c| {
+                    c.type_.as_deref() == Some("ReplicaFailure")
+                        && c.status.as_deref() == Some("True")
+                })
+                .map(move |c| {
+                    format!(
+                        "ReplicaSet {name} {}",
+                        join(c.reason.as_deref(), c.message.as_deref())
+                    )
+                })
+        })
+        .collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 /// Why pods are not ready, in one line, from their conditions and their containers' states:
@@ -148,7 +177,7 @@ fn join(reason: Option<&str>, message: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec};
     use k8s_openapi::api::core::v1::{
         ContainerState, ContainerStateWaiting, ContainerStatus, PodCondition, PodStatus,
     };
@@ -219,6 +248,37 @@ mod tests {
             status(&deployment(2, 3, s)),
             Rollout::Failed("ReplicaSet \"demo-web-abc\" has timed out progressing.".to_owned())
         );
+    }
+
+    #[test]
+    fn replica_set_trouble_says_why_no_pod_was_made() {
+        use k8s_openapi::api::apps::v1::{ReplicaSetCondition, ReplicaSetStatus};
+        let refused = ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some("demo-web-abc".to_owned()),
+                ..ObjectMeta::default()
+            },
+            status: Some(ReplicaSetStatus {
+                conditions: Some(vec![ReplicaSetCondition {
+                    type_: Some("ReplicaFailure".to_owned()),
+                    status: Some("True".to_owned()),
+                    reason: Some("FailedCreate".to_owned()),
+                    message: Some(
+                        "pods \"demo-web-abc-x\" is forbidden: violates PodSecurity".to_owned(),
+                    ),
+                    ..ReplicaSetCondition::default()
+                }]),
+                ..ReplicaSetStatus::default()
+            }),
+            ..ReplicaSet::default()
+        };
+        assert_eq!(
+            replica_set_trouble(&[refused]).as_deref(),
+            Some(
+                "ReplicaSet demo-web-abc FailedCreate (pods \"demo-web-abc-x\" is forbidden: violates PodSecurity)"
+            )
+        );
+        assert_eq!(replica_set_trouble(&[ReplicaSet::default()]), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::{AppName, Formation, ReleaseVersion};
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
@@ -192,11 +192,18 @@ impl KubeRuntime {
     async fn apply_base(&self, spec: &ReleaseSpec, objects: &Objects) -> Result<(), Error> {
         self.apply_cluster(&objects.namespace, FIELD_MANAGER)
             .await?;
-        self.apply(&spec.app, &objects.network_policy).await?;
-        if let Some(secret) = &objects.pull_secret {
-            self.apply(&spec.app, secret).await?;
-        }
-        self.apply_env(spec, &objects.env).await
+        let pull_secret = async {
+            match &objects.pull_secret {
+                Some(secret) => self.apply(&spec.app, secret).await.map(drop),
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(
+            self.apply(&spec.app, &objects.network_policy),
+            pull_secret,
+            self.apply_env(spec, &objects.env),
+        )?;
+        Ok(())
     }
 
     /// The release's Secret: immutable, so only ever created; one that exists is the
@@ -221,16 +228,26 @@ impl KubeRuntime {
         progress: Lines<'_>,
     ) -> Result<(), Error> {
         self.apply_base(spec, objects).await?;
-        if let Some(service) = &objects.service {
-            self.apply(&spec.app, service).await?;
-        }
-        for deployment in &objects.deployments {
-            self.apply(&spec.app, deployment).await?;
-        }
-        for autoscaler in &objects.autoscalers {
-            self.apply(&spec.app, autoscaler).await?;
-        }
-        self.prune_autoscalers(&spec.app, objects).await?;
+        // The rest at once: none of them needs another (the pods need the Secret, there
+        // already).
+        let service = async {
+            match &objects.service {
+                Some(service) => self.apply(&spec.app, service).await.map(drop),
+                None => Ok(()),
+            }
+        };
+        let deployments = futures_util::future::try_join_all(
+            objects.deployments.iter().map(|d| self.apply(&spec.app, d)),
+        );
+        let autoscalers = futures_util::future::try_join_all(
+            objects.autoscalers.iter().map(|a| self.apply(&spec.app, a)),
+        );
+        tokio::try_join!(
+            service,
+            deployments,
+            autoscalers,
+            self.prune_autoscalers(&spec.app, objects)
+        )?;
         progress(APPLIED);
         self.wait_for_rollouts(&spec.app, objects, judge, progress)
             .await
@@ -316,12 +333,23 @@ impl KubeRuntime {
             render::RELEASE,
             spec.version
         );
-        let pods = self
-            .api::<Pod>(&spec.app)
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .ok()?;
-        rollout::pod_trouble(&pods.items)
+        let listed = ListParams::default().labels(&selector);
+        let (replica_sets, pods) = (
+            self.api::<ReplicaSet>(&spec.app),
+            self.api::<Pod>(&spec.app),
+        );
+        let (replica_sets, pods) = tokio::join!(replica_sets.list(&listed), pods.list(&listed));
+        // A ReplicaSet that cannot make its pods (refused by admission, over quota) has
+        // no pods to say why.
+        let replica_sets = replica_sets.map(|l| l.items).unwrap_or_default();
+        let pods = pods.map(|l| l.items).unwrap_or_default();
+        match (
+            rollout::replica_set_trouble(&replica_sets),
+            rollout::pod_trouble(&pods),
+        ) {
+            (Some(r), Some(p)) => Some(format!("{r}; {p}")),
+            (r, p) => r.or(p),
+        }
     }
 
     /// Deletes what the app has of `K` that Slipway made and `keep` does not name.
@@ -368,14 +396,17 @@ impl KubeRuntime {
     /// type's Deployment, the Service of an app that stopped serving web, earlier releases'
     /// Secrets).
     async fn prune_after(&self, app: &AppName, objects: &Objects) -> Result<(), Error> {
-        self.prune::<Deployment>(app, &names(&objects.deployments))
-            .await?;
-        self.prune_autoscalers(app, objects).await?;
-        self.prune::<Service>(app, &names(objects.service.as_slice()))
-            .await?;
         let mut secrets = names(std::slice::from_ref(&objects.env));
         secrets.extend(names(objects.pull_secret.as_slice()));
-        self.prune::<Secret>(app, &secrets).await
+        let deployments = names(&objects.deployments);
+        let services = names(objects.service.as_slice());
+        tokio::try_join!(
+            self.prune::<Deployment>(app, &deployments),
+            self.prune_autoscalers(app, objects),
+            self.prune::<Service>(app, &services),
+            self.prune::<Secret>(app, &secrets),
+        )?;
+        Ok(())
     }
 
     /// Records on the Namespace that `version` serves.

@@ -354,18 +354,28 @@ async fn kube_release_manager(
     if let Err(err) = manager.recover().await {
         tracing::error!(error = %err, "cannot reconcile the apps");
     }
-    let worker = releaser::Worker::new(
-        manager.clone(),
-        store.clone(),
-        releaser::WorkerConfig {
-            holder: holder.clone(),
-            lease: config.lease,
-            concurrency: releaser::WorkerConfig::DEFAULT_CONCURRENCY,
-        },
-    );
+    let worker = worker(&manager, &store, &holder, &config);
     worker.run(shutdown).await;
     logs.flush().await;
     Ok(())
+}
+
+/// The release manager's side of the store's queue.
+fn worker(
+    manager: &releaser::ReleaseManager,
+    store: &store::Store,
+    holder: &str,
+    config: &UpConfig,
+) -> releaser::Worker {
+    releaser::Worker::new(
+        manager.clone(),
+        store.clone(),
+        releaser::WorkerConfig {
+            holder: holder.to_owned(),
+            lease: config.lease,
+            concurrency: releaser::WorkerConfig::DEFAULT_CONCURRENCY,
+        },
+    )
 }
 
 /// What an app keeps on disk under its name, removed when it is destroyed: its repository
@@ -484,15 +494,7 @@ async fn local_release_manager(
     if let Err(err) = manager.recover().await {
         tracing::error!(error = %err, "cannot bring the apps back");
     }
-    let worker = releaser::Worker::new(
-        manager.clone(),
-        store.clone(),
-        releaser::WorkerConfig {
-            holder: holder.clone(),
-            lease: config.lease,
-            concurrency: releaser::WorkerConfig::DEFAULT_CONCURRENCY,
-        },
-    );
+    let worker = worker(&manager, &store, &holder, &config);
     worker.run(stop.clone()).await;
     let _ = tokio::time::timeout(DRAIN_DEADLINE, routing).await;
     // The apps' processes stop last, once nothing routes to them; their last lines are kept.

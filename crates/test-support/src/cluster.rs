@@ -780,6 +780,10 @@ impl ControlPlane {
             format!("--cluster-signing-key-file={}", p("ca.key")),
             "--use-service-account-credentials=false".into(),
             "--controllers=*".into(),
+            // The node is kwok's, and its heartbeat a process on a busy test machine: a
+            // heartbeat late under load must not mark every pod on it unready (kwok makes
+            // pods ready only once, when they start).
+            "--node-monitor-grace-period=1h".into(),
         ]);
         self.spawn("kube-controller-manager", bin, kcm).await?;
         self.spawn("kube-scheduler", bin, common(ports.scheduler, "scheduler"))
