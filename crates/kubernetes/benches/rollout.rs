@@ -142,8 +142,13 @@ fn main() {
             .start()
             .await
             .expect("the test control plane starts: build it with scripts/control-plane.sh");
-        let client = cluster.client();
-        let runtime = Arc::new(KubeRuntime::new(client.clone(), Platform::default()));
+        // slipwayd's own client, for Slipway and the baseline alike.
+        let runtime = Arc::new(
+            KubeRuntime::connect(Some(cluster.kubeconfig_path()), Platform::default())
+                .await
+                .expect("the control plane answers"),
+        );
+        let client = runtime.client().clone();
 
         // Baseline: a bare Deployment, in a namespace of its own.
         let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -833,7 +833,31 @@ pub(crate) async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Clien
             .await
             .map_err(|e| Error::Config(e.to_string()))?,
     };
-    Client::try_from(config).map_err(|e| Error::Config(e.to_string()))
+    connect(config)
+}
+
+/// A client with Nagle's algorithm off. kube's own leaves it on, and a request whose body
+/// leaves in a second TLS record then waits for the server's delayed ACK: 40 ms on every
+/// apply, measured.
+fn connect(config: kube::Config) -> Result<Client, Error> {
+    use kube::client::ConfigExt as _;
+    let failed = |e: kube::Error| Error::Config(e.to_string());
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(config.connect_timeout);
+    let https = config
+        .rustls_https_connector_with_connector(http)
+        .map_err(failed)?;
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer().map_err(failed)?)
+        .layer(config.extra_headers_layer().map_err(failed)?)
+        .map_err(tower::BoxError::from)
+        .service(hyper);
+    Ok(Client::new(service, config.default_namespace))
 }
 
 fn names<K: Resource>(objects: &[K]) -> BTreeSet<String> {
