@@ -138,7 +138,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let cluster = ControlPlane::builder()
-            .max_pods(apps + AT_ONCE + 10)
+            .max_pods(apps + 2 * AT_ONCE + 20)
             .start()
             .await
             .expect("the test control plane starts: build it with scripts/control-plane.sh");

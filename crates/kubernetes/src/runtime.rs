@@ -360,13 +360,18 @@ impl KubeRuntime {
     {
         let api = self.api::<K>(app);
         let kind = K::kind(&K::DynamicType::default()).into_owned();
-        let ours = ListParams::default().labels(&format!(
-            "{}={},{}={}",
-            render::NAME,
-            app,
-            render::MANAGED_BY,
-            render::SLIPWAY
-        ));
+        // From the API server's cache, as fresh as it is: a consistent read waits for the
+        // cache to catch up with etcd (about 100 ms), and a list a moment stale prunes
+        // nothing it should not (what this release applied is in `keep`).
+        let ours = ListParams::default()
+            .labels(&format!(
+                "{}={},{}={}",
+                render::NAME,
+                app,
+                render::MANAGED_BY,
+                render::SLIPWAY
+            ))
+            .match_any();
         let listed = api
             .list_metadata(&ours)
             .await
