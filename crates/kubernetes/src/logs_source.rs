@@ -5,14 +5,17 @@
 //! process, `web.5d8f7c9b4-x2x7z` (the pod's name without `<app>-`), so `slip logs -p web`
 //! finds it as it finds `web.1` on one machine.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use domain::AppName;
+use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ListParams, LogParams};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use logs::{Follow, Followed, LogError, LogFilter, LogLine, LogSource};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -55,14 +58,7 @@ impl PodLogs {
 
     async fn pods(&self, app: &AppName) -> Vec<Pod> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &render::namespace_name(app));
-        let selector = format!(
-            "{}={},{}={}",
-            render::NAME,
-            app,
-            render::MANAGED_BY,
-            render::SLIPWAY
-        );
-        match api.list(&ListParams::default().labels(&selector)).await {
+        match api.list(&ListParams::default().labels(&ours(app))).await {
             Ok(pods) => pods.items,
             Err(err) => {
                 tracing::warn!(%app, error = %err, "cannot list the app's pods for its log");
@@ -117,6 +113,50 @@ fn log_params(n: usize, follow: bool) -> LogParams {
             .then(|| i64::try_from(n.saturating_mul(MAX_LINE)).unwrap_or(i64::MAX)),
         ..LogParams::default()
     }
+}
+
+/// The label selector of the pods Slipway made for `app`.
+fn ours(app: &AppName) -> String {
+    format!(
+        "{}={},{}={}",
+        render::NAME,
+        app,
+        render::MANAGED_BY,
+        render::SLIPWAY
+    )
+}
+
+/// Whether `pod`'s container runs, so its log can be followed.
+fn running(pod: &Pod) -> bool {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+/// Reads `pod`'s log with `params` into `send`, bounded and paced, until it ends. Opening the
+/// stream is part of it: a server may hold its answer until the pod prints something.
+fn follow_pod(
+    api: &Api<Pod>,
+    app: &AppName,
+    pod: &Pod,
+    params: LogParams,
+    send: &Arc<impl Fn(LogLine) + Send + Sync + 'static>,
+    filter: &LogFilter,
+) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+    let name = pod.metadata.name.clone()?;
+    let source = source_of(app, pod)?;
+    let (api, send, filter) = (api.clone(), Arc::clone(send), filter.clone());
+    Some(async move {
+        let Ok(stream) = api.log_stream(&name, &params).await else {
+            return;
+        };
+        let sink = move |line: &str| {
+            let line = parse_line(&source, line);
+            if filter.matches(&line) {
+                send(line);
+            }
+        };
+        let reader = tokio_util::compat::FuturesAsyncReadCompatExt::compat(stream);
+        logs::read_lines(Some(reader), &sink, &logs::Pace::default()).await;
+    })
 }
 
 #[async_trait]
@@ -178,34 +218,26 @@ impl LogSource for PodLogs {
                 })
             };
             // Each pod's output is read by a task of its own, cut into lines of at most
-            // MAX_LINE bytes; dropping the set stops them all.
+            // MAX_LINE bytes; dropping the set stops them all. The pods there now are read
+            // from here on (what came before is in `past`); pods that start later, from
+            // their first line.
             let mut readers = tokio::task::JoinSet::new();
-            for pod in pods {
-                let (Some(name), Some(source)) = (pod.metadata.name.clone(), source_of(&app, &pod))
-                else {
-                    continue;
-                };
-                // New lines only: what came before is in `past`.
-                let params = LogParams {
+            let mut following = HashSet::new();
+            for pod in pods.iter().filter(|p| running(p)) {
+                let from_now = LogParams {
                     tail_lines: Some(0),
                     ..log_params(0, true)
                 };
-                let Ok(stream) = api.log_stream(&name, &params).await else {
-                    continue;
-                };
-                let send = Arc::clone(&send);
-                let filter = filter.clone();
-                readers.spawn(async move {
-                    let sink = move |line: &str| {
-                        let line = parse_line(&source, line);
-                        if filter.matches(&line) {
-                            send(line);
-                        }
-                    };
-                    let reader = tokio_util::compat::FuturesAsyncReadCompatExt::compat(stream);
-                    logs::read_lines(Some(reader), &sink, &logs::Pace::default()).await;
-                });
+                if let Some(reader) = follow_pod(&api, &app, pod, from_now, &send, &filter) {
+                    following.insert(pod.metadata.name.clone().unwrap_or_default());
+                    readers.spawn(reader);
+                }
             }
+            let started =
+                watcher::watcher(api.clone(), watcher::Config::default().labels(&ours(&app)))
+                    .applied_objects()
+                    .boxed();
+            let mut started = started.fuse();
             loop {
                 tokio::select! {
                     line = platform.next() => match line {
@@ -215,6 +247,18 @@ impl LogSource for PodLogs {
                         }
                         None => return,
                     },
+                    Some(pod) = started.next() => {
+                        let Ok(pod) = pod else { continue };
+                        let name = pod.metadata.name.clone().unwrap_or_default();
+                        if !running(&pod) || following.contains(&name) {
+                            continue;
+                        }
+                        let from_start = LogParams { tail_lines: None, ..log_params(0, true) };
+                        if let Some(reader) = follow_pod(&api, &app, &pod, from_start, &send, &filter) {
+                            following.insert(name);
+                            readers.spawn(reader);
+                        }
+                    }
                     () = tx.closed() => return,
                 }
             }

@@ -17,8 +17,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Api;
 use kube::api::ListParams;
+use logs::LogSource as _;
 use releaser::{ProcessState, ReleaseSpec, Runtime, RuntimeError};
-use slipway_kubernetes::{KubeRuntime, Platform};
+use slipway_kubernetes::{KubeRuntime, Platform, PodLogs};
 use test_support::ControlPlane;
 use test_support::cluster::{self, cri_log, stage_selecting};
 
@@ -280,4 +281,62 @@ async fn a_release_that_never_becomes_ready_fails_and_the_previous_one_is_applie
         .await
         .unwrap();
     assert_eq!(status, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_merge_the_platforms_lines_with_every_pods_and_follow_pods_that_start_later() {
+    let Some(cluster) = control_plane().await else {
+        return;
+    };
+    let runtime = runtime(&cluster, 60);
+    let quiet = |_: &str| {};
+    let app = AppName::parse("chatty").unwrap();
+    let v1 = spec("chatty", 1, "web: serve\n", &[]);
+    runtime
+        .deploy(&v1, &formation(&[("web", 1)]), None, &quiet)
+        .await
+        .unwrap();
+    let log = cluster.dir().join("chatty.log");
+    std::fs::write(&log, cri_log(&["GET / 200"])).unwrap();
+    cluster.serve_logs("chatty", &log).await.unwrap();
+
+    let platform = logs::Logs::default();
+    platform.push("chatty", "slipway", "Deploying v1");
+    let pod_logs = PodLogs::new(cluster.client(), std::sync::Arc::new(platform.clone()));
+    let all = logs::LogFilter::default();
+    let tail = pod_logs.tail(&app, 10, &all).await.unwrap();
+    let seen: Vec<(&str, &str)> = tail
+        .iter()
+        .map(|l| (l.source.split('.').next().unwrap(), l.text.as_str()))
+        .collect();
+    assert!(seen.contains(&("slipway", "Deploying v1")), "{seen:?}");
+    assert!(seen.contains(&("web", "GET / 200")), "{seen:?}");
+
+    // A follower sees the platform's new lines, and the lines of a pod that starts after it
+    // began to follow (a scale, a deploy).
+    let (_, mut follow) = pod_logs.follow(&app, 0, &all).await.unwrap();
+    let before: Vec<String> = runtime
+        .processes(&app)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    runtime.scale(&v1, &formation(&[("web", 2)])).await.unwrap();
+    platform.push("chatty", "slipway", "Scaled to web=2");
+    let mut saw_platform = false;
+    let mut saw_new_pod = false;
+    while !(saw_platform && saw_new_pod) {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(30), follow.next())
+            .await
+            .unwrap_or_else(|_| panic!("a line within 30 s: platform {saw_platform}, new pod {saw_new_pod}, before {before:?}"))
+            .expect("the follower goes on");
+        if let logs::Followed::Line(line) = next {
+            saw_platform |= line.text == "Scaled to web=2";
+            saw_new_pod |= line.source.starts_with("web.")
+                && !before
+                    .iter()
+                    .any(|b| b.ends_with(line.source.trim_start_matches("web.")));
+        }
+    }
 }
