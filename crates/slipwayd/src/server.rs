@@ -336,18 +336,7 @@ async fn kube_release_manager(
         kubernetes::KubeRuntime::connect(config.kubeconfig.as_deref(), config.kubernetes.clone())
             .await
             .context("--runtime kubernetes")?;
-    let manager = releaser::ReleaseManager::new(
-        store.clone(),
-        Arc::new(runtime) as Arc<dyn releaser::Runtime>,
-        logs.clone(),
-        config.domain.clone(),
-        leftovers(&config),
-    );
-    manager
-        .sweep()
-        .await
-        .context("cannot read the apps to remove what destroyed ones left")?;
-    store.reclaim_work(&holder).await?;
+    let manager = take_over(&config, &store, Arc::new(runtime), &logs, &holder).await?;
     println!("releaser: deploying to Kubernetes");
     // Each app's objects are applied again: what drifted comes back, what is unchanged
     // stays as it is on the server.
@@ -358,6 +347,31 @@ async fn kube_release_manager(
     worker.run(shutdown).await;
     logs.flush().await;
     Ok(())
+}
+
+/// A release manager of `runtime`, ready for the queue: what a destroy cut short by a crash
+/// left is removed before anything is served, and the work of release managers that died is
+/// taken over now, not when their leases lapse.
+async fn take_over(
+    config: &UpConfig,
+    store: &store::Store,
+    runtime: Arc<dyn releaser::Runtime>,
+    logs: &releaser::Logs,
+    holder: &str,
+) -> anyhow::Result<releaser::ReleaseManager> {
+    let manager = releaser::ReleaseManager::new(
+        store.clone(),
+        runtime,
+        logs.clone(),
+        config.domain.clone(),
+        leftovers(config),
+    );
+    manager
+        .sweep()
+        .await
+        .context("cannot read the apps to remove what destroyed ones left")?;
+    store.reclaim_work(holder).await?;
+    Ok(manager)
 }
 
 /// The release manager's side of the store's queue.
@@ -460,21 +474,8 @@ async fn local_release_manager(
     )
     .context("cannot set up the local runtime")?;
     let runtime = Arc::new(runtime);
-    let manager = releaser::ReleaseManager::new(
-        store.clone(),
-        Arc::clone(&runtime) as Arc<dyn releaser::Runtime>,
-        logs.clone(),
-        config.domain.clone(),
-        leftovers(&config),
-    );
-    // What a destroy cut short by a crash left is removed before anything is served; work
-    // another release manager was doing when it died is taken over now, not when its lease
-    // lapses.
-    manager
-        .sweep()
-        .await
-        .context("cannot read the apps to remove what destroyed ones left")?;
-    store.reclaim_work(&holder).await?;
+    let manager = take_over(&config, &store, Arc::clone(&runtime) as _, &logs, &holder).await?;
+    // The processes the store lists were the last active release manager's, and are gone.
     store.clear_processes().await?;
     println!("router: http://{router_addr}");
     let request_log: router::RequestLog = {
