@@ -692,12 +692,8 @@ impl ControlPlane {
         )
         .await?;
         let url = format!("http://127.0.0.1:{}/health", ports.etcd_client);
-        self.wait_until("etcd /health", "etcd", deadline, || {
-            let http = http.clone();
-            let url = url.clone();
-            async move { http_ok(&http, &url).await }
-        })
-        .await?;
+        self.wait_for_url("etcd /health", "etcd", deadline, &http, &url)
+            .await?;
 
         self.spawn(
             "kube-apiserver",
@@ -736,11 +732,13 @@ impl ControlPlane {
         )
         .await?;
         let url = format!("{}/readyz", self.server);
-        self.wait_until("kube-apiserver /readyz", "kube-apiserver", deadline, || {
-            let http = http.clone();
-            let url = url.clone();
-            async move { http_ok(&http, &url).await }
-        })
+        self.wait_for_url(
+            "kube-apiserver /readyz",
+            "kube-apiserver",
+            deadline,
+            &http,
+            &url,
+        )
         .await?;
 
         let client = admin_client(&self.kubeconfig).await?;
@@ -823,12 +821,8 @@ impl ControlPlane {
             ("kwok /healthz", "kwok", ports.kwok),
         ] {
             let url = format!("https://127.0.0.1:{port}/healthz");
-            self.wait_until(what, component, deadline, || {
-                let http = http.clone();
-                let url = url.clone();
-                async move { http_ok(&http, &url).await }
-            })
-            .await?;
+            self.wait_for_url(what, component, deadline, &http, &url)
+                .await?;
         }
 
         let nodes: Api<Node> = Api::all(client.clone());
@@ -908,6 +902,21 @@ impl ControlPlane {
     }
 
     /// Polls `ready` with a short backoff until it holds, a component exits, or the deadline.
+    /// Waits, as [`Self::wait_until`] does, until `url` answers 2xx.
+    async fn wait_for_url(
+        &mut self,
+        waiting_for: &str,
+        blame: &'static str,
+        deadline: Instant,
+        http: &reqwest::Client,
+        url: &str,
+    ) -> Result<()> {
+        self.wait_until(waiting_for, blame, deadline, || async {
+            http_ok(http, url).await
+        })
+        .await
+    }
+
     async fn wait_until<F, Fut>(
         &mut self,
         waiting_for: &str,
