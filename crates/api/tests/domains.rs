@@ -16,7 +16,7 @@ use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{RData, Record, RecordType};
 use http_body_util::BodyExt;
-use releaser::{Lines, ProcessInfo, ReleaseManager, ReleaseSpec, Runtime, RuntimeError};
+use releaser::{Lines, ProcessInfo, ReleaseManager, ReleaseSpec, Routing, Runtime, RuntimeError};
 use serde_json::{Value, json};
 use slipway_api::{ApiConfig, ApiState, router};
 use test_support::{Backend, TestDatabase};
@@ -152,7 +152,8 @@ impl Runtime for HostsSeen {
     async fn processes(&self, _: &AppName) -> Result<Vec<ProcessInfo>, RuntimeError> {
         Ok(Vec::new())
     }
-    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>) -> Result<(), RuntimeError> {
+    async fn set_routing(&self, app: &AppName, routing: &Routing) -> Result<(), RuntimeError> {
+        let hosts: Vec<String> = routing.hosts.iter().map(|h| h.name.clone()).collect();
         self.0.lock().unwrap().insert(app.to_string(), hosts);
         Ok(())
     }

@@ -55,6 +55,12 @@ pub enum Error {
     SshKey(String),
     #[error("invalid domain {0:?}: use a lowercase host name such as www.example.com")]
     Hostname(String),
+    #[error("invalid address range {0:?}: write an address or a CIDR such as 10.0.0.0/8")]
+    Cidr(String),
+    #[error("{0} is not on the app's allow list")]
+    NotAllowed(String),
+    #[error("the allow list holds at most {max} ranges; merge some into a wider one")]
+    AllowListFull { max: usize },
     #[error("invalid digest {0:?}: write sha256: and 64 lowercase hex digits")]
     Digest(String),
     #[error("invalid image reference {reference:?}: {reason}")]

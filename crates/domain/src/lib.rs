@@ -17,6 +17,7 @@ mod hostname;
 mod image;
 mod procfile;
 mod release;
+mod routing;
 mod settings;
 mod ssh_key;
 mod user;
@@ -34,6 +35,7 @@ pub use release::{
     PUSH_CUT_OFF, ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion, RollbackRefused,
     rollback_target,
 };
+pub use routing::{Cidr, HSTS_MAX_AGE, MAX_ALLOW_LIST, RoutingChange, RoutingSettings};
 pub use settings::{
     Autoscale, Check, Cpu, Limits, MAX_CPU_MILLIS, MAX_CPU_PERCENT, MAX_FAILURE_THRESHOLD,
     MAX_MEMORY, MAX_PROBE_PATH, MAX_PROBE_SECONDS, Memory, Probe, ProbeKind, ProcessSettings,

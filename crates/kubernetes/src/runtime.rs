@@ -19,7 +19,7 @@ use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use kube::{Client, Resource};
-use releaser::{Lines, ProcessInfo, ProcessState, ReleaseSpec, Runtime, RuntimeError};
+use releaser::{Lines, ProcessInfo, ProcessState, ReleaseSpec, Routing, Runtime, RuntimeError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
@@ -1048,7 +1048,8 @@ impl Runtime for KubeRuntime {
         Ok(self.processes_of(app).await?)
     }
 
-    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>) -> Result<(), RuntimeError> {
+    async fn set_routing(&self, app: &AppName, routing: &Routing) -> Result<(), RuntimeError> {
+        let hosts: Vec<String> = routing.hosts.iter().map(|h| h.name.clone()).collect();
         self.apply_cluster(&render::namespace(app), FIELD_MANAGER)
             .await?;
         let ingress: Ingress = render::ingress(app, &hosts, &self.platform);

@@ -160,7 +160,13 @@ async fn releases_roll_out_reconcile_without_change_and_prune_what_they_drop() {
     let quiet = |_: &str| {};
     let app = AppName::parse("demo").unwrap();
     runtime
-        .set_hosts(&app, vec!["demo.example.test".to_owned()])
+        .set_routing(
+            &app,
+            &releaser::Routing {
+                hosts: vec![releaser::RoutedHost::new("demo.example.test")],
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use domain::{AppName, Formation, ImageRef, ReleaseVersion};
 use time::OffsetDateTime;
 
-use crate::{Lines, ProcessInfo, ProcessState, ReleaseSpec, Runtime, RuntimeError};
+use crate::{Lines, ProcessInfo, ProcessState, ReleaseSpec, Routing, Runtime, RuntimeError};
 
 /// One thing the release manager asked of the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,7 +252,8 @@ impl Runtime for FakeRuntime {
         Ok(out)
     }
 
-    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>) -> Result<(), RuntimeError> {
+    async fn set_routing(&self, app: &AppName, routing: &Routing) -> Result<(), RuntimeError> {
+        let hosts: Vec<String> = routing.hosts.iter().map(|h| h.name.clone()).collect();
         let mut state = self.state();
         state.calls.push(Call::SetHosts {
             app: app.clone(),

@@ -11,7 +11,12 @@
 //! Kubernetes objects later). Only the local runtime knows about ports and the router.
 
 use async_trait::async_trait;
-use domain::{AppName, ConfigVars, Formation, ImageRef, ProcessSettings, Procfile, ReleaseVersion};
+use std::sync::Arc;
+
+use domain::{
+    AppName, ConfigVars, Formation, ImageRef, ProcessSettings, Procfile, ReleaseVersion,
+    RoutingSettings,
+};
 use time::OffsetDateTime;
 
 pub mod fake;
@@ -130,9 +135,56 @@ pub trait Deployer: Send + Sync + 'static {
         output: LineSender,
     ) -> Result<i32, DeployError>;
 
-    /// The host names the app answers to changed: it was created, or a custom domain was
-    /// added or removed.
+    /// How the app is routed changed: it was created, a custom domain or a certificate was
+    /// added or removed, or a routing switch (maintenance, allow list, HTTPS only) moved.
     async fn hosts_changed(&self, app: &AppName);
+}
+
+/// How one app is reached: the host names it answers to, each with the certificate to serve,
+/// and its routing switches. The release manager makes it from the store; a runtime applies
+/// it (the local router's table, or an Ingress).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    /// `<app>.<domain>` first, then the app's verified custom domains.
+    pub hosts: Vec<RoutedHost>,
+    pub settings: RoutingSettings,
+}
+
+/// One host name an app answers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedHost {
+    pub name: String,
+    /// The certificate served for it over HTTPS: one uploaded and attached to the domain,
+    /// else one obtained from the ACME server. `None`: the platform's own (signed by the
+    /// platform CA on one machine; the ingress controller's default on Kubernetes).
+    pub certificate: Option<Arc<CertificatePem>>,
+}
+
+impl RoutedHost {
+    /// A host served with the platform's own certificate.
+    pub fn new(name: impl Into<String>) -> RoutedHost {
+        RoutedHost {
+            name: name.into(),
+            certificate: None,
+        }
+    }
+}
+
+/// A certificate chain and its private key, PEM-encoded, as validated when they were stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertificatePem {
+    /// The leaf certificate first, then its intermediates.
+    pub chain: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for CertificatePem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret: it never reaches a log.
+        f.debug_struct("CertificatePem")
+            .field("chain", &format_args!("{} bytes", self.chain.len()))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything a runtime needs to run a release.
@@ -274,8 +326,9 @@ pub trait Runtime: Send + Sync + 'static {
     /// The app's processes as they are now.
     async fn processes(&self, app: &AppName) -> Result<Vec<ProcessInfo>, RuntimeError>;
 
-    /// The host names the app answers to (`demo.localhost`, custom domains).
-    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>) -> Result<(), RuntimeError>;
+    /// How the app is reached: its host names and their certificates, and its routing
+    /// switches. Applied at once, whether or not the app runs.
+    async fn set_routing(&self, app: &AppName, routing: &Routing) -> Result<(), RuntimeError>;
 
     /// Stops everything the app runs.
     async fn stop(&self, app: &AppName) -> Result<(), RuntimeError>;

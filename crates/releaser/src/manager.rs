@@ -9,12 +9,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::{
     AppName, ConfigVars, Formation, ImageRef, ProcessType, Procfile, ReleaseStatus, ReleaseVersion,
+    RoutingSettings,
 };
 use store::{App, Release, Store};
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    DeployError, Deployer, Leftovers, Lines, Logs, ProcessInfo, Progress, ReleaseSpec, Runtime,
+    DeployError, Deployer, Leftovers, Lines, Logs, ProcessInfo, Progress, ReleaseSpec, RoutedHost,
+    Routing, Runtime,
 };
 
 /// Releases looked at when finding what an app should run after a restart.
@@ -150,11 +152,11 @@ impl ReleaseManager {
 
     async fn recover_app(&self, app: &App) -> Result<(), DeployError> {
         let _turn = self.lock(&app.name).await;
-        let hosts = self
-            .hosts(app)
+        let routing = self
+            .routing(app)
             .await
-            .map_err(|e| store_error("read the app's domains", &e))?;
-        self.inner.runtime.set_hosts(&app.name, hosts).await?;
+            .map_err(|e| store_error("read the app's routing", &e))?;
+        self.inner.runtime.set_routing(&app.name, &routing).await?;
         let releases = self
             .inner
             .store
@@ -267,10 +269,11 @@ impl ReleaseManager {
         self.inner.logs.push(app.name.as_str(), "slipway", text);
     }
 
-    async fn hosts(&self, app: &App) -> Result<Vec<String>, store::Error> {
-        // Only verified domains: a pending one has not been proved to be the app owner's.
+    /// The app's routing as the store has it: its own host and its verified custom domains
+    /// (a pending one has not been proved to be the app owner's).
+    async fn routing(&self, app: &App) -> Result<Routing, store::Error> {
         let own = format!("{}.{}", app.name, self.inner.domain);
-        let mut hosts = vec![own.clone()];
+        let mut hosts = vec![RoutedHost::new(own.clone())];
         hosts.extend(
             self.inner
                 .store
@@ -278,9 +281,12 @@ impl ReleaseManager {
                 .await?
                 .into_iter()
                 .filter(|d| d.is_verified() && d.domain != own)
-                .map(|d| d.domain),
+                .map(|d| RoutedHost::new(d.domain)),
         );
-        Ok(hosts)
+        Ok(Routing {
+            hosts,
+            settings: RoutingSettings::default(),
+        })
     }
 
     async fn spec(&self, app: &App, release: &Release) -> Result<ReleaseSpec, store::Error> {
@@ -389,10 +395,10 @@ impl ReleaseManager {
             &app,
             &format!("Deploying {} ({})", version, release.summary),
         );
-        let hosts = self
-            .hosts(&app)
+        let routing = self
+            .routing(&app)
             .await
-            .map_err(|e| store_error("read the app's domains", &e))?;
+            .map_err(|e| store_error("read the app's routing", &e))?;
 
         // What serves now, for a runtime that must put it back if this one fails.
         let previous = match running {
@@ -404,7 +410,7 @@ impl ReleaseManager {
         };
 
         let outcome = self
-            .roll_out(&app, &spec, previous.as_ref(), hosts, &say)
+            .roll_out(&app, &spec, previous.as_ref(), routing, &say)
             .await;
         match &outcome {
             Ok(()) if awaits_ref => {}
@@ -420,19 +426,19 @@ impl ReleaseManager {
         outcome.map_err(DeployError::Failed)
     }
 
-    /// The hosts, the release phase, then the runtime's rollout. `Err` is the reason the
+    /// The routing, the release phase, then the runtime's rollout. `Err` is the reason the
     /// release failed.
     async fn roll_out(
         &self,
         app: &App,
         spec: &ReleaseSpec,
         previous: Option<&ReleaseSpec>,
-        hosts: Vec<String>,
+        routing: Routing,
         say: Lines<'_>,
     ) -> Result<(), String> {
         self.inner
             .runtime
-            .set_hosts(&app.name, hosts)
+            .set_routing(&app.name, &routing)
             .await
             .map_err(|e| format!("cannot route the app's host names: {e}"))?;
         if let Some(command) = spec.processes.command(ProcessType::RELEASE) {
@@ -587,11 +593,11 @@ impl ReleaseManager {
             None => {
                 // Nothing served before it: nothing serves now.
                 self.inner.runtime.stop(name).await?;
-                let hosts = self
-                    .hosts(&app)
+                let routing = self
+                    .routing(&app)
                     .await
-                    .map_err(|e| store_error("read the app's domains", &e))?;
-                self.inner.runtime.set_hosts(name, hosts).await?;
+                    .map_err(|e| store_error("read the app's routing", &e))?;
+                self.inner.runtime.set_routing(name, &routing).await?;
             }
         }
         Ok(())
@@ -763,18 +769,18 @@ impl Deployer for ReleaseManager {
         // One update at a time, each reading the store afresh, so the last one wins with
         // the newest hosts. Not the app's lock: a deploy in progress need not finish first.
         let _turn = self.inner.hosts.lock().await;
-        let hosts = match self.inner.store.app(name.as_str()).await {
-            Ok(app) => self.hosts(&app).await,
+        let routing = match self.inner.store.app(name.as_str()).await {
+            Ok(app) => self.routing(&app).await,
             Err(err) => Err(err),
         };
-        let hosts = match hosts {
-            Ok(hosts) => hosts,
+        let routing = match routing {
+            Ok(routing) => routing,
             Err(err) => {
-                tracing::error!(app = %name, error = %err, "cannot read the app's domains");
+                tracing::error!(app = %name, error = %err, "cannot read the app's routing");
                 return;
             }
         };
-        if let Err(err) = self.inner.runtime.set_hosts(name, hosts).await {
+        if let Err(err) = self.inner.runtime.set_routing(name, &routing).await {
             tracing::error!(app = %name, error = %err, "cannot route the app's host names");
         }
     }

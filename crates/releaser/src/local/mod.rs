@@ -63,7 +63,7 @@ struct Generation {
 
 #[derive(Default)]
 struct AppRun {
-    hosts: Vec<String>,
+    routing: crate::Routing,
     current: Option<Generation>,
     /// The image the app ran before its current one, kept unpacked for a fast rollback.
     previous_image: Option<ImageRef>,
@@ -155,7 +155,12 @@ impl Inner {
                 app: name.to_string(),
                 backends,
             };
-            table.extend(run.hosts.iter().map(|h| (h.clone(), route.clone())));
+            table.extend(
+                run.routing
+                    .hosts
+                    .iter()
+                    .map(|h| (h.name.clone(), route.clone())),
+            );
         }
         self.routes.set(table);
     }
@@ -668,14 +673,18 @@ impl Runtime for LocalRuntime {
         Ok(out)
     }
 
-    async fn set_hosts(&self, app: &AppName, hosts: Vec<String>) -> Result<(), RuntimeError> {
+    async fn set_routing(
+        &self,
+        app: &AppName,
+        routing: &crate::Routing,
+    ) -> Result<(), RuntimeError> {
         self.inner
             .apps
             .lock()
             .expect("never poisoned")
             .entry(app.clone())
             .or_default()
-            .hosts = hosts;
+            .routing = routing.clone();
         self.inner.refresh_routes();
         Ok(())
     }

@@ -1,0 +1,11 @@
+//! Certificates for HTTPS: the platform's own CA (which signs a certificate for every app
+//! host on one machine), certificates uploaded by app owners (checked before they are
+//! stored), and certificates obtained from an ACME server (HTTP-01).
+//!
+//! Architecture invariant: this crate knows nothing of the store, the router or apps. It
+//! turns names and PEM into certificates and keys; who serves them, and for which app, is
+//! decided elsewhere.
+
+mod error;
+
+pub use error::Error;
