@@ -38,6 +38,8 @@ pub struct Platform {
     pub ssh_url: String,
     /// `127.0.0.1:PORT`, where the router serves the apps.
     pub router: String,
+    /// `127.0.0.1:PORT`, where the router serves the apps over HTTPS.
+    pub https: String,
     /// Extra arguments for `slipwayd up`.
     args: Vec<String>,
     pub data_dir: PathBuf,
@@ -71,6 +73,7 @@ impl Platform {
             api_url: String::new(),
             ssh_url: String::new(),
             router: String::new(),
+            https: String::new(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             data_dir,
             database_url,
@@ -97,6 +100,12 @@ impl Platform {
                 } else {
                     &self.router
                 },
+                "--https-listen",
+                if self.https.is_empty() {
+                    "127.0.0.1:0"
+                } else {
+                    &self.https
+                },
             ])
             .args(&self.args)
             .arg("--data-dir")
@@ -111,8 +120,8 @@ impl Platform {
             .expect("start slipwayd");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let (mut api_url, mut ssh_url, mut router) = (None, None, None);
-        while api_url.is_none() || ssh_url.is_none() || router.is_none() {
+        let (mut api_url, mut ssh_url, mut router, mut https) = (None, None, None, None);
+        while api_url.is_none() || ssh_url.is_none() || router.is_none() || https.is_none() {
             match lines.next() {
                 Some(Ok(line)) => {
                     if let Some(url) = line.strip_prefix("api: ") {
@@ -121,9 +130,12 @@ impl Platform {
                         ssh_url = Some(url.to_owned());
                     } else if let Some(url) = line.strip_prefix("router: http://") {
                         router = Some(url.to_owned());
+                    } else if let Some(url) = line.strip_prefix("router: https://") {
+                        https = Some(url.to_owned());
                     } else if line == "releaser: deploying to Kubernetes" {
                         // The cluster's ingress controller routes, not slipwayd.
                         router = Some(String::new());
+                        https = Some(String::new());
                     }
                 }
                 _ => panic!("slipwayd exited before listening: {:?}", child.wait()),
@@ -134,6 +146,7 @@ impl Platform {
         self.api_url = api_url.expect("read above");
         self.ssh_url = ssh_url.expect("read above");
         self.router = router.expect("read above");
+        self.https = https.expect("read above");
         self.child = Some(child);
     }
 
@@ -595,6 +608,7 @@ impl Cluster {
             .map(|_| format!("127.0.0.1:{}", free_port()))
             .collect();
         let releaser = |router: &str| {
+            let https = format!("127.0.0.1:{}", free_port());
             Piece::start(
                 "releaser",
                 &data_dir,
@@ -602,6 +616,8 @@ impl Cluster {
                 &[
                     "--router-listen",
                     router,
+                    "--https-listen",
+                    &https,
                     "--api-listen",
                     "127.0.0.1:0",
                     "--lease",

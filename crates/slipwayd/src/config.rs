@@ -87,6 +87,34 @@ pub(crate) struct UpArgs {
     /// Address of the HTTP router that serves the apps.
     #[arg(long, env = "SLIPWAY_ROUTER_LISTEN", default_value = "127.0.0.1:8080")]
     router_listen: SocketAddr,
+    /// Address the router serves the apps over HTTPS (HTTP/2 and HTTP/1.1), with each host's
+    /// certificate: uploaded, from ACME, or signed by the platform CA (`slipwayd ca`).
+    #[arg(long, env = "SLIPWAY_HTTPS_LISTEN", default_value = "127.0.0.1:8443")]
+    https_listen: SocketAddr,
+    /// Get every app host's and custom domain's certificate from this ACME server
+    /// (its directory URL, such as Let's Encrypt's), answering HTTP-01 challenges on the
+    /// router's HTTP port; renewed 30 days before expiry.
+    #[arg(long, env = "SLIPWAY_ACME_DIRECTORY")]
+    acme_directory: Option<String>,
+    /// The contact email of the ACME account (expiry notices go there).
+    #[arg(long, env = "SLIPWAY_ACME_EMAIL")]
+    acme_email: Option<String>,
+    /// A PEM file of a CA to trust for the ACME server's own HTTPS (a private or test ACME
+    /// server); the system's roots otherwise.
+    #[arg(long, env = "SLIPWAY_ACME_CA_FILE")]
+    acme_ca_file: Option<PathBuf>,
+    /// A proxy or load balancer in front of the router (an address or CIDR; repeatable):
+    /// the client address, scheme and port it forwards in X-Forwarded-For, -Proto and -Port
+    /// are believed. Everyone else's are replaced.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SLIPWAY_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<String>,
+    /// Requests under way to one app at most; past it the router answers 503 at once.
+    #[arg(long, env = "SLIPWAY_MAX_REQUESTS_PER_APP", default_value_t = router::MAX_IN_FLIGHT_PER_APP)]
+    max_requests_per_app: usize,
     /// Platform domain: app `demo` answers at `demo.<domain>`.
     #[arg(long, env = "SLIPWAY_DOMAIN", default_value = "localhost")]
     domain: String,
@@ -237,6 +265,9 @@ pub(crate) struct UpConfig {
     pub(crate) api_listen: SocketAddr,
     pub(crate) ssh_listen: SocketAddr,
     pub(crate) router_listen: SocketAddr,
+    pub(crate) https_listen: SocketAddr,
+    pub(crate) acme: Option<AcmeSettings>,
+    pub(crate) router: router::RouterConfig,
     pub(crate) domain: String,
     pub(crate) registration_open: bool,
     pub(crate) dns_resolver: Option<SocketAddr>,
@@ -257,6 +288,15 @@ pub(crate) struct UpConfig {
     pub(crate) lease: std::time::Duration,
     pub(crate) ssh_limits: gateway::ConnectionLimits,
     pub(crate) http_limits: HttpLimits,
+}
+
+/// Where certificates come from when an ACME server issues them.
+#[derive(Debug, Clone)]
+pub(crate) struct AcmeSettings {
+    pub(crate) directory: String,
+    pub(crate) contact: Option<String>,
+    /// PEM of a CA to trust for the ACME server's own HTTPS.
+    pub(crate) extra_root_pem: Option<String>,
 }
 
 /// Limits on the HTTP servers (API and router).
@@ -341,6 +381,35 @@ impl UpArgs {
                 "invalid --boot-timeout 0: give the seconds a web process has to start, such as 60"
             );
         }
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|c| domain::Cidr::parse(c).map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if self.max_requests_per_app == 0 {
+            bail!("invalid --max-requests-per-app 0: give a number of requests greater than zero");
+        }
+        let acme = match self.acme_directory {
+            Some(directory) => {
+                if !directory.starts_with("https://") {
+                    bail!(
+                        "invalid --acme-directory {directory:?}: give the ACME server's https:// directory URL"
+                    );
+                }
+                let extra_root_pem = match &self.acme_ca_file {
+                    Some(path) => Some(std::fs::read_to_string(path).with_context(|| {
+                        format!("cannot read --acme-ca-file {}", path.display())
+                    })?),
+                    None => None,
+                };
+                Some(AcmeSettings {
+                    directory,
+                    contact: self.acme_email.clone(),
+                    extra_root_pem,
+                })
+            }
+            None => None,
+        };
         let limits = self.limits;
         let secs = std::time::Duration::from_secs;
         for (flag, value) in [
@@ -395,6 +464,14 @@ impl UpArgs {
             api_listen: self.api_listen,
             ssh_listen: self.ssh_listen,
             router_listen: self.router_listen,
+            https_listen: self.https_listen,
+            acme,
+            router: router::RouterConfig {
+                trusted_proxies,
+                max_in_flight_per_app: self.max_requests_per_app,
+                https_port: Some(self.https_listen.port()),
+                ..router::RouterConfig::default()
+            },
             domain,
             registration_open: self.registration == Registration::Open,
             dns_resolver: self.dns_resolver,

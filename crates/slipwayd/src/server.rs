@@ -102,11 +102,11 @@ pub(crate) async fn serve(role: Role, config: UpConfig) -> anyhow::Result<()> {
     // release manager of its own binds it once it is the active one.
     // On Kubernetes the cluster's ingress controller routes, on port 80.
     let router_listener = match role {
-        Role::Up if local => Some(bind_router(config.router_listen).await?),
+        Role::Up if local => Some(bind_router(&config).await?),
         _ => None,
     };
     let router_port = match &router_listener {
-        Some(listener) => listener.local_addr()?.port(),
+        Some(listeners) => listeners.http.local_addr()?.port(),
         None if local => config.router_listen.port(),
         None => 80,
     };
@@ -245,10 +245,22 @@ fn piece_failed(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> a
     }
 }
 
-async fn bind_router(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
+/// The router's ports: plain HTTP and HTTPS.
+struct RouterListeners {
+    http: TcpListener,
+    https: TcpListener,
+}
+
+async fn bind_router(config: &UpConfig) -> anyhow::Result<RouterListeners> {
+    let addr = config.router_listen;
+    let http = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {addr} for the router: is another slipwayd running? choose another with --router-listen"))
+        .with_context(|| format!("cannot listen on {addr} for the router: is another slipwayd running? choose another with --router-listen"))?;
+    let addr = config.https_listen;
+    let https = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the router's HTTPS: is another slipwayd running? choose another with --https-listen"))?;
+    Ok(RouterListeners { http, https })
 }
 
 fn port_suffix(port: u16) -> String {
@@ -301,7 +313,7 @@ async fn api_logs(
 /// The release manager of the configured runtime, until shutdown.
 async fn release_manager(
     config: UpConfig,
-    router_listener: Option<TcpListener>,
+    router_listener: Option<RouterListeners>,
     store: store::Store,
     builder: Option<Arc<builder::Builder>>,
     logs: Option<releaser::Logs>,
@@ -410,7 +422,7 @@ fn leftovers(config: &UpConfig) -> releaser::Leftovers {
 /// run apps beside it).
 async fn local_release_manager(
     config: UpConfig,
-    router_listener: Option<TcpListener>,
+    router_listener: Option<RouterListeners>,
     store: store::Store,
     builder: Arc<builder::Builder>,
     logs: Option<releaser::Logs>,
@@ -452,10 +464,11 @@ async fn local_release_manager(
     };
     // The router serves whatever the active release manager runs.
     let router_listener = match router_listener {
-        Some(listener) => listener,
-        None => bind_router(config.router_listen).await?,
+        Some(listeners) => listeners,
+        None => bind_router(&config).await?,
     };
-    let router_addr = router_listener.local_addr()?;
+    let router_addr = router_listener.http.local_addr()?;
+    let https_addr = router_listener.https.local_addr()?;
     let routes = router::Routes::default();
     let runtime = releaser::local::LocalRuntime::new(
         releaser::local::LocalConfig {
@@ -477,19 +490,24 @@ async fn local_release_manager(
     let manager = take_over(&config, &store, Arc::clone(&runtime) as _, &logs, &holder).await?;
     // The processes the store lists were the last active release manager's, and are gone.
     store.clear_processes().await?;
-    println!("router: http://{router_addr}");
     let request_log: router::RequestLog = {
         let logs = logs.clone();
         Arc::new(move |app: &str, line: &str| logs.push(app, "router", line))
     };
-    // Small responses go out at once: no Nagle delay between a proxied response's parts.
-    let routing = tokio::spawn(crate::http::serve(
-        router_listener,
-        router::router(routes, request_log),
-        config.http_limits,
-        true,
-        stop.clone(),
-    ));
+    let issuer = platform_issuer(&config).await?;
+    let router = router::Router::new(routes.clone(), request_log, None, config.router.clone());
+    let tls = router::server_config(&routes, issuer);
+    let limits = router::Limits {
+        header_timeout: config.http_limits.header_timeout,
+        max_per_source: config.http_limits.max_per_source,
+    };
+    println!("router: http://{router_addr}");
+    println!("router: https://{https_addr}");
+    let routing = {
+        let http = Arc::clone(&router).serve(router_listener.http, None, limits, stop.clone());
+        let https = router.serve(router_listener.https, Some(tls), limits, stop.clone());
+        tokio::spawn(async move { tokio::join!(http, https) })
+    };
     // Every app comes back on its current release before the queue's work is done: `slip ps`
     // shows them starting meanwhile.
     if let Err(err) = manager.recover().await {
@@ -509,6 +527,11 @@ async fn local_release_manager(
     }
     lease.release().await;
     Ok(())
+}
+
+/// The platform's own certificates for app hosts that have none of their own.
+async fn platform_issuer(_config: &UpConfig) -> anyhow::Result<Option<Arc<dyn router::Issuer>>> {
+    Ok(None)
 }
 
 /// The builder's per-app caches, as far as the API needs them: `<data>/cache/<app>`.

@@ -7,5 +7,7 @@
 //! decided elsewhere.
 
 mod error;
+mod pem;
 
 pub use error::Error;
+pub use pem::certified_key;

@@ -63,7 +63,11 @@ struct Generation {
 
 #[derive(Default)]
 struct AppRun {
-    routing: crate::Routing,
+    /// The app's host names, each with the certificate it is served with (`None`: the
+    /// platform's), ready for the router.
+    hosts: Vec<(String, Option<Arc<rustls::sign::CertifiedKey>>)>,
+    /// Maintenance, the allow list, HTTPS only.
+    routing: Arc<domain::RoutingSettings>,
     current: Option<Generation>,
     /// The image the app ran before its current one, kept unpacked for a fast rollback.
     previous_image: Option<ImageRef>,
@@ -154,12 +158,16 @@ impl Inner {
             let route = router::AppRoute {
                 app: name.to_string(),
                 backends,
+                settings: Arc::clone(&run.routing),
             };
             table.extend(
-                run.routing
-                    .hosts
+                run.hosts
                     .iter()
-                    .map(|h| (h.name.clone(), route.clone())),
+                    .map(|(host, certificate)| router::HostRoute {
+                        host: host.clone(),
+                        route: route.clone(),
+                        certificate: certificate.clone(),
+                    }),
             );
         }
         self.routes.set(table);
@@ -678,13 +686,27 @@ impl Runtime for LocalRuntime {
         app: &AppName,
         routing: &crate::Routing,
     ) -> Result<(), RuntimeError> {
-        self.inner
-            .apps
-            .lock()
-            .expect("never poisoned")
-            .entry(app.clone())
-            .or_default()
-            .routing = routing.clone();
+        let hosts = routing
+            .hosts
+            .iter()
+            .map(|host| {
+                let certificate = host.certificate.as_ref().and_then(|pem| {
+                    tls::certified_key(&pem.chain, &pem.key)
+                        .inspect_err(|err| {
+                            // Checked when it was stored; the platform's own serves instead.
+                            tracing::error!(%app, host = %host.name, error = %err, "cannot serve the host's certificate");
+                        })
+                        .ok()
+                });
+                (host.name.clone(), certificate)
+            })
+            .collect();
+        let settings = Arc::new(routing.settings.clone());
+        let mut apps = self.inner.apps.lock().expect("never poisoned");
+        let run = apps.entry(app.clone()).or_default();
+        run.hosts = hosts;
+        run.routing = settings;
+        drop(apps);
         self.inner.refresh_routes();
         Ok(())
     }
