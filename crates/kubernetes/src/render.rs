@@ -6,7 +6,8 @@
 //! release consumed with `envFrom`, a Deployment per process type `<app>-<type>` with the
 //! image by digest, a Service and an Ingress for web, a HorizontalPodAutoscaler per
 //! autoscaled type, a NetworkPolicy that isolates the namespace, a Job for the release
-//! phase and a Pod per one-off run.
+//! phase and a Pod per one-off run. Routing adds a TLS Secret per host with a certificate
+//! of its own and, in maintenance, a Service without pods (docs/kubernetes.md).
 
 use std::collections::BTreeMap;
 
