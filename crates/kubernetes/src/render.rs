@@ -6,7 +6,8 @@
 //! release consumed with `envFrom`, a Deployment per process type `<app>-<type>` with the
 //! image by digest, a Service and an Ingress for web, a HorizontalPodAutoscaler per
 //! autoscaled type, a NetworkPolicy that isolates the namespace, a Job for the release
-//! phase and a Pod per one-off run.
+//! phase and a Pod per one-off run. Routing adds a TLS Secret per host with a certificate
+//! of its own and, in maintenance, a Service without pods (docs/kubernetes.md).
 
 use std::collections::BTreeMap;
 
@@ -31,13 +32,13 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-    IngressServiceBackend, IngressSpec, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer,
-    NetworkPolicySpec, ServiceBackendPort,
+    IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyIngressRule,
+    NetworkPolicyPeer, NetworkPolicySpec, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use releaser::{LAUNCHER, ReleaseSpec};
+use releaser::{CertificatePem, LAUNCHER, ReleaseSpec, Routing};
 
 use crate::Error;
 
@@ -72,6 +73,13 @@ pub struct Platform {
     /// `~/.docker/config.json`-style credentials for the registry the builder pushes to,
     /// when it needs them: each app's namespace gets them as an imagePullSecret.
     pub pull_credentials: Option<Vec<u8>>,
+    /// Annotations every app's Ingress carries (`--ingress-annotation`), such as
+    /// `cert-manager.io/cluster-issuer`; a routing switch's own key wins over one here.
+    pub ingress_annotations: BTreeMap<String, String>,
+    /// Every host without a certificate of its own gets a tls entry too, naming a Secret
+    /// ([`issued_secret_name`]) for an issuer such as cert-manager to fill; Slipway never
+    /// writes or prunes it. Off: the ingress controller's default certificate serves them.
+    pub tls_for_every_host: bool,
 }
 
 impl Default for Platform {
@@ -81,12 +89,14 @@ impl Default for Platform {
             ingress_class: None,
             ingress_namespace: "ingress-nginx".to_owned(),
             pull_credentials: None,
+            ingress_annotations: BTreeMap::new(),
+            tls_for_every_host: false,
         }
     }
 }
 
 /// Every object of an app's release, in the order they are applied. The app's Ingress is
-/// not among them: its host names change without a release ([`ingress`]).
+/// not among them: its host names and switches change without a release ([`routing`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Objects {
     pub namespace: Namespace,
@@ -567,11 +577,198 @@ fn service(app: &AppName, web: &ProcessType) -> Service {
     }
 }
 
-/// The app's host names, each routed to its web Service.
-pub fn ingress(app: &AppName, hosts: &[String], platform: &Platform) -> Ingress {
+/// Marks the objects that carry an app's routing rather than a release's: a release's
+/// prunes leave them alone, and `set_routing` prunes them by their value.
+pub const ROUTING: &str = "slipway.io/routing";
+/// [`ROUTING`] of a host's TLS Secret.
+pub const ROUTING_TLS: &str = "tls";
+/// [`ROUTING`] of the Service that serves an app in maintenance.
+pub const ROUTING_MAINTENANCE: &str = "maintenance";
+/// ingress-nginx, the controller Slipway targets by default: redirect plain HTTP to HTTPS
+/// when the Ingress has a tls section (its default is on: Slipway always says).
+pub const SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
+/// ingress-nginx: redirect plain HTTP to HTTPS, tls section or not.
+pub const FORCE_SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/force-ssl-redirect";
+/// ingress-nginx since v1.9: only these client ranges are served; others get a 403.
+pub const ALLOWLIST: &str = "nginx.ingress.kubernetes.io/allowlist-source-range";
+/// The same, as ingress-nginx before v1.9 reads it (later ones still do).
+pub const WHITELIST: &str = "nginx.ingress.kubernetes.io/whitelist-source-range";
+/// The app's HSTS switch, for people and other tools: ingress-nginx sets HSTS for every
+/// HTTPS host from its ConfigMap (`hsts`), not per Ingress (docs/kubernetes.md).
+pub const HSTS: &str = "slipway.io/hsts";
+
+/// The objects that route an app: its Ingress (none when routing is off or the app has no
+/// host), the Service its hosts point at in maintenance, and a TLS Secret per host with a
+/// certificate of its own. Their `Debug` names the Secrets and shows none of their keys.
+#[derive(Clone, PartialEq)]
+pub struct Routed {
+    pub ingress: Option<Ingress>,
+    pub maintenance: Option<Service>,
+    pub tls: Vec<Secret>,
+}
+
+impl std::fmt::Debug for Routed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A TLS Secret holds a private key: it never reaches a log.
+        let tls: Vec<&str> = self
+            .tls
+            .iter()
+            .filter_map(|s| s.metadata.name.as_deref())
+            .collect();
+        f.debug_struct("Routed")
+            .field("ingress", &self.ingress)
+            .field("maintenance", &self.maintenance)
+            .field("tls", &tls)
+            .finish()
+    }
+}
+
+/// How `app` is reached, as `routing` says: what [`Routed`] holds.
+pub fn routing(app: &AppName, routing: &Routing, platform: &Platform) -> Routed {
+    if !routing.settings.enabled || routing.hosts.is_empty() {
+        // Off: no Ingress at all; the app's pods keep running, unreached.
+        return Routed {
+            ingress: None,
+            maintenance: None,
+            tls: Vec::new(),
+        };
+    }
+    let tls = routing
+        .hosts
+        .iter()
+        .filter_map(|host| Some(tls_secret(app, &host.name, host.certificate.as_deref()?)))
+        .collect();
+    Routed {
+        ingress: Some(ingress(app, routing, platform)),
+        maintenance: routing
+            .settings
+            .maintenance
+            .then(|| maintenance_service(app)),
+        tls,
+    }
+}
+
+/// The name of the Secret that holds `host`'s own certificate: `tls-<host>`, a valid
+/// DNS-1123 subdomain, one per host. A name too long for one (or a host that is not a
+/// lowercase DNS name) is cut and given a hash of the whole host instead; such names begin
+/// `tls--`, which no `tls-<host>` does, so the two kinds never collide.
+pub fn tls_secret_name(host: &str) -> String {
+    host_secret_name("tls", host)
+}
+
+/// The name of the Secret an issuer (cert-manager) fills for `host` when
+/// [`Platform::tls_for_every_host`] is on: `issued-<host>`, cut and hashed as
+/// [`tls_secret_name`]'s are.
+pub fn issued_secret_name(host: &str) -> String {
+    host_secret_name("issued", host)
+}
+
+fn host_secret_name(prefix: &str, host: &str) -> String {
+    const MAX: usize = 253;
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        (1..=63).contains(&b.len())
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    };
+    if prefix.len() + 1 + host.len() <= MAX && host.split('.').all(label_ok) {
+        return format!("{prefix}-{host}");
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(host.as_bytes());
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    // `<prefix>--<as much of the host as fits, made safe>-<hash>`.
+    let room = MAX - (prefix.len() + 2) - (1 + hash.len());
+    let safe: String = host
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '.' | '-' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '-',
+        })
+        .take(room)
+        .collect();
+    // Every dot-separated part must begin and end with a letter or digit.
+    let mut parts: Vec<&str> = safe
+        .split('.')
+        .map(|p| p.trim_matches('-'))
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.is_empty() {
+        parts.push("host");
+    }
+    format!("{prefix}--{}-{hash}", parts.join("."))
+}
+
+/// A host's own certificate as a `kubernetes.io/tls` Secret in the app's namespace.
+fn tls_secret(app: &AppName, host: &str, certificate: &CertificatePem) -> Secret {
+    let mut labels = app_labels(app);
+    labels.insert(ROUTING.to_owned(), ROUTING_TLS.to_owned());
+    Secret {
+        metadata: meta(tls_secret_name(host), app, labels),
+        type_: Some("kubernetes.io/tls".to_owned()),
+        data: Some(BTreeMap::from([
+            (
+                "tls.crt".to_owned(),
+                ByteString(certificate.chain.as_bytes().to_vec()),
+            ),
+            (
+                "tls.key".to_owned(),
+                ByteString(certificate.key.as_bytes().to_vec()),
+            ),
+        ])),
+        ..Secret::default()
+    }
+}
+
+/// The Service an app's hosts point at in maintenance: it selects no pod, so the ingress
+/// controller answers 503 (ingress-nginx: a Service without endpoints), while the app's
+/// pods keep running and `slip run` still works.
+fn maintenance_service(app: &AppName) -> Service {
+    let mut labels = app_labels(app);
+    labels.insert(ROUTING.to_owned(), ROUTING_MAINTENANCE.to_owned());
+    Service {
+        metadata: meta(maintenance_service_name(app), app, labels),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            // No pod carries this label: Slipway alone labels pods, and never with it.
+            selector: Some(BTreeMap::from([(
+                ROUTING.to_owned(),
+                ROUTING_MAINTENANCE.to_owned(),
+            )])),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_owned()),
+                port: 80,
+                target_port: Some(IntOrString::String("http".to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+pub fn maintenance_service_name(app: &AppName) -> String {
+    format!("{app}-maintenance")
+}
+
+/// The app's host names, each routed to its web Service (to the maintenance Service in
+/// maintenance), a tls entry for each host with a certificate, and the routing switches as
+/// annotations of ingress-nginx. The platform's own annotations come first; where a key is
+/// also a switch's, the switch wins.
+pub fn ingress(app: &AppName, routing: &Routing, platform: &Platform) -> Ingress {
+    let settings = &routing.settings;
+    let service = if settings.maintenance {
+        maintenance_service_name(app)
+    } else {
+        app.to_string()
+    };
     let backend = IngressBackend {
         service: Some(IngressServiceBackend {
-            name: app.to_string(),
+            name: service,
             port: Some(ServiceBackendPort {
                 name: Some("http".to_owned()),
                 ..ServiceBackendPort::default()
@@ -579,10 +776,11 @@ pub fn ingress(app: &AppName, hosts: &[String], platform: &Platform) -> Ingress 
         }),
         ..IngressBackend::default()
     };
-    let rules = hosts
+    let rules = routing
+        .hosts
         .iter()
         .map(|host| IngressRule {
-            host: Some(host.clone()),
+            host: Some(host.name.clone()),
             http: Some(HTTPIngressRuleValue {
                 paths: vec![HTTPIngressPath {
                     path: Some("/".to_owned()),
@@ -592,11 +790,50 @@ pub fn ingress(app: &AppName, hosts: &[String], platform: &Platform) -> Ingress 
             }),
         })
         .collect();
+    let tls: Vec<IngressTLS> = routing
+        .hosts
+        .iter()
+        .filter_map(|host| {
+            let secret = match host.certificate {
+                Some(_) => tls_secret_name(&host.name),
+                None if platform.tls_for_every_host => issued_secret_name(&host.name),
+                // The controller's default certificate serves it.
+                None => return None,
+            };
+            Some(IngressTLS {
+                hosts: Some(vec![host.name.clone()]),
+                secret_name: Some(secret),
+            })
+        })
+        .collect();
+    let mut annotations = platform.ingress_annotations.clone();
+    let on = |b: bool| if b { "true" } else { "false" }.to_owned();
+    // ingress-nginx redirects whenever a tls section exists unless told not to.
+    annotations.insert(SSL_REDIRECT.to_owned(), on(settings.force_https));
+    annotations.insert(FORCE_SSL_REDIRECT.to_owned(), on(settings.force_https));
+    annotations.insert(HSTS.to_owned(), on(settings.hsts));
+    if settings.allow.is_empty() {
+        annotations.remove(ALLOWLIST);
+        annotations.remove(WHITELIST);
+    } else {
+        let ranges = settings
+            .allow
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        annotations.insert(ALLOWLIST.to_owned(), ranges.clone());
+        annotations.insert(WHITELIST.to_owned(), ranges);
+    }
     Ingress {
-        metadata: meta(app.to_string(), app, app_labels(app)),
+        metadata: ObjectMeta {
+            annotations: Some(annotations),
+            ..meta(app.to_string(), app, app_labels(app))
+        },
         spec: Some(IngressSpec {
             ingress_class_name: platform.ingress_class.clone(),
             rules: Some(rules),
+            tls: (!tls.is_empty()).then_some(tls),
             ..IngressSpec::default()
         }),
         ..Ingress::default()

@@ -352,8 +352,25 @@ impl KubeRuntime {
         }
     }
 
-    /// Deletes what the app has of `K` that Slipway made and `keep` does not name.
+    /// Deletes what the app's releases have of `K` that Slipway made and `keep` does not
+    /// name; the objects of its routing stay.
     async fn prune<K>(&self, app: &AppName, keep: &BTreeSet<String>) -> Result<(), Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
+        K::DynamicType: Default,
+    {
+        self.prune_selected::<K>(app, &format!("!{}", render::ROUTING), keep)
+            .await
+    }
+
+    /// Deletes what the app has of `K` that Slipway made, `selector` selects and `keep`
+    /// does not name.
+    async fn prune_selected<K>(
+        &self,
+        app: &AppName,
+        selector: &str,
+        keep: &BTreeSet<String>,
+    ) -> Result<(), Error>
     where
         K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
         K::DynamicType: Default,
@@ -365,7 +382,7 @@ impl KubeRuntime {
         // nothing it should not (what this release applied is in `keep`).
         let ours = ListParams::default()
             .labels(&format!(
-                "{}={},{}={}",
+                "{}={},{}={},{selector}",
                 render::NAME,
                 app,
                 render::MANAGED_BY,
@@ -410,6 +427,52 @@ impl KubeRuntime {
             self.prune_autoscalers(app, objects),
             self.prune::<Service>(app, &services),
             self.prune::<Secret>(app, &secrets),
+        )?;
+        Ok(())
+    }
+
+    /// Applies the app's routing: its TLS Secrets and maintenance Service first, so the
+    /// Ingress never names one not there yet; then the Ingress (or its deletion, routing
+    /// off); then what it no longer names goes.
+    async fn route(&self, app: &AppName, routing: &Routing) -> Result<(), Error> {
+        let routed = render::routing(app, routing, &self.platform);
+        self.apply_cluster(&render::namespace(app), FIELD_MANAGER)
+            .await?;
+        let maintenance = async {
+            match &routed.maintenance {
+                Some(service) => self.apply(app, service).await.map(drop),
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(
+            futures_util::future::try_join_all(routed.tls.iter().map(|s| self.apply(app, s))),
+            maintenance,
+        )?;
+        match &routed.ingress {
+            Some(ingress) => drop(self.apply(app, ingress).await?),
+            None => {
+                let name = app.to_string();
+                match self
+                    .api::<Ingress>(app)
+                    .delete(&name, &DeleteParams::background())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(e) => return Err(Error::api(format!("delete Ingress {name}"))(e)),
+                }
+            }
+        }
+        let selector = |part: &str| format!("{}={part}", render::ROUTING);
+        let (tls, maintenance) = (
+            selector(render::ROUTING_TLS),
+            selector(render::ROUTING_MAINTENANCE),
+        );
+        let (tls_kept, maintenance_kept) =
+            (names(&routed.tls), names(routed.maintenance.as_slice()));
+        tokio::try_join!(
+            self.prune_selected::<Secret>(app, &tls, &tls_kept),
+            self.prune_selected::<Service>(app, &maintenance, &maintenance_kept),
         )?;
         Ok(())
     }
@@ -1049,12 +1112,7 @@ impl Runtime for KubeRuntime {
     }
 
     async fn set_routing(&self, app: &AppName, routing: &Routing) -> Result<(), RuntimeError> {
-        let hosts: Vec<String> = routing.hosts.iter().map(|h| h.name.clone()).collect();
-        self.apply_cluster(&render::namespace(app), FIELD_MANAGER)
-            .await?;
-        let ingress: Ingress = render::ingress(app, &hosts, &self.platform);
-        self.apply(app, &ingress).await?;
-        Ok(())
+        Ok(self.route(app, routing).await?)
     }
 
     async fn stop(&self, app: &AppName) -> Result<(), RuntimeError> {

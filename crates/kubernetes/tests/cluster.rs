@@ -1,6 +1,7 @@
 //! The Kubernetes runtime against a real control plane (etcd, kube-apiserver,
 //! kube-controller-manager, kube-scheduler, with kwok as the node), without the rest of
-//! the platform: deploys, reconciles, prunes, fails and puts back, runs, restarts, stops.
+//! the platform: deploys, reconciles, prunes, fails and puts back, runs, restarts, stops,
+//! and routes through an Ingress.
 //!
 //! kwok plays the kubelet: pods become ready at once, Job and one-off pods end with status
 //! 0, and a pod's log is a file the test writes. A Stage keeps the pods of one labelled
@@ -10,15 +11,17 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use domain::{
-    AppName, ConfigVars, Formation, ImageRef, ProcessSettings, ProcessType, Procfile,
-    ReleaseVersion,
+    AppName, Cidr, ConfigVars, Formation, ImageRef, ProcessSettings, ProcessType, Procfile,
+    ReleaseVersion, RoutingChange, RoutingSettings,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::api::ListParams;
 use logs::LogSource as _;
 use releaser::{ProcessState, ReleaseSpec, Runtime, RuntimeError};
+use slipway_kubernetes::render::{ALLOWLIST, FORCE_SSL_REDIRECT, SSL_REDIRECT, WHITELIST};
 use slipway_kubernetes::{KubeRuntime, Platform, PodLogs};
 use test_support::ControlPlane;
 use test_support::cluster::{self, cri_log, stage_selecting};
@@ -345,4 +348,270 @@ async fn logs_merge_the_platforms_lines_with_every_pods_and_follow_pods_that_sta
                     .any(|b| b.ends_with(line.source.trim_start_matches("web.")));
         }
     }
+}
+
+fn certificate(tag: &str) -> std::sync::Arc<releaser::CertificatePem> {
+    // The API server checks a TLS Secret has both keys, not what they hold.
+    std::sync::Arc::new(releaser::CertificatePem {
+        chain: format!("-----BEGIN CERTIFICATE-----\n{tag}\n-----END CERTIFICATE-----\n"),
+        key: format!("-----BEGIN PRIVATE KEY-----\n{tag}\n-----END PRIVATE KEY-----\n"),
+    })
+}
+
+fn backends(ingress: &Ingress) -> Vec<String> {
+    ingress
+        .spec
+        .as_ref()
+        .unwrap()
+        .rules
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.http.as_ref().unwrap().paths[0]
+                .backend
+                .service
+                .as_ref()
+                .unwrap()
+                .name
+                .clone()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routing_carries_certificates_switches_maintenance_and_off_through_the_ingress() {
+    let Some(cluster) = control_plane().await else {
+        return;
+    };
+    let client = cluster.client();
+    let runtime = runtime(&cluster, 60);
+    let app = AppName::parse("routed").unwrap();
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "routed");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "routed");
+    let services: Api<Service> = Api::namespaced(client.clone(), "routed");
+    let annotation = |i: &Ingress, key: &str| {
+        i.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key).cloned())
+    };
+
+    // A release runs, so its own Secret and Service are there beside the routing's.
+    let v1 = spec("routed", 1, "web: serve\n", &[("A", "1")]);
+    runtime
+        .deploy(&v1, &formation(&[("web", 1)]), None, &|_: &str| {})
+        .await
+        .unwrap();
+
+    // A host with its own certificate: a TLS Secret, and a tls entry naming it.
+    let mut routing = releaser::Routing {
+        hosts: vec![
+            releaser::RoutedHost::new("routed.example.test"),
+            releaser::RoutedHost {
+                name: "www.routed.test".to_owned(),
+                certificate: Some(certificate("first")),
+            },
+        ],
+        ..Default::default()
+    };
+    runtime.set_routing(&app, &routing).await.unwrap();
+    let secret = secrets.get("tls-www.routed.test").await.unwrap();
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    let data = secret.data.unwrap();
+    assert_eq!(
+        data["tls.crt"].0,
+        routing.hosts[1]
+            .certificate
+            .as_ref()
+            .unwrap()
+            .chain
+            .as_bytes()
+    );
+    assert_eq!(
+        data["tls.key"].0,
+        routing.hosts[1]
+            .certificate
+            .as_ref()
+            .unwrap()
+            .key
+            .as_bytes()
+    );
+    let ingress = ingresses.get("routed").await.unwrap();
+    let tls = ingress.spec.as_ref().unwrap().tls.clone().unwrap();
+    assert_eq!(tls.len(), 1);
+    assert_eq!(
+        tls[0].hosts.as_deref(),
+        Some(&["www.routed.test".to_owned()][..])
+    );
+    assert_eq!(tls[0].secret_name.as_deref(), Some("tls-www.routed.test"));
+    assert_eq!(annotation(&ingress, SSL_REDIRECT).as_deref(), Some("false"));
+    assert_eq!(backends(&ingress), ["routed", "routed"]);
+
+    // The same routing again changes nothing; a new certificate changes its Secret.
+    let before = (
+        ingress.metadata.resource_version.clone(),
+        secrets
+            .get("tls-www.routed.test")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+    );
+    runtime.set_routing(&app, &routing).await.unwrap();
+    let again = (
+        ingresses
+            .get("routed")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        secrets
+            .get("tls-www.routed.test")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+    );
+    assert_eq!(before, again);
+    routing.hosts[1].certificate = Some(certificate("renewed"));
+    runtime.set_routing(&app, &routing).await.unwrap();
+    let data = secrets
+        .get("tls-www.routed.test")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert!(String::from_utf8_lossy(&data["tls.crt"].0).contains("renewed"));
+
+    // Switches become annotations, and leave again when turned off.
+    routing
+        .settings
+        .apply(&RoutingChange::Https {
+            force: true,
+            hsts: true,
+        })
+        .unwrap();
+    routing
+        .settings
+        .apply(&RoutingChange::Allow(vec![
+            Cidr::parse("10.0.0.0/8").unwrap(),
+            Cidr::parse("192.0.2.7").unwrap(),
+        ]))
+        .unwrap();
+    runtime.set_routing(&app, &routing).await.unwrap();
+    let ingress = ingresses.get("routed").await.unwrap();
+    assert_eq!(
+        annotation(&ingress, FORCE_SSL_REDIRECT).as_deref(),
+        Some("true")
+    );
+    assert_eq!(annotation(&ingress, SSL_REDIRECT).as_deref(), Some("true"));
+    assert_eq!(
+        annotation(&ingress, ALLOWLIST).as_deref(),
+        Some("10.0.0.0/8,192.0.2.7/32")
+    );
+    routing.settings = RoutingSettings::default();
+    runtime.set_routing(&app, &routing).await.unwrap();
+    let ingress = ingresses.get("routed").await.unwrap();
+    assert_eq!(
+        annotation(&ingress, FORCE_SSL_REDIRECT).as_deref(),
+        Some("false")
+    );
+    assert_eq!(annotation(&ingress, ALLOWLIST), None);
+    assert_eq!(annotation(&ingress, WHITELIST), None);
+
+    // Maintenance: every host to a Service without pods; the app's pods keep running.
+    routing.settings.maintenance = true;
+    runtime.set_routing(&app, &routing).await.unwrap();
+    let ingress = ingresses.get("routed").await.unwrap();
+    assert_eq!(
+        backends(&ingress),
+        ["routed-maintenance", "routed-maintenance"]
+    );
+    let maintenance = services.get("routed-maintenance").await.unwrap();
+    let selector = maintenance.spec.unwrap().selector.unwrap();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "routed");
+    let selected = selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(
+        pods.list(&ListParams::default().labels(&selected))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(runtime.processes(&app).await.unwrap().len(), 1);
+    // A deploy's prunes leave the routing's objects alone.
+    runtime.scale(&v1, &formation(&[("web", 1)])).await.unwrap();
+    assert!(
+        services
+            .get_opt("routed-maintenance")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        secrets
+            .get_opt("tls-www.routed.test")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    routing.settings.maintenance = false;
+    runtime.set_routing(&app, &routing).await.unwrap();
+    assert_eq!(
+        backends(&ingresses.get("routed").await.unwrap()),
+        ["routed", "routed"]
+    );
+    assert!(
+        services
+            .get_opt("routed-maintenance")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(services.get_opt("routed").await.unwrap().is_some());
+
+    // A certificate removed: its Secret is pruned, and its host has no tls entry.
+    routing.hosts[1].certificate = None;
+    runtime.set_routing(&app, &routing).await.unwrap();
+    assert!(
+        secrets
+            .get_opt("tls-www.routed.test")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let ingress = ingresses.get("routed").await.unwrap();
+    assert!(ingress.spec.unwrap().tls.is_none());
+    assert!(secrets.get_opt("routed-v1-env").await.unwrap().is_some());
+
+    // Routing off: no Ingress, the app still runs; on again: back.
+    routing.hosts[1].certificate = Some(certificate("again"));
+    routing.settings.enabled = false;
+    runtime.set_routing(&app, &routing).await.unwrap();
+    assert!(ingresses.get_opt("routed").await.unwrap().is_none());
+    assert!(
+        secrets
+            .get_opt("tls-www.routed.test")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(runtime.processes(&app).await.unwrap().len(), 1);
+    assert_eq!(runtime.current(&app).await.unwrap(), Some(v1.version));
+    runtime.set_routing(&app, &routing).await.unwrap();
+    routing.settings.enabled = true;
+    runtime.set_routing(&app, &routing).await.unwrap();
+    assert!(ingresses.get_opt("routed").await.unwrap().is_some());
+    assert!(
+        secrets
+            .get_opt("tls-www.routed.test")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

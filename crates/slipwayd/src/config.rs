@@ -162,6 +162,17 @@ pub(crate) struct UpArgs {
     /// namespace as its imagePullSecret.
     #[arg(long, env = "SLIPWAY_REGISTRY_AUTH")]
     registry_auth: Option<PathBuf>,
+    /// Kubernetes: an annotation every app's Ingress carries, KEY=VALUE (repeat the flag for
+    /// more), such as cert-manager.io/cluster-issuer=letsencrypt; a routing switch's own
+    /// annotation wins over one given here.
+    #[arg(long = "ingress-annotation", value_name = "KEY=VALUE")]
+    ingress_annotations: Vec<String>,
+    /// Kubernetes: give every host without a certificate of its own a tls entry too, naming a
+    /// Secret `issued-<host>` for an issuer such as cert-manager to fill (see
+    /// --ingress-annotation); without it, the ingress controller's default certificate
+    /// serves those hosts.
+    #[arg(long, env = "SLIPWAY_INGRESS_TLS_EVERY_HOST")]
+    ingress_tls_every_host: bool,
     /// How long a new web process has to become healthy, in seconds, before its deploy fails.
     #[arg(long, env = "SLIPWAY_BOOT_TIMEOUT", default_value_t = 60)]
     boot_timeout: u64,
@@ -370,11 +381,25 @@ impl UpArgs {
             }
             None => None,
         };
+        let mut ingress_annotations = std::collections::BTreeMap::new();
+        for given in &self.ingress_annotations {
+            let (key, value) = given
+                .split_once('=')
+                .filter(|(key, _)| annotation_key_ok(key))
+                .with_context(|| {
+                    format!(
+                        "invalid --ingress-annotation {given:?}: give KEY=VALUE with a Kubernetes annotation key, such as cert-manager.io/cluster-issuer=letsencrypt"
+                    )
+                })?;
+            ingress_annotations.insert(key.to_owned(), value.to_owned());
+        }
         let kubernetes = kubernetes::Platform {
             progress_deadline_seconds: i32::try_from(self.rollout_deadline).unwrap_or(i32::MAX),
             ingress_class: self.ingress_class.clone(),
             ingress_namespace: self.ingress_namespace.clone(),
             pull_credentials,
+            ingress_annotations,
+            tls_for_every_host: self.ingress_tls_every_host,
         };
         if self.boot_timeout == 0 {
             bail!(
@@ -484,5 +509,64 @@ impl UpArgs {
                 BuildSandbox::Off => builder::SandboxMode::Off,
             },
         })
+    }
+}
+
+/// Whether `key` is a Kubernetes annotation key: `[PREFIX/]NAME`, PREFIX a DNS subdomain,
+/// NAME at most 63 letters, digits, `-`, `_` and `.`, beginning and ending with a letter or
+/// digit.
+fn annotation_key_ok(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let alnum_ends = |s: &str| {
+        s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+    };
+    let name_ok = name.len() <= 63
+        && alnum_ends(name)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let prefix_ok = prefix.is_none_or(|p| {
+        p.len() <= 253
+            && p.split('.').all(|label| {
+                alnum_ends(label)
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            })
+    });
+    name_ok && prefix_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::annotation_key_ok;
+
+    #[test]
+    fn ingress_annotation_keys_are_kubernetes_ones() {
+        for good in [
+            "cert-manager.io/cluster-issuer",
+            "nginx.ingress.kubernetes.io/proxy-body-size",
+            "team",
+            "a_b.c-d",
+        ] {
+            assert!(annotation_key_ok(good), "{good}");
+        }
+        for bad in [
+            "",
+            "/name",
+            "Example.com/name",
+            "example.com/",
+            "-name",
+            "name-",
+            "a/b/c",
+            "with space",
+            &"n".repeat(64),
+        ] {
+            assert!(!annotation_key_ok(bad), "{bad}");
+        }
     }
 }

@@ -7,7 +7,10 @@ use domain::{
     ProcessSettings, ProcessType, Procfile, ReleaseVersion,
 };
 use expect_test::{expect, expect_file};
-use releaser::ReleaseSpec;
+use std::sync::Arc;
+
+use domain::{Cidr, RoutingSettings};
+use releaser::{CertificatePem, ReleaseSpec, RoutedHost, Routing};
 
 use super::*;
 
@@ -127,15 +130,191 @@ fn settings_become_probes_resources_and_an_autoscaler() {
     expect_file!["snapshots/settings.json"].assert_eq(&all(&objects));
 }
 
+fn routed(hosts: &[(&str, Option<&str>)], settings: RoutingSettings) -> Routing {
+    Routing {
+        hosts: hosts
+            .iter()
+            .map(|(name, certificate)| RoutedHost {
+                name: (*name).to_owned(),
+                certificate: certificate.map(|c| {
+                    Arc::new(CertificatePem {
+                        chain: format!(
+                            "-----BEGIN CERTIFICATE-----\n{c}\n-----END CERTIFICATE-----\n"
+                        ),
+                        key: "-----BEGIN PRIVATE KEY-----\nSECRET\n-----END PRIVATE KEY-----\n"
+                            .to_owned(),
+                    })
+                }),
+            })
+            .collect(),
+        settings,
+    }
+}
+
+fn all_routed(routed: &Routed) -> String {
+    let mut values = Vec::new();
+    values.extend(routed.tls.iter().map(|o| serde_json::to_value(o).unwrap()));
+    values.extend(
+        routed
+            .maintenance
+            .iter()
+            .map(|o| serde_json::to_value(o).unwrap()),
+    );
+    values.extend(
+        routed
+            .ingress
+            .iter()
+            .map(|o| serde_json::to_value(o).unwrap()),
+    );
+    serde_json::to_string_pretty(&values).unwrap() + "\n"
+}
+
 #[test]
 fn the_ingress_routes_every_host_to_the_web_service() {
     let app = AppName::parse("demo").unwrap();
+    let routing = routed(
+        &[("demo.slipway.example", None), ("www.example.com", None)],
+        RoutingSettings::default(),
+    );
+    let routed = super::routing(&app, &routing, &Platform::default());
+    assert!(routed.tls.is_empty() && routed.maintenance.is_none());
+    expect_file!["snapshots/ingress.json"].assert_eq(&json(&[routed.ingress.unwrap()]));
+}
+
+#[test]
+fn certificates_become_tls_secrets_and_switches_annotations() {
+    let app = AppName::parse("demo").unwrap();
+    let settings = RoutingSettings {
+        force_https: true,
+        hsts: true,
+        allow: [
+            Cidr::parse("10.0.0.0/8").unwrap(),
+            Cidr::parse("2001:db8::/32").unwrap(),
+        ]
+        .into(),
+        ..RoutingSettings::default()
+    };
+    let routing = routed(
+        &[
+            ("demo.slipway.example", None),
+            ("www.example.com", Some("WWW")),
+        ],
+        settings,
+    );
+    let platform = Platform {
+        ingress_class: Some("nginx".to_owned()),
+        ingress_annotations: BTreeMap::from([
+            (
+                "cert-manager.io/cluster-issuer".to_owned(),
+                "letsencrypt".to_owned(),
+            ),
+            // A switch's own key wins over the platform's.
+            (SSL_REDIRECT.to_owned(), "false".to_owned()),
+        ]),
+        ..Platform::default()
+    };
+    let routed = super::routing(&app, &routing, &platform);
+    expect_file!["snapshots/ingress_tls_and_switches.json"].assert_eq(&all_routed(&routed));
+}
+
+#[test]
+fn maintenance_points_every_host_at_a_service_without_pods() {
+    let app = AppName::parse("demo").unwrap();
+    let routing = routed(
+        &[("demo.slipway.example", None), ("www.example.com", None)],
+        RoutingSettings {
+            maintenance: true,
+            ..RoutingSettings::default()
+        },
+    );
+    let platform = Platform {
+        tls_for_every_host: true,
+        ..Platform::default()
+    };
+    let routed = super::routing(&app, &routing, &platform);
+    expect_file!["snapshots/ingress_maintenance.json"].assert_eq(&all_routed(&routed));
+}
+
+#[test]
+fn routing_off_or_no_host_is_no_ingress_and_no_secret() {
+    let app = AppName::parse("demo").unwrap();
+    let off = routed(
+        &[("www.example.com", Some("WWW"))],
+        RoutingSettings {
+            enabled: false,
+            maintenance: true,
+            ..RoutingSettings::default()
+        },
+    );
+    let none = routed(&[], RoutingSettings::default());
+    for routing in [off, none] {
+        let routed = super::routing(&app, &routing, &Platform::default());
+        assert_eq!(
+            (routed.ingress, routed.maintenance, routed.tls.len()),
+            (None, None, 0)
+        );
+    }
+}
+
+#[test]
+fn a_routed_apps_debug_shows_no_key() {
+    let app = AppName::parse("demo").unwrap();
+    let routing = routed(
+        &[("www.example.com", Some("WWW"))],
+        RoutingSettings::default(),
+    );
+    let routed = super::routing(&app, &routing, &Platform::default());
+    let shown = format!("{routed:?} {routing:?}");
+    assert!(shown.contains("tls-www.example.com"), "{shown}");
+    assert!(!shown.contains("SECRET"), "{shown}");
+    // Not even as the bytes a ByteString's Debug would print.
+    assert!(!shown.contains("83, 69, 67, 82, 69, 84"), "{shown}");
+}
+
+/// Whether `name` is a DNS-1123 subdomain, as the API server checks a Secret's name.
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|p| {
+            let b = p.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        })
+}
+
+#[test]
+fn tls_secret_names_are_valid_and_distinct_for_every_host() {
+    let label = "a".repeat(63);
+    let longest = format!("{label}.{label}.{label}.{}", "b".repeat(61));
+    assert_eq!(longest.len(), 253);
+    let cut = longest[..longest.len() - 2].to_owned() + "cc";
     let hosts = [
-        "demo.slipway.example".to_owned(),
         "www.example.com".to_owned(),
+        "demo.localhost".to_owned(),
+        longest.clone(),
+        cut.clone(),
+        // What a long host's name becomes, written as a host: still its own name.
+        tls_secret_name(&longest)["tls-".len()..].to_owned(),
+        "Not_A.Host".to_owned(),
+        "-.".to_owned(),
     ];
-    let ingress = ingress(&app, &hosts, &Platform::default());
-    expect_file!["snapshots/ingress.json"].assert_eq(&json(&[ingress]));
+    let names: Vec<String> = hosts.iter().map(|h| tls_secret_name(h)).collect();
+    for (host, name) in hosts.iter().zip(&names) {
+        assert!(is_dns_subdomain(name), "{host} → {name}");
+        assert!(is_dns_subdomain(&issued_secret_name(host)), "{host}");
+    }
+    let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "{names:#?}");
+    expect![[r#"
+        [
+            "tls-www.example.com",
+            "tls-demo.localhost",
+            "tls--aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-bf613a038168895d",
+        ]
+    "#]]
+    .assert_debug_eq(&&names[..3]);
 }
 
 #[test]
