@@ -6,6 +6,11 @@
 //! turns names and PEM into certificates and keys; who serves them, and for which app, is
 //! decided elsewhere.
 
+pub mod acme;
+mod ca;
 mod error;
+mod files;
 
+pub use acme::{Acme, AcmeConfig, AcmeIssued, Challenges};
+pub use ca::{Issued, PlatformCa};
 pub use error::Error;
