@@ -274,7 +274,11 @@ fn free_dns_port() -> u16 {
 impl Pebble {
     async fn spawn(&mut self, name: &'static str, bin: &Path, args: &[&str], env: &[(&str, &str)]) {
         let log = self.dir.path().join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).expect("create a log file for Pebble");
+        let out = tokio::fs::File::create(&log)
+            .await
+            .expect("create a log file for Pebble")
+            .into_std()
+            .await;
         let err = out.try_clone().expect("reopen Pebble's log file");
         let program = bin.join(name);
         // As in `cluster`: setpriv makes the kernel kill the process when the spawner thread

@@ -234,7 +234,7 @@ impl Acme {
     pub async fn issue(&self, host: &str) -> Result<AcmeIssued, Error> {
         let name = DnsName::try_from(host)
             .map_err(|_| Error::Invalid(format!("{host:?} is not a DNS name")))?;
-        let host = name.as_ref().to_owned();
+        let host = name.to_lowercase_owned().as_ref().to_owned();
         let deadline = Instant::now() + ISSUE_DEADLINE;
         match tokio::time::timeout_at(deadline, self.order(&host, deadline)).await {
             Ok(Ok(issued)) => Ok(issued),

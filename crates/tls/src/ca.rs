@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData as _,
 };
 use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
@@ -111,8 +111,16 @@ impl PlatformCa {
     fn from_pem(pem: String, key_pem: &str) -> Result<PlatformCa, Error> {
         let key = KeyPair::from_pem(key_pem)
             .map_err(|e| Error::Certificate(format!("the CA's key is not usable: {e}")))?;
-        let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
-            .map_err(|e| Error::Certificate(format!("the CA's certificate is not PEM: {e}")))?;
+        let der: CertificateDer<'static> =
+            rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+                .map_err(|e| Error::Certificate(format!("the CA's certificate is not PEM: {e}")))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| Error::Certificate(format!("the CA's certificate cannot be read: {e}")))?;
+        if parsed.public_key().subject_public_key.data.as_ref() != key.der_bytes() {
+            return Err(Error::Certificate(
+                "the CA's key is not the one its certificate names".to_owned(),
+            ));
+        }
         let issuer = Issuer::from_ca_cert_pem(&pem, key)
             .map_err(|e| Error::Certificate(format!("the CA's certificate is not usable: {e}")))?;
         Ok(PlatformCa { pem, der, issuer })
@@ -134,7 +142,7 @@ impl PlatformCa {
     pub fn issue(&self, host: &str) -> Result<Issued, Error> {
         let name = DnsName::try_from(host)
             .map_err(|_| Error::Invalid(format!("{host:?} is not a DNS name")))?;
-        let name = name.as_ref().to_owned();
+        let name = name.to_lowercase_owned().as_ref().to_owned();
         let mut params = CertificateParams::new(vec![name.clone()])
             .map_err(|e| Error::Invalid(format!("cannot make a certificate for {host}: {e}")))?;
         params.distinguished_name = DistinguishedName::new();
@@ -303,6 +311,10 @@ mod tests {
             / 86400;
         assert!((89..=90).contains(&days), "{days} days");
         assert!(ca.certificate_pem().contains("BEGIN CERTIFICATE"));
+
+        // Host names are case-insensitive; the certificate names the lowercase one.
+        let upper = ca.issue("App.Example.TEST").unwrap();
+        verify(&ca, &upper, "app.example.test").unwrap();
     }
 
     #[test]
@@ -343,6 +355,28 @@ mod tests {
         // The certificate was left alone.
         let pem = std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap();
         assert_eq!(pem, first.certificate_pem());
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        PlatformCa::load_or_create(dir.path()).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        PlatformCa::load_or_create(other.path()).unwrap();
+        std::fs::copy(other.path().join(KEY_FILE), dir.path().join(KEY_FILE)).unwrap();
+        let err = PlatformCa::load_or_create(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not the one its certificate names"), "{err}");
+        assert!(err.contains("remove"), "{err}");
+    }
+
+    #[test]
+    fn the_ca_can_be_shared_with_the_router() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<PlatformCa>();
+        shareable::<crate::Acme>();
+        shareable::<crate::Challenges>();
     }
 
     #[test]
