@@ -30,6 +30,15 @@ use crate::files::{read_private, write_atomic};
 /// How long one [`Acme::issue`] may take, from ordering to the downloaded chain.
 pub const ISSUE_DEADLINE: Duration = Duration::from_secs(90);
 
+/// The problem types (as [`problem_text`] shows them) of a challenge the ACME server could
+/// not validate: the host's DNS or port 80 does not lead here.
+const VALIDATION_PROBLEMS: &[&str] = &[
+    "(connection)",
+    "(dns)",
+    "(unauthorized)",
+    "(incorrectResponse)",
+];
+
 /// How long one request to the ACME server may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -238,10 +247,23 @@ impl Acme {
         let deadline = Instant::now() + ISSUE_DEADLINE;
         match tokio::time::timeout_at(deadline, self.order(&host, deadline)).await {
             Ok(Ok(issued)) => Ok(issued),
-            Ok(Err(problem)) => Err(Error::Acme(format!(
-                "cannot obtain a certificate for {host} from {}: {problem}",
-                self.directory
-            ))),
+            Ok(Err(problem)) => {
+                // The server could not fetch the answer, or got a wrong one: say where to look.
+                let hint = if VALIDATION_PROBLEMS
+                    .iter()
+                    .any(|kind| problem.contains(kind))
+                {
+                    format!(
+                        "; check that {host} resolves to this machine and that port 80 reaches it"
+                    )
+                } else {
+                    String::new()
+                };
+                Err(Error::Acme(format!(
+                    "cannot obtain a certificate for {host} from {}: {problem}{hint}",
+                    self.directory
+                )))
+            }
             Err(_) => Err(Error::Acme(format!(
                 "cannot obtain a certificate for {host} from {}: no answer within {} s; check \
                  that {host} resolves to this machine and that port 80 reaches it",

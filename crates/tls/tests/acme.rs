@@ -180,6 +180,7 @@ async fn a_challenge_nobody_serves_fails_clearly_and_in_time() {
     assert!(matches!(err, Error::Acme(_)), "{message}");
     assert!(message.contains("unserved.example.test"), "{message}");
     assert!(message.contains("404"), "{message}");
+    assert!(message.contains("port 80"), "{message}");
     assert!(!message.contains('\n'), "{message}");
     assert!(took < ISSUE_DEADLINE, "{took:?}");
     assert!(unserved.is_empty(), "the answer was withdrawn");
