@@ -1006,7 +1006,7 @@ type SpawnRequest = (
 /// The thread that starts every component. A component dies with the thread that started it
 /// (`setpriv --pdeathsig`), so that thread must be one that lives as long as the process:
 /// not a test's runtime thread, nor a blocking-pool thread that exits when idle.
-fn spawner() -> &'static mpsc::Sender<SpawnRequest> {
+pub(crate) fn spawner() -> &'static mpsc::Sender<SpawnRequest> {
     static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
     SPAWNER.get_or_init(|| {
         let (requests, incoming) = mpsc::channel::<SpawnRequest>();
@@ -1022,7 +1022,7 @@ fn spawner() -> &'static mpsc::Sender<SpawnRequest> {
     })
 }
 
-async fn which_setpriv() -> Option<&'static Path> {
+pub(crate) async fn which_setpriv() -> Option<&'static Path> {
     for path in ["/usr/bin/setpriv", "/bin/setpriv"] {
         if tokio::fs::try_exists(path).await.unwrap_or(false) {
             return Some(Path::new(path));
@@ -1035,7 +1035,7 @@ async fn http_ok(http: &reqwest::Client, url: &str) -> bool {
     matches!(http.get(url).send().await, Ok(r) if r.status().is_success())
 }
 
-async fn tail(path: &Path, lines: usize) -> String {
+pub(crate) async fn tail(path: &Path, lines: usize) -> String {
     let Ok(text) = tokio::fs::read(path).await else {
         return String::new();
     };
@@ -1078,7 +1078,7 @@ static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
 
 /// `count` distinct free loopback ports below the ephemeral range, where no outgoing
 /// connection can take one between this check and the component's bind.
-fn free_ports(count: usize) -> Result<Vec<u16>> {
+pub(crate) fn free_ports(count: usize) -> Result<Vec<u16>> {
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())

@@ -1,6 +1,6 @@
 //! Test fixtures shared by Slipway's test suites: a fresh, empty database per test on either
-//! backend, a real Kubernetes control plane per test ([`cluster`]), and the process-wide
-//! set-up every test harness needs.
+//! backend, a real Kubernetes control plane per test ([`cluster`]), an ACME server per test
+//! ([`pebble`]), and the process-wide set-up every test harness needs.
 //!
 //! PostgreSQL tests need a server; `scripts/test` starts a throwaway cluster and exports
 //! `SLIPWAY_TEST_POSTGRES_URL` (a URL to a database the tests may create databases from).
@@ -8,6 +8,7 @@
 //! passing without having run; set `SLIPWAY_TEST_POSTGRES=skip` to skip it on purpose.
 
 pub mod cluster;
+pub mod pebble;
 
 use std::sync::Once;
 

@@ -10,4 +10,10 @@ pub enum Error {
     /// The platform's files (the CA, the ACME account) could not be read or written.
     #[error("{0}")]
     Io(String),
+    /// A certificate could not be made or signed (by the platform CA).
+    #[error("{0}")]
+    Certificate(String),
+    /// The ACME server refused, failed, or did not answer in time.
+    #[error("{0}")]
+    Acme(String),
 }

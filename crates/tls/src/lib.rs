@@ -6,8 +6,13 @@
 //! turns names and PEM into certificates and keys; who serves them, and for which app, is
 //! decided elsewhere.
 
+pub mod acme;
+mod ca;
 mod error;
+mod files;
 mod pem;
 
+pub use acme::{Acme, AcmeConfig, AcmeIssued, Challenges};
+pub use ca::{Issued, PlatformCa};
 pub use error::Error;
 pub use pem::certified_key;
