@@ -17,7 +17,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use http_body_util::{Either, Empty, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -86,8 +86,53 @@ impl std::fmt::Debug for Router {
     }
 }
 
-/// What the router sends a backend: the client's body, streamed, or nothing.
-type RequestBody = Either<Incoming, Empty<Bytes>>;
+/// What the router sends a backend: nothing, or the client's body, streamed — saying when
+/// it has all been sent (or given up), since the app's time to answer starts then.
+#[derive(Debug)]
+enum RequestBody {
+    Empty,
+    Streamed {
+        body: Incoming,
+        sent: Option<tokio::sync::oneshot::Sender<()>>,
+    },
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Streamed { body, sent } => {
+                let frame = Pin::new(body).poll_frame(cx);
+                if matches!(frame, Poll::Ready(None | Some(Err(_))))
+                    && let Some(sent) = sent.take()
+                {
+                    let _ = sent.send(());
+                }
+                frame
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Streamed { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            RequestBody::Empty => http_body::SizeHint::with_exact(0),
+            RequestBody::Streamed { body, .. } => body.size_hint(),
+        }
+    }
+}
 
 /// The connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -217,6 +262,7 @@ impl Router {
         };
 
         let request_id = request_id(request.headers());
+        let client_version = request.version();
         let upgrading = request.version() == Version::HTTP_11 && wants_upgrade(request.headers());
         let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut request));
         let (parts, body) = request.into_parts();
@@ -266,20 +312,26 @@ impl Router {
             } else {
                 headers.clone().unwrap_or_default()
             };
-            let mut outgoing = Request::new(match body.take() {
-                Some(body) => Either::Left(body),
-                None => Either::Right(Empty::new()),
-            });
+            let (body, sent) = match body.take() {
+                Some(body) => {
+                    let (sent, done) = tokio::sync::oneshot::channel();
+                    let body = RequestBody::Streamed {
+                        body,
+                        sent: Some(sent),
+                    };
+                    (body, Some(done))
+                }
+                None => (RequestBody::Empty, None),
+            };
+            let mut outgoing = Request::new(body);
             *outgoing.method_mut() = method.clone();
             *outgoing.uri_mut() = uri;
             *outgoing.version_mut() = Version::HTTP_11;
             *outgoing.headers_mut() = headers;
 
             let in_flight = InFlight::new(self.routes.in_flight_counts(), backend);
-            let answered =
-                tokio::time::timeout(self.config.response_timeout, self.client.request(outgoing))
-                    .await;
-            let Ok(answered) = answered else {
+            let answered = self.answer(self.client.request(outgoing), sent).await;
+            let Some(answered) = answered else {
                 let seconds = self.config.response_timeout.as_secs();
                 (self.log)(
                     app,
@@ -316,6 +368,9 @@ impl Router {
                         return response.map(|_| ProxyBody::empty());
                     }
                     strip_hop_by_hop(response.headers_mut(), false);
+                    // The client's protocol, not the app's: an app speaking HTTP/1.0 does not
+                    // make the router answer an HTTP/1.1 client in 1.0 (without keep-alive).
+                    *response.version_mut() = client_version;
                     if forwarded.https && settings.hsts {
                         response.headers_mut().insert(
                             header::STRICT_TRANSPORT_SECURITY,
@@ -353,6 +408,30 @@ impl Router {
             }
         }
         page(StatusCode::BAD_GATEWAY, &format!("{app} did not answer."))
+    }
+
+    /// The backend's response, or `None` when it has not started within the response
+    /// timeout of the request having been sent whole (however long an upload took).
+    async fn answer<F: std::future::Future>(
+        &self,
+        response: F,
+        sent: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> Option<F::Output> {
+        let limit = self.config.response_timeout;
+        match sent {
+            None => tokio::time::timeout(limit, response).await.ok(),
+            Some(sent) => {
+                tokio::pin!(response);
+                tokio::select! {
+                    answered = &mut response => Some(answered),
+                    () = async {
+                        // Sent whole, cut off, or the body dropped: the clock starts.
+                        let _ = sent.await;
+                        tokio::time::sleep(limit).await;
+                    } => None,
+                }
+            }
+        }
     }
 
     /// Who the client is and how it came, from the connection — or, behind a trusted

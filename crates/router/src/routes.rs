@@ -67,12 +67,25 @@ pub(crate) struct Entry {
 }
 
 /// The router's routes, shared between the release manager (which sets them) and the proxy.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Routes {
     table: Arc<RwLock<Arc<Table>>>,
     in_flight: Arc<InFlightCounts>,
     /// Requests under way per app, by app name.
     busy: Arc<Mutex<HashMap<String, Arc<AtomicUsize>>>>,
+    /// How many tables have been set, for those who watch for changes.
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes {
+            table: Arc::default(),
+            in_flight: Arc::default(),
+            busy: Arc::default(),
+            generation: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
 }
 
 impl Routes {
@@ -112,6 +125,12 @@ impl Routes {
         // An app that is gone keeps its counter only while requests to it are under way.
         busy.retain(|app, n| by_app.contains_key(app) || n.load(Ordering::Relaxed) > 0);
         *self.table.write().expect("never poisoned") = Arc::new(table);
+        self.generation.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that wakes each time the table is set.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// The host names routed now.

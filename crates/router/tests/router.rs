@@ -881,3 +881,40 @@ async fn idle_and_slow_clients_neither_block_others_nor_stay_forever() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_apps_time_to_answer_starts_once_an_upload_is_sent_whole() {
+    let config = RouterConfig {
+        response_timeout: Duration::from_millis(500),
+        ..RouterConfig::default()
+    };
+    let f = Fixture::with(config, Duration::from_secs(30)).await;
+    let counting = serve(
+        axum::Router::new().fallback(|body: axum::body::Body| async move {
+            let mut stream = body.into_data_stream();
+            let mut total = 0usize;
+            while let Some(chunk) = stream.next().await {
+                total += chunk.unwrap().len();
+            }
+            total.to_string()
+        }),
+    )
+    .await;
+    f.routes
+        .set([host("demo.localhost", &route("demo", &[counting]))]);
+    // Four chunks 300 ms apart: the upload takes longer than the response timeout.
+    let slow = futures_util::stream::iter(0..4).then(|_| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"0123456789"))
+    });
+    let response = f
+        .client
+        .post(format!("{}/upload", f.url))
+        .header("host", "demo.localhost")
+        .body(reqwest::Body::wrap_stream(slow))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "40");
+}

@@ -41,6 +41,10 @@ pub(crate) enum Command {
     Releaser(Box<UpArgs>),
     /// Apply database migrations, then exit.
     Migrate(DatabaseArgs),
+    /// Print the platform CA's certificate (PEM), which signs the router's certificates for
+    /// app hosts that have none of their own: trust it in a browser, or with
+    /// `curl --cacert`. Made on first use.
+    Ca(DatabaseArgs),
     /// Make the run image apps are built on, from Debian packages.
     #[command(name = "run-image")]
     RunImage(RunImageArgs),

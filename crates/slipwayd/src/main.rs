@@ -40,6 +40,7 @@ fn main() -> ExitCode {
                 server::serve(server::Role::Releaser, (*args).resolve()?).await
             }
             Command::Migrate(args) => server::migrate(args.resolve()?).await,
+            Command::Ca(args) => server::print_ca(args.resolve()?).await,
             Command::RunImage(args) => server::run_image(args).await,
             Command::Hook { .. } => unreachable!("handled before the runtime starts"),
         }

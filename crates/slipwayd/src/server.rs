@@ -494,9 +494,10 @@ async fn local_release_manager(
         let logs = logs.clone();
         Arc::new(move |app: &str, line: &str| logs.push(app, "router", line))
     };
-    let issuer = platform_issuer(&config).await?;
+    let issuer: Arc<dyn router::Issuer> =
+        Arc::new(PlatformIssuer(platform_ca(&config.storage.data_dir).await?));
     let router = router::Router::new(routes.clone(), request_log, None, config.router.clone());
-    let tls = router::server_config(&routes, issuer);
+    let tls = router::server_config(&routes, Some(issuer));
     let limits = router::Limits {
         header_timeout: config.http_limits.header_timeout,
         max_per_source: config.http_limits.max_per_source,
@@ -529,9 +530,35 @@ async fn local_release_manager(
     Ok(())
 }
 
+/// The platform CA, made in `<data>/tls` on first start: it signs the router's certificate
+/// for every app host that has none of its own.
+async fn platform_ca(data_dir: &std::path::Path) -> anyhow::Result<tls::PlatformCa> {
+    let dir = data_dir.join("tls");
+    tokio::task::spawn_blocking(move || tls::PlatformCa::load_or_create(&dir))
+        .await?
+        .context("cannot set up the platform CA")
+}
+
 /// The platform's own certificates for app hosts that have none of their own.
-async fn platform_issuer(_config: &UpConfig) -> anyhow::Result<Option<Arc<dyn router::Issuer>>> {
-    Ok(None)
+#[derive(Debug)]
+struct PlatformIssuer(tls::PlatformCa);
+
+impl router::Issuer for PlatformIssuer {
+    fn issue(&self, host: &str) -> Result<router::Issued, String> {
+        let issued = self.0.issue(host).map_err(|e| e.to_string())?;
+        Ok(router::Issued {
+            key: issued.key,
+            not_after: issued.not_after,
+        })
+    }
+}
+
+/// `slipwayd ca`: prints the platform CA's certificate (made first if there is none), for a
+/// browser or curl to trust.
+pub(crate) async fn print_ca(storage: Storage) -> anyhow::Result<()> {
+    let ca = platform_ca(&storage.data_dir).await?;
+    print!("{}", ca.certificate_pem());
+    Ok(())
 }
 
 /// The builder's per-app caches, as far as the API needs them: `<data>/cache/<app>`.
