@@ -7,5 +7,7 @@
 //! decided elsewhere.
 
 mod error;
+mod pem;
 
 pub use error::Error;
+pub use pem::{Certificate, MAX_CHAIN, MAX_PEM_BYTES, certified_key};
