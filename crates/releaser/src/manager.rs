@@ -9,13 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::{
     AppName, ConfigVars, Formation, ImageRef, ProcessType, Procfile, ReleaseStatus, ReleaseVersion,
-    RoutingSettings,
 };
 use store::{App, Release, Store};
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    DeployError, Deployer, Leftovers, Lines, Logs, ProcessInfo, Progress, ReleaseSpec, RoutedHost,
+    CertificatePem, DeployError, Deployer, Leftovers, Lines, Logs, ProcessInfo, Progress, ReleaseSpec, RoutedHost,
     Routing, Runtime,
 };
 
@@ -271,21 +270,49 @@ impl ReleaseManager {
 
     /// The app's routing as the store has it: its own host and its verified custom domains
     /// (a pending one has not been proved to be the app owner's).
+    /// The app's hosts, each with the certificate to serve (one uploaded and attached to it,
+    /// else a current one from the ACME server, else the platform's), and its switches.
     async fn routing(&self, app: &App) -> Result<Routing, store::Error> {
+        let store = &self.inner.store;
         let own = format!("{}.{}", app.name, self.inner.domain);
-        let mut hosts = vec![RoutedHost::new(own.clone())];
-        hosts.extend(
-            self.inner
-                .store
+        let mut names = vec![own.clone()];
+        names.extend(
+            store
                 .domains(app)
                 .await?
                 .into_iter()
                 .filter(|d| d.is_verified() && d.domain != own)
-                .map(|d| RoutedHost::new(d.domain)),
+                .map(|d| d.domain),
         );
+        let attached = store.attached_certificates(app).await?;
+        let now = time::OffsetDateTime::now_utc();
+        let mut hosts = Vec::with_capacity(names.len());
+        for name in names {
+            let uploaded = attached.iter().find(|a| a.domain == name).map(|a| {
+                CertificatePem {
+                    chain: a.pem.chain_pem.clone(),
+                    key: a.pem.key_pem.clone(),
+                }
+            });
+            let certificate = match uploaded {
+                Some(pem) => Some(pem),
+                None => store
+                    .acme_certificate(&name)
+                    .await?
+                    .filter(|acme| acme.app_id == app.id && acme.not_after > now)
+                    .map(|acme| CertificatePem {
+                        chain: acme.chain_pem,
+                        key: acme.key_pem,
+                    }),
+            };
+            hosts.push(RoutedHost {
+                name,
+                certificate: certificate.map(Arc::new),
+            });
+        }
         Ok(Routing {
             hosts,
-            settings: RoutingSettings::default(),
+            settings: store.routing_settings(app).await?,
         })
     }
 
