@@ -29,7 +29,7 @@ pub(super) async fn get(
 /// Makes one change of the app's routing switches.
 #[utoipa::path(patch, path = "/v1/apps/{app}/routing", tag = "routing", security(("token" = [])),
     params(("app" = String, Path)), request_body = RoutingPatch,
-    responses((status = 200, body = Routing), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Routing), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn patch(
     State(state): State<ApiState>,
     caller: CurrentUser,
@@ -103,7 +103,7 @@ fn change(body: RoutingPatch) -> Result<RoutingChange, ApiError> {
     .filter(|set| **set)
     .count();
     if named != 1 || (hsts.is_some() && force_https.is_none()) {
-        return Err(ApiError::BadRequest(
+        return Err(ApiError::Invalid(
             "name exactly one change: enabled, maintenance, force_https (with hsts), allow or disallow".to_owned(),
         ));
     }
