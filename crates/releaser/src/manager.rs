@@ -14,8 +14,8 @@ use store::{App, Release, Store};
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    CertificatePem, DeployError, Deployer, Leftovers, Lines, Logs, ProcessInfo, Progress, ReleaseSpec, RoutedHost,
-    Routing, Runtime,
+    CertificatePem, DeployError, Deployer, Leftovers, Lines, Logs, ProcessInfo, Progress,
+    ReleaseSpec, RoutedHost, Routing, Runtime,
 };
 
 /// Releases looked at when finding what an app should run after a restart.
@@ -288,12 +288,13 @@ impl ReleaseManager {
         let now = time::OffsetDateTime::now_utc();
         let mut hosts = Vec::with_capacity(names.len());
         for name in names {
-            let uploaded = attached.iter().find(|a| a.domain == name).map(|a| {
-                CertificatePem {
+            let uploaded = attached
+                .iter()
+                .find(|a| a.domain == name)
+                .map(|a| CertificatePem {
                     chain: a.pem.chain_pem.clone(),
                     key: a.pem.key_pem.clone(),
-                }
-            });
+                });
             let certificate = match uploaded {
                 Some(pem) => Some(pem),
                 None => store

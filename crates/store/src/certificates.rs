@@ -150,9 +150,8 @@ struct CertificateRow {
 
 impl CertificateRow {
     fn into_certificate(self, domains: Vec<String>) -> Result<Certificate> {
-        let names = serde_json::from_str(&self.names).map_err(|e| {
-            Error::corrupt(format!("the names of certificate {}: {e}", self.name))
-        })?;
+        let names = serde_json::from_str(&self.names)
+            .map_err(|e| Error::corrupt(format!("the names of certificate {}: {e}", self.name)))?;
         Ok(Certificate {
             id: self.id,
             name: self.name,
@@ -256,7 +255,8 @@ impl Store {
             };
             Ok::<_, Error>((row, domains))
         })?;
-        row.ok_or_else(|| not_found(name))?.into_certificate(domains)
+        row.ok_or_else(|| not_found(name))?
+            .into_certificate(domains)
     }
 
     /// Stores an uploaded certificate and attaches it to every custom domain of the app it

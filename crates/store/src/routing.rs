@@ -105,7 +105,11 @@ fn event(change: &RoutingChange) -> (&'static str, String) {
         RoutingChange::Disallow(ranges) => ("whitelist.remove", list(ranges)),
         RoutingChange::Https { force: true, hsts } => (
             "tls.enable",
-            if *hsts { "hsts".to_owned() } else { String::new() },
+            if *hsts {
+                "hsts".to_owned()
+            } else {
+                String::new()
+            },
         ),
         RoutingChange::Https { force: false, .. } => ("tls.disable", String::new()),
     }

@@ -581,15 +581,21 @@ both_backends! {
 }
 
 fn cidrs(list: &[&str]) -> Vec<domain::Cidr> {
-    list.iter().map(|c| domain::Cidr::parse(c).unwrap()).collect()
+    list.iter()
+        .map(|c| domain::Cidr::parse(c).unwrap())
+        .collect()
 }
 
 fn hosts_queued(work: &[store::Work]) -> usize {
-    work.iter().filter(|w| w.kind == store::WorkKind::Hosts).count()
+    work.iter()
+        .filter(|w| w.kind == store::WorkKind::Hosts)
+        .count()
 }
 
 fn new_certificate(name: &str, names: &[&str]) -> store::NewCertificate {
-    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
     store::NewCertificate {
         name: name.to_owned(),
         chain_pem: format!("CHAIN {name}"),

@@ -288,10 +288,7 @@ mod tests {
     #[test]
     fn every_refusal_is_one_line() {
         let made = good();
-        for err in [
-            refusal("x", &made.key),
-            refusal(&made.chain, &good().key),
-        ] {
+        for err in [refusal("x", &made.key), refusal(&made.chain, &good().key)] {
             assert!(!err.contains('\n'), "{err}");
         }
     }
