@@ -284,33 +284,23 @@ impl ReleaseManager {
                 .filter(|d| d.is_verified() && d.domain != own)
                 .map(|d| d.domain),
         );
-        let attached = store.attached_certificates(app).await?;
-        let now = time::OffsetDateTime::now_utc();
-        let mut hosts = Vec::with_capacity(names.len());
-        for name in names {
-            let uploaded = attached
-                .iter()
-                .find(|a| a.domain == name)
-                .map(|a| CertificatePem {
-                    chain: a.pem.chain_pem.clone(),
-                    key: a.pem.key_pem.clone(),
-                });
-            let certificate = match uploaded {
-                Some(pem) => Some(pem),
-                None => store
-                    .acme_certificate(&name)
-                    .await?
-                    .filter(|acme| acme.app_id == app.id && acme.not_after > now)
-                    .map(|acme| CertificatePem {
-                        chain: acme.chain_pem,
-                        key: acme.key_pem,
-                    }),
-            };
-            hosts.push(RoutedHost {
+        let served = store
+            .served_certificates(app, &names, time::OffsetDateTime::now_utc())
+            .await?;
+        let hosts = names
+            .into_iter()
+            .zip(served)
+            .map(|(name, served)| RoutedHost {
                 name,
-                certificate: certificate.map(Arc::new),
-            });
-        }
+                certificate: served.map(|served| {
+                    let pem = served.pem();
+                    Arc::new(CertificatePem {
+                        chain: pem.chain_pem.clone(),
+                        key: pem.key_pem.clone(),
+                    })
+                }),
+            })
+            .collect();
         Ok(Routing {
             hosts,
             settings: store.routing_settings(app).await?,

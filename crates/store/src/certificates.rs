@@ -92,6 +92,37 @@ pub struct AttachedCertificate {
     pub pem: KeyedCertificate,
 }
 
+/// The certificate a host is served with over HTTPS, when it is not the platform's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServedCertificate {
+    /// An uploaded certificate attached to the host, a custom domain.
+    Uploaded {
+        name: String,
+        not_after: OffsetDateTime,
+        pem: KeyedCertificate,
+    },
+    /// One the ACME server issued for the host, not yet expired.
+    Acme {
+        not_after: OffsetDateTime,
+        pem: KeyedCertificate,
+    },
+}
+
+impl ServedCertificate {
+    pub fn pem(&self) -> &KeyedCertificate {
+        match self {
+            ServedCertificate::Uploaded { pem, .. } | ServedCertificate::Acme { pem, .. } => pem,
+        }
+    }
+
+    pub fn not_after(&self) -> OffsetDateTime {
+        match self {
+            ServedCertificate::Uploaded { not_after, .. }
+            | ServedCertificate::Acme { not_after, .. } => *not_after,
+        }
+    }
+}
+
 /// A certificate obtained from the ACME server for one host.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AcmeCertificate {
@@ -116,7 +147,7 @@ impl std::fmt::Debug for AcmeCertificate {
 
 /// Whether `names` (a certificate's DNS names) cover `host`: an exact name, case aside, or
 /// `*.parent` for a host one label below `parent`.
-pub fn covers(names: &[String], host: &str) -> bool {
+pub(crate) fn covers(names: &[String], host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     names.iter().any(|name| {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -469,6 +500,41 @@ impl Store {
                 },
             )
             .collect())
+    }
+
+    /// The certificate each of the app's `hosts` is served with, in order: the uploaded one
+    /// attached to it, else the app's ACME one still valid at `now`, else `None` (the
+    /// platform's own). The one rule the release manager and the API both follow.
+    pub async fn served_certificates(
+        &self,
+        app: &App,
+        hosts: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Option<ServedCertificate>>> {
+        let attached = self.attached_certificates(app).await?;
+        let mut served = Vec::with_capacity(hosts.len());
+        for host in hosts {
+            let certificate = match attached.iter().find(|a| a.domain == *host) {
+                Some(a) => Some(ServedCertificate::Uploaded {
+                    name: a.name.clone(),
+                    not_after: a.not_after,
+                    pem: a.pem.clone(),
+                }),
+                None => self
+                    .acme_certificate(host)
+                    .await?
+                    .filter(|acme| acme.app_id == app.id && acme.not_after > now)
+                    .map(|acme| ServedCertificate::Acme {
+                        not_after: acme.not_after,
+                        pem: KeyedCertificate {
+                            chain_pem: acme.chain_pem,
+                            key_pem: acme.key_pem,
+                        },
+                    }),
+            };
+            served.push(certificate);
+        }
+        Ok(served)
     }
 
     /// The certificate the ACME server issued for `host`, if one is stored.

@@ -25,7 +25,7 @@ mod work;
 
 pub use certificates::{
     AcmeCertificate, AttachedCertificate, Certificate, KeyedCertificate, MAX_CERTIFICATES,
-    NewCertificate, covers,
+    NewCertificate, ServedCertificate,
 };
 pub use db::{Backend, Store};
 pub use error::Error;

@@ -5,6 +5,7 @@
 use api_types::{ErrorBody, HostCertificate, RoutedHost, Routing, RoutingPatch};
 use axum::extract::State;
 use domain::{Cidr, RoutingChange, RoutingSettings};
+use store::ServedCertificate;
 
 use crate::auth::{CurrentUser, Need, authorize};
 use crate::extract::{Json, Path};
@@ -149,39 +150,29 @@ async fn routing(
             .filter(|d| d.is_verified() && d.domain != own)
             .map(|d| d.domain),
     );
-    let attached = state.store.attached_certificates(app).await?;
-    let now = time::OffsetDateTime::now_utc();
-    let mut hosts = Vec::with_capacity(names.len());
-    for host in names {
-        let routed = match attached.iter().find(|a| a.domain == host) {
-            Some(uploaded) => RoutedHost {
+    let served = state
+        .store
+        .served_certificates(app, &names, time::OffsetDateTime::now_utc())
+        .await?;
+    let hosts = names
+        .into_iter()
+        .zip(served)
+        .map(|(host, served)| {
+            let (certificate, name) = match &served {
+                Some(ServedCertificate::Uploaded { name, .. }) => {
+                    (HostCertificate::Uploaded, Some(name.clone()))
+                }
+                Some(ServedCertificate::Acme { .. }) => (HostCertificate::Acme, None),
+                None => (HostCertificate::Platform, None),
+            };
+            RoutedHost {
                 host,
-                certificate: HostCertificate::Uploaded,
-                name: Some(uploaded.name.clone()),
-                expires_at: Some(uploaded.not_after),
-            },
-            None => match state
-                .store
-                .acme_certificate(&host)
-                .await?
-                .filter(|acme| acme.app_id == app.id && acme.not_after > now)
-            {
-                Some(acme) => RoutedHost {
-                    host,
-                    certificate: HostCertificate::Acme,
-                    name: None,
-                    expires_at: Some(acme.not_after),
-                },
-                None => RoutedHost {
-                    host,
-                    certificate: HostCertificate::Platform,
-                    name: None,
-                    expires_at: None,
-                },
-            },
-        };
-        hosts.push(routed);
-    }
+                certificate,
+                name,
+                expires_at: served.as_ref().map(ServedCertificate::not_after),
+            }
+        })
+        .collect();
     Ok(Routing {
         enabled: settings.enabled,
         maintenance: settings.maintenance,
