@@ -512,3 +512,119 @@ pub struct DomainChallenge {
     /// The value the TXT record must hold.
     pub value: String,
 }
+
+/// An app's routing switches and what it serves over HTTPS (`GET /v1/apps/{app}/routing`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Routing {
+    /// Off: the app runs, but the router sends it nothing.
+    pub enabled: bool,
+    /// On: every request gets a 503 maintenance page; the processes keep running.
+    pub maintenance: bool,
+    /// When not empty, only clients in these ranges are served; others get a 403.
+    pub allow: Vec<String>,
+    /// Plain HTTP requests are redirected to HTTPS.
+    pub force_https: bool,
+    /// HTTPS responses carry `Strict-Transport-Security`.
+    pub hsts: bool,
+    /// Each host the app answers to, `<app>.<domain>` first, and the certificate it gets.
+    pub hosts: Vec<RoutedHost>,
+}
+
+/// One host an app answers to and the certificate served for it over HTTPS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RoutedHost {
+    pub host: String,
+    pub certificate: HostCertificate,
+    /// The uploaded certificate's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// When the uploaded or ACME certificate expires.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// Where a host's certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum HostCertificate {
+    /// One uploaded with `slip certs:add` and attached to the domain.
+    Uploaded,
+    /// One obtained from the ACME server.
+    Acme,
+    /// The platform's own.
+    Platform,
+}
+
+/// One change of an app's routing switches (`PATCH /v1/apps/{app}/routing`): exactly one of
+/// `enabled`, `maintenance`, `force_https` (with `hsts`), `allow` or `disallow`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RoutingPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_https: Option<bool>,
+    /// Only with `force_https: true`; `force_https: false` turns it off too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<bool>,
+    /// Ranges (`10.0.0.0/8`, or one address) to add to the allow list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
+    /// Ranges to take off the allow list; each must be on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disallow: Option<Vec<String>>,
+}
+
+/// A certificate to upload (`POST /v1/apps/{app}/certs`).
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AddCertificate {
+    /// 1–63 lowercase letters, digits and dashes; unique within the app.
+    pub name: String,
+    /// PEM: the leaf certificate first, then its intermediates.
+    pub certificate: String,
+    /// PEM: the leaf's private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: String,
+}
+
+impl std::fmt::Debug for AddCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret: it never reaches a log.
+        f.debug_struct("AddCertificate")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An uploaded certificate; its key never comes back out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Certificate {
+    pub name: String,
+    /// The leaf's subject, such as `CN=www.example.com`.
+    pub subject: String,
+    pub issuer: String,
+    /// The DNS names it covers.
+    pub names: Vec<String>,
+    /// The app's custom domains it is served for.
+    pub domains: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub not_after: OffsetDateTime,
+    /// SHA-256 of the leaf, in hex.
+    pub fingerprint: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+}

@@ -256,6 +256,8 @@ impl TestApp {
             "healthchecks": self.get(&format!("/v1/apps/{app}/healthchecks"), token).await.expect(StatusCode::OK),
             "limits": self.get(&format!("/v1/apps/{app}/limits"), token).await.expect(StatusCode::OK),
             "autoscale": self.get(&format!("/v1/apps/{app}/autoscale"), token).await.expect(StatusCode::OK),
+            "routing": self.get(&format!("/v1/apps/{app}/routing"), token).await.expect(StatusCode::OK),
+            "certs": self.get(&format!("/v1/apps/{app}/certs"), token).await.expect(StatusCode::OK),
         })
     }
 }
@@ -674,7 +676,8 @@ both_backends! {
         let openapi = t.call(Method::GET, "/v1/openapi.json", None, None).await.expect(StatusCode::OK);
         let paths = openapi["paths"].as_object().unwrap();
         for path in ["/v1/apps/{app}/config", "/v1/apps/{app}/rollback", "/v1/auth/login", "/v1/keys/{key}",
-                     "/v1/apps/{app}/healthchecks/{type}/{kind}", "/v1/apps/{app}/limits/{type}", "/v1/apps/{app}/autoscale/{type}"] {
+                     "/v1/apps/{app}/healthchecks/{type}/{kind}", "/v1/apps/{app}/limits/{type}", "/v1/apps/{app}/autoscale/{type}",
+                     "/v1/apps/{app}/routing", "/v1/apps/{app}/certs", "/v1/apps/{app}/certs/{name}/domains/{domain}"] {
             assert!(paths.contains_key(path), "{path} is documented");
         }
     }
@@ -728,6 +731,14 @@ both_backends! {
             (Method::GET, "/autoscale", &[]),
             (Method::PUT, "/autoscale/web", &[r#"{"min": 1, "max": 2, "cpu_percent": 50}"#, r#"{"min": 0}"#, "{"]),
             (Method::DELETE, "/autoscale/web", &[]),
+            (Method::GET, "/routing", &[]),
+            (Method::PATCH, "/routing", &[r#"{"maintenance": true}"#, r#"{"allow": ["10.0.0.0/8"]}"#, r#"{"allow": ["nope"]}"#, r#"{"enabled": false, "maintenance": true}"#, "{"]),
+            (Method::GET, "/certs", &[]),
+            (Method::POST, "/certs", &[r#"{"name": "www", "certificate": "x", "key": "y"}"#, r#"{"name": "Bad!"}"#, "{"]),
+            (Method::GET, "/certs/www", &[]),
+            (Method::DELETE, "/certs/www", &[]),
+            (Method::PUT, "/certs/www/domains/www.example.com", &[]),
+            (Method::DELETE, "/certs/www/domains/www.example.com", &[]),
         ];
         let mut checked = 0;
         for (method, route, bodies) in routes {

@@ -61,6 +61,7 @@ struct State {
     calls: Vec<Call>,
     running: HashMap<AppName, Running>,
     hosts: HashMap<AppName, Vec<String>>,
+    routing: HashMap<AppName, Routing>,
     deploys: VecDeque<RuntimeError>,
     runs: VecDeque<Result<i32, RuntimeError>>,
 }
@@ -117,6 +118,11 @@ impl FakeRuntime {
     /// The host names last given for `app`.
     pub fn hosts(&self, app: &AppName) -> Vec<String> {
         self.state().hosts.get(app).cloned().unwrap_or_default()
+    }
+
+    /// The routing last given for `app`: hosts, certificates and switches.
+    pub fn routing(&self, app: &AppName) -> Option<Routing> {
+        self.state().routing.get(app).cloned()
     }
 
     /// The release `app` runs, as [`Runtime::current`] says, without recording a call.
@@ -260,6 +266,7 @@ impl Runtime for FakeRuntime {
             hosts: hosts.clone(),
         });
         state.hosts.insert(app.clone(), hosts);
+        state.routing.insert(app.clone(), routing.clone());
         Ok(())
     }
 

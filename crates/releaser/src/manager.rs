@@ -9,14 +9,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::{
     AppName, ConfigVars, Formation, ImageRef, ProcessType, Procfile, ReleaseStatus, ReleaseVersion,
-    RoutingSettings,
 };
 use store::{App, Release, Store};
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    DeployError, Deployer, Leftovers, Lines, Logs, ProcessInfo, Progress, ReleaseSpec, RoutedHost,
-    Routing, Runtime,
+    CertificatePem, DeployError, Deployer, Leftovers, Lines, Logs, ProcessInfo, Progress,
+    ReleaseSpec, RoutedHost, Routing, Runtime,
 };
 
 /// Releases looked at when finding what an app should run after a restart.
@@ -271,21 +270,40 @@ impl ReleaseManager {
 
     /// The app's routing as the store has it: its own host and its verified custom domains
     /// (a pending one has not been proved to be the app owner's).
+    /// The app's hosts, each with the certificate to serve (one uploaded and attached to it,
+    /// else a current one from the ACME server, else the platform's), and its switches.
     async fn routing(&self, app: &App) -> Result<Routing, store::Error> {
+        let store = &self.inner.store;
         let own = format!("{}.{}", app.name, self.inner.domain);
-        let mut hosts = vec![RoutedHost::new(own.clone())];
-        hosts.extend(
-            self.inner
-                .store
+        let mut names = vec![own.clone()];
+        names.extend(
+            store
                 .domains(app)
                 .await?
                 .into_iter()
                 .filter(|d| d.is_verified() && d.domain != own)
-                .map(|d| RoutedHost::new(d.domain)),
+                .map(|d| d.domain),
         );
+        let served = store
+            .served_certificates(app, &names, time::OffsetDateTime::now_utc())
+            .await?;
+        let hosts = names
+            .into_iter()
+            .zip(served)
+            .map(|(name, served)| RoutedHost {
+                name,
+                certificate: served.map(|served| {
+                    let pem = served.pem();
+                    Arc::new(CertificatePem {
+                        chain: pem.chain_pem.clone(),
+                        key: pem.key_pem.clone(),
+                    })
+                }),
+            })
+            .collect();
         Ok(Routing {
             hosts,
-            settings: RoutingSettings::default(),
+            settings: store.routing_settings(app).await?,
         })
     }
 

@@ -576,3 +576,83 @@ async fn drain_waits_for_a_deploy_started_in_the_background() {
     assert!(rig.manager.drain(Duration::from_secs(10)).await);
     assert_eq!(rig.status(v3).await, ReleaseStatus::Succeeded);
 }
+
+#[tokio::test]
+async fn routing_reaches_the_runtime_with_switches_and_each_hosts_certificate() {
+    let rig = Rig::new().await;
+    let store = &rig.store;
+    for (domain, token) in [
+        ("shop.example.com", None),
+        ("other.example.com", None),
+        ("pending.example.com", Some("token")),
+    ] {
+        let domain = domain::Hostname::parse(domain).unwrap();
+        store
+            .add_domain(&rig.app, &domain, token, &rig.user)
+            .await
+            .unwrap();
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let uploaded = store::NewCertificate {
+        name: "shop".to_owned(),
+        chain_pem: "CHAIN shop".to_owned(),
+        key_pem: "KEY shop".to_owned(),
+        names: vec!["shop.example.com".to_owned()],
+        not_before: now,
+        not_after: now + time::Duration::days(30),
+        fingerprint: "00".to_owned(),
+        issuer: "CN=shop".to_owned(),
+        subject: "CN=shop".to_owned(),
+    };
+    store
+        .add_certificate(&rig.app, &uploaded, &rig.user)
+        .await
+        .unwrap();
+    // An ACME certificate for the same host loses to the uploaded one; an expired one is
+    // not served.
+    for (host, days) in [
+        ("shop.example.com", 60),
+        ("other.example.com", 60),
+        ("demo.localhost", -1),
+    ] {
+        store
+            .save_acme_certificate(
+                &rig.app,
+                host,
+                &format!("CHAIN acme {host}"),
+                &format!("KEY acme {host}"),
+                now + time::Duration::days(days),
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .change_routing(
+            &rig.app,
+            &domain::RoutingChange::Maintenance(true),
+            &rig.user,
+        )
+        .await
+        .unwrap();
+
+    rig.manager.hosts_changed(&rig.app.name).await;
+
+    let routing = rig.runtime.routing(&rig.app.name).expect("routing was set");
+    assert!(routing.settings.maintenance && routing.settings.enabled);
+    let served: Vec<String> = routing
+        .hosts
+        .iter()
+        .map(|h| match &h.certificate {
+            Some(pem) => format!("{} {} / {}", h.name, pem.chain, pem.key),
+            None => format!("{} platform", h.name),
+        })
+        .collect();
+    assert_eq!(
+        served,
+        [
+            "demo.localhost platform",
+            "other.example.com CHAIN acme other.example.com / KEY acme other.example.com",
+            "shop.example.com CHAIN shop / KEY shop",
+        ]
+    );
+}

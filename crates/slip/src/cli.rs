@@ -127,6 +127,37 @@ pub(crate) enum Command {
         command: Option<DomainsCommand>,
     },
 
+    /// Maintenance mode: a 503 page for every request while processes keep running
+    /// [default: maintenance info]
+    Maintenance {
+        #[command(subcommand)]
+        command: Option<MaintenanceCommand>,
+    },
+
+    /// Whether the router sends the app any traffic at all [default: routing info]
+    Routing {
+        #[command(subcommand)]
+        command: Option<RoutingCommand>,
+    },
+
+    /// The IP allow list: when not empty, only these clients are served [default: whitelist list]
+    Whitelist {
+        #[command(subcommand)]
+        command: Option<WhitelistCommand>,
+    },
+
+    /// HTTPS only (HTTP redirected) and HSTS, and each host's certificate [default: tls info]
+    Tls {
+        #[command(subcommand)]
+        command: Option<TlsCommand>,
+    },
+
+    /// Certificates uploaded for the app's custom domains [default: certs list]
+    Certs {
+        #[command(subcommand)]
+        command: Option<CertsCommand>,
+    },
+
     /// Builds of an app [default: builds list]
     #[command(args_conflicts_with_subcommands = true)]
     Builds {
@@ -437,6 +468,82 @@ pub(crate) enum PermsCommand {
 }
 
 #[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum MaintenanceCommand {
+    /// Answer every request with a 503 maintenance page; processes keep running
+    On,
+    /// Serve the app again
+    Off,
+    /// Show whether maintenance mode is on
+    Info,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum RoutingCommand {
+    /// Route requests to the app again
+    Enable,
+    /// Stop routing requests to the app; its processes keep running
+    Disable,
+    /// Show whether the app is routed
+    Info,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum WhitelistCommand {
+    /// List the address ranges allowed in
+    List,
+    /// Allow only these ranges (and those already listed) in
+    Add {
+        /// Such as 10.0.0.0/8 or 203.0.113.7; several separated by commas
+        #[arg(value_name = "CIDR[,CIDR...]")]
+        ranges: String,
+    },
+    /// Take ranges off the list; an empty list lets everyone in
+    Remove {
+        #[arg(value_name = "CIDR[,CIDR...]")]
+        ranges: String,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum TlsCommand {
+    /// Redirect plain HTTP requests to HTTPS
+    Enable {
+        /// Also send Strict-Transport-Security, so browsers use HTTPS only for a year
+        #[arg(long)]
+        hsts: bool,
+    },
+    /// Serve plain HTTP again (and stop sending HSTS)
+    Disable,
+    /// Show HTTPS only, HSTS and the certificate each host gets
+    Info,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum CertsCommand {
+    /// List the app's certificates
+    List,
+    /// Upload a certificate chain and its key; it is served for the domains it covers
+    Add {
+        /// 1-63 lowercase letters, digits and dashes
+        name: String,
+        /// PEM file: the certificate, then its intermediates
+        #[arg(value_name = "CERT_FILE")]
+        certificate: PathBuf,
+        /// PEM file: the private key
+        #[arg(value_name = "KEY_FILE")]
+        key: PathBuf,
+    },
+    /// Show a certificate
+    Info { name: String },
+    /// Remove a certificate; its domains get the automatic one
+    Remove { name: String },
+    /// Serve a certificate for one of the app's domains
+    Attach { name: String, domain: String },
+    /// Stop serving a certificate for a domain
+    Detach { name: String, domain: String },
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
 pub(crate) enum DomainsCommand {
     /// List the app's custom domains
     List,
@@ -575,6 +682,46 @@ pub(crate) enum Action {
     DomainsRemove {
         domain: String,
     },
+    MaintenanceSet {
+        on: bool,
+    },
+    MaintenanceInfo,
+    RoutingSet {
+        enabled: bool,
+    },
+    RoutingInfo,
+    WhitelistList,
+    WhitelistAdd {
+        ranges: String,
+    },
+    WhitelistRemove {
+        ranges: String,
+    },
+    TlsEnable {
+        hsts: bool,
+    },
+    TlsDisable,
+    TlsInfo,
+    CertsList,
+    CertsAdd {
+        name: String,
+        certificate: PathBuf,
+        key: PathBuf,
+    },
+    CertsInfo {
+        name: String,
+    },
+    CertsRemove {
+        name: String,
+    },
+    CertsAttach {
+        name: String,
+        domain: String,
+    },
+    CertsDetach {
+        name: String,
+        domain: String,
+    },
     BuildsList {
         limit: Option<u32>,
     },
@@ -708,6 +855,42 @@ impl Command {
                 DomainsCommand::Add { domain } => Action::DomainsAdd { domain },
                 DomainsCommand::Verify { domain } => Action::DomainsVerify { domain },
                 DomainsCommand::Remove { domain } => Action::DomainsRemove { domain },
+            },
+            Command::Maintenance { command } => match command.unwrap_or(MaintenanceCommand::Info) {
+                MaintenanceCommand::On => Action::MaintenanceSet { on: true },
+                MaintenanceCommand::Off => Action::MaintenanceSet { on: false },
+                MaintenanceCommand::Info => Action::MaintenanceInfo,
+            },
+            Command::Routing { command } => match command.unwrap_or(RoutingCommand::Info) {
+                RoutingCommand::Enable => Action::RoutingSet { enabled: true },
+                RoutingCommand::Disable => Action::RoutingSet { enabled: false },
+                RoutingCommand::Info => Action::RoutingInfo,
+            },
+            Command::Whitelist { command } => match command.unwrap_or(WhitelistCommand::List) {
+                WhitelistCommand::List => Action::WhitelistList,
+                WhitelistCommand::Add { ranges } => Action::WhitelistAdd { ranges },
+                WhitelistCommand::Remove { ranges } => Action::WhitelistRemove { ranges },
+            },
+            Command::Tls { command } => match command.unwrap_or(TlsCommand::Info) {
+                TlsCommand::Enable { hsts } => Action::TlsEnable { hsts },
+                TlsCommand::Disable => Action::TlsDisable,
+                TlsCommand::Info => Action::TlsInfo,
+            },
+            Command::Certs { command } => match command.unwrap_or(CertsCommand::List) {
+                CertsCommand::List => Action::CertsList,
+                CertsCommand::Add {
+                    name,
+                    certificate,
+                    key,
+                } => Action::CertsAdd {
+                    name,
+                    certificate,
+                    key,
+                },
+                CertsCommand::Info { name } => Action::CertsInfo { name },
+                CertsCommand::Remove { name } => Action::CertsRemove { name },
+                CertsCommand::Attach { name, domain } => Action::CertsAttach { name, domain },
+                CertsCommand::Detach { name, domain } => Action::CertsDetach { name, domain },
             },
             Command::Builds { command, list } => match command.unwrap_or(BuildsCommand::List(list))
             {
@@ -906,6 +1089,27 @@ mod tests {
                 "slip builds:create registry/x:1",
                 "slip builds create registry/x:1 --procfile Procfile",
             ),
+            ("slip maintenance", "slip maintenance:info"),
+            ("slip routing", "slip routing:info"),
+            ("slip whitelist", "slip whitelist:list"),
+            ("slip tls", "slip tls:info"),
+            ("slip certs", "slip certs:list"),
+            (
+                "slip tls:enable --hsts -a demo",
+                "slip -a demo tls enable --hsts",
+            ),
+            (
+                "slip whitelist:add 10.0.0.0/8,192.0.2.1",
+                "slip whitelist add 10.0.0.0/8,192.0.2.1",
+            ),
+            (
+                "slip certs:add www cert.pem key.pem",
+                "slip certs add www cert.pem key.pem",
+            ),
+            (
+                "slip certs:attach www www.example.com",
+                "slip certs attach www www.example.com",
+            ),
             ("slip healthchecks", "slip healthchecks:list"),
             ("slip limits", "slip limits:list"),
             ("slip autoscale", "slip autoscale:list"),
@@ -966,6 +1170,27 @@ mod tests {
         check("slip platform", expect!["Platform { url: None }"]);
         check("slip healthchecks", expect!["HealthchecksList"]);
         check("slip limits", expect!["LimitsList"]);
+        check(
+            "slip maintenance:on",
+            expect!["MaintenanceSet { on: true }"],
+        );
+        check("slip maintenance", expect!["MaintenanceInfo"]);
+        check(
+            "slip routing:disable",
+            expect!["RoutingSet { enabled: false }"],
+        );
+        check("slip tls:enable", expect!["TlsEnable { hsts: false }"]);
+        check("slip tls", expect!["TlsInfo"]);
+        check("slip whitelist", expect!["WhitelistList"]);
+        check(
+            "slip whitelist:remove 10.0.0.0/8",
+            expect![[r#"WhitelistRemove { ranges: "10.0.0.0/8" }"#]],
+        );
+        check("slip certs", expect!["CertsList"]);
+        check(
+            "slip certs:detach www www.example.com",
+            expect![[r#"CertsDetach { name: "www", domain: "www.example.com" }"#]],
+        );
         check("slip autoscale", expect!["AutoscaleList"]);
         check(
             "slip healthchecks:set worker liveness exec -- test -f /tmp/ok --period 5",

@@ -7,10 +7,11 @@ use std::io;
 use std::collections::BTreeMap;
 
 use api_types::{
-    AddCollaborator, AddDomain, AddKey, ApiToken, App, AppInfo, Autoscale, Build, Collaborator,
-    Config, ConfigChanged, ConfigPatch, CreateApp, CreateBuild, Credentials, Domain, ErrorBody,
-    HealthChecks, Limits, PlatformInfo, Process, ProcessCount, Release, ReleaseInfo, Restart,
-    Rollback, RunCommand, Scale, Session, SetHealthCheck, SshKey, User,
+    AddCertificate, AddCollaborator, AddDomain, AddKey, ApiToken, App, AppInfo, Autoscale, Build,
+    Collaborator, Config, ConfigChanged, ConfigPatch, CreateApp, CreateBuild, Credentials, Domain,
+    ErrorBody, HealthChecks, Limits, PlatformInfo, Process, ProcessCount, Release, ReleaseInfo,
+    Restart, Rollback, Routing, RoutingPatch, RunCommand, Scale, Session, SetHealthCheck, SshKey,
+    User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -487,6 +488,59 @@ impl Client {
 
     pub(crate) async fn remove_domain(&self, app: &str, domain: &str) -> Result<()> {
         self.empty(self.request(Method::DELETE, &["apps", app, "domains", domain]))
+            .await
+    }
+
+    pub(crate) async fn routing(&self, app: &str) -> Result<Routing> {
+        self.json(self.request(Method::GET, &["apps", app, "routing"]))
+            .await
+    }
+
+    pub(crate) async fn patch_routing(&self, app: &str, patch: &RoutingPatch) -> Result<Routing> {
+        self.json(
+            self.request(Method::PATCH, &["apps", app, "routing"])
+                .json(patch),
+        )
+        .await
+    }
+
+    pub(crate) async fn certs(&self, app: &str) -> Result<Vec<api_types::Certificate>> {
+        self.json(self.request(Method::GET, &["apps", app, "certs"]))
+            .await
+    }
+
+    pub(crate) async fn add_cert(
+        &self,
+        app: &str,
+        add: &AddCertificate,
+    ) -> Result<api_types::Certificate> {
+        self.json(
+            self.request(Method::POST, &["apps", app, "certs"])
+                .json(add),
+        )
+        .await
+    }
+
+    pub(crate) async fn cert(&self, app: &str, name: &str) -> Result<api_types::Certificate> {
+        self.json(self.request(Method::GET, &["apps", app, "certs", name]))
+            .await
+    }
+
+    pub(crate) async fn remove_cert(&self, app: &str, name: &str) -> Result<()> {
+        self.empty(self.request(Method::DELETE, &["apps", app, "certs", name]))
+            .await
+    }
+
+    /// Attaches (`attach`) or detaches the certificate for one of the app's domains.
+    pub(crate) async fn attach_cert(
+        &self,
+        app: &str,
+        name: &str,
+        domain: &str,
+        attach: bool,
+    ) -> Result<api_types::Certificate> {
+        let method = if attach { Method::PUT } else { Method::DELETE };
+        self.json(self.request(method, &["apps", app, "certs", name, "domains", domain]))
             .await
     }
 }

@@ -487,6 +487,12 @@ impl Store {
             if done.rows_affected() == 0 {
                 return Err(Error::NotFound(format!("domain {domain}")));
             }
+            // Its ACME certificate goes with it: the name may next be another app's.
+            sqlx::query("DELETE FROM acme_certificates WHERE host = $1 AND app_id = $2")
+                .bind(domain)
+                .bind(app.id)
+                .execute(&mut *tx)
+                .await?;
             record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "domains.remove", detail: domain)?;
             tx.commit().await?;
             Ok(())

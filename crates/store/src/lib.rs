@@ -13,20 +13,27 @@
 
 mod apps;
 mod builds;
+mod certificates;
 mod db;
 mod error;
 mod model;
 mod releases;
+mod routing;
 mod settings;
 mod users;
 mod work;
 
+pub use certificates::{
+    AcmeCertificate, AttachedCertificate, Certificate, KeyedCertificate, MAX_CERTIFICATES,
+    NewCertificate, ServedCertificate,
+};
 pub use db::{Backend, Store};
 pub use error::Error;
 pub use model::{
     Access, ApiToken, App, Build, BuildSource, BuildStatus, Collaborator, ConfigOutcome, Domain,
     DomainState, Event, Need, ProcessCount, Release, SshKey, User,
 };
+pub use routing::RoutingChanged;
 pub use settings::SettingsChanged;
 pub use users::NewUser;
 pub use work::{

@@ -580,6 +580,152 @@ both_backends! {
     }
 }
 
+fn cidrs(list: &[&str]) -> Vec<domain::Cidr> {
+    list.iter()
+        .map(|c| domain::Cidr::parse(c).unwrap())
+        .collect()
+}
+
+fn hosts_queued(work: &[store::Work]) -> usize {
+    work.iter()
+        .filter(|w| w.kind == store::WorkKind::Hosts)
+        .count()
+}
+
+fn new_certificate(name: &str, names: &[&str]) -> store::NewCertificate {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    store::NewCertificate {
+        name: name.to_owned(),
+        chain_pem: format!("CHAIN {name}"),
+        key_pem: format!("KEY {name}"),
+        names: names.iter().map(|n| (*n).to_owned()).collect(),
+        not_before: now,
+        not_after: now + time::Duration::days(90),
+        fingerprint: "ab".repeat(32),
+        issuer: "CN=Test CA".to_owned(),
+        subject: format!("CN={}", names[0]),
+    }
+}
+
+both_backends! {
+    async fn routing_switches_change_with_the_work_that_applies_them(store: Store) {
+        use domain::RoutingChange;
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        assert_eq!(store.routing_settings(&demo).await.unwrap(), domain::RoutingSettings::default());
+
+        let changed = store.change_routing(&demo, &RoutingChange::Maintenance(true), &ada).await.unwrap();
+        assert!(changed.settings.maintenance);
+        let queued = store.unfinished_work(&demo.name).await.unwrap();
+        assert_eq!(queued.iter().map(|w| (Some(w.id), w.kind.clone())).collect::<Vec<_>>(), [(changed.work, store::WorkKind::Hosts)]);
+        store.change_routing(&demo, &RoutingChange::Allow(cidrs(&["10.0.0.0/8", "192.0.2.1"])), &ada).await.unwrap();
+        store.change_routing(&demo, &RoutingChange::Https { force: true, hsts: true }, &ada).await.unwrap();
+        store.change_routing(&demo, &RoutingChange::Enabled(false), &ada).await.unwrap();
+        let settings = store.routing_settings(&demo).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(&settings).unwrap(),
+            serde_json::json!({"enabled": false, "maintenance": true, "allow": ["10.0.0.0/8", "192.0.2.1/32"], "force_https": true, "hsts": true})
+        );
+
+        // Refused: a range not on the list; nothing changes and nothing is queued.
+        let before = store.unfinished_work(&demo.name).await.unwrap().len();
+        let err = store.change_routing(&demo, &RoutingChange::Disallow(cidrs(&["10.0.0.0/8", "172.16.0.0/12"])), &ada).await.unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err}");
+        assert_eq!(store.routing_settings(&demo).await.unwrap(), settings);
+        assert_eq!(store.unfinished_work(&demo.name).await.unwrap().len(), before);
+        // The same again changes nothing and queues nothing.
+        let again = store.change_routing(&demo, &RoutingChange::Maintenance(true), &ada).await.unwrap();
+        assert_eq!((again.work, again.settings), (None, settings));
+        assert_eq!(store.unfinished_work(&demo.name).await.unwrap().len(), before);
+
+        let events: Vec<String> = store.events(Some("demo"), 4).await.unwrap().iter().map(|e| format!("{} {}", e.action, e.detail).trim().to_owned()).collect();
+        assert_eq!(events, ["routing.disable", "tls.enable hsts", "whitelist.add 10.0.0.0/8,192.0.2.1/32", "maintenance.on"]);
+    }
+
+    async fn uploaded_certificates_attach_to_the_domains_they_cover(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let other = app(&store, "other", &ada).await;
+        for name in ["www.example.com", "api.example.com", "example.org"] {
+            store.add_domain(&demo, &Hostname::parse(name).unwrap(), None, &ada).await.unwrap();
+        }
+        store.add_domain(&other, &Hostname::parse("shop.example.com").unwrap(), None, &ada).await.unwrap();
+
+        // Added, it attaches itself to the app's domains it covers (not another app's).
+        let wild = store.add_certificate(&demo, &new_certificate("wild", &["*.example.com"]), &ada).await.unwrap();
+        assert_eq!(wild.domains, ["api.example.com", "www.example.com"]);
+        assert_eq!(wild.names, ["*.example.com"]);
+        assert_eq!(hosts_queued(&store.unfinished_work(&demo.name).await.unwrap()), 1);
+        // A second covering one attaches to no domain that has one already.
+        let www = store.add_certificate(&demo, &new_certificate("www", &["www.example.com"]), &ada).await.unwrap();
+        assert!(www.domains.is_empty());
+        let err = store.add_certificate(&demo, &new_certificate("www", &["www.example.com"]), &ada).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        let same_name = store.add_certificate(&other, &new_certificate("www", &["shop.example.com"]), &ada).await.unwrap();
+        assert_eq!(same_name.domains, ["shop.example.com"], "names are per app");
+
+        // Attach: the domain must be the app's and covered.
+        let www = store.attach_certificate(&demo, "www", "www.example.com", &ada).await.unwrap();
+        assert_eq!(www.domains, ["www.example.com"]);
+        let err = store.attach_certificate(&demo, "www", "example.org", &ada).await.unwrap_err();
+        assert!(err.to_string().contains("does not cover example.org"), "{err}");
+        let err = store.attach_certificate(&demo, "wild", "shop.example.com", &ada).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{err}");
+        let err = store.attach_certificate(&demo, "nope", "www.example.com", &ada).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{err}");
+        let served: Vec<(String, String, String)> = store.attached_certificates(&demo).await.unwrap().into_iter().map(|a| (a.domain, a.name, a.pem.key_pem)).collect();
+        assert_eq!(served, [
+            ("api.example.com".to_owned(), "wild".to_owned(), "KEY wild".to_owned()),
+            ("www.example.com".to_owned(), "www".to_owned(), "KEY www".to_owned()),
+        ]);
+
+        // Detach: only where it is attached.
+        let err = store.detach_certificate(&demo, "www", "api.example.com", &ada).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{err}");
+        store.detach_certificate(&demo, "wild", "api.example.com", &ada).await.unwrap();
+        assert_eq!(store.certificate(&demo, "wild").await.unwrap().domains, Vec::<String>::new());
+
+        // Removed, it is detached; the domain stays.
+        store.remove_certificate(&demo, "www", &ada).await.unwrap();
+        assert!(store.attached_certificates(&demo).await.unwrap().is_empty());
+        assert_eq!(store.domains(&demo).await.unwrap().len(), 3);
+        let names: Vec<String> = store.certificates(&demo).await.unwrap().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["wild"]);
+        assert!(matches!(store.remove_certificate(&demo, "www", &ada).await.unwrap_err(), Error::NotFound(_)));
+        assert_eq!(hosts_queued(&store.unfinished_work(&demo.name).await.unwrap()), 5);
+
+        // Destroying the app takes its certificates.
+        store.destroy_app(&other, &ada).await.unwrap();
+        let events: Vec<String> = store.events(Some("demo"), 1).await.unwrap().iter().map(|e| e.action.clone()).collect();
+        assert_eq!(events, ["certs.remove"]);
+    }
+
+    async fn acme_certificates_are_kept_per_host_and_go_with_their_domain(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        store.add_domain(&demo, &Hostname::parse("www.example.com").unwrap(), None, &ada).await.unwrap();
+        assert!(store.acme_certificate("www.example.com").await.unwrap().is_none());
+        let later = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::days(90);
+        store.save_acme_certificate(&demo, "www.example.com", "CHAIN 1", "KEY 1", later).await.unwrap();
+        store.save_acme_certificate(&demo, "demo.localhost", "CHAIN d", "KEY d", later + time::Duration::days(1)).await.unwrap();
+        // Renewed in place.
+        let renewed = store.save_acme_certificate(&demo, "www.example.com", "CHAIN 2", "KEY 2", later).await.unwrap();
+        let stored = store.acme_certificate("www.example.com").await.unwrap().unwrap();
+        assert_eq!(stored, renewed);
+        assert_eq!((stored.chain_pem.as_str(), stored.key_pem.as_str(), stored.app_id), ("CHAIN 2", "KEY 2", demo.id));
+        let all: Vec<String> = store.acme_certificates().await.unwrap().into_iter().map(|c| c.host).collect();
+        assert_eq!(all, ["www.example.com", "demo.localhost"], "soonest to expire first");
+        assert_eq!(hosts_queued(&store.unfinished_work(&demo.name).await.unwrap()), 3);
+        assert!(!format!("{stored:?}").contains("KEY"), "the key stays out of logs");
+
+        store.remove_domain(&demo, "www.example.com", &ada).await.unwrap();
+        assert!(store.acme_certificate("www.example.com").await.unwrap().is_none());
+        assert!(store.acme_certificate("demo.localhost").await.unwrap().is_some());
+    }
+}
+
 fn app_name(name: &str) -> AppName {
     AppName::parse(name).unwrap()
 }

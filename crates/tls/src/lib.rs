@@ -15,4 +15,4 @@ mod pem;
 pub use acme::{Acme, AcmeConfig, AcmeIssued, Challenges};
 pub use ca::{Issued, PlatformCa};
 pub use error::Error;
-pub use pem::certified_key;
+pub use pem::{Certificate, MAX_CHAIN, MAX_PEM_BYTES, certified_key};

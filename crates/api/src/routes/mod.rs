@@ -4,6 +4,7 @@
 mod apps;
 mod auth;
 mod builds;
+mod certs;
 mod config;
 mod domains;
 mod formation;
@@ -11,6 +12,7 @@ mod keys;
 mod perms;
 mod processes;
 mod releases;
+mod routing;
 mod settings;
 
 use axum::extract::State;
@@ -60,6 +62,10 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(domains::list, domains::add))
         .routes(routes!(domains::remove))
         .routes(routes!(domains::verify))
+        .routes(routes!(routing::get, routing::patch))
+        .routes(routes!(certs::list, certs::add))
+        .routes(routes!(certs::info, certs::remove))
+        .routes(routes!(certs::attach, certs::detach))
         .routes(routes!(processes::list))
         .routes(routes!(processes::restart))
         .routes(routes!(processes::logs))

@@ -3,12 +3,14 @@
 mod account;
 mod apps;
 mod builds;
+mod certs;
 mod config;
 mod domains;
 mod keys;
 mod perms;
 mod ps;
 mod releases;
+mod routing;
 mod settings;
 
 use std::path::PathBuf;
@@ -146,6 +148,26 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::DomainsAdd { domain } => domains::add(&ctx, domain).await,
         Action::DomainsVerify { domain } => domains::verify(&ctx, &domain).await,
         Action::DomainsRemove { domain } => domains::remove(&ctx, &domain).await,
+        Action::MaintenanceSet { on } => routing::maintenance(&ctx, on).await,
+        Action::MaintenanceInfo => routing::maintenance_info(&ctx).await,
+        Action::RoutingSet { enabled } => routing::enable(&ctx, enabled).await,
+        Action::RoutingInfo => routing::info(&ctx).await,
+        Action::WhitelistList => routing::whitelist(&ctx).await,
+        Action::WhitelistAdd { ranges } => routing::whitelist_change(&ctx, &ranges, true).await,
+        Action::WhitelistRemove { ranges } => routing::whitelist_change(&ctx, &ranges, false).await,
+        Action::TlsEnable { hsts } => routing::tls(&ctx, true, hsts).await,
+        Action::TlsDisable => routing::tls(&ctx, false, false).await,
+        Action::TlsInfo => routing::tls_info(&ctx).await,
+        Action::CertsList => certs::list(&ctx).await,
+        Action::CertsAdd {
+            name,
+            certificate,
+            key,
+        } => certs::add(&ctx, name, &certificate, &key).await,
+        Action::CertsInfo { name } => certs::info(&ctx, &name).await,
+        Action::CertsRemove { name } => certs::remove(&ctx, &name).await,
+        Action::CertsAttach { name, domain } => certs::attach(&ctx, &name, &domain, true).await,
+        Action::CertsDetach { name, domain } => certs::attach(&ctx, &name, &domain, false).await,
         Action::BuildsList { limit } => builds::list(&ctx, limit).await,
         Action::BuildsInfo { id } => builds::info(&ctx, &id).await,
         Action::BuildsPurgeCache => builds::purge_cache(&ctx).await,
