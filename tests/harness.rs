@@ -56,6 +56,12 @@ impl Platform {
 
     /// Like [`Platform::start`], with extra arguments for `slipwayd up`.
     pub async fn start_with(backend: Backend, args: &[&str]) -> Option<Platform> {
+        Platform::start_routed(backend, args, "127.0.0.1:0").await
+    }
+
+    /// Like [`Platform::start_with`], the router's HTTP on `router` (`127.0.0.1:PORT`): for a
+    /// test whose other servers must know the port first (an ACME server validating there).
+    pub async fn start_routed(backend: Backend, args: &[&str], router: &str) -> Option<Platform> {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let (database_url, db) = match backend {
@@ -72,7 +78,11 @@ impl Platform {
             child: None,
             api_url: String::new(),
             ssh_url: String::new(),
-            router: String::new(),
+            router: if router.ends_with(":0") {
+                String::new()
+            } else {
+                router.to_owned()
+            },
             https: String::new(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             data_dir,

@@ -19,6 +19,7 @@ use domain::{
 };
 use time::OffsetDateTime;
 
+mod certificates;
 pub mod fake;
 mod lease;
 mod leftovers;
@@ -26,6 +27,7 @@ pub mod local;
 mod manager;
 mod worker;
 
+pub use certificates::{CertificateKeeper, RENEW_BEFORE};
 pub use lease::{ActiveLease, LOCAL_RUNTIME, holder_name};
 pub use leftovers::Leftovers;
 pub use logs::{LineReceiver, LineSender, LogFilter, LogLine, Logs, Pace};

@@ -496,7 +496,31 @@ async fn local_release_manager(
     };
     let issuer: Arc<dyn router::Issuer> =
         Arc::new(PlatformIssuer(platform_ca(&config.storage.data_dir).await?));
-    let router = router::Router::new(routes.clone(), request_log, None, config.router.clone());
+    // With an ACME server, the router answers its HTTP-01 challenges and a keeper obtains
+    // every routed host's certificate.
+    let challenges = tls::Challenges::new();
+    let keeper = config.acme.as_ref().map(|acme| {
+        releaser::CertificateKeeper::new(
+            store.clone(),
+            tls::AcmeConfig {
+                directory: acme.directory.clone(),
+                contact: acme.contact.clone(),
+                extra_root_pem: acme.extra_root_pem.clone(),
+                account_file: config.storage.data_dir.join("tls").join("acme-account.json"),
+            },
+            challenges.clone(),
+            routes.clone(),
+            config.domain.clone(),
+            logs.clone(),
+        )
+    });
+    let answers: router::Challenges = Arc::new(move |token: &str| challenges.get(token));
+    let router = router::Router::new(
+        routes.clone(),
+        request_log,
+        Some(answers),
+        config.router.clone(),
+    );
     let tls = router::server_config(&routes, Some(issuer));
     let limits = router::Limits {
         header_timeout: config.http_limits.header_timeout,
@@ -509,6 +533,7 @@ async fn local_release_manager(
         let https = router.serve(router_listener.https, Some(tls), limits, stop.clone());
         tokio::spawn(async move { tokio::join!(http, https) })
     };
+    let keeping = keeper.map(|keeper| tokio::spawn(keeper.run(stop.clone())));
     // Every app comes back on its current release before the queue's work is done: `slip ps`
     // shows them starting meanwhile.
     if let Err(err) = manager.recover().await {
@@ -517,6 +542,9 @@ async fn local_release_manager(
     let worker = worker(&manager, &store, &holder, &config);
     worker.run(stop.clone()).await;
     let _ = tokio::time::timeout(DRAIN_DEADLINE, routing).await;
+    if let Some(keeping) = keeping {
+        keeping.abort();
+    }
     // The apps' processes stop last, once nothing routes to them; their last lines are kept.
     runtime.shutdown().await;
     logs.flush().await;
