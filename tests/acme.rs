@@ -4,59 +4,14 @@
 //! custom domain gets its certificate, served without a restart; one near its expiry is
 //! renewed.
 
-use std::collections::HashMap;
-use std::net::UdpSocket;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::TXT;
-use hickory_proto::rr::{RData, Record, RecordType};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
-use slipway_e2e::{Backend, Platform, User, free_port};
+use slipway_e2e::{Backend, Platform, User, Zone, dns_server, free_port};
 use test_support::pebble::Pebble;
-
-type Zone = Arc<Mutex<HashMap<String, String>>>;
-
-/// Answers TXT queries from `zone`, NXDOMAIN otherwise (what `domains:verify` asks); returns
-/// its address.
-fn dns_server(zone: Zone) -> String {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok((n, peer)) = socket.recv_from(&mut buf) {
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut reply = Message::new(
-                query.metadata.id,
-                MessageType::Response,
-                query.metadata.op_code,
-            );
-            reply.metadata.recursion_desired = query.metadata.recursion_desired;
-            reply.metadata.recursion_available = true;
-            reply.metadata.response_code = ResponseCode::NXDomain;
-            for q in &query.queries {
-                reply.add_query(q.clone());
-                let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
-                if let Some(value) = zone.lock().unwrap().get(&name).cloned() {
-                    reply.metadata.response_code = ResponseCode::NoError;
-                    if q.query_type() == RecordType::TXT {
-                        let txt = RData::TXT(TXT::new(vec![value]));
-                        reply.add_answer(Record::from_rdata(q.name().clone(), 0, txt));
-                    }
-                }
-            }
-            if let Ok(bytes) = reply.to_vec() {
-                let _ = socket.send_to(&bytes, peer);
-            }
-        }
-    });
-    addr
-}
 
 const APP: &str = r#"import os, http.server
 class H(http.server.BaseHTTPRequestHandler):
@@ -191,13 +146,22 @@ async fn every_host_gets_its_certificate_from_the_acme_server_and_one_near_expir
     let info = tokio::task::spawn_blocking(move || ada.slip(&["tls:info"]).success().to_owned())
         .await
         .unwrap();
-    assert!(info.contains("www.shop.test") && info.contains("ACME"), "{info}");
+    assert!(
+        info.contains("www.shop.test") && info.contains("ACME"),
+        "{info}"
+    );
 
     // Restarted with both certificates 20 days from expiry: both are renewed, and served.
     platform.stop();
     platform.boot();
-    let (renewed, took) =
-        served_within(&platform.https, "www.shop.test", &roots, Some(&custom), limit).await;
+    let (renewed, took) = served_within(
+        &platform.https,
+        "www.shop.test",
+        &roots,
+        Some(&custom),
+        limit,
+    )
+    .await;
     eprintln!("www.shop.test's certificate renewed {took:?} after the restart");
     assert_ne!(renewed, custom);
 }

@@ -3,58 +3,10 @@
 //! router's 404; once its TXT record holds the token and `slip domains:verify` ran, it
 //! reaches the app.
 
-use std::collections::HashMap;
-use std::net::UdpSocket;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::TXT;
-use hickory_proto::rr::{RData, Record, RecordType};
 use serde_json::Value;
-use slipway_e2e::{Backend, Platform, User, http_get};
-
-type Zone = Arc<Mutex<HashMap<String, String>>>;
-
-/// Answers TXT queries from `zone` (one value a name), NXDOMAIN otherwise; returns its address.
-fn dns_server(zone: Zone) -> String {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok((n, peer)) = socket.recv_from(&mut buf) {
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut reply = Message::new(
-                query.metadata.id,
-                MessageType::Response,
-                query.metadata.op_code,
-            );
-            reply.metadata.recursion_desired = query.metadata.recursion_desired;
-            reply.metadata.recursion_available = true;
-            reply.metadata.response_code = ResponseCode::NXDomain;
-            for q in &query.queries {
-                reply.add_query(q.clone());
-                let name = q
-                    .name()
-                    .to_ascii()
-                    .trim_end_matches('.')
-                    .to_ascii_lowercase();
-                if let Some(value) = zone.lock().unwrap().get(&name).cloned() {
-                    reply.metadata.response_code = ResponseCode::NoError;
-                    if q.query_type() == RecordType::TXT {
-                        let txt = RData::TXT(TXT::new(vec![value]));
-                        reply.add_answer(Record::from_rdata(q.name().clone(), 0, txt));
-                    }
-                }
-            }
-            if let Ok(bytes) = reply.to_vec() {
-                let _ = socket.send_to(&bytes, peer);
-            }
-        }
-    });
-    addr
-}
+use slipway_e2e::{Backend, Platform, User, Zone, dns_server, http_get};
 
 fn app_py() -> &'static str {
     r#"import os, http.server

@@ -695,3 +695,53 @@ impl Drop for Cluster {
         self.releasers.clear();
     }
 }
+
+/// TXT records by name, as [`dns_server`] answers them.
+pub type Zone = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>;
+
+/// Answers TXT queries from `zone` (one value a name), NXDOMAIN otherwise; returns its address.
+pub fn dns_server(zone: Zone) -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+            let Ok(query) = hickory_proto::op::Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut reply = hickory_proto::op::Message::new(
+                query.metadata.id,
+                hickory_proto::op::MessageType::Response,
+                query.metadata.op_code,
+            );
+            reply.metadata.recursion_desired = query.metadata.recursion_desired;
+            reply.metadata.recursion_available = true;
+            reply.metadata.response_code = hickory_proto::op::ResponseCode::NXDomain;
+            for q in &query.queries {
+                reply.add_query(q.clone());
+                let name = q
+                    .name()
+                    .to_ascii()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
+                if let Some(value) = zone.lock().unwrap().get(&name).cloned() {
+                    reply.metadata.response_code = hickory_proto::op::ResponseCode::NoError;
+                    if q.query_type() == hickory_proto::rr::RecordType::TXT {
+                        let txt = hickory_proto::rr::RData::TXT(
+                            hickory_proto::rr::rdata::TXT::new(vec![value]),
+                        );
+                        reply.add_answer(hickory_proto::rr::Record::from_rdata(
+                            q.name().clone(),
+                            0,
+                            txt,
+                        ));
+                    }
+                }
+            }
+            if let Ok(bytes) = reply.to_vec() {
+                let _ = socket.send_to(&bytes, peer);
+            }
+        }
+    });
+    addr
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use slipway_e2e::{Backend, Platform, User, binary, http_get};
+use slipway_e2e::{Backend, Platform, User, Zone, binary, dns_server, http_get};
 use tokio::io::AsyncWriteExt;
 
 /// An app that, as Django's `SECURE_SSL_REDIRECT` or Rails' `force_ssl` do, redirects every
@@ -351,4 +351,143 @@ async fn websockets_uploads_and_slow_clients_through_slipwayd() {
     .await
     .unwrap();
     drop(slow);
+}
+
+/// The SHA-256 fingerprint `openssl` gives a certificate: of a PEM file, or of the one the
+/// router shows for `servername` (`openssl s_client -servername`).
+fn fingerprint(user: &User, pem: &str) -> String {
+    let out = user.run(
+        "openssl",
+        &["x509", "-noout", "-fingerprint", "-sha256", "-in", pem],
+    );
+    out.success().trim().to_owned()
+}
+
+fn served_fingerprint(user: &User, https: &str, servername: &str) -> String {
+    let shown = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {https} -servername {servername} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+        ))
+        .current_dir(user.home())
+        .output()
+        .unwrap();
+    String::from_utf8(shown.stdout).unwrap().trim().to_owned()
+}
+
+/// Runs `slip` with `args` and then `check` at once, returning how long the command and the
+/// check took together (the switch is in force when `slip` returns).
+fn switched(user: &User, args: &[&str], check: impl FnOnce()) -> Duration {
+    let started = Instant::now();
+    user.slip(args).success();
+    check();
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn an_uploaded_certificate_is_served_for_its_domain_and_switches_take_effect_at_once() {
+    let zone = Zone::default();
+    let resolver = dns_server(Arc::clone(&zone));
+    let platform = Platform::start_with(Backend::Sqlite, &["--dns-resolver", &resolver])
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut ada = User::registered(&platform, "ada");
+        push_app(&mut ada, "sockets", SOCKET_APP);
+
+        // A custom domain, verified, with the owner's own certificate for it.
+        ada.slip(&["domains:add", "www.example.test"]).success();
+        let listed = ada.slip(&["domains", "--json"]).json();
+        let token = listed[0]["challenge"]["value"].as_str().unwrap().to_owned();
+        zone.lock()
+            .unwrap()
+            .insert("_slipway-challenge.www.example.test".to_owned(), token);
+        ada.slip(&["domains:verify", "www.example.test"]).success();
+        let cert = ada.home().join("www.crt").display().to_string();
+        let key = ada.home().join("www.key").display().to_string();
+        ada.run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "90",
+                "-subj",
+                "/CN=www.example.test",
+                "-addext",
+                "subjectAltName=DNS:www.example.test",
+                "-keyout",
+                &key,
+                "-out",
+                &cert,
+            ],
+        )
+        .success();
+        let added = ada.slip(&["certs:add", "www", &cert, &key]);
+        assert!(
+            added.success().contains("www.example.test"),
+            "{}",
+            added.stdout
+        );
+        let uploaded = fingerprint(&ada, &cert);
+        assert!(uploaded.contains("Fingerprint="), "{uploaded}");
+        assert_eq!(
+            served_fingerprint(&ada, &platform.https, "www.example.test"),
+            uploaded
+        );
+        // The app's own host keeps the platform's certificate.
+        let own = served_fingerprint(&ada, &platform.https, "sockets.localhost");
+        assert!(own.contains("Fingerprint=") && own != uploaded, "{own}");
+
+        // Each switch is in force as soon as `slip` returns.
+        let router = platform.router.clone();
+        let get = |host: &str| http_get(&router, host, "/").unwrap();
+        let mut took = Vec::new();
+        took.push(switched(&ada, &["maintenance:on"], || {
+            let (status, page) = get("www.example.test");
+            assert_eq!(status, 503);
+            assert!(
+                page.contains("sockets is offline for maintenance"),
+                "{page}"
+            );
+        }));
+        let ran = ada.slip(&["run", "echo", "still-running"]);
+        assert!(
+            ran.success().contains("still-running"),
+            "slip run works in maintenance"
+        );
+        took.push(switched(&ada, &["maintenance:off"], || {
+            assert_eq!(get("sockets.localhost"), (200, "ok\n".to_owned()));
+        }));
+        took.push(switched(&ada, &["whitelist:add", "10.0.0.0/8"], || {
+            assert_eq!(get("sockets.localhost").0, 403);
+        }));
+        took.push(switched(&ada, &["whitelist:add", "127.0.0.1"], || {
+            assert_eq!(get("sockets.localhost").0, 200);
+        }));
+        took.push(switched(&ada, &["routing:disable"], || {
+            assert_eq!(get("sockets.localhost").0, 404);
+            assert_eq!(get("www.example.test").0, 404);
+        }));
+        took.push(switched(&ada, &["routing:enable"], || {
+            assert_eq!(get("sockets.localhost").0, 200);
+        }));
+        took.push(switched(&ada, &["tls:enable"], || {
+            assert_eq!(get("sockets.localhost").0, 301);
+        }));
+        took.push(switched(&ada, &["tls:disable"], || {
+            assert_eq!(get("sockets.localhost").0, 200);
+        }));
+        took.sort();
+        eprintln!(
+            "switches in force after the command: median {:?}, slowest {:?}",
+            took[took.len() / 2],
+            took[took.len() - 1]
+        );
+    })
+    .await
+    .unwrap();
 }

@@ -26,8 +26,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 const ACCOUNT: &str = "";
 
 /// After a failed order, a host waits this long before the next, doubling each time.
-const RETRY_AFTER: (Duration, Duration) =
-    (Duration::from_secs(60), Duration::from_secs(6 * 3600));
+const RETRY_AFTER: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(6 * 3600));
 
 /// Keeps the routed hosts' ACME certificates current.
 #[derive(Debug)]

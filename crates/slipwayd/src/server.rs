@@ -506,7 +506,11 @@ async fn local_release_manager(
                 directory: acme.directory.clone(),
                 contact: acme.contact.clone(),
                 extra_root_pem: acme.extra_root_pem.clone(),
-                account_file: config.storage.data_dir.join("tls").join("acme-account.json"),
+                account_file: config
+                    .storage
+                    .data_dir
+                    .join("tls")
+                    .join("acme-account.json"),
             },
             challenges.clone(),
             routes.clone(),
