@@ -66,6 +66,22 @@ impl Hostname {
     }
 }
 
+/// Whether a certificate for `names` (its DNS names) is valid for `host`: one of them
+/// exactly, case and a final dot aside, or one label below a wildcard's parent
+/// (`*.example.com` covers `www.example.com`, not `example.com` nor `a.b.example.com`).
+pub fn certificate_covers(names: &[String], host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    names.iter().any(|name| {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        match name.strip_prefix("*.") {
+            Some(parent) => host
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+            None => name == host,
+        }
+    })
+}
+
 /// The TXT record whose value proves control of `domain`: `_slipway-challenge.<domain>`.
 pub fn challenge_record(domain: &str) -> String {
     format!("_slipway-challenge.{domain}")
@@ -91,6 +107,23 @@ impl fmt::Display for Hostname {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_cover_exact_hosts_and_one_label_below_a_wildcard() {
+        let names = vec!["example.com".to_owned(), "*.apps.example.com".to_owned()];
+        for (host, covered) in [
+            ("example.com", true),
+            ("EXAMPLE.com.", true),
+            ("www.example.com", false),
+            ("a.apps.example.com", true),
+            ("apps.example.com", false),
+            ("a.b.apps.example.com", false),
+            (".apps.example.com", false),
+            ("example.org", false),
+        ] {
+            assert_eq!(certificate_covers(&names, host), covered, "{host}");
+        }
+    }
     use crate::test_util::show;
 
     #[test]

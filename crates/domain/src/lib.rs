@@ -28,7 +28,7 @@ pub use config::{
 };
 pub use error::Error;
 pub use formation::{Formation, MAX_PROCESSES_PER_TYPE};
-pub use hostname::{Hostname, PlatformPlace, challenge_record};
+pub use hostname::{Hostname, PlatformPlace, certificate_covers, challenge_record};
 pub use image::{APP_DIR, Digest, ImageRef, RegistryImage};
 pub use procfile::{MAX_COMMAND, MAX_PROCESS_TYPES, ProcessType, Procfile};
 pub use release::{

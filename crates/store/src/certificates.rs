@@ -39,7 +39,7 @@ pub struct Certificate {
 impl Certificate {
     /// Whether the certificate is valid for `host`: an exact name, or a one-label wildcard.
     pub fn covers(&self, host: &str) -> bool {
-        covers(&self.names, host)
+        domain::certificate_covers(&self.names, host)
     }
 }
 
@@ -143,21 +143,6 @@ impl std::fmt::Debug for AcmeCertificate {
             .field("issued_at", &self.issued_at)
             .finish_non_exhaustive()
     }
-}
-
-/// Whether `names` (a certificate's DNS names) cover `host`: an exact name, case aside, or
-/// `*.parent` for a host one label below `parent`.
-pub(crate) fn covers(names: &[String], host: &str) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    names.iter().any(|name| {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        match name.strip_prefix("*.") {
-            Some(parent) => host
-                .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
-            None => name == host,
-        }
-    })
 }
 
 const CERTIFICATE_SELECT: &str = "SELECT id, name, chain_pem, names, not_before, not_after, \
@@ -347,7 +332,10 @@ impl Store {
             .bind(app.id)
             .fetch_all(&mut *tx)
             .await?;
-            for domain in bare.iter().filter(|d| covers(&new.names, d)) {
+            for domain in bare
+                .iter()
+                .filter(|d| domain::certificate_covers(&new.names, d))
+            {
                 sqlx::query(
                     "UPDATE domains SET certificate_id = $3 WHERE app_id = $1 AND domain = $2",
                 )
@@ -595,27 +583,5 @@ impl Store {
             not_after,
             issued_at,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::covers;
-
-    #[test]
-    fn names_cover_exact_hosts_and_one_label_below_a_wildcard() {
-        let names = vec!["example.com".to_owned(), "*.apps.example.com".to_owned()];
-        for (host, covered) in [
-            ("example.com", true),
-            ("EXAMPLE.com.", true),
-            ("www.example.com", false),
-            ("a.apps.example.com", true),
-            ("apps.example.com", false),
-            ("a.b.apps.example.com", false),
-            (".apps.example.com", false),
-            ("example.org", false),
-        ] {
-            assert_eq!(covers(&names, host), covered, "{host}");
-        }
     }
 }

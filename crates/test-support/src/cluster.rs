@@ -865,18 +865,8 @@ impl ControlPlane {
             .try_clone()
             .map_err(io(format!("cannot reopen {}", log.display())))?;
         let program = bin.join(name);
-        // setpriv makes the kernel kill the component when the thread that started it dies
-        // (the spawner thread, which lives as long as the test process), even by SIGKILL; its
-        // own process group keeps a terminal's Ctrl-C from reaching it first, so that Drop or
-        // stop decide the order (etcd last).
-        let mut command = match which_setpriv().await {
-            Some(setpriv) => {
-                let mut c = Command::new(setpriv);
-                c.arg("--pdeathsig").arg("KILL").arg("--").arg(&program);
-                c
-            }
-            None => Command::new(&program),
-        };
+        // Drop or stop decide the order the components stop in (etcd last).
+        let mut command = dying_with_tests(&program).await;
         command
             .args(&args)
             .current_dir(&root)
@@ -1022,7 +1012,22 @@ pub(crate) fn spawner() -> &'static mpsc::Sender<SpawnRequest> {
     })
 }
 
-pub(crate) async fn which_setpriv() -> Option<&'static Path> {
+/// A command for `program` that dies with the test process: setpriv makes the kernel kill
+/// it when the thread that starts it dies (the spawner thread, which lives as long as the
+/// test process), even by SIGKILL; its own process group keeps a terminal's Ctrl-C from
+/// reaching it before the test's Drop does.
+pub(crate) async fn dying_with_tests(program: &Path) -> Command {
+    match which_setpriv().await {
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.arg("--pdeathsig").arg("KILL").arg("--").arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+async fn which_setpriv() -> Option<&'static Path> {
     for path in ["/usr/bin/setpriv", "/bin/setpriv"] {
         if tokio::fs::try_exists(path).await.unwrap_or(false) {
             return Some(Path::new(path));

@@ -16,10 +16,10 @@
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cluster::{free_ports, spawner, tail, which_setpriv};
+use crate::cluster::{dying_with_tests, free_ports, spawner, tail};
 
 /// The environment variable naming the directory with Pebble's binaries and certificates.
 pub const PEBBLE_BIN_VAR: &str = "SLIPWAY_PEBBLE_BIN";
@@ -281,17 +281,7 @@ impl Pebble {
             .await;
         let err = out.try_clone().expect("reopen Pebble's log file");
         let program = bin.join(name);
-        // As in `cluster`: setpriv makes the kernel kill the process when the spawner thread
-        // (which lives as long as the test process) dies, even by SIGKILL; its own process
-        // group keeps a terminal's Ctrl-C from reaching it before Drop does.
-        let mut command = match which_setpriv().await {
-            Some(setpriv) => {
-                let mut c = Command::new(setpriv);
-                c.arg("--pdeathsig").arg("KILL").arg("--").arg(&program);
-                c
-            }
-            None => Command::new(&program),
-        };
+        let mut command = dying_with_tests(&program).await;
         command
             .args(args)
             .envs(env.iter().copied())

@@ -117,13 +117,7 @@ impl Certificate {
     /// one label below a wildcard's parent (`*.example.com` covers `www.example.com`, not
     /// `example.com` nor `a.b.example.com`).
     pub fn covers(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.names.iter().any(|name| match name.strip_prefix("*.") {
-            Some(parent) => host
-                .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
-            None => *name == host,
-        })
+        domain::certificate_covers(&self.names, host)
     }
 }
 
