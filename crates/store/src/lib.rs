@@ -15,6 +15,7 @@ mod apps;
 mod builds;
 mod certificates;
 mod db;
+mod documents;
 mod error;
 mod model;
 mod releases;

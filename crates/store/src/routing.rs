@@ -3,9 +3,8 @@
 
 use domain::{RoutingChange, RoutingSettings};
 
-use crate::db::{on_db, record_event};
-use crate::work::enqueue_on;
-use crate::{App, Error, Result, Store, User, WorkId, WorkKind};
+use crate::documents::Document;
+use crate::{App, Result, Store, User, WorkId, WorkKind};
 
 /// What a change of the routing switches did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,23 +15,9 @@ pub struct RoutingChanged {
     pub work: Option<WorkId>,
 }
 
-fn parse(app: &App, json: &str) -> Result<RoutingSettings> {
-    serde_json::from_str(json)
-        .map_err(|e| Error::corrupt(format!("the routing settings of {}: {e}", app.name)))
-}
-
 impl Store {
     pub async fn routing_settings(&self, app: &App) -> Result<RoutingSettings> {
-        let json: Option<String> = on_db!(self, read, |pool| sqlx::query_scalar(
-            "SELECT routing FROM apps WHERE id = $1"
-        )
-        .bind(app.id)
-        .fetch_optional(pool)
-        .await)?;
-        parse(
-            app,
-            &json.ok_or_else(|| Error::NotFound(format!("app {}", app.name)))?,
-        )
+        self.document(app, Document::Routing).await
     }
 
     /// Applies `change` by the rules of [`RoutingSettings::apply`]; refused (and nothing
@@ -45,45 +30,24 @@ impl Store {
         change: &RoutingChange,
         actor: &User,
     ) -> Result<RoutingChanged> {
-        let (action, detail) = event(change);
-        let changed = on_db!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            // Locks the row (PostgreSQL; SQLite has one writer), so concurrent changes apply
-            // one after the other, none lost.
-            let json: Option<String> = sqlx::query_scalar(
-                "UPDATE apps SET routing = routing WHERE id = $1 RETURNING routing",
+        let changed = self
+            .change_document(
+                app,
+                Document::Routing,
+                |current: &RoutingSettings| {
+                    let mut settings = current.clone();
+                    settings.apply(change)?;
+                    Ok(settings)
+                },
+                Some(WorkKind::Hosts),
+                event(change),
+                actor,
             )
-            .bind(app.id)
-            .fetch_optional(&mut *tx)
             .await?;
-            let json = json.ok_or_else(|| Error::NotFound(format!("app {}", app.name)))?;
-            let current = parse(app, &json)?;
-            let mut settings = current.clone();
-            settings.apply(change)?;
-            if settings == current {
-                return Ok(RoutingChanged {
-                    settings,
-                    work: None,
-                });
-            }
-            let json = serde_json::to_string(&settings).map_err(Error::corrupt)?;
-            sqlx::query("UPDATE apps SET routing = $2 WHERE id = $1")
-                .bind(app.id)
-                .bind(json)
-                .execute(&mut *tx)
-                .await?;
-            let work = enqueue_on!(&mut *tx, app.name, WorkKind::Hosts)?;
-            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: action, detail: detail)?;
-            tx.commit().await?;
-            Ok::<_, Error>(RoutingChanged {
-                settings,
-                work: Some(work),
-            })
-        })?;
-        if changed.work.is_some() {
-            self.announce().await;
-        }
-        Ok(changed)
+        Ok(RoutingChanged {
+            settings: changed.document,
+            work: changed.work,
+        })
     }
 }
 

@@ -4,9 +4,8 @@
 
 use domain::{Check, ProcessSettings, ProcessType, SettingsChange};
 
-use crate::db::{on_db, record_event};
-use crate::work::enqueue_on;
-use crate::{App, Error, Result, Store, User, WorkId, WorkKind};
+use crate::documents::Document;
+use crate::{App, Result, Store, User, WorkId, WorkKind};
 
 /// What a change of the process settings did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,23 +17,9 @@ pub struct SettingsChanged {
     pub work: Option<WorkId>,
 }
 
-fn parse(app: &App, json: &str) -> Result<ProcessSettings> {
-    serde_json::from_str(json)
-        .map_err(|e| Error::corrupt(format!("the process settings of {}: {e}", app.name)))
-}
-
 impl Store {
     pub async fn process_settings(&self, app: &App) -> Result<ProcessSettings> {
-        let json: Option<String> = on_db!(self, read, |pool| sqlx::query_scalar(
-            "SELECT settings FROM apps WHERE id = $1"
-        )
-        .bind(app.id)
-        .fetch_optional(pool)
-        .await)?;
-        parse(
-            app,
-            &json.ok_or_else(|| Error::NotFound(format!("app {}", app.name)))?,
-        )
+        self.document(app, Document::Settings).await
     }
 
     /// Applies `change` to `process_type`'s settings, by the rules of
@@ -51,46 +36,20 @@ impl Store {
         queue: bool,
         actor: &User,
     ) -> Result<SettingsChanged> {
-        let (action, detail) = event(process_type, change);
-        let changed = on_db!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            // Locks the row (PostgreSQL; SQLite has one writer) so concurrent changes of one
-            // app's settings apply one after the other, none lost.
-            let json: Option<String> = sqlx::query_scalar(
-                "UPDATE apps SET settings = settings WHERE id = $1 RETURNING settings",
+        let changed = self
+            .change_document(
+                app,
+                Document::Settings,
+                |current: &ProcessSettings| Ok(current.change(process_type, change, known)?),
+                queue.then_some(WorkKind::Scale),
+                event(process_type, change),
+                actor,
             )
-            .bind(app.id)
-            .fetch_optional(&mut *tx)
             .await?;
-            let json = json.ok_or_else(|| Error::NotFound(format!("app {}", app.name)))?;
-            let current = parse(app, &json)?;
-            let settings = current.change(process_type, change, known)?;
-            if settings == current {
-                // Nothing to write: the transaction is dropped, committing nothing.
-                return Ok(SettingsChanged {
-                    settings,
-                    work: None,
-                });
-            }
-            let json = serde_json::to_string(&settings).map_err(Error::corrupt)?;
-            sqlx::query("UPDATE apps SET settings = $2 WHERE id = $1")
-                .bind(app.id)
-                .bind(json)
-                .execute(&mut *tx)
-                .await?;
-            let work = if queue {
-                Some(enqueue_on!(&mut *tx, app.name, WorkKind::Scale)?)
-            } else {
-                None
-            };
-            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: action, detail: detail)?;
-            tx.commit().await?;
-            Ok::<_, Error>(SettingsChanged { settings, work })
-        })?;
-        if changed.work.is_some() {
-            self.announce().await;
-        }
-        Ok(changed)
+        Ok(SettingsChanged {
+            settings: changed.document,
+            work: changed.work,
+        })
     }
 }
 
