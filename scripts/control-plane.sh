@@ -15,6 +15,8 @@ KUBERNETES_STAGING_VERSION=v0.37.2
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 
+. "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
+
 control_plane_dir() {
     echo "${SLIPWAY_CACHE_DIR:-$HOME/.cache/slipway}/control-plane/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
 }
@@ -27,61 +29,14 @@ build_control_plane() {
     local dir
     dir=$(control_plane_dir)
     export SLIPWAY_CONTROL_PLANE_BIN="$dir/bin"
-    if [ -f "$dir/bin/.complete" ]; then
-        echo "==> Kubernetes control plane $KUBERNETES_VERSION (cached in $dir)"
-        return 0
-    fi
-    mkdir -p "$dir"
-    # One build at a time per cache: a second run (another worktree, another CI job) waits
-    # for the first and then finds the binaries, instead of deleting the tree it builds in.
-    local lock
-    exec {lock}>"$dir.lock"
-    if ! flock -n "$lock"; then
-        echo "==> waiting for another build of the control plane in $dir"
-        flock "$lock"
-    fi
-    if [ -f "$dir/bin/.complete" ]; then
-        exec {lock}>&-
-        echo "==> Kubernetes control plane $KUBERNETES_VERSION (cached in $dir)"
-        return 0
-    fi
-    echo "==> building the Kubernetes control plane $KUBERNETES_VERSION, etcd $ETCD_VERSION and kwok $KWOK_VERSION from Go modules (about 9 minutes the first time; cached in $dir)"
-    local started=$SECONDS
-    # Built into bin.new and renamed when whole, so bin/ is either complete or absent.
-    rm -rf "$dir/bin" "$dir/bin.new" "$dir/src"
-    mkdir -p "$dir/bin.new" "$dir/src/kubernetes" "$dir/src/etcd" "$dir/src/kwok"
-    : >"$dir/build.log"
-    # Each step runs in a subshell with errexit in force. Not under `if` or `||`: there
-    # errexit is off for everything inside, whatever the subshell sets.
-    local step rc errexit=
-    case $- in *e*) errexit=1 ;; esac
-    for step in kubernetes etcd kwok; do
-        echo "    $step: fetching modules and building"
-        set +e
-        (
-            set -euo pipefail
-            exec >>"$dir/build.log" 2>&1
-            export GOFLAGS="-trimpath -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=auto
-            "_build_$step" "$dir"
-        )
-        rc=$?
-        [ -n "$errexit" ] && set -e
-        if [ "$rc" -ne 0 ]; then
-            tail -n 40 "$dir/build.log" >&2
-            echo "building $step failed (log: $dir/build.log); it needs the Go module proxy ($(go env GOPROXY))" >&2
-            exec {lock}>&-
-            return 1
-        fi
-    done
-    rm -rf "$dir/src"
-    touch "$dir/bin.new/.complete"
-    mv "$dir/bin.new" "$dir/bin"
-    exec {lock}>&-
-    echo "==> control plane built in $((SECONDS - started)) s"
+    GO_BUILD_NOTE="about 9 minutes the first time" go_build_cached \
+        "the Kubernetes control plane $KUBERNETES_VERSION, etcd $ETCD_VERSION and kwok $KWOK_VERSION" \
+        "$dir" _build_kubernetes _build_etcd _build_kwok
 }
 
 _build_kubernetes() {
     local dir=$1
+    mkdir -p "$dir/src/kubernetes"
     cd "$dir/src/kubernetes"
     # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with
     # directories of its own tree, which a dependent module cannot see: point each one at
@@ -118,6 +73,7 @@ _build_kubernetes() {
 
 _build_etcd() {
     local dir=$1
+    mkdir -p "$dir/src/etcd"
     cd "$dir/src/etcd"
     go mod init slipway.test/etcd
     go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
@@ -126,6 +82,7 @@ _build_etcd() {
 
 _build_kwok() {
     local dir=$1
+    mkdir -p "$dir/src/kwok"
     cd "$dir/src/kwok"
     go mod init slipway.test/kwok
     go get -tool "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"

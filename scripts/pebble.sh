@@ -9,6 +9,8 @@
 #
 # Exports SLIPWAY_PEBBLE_BIN, which crates/test-support's `pebble` module reads.
 
+. "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
+
 PEBBLE_VERSION=v2.10.3
 
 pebble_dir() {
@@ -23,53 +25,7 @@ build_pebble() {
     local dir
     dir=$(pebble_dir)
     export SLIPWAY_PEBBLE_BIN="$dir/bin"
-    if [ -f "$dir/bin/.complete" ]; then
-        echo "==> Pebble $PEBBLE_VERSION (cached in $dir)"
-        return 0
-    fi
-    mkdir -p "$dir"
-    # One build at a time per cache: a second run waits for the first and then finds the
-    # binaries, instead of deleting the tree it builds in.
-    local lock
-    exec {lock}>"$dir.lock"
-    if ! flock -n "$lock"; then
-        echo "==> waiting for another build of Pebble in $dir"
-        flock "$lock"
-    fi
-    if [ -f "$dir/bin/.complete" ]; then
-        exec {lock}>&-
-        echo "==> Pebble $PEBBLE_VERSION (cached in $dir)"
-        return 0
-    fi
-    echo "==> building Pebble $PEBBLE_VERSION from Go modules (cached in $dir)"
-    local started=$SECONDS
-    # Built into bin.new and renamed when whole, so bin/ is either complete or absent.
-    rm -rf "$dir/bin" "$dir/bin.new"
-    mkdir -p "$dir/bin.new"
-    : >"$dir/build.log"
-    # In a subshell with errexit in force. Not under `if` or `||`: there errexit is off for
-    # everything inside, whatever the subshell sets.
-    local rc errexit=
-    case $- in *e*) errexit=1 ;; esac
-    set +e
-    (
-        set -euo pipefail
-        exec >>"$dir/build.log" 2>&1
-        export GOFLAGS="-trimpath -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=auto
-        _build_pebble "$dir"
-    )
-    rc=$?
-    [ -n "$errexit" ] && set -e
-    if [ "$rc" -ne 0 ]; then
-        tail -n 40 "$dir/build.log" >&2
-        echo "building Pebble failed (log: $dir/build.log); it needs the Go module proxy ($(go env GOPROXY))" >&2
-        exec {lock}>&-
-        return 1
-    fi
-    touch "$dir/bin.new/.complete"
-    mv "$dir/bin.new" "$dir/bin"
-    exec {lock}>&-
-    echo "==> Pebble built in $((SECONDS - started)) s"
+    go_build_cached "Pebble $PEBBLE_VERSION" "$dir" _build_pebble
 }
 
 _build_pebble() {

@@ -419,6 +419,9 @@ impl UpArgs {
             bail!("invalid --max-requests-per-app 0: give a number of requests greater than zero");
         }
         let acme = match self.acme_directory {
+            Some(_) if self.runtime == RuntimeKind::Kubernetes => bail!(
+                "--acme-directory serves the local router's hosts; on Kubernetes let the cluster's issuer do it (cert-manager with --ingress-tls-every-host and --ingress-annotation cert-manager.io/cluster-issuer=NAME, see docs/kubernetes.md)"
+            ),
             Some(directory) => {
                 if !directory.starts_with("https://") {
                     bail!(
