@@ -61,7 +61,10 @@ fn main() {
         }
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("slipway-router-bench")
+        .tempdir()
+        .unwrap();
     let certificate = Certificate::new(dir.path());
 
     let app = Nginx::start(&dir.path().join("app"), |root, port| {
@@ -161,13 +164,16 @@ fn main() {
     }
 
     let load = uptime();
+    // The CPU time each proxy spends: nginx's workers; the router, this process.
+    let processes = [nginx.workers(), vec!["self".to_owned()]];
     // [HTTP, HTTPS, HTTPS handshakes][nginx, router]
-    let mut results: [[Vec<(f64, f64)>; 2]; 3] = Default::default();
+    let mut results: [[Vec<Run>; 2]; 3] = Default::default();
     for _ in 0..rounds {
         for (which, (name, http, https)) in targets.iter().enumerate() {
-            results[0][which].push(wrk(http, seconds, false, name));
-            results[1][which].push(wrk(https, seconds, false, name));
-            results[2][which].push(wrk(https, seconds, true, name));
+            let processes = &processes[which];
+            results[0][which].push(wrk(http, seconds, false, name, processes));
+            results[1][which].push(wrk(https, seconds, false, name, processes));
+            results[2][which].push(wrk(https, seconds, true, name, processes));
         }
     }
     let load_after = uptime();
@@ -188,8 +194,24 @@ fn main() {
     );
     println!("load average before: {load}; after: {load_after}");
     println!(
-        "{:<28} {:>12} {:>12} {:>7}   {:>10} {:>10} {:>7}",
-        "", "nginx req/s", "router req/s", "ratio", "nginx p99", "router p99", "ratio"
+        "(CPU: the proxy's user and system time per request, which decides throughput when the cores are busy)"
+    );
+    println!(
+        "{:<26} {:>8} {:>8} {:>6}   {:>8} {:>8} {:>6}   {:>8} {:>8} {:>6}",
+        "",
+        "nginx",
+        "router",
+        "ratio",
+        "nginx",
+        "router",
+        "ratio",
+        "nginx",
+        "router",
+        "ratio"
+    );
+    println!(
+        "{:<26} {:>24}   {:>24}   {:>24}",
+        "", "requests/s", "p99 latency (ms)", "CPU per request (us)"
     );
     let labels = [
         "HTTP keep-alive",
@@ -197,12 +219,19 @@ fn main() {
         "HTTPS handshakes (close)",
     ];
     for (label, runs) in labels.iter().zip(&mut results) {
-        let (nginx_rps, nginx_p99) = medians(&mut runs[0]);
-        let (router_rps, router_p99) = medians(&mut runs[1]);
+        let nginx = Run::medians(&runs[0]);
+        let router = Run::medians(&runs[1]);
         println!(
-            "{label:<28} {nginx_rps:>12.0} {router_rps:>12.0} {:>6.2}x   {nginx_p99:>8.2}ms {router_p99:>8.2}ms {:>6.2}x",
-            router_rps / nginx_rps,
-            router_p99 / nginx_p99,
+            "{label:<26} {:>8.0} {:>8.0} {:>5.2}x   {:>8.2} {:>8.2} {:>5.2}x   {:>8.1} {:>8.1} {:>5.2}x",
+            nginx.rps,
+            router.rps,
+            router.rps / nginx.rps,
+            nginx.p99,
+            router.p99,
+            router.p99 / nginx.p99,
+            nginx.cpu_us,
+            router.cpu_us,
+            router.cpu_us / nginx.cpu_us,
         );
     }
     drop(nginx);
@@ -286,6 +315,26 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// The worker processes' pids, once the master has started them.
+    fn workers(&self) -> Vec<String> {
+        let master = self.child.id().to_string();
+        let mut workers = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // The parent's pid is the second field after the command's `(name)`.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if parent == Some(master.as_str()) {
+                workers.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        assert!(!workers.is_empty(), "nginx started no workers");
+        workers
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = Command::new(NGINX)
@@ -330,14 +379,42 @@ fn wait_for(url: &str, name: &str) {
     }
 }
 
-/// Requests per second and p99 latency (ms) of `seconds` of wrk against `url`.
-fn wrk(url: &str, seconds: u64, close: bool, name: &str) -> (f64, f64) {
+/// One wrk run against one proxy.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    rps: f64,
+    /// Milliseconds.
+    p99: f64,
+    /// The proxy's CPU time per request, in microseconds.
+    cpu_us: f64,
+}
+
+impl Run {
+    /// The median of each measure.
+    fn medians(runs: &[Run]) -> Run {
+        let median = |measure: fn(&Run) -> f64| {
+            let mut values: Vec<f64> = runs.iter().map(measure).collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        Run {
+            rps: median(|r| r.rps),
+            p99: median(|r| r.p99),
+            cpu_us: median(|r| r.cpu_us),
+        }
+    }
+}
+
+/// `seconds` of wrk against `url`, and the CPU time `processes` spent meanwhile.
+fn wrk(url: &str, seconds: u64, close: bool, name: &str, processes: &[String]) -> Run {
     let mut command = Command::new(WRK);
     command.args(["-t2", "-c32", &format!("-d{seconds}s"), "--latency"]);
     if close {
         command.args(["-H", "Connection: close"]);
     }
+    let cpu_before = cpu_seconds(processes);
     let output = command.arg(url).output().unwrap();
+    let cpu = cpu_seconds(processes) - cpu_before;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         !text.contains("Non-2xx"),
@@ -353,7 +430,37 @@ fn wrk(url: &str, seconds: u64, close: bool, name: &str) -> (f64, f64) {
         .find_map(|l| l.trim().strip_prefix("99%"))
         .map(|v| latency_ms(v.trim()))
         .unwrap_or_else(|| panic!("no 99% latency from {name}: {text}"));
-    (rps, p99)
+    let requests: f64 = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count from {name}: {text}"));
+    Run {
+        rps,
+        p99,
+        cpu_us: cpu * 1e6 / requests,
+    }
+}
+
+/// User and system time of `processes` (`/proc` names: a pid, or `self`), in seconds.
+fn cpu_seconds(processes: &[String]) -> f64 {
+    // Clock ticks are 1/100 s on Linux.
+    const TICKS: f64 = 100.0;
+    processes
+        .iter()
+        .map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // After the command's `(name)`: state is field 3, utime 14, stime 15.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or("", |(_, rest)| rest)
+                .split_whitespace()
+                .collect();
+            let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+            tick(11).unwrap_or(0.0) + tick(12).unwrap_or(0.0)
+        })
+        .sum::<f64>()
+        / TICKS
 }
 
 /// wrk's `1.23ms`, `456.78us` or `1.01s`, in ms.
@@ -368,14 +475,6 @@ fn latency_ms(text: &str) -> f64 {
         (text, 1.0)
     };
     number.parse::<f64>().unwrap_or(f64::NAN) * factor
-}
-
-fn medians(runs: &mut [(f64, f64)]) -> (f64, f64) {
-    let mut rps: Vec<f64> = runs.iter().map(|r| r.0).collect();
-    let mut p99: Vec<f64> = runs.iter().map(|r| r.1).collect();
-    rps.sort_by(f64::total_cmp);
-    p99.sort_by(f64::total_cmp);
-    (rps[rps.len() / 2], p99[p99.len() / 2])
 }
 
 /// The machine's load averages, as `uptime` shows them.
