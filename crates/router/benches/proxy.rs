@@ -198,16 +198,7 @@ fn main() {
     );
     println!(
         "{:<26} {:>8} {:>8} {:>6}   {:>8} {:>8} {:>6}   {:>8} {:>8} {:>6}",
-        "",
-        "nginx",
-        "router",
-        "ratio",
-        "nginx",
-        "router",
-        "ratio",
-        "nginx",
-        "router",
-        "ratio"
+        "", "nginx", "router", "ratio", "nginx", "router", "ratio", "nginx", "router", "ratio"
     );
     println!(
         "{:<26} {:>24}   {:>24}   {:>24}",
