@@ -11,8 +11,12 @@
 //! Both serve the same certificate (a P-256 leaf for `localhost`: wrk sends the URL's host as
 //! SNI, so the host has to be one that resolves to 127.0.0.1). wrk (`-t2 -c32 -d5s`) runs
 //! against each in turn, nginx then the router, [`ROUNDS`] times, over HTTP and over HTTPS
-//! with keep-alive, and over HTTPS with `Connection: close` — a full TLS handshake per
-//! request. Printed: medians of requests per second and of p99 latency, and router/nginx.
+//! with keep-alive, and over HTTPS with `Connection: close` — a TLS handshake per request
+//! (a resumed one: wrk offers its last session, and both proxies issue tickets). Printed:
+//! medians of requests per second, of p99 latency and of each proxy's CPU time per request
+//! (user and system, from `/proc`: nginx's workers, this process for the router), and
+//! router/nginx. With two cores shared by wrk, the app and the proxy, the CPU time per
+//! request decides the throughput; it is also the steadiest of the three on a busy machine.
 //!
 //! Run: `cargo bench -p slipway-router --bench proxy` (needs wrk and nginx-light:
 //! `scripts/bench` installs them). `-- --rounds N --seconds S` change the runs; `-- --hold S`
