@@ -68,6 +68,8 @@ impl LogFilter {
 
 #[derive(Debug)]
 struct AppLog {
+    /// The app's name, shared with the disk writer's queue.
+    name: Arc<str>,
     /// Shared with followers and the disk writer: a line is allocated once.
     lines: VecDeque<Arc<LogLine>>,
     /// The bytes of text in `lines`.
@@ -78,8 +80,9 @@ struct AppLog {
 }
 
 impl AppLog {
-    fn new() -> AppLog {
+    fn new(name: &str) -> AppLog {
         AppLog {
+            name: Arc::from(name),
             lines: VecDeque::with_capacity(64),
             bytes: 0,
             followers: broadcast::channel(FOLLOWER_LAG).0,
@@ -129,7 +132,7 @@ pub struct Logs {
 /// What the disk writer is asked to do, in order.
 #[derive(Debug)]
 enum DiskWrite {
-    Line(String, Arc<LogLine>),
+    Line(Arc<str>, Arc<LogLine>),
     Remove(String),
     Flush(oneshot::Sender<()>),
 }
@@ -168,7 +171,7 @@ impl Logs {
             else {
                 continue;
             };
-            let mut log = AppLog::new();
+            let mut log = AppLog::new(app);
             // A file that is not one (a symlink planted here) is left alone, not read.
             match crate::file::tail_lines(app, &path, Logs::KEPT, &LogFilter::default()) {
                 Ok(lines) => lines.into_iter().for_each(|line| log.keep(Arc::new(line))),
@@ -198,9 +201,12 @@ impl Logs {
     /// Appends a line to `app`'s log.
     pub fn push(&self, app: &str, source: &str, text: &str) {
         // One line stays one line, in memory and on disk.
-        let mut text = text
-            .trim_end_matches(['\r', '\n'])
-            .replace(['\n', '\r'], " ");
+        let text = text.trim_end_matches(['\r', '\n']);
+        let mut text = if text.contains(['\n', '\r']) {
+            text.replace(['\n', '\r'], " ")
+        } else {
+            text.to_owned()
+        };
         if text.len() > Self::MAX_LINE {
             let mut cut = Self::MAX_LINE - CUT.len();
             while !text.is_char_boundary(cut) {
@@ -215,10 +221,16 @@ impl Logs {
             text,
         });
         let mut apps = self.apps.lock().expect("never poisoned");
-        let log = apps.entry(app.to_owned()).or_insert_with(AppLog::new);
+        // The router pushes a line per request: no copy of the app's name for one it has.
+        let log = match apps.get_mut(app) {
+            Some(log) => log,
+            None => apps
+                .entry(app.to_owned())
+                .or_insert_with(|| AppLog::new(app)),
+        };
         log.keep(Arc::clone(&line));
         if let Some(disk) = &self.disk {
-            to_disk(disk, app, log, &line);
+            to_disk(disk, log, &line);
         }
         // No followers is fine: nobody is watching.
         let _ = log.followers.send(line);
@@ -252,7 +264,9 @@ impl Logs {
         filter: &LogFilter,
     ) -> (Vec<LogLine>, broadcast::Receiver<Arc<LogLine>>) {
         let mut apps = self.apps.lock().expect("never poisoned");
-        let log = apps.entry(app.to_owned()).or_insert_with(AppLog::new);
+        let log = apps
+            .entry(app.to_owned())
+            .or_insert_with(|| AppLog::new(app));
         (log.last(n, filter), log.followers.subscribe())
     }
 
@@ -276,7 +290,7 @@ fn now() -> OffsetDateTime {
 
 /// Queues `line` for the disk without waiting: when the queue is full the line is counted,
 /// and the count goes to the disk, before the next line that fits, in place of the lines.
-fn to_disk(disk: &mpsc::Sender<DiskWrite>, app: &str, log: &mut AppLog, line: &Arc<LogLine>) {
+fn to_disk(disk: &mpsc::Sender<DiskWrite>, log: &mut AppLog, line: &Arc<LogLine>) {
     if log.unwritten > 0 {
         let note = Arc::new(LogLine {
             at: now(),
@@ -287,7 +301,7 @@ fn to_disk(disk: &mpsc::Sender<DiskWrite>, app: &str, log: &mut AppLog, line: &A
             ),
         });
         if disk
-            .try_send(DiskWrite::Line(app.to_owned(), note))
+            .try_send(DiskWrite::Line(Arc::clone(&log.name), note))
             .is_err()
         {
             log.unwritten += 1;
@@ -296,7 +310,7 @@ fn to_disk(disk: &mpsc::Sender<DiskWrite>, app: &str, log: &mut AppLog, line: &A
         log.unwritten = 0;
     }
     if let Err(mpsc::error::TrySendError::Full(_)) =
-        disk.try_send(DiskWrite::Line(app.to_owned(), Arc::clone(line)))
+        disk.try_send(DiskWrite::Line(Arc::clone(&log.name), Arc::clone(line)))
     {
         log.unwritten += 1;
     }
@@ -339,20 +353,28 @@ fn write_batch(
     sizes: &mut HashMap<String, u64>,
     flushed: &mut Vec<oneshot::Sender<()>>,
 ) -> std::io::Result<()> {
-    let mut pending: Vec<(String, String)> = Vec::new();
+    let mut pending: Vec<(Arc<str>, Vec<u8>)> = Vec::new();
     let mut first_error = None;
     for item in batch {
         match item {
             DiskWrite::Line(app, line) => {
-                let entry = format!(
-                    "{}\t{}\t{}\n",
-                    line.at.format(TIME).unwrap_or_default(),
-                    line.source,
-                    line.text
-                );
-                match pending.iter_mut().find(|(a, _)| *a == app) {
-                    Some((_, text)) => text.push_str(&entry),
-                    None => pending.push((app, entry)),
+                let text = match pending.iter().position(|(a, _)| *a == app) {
+                    Some(i) => &mut pending[i].1,
+                    None => {
+                        pending.push((app, Vec::new()));
+                        &mut pending.last_mut().expect("just pushed").1
+                    }
+                };
+                // Written in place: no string per line.
+                let _ = line.at.format_into(text, TIME);
+                for part in [
+                    b"\t",
+                    line.source.as_bytes(),
+                    b"\t",
+                    line.text.as_bytes(),
+                    b"\n",
+                ] {
+                    text.extend_from_slice(part);
                 }
             }
             DiskWrite::Remove(app) => {
@@ -378,7 +400,7 @@ fn write_batch(
 /// Appends what is pending to each app's file, keeping the first error.
 fn write_pending(
     dir: &Path,
-    pending: &mut Vec<(String, String)>,
+    pending: &mut Vec<(Arc<str>, Vec<u8>)>,
     sizes: &mut HashMap<String, u64>,
     first_error: &mut Option<std::io::Error>,
 ) {
@@ -393,7 +415,7 @@ fn write_pending(
 fn append(
     dir: &Path,
     app: &str,
-    text: &str,
+    text: &[u8],
     sizes: &mut HashMap<String, u64>,
 ) -> std::io::Result<()> {
     let path = dir.join(format!("{app}.log"));
@@ -403,7 +425,7 @@ fn append(
         .append(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&path)?;
-    file.write_all(text.as_bytes())?;
+    file.write_all(text)?;
     let size = match sizes.get(app) {
         Some(size) => size + text.len() as u64,
         None => file.metadata()?.len(),

@@ -509,19 +509,20 @@ struct Forwarded {
 impl Forwarded {
     /// Replaces whatever forwarding headers the client sent with the router's own.
     fn set(&self, headers: &mut HeaderMap, request_id: &HeaderValue) {
+        let peer = address_value(self.peer);
         let for_value = match &self.chain {
-            Some(chain) => format!("{chain}, {}", self.peer),
-            None => self.peer.to_string(),
+            Some(chain) => HeaderValue::from_str(&format!("{chain}, {}", self.peer))
+                .expect("addresses are header values"),
+            None => peer.clone(),
+        };
+        let real_ip = if self.client == self.peer {
+            peer
+        } else {
+            address_value(self.client)
         };
         headers.remove(FORWARDED);
-        headers.insert(
-            X_FORWARDED_FOR,
-            HeaderValue::from_str(&for_value).expect("addresses are header values"),
-        );
-        headers.insert(
-            X_REAL_IP,
-            HeaderValue::from_str(&self.client.to_string()).expect("an address is a header value"),
-        );
+        headers.insert(X_FORWARDED_FOR, for_value);
+        headers.insert(X_REAL_IP, real_ip);
         headers.insert(
             X_FORWARDED_PROTO,
             HeaderValue::from_static(if self.https { "https" } else { "http" }),
@@ -529,6 +530,16 @@ impl Forwarded {
         headers.insert(X_FORWARDED_PORT, HeaderValue::from(self.port));
         headers.insert(X_REQUEST_ID, request_id.clone());
     }
+}
+
+/// An address as a header value, written without a `String` in between.
+fn address_value(ip: IpAddr) -> HeaderValue {
+    use std::io::Write as _;
+    let mut buffer = [0u8; 64];
+    let mut rest = &mut buffer[..];
+    write!(rest, "{ip}").expect("an address fits 64 bytes");
+    let len = 64 - rest.len();
+    HeaderValue::from_bytes(&buffer[..len]).expect("an address is a header value")
 }
 
 /// The client's `X-Request-Id` when it is one Heroku would keep (20 to 200 characters of
@@ -584,6 +595,10 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
 /// Removes the headers that belong to one connection, not to the message (RFC 9110 §7.6.1),
 /// keeping `Upgrade` for a request that asks to upgrade.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
+    // Most messages have none: one look at each name is cheaper than a lookup of each.
+    if !upgrading && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -614,6 +629,19 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
     } else {
         headers.remove(header::UPGRADE);
     }
+}
+
+/// Whether `name` is one of the headers [`strip_hop_by_hop`] always removes, or `Connection`,
+/// which names the others.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
 }
 
 /// An upgraded connection (a WebSocket): bytes both ways until either side closes.
