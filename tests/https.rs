@@ -247,8 +247,9 @@ where
     ws.close(None).await.unwrap();
 }
 
-/// The largest resident set `pid` had while `work` ran, sampled every 50 ms.
-async fn peak_rss_during<F: std::future::Future>(pid: u32, work: F) -> (F::Output, u64) {
+/// The resident set `pid` had before `work`, and the largest while it ran, sampled every
+/// 50 ms.
+async fn peak_rss_during<F: std::future::Future>(pid: u32, work: F) -> (F::Output, u64, u64) {
     let rss = move || {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -259,12 +260,13 @@ async fn peak_rss_during<F: std::future::Future>(pid: u32, work: F) -> (F::Outpu
             .unwrap()
             * 1024
     };
-    let mut peak = rss();
+    let before = rss();
+    let mut peak = before;
     tokio::pin!(work);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tokio::select! {
-            out = &mut work => return (out, peak.max(rss())),
+            out = &mut work => return (out, before, peak.max(rss())),
             _ = tick.tick() => peak = peak.max(rss()),
         }
     }
@@ -312,13 +314,14 @@ async fn websockets_uploads_and_slow_clients_through_slipwayd() {
         .body(reqwest::Body::wrap_stream(body))
         .send();
     let started = Instant::now();
-    let (response, peak) = peak_rss_during(platform.pid(), upload).await;
+    let (response, before, peak) = peak_rss_during(platform.pid(), upload).await;
     let response = response.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), (CHUNK * CHUNKS).to_string());
     eprintln!(
-        "1 GiB uploaded in {:.1?}; slipwayd's peak RSS {} MiB",
+        "1 GiB uploaded in {:.1?}; slipwayd's RSS {} MiB before, {} MiB at most during it",
         started.elapsed(),
+        before >> 20,
         peak >> 20
     );
     assert!(peak < 100 << 20, "slipwayd reached {} MiB", peak >> 20);
