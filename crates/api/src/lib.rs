@@ -11,6 +11,7 @@
 //! a new release that needs deploying is handed to a [`Deployer`], which also answers for
 //! the app's processes and one-off runs; logs are read from a [`logs::LogSource`].
 
+mod actions;
 mod auth;
 mod control;
 mod convert;

@@ -33,7 +33,7 @@ pub use image::{APP_DIR, Digest, ImageRef, RegistryImage};
 pub use procfile::{MAX_COMMAND, MAX_PROCESS_TYPES, ProcessType, Procfile};
 pub use release::{
     PUSH_CUT_OFF, ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion, RollbackRefused,
-    rollback_target,
+    may_roll_back_to, rollback_target,
 };
 pub use routing::{Cidr, HSTS_MAX_AGE, MAX_ALLOW_LIST, RoutingChange, RoutingSettings};
 pub use settings::{

@@ -169,6 +169,16 @@ pub fn rollback_target(
                 current: current.version,
             })?,
     };
+    may_roll_back_to(chosen, current.version)
+}
+
+/// Whether a rollback may reuse `chosen` while `current` is the current release: it must
+/// have succeeded, must not be the current release, and must have a build. The dashboard
+/// asks this of each release it lists; [`rollback_target`] of the one it picked.
+pub fn may_roll_back_to(
+    chosen: &ReleaseFacts,
+    current: ReleaseVersion,
+) -> Result<ReleaseVersion, RollbackRefused> {
     match chosen.status {
         ReleaseStatus::Failed => return Err(RollbackRefused::Failed(chosen.version)),
         ReleaseStatus::Pending | ReleaseStatus::Deploying => {
@@ -176,7 +186,7 @@ pub fn rollback_target(
         }
         ReleaseStatus::Succeeded => {}
     }
-    if chosen.version == current.version {
+    if chosen.version == current {
         return Err(RollbackRefused::AlreadyCurrent(chosen.version));
     }
     if !chosen.has_build {

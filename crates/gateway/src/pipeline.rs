@@ -114,12 +114,38 @@ async fn run(
         .await
         .map_err(|e| internal(out, "cannot record the build", e))?;
     *build = Some(record.id);
-    let version = build_and_release(shared, push, request, out, record.id, &commit).await?;
+    // The log so far reaches the store while the build runs, so the dashboard can show it.
+    let flushing = tokio::spawn(flush_log(shared.store.clone(), push.app.clone(), record.id, out.clone()));
+    let built = build_and_release(shared, push, request, out, record.id, &commit).await;
+    flushing.abort();
+    let version = built?;
     Ok(version.map(|version| Pushed {
         version,
         branch: update.name.clone(),
         commit,
     }))
+}
+
+/// How often a running build's log is written to the store.
+const LOG_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes the build's log to the store whenever it has grown, until aborted; the last
+/// write, once the push is done, is `pre_receive`'s. The log is bounded (`MAX_KEPT_LOG`).
+async fn flush_log(store: store::Store, app: store::App, build: uuid::Uuid, out: Output) {
+    let mut written = 0;
+    let mut every = tokio::time::interval(LOG_FLUSH_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let kept = out.kept();
+        if kept.len() == written {
+            continue;
+        }
+        match store.set_build_log(&app, build, &kept).await {
+            Ok(()) => written = kept.len(),
+            Err(err) => tracing::warn!(error = %err, "cannot write the running build's log"),
+        }
+    }
 }
 
 /// The ref update that deploys (main, else master), after checking the others.

@@ -1,12 +1,14 @@
 //! Apps, collaborators, formation, domains and the audit trail.
 
-use domain::{AppName, Formation, Hostname, ProcessType, ReleaseCause, ReleaseStatus};
+use domain::{
+    AppName, Formation, Hostname, ProcessType, ReleaseCause, ReleaseStatus, ReleaseVersion,
+};
 use uuid::Uuid;
 
 use crate::db::{new_id, now, on_db, record_event};
 use crate::error::conflict_on_unique;
 use crate::{
-    Access, App, Collaborator, Domain, DomainState, Error, Event, ProcessCount, Result, Store, User,
+    Access, App, AppSummary, Collaborator, LatestRelease, Domain, DomainState, Error, Event, ProcessCount, Result, Store, User,
 };
 
 const APP_SELECT: &str = "SELECT a.id, a.name, o.username AS owner, a.created_at, a.uid_slot FROM apps a \
@@ -157,6 +159,69 @@ impl Store {
             .fetch_all(pool)
             .await)?;
         rows.into_iter().map(App::try_from).collect()
+    }
+
+    /// The apps `user` may see, by name, each with its newest release and its routing
+    /// switches: the dashboard's apps list, in one query.
+    pub async fn app_summaries(&self, user: &User) -> Result<Vec<AppSummary>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            name: String,
+            owner: String,
+            routing: String,
+            version: Option<i64>,
+            status: Option<String>,
+            summary: Option<String>,
+            created_by: Option<String>,
+            released_at: Option<time::OffsetDateTime>,
+            deploy_finished_at: Option<time::OffsetDateTime>,
+        }
+        let rows: Vec<Row> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT a.name, o.username AS owner, a.routing, r.version, r.status, r.summary, \
+                 ru.username AS created_by, r.created_at AS released_at, r.deploy_finished_at \
+                 FROM apps a JOIN users o ON o.id = a.owner_id \
+                 LEFT JOIN releases r ON r.app_id = a.id AND r.version = a.last_version \
+                 LEFT JOIN users ru ON ru.id = r.created_by \
+                 WHERE $1 OR a.owner_id = $2 OR EXISTS \
+                 (SELECT 1 FROM collaborators c WHERE c.app_id = a.id AND c.user_id = $2) \
+                 ORDER BY a.name",
+            )
+            .bind(user.admin)
+            .bind(user.id)
+            .fetch_all(pool)
+            .await
+        })?;
+        rows.into_iter()
+            .map(|row| {
+                let latest = match (row.version, row.status, row.created_by, row.released_at) {
+                    (Some(version), Some(status), Some(created_by), Some(created_at)) => {
+                        Some(LatestRelease {
+                            version: u32::try_from(version)
+                                .ok()
+                                .and_then(ReleaseVersion::new)
+                                .ok_or_else(|| Error::corrupt(format!("release version {version}")))?,
+                            status: ReleaseStatus::parse(&status)
+                                .ok_or_else(|| Error::corrupt(format!("release status {status:?}")))?,
+                            summary: row.summary.unwrap_or_default(),
+                            created_by,
+                            created_at,
+                            deploy_finished_at: row.deploy_finished_at,
+                        })
+                    }
+                    _ => None,
+                };
+                let routing = serde_json::from_str(&row.routing).map_err(|e| {
+                    Error::corrupt(format!("the routing settings of {}: {e}", row.name))
+                })?;
+                Ok(AppSummary {
+                    name: AppName::parse(&row.name).map_err(Error::corrupt)?,
+                    owner: row.owner,
+                    routing,
+                    latest,
+                })
+            })
+            .collect()
     }
 
     /// Every app, by name: what the release manager brings back up on start.

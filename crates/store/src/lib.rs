@@ -20,6 +20,7 @@ mod error;
 mod model;
 mod releases;
 mod routing;
+mod sessions;
 mod settings;
 mod users;
 mod work;
@@ -31,10 +32,11 @@ pub use certificates::{
 pub use db::{Backend, Store};
 pub use error::Error;
 pub use model::{
-    Access, ApiToken, App, Build, BuildSource, BuildStatus, Collaborator, ConfigOutcome, Domain,
-    DomainState, Event, Need, ProcessCount, Release, SshKey, User,
+    Access, ApiToken, App, AppSummary, Build, BuildSource, BuildStatus, Collaborator, ConfigOutcome, Domain,
+    DomainState, Event, LatestRelease, Need, ProcessCount, Release, SshKey, User,
 };
 pub use routing::RoutingChanged;
+pub use sessions::WebSession;
 pub use settings::SettingsChanged;
 pub use users::NewUser;
 pub use work::{

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use domain::{AppName, ReleaseStatus, ReleaseVersion};
+use domain::{AppName, ReleaseStatus, ReleaseVersion, RoutingSettings};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -47,6 +47,27 @@ pub struct App {
     /// The app's number among all apps ever made: the sandbox's uid for it derives from it,
     /// the same in every process.
     pub uid_slot: u32,
+}
+
+/// An app as the dashboard's list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSummary {
+    pub name: AppName,
+    pub owner: String,
+    pub routing: RoutingSettings,
+    /// Its newest release (every app has one; `None` only if the store is mid-change).
+    pub latest: Option<LatestRelease>,
+}
+
+/// The newest release of an app, without its config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestRelease {
+    pub version: ReleaseVersion,
+    pub status: ReleaseStatus,
+    pub summary: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub deploy_finished_at: Option<OffsetDateTime>,
 }
 
 /// How a user relates to an app.

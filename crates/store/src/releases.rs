@@ -80,6 +80,47 @@ impl Store {
         rows.into_iter().map(Release::try_from).collect()
     }
 
+    /// A page of the app's releases, newest first: at most `limit` of those older than
+    /// `before` (of the newest when `None`).
+    pub async fn releases_before(
+        &self,
+        app: &App,
+        before: Option<ReleaseVersion>,
+        limit: u32,
+    ) -> Result<Vec<Release>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{RELEASE_SELECT} WHERE r.app_id = $1 AND r.version < $2 ORDER BY r.version DESC LIMIT $3"
+        ));
+        let before = before.map_or(i64::MAX, |v| i64::from(v.get()));
+        let rows: Vec<ReleaseRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
+            .bind(app.id)
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(Release::try_from).collect()
+    }
+
+    /// The current release's version: the newest that succeeded, if any did.
+    pub async fn current_version(&self, app: &App) -> Result<Option<ReleaseVersion>> {
+        let version: Option<i64> = on_db!(self, read, |pool| {
+            sqlx::query_scalar(
+                "SELECT MAX(version) FROM releases WHERE app_id = $1 AND status = 'succeeded'",
+            )
+            .bind(app.id)
+            .fetch_one(pool)
+            .await
+        })?;
+        version
+            .map(|v| {
+                u32::try_from(v)
+                    .ok()
+                    .and_then(ReleaseVersion::new)
+                    .ok_or_else(|| Error::corrupt(format!("release version {v}")))
+            })
+            .transpose()
+    }
+
     pub async fn release(&self, app: &App, version: ReleaseVersion) -> Result<Release> {
         let sql = sqlx::AssertSqlSafe(format!(
             "{RELEASE_SELECT} WHERE r.app_id = $1 AND r.version = $2"

@@ -19,7 +19,7 @@ pub enum NewUser {
 const USER_COLUMNS: &str = "id, username, admin, created_at";
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(crate) struct UserRow {
     id: Uuid,
     username: String,
     admin: bool,

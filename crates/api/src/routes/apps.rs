@@ -5,12 +5,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use domain::AppName;
 
-use super::formation::current_procfile;
+use crate::actions::{self, current_procfile};
 use crate::auth::{CurrentUser, Need, authorize};
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
 use crate::{control, convert};
-use store::WorkKind;
 
 /// The apps the caller owns or collaborates on; every app for an admin.
 #[utoipa::path(get, path = "/v1/apps", tag = "apps", security(("token" = [])),
@@ -85,9 +84,6 @@ pub(super) async fn destroy(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Own).await?;
-    state.store.destroy_app(&app, &caller.user).await?;
-    // Its processes stop and its directories go, in the release manager.
-    control::queue(&state, &app.name, WorkKind::Destroy).await?;
-    tracing::info!(app = %app.name, by = %caller.user.username, "app destroyed");
+    actions::destroy(&state, &app, &caller.user).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,7 @@ use store::ConfigOutcome;
 use crate::auth::{CurrentUser, Need, authorize};
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
-use crate::{control, convert};
+use crate::{actions, convert};
 
 /// The app's config: that of its newest release.
 #[utoipa::path(get, path = "/v1/apps/{app}/config", tag = "config", security(("token" = [])),
@@ -44,10 +44,7 @@ pub(super) async fn patch(
         return Err(ApiError::Invalid("no config vars given".to_owned()));
     }
     let change = ConfigChange::parse(body.values.iter().map(|(k, v)| (k.as_str(), v.as_deref())))?;
-    let outcome = state
-        .store
-        .change_config(&app, &change, &caller.user)
-        .await?;
+    let outcome = actions::change_config(&state, &app, &caller.user, &change).await?;
     let (release, made) = match outcome {
         ConfigOutcome::Released(release) => (release, true),
         ConfigOutcome::Unchanged(release) => (release, false),
@@ -56,9 +53,6 @@ pub(super) async fn patch(
         version: release.version.get(),
         values: release.config.clone(),
     };
-    if made && release.build.is_some() {
-        control::deploy(&state, &app.name, release.version).await?;
-    }
     Ok(Json(ConfigChanged {
         release: made.then(|| convert::release(release)),
         config,

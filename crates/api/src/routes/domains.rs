@@ -7,7 +7,6 @@ use std::time::Duration;
 use api_types::{AddDomain, Domain, ErrorBody};
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::{Hostname, PlatformPlace};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -18,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::auth::{CurrentUser, Need, authorize};
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
-use crate::{control, convert};
+use crate::{actions, control, convert};
 
 /// How many TXT values, and how many characters of each, a failed verification quotes.
 const QUOTED_VALUES: usize = 3;
@@ -63,23 +62,7 @@ pub(super) async fn add(
 ) -> Result<(StatusCode, Json<Domain>), ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
     let Json(body) = body?;
-    let host = Hostname::parse(&body.domain)?;
-    let platform = &state.config.domain;
-    let token = match host.platform_place(platform) {
-        PlatformPlace::Outside => Some(new_token()),
-        PlatformPlace::App(label) if label == app.name.as_str() => None,
-        PlatformPlace::App(_) | PlatformPlace::Other => {
-            return Err(ApiError::Invalid(format!(
-                "{host} is under the platform domain {platform}, which only the platform gives out; this app answers at {}.{platform} already",
-                app.name
-            )));
-        }
-    };
-    let added = state
-        .store
-        .add_domain(&app, &host, token.as_deref(), &caller.user)
-        .await?;
-    control::hosts(&state, &app.name).await?;
+    let added = actions::add_domain(&state, &app, &caller.user, &body.domain).await?;
     Ok((StatusCode::CREATED, Json(convert::domain(added))))
 }
 
@@ -150,16 +133,12 @@ pub(super) async fn remove(
     Path((name, domain)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
-    state
-        .store
-        .remove_domain(&app, &domain, &caller.user)
-        .await?;
-    control::hosts(&state, &app.name).await?;
+    actions::remove_domain(&state, &app, &caller.user, &domain).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// A verification token: 128 random bits in hex, recognisable by its prefix.
-fn new_token() -> String {
+pub(crate) fn new_verification_token() -> String {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
     format!("slipway-verify-{}", hex::encode(bytes))

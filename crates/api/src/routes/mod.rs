@@ -15,6 +15,8 @@ mod releases;
 mod routing;
 mod settings;
 
+pub(crate) use domains::new_verification_token;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;

@@ -11,7 +11,7 @@ use logs::{Followed, LogFilter, Logs};
 use crate::auth::{CurrentUser, Need, authorize};
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState};
-use crate::{control, convert};
+use crate::{actions, control, convert};
 use store::WorkKind;
 
 /// The longest command `run` takes.
@@ -43,17 +43,7 @@ pub(super) async fn restart(
 ) -> Result<Json<Vec<Process>>, ApiError> {
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
     let Json(body) = body?;
-    if let Some(t) = &body.process_type {
-        domain::ProcessType::parse(t)?;
-    }
-    if !state.config.deploys {
-        return Err(ApiError::Conflict(control::NO_RUNTIME.to_owned()));
-    }
-    state.store.bump_generation(&app.name).await?;
-    let restart = WorkKind::Restart {
-        process_type: body.process_type,
-    };
-    control::request(&state, &app.name, restart).await?;
+    actions::restart(&state, &app, body.process_type).await?;
     let processes = state.store.processes(&app.name).await?;
     Ok(Json(processes.into_iter().map(convert::process).collect()))
 }

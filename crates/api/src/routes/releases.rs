@@ -9,7 +9,7 @@ use super::Page;
 use crate::auth::{CurrentUser, Need, authorize};
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState};
-use crate::{control, convert};
+use crate::{actions, convert};
 
 /// The app's releases, newest first.
 #[utoipa::path(get, path = "/v1/apps/{app}/releases", tag = "releases", security(("token" = [])),
@@ -66,7 +66,6 @@ pub(super) async fn rollback(
                 .ok_or_else(|| ApiError::Invalid("release versions start at v1".to_owned()))
         })
         .transpose()?;
-    let release = state.store.rollback(&app, target, &caller.user).await?;
-    control::deploy(&state, &app.name, release.version).await?;
+    let release = actions::rollback(&state, &app, &caller.user, target).await?;
     Ok((StatusCode::CREATED, Json(convert::release(release))))
 }

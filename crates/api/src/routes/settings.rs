@@ -23,7 +23,7 @@ async fn change(
     change: SettingsChange,
 ) -> Result<ProcessSettings, ApiError> {
     let latest = state.store.latest_release(app).await?;
-    let procfile = super::formation::current_procfile(state, app, &latest).await?;
+    let procfile = crate::actions::current_procfile(state, app, &latest).await?;
     let known: Option<Vec<ProcessType>> = procfile.as_ref().map(|f| {
         f.keys()
             .filter_map(|t| ProcessType::parse(t).ok())
