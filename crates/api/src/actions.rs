@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use domain::{ConfigChange, Formation, Hostname, PlatformPlace, ProcessType, ReleaseVersion};
+use domain::{
+    ConfigChange, Formation, Hostname, PlatformPlace, ProcessType, ReleaseVersion, RoutingChange,
+    RoutingSettings,
+};
 use store::{App, ConfigOutcome, ProcessCount, Release, User, WorkKind};
 
 use crate::{ApiError, ApiState, control};
@@ -140,6 +143,21 @@ pub(crate) async fn remove_domain(
 ) -> Result<(), ApiError> {
     state.store.remove_domain(app, name, user).await?;
     control::hosts(state, &app.name).await
+}
+
+/// Makes one change of the app's routing switches, and waits (briefly) until the router has
+/// it, so a request right after meets it.
+pub(crate) async fn change_routing(
+    state: &ApiState,
+    app: &App,
+    user: &User,
+    change: &RoutingChange,
+) -> Result<RoutingSettings, ApiError> {
+    let changed = state.store.change_routing(app, change, user).await?;
+    if let Some(work) = changed.work {
+        control::await_hosts(state, &app.name, work).await?;
+    }
+    Ok(changed.settings)
 }
 
 /// Destroys the app and everything it owns; its processes stop and its directories go in

@@ -67,6 +67,29 @@ pub(crate) async fn verify_password(
         .await?
 }
 
+/// Checks a username and password, throttled per account and per address (the one check
+/// behind `/v1/auth/login` and the dashboard's sign-in).
+pub(crate) async fn sign_in(
+    state: &ApiState,
+    guard: &LoginGuard,
+    username: &str,
+    password: String,
+    peer: Option<IpAddr>,
+) -> Result<User, ApiError> {
+    guard.attempt(username, peer)?;
+    let found = state.store.user_with_password(username).await?;
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let ok = verify_password(guard, password, hash).await?;
+    let user = user
+        .filter(|_| ok)
+        .ok_or_else(|| ApiError::Unauthorized("wrong username or password".to_owned()))?;
+    guard.succeeded(username, peer);
+    Ok(user)
+}
+
 thread_local! {
     /// Argon2's working memory, kept by each hashing thread: allocating and freeing 19 MiB
     /// per hash left the allocator holding a little more after each one.
@@ -475,6 +498,19 @@ pub(crate) async fn authorize(
     app: &str,
     need: Need,
 ) -> Result<App, ApiError> {
+    authorize_access(state, user, app, need)
+        .await
+        .map(|(app, _)| app)
+}
+
+/// [`authorize`], also saying how `user` relates to the app (the dashboard shows only the
+/// controls the viewer may use).
+pub(crate) async fn authorize_access(
+    state: &ApiState,
+    user: &User,
+    app: &str,
+    need: Need,
+) -> Result<(App, Access), ApiError> {
     let no_such_app =
         || ApiError::NotFound(format!("no app named {app}: see yours with `slip apps`"));
     let (app, access) = match state.store.app_access(app, user).await {
@@ -483,7 +519,7 @@ pub(crate) async fn authorize(
         Err(err) => return Err(err.into()),
     };
     if access.permits(user.admin, need) {
-        return Ok(app);
+        return Ok((app, access));
     }
     if access == Access::None {
         return Err(no_such_app());

@@ -24,15 +24,20 @@ pub(crate) fn key(key: store::SshKey) -> wire::SshKey {
     }
 }
 
-pub(crate) fn app(config: &ApiConfig, app: &store::App) -> wire::App {
+/// Where the app answers on the router: `http://<app>.<domain>[:port]`.
+pub(crate) fn app_url(config: &ApiConfig, app: &domain::AppName) -> String {
     let port = match config.router_port {
         80 => String::new(),
         port => format!(":{port}"),
     };
+    format!("http://{app}.{}{port}", config.domain)
+}
+
+pub(crate) fn app(config: &ApiConfig, app: &store::App) -> wire::App {
     wire::App {
         name: app.name.to_string(),
         owner: app.owner.clone(),
-        url: format!("http://{}.{}{port}", app.name, config.domain),
+        url: app_url(config, &app.name),
         git_url: format!("{}/{}.git", config.git_url.trim_end_matches('/'), app.name),
         created_at: app.created_at,
     }

@@ -19,6 +19,7 @@ mod error;
 mod extract;
 mod openapi;
 mod routes;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +111,7 @@ pub fn router(state: ApiState) -> Router {
         }),
     )
     .route("/healthz", axum::routing::get(routes::healthz))
+    .merge(web::routes())
     .fallback(error::not_found)
     .method_not_allowed_fallback(error::method_not_allowed)
     .with_state(state)

@@ -115,7 +115,12 @@ async fn run(
         .map_err(|e| internal(out, "cannot record the build", e))?;
     *build = Some(record.id);
     // The log so far reaches the store while the build runs, so the dashboard can show it.
-    let flushing = tokio::spawn(flush_log(shared.store.clone(), push.app.clone(), record.id, out.clone()));
+    let flushing = tokio::spawn(flush_log(
+        shared.store.clone(),
+        push.app.clone(),
+        record.id,
+        out.clone(),
+    ));
     let built = build_and_release(shared, push, request, out, record.id, &commit).await;
     flushing.abort();
     let version = built?;

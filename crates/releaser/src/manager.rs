@@ -478,6 +478,10 @@ impl ReleaseManager {
                     "the release command exited with status {status}; nothing was deployed"
                 ));
             }
+            // Only for the dashboard's timings: a failure to record it fails nothing.
+            if let Err(err) = self.inner.store.release_phase_done(app, spec.version).await {
+                tracing::warn!(app = %app.name, error = %err, "cannot record the release phase's end");
+            }
         }
         let formation = self
             .formation(app, spec)

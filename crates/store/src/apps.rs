@@ -8,7 +8,8 @@ use uuid::Uuid;
 use crate::db::{new_id, now, on_db, record_event};
 use crate::error::conflict_on_unique;
 use crate::{
-    Access, App, AppSummary, Collaborator, LatestRelease, Domain, DomainState, Error, Event, ProcessCount, Result, Store, User,
+    Access, App, AppSummary, Collaborator, Domain, DomainState, Error, Event, LatestRelease,
+    ProcessCount, Result, Store, User,
 };
 
 const APP_SELECT: &str = "SELECT a.id, a.name, o.username AS owner, a.created_at, a.uid_slot FROM apps a \
@@ -200,9 +201,12 @@ impl Store {
                             version: u32::try_from(version)
                                 .ok()
                                 .and_then(ReleaseVersion::new)
-                                .ok_or_else(|| Error::corrupt(format!("release version {version}")))?,
-                            status: ReleaseStatus::parse(&status)
-                                .ok_or_else(|| Error::corrupt(format!("release status {status:?}")))?,
+                                .ok_or_else(|| {
+                                    Error::corrupt(format!("release version {version}"))
+                                })?,
+                            status: ReleaseStatus::parse(&status).ok_or_else(|| {
+                                Error::corrupt(format!("release status {status:?}"))
+                            })?,
                             summary: row.summary.unwrap_or_default(),
                             created_by,
                             created_at,

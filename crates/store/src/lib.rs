@@ -32,8 +32,9 @@ pub use certificates::{
 pub use db::{Backend, Store};
 pub use error::Error;
 pub use model::{
-    Access, ApiToken, App, AppSummary, Build, BuildSource, BuildStatus, Collaborator, ConfigOutcome, Domain,
-    DomainState, Event, LatestRelease, Need, ProcessCount, Release, SshKey, User,
+    Access, ApiToken, App, AppSummary, Build, BuildSource, BuildStatus, Collaborator,
+    ConfigOutcome, Domain, DomainState, Event, LatestRelease, Need, ProcessCount, Release, SshKey,
+    User,
 };
 pub use routing::RoutingChanged;
 pub use sessions::WebSession;

@@ -170,8 +170,9 @@ pub struct Release {
     pub reason: Option<String>,
     pub created_by: String,
     pub created_at: OffsetDateTime,
-    /// When its deploy began and ended.
+    /// When its deploy began and ended, and when its release phase ended (if it had one).
     pub deploy_started_at: Option<OffsetDateTime>,
+    pub release_phase_finished_at: Option<OffsetDateTime>,
     pub deploy_finished_at: Option<OffsetDateTime>,
 }
 

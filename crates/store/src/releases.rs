@@ -13,7 +13,7 @@ use crate::{App, ConfigOutcome, Error, Release, Result, Store, User};
 
 /// Release columns, joined with the author and the build's commit.
 const RELEASE_SELECT: &str = "SELECT r.version, r.build_id, b.commit_sha, r.config, r.summary, r.status, r.reason, \
-     u.username AS created_by, r.created_at, r.deploy_started_at, r.deploy_finished_at \
+     u.username AS created_by, r.created_at, r.deploy_started_at, r.release_phase_finished_at, r.deploy_finished_at \
      FROM releases r JOIN users u ON u.id = r.created_by LEFT JOIN builds b ON b.id = r.build_id";
 
 #[derive(sqlx::FromRow)]
@@ -28,6 +28,7 @@ struct ReleaseRow {
     created_by: String,
     created_at: time::OffsetDateTime,
     deploy_started_at: Option<time::OffsetDateTime>,
+    release_phase_finished_at: Option<time::OffsetDateTime>,
     deploy_finished_at: Option<time::OffsetDateTime>,
 }
 
@@ -54,6 +55,7 @@ impl TryFrom<ReleaseRow> for Release {
             created_by: row.created_by,
             created_at: row.created_at,
             deploy_started_at: row.deploy_started_at,
+            release_phase_finished_at: row.release_phase_finished_at,
             deploy_finished_at: row.deploy_finished_at,
         })
     }
@@ -297,6 +299,22 @@ impl Store {
 
     /// Records how a release's deploy went: `deploying` stamps its start, `succeeded` and
     /// `failed` its end.
+    /// Records that the release's release phase has just finished, and its rollout begins.
+    pub async fn release_phase_done(&self, app: &App, version: ReleaseVersion) -> Result<()> {
+        on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE releases SET release_phase_finished_at = $3 WHERE app_id = $1 AND version = $2",
+            )
+            .bind(app.id)
+            .bind(i64::from(version.get()))
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
     pub async fn set_release_status(
         &self,
         app: &App,

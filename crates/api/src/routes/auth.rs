@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use domain::{Password, Username};
 use store::NewUser;
 
-use crate::auth::{CurrentUser, LoginGuard, hash_password, new_token, token_hash, verify_password};
+use crate::auth::{CurrentUser, LoginGuard, hash_password, new_token, sign_in, token_hash};
 use crate::convert;
 use crate::extract::{Json, Path, Peer};
 use crate::{ApiError, ApiState};
@@ -75,17 +75,7 @@ pub(super) async fn login(
     Peer(peer): Peer,
     Json(body): Json<Credentials>,
 ) -> Result<Json<Session>, ApiError> {
-    guard.attempt(&body.username, peer)?;
-    let found = state.store.user_with_password(&body.username).await?;
-    let (user, hash) = match found {
-        Some((user, hash)) => (Some(user), Some(hash)),
-        None => (None, None),
-    };
-    let ok = verify_password(&guard, body.password, hash).await?;
-    let user = user
-        .filter(|_| ok)
-        .ok_or_else(|| ApiError::Unauthorized("wrong username or password".to_owned()))?;
-    guard.succeeded(&body.username, peer);
+    let user = sign_in(&state, &guard, &body.username, body.password, peer).await?;
     let token = issue_token(&state, &user).await?;
     Ok(Json(Session {
         user: convert::user(&user),

@@ -42,6 +42,10 @@ pub(super) async fn scale(
         .iter()
         .map(|(t, n)| format!("{t}={n}"))
         .collect();
-    let scaled = actions::scale(&state, &app, &caller.user, args.iter().map(String::as_str)).await?;
-    Ok(Json(convert::formation(scaled.counts, scaled.procfile.as_ref())))
+    let scaled =
+        actions::scale(&state, &app, &caller.user, args.iter().map(String::as_str)).await?;
+    Ok(Json(convert::formation(
+        scaled.counts,
+        scaled.procfile.as_ref(),
+    )))
 }

@@ -9,10 +9,9 @@ use store::ServedCertificate;
 
 use crate::auth::{CurrentUser, Need, authorize};
 use crate::extract::{Json, Path};
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, actions};
 
 /// How long a change waits for the router to learn it before answering.
-const HOSTS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[utoipa::path(get, path = "/v1/apps/{app}/routing", tag = "routing", security(("token" = [])),
     params(("app" = String, Path)),
@@ -40,36 +39,8 @@ pub(super) async fn patch(
     let app = authorize(&state, &caller.user, &name, Need::Write).await?;
     let Json(body) = body?;
     let change = change(body)?;
-    let changed = state
-        .store
-        .change_routing(&app, &change, &caller.user)
-        .await?;
-    if let Some(work) = changed.work {
-        await_hosts(&state, &app.name, work).await?;
-    }
-    Ok(Json(routing(&state, &app, changed.settings).await?))
-}
-
-/// Waits, briefly, until a release manager has handed the app's routing to the router, so a
-/// request right after the answer meets the change.
-pub(super) async fn await_hosts(
-    state: &ApiState,
-    app: &domain::AppName,
-    work: store::WorkId,
-) -> Result<(), ApiError> {
-    if !state.config.deploys {
-        return Ok(());
-    }
-    let deadline = tokio::time::Instant::now() + HOSTS_WAIT;
-    if state
-        .store
-        .await_work(work, Some(deadline), |_| {})
-        .await?
-        .is_none()
-    {
-        tracing::warn!(%app, "no release manager updated the app's routing within 10 s; it will");
-    }
-    Ok(())
+    let settings = actions::change_routing(&state, &app, &caller.user, &change).await?;
+    Ok(Json(routing(&state, &app, settings).await?))
 }
 
 /// The one change a patch names.

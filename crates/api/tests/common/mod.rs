@@ -42,6 +42,9 @@ pub(crate) struct TestApp {
     pub(crate) router: Router,
     pub(crate) runtime: Arc<FakeRuntime>,
     pub(crate) store: store::Store,
+    /// The apps' logs, as the release manager writes them and the API reads them.
+    #[allow(dead_code, reason = "only the dashboard suite writes log lines")]
+    pub(crate) logs: releaser::Logs,
     _stop: tokio_util::sync::DropGuard,
     _db: TestDatabase,
 }
@@ -84,12 +87,13 @@ impl TestApp {
                 deploys: true,
             }),
             build_cache: Arc::new(slipway_api::NoBuildCache),
-            logs: Arc::new(logs),
+            logs: Arc::new(logs.clone()),
         };
         Some(TestApp {
             router: router(state),
             runtime,
             store,
+            logs,
             _stop: stop.drop_guard(),
             _db: db,
         })

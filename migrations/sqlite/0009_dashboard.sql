@@ -1,4 +1,4 @@
--- Issue 13. Dashboard sign-ins: the browser holds a random secret in a cookie; the store keeps
+-- Issue 13, the dashboard. Sign-ins: the browser holds a random secret in a cookie; the store keeps
 -- only its SHA-256, the user, the session's CSRF token and when it ends. Signing out deletes
 -- the row, so a copied cookie is worthless from then on; so is one past expires_at.
 CREATE TABLE web_sessions (
@@ -10,3 +10,7 @@ CREATE TABLE web_sessions (
 );
 CREATE INDEX web_sessions_user ON web_sessions (user_id);
 CREATE INDEX web_sessions_expiry ON web_sessions (expires_at);
+
+-- When a release's release phase (its `release:` command) finished, so the dashboard can
+-- show a deploy as its release phase and its rollout; NULL when it had none or it failed.
+ALTER TABLE releases ADD COLUMN release_phase_finished_at TEXT;

@@ -1,0 +1,376 @@
+//! The dashboard over HTTP, as a browser without JavaScript uses it: signing in and out,
+//! CSRF and cross-origin refusals, escaping of tenants' text, another user's apps, the
+//! sign-in throttle, and the changes its forms make — on SQLite and PostgreSQL, through the
+//! real router, store and release manager (on the fake runtime the other suites use). The
+//! pages in a real browser are `tests/dashboard.rs` at the workspace's root.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use test_support::Backend;
+use tower::ServiceExt;
+
+use common::{TestApp, both_backends};
+
+/// A browser without JavaScript: it keeps cookies, posts forms, and reads pages.
+struct Browser<'a> {
+    app: &'a TestApp,
+    cookies: BTreeMap<String, String>,
+    /// `Origin` to send with posts (a browser always does).
+    origin: Option<String>,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl Page {
+    /// The CSRF token the page's forms carry.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find(r#"name="_csrf" value=""#)
+            .unwrap_or_else(|| panic!("no form on the page: {}", self.body));
+        let rest = &self.body[at + r#"name="_csrf" value=""#.len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Browser<'a> {
+        Browser {
+            app,
+            cookies: BTreeMap::new(),
+            origin: Some("http://dashboard.test".to_owned()),
+        }
+    }
+
+    async fn request(&mut self, method: Method, path: &str, form: Option<&str>) -> Page {
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(header::HOST, "dashboard.test");
+        if !self.cookies.is_empty() {
+            let cookie = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            request = request.header(header::COOKIE, cookie);
+        }
+        if method == Method::POST {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            if let Some(origin) = &self.origin {
+                request = request.header(header::ORIGIN, origin);
+            }
+        }
+        let request = request
+            .body(form.map_or_else(Body::empty, |f| Body::from(f.to_owned())))
+            .unwrap();
+        let response = self.app.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .map(|l| l.to_str().unwrap().to_owned());
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|c| c.to_str().unwrap().to_owned())
+            .collect();
+        for cookie in &set_cookies {
+            let pair = cookie.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Page {
+            status,
+            location,
+            set_cookies,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.request(Method::GET, path, None).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body = serde_urlencoded::to_string(form).unwrap();
+        self.request(Method::POST, path, Some(&body)).await
+    }
+
+    /// Signs in through the form, as a person does.
+    async fn sign_in(&mut self, username: &str, password: &str) -> Page {
+        let page = self.get("/sign-in").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let csrf = page.csrf();
+        self.post(
+            "/sign-in",
+            &[
+                ("_csrf", &csrf),
+                ("username", username),
+                ("password", password),
+                ("next", "/"),
+            ],
+        )
+        .await
+    }
+
+    /// A page's CSRF token, read from the page as a browser would have it.
+    async fn csrf(&mut self, path: &str) -> String {
+        let page = self.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        page.csrf()
+    }
+}
+
+async fn config_of(app: &TestApp, token: &str) -> serde_json::Value {
+    TestApp::ok(
+        app.send(Method::GET, "/v1/apps/demo/config", token, None)
+            .await,
+    )["values"]
+        .clone()
+}
+
+both_backends! {
+    async fn signing_in_sets_a_session_cookie_the_script_cannot_read(app: TestApp) {
+        app.owner_of_demo().await;
+        let mut browser = Browser::new(&app);
+        // Signed out, any page goes to the sign-in page, and back after.
+        let page = browser.get("/apps/demo/config").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert_eq!(page.location.as_deref(), Some("/sign-in?next=%2Fapps%2Fdemo%2Fconfig"));
+
+        let page = browser.sign_in("ada", "password-1").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert_eq!(page.location.as_deref(), Some("/"));
+        let session = page
+            .set_cookies
+            .iter()
+            .find(|c| c.starts_with("slipway_session="))
+            .expect("a session cookie");
+        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(session.contains(attribute), "{session}");
+        }
+        assert!(!session.contains("Secure"), "served over plain HTTP: {session}");
+
+        let page = browser.get("/").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains(r#"<a href="/apps/demo">demo</a>"#), "{}", page.body);
+        let policy = "default-src 'none'";
+        let list = app
+            .router
+            .clone()
+            .oneshot(Request::get("/sign-in").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let csp = list.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.starts_with(policy), "{csp}");
+    }
+
+    async fn over_https_the_cookie_is_secure_and_host_only(app: TestApp) {
+        app.owner_of_demo().await;
+        let mut browser = Browser::new(&app);
+        browser.origin = Some("https://dashboard.test".to_owned());
+        let page = browser.sign_in("ada", "password-1").await;
+        let session = page
+            .set_cookies
+            .iter()
+            .find(|c| c.starts_with("__Host-slipway_session="))
+            .unwrap_or_else(|| panic!("{:?}", page.set_cookies));
+        assert!(session.contains("Secure") && session.contains("HttpOnly"), "{session}");
+        assert_eq!(browser.get("/apps/demo").await.status, StatusCode::OK);
+    }
+
+    async fn a_signed_out_session_cannot_be_replayed(app: TestApp) {
+        app.owner_of_demo().await;
+        let mut browser = Browser::new(&app);
+        browser.sign_in("ada", "password-1").await;
+        let kept = browser.cookies.clone();
+        let csrf = browser.csrf("/").await;
+        let page = browser.post("/sign-out", &[("_csrf", &csrf)]).await;
+        assert_eq!(page.location.as_deref(), Some("/sign-in"));
+        assert!(browser.cookies.get("slipway_session").is_none(), "the browser forgets it");
+
+        // Someone who copied the cookie before sign-out gets nothing with it.
+        let mut thief = Browser::new(&app);
+        thief.cookies = kept;
+        let page = thief.get("/apps/demo/config").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert!(page.location.unwrap().starts_with("/sign-in"));
+    }
+
+    async fn forms_without_the_token_or_from_another_origin_change_nothing(app: TestApp) {
+        let token = app.owner_of_demo().await;
+        let mut browser = Browser::new(&app);
+        browser.sign_in("ada", "password-1").await;
+        let csrf = browser.csrf("/apps/demo/config").await;
+
+        let page = browser
+            .post("/apps/demo/config", &[("key", "A"), ("value", "1")])
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+        assert!(page.body.contains("reload the page"), "{}", page.body);
+        let page = browser
+            .post("/apps/demo/config", &[("_csrf", "slp_forged"), ("key", "A"), ("value", "1")])
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+
+        browser.origin = Some("http://evil.example".to_owned());
+        let page = browser
+            .post("/apps/demo/config", &[("_csrf", &csrf), ("key", "A"), ("value", "1")])
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+        assert!(page.body.contains("another site"), "{}", page.body);
+        assert_eq!(config_of(&app, &token).await, serde_json::json!({}));
+
+        // The same form from the dashboard itself works.
+        browser.origin = Some("http://dashboard.test".to_owned());
+        let page = browser
+            .post("/apps/demo/config", &[("_csrf", &csrf), ("key", "A"), ("value", "1")])
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert_eq!(page.location.as_deref(), Some("/apps/demo/config?done=released&v=2"));
+        assert_eq!(config_of(&app, &token).await, serde_json::json!({"A": "1"}));
+        let page = browser.get(page.location.as_deref().unwrap()).await;
+        assert!(page.body.contains("Saved as v2: deploying it now."), "{}", page.body);
+    }
+
+    async fn the_sign_in_form_needs_its_own_token(app: TestApp) {
+        app.owner_of_demo().await;
+        let mut browser = Browser::new(&app);
+        let page = browser
+            .post("/sign-in", &[("username", "ada"), ("password", "password-1")])
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+        assert!(browser.cookies.keys().all(|k| !k.contains("session")));
+    }
+
+    async fn tenants_text_is_escaped_everywhere(app: TestApp) {
+        let token = app.owner_of_demo().await;
+        let script = "<script>alert(1)</script>";
+        TestApp::ok(
+            app.send(
+                Method::PATCH,
+                "/v1/apps/demo/config",
+                &token,
+                Some(&serde_json::json!({"values": {"GREETING": script}}).to_string()),
+            )
+            .await,
+        );
+        app.logs.push("demo", "web.1", "<b>bold</b> & <img src=x onerror=alert(1)>");
+        let mut browser = Browser::new(&app);
+        browser.sign_in("ada", "password-1").await;
+        for path in ["/apps/demo/config", "/apps/demo/logs", "/apps/demo/activity", "/apps/demo"] {
+            let page = browser.get(path).await;
+            assert_eq!(page.status, StatusCode::OK, "{path}");
+            assert!(!page.body.contains("<script>alert"), "{path}: {}", page.body);
+            assert!(!page.body.contains("<img src=x"), "{path}");
+            assert!(!page.body.contains("<b>bold"), "{path}");
+        }
+        let config = browser.get("/apps/demo/config").await;
+        assert!(config.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || config.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", config.body);
+        let logs = browser.get("/apps/demo/logs").await;
+        assert!(logs.body.contains("bold"), "the line is there, escaped: {}", logs.body);
+    }
+
+    async fn another_users_app_is_not_found_on_every_page(app: TestApp) {
+        let token = app.owner_of_demo().await;
+        let (status, body) = app
+            .send(
+                Method::POST,
+                "/v1/auth/register",
+                &token,
+                Some(r#"{"username": "bob", "password": "password-2"}"#),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let mut browser = Browser::new(&app);
+        let page = browser.sign_in("bob", "password-2").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        let list = browser.get("/").await;
+        assert!(!list.body.contains("/apps/demo"), "{}", list.body);
+        for tab in ["", "/activity", "/config", "/processes", "/logs", "/logs/live", "/access", "/domains", "/settings"] {
+            let page = browser.get(&format!("/apps/demo{tab}")).await;
+            assert_eq!(page.status, StatusCode::NOT_FOUND, "{tab}: {}", page.body);
+            assert!(page.body.contains("no app named demo"), "{tab}");
+        }
+        let missing = browser.get("/apps/nothing-here").await;
+        assert_eq!(missing.body.replace("nothing-here", "demo"), browser.get("/apps/demo").await.body,
+            "a stranger's app reads exactly as one that does not exist");
+        let csrf = browser.csrf("/").await;
+        let page = browser.post("/apps/demo/config", &[("_csrf", &csrf), ("key", "A"), ("value", "1")]).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND);
+        assert_eq!(config_of(&app, &token).await, serde_json::json!({}));
+    }
+
+    async fn wrong_passwords_are_throttled(app: TestApp) {
+        let token = app.owner_of_demo().await;
+        // Ada signed in from here before (registering), so her account is not throttled for
+        // this address; bob never has.
+        let (status, body) = app
+            .send(
+                Method::POST,
+                "/v1/auth/register",
+                &token,
+                Some(r#"{"username": "bob", "password": "password-2"}"#),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let mut browser = Browser::new(&app);
+        let mut statuses = Vec::new();
+        for _ in 0..8 {
+            statuses.push(browser.sign_in("bob", "wrong-password").await.status);
+        }
+        assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
+        assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+        // Throttled, even the right password waits.
+        let page = browser.sign_in("bob", "password-2").await;
+        assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
+        assert!(page.body.contains("too many login attempts"), "{}", page.body);
+    }
+
+    async fn forms_roll_back_scale_and_refuse_a_destroy_without_the_name(app: TestApp) {
+        let token = app.owner_of_demo().await;
+        let mut browser = Browser::new(&app);
+        browser.sign_in("ada", "password-1").await;
+        let csrf = browser.csrf("/apps/demo/config").await;
+        for value in ["1", "2"] {
+            browser.post("/apps/demo/config", &[("_csrf", &csrf), ("key", "A"), ("value", value)]).await;
+        }
+        // Releases without a build cannot be rolled back to: no button, and the form says why.
+        let activity = browser.get("/apps/demo/activity").await;
+        assert!(!activity.body.contains("Roll back to v"), "{}", activity.body);
+        let page = browser.post("/apps/demo/rollback", &[("_csrf", &csrf), ("version", "2")]).await;
+        assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+        assert!(page.body.contains("has no build to roll back to"), "{}", page.body);
+
+        let page = browser.post("/apps/demo/destroy", &[("_csrf", &csrf), ("confirm", "dem")]).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(page.body.contains("type the app&#39;s name, demo, to confirm")
+            || page.body.contains("type the app's name, demo, to confirm")
+            || page.body.contains("type the app&#x27;s name, demo, to confirm"), "{}", page.body);
+        TestApp::ok(app.send(Method::GET, "/v1/apps/demo", &token, None).await);
+
+        let page = browser.post("/apps/demo/destroy", &[("_csrf", &csrf), ("confirm", "demo")]).await;
+        assert_eq!(page.location.as_deref(), Some("/?done=removed"));
+        let (status, _) = app.send(Method::GET, "/v1/apps/demo", &token, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
