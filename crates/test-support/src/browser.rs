@@ -55,8 +55,11 @@ pub const START_DEADLINE: Duration = Duration::from_secs(10);
 /// refuses to start its sandbox as root ("Chrome instance exited" at once); the pages are the
 /// test's own, so the sandbox guards nothing here. `--disable-dev-shm-usage`: a container's
 /// small `/dev/shm` crashes renderers. `--hide-scrollbars`: screenshots as wide as the
-/// viewport, with no scrollbar that comes and goes between them. The window size is only a
-/// start: [`Session`] sets the exact viewport with [`Viewport`].
+/// viewport, with no scrollbar that comes and goes between them. `--remote-debugging-pipe`:
+/// chromedriver talks to the browser over a pipe instead of a port, and the browser quits when
+/// the pipe closes, so a chromedriver killed with the test process takes its browsers along
+/// (on a port they would run on). The window size is only a start: [`Session`] sets the exact
+/// viewport with [`Viewport`].
 pub const CHROMIUM_FLAGS: &[&str] = &[
     "--headless=new",
     "--no-sandbox",
@@ -64,6 +67,7 @@ pub const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-dev-shm-usage",
     "--window-size=1280,800",
     "--hide-scrollbars",
+    "--remote-debugging-pipe",
 ];
 
 /// True when the browser tests are skipped on purpose (`SLIPWAY_TEST_BROWSER=skip`); says so
@@ -639,7 +643,11 @@ pub async fn test_output_dir(test_name: &str) -> PathBuf {
     );
     let root = match std::env::var_os(OUTPUT_VAR) {
         Some(root) => PathBuf::from(root),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-output"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .expect("test-support lives in <workspace>/crates/test-support")
+            .join("target/test-output"),
     };
     let dir = root.join(test_name);
     match tokio::fs::remove_dir_all(&dir).await {
