@@ -198,8 +198,7 @@ impl Browser {
             Ok(client) => client,
             Err(source) => {
                 // A browser that started and then failed to answer would still run.
-                let profile_arg = profile_arg(profile.path());
-                tokio::task::spawn_blocking(move || kill_profile(&profile_arg))
+                tokio::task::spawn_blocking(move || end_profile(profile))
                     .await
                     .expect("killing processes does not panic");
                 return Err(Error::NewSession(Box::new(source)));
