@@ -3,7 +3,9 @@
 
 # Installs the Debian packages the test suite uses, if any is missing.
 install_test_packages() {
-    local packages=(git openssh-client postgresql sqlite3 ca-certificates skopeo bubblewrap python3-venv docker-registry busybox-static runc umoci passt)
+    # chromium and chromium-driver: the dashboard's browser tests (headless); fonts-liberation
+    # (a recommendation, skipped below) gives their screenshots the usual Arial-like fonts.
+    local packages=(git openssh-client postgresql sqlite3 ca-certificates skopeo bubblewrap python3-venv docker-registry busybox-static runc umoci passt chromium chromium-driver fonts-liberation)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

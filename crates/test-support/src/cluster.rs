@@ -274,7 +274,7 @@ pub fn stage_selecting(stage: &str, name: &str, labels: &[(&str, &str)]) -> Stri
     out.join("\n") + "\n"
 }
 
-/// What can go wrong starting or using a test control plane.
+/// What can go wrong starting or using a test fixture: a control plane, a browser.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
@@ -325,6 +325,25 @@ pub enum Error {
         component: &'static str,
         tail: String,
     },
+    #[error(
+        "{} is missing: install chromium and chromium-driver (scripts/test does), or set \
+         {}=skip to skip the browser tests",
+        path.display(),
+        crate::browser::SKIP_VAR
+    )]
+    BrowserMissing { path: PathBuf },
+    #[error("chromedriver {problem}; its log ends:\n{tail}")]
+    Chromedriver { problem: String, tail: String },
+    #[error("chromedriver could not start a browser session: {0}")]
+    NewSession(Box<fantoccini::error::NewSessionError>),
+    #[error("{what}: {source}")]
+    WebDriver {
+        what: String,
+        #[source]
+        source: Box<fantoccini::error::CmdError>,
+    },
+    #[error("{what}")]
+    Browser { what: String },
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;

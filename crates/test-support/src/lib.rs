@@ -1,12 +1,14 @@
 //! Test fixtures shared by Slipway's test suites: a fresh, empty database per test on either
 //! backend, a real Kubernetes control plane per test ([`cluster`]), an ACME server per test
-//! ([`pebble`]), and the process-wide set-up every test harness needs.
+//! ([`pebble`]), headless Chromium for the dashboard's tests ([`browser`]), and the
+//! process-wide set-up every test harness needs.
 //!
 //! PostgreSQL tests need a server; `scripts/test` starts a throwaway cluster and exports
 //! `SLIPWAY_TEST_POSTGRES_URL` (a URL to a database the tests may create databases from).
 //! Without it the PostgreSQL half of a suite fails with a message saying so, rather than
 //! passing without having run; set `SLIPWAY_TEST_POSTGRES=skip` to skip it on purpose.
 
+pub mod browser;
 pub mod cluster;
 pub mod pebble;
 
