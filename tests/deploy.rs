@@ -10,28 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use slipway_e2e::{Backend, PASSWORD, Platform, User, binary, both_backends, eventually, http_get};
-
-/// A web app that answers `<GREETING> <code>` and names the process that answered; `/health`
-/// answers with the status in `HEALTH_STATUS` (200 by default).
-fn app_py(code: &str) -> String {
-    format!(
-        r#"import os, http.server
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        status = int(os.environ.get("HEALTH_STATUS", "200")) if self.path == "/health" else 200
-        body = ("%s {code} %s\n" % (os.environ.get("GREETING", "none"), os.environ["DYNO"])).encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, fmt, *args):
-        print("%s %s" % (self.command, self.path), flush=True)
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#
-    )
-}
+use slipway_e2e::{
+    Backend, PASSWORD, Platform, User, binary, both_backends, eventually, http_get, python_app,
+};
 
 /// Registers the first user, adds their key, and puts them in a new git repository holding
 /// the app (at `code`), created on the platform as `app`.
@@ -51,7 +32,7 @@ fn add_app(user: &mut User, app: &str, code: &str) {
 }
 
 fn write_app(user: &User, code: &str, procfile: &str) {
-    std::fs::write(user.cwd.join("app.py"), app_py(code)).unwrap();
+    std::fs::write(user.cwd.join("app.py"), python_app(code)).unwrap();
     std::fs::create_dir_all(user.cwd.join(".profile.d")).unwrap();
     std::fs::write(
         user.cwd.join(".profile.d/set.sh"),

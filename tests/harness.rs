@@ -745,3 +745,24 @@ pub fn dns_server(zone: Zone) -> String {
     });
     addr
 }
+
+/// A web app that answers `<GREETING> <code>` and names the process that answered; `/health`
+/// answers with the status in `HEALTH_STATUS` (200 by default).
+pub fn python_app(code: &str) -> String {
+    format!(
+        r#"import os, http.server
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        status = int(os.environ.get("HEALTH_STATUS", "200")) if self.path == "/health" else 200
+        body = ("%s {code} %s\n" % (os.environ.get("GREETING", "none"), os.environ["DYNO"])).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, fmt, *args):
+        print("%s %s" % (self.command, self.path), flush=True)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#
+    )
+}
