@@ -12,11 +12,15 @@
 //! the app's processes and one-off runs; logs are read from a [`logs::LogSource`].
 
 mod auth;
+// The dashboard's metrics page draws these; until it does, only their tests call them.
+#[allow(dead_code)]
+mod charts;
 mod control;
 mod convert;
 mod error;
 mod extract;
 mod openapi;
+mod prometheus;
 mod routes;
 
 use std::sync::Arc;
@@ -109,6 +113,7 @@ pub fn router(state: ApiState) -> Router {
         }),
     )
     .route("/healthz", axum::routing::get(routes::healthz))
+    .route("/metrics", axum::routing::get(prometheus::metrics))
     .fallback(error::not_found)
     .method_not_allowed_fallback(error::method_not_allowed)
     .with_state(state)
