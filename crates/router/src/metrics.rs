@@ -7,7 +7,9 @@
 //! the router answers itself for an app (maintenance, no healthy process, too many under way,
 //! the allow list, the redirect to HTTPS, a backend that failed or timed out) are the app's
 //! traffic as its owner sees it and count for the app. Requests for no app (an unknown host,
-//! no host, ACME challenges) count only in the platform's totals.
+//! no host, ACME challenges) count only in the platform's totals. A request whose client
+//! goes away before its answer is ready is not counted, and neither is a connection hyper
+//! refuses before it makes a request of it (a malformed head, a header timeout).
 //!
 //! Cost per request: one clock read and one short lock of a map keyed by app name (no
 //! allocation once the app's current minute exists), plus one atomic add for the platform.
