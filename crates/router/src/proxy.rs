@@ -199,7 +199,7 @@ impl Router {
         response
     }
 
-    /// Answers one request; `app` is set to the app's route once the host names one.
+    /// Answers one request; `app_found` is set to the app's route once the host names one.
     async fn respond(
         &self,
         connection: Connection,
