@@ -12,7 +12,9 @@
 //! refuses before it makes a request of it (a malformed head, a header timeout).
 //!
 //! Cost per request: one clock read and one short lock of a map keyed by app name (no
-//! allocation once the app's current minute exists), plus one atomic add for the platform.
+//! allocation once the app's current minute exists), plus one atomic add for the platform:
+//! about 120 ns uncontended and 200 ns with two threads at once (a loop of 2 million, release
+//! build), under 1% of the router's own ~28 us of CPU per proxied request (`benches/proxy.rs`).
 //! Memory is bounded: each app keeps at most [`MAX_MINUTES_KEPT`] undrained minutes, the
 //! oldest dropped (and counted) first, and apps are those the route table names.
 
