@@ -13,11 +13,15 @@
 
 mod actions;
 mod auth;
+// The dashboard's metrics page draws these; until it does, only their tests call them.
+#[allow(dead_code)]
+mod charts;
 mod control;
 mod convert;
 mod error;
 mod extract;
 mod openapi;
+mod prometheus;
 mod routes;
 mod web;
 
@@ -111,6 +115,7 @@ pub fn router(state: ApiState) -> Router {
         }),
     )
     .route("/healthz", axum::routing::get(routes::healthz))
+    .route("/metrics", axum::routing::get(prometheus::metrics))
     .merge(web::routes())
     .fallback(error::not_found)
     .method_not_allowed_fallback(error::method_not_allowed)

@@ -15,6 +15,7 @@ mod error;
 mod formation;
 mod hostname;
 mod image;
+mod metrics;
 mod procfile;
 mod release;
 mod routing;
@@ -30,6 +31,10 @@ pub use error::Error;
 pub use formation::{Formation, MAX_PROCESSES_PER_TYPE};
 pub use hostname::{Hostname, PlatformPlace, certificate_covers, challenge_record};
 pub use image::{APP_DIR, Digest, ImageRef, RegistryImage};
+pub use metrics::{
+    AppMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS, LatencyHistogram, RequestBatch, RequestStats,
+    StatusClass, StatusCounts,
+};
 pub use procfile::{MAX_COMMAND, MAX_PROCESS_TYPES, ProcessType, Procfile};
 pub use release::{
     PUSH_CUT_OFF, ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion, RollbackRefused,

@@ -25,6 +25,7 @@ mod lease;
 mod leftovers;
 pub mod local;
 mod manager;
+mod metrics;
 mod worker;
 
 pub use certificates::{CertificateKeeper, RENEW_BEFORE};
@@ -32,6 +33,7 @@ pub use lease::{ActiveLease, LOCAL_RUNTIME, holder_name};
 pub use leftovers::Leftovers;
 pub use logs::{LineReceiver, LineSender, LogFilter, LogLine, Logs, Pace};
 pub use manager::{CUT_OFF, ReleaseManager};
+pub use metrics::{FLUSH_EVERY, MAX_PENDING_MINUTES, MetricsFlusher};
 pub use worker::{Worker, WorkerConfig};
 
 /// Why an action on an app's processes did not happen.

@@ -10,15 +10,20 @@
 //! table (`tls`). Requests and responses stream both ways; an `Upgrade` (a WebSocket)
 //! becomes a tunnel between the client and the backend.
 //!
+//! Every request answered is counted ([`RequestMetrics`]): per app and minute, status class
+//! and latency, until the release manager drains the counts into the store.
+//!
 //! Architecture invariant: the router knows nothing of the store, of processes or of where
 //! certificates come from; the release manager tells it where each app's web processes
 //! listen, how the app is routed and which certificate each host has.
 
+mod metrics;
 mod proxy;
 mod routes;
 mod server;
 mod tls;
 
+pub use metrics::{MAX_MINUTES_KEPT, RequestMetrics};
 pub use proxy::{
     Challenges, MAX_IN_FLIGHT_PER_APP, RESPONSE_TIMEOUT, RequestLog, Router, RouterConfig,
 };

@@ -23,8 +23,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::Routes;
-use crate::routes::{Busy, InFlight};
+use crate::routes::{Busy, Entry, InFlight};
+use crate::{RequestMetrics, Routes};
 
 /// How long the router waits for an app to start its response (Heroku's router waits 30 s
 /// too). A slow body after that is the app's business; an app that never answers does not
@@ -75,6 +75,7 @@ pub struct Router {
     log: RequestLog,
     challenges: Option<Challenges>,
     config: RouterConfig,
+    metrics: RequestMetrics,
 }
 
 impl std::fmt::Debug for Router {
@@ -165,6 +166,7 @@ impl Router {
             log,
             challenges,
             config,
+            metrics: RequestMetrics::new(),
         })
     }
 
@@ -172,13 +174,39 @@ impl Router {
         &self.routes
     }
 
-    /// Answers one request.
+    /// What the router has counted of the requests it answered (see [`RequestMetrics`]);
+    /// whoever serves the router drains it.
+    pub fn metrics(&self) -> &RequestMetrics {
+        &self.metrics
+    }
+
+    /// Answers one request, and counts it: for its app, if it has one, from its arrival to
+    /// the response head.
     pub(crate) async fn handle(
         &self,
         connection: Connection,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
+        let mut app = None;
+        let response = self.respond(connection, request, started, &mut app).await;
+        self.metrics.record(
+            app.as_ref()
+                .map(|entry: &Arc<Entry>| entry.route.app.as_str()),
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        response
+    }
+
+    /// Answers one request; `app_found` is set to the app's route once the host names one.
+    async fn respond(
+        &self,
+        connection: Connection,
+        mut request: Request<Incoming>,
+        started: Instant,
+        app_found: &mut Option<Arc<Entry>>,
+    ) -> Response<ProxyBody> {
         let Some(host) = host_of(&request) else {
             return page(StatusCode::BAD_REQUEST, "The request names no host.");
         };
@@ -191,6 +219,7 @@ impl Router {
         let Some(entry) = self.routes.lookup(&host) else {
             return page(StatusCode::NOT_FOUND, &format!("No app answers at {host}."));
         };
+        *app_found = Some(Arc::clone(&entry));
         let app = entry.route.app.as_str();
         let settings = &entry.route.settings;
         let forwarded = self.forwarded(connection, request.headers());

@@ -141,6 +141,7 @@ struct Fixture {
     client: reqwest::Client,
     ca: Arc<TestCa>,
     challenges: Arc<Mutex<HashMap<String, String>>>,
+    metrics: slipway_router::RequestMetrics,
     _stop: tokio_util::sync::DropGuard,
 }
 
@@ -178,6 +179,7 @@ impl Fixture {
             max_per_source: 1_000,
         };
         let stop = CancellationToken::new();
+        let metrics = router.metrics().clone();
         tokio::spawn(Arc::clone(&router).serve(http, None, limits, stop.clone()));
         tokio::spawn(router.serve(https, Some(tls), limits, stop.clone()));
         Fixture {
@@ -191,6 +193,7 @@ impl Fixture {
                 .unwrap(),
             ca,
             challenges,
+            metrics,
             _stop: stop.drop_guard(),
         }
     }
@@ -917,4 +920,62 @@ async fn the_apps_time_to_answer_starts_once_an_upload_is_sent_whole() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "40");
+}
+
+#[tokio::test]
+async fn every_answer_is_counted_for_its_app_or_only_the_platform() {
+    let f = Fixture::new().await;
+    let live = backend("live").await;
+    f.routes.set([
+        host("demo.localhost", &route("demo", &[live])),
+        host("idle.localhost", &route("idle", &[])),
+        host("broken.localhost", &route("broken", &[nothing()])),
+        host(
+            "closed.localhost",
+            &with(
+                RoutingSettings {
+                    maintenance: true,
+                    ..RoutingSettings::default()
+                },
+                route("closed", &[live]),
+            ),
+        ),
+    ]);
+    assert_eq!(f.get("demo.localhost").await.0, 200);
+    assert_eq!(f.get("demo.localhost").await.0, 200);
+    assert_eq!(f.get("idle.localhost").await.0, 503);
+    assert_eq!(f.get("broken.localhost").await.0, 502);
+    assert_eq!(f.get("closed.localhost").await.0, 503);
+    assert_eq!(f.get("nobody.localhost").await.0, 404);
+
+    let batch = f.metrics.take();
+    // By app (the requests may straddle a minute's end).
+    let mut by_app = std::collections::BTreeMap::<&str, domain::RequestStats>::new();
+    for m in &batch.minutes {
+        by_app.entry(m.app.as_str()).or_default().merge(&m.stats);
+    }
+    let apps: Vec<(&str, u64, u64, u64)> = by_app
+        .iter()
+        .map(|(app, stats)| {
+            (
+                *app,
+                stats.requests(),
+                stats.errors(),
+                stats.latency.count(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        apps,
+        [
+            ("broken", 1, 1, 1),
+            ("closed", 1, 1, 1),
+            ("demo", 2, 0, 2),
+            ("idle", 1, 1, 1),
+        ],
+        "the unknown host is no app's"
+    );
+    assert_eq!(batch.platform.total(), 6, "{batch:?}");
+    assert_eq!(batch.platform.get(domain::StatusClass::ClientError), 1);
+    assert!(f.metrics.take().is_empty(), "drained");
 }

@@ -532,12 +532,18 @@ async fn local_release_manager(
     };
     println!("router: http://{router_addr}");
     println!("router: https://{https_addr}");
+    let request_metrics = router.metrics().clone();
     let routing = {
         let http = Arc::clone(&router).serve(router_listener.http, None, limits, stop.clone());
         let https = router.serve(router_listener.https, Some(tls), limits, stop.clone());
         tokio::spawn(async move { tokio::join!(http, https) })
     };
     let keeping = keeper.map(|keeper| tokio::spawn(keeper.run(stop.clone())));
+    // What the router counts reaches the store every 10 s, and once more after it stops.
+    let metrics_stop = CancellationToken::new();
+    let flushing = tokio::spawn(
+        releaser::MetricsFlusher::new(request_metrics, store.clone()).run(metrics_stop.clone()),
+    );
     // Every app comes back on its current release before the queue's work is done: `slip ps`
     // shows them starting meanwhile.
     if let Err(err) = manager.recover().await {
@@ -546,6 +552,8 @@ async fn local_release_manager(
     let worker = worker(&manager, &store, &holder, &config);
     worker.run(stop.clone()).await;
     let _ = tokio::time::timeout(DRAIN_DEADLINE, routing).await;
+    metrics_stop.cancel();
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, flushing).await;
     if let Some(keeping) = keeping {
         keeping.abort();
     }

@@ -17,6 +17,7 @@ mod certificates;
 mod db;
 mod documents;
 mod error;
+mod metrics;
 mod model;
 mod releases;
 mod routing;
@@ -31,6 +32,9 @@ pub use certificates::{
 };
 pub use db::{Backend, Store};
 pub use error::Error;
+pub use metrics::{
+    AppRequestTotals, PlatformGauges, REQUEST_MINUTES_KEPT, RequestMinute, RequestTotals,
+};
 pub use model::{
     Access, ApiToken, App, AppSummary, Build, BuildSource, BuildStatus, Collaborator,
     ConfigOutcome, Domain, DomainState, Event, LatestRelease, Need, ProcessCount, Release, SshKey,
