@@ -75,20 +75,36 @@ async fn walk_through(
     screenshots(session, output, "sign-in").await?;
     // Keyboard only: the username has focus, Tab reaches the password, Enter submits.
     session.active_element().await?.send_keys("ada").await?;
-    session.active_element().await?.send_keys(&Key::Tab.to_string()).await?;
+    session
+        .active_element()
+        .await?
+        .send_keys(&Key::Tab.to_string())
+        .await?;
     let focused = session.active_element().await?.attr("id").await?;
-    anyhow::ensure!(focused.as_deref() == Some("password"), "Tab from the username reached {focused:?}");
+    anyhow::ensure!(
+        focused.as_deref() == Some("password"),
+        "Tab from the username reached {focused:?}"
+    );
     session
         .active_element()
         .await?
         .send_keys(&format!("{}{}", slipway_e2e::PASSWORD, Key::Enter))
         .await?;
     session.wait_for_text("h1", "Config vars", WAIT).await?;
-    let cookie = session.cookie("slipway_session").await?.expect("a session cookie");
-    anyhow::ensure!(cookie.http_only() == Some(true), "the session cookie is HttpOnly");
+    let cookie = session
+        .cookie("slipway_session")
+        .await?
+        .expect("a session cookie");
+    anyhow::ensure!(
+        cookie.http_only() == Some(true),
+        "the session cookie is HttpOnly"
+    );
     let from_script = session.execute("return document.cookie", vec![]).await?;
     anyhow::ensure!(
-        !from_script.as_str().unwrap_or_default().contains("slipway_session"),
+        !from_script
+            .as_str()
+            .unwrap_or_default()
+            .contains("slipway_session"),
         "a script cannot read the session: {from_script}"
     );
 
@@ -103,7 +119,9 @@ async fn walk_through(
     session.fill("#new-key", "GREETING").await?;
     session.fill("#new-value", "hello <b>there</b>").await?;
     session.click("form.add button[type=submit]").await?;
-    session.wait_for_text(".notice.ok", "Saved as v3", WAIT).await?;
+    session
+        .wait_for_text(".notice.ok", "Saved as v3", WAIT)
+        .await?;
     let cell = session.text("table.config code").await?;
     anyhow::ensure!(cell == "GREETING", "the config table shows {cell:?}");
     // Masked until revealed; then the value is there, as text.
@@ -115,31 +133,52 @@ async fn walk_through(
         .await?
         .prop("value")
         .await?;
-    anyhow::ensure!(value.as_deref() == Some("hello <b>there</b>"), "revealed {value:?}");
+    anyhow::ensure!(
+        value.as_deref() == Some("hello <b>there</b>"),
+        "revealed {value:?}"
+    );
     check_page(session, output, "config").await?;
     let router = &platform.router;
     eventually(WAIT, "the app to greet with the new config", || {
-        http_get(router, "demo.localhost", "/").is_ok_and(|(_, body)| body.starts_with("hello <b>there</b> one"))
+        http_get(router, "demo.localhost", "/")
+            .is_ok_and(|(_, body)| body.starts_with("hello <b>there</b> one"))
     });
 
     // The activity page: v3 on top; roll back to v2 (the push) with its button.
     session.goto(&format!("{demo}/activity")).await?;
-    session.wait_for_text("#v3", "ada added GREETING", WAIT).await?;
-    session.wait_for_text("#v3 .badge", "succeeded", WAIT).await?;
-    let phases = session.find(Locator::Css("#v2 svg.phases title")).await?.html(true).await?;
-    anyhow::ensure!(phases.contains("build") && phases.contains("rollout"), "v2's phases: {phases}");
+    session
+        .wait_for_text("#v3", "ada added GREETING", WAIT)
+        .await?;
+    session
+        .wait_for_text("#v3 .badge", "succeeded", WAIT)
+        .await?;
+    let phases = session
+        .find(Locator::Css("#v2 svg.phases title"))
+        .await?
+        .html(true)
+        .await?;
+    anyhow::ensure!(
+        phases.contains("build") && phases.contains("rollout"),
+        "v2's phases: {phases}"
+    );
     check_page(session, output, "activity").await?;
     session.click("#v2 details.rollback summary").await?;
     session.click("#v2 details.rollback button").await?;
-    session.wait_for_text(".notice.ok", "Rolled back as v4", WAIT).await?;
-    session.wait_for_text("#v4", "rolled back to v2", WAIT).await?;
+    session
+        .wait_for_text(".notice.ok", "Rolled back as v4", WAIT)
+        .await?;
+    session
+        .wait_for_text("#v4", "rolled back to v2", WAIT)
+        .await?;
     eventually(WAIT, "the app to serve v2's config again", || {
         http_get(router, "demo.localhost", "/").is_ok_and(|(_, body)| body.starts_with("none one"))
     });
 
     // The build log of the push.
     session.click("#v2 .entry-meta a").await?;
-    session.wait_for_text("#build-log", "-----> Building demo", WAIT).await?;
+    session
+        .wait_for_text("#build-log", "-----> Building demo", WAIT)
+        .await?;
     check_page(session, output, "build").await?;
 
     // Scale web to 2 from the overview.
@@ -149,23 +188,31 @@ async fn walk_through(
     session.wait_for_text(".notice.ok", "Scaled.", WAIT).await?;
     check_page(session, output, "overview").await?;
     session.goto(&format!("{demo}/processes")).await?;
-    session.wait_for_text("table.processes", "web.2", WAIT).await?;
+    session
+        .wait_for_text("table.processes", "web.2", WAIT)
+        .await?;
 
     // Restart all: the page answers once the new processes serve.
     session.click("section.card form button").await?;
-    session.wait_for_text(".notice.ok", "Restarted", WAIT).await?;
+    session
+        .wait_for_text(".notice.ok", "Restarted", WAIT)
+        .await?;
     check_page(session, output, "processes").await?;
 
     // Live logs: a request to the app shows up as it is written; pause stops the feed.
     session.goto(&format!("{demo}/logs?process=web")).await?;
     session.wait_for_text("#log-feed", "Live", WAIT).await?;
     // The feed is open once the server has sent its headers; poll until a line arrives.
-    let probe = "/dashboard-probe-<i>1</i>";
+    let probe = "/dashboard-probe?a=1&b=%3C2%3E";
     let mut seen = false;
     for _ in 0..30 {
         let _ = http_get(router, "demo.localhost", probe);
         if session
-            .wait_for_text("#log-lines", "GET /dashboard-probe-<i>1</i>", Duration::from_secs(1))
+            .wait_for_text(
+                "#log-lines",
+                "GET /dashboard-probe?a=1&b=%3C2%3E",
+                Duration::from_secs(1),
+            )
             .await
             .is_ok()
         {
@@ -173,9 +220,25 @@ async fn walk_through(
             break;
         }
     }
-    anyhow::ensure!(seen, "no live log line arrived after requests to the app");
-    let escaped = session.find(Locator::Css("#log-lines")).await?.html(true).await?;
-    anyhow::ensure!(!escaped.contains("<i>1</i>"), "the app's output is shown as text: {escaped}");
+    if !seen {
+        let state = session
+            .execute(
+                "return 'htmx ' + typeof htmx + ', feed ' + document.querySelector('#log-feed').outerHTML \
+                 + ', lines ' + document.querySelector('#log-lines').innerText.slice(-500)",
+                vec![],
+            )
+            .await?;
+        anyhow::bail!("no live log line arrived after requests to the app: {state}");
+    }
+    let escaped = session
+        .find(Locator::Css("#log-lines"))
+        .await?
+        .html(true)
+        .await?;
+    anyhow::ensure!(
+        escaped.contains("a=1&amp;b="),
+        "the app's output is shown as text: {escaped}"
+    );
     session.click("#log-feed a.button").await?;
     session.wait_for_text("#log-feed", "Paused", WAIT).await?;
     check_page(session, output, "logs").await?;
@@ -200,9 +263,16 @@ async fn walk_through(
 
     // The skip link is the first stop of the keyboard on every app page.
     session.goto(&demo).await?;
-    session.find(Locator::Css("body")).await?.send_keys(&Key::Tab.to_string()).await?;
+    session
+        .find(Locator::Css("body"))
+        .await?
+        .send_keys(&Key::Tab.to_string())
+        .await?;
     let first = session.active_element().await?.text().await?;
-    anyhow::ensure!(first == "Skip to content", "the first Tab stop is {first:?}");
+    anyhow::ensure!(
+        first == "Skip to content",
+        "the first Tab stop is {first:?}"
+    );
 
     // Signing out ends the session.
     session.click("form[action='/sign-out'] button").await?;
@@ -217,7 +287,8 @@ async fn walk_through(
 async fn check_page(session: &Session, output: &std::path::Path, page: &str) -> anyhow::Result<()> {
     for scheme in [ColorScheme::Light, ColorScheme::Dark] {
         session.set_color_scheme(scheme).await?;
-        let violations = axe(session).await?;
+        let (violations, passed) = axe(session).await?;
+        anyhow::ensure!(passed >= 10, "{page}: axe-core checked only {passed} rules");
         anyhow::ensure!(
             violations.is_empty(),
             "{page} ({}) breaks accessibility rules: {}",
@@ -230,32 +301,44 @@ async fn check_page(session: &Session, output: &std::path::Path, page: &str) -> 
     screenshots(session, output, page).await
 }
 
-async fn screenshots(session: &Session, output: &std::path::Path, page: &str) -> anyhow::Result<()> {
+async fn screenshots(
+    session: &Session,
+    output: &std::path::Path,
+    page: &str,
+) -> anyhow::Result<()> {
     let saved = session.screenshots(output, page).await?;
     anyhow::ensure!(saved.len() == 4, "{page}: {saved:?}");
     Ok(())
 }
 
-/// axe-core's violations on the current page, one line each: the rule, and where.
-async fn axe(session: &Session) -> anyhow::Result<Vec<String>> {
+/// axe-core's violations on the current page, one line each (the rule, and where), and how
+/// many rules the page passed.
+async fn axe(session: &Session) -> anyhow::Result<(Vec<String>, u64)> {
     let loaded = session
         .execute("return typeof window.axe === 'object'", vec![])
         .await?;
     if loaded != Value::Bool(true) {
-        session.execute(&format!("{AXE}\n;return true;"), vec![]).await?;
+        session
+            .execute(&format!("{AXE}\n;return true;"), vec![])
+            .await?;
     }
     let result = session
         .execute_async(
             "const done = arguments[arguments.length - 1];\
              axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})\
-               .then(r => done(r.violations.map(v => v.id + ' (' + v.impact + '): ' + \
-                 v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))))\
-               .catch(e => done(['axe failed: ' + e]));",
+               .then(r => done({passed: r.passes.length, violations: r.violations.map(v => v.id + ' (' + v.impact + '): ' + \
+                 v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))}))\
+               .catch(e => done({passed: 0, violations: ['axe failed: ' + e]}));",
             vec![],
         )
         .await?;
-    Ok(result
+    let violations = result["violations"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((violations, result["passed"].as_u64().unwrap_or(0)))
 }

@@ -14,7 +14,6 @@
 mod actions;
 mod auth;
 // The dashboard's metrics page draws these; until it does, only their tests call them.
-#[allow(dead_code)]
 mod charts;
 mod control;
 mod convert;

@@ -354,6 +354,16 @@ both_backends! {
         for value in ["1", "2"] {
             browser.post("/apps/demo/config", &[("_csrf", &csrf), ("key", "A"), ("value", value)]).await;
         }
+        // Every page shows what the change before it did.
+        for (path, text) in [
+            ("/apps/demo/activity?done=rolled-back&v=9", "Rolled back as v9: deploying it now."),
+            ("/apps/demo/activity?before=3&done=rolled-back&v=9", "Rolled back as v9"),
+            ("/apps/demo?done=scaled", "Scaled."),
+            ("/apps/demo/access?done=added", "Added."),
+        ] {
+            let page = browser.get(path).await;
+            assert!(page.body.contains(text), "{path}: {}", page.body);
+        }
         // Releases without a build cannot be rolled back to: no button, and the form says why.
         let activity = browser.get("/apps/demo/activity").await;
         assert!(!activity.body.contains("Roll back to v"), "{}", activity.body);

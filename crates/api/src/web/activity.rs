@@ -288,11 +288,9 @@ struct ActivityPage {
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
-pub(super) struct ActivityQuery {
+pub(super) struct Before {
     #[serde(default)]
     before: Option<u32>,
-    #[serde(flatten)]
-    done: Done,
 }
 
 /// `GET /apps/{app}/activity[?before=N]`.
@@ -300,19 +298,12 @@ pub(super) async fn page(
     State(state): State<ApiState>,
     viewer: Viewer,
     Path(name): Path<String>,
-    Query(query): Query<ActivityQuery>,
+    Query(page): Query<Before>,
+    Query(done): Query<Done>,
 ) -> Result<Response, WebError> {
     let app = AppView::load(&state, &viewer, &name, Need::Read).await?;
-    let before = query.before.and_then(ReleaseVersion::new);
-    activity_page(
-        &state,
-        &viewer,
-        &app,
-        before,
-        query.done.notice(),
-        StatusCode::OK,
-    )
-    .await
+    let before = page.before.and_then(ReleaseVersion::new);
+    activity_page(&state, &viewer, &app, before, done.notice(), StatusCode::OK).await
 }
 
 async fn activity_page(

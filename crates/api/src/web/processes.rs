@@ -279,16 +279,65 @@ pub(super) async fn log_feed(
     Ok(view::html(&feed(&app, query.process(), query.paused)))
 }
 
-/// `GET /apps/{app}/metrics`: request metrics from the router.
+/// One window's numbers, as the page shows them.
+pub(super) struct WindowView {
+    name: &'static str,
+    requests: u64,
+    per_minute: String,
+    p50: String,
+    p95: String,
+    p99: String,
+    errors: String,
+    charts: Vec<crate::charts::Chart>,
+}
+
+impl WindowView {
+    fn new(name: &'static str, window: crate::charts::MetricsWindow) -> WindowView {
+        let ms = |d: Option<std::time::Duration>| {
+            d.map_or_else(
+                || "–".to_owned(),
+                |d| format!("{:.0} ms", d.as_secs_f64() * 1_000.0),
+            )
+        };
+        let summary = &window.summary;
+        WindowView {
+            name,
+            requests: summary.requests,
+            per_minute: format!("{:.1}", summary.requests_per_minute),
+            p50: ms(summary.p50),
+            p95: ms(summary.p95),
+            p99: ms(summary.p99),
+            errors: summary
+                .error_rate
+                .map_or_else(|| "–".to_owned(), |r| format!("{:.2} %", r * 100.0)),
+            charts: window.charts,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "metrics.html")]
+struct MetricsPage {
+    chrome: Chrome,
+    windows: Vec<WindowView>,
+}
+
+/// `GET /apps/{app}/metrics`: what the router answered for the app over the last hour and
+/// day — requests per minute, latency percentiles, the 5xx rate — as numbers and SVG charts.
 pub(super) async fn metrics(
     State(state): State<ApiState>,
     viewer: Viewer,
     Path(name): Path<String>,
 ) -> Result<Response, WebError> {
     let app = AppView::load(&state, &viewer, &name, Need::Read).await?;
-    let _ = (&state, &app);
-    Err(WebError::Page(
-        StatusCode::NOT_FOUND,
-        "request metrics are not collected yet".to_owned(),
-    ))
+    let metrics =
+        crate::charts::app_metrics(&state.store, &app.app, OffsetDateTime::now_utc()).await?;
+    let page = MetricsPage {
+        chrome: Chrome::app(&viewer, &app.app, Tab::Metrics),
+        windows: vec![
+            WindowView::new("Last hour", metrics.hour),
+            WindowView::new("Last day", metrics.day),
+        ],
+    };
+    Ok(view::html(&page))
 }
