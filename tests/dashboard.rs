@@ -138,6 +138,16 @@ async fn walk_through(
         "revealed {value:?}"
     );
     check_page(session, output, "config").await?;
+    // Config values are secrets: htmx keeps no copy of the pages in the browser's storage.
+    session.click("nav.app-nav a[href$='/activity']").await?;
+    session.wait_for_text("h1", "Activity", WAIT).await?;
+    let stored = session
+        .execute("return localStorage.length", vec![])
+        .await?;
+    anyhow::ensure!(
+        stored == Value::from(0),
+        "the browser stored {stored} items"
+    );
     let router = &platform.router;
     eventually(WAIT, "the app to greet with the new config", || {
         http_get(router, "demo.localhost", "/")
@@ -260,9 +270,19 @@ async fn walk_through(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    anyhow::ensure!(counted != "0", "the metrics page counted no requests in 20 s");
-    let chart = session.find(Locator::Css("figure.chart svg")).await?.html(false).await?;
-    anyhow::ensure!(chart.contains("series-requests") && !chart.contains("No requests"), "{chart}");
+    anyhow::ensure!(
+        counted != "0",
+        "the metrics page counted no requests in 20 s"
+    );
+    let chart = session
+        .find(Locator::Css("figure.chart svg"))
+        .await?
+        .html(false)
+        .await?;
+    anyhow::ensure!(
+        chart.contains("series-requests") && !chart.contains("No requests"),
+        "{chart}"
+    );
     check_page(session, output, "metrics").await?;
 
     // The rest of the pages, checked and photographed.

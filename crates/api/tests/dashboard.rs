@@ -105,6 +105,31 @@ impl<'a> Browser<'a> {
         }
     }
 
+    /// Opens a server-sent event stream and returns its body, to read event by event.
+    async fn events(&mut self, path: &str) -> Events {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let request = Request::get(path)
+            .header(header::HOST, "dashboard.test")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap();
+        let response = self.app.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+        Events {
+            body: response.into_body(),
+            buffered: String::new(),
+        }
+    }
+
     async fn get(&mut self, path: &str) -> Page {
         self.request(Method::GET, path, None).await
     }
@@ -136,6 +161,44 @@ impl<'a> Browser<'a> {
         let page = self.get(path).await;
         assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
         page.csrf()
+    }
+}
+
+/// A server-sent event stream being read.
+struct Events {
+    body: Body,
+    buffered: String,
+}
+
+impl Events {
+    /// The next event that is not a keep-alive: its name and data (lines joined by `\n`).
+    async fn next(&mut self) -> (String, String) {
+        loop {
+            if let Some(end) = self.buffered.find("\n\n") {
+                let block: String = self.buffered.drain(..end + 2).collect();
+                let mut name = String::new();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = n.to_owned();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data.push(d);
+                    }
+                }
+                if !name.is_empty() {
+                    return (name, data.join("\n"));
+                }
+                continue;
+            }
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(20), self.body.frame())
+                .await
+                .expect("an event within 20 s")
+                .expect("the stream goes on")
+                .unwrap();
+            if let Ok(bytes) = frame.into_data() {
+                self.buffered.push_str(std::str::from_utf8(&bytes).unwrap());
+            }
+        }
     }
 }
 
@@ -249,6 +312,52 @@ both_backends! {
         assert_eq!(config_of(&app, &token).await, serde_json::json!({"A": "1"}));
         let page = browser.get(page.location.as_deref().unwrap()).await;
         assert!(page.body.contains("Saved as v2: deploying it now."), "{}", page.body);
+    }
+
+    async fn a_running_build_streams_its_log_then_its_status(app: TestApp) {
+        app.owner_of_demo().await;
+        let demo = app.store.app("demo").await.unwrap();
+        let ada = app.store.user("ada").await.unwrap();
+        let build = app
+            .store
+            .create_build(&demo, &store::BuildSource::Commit("a".repeat(40)), &ada)
+            .await
+            .unwrap();
+        app.store.set_build_log(&demo, build.id, "-----> Building demo\n").await.unwrap();
+        let mut browser = Browser::new(&app);
+        browser.sign_in("ada", "password-1").await;
+        let page = browser.get(&format!("/apps/demo/builds/{}", build.id)).await;
+        assert!(page.body.contains("-----&#62; Building demo"), "{}", page.body);
+        assert!(page.body.contains(&format!("sse-connect=\"/apps/demo/builds/{}/live?from=21\"", build.id)), "{}", page.body);
+
+        let mut events = browser.events(&format!("/apps/demo/builds/{}/live?from=21", build.id)).await;
+        app.store
+            .set_build_log(&demo, build.id, "-----> Building demo\n<b>compiling</b> & linking\n")
+            .await
+            .unwrap();
+        assert_eq!(events.next().await, ("chunk".to_owned(), "&lt;b&gt;compiling&lt;/b&gt; &amp; linking\n".to_owned()));
+        app.store
+            .finish_build(&demo, build.id, store::BuildStatus::Failed, &BTreeMap::new(), None)
+            .await
+            .unwrap();
+        let (name, badge) = events.next().await;
+        assert_eq!(name, "status");
+        assert!(badge.contains("build failed"), "{badge}");
+        assert_eq!(events.next().await.0, "done");
+    }
+
+    async fn live_logs_arrive_as_escaped_lines(app: TestApp) {
+        app.owner_of_demo().await;
+        let mut browser = Browser::new(&app);
+        browser.sign_in("ada", "password-1").await;
+        let mut events = browser.events("/apps/demo/logs/live?process=web").await;
+        // Another source is filtered out; the web process's line arrives, as text.
+        app.logs.push("demo", "router", "GET / 200");
+        app.logs.push("demo", "web.1", "<script>alert(1)</script>");
+        let (name, line) = events.next().await;
+        assert_eq!(name, "line");
+        assert!(line.contains(r#"<span class="source">web.1</span>"#), "{line}");
+        assert!(line.contains("&#60;script&#62;alert(1)&#60;/script&#62;") || line.contains("&lt;script&gt;"), "{line}");
     }
 
     async fn the_sign_in_form_needs_its_own_token(app: TestApp) {

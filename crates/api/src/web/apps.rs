@@ -44,7 +44,6 @@ impl Next {
 
 /// `GET /sign-in`. A browser that is signed in already goes on.
 pub(super) async fn sign_in_page(
-    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(next): Query<Next>,
     viewer: Option<Viewer>,
@@ -52,7 +51,6 @@ pub(super) async fn sign_in_page(
     if viewer.is_some() {
         return Redirect::to(&next.target()).into_response();
     }
-    let _ = state;
     let (csrf, cookie) = session::sign_in_token(&headers);
     let mut response = view::html(&SignInPage {
         csrf,
@@ -85,37 +83,39 @@ pub(super) async fn sign_in(
     SignInForm { form }: SignInForm<Credentials>,
 ) -> Result<Response, WebError> {
     let next = Next { next: form.next }.target();
-    let refused = |status: StatusCode, error: String| {
-        let (csrf, _) = session::sign_in_token(&headers);
-        let page = SignInPage {
-            csrf,
-            next: next.clone(),
-            username: form.username.clone(),
-            error: Some(error),
-        };
-        let mut response = (status, view::html(&page)).into_response();
-        if let Some(wait) = retry_after(status) {
-            response.headers_mut().insert(header::RETRY_AFTER, wait);
-        }
-        Ok(response)
-    };
-    match crate::auth::sign_in(&state, &guard, &form.username, form.password.clone(), peer).await {
+    match crate::auth::sign_in(&state, &guard, &form.username, form.password, peer).await {
         Ok(user) => {
             let cookies = session::start(&state, &headers, &user).await?;
             let mut response = Redirect::to(&next).into_response();
             session::set_cookies(response.headers_mut(), cookies);
             Ok(response)
         }
-        Err(err @ ApiError::Unauthorized(_)) => refused(err.status(), err.to_string()),
-        Err(err @ (ApiError::TooManyRequests { .. } | ApiError::Busy { .. })) => {
-            refused(err.status(), err.to_string())
+        Err(
+            err @ (ApiError::Unauthorized(_)
+            | ApiError::TooManyRequests { .. }
+            | ApiError::Busy { .. }),
+        ) => {
+            // The form again, with why; a throttled one says how long to wait, in the
+            // page and in `Retry-After`.
+            let (csrf, _) = session::sign_in_token(&headers);
+            let page = SignInPage {
+                csrf,
+                next,
+                username: form.username,
+                error: Some(err.to_string()),
+            };
+            let mut response = (err.status(), view::html(&page)).into_response();
+            if let ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::Busy { retry_after, .. } = err
+            {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, retry_after.max(1).into());
+            }
+            Ok(response)
         }
         Err(err) => Err(err.into()),
     }
-}
-
-fn retry_after(status: StatusCode) -> Option<axum::http::HeaderValue> {
-    (status == StatusCode::TOO_MANY_REQUESTS).then(|| axum::http::HeaderValue::from_static("5"))
 }
 
 /// `POST /sign-out`: the session ends in the store, not only in this browser.

@@ -90,6 +90,7 @@ async fn processes_page(
     let now = OffsetDateTime::now_utc();
     let records = state.store.processes(&app.app.name).await?;
     let mut types: Vec<String> = records.iter().map(|p| p.process_type.clone()).collect();
+    types.sort();
     types.dedup();
     let processes = records
         .into_iter()
