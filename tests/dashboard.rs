@@ -144,10 +144,7 @@ async fn walk_through(
     let stored = session
         .execute("return localStorage.length", vec![])
         .await?;
-    anyhow::ensure!(
-        stored == Value::from(0),
-        "the browser stored {stored} items"
-    );
+    anyhow::ensure!(stored == 0, "the browser stored {stored} items");
     let router = &platform.router;
     eventually(WAIT, "the app to greet with the new config", || {
         http_get(router, "demo.localhost", "/")

@@ -2,7 +2,6 @@
 //! counters the router's flushes left in the store.
 
 // The fixture is shared with suites that use more of it.
-#[allow(dead_code)]
 mod common;
 
 use std::time::Duration;

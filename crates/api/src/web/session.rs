@@ -168,10 +168,10 @@ fn same_origin(headers: &HeaderMap) -> Result<(), WebError> {
             "the form was posted from another site: use the dashboard's own pages".to_owned(),
         )
     };
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return Err(refused());
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return Err(refused());
     }
     if let Some(origin) = headers.get(ORIGIN) {
         let host = headers.get(HOST).and_then(|h| h.to_str().ok());

@@ -1,6 +1,8 @@
-//! The fixture the settings and routing suites share: the real API router and store, a
+//! The fixture the API suites share: the real API router and store, a
 //! release manager on a fake runtime that records what it is asked, on SQLite and on
 //! PostgreSQL.
+
+#![allow(dead_code, reason = "each suite uses its own part of the fixture")]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +45,6 @@ pub(crate) struct TestApp {
     pub(crate) runtime: Arc<FakeRuntime>,
     pub(crate) store: store::Store,
     /// The apps' logs, as the release manager writes them and the API reads them.
-    #[allow(dead_code, reason = "only the dashboard suite writes log lines")]
     pub(crate) logs: releaser::Logs,
     _stop: tokio_util::sync::DropGuard,
     _db: TestDatabase,
