@@ -1,7 +1,6 @@
 //! `GET /metrics` on SQLite and PostgreSQL: admins only, Prometheus's text format, the
 //! counters the router's flushes left in the store.
 
-// The fixture is shared with suites that use more of it.
 mod common;
 
 use std::time::Duration;
