@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::session::{Posted, Viewer};
 use super::view::{self, Chrome, Done, Notice, Phase, Tab};
 use super::{AppView, WebError};
-use crate::{ApiError, ApiState, actions};
+use crate::{ApiState, actions};
 
 /// Releases per page of the timeline.
 const PAGE: u32 = 50;
@@ -348,19 +348,10 @@ pub(super) async fn rollback(
             "rolled-back",
             Some(release.version.get()),
         )),
-        Err(err @ (ApiError::Conflict(_) | ApiError::Invalid(_))) => {
-            let status = err.status();
-            activity_page(
-                &state,
-                &viewer,
-                &app,
-                None,
-                Some(Notice::error(err.to_string())),
-                status,
-            )
-            .await
+        Err(err) => {
+            let (notice, status) = view::refusal(err)?;
+            activity_page(&state, &viewer, &app, None, Some(notice), status).await
         }
-        Err(err) => Err(err.into()),
     }
 }
 

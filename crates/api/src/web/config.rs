@@ -11,7 +11,7 @@ use store::{ConfigOutcome, Need};
 use super::session::{Posted, Viewer};
 use super::view::{self, Chrome, Done, Notice, Tab};
 use super::{AppView, WebError};
-use crate::{ApiError, ApiState, actions};
+use crate::{ApiState, actions};
 
 pub(super) struct Var {
     key: String,
@@ -115,28 +115,19 @@ async fn apply(
     change: Result<ConfigChange, domain::Error>,
     typed: Option<&SetForm>,
 ) -> Result<Response, WebError> {
-    let refused = |message: String| async move {
-        config_page(
-            state,
-            viewer,
-            app,
-            Some(Notice::error(message)),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            typed,
-        )
-        .await
-    };
-    let change = match change {
-        Ok(change) => change,
-        Err(err) => return refused(err.to_string()).await,
+    let outcome = match change {
+        Ok(change) => actions::change_config(state, &app.app, &viewer.user, &change).await,
+        Err(err) => Err(err.into()),
     };
     let path = format!("/apps/{}/config", app.app.name);
-    match actions::change_config(state, &app.app, &viewer.user, &change).await {
+    match outcome {
         Ok(ConfigOutcome::Released(release)) => {
             Ok(view::done(&path, "released", Some(release.version.get())))
         }
         Ok(ConfigOutcome::Unchanged(_)) => Ok(view::done(&path, "unchanged", None)),
-        Err(err @ (ApiError::Invalid(_) | ApiError::Conflict(_))) => refused(err.to_string()).await,
-        Err(err) => Err(err.into()),
+        Err(err) => {
+            let (notice, status) = view::refusal(err)?;
+            config_page(state, viewer, app, Some(notice), status, typed).await
+        }
     }
 }

@@ -121,19 +121,10 @@ async fn people_outcome(
             done,
             None,
         )),
-        Err(err @ (ApiError::NotFound(_) | ApiError::Conflict(_) | ApiError::Invalid(_))) => {
-            let status = err.status();
-            access_page(
-                state,
-                viewer,
-                app,
-                Some(Notice::error(err.to_string())),
-                status,
-                typed,
-            )
-            .await
+        Err(err) => {
+            let (notice, status) = view::refusal(err)?;
+            access_page(state, viewer, app, Some(notice), status, typed).await
         }
-        Err(err) => Err(err.into()),
     }
 }
 
@@ -248,19 +239,10 @@ async fn domain_outcome(
             done,
             None,
         )),
-        Err(err @ (ApiError::NotFound(_) | ApiError::Conflict(_) | ApiError::Invalid(_))) => {
-            let status = err.status();
-            domains_page(
-                state,
-                viewer,
-                app,
-                Some(Notice::error(err.to_string())),
-                status,
-                typed,
-            )
-            .await
+        Err(err) => {
+            let (notice, status) = view::refusal(err)?;
+            domains_page(state, viewer, app, Some(notice), status, typed).await
         }
-        Err(err) => Err(err.into()),
     }
 }
 

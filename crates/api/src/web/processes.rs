@@ -34,18 +34,10 @@ pub(super) async fn scale(
             "scaled",
             None,
         )),
-        Err(err @ (ApiError::Invalid(_) | ApiError::Conflict(_))) => {
-            let status = err.status();
-            apps::overview_page(
-                &state,
-                &viewer,
-                &app,
-                Some(Notice::error(err.to_string())),
-                status,
-            )
-            .await
+        Err(err) => {
+            let (notice, status) = view::refusal(err)?;
+            apps::overview_page(&state, &viewer, &app, Some(notice), status).await
         }
-        Err(err) => Err(err.into()),
     }
 }
 
@@ -139,18 +131,10 @@ pub(super) async fn restart(
             "restarted",
             None,
         )),
-        Err(err @ (ApiError::Invalid(_) | ApiError::Conflict(_))) => {
-            let status = err.status();
-            processes_page(
-                &state,
-                &viewer,
-                &app,
-                Some(Notice::error(err.to_string())),
-                status,
-            )
-            .await
+        Err(err) => {
+            let (notice, status) = view::refusal(err)?;
+            processes_page(&state, &viewer, &app, Some(notice), status).await
         }
-        Err(err) => Err(err.into()),
     }
 }
 

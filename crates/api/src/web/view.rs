@@ -147,6 +147,20 @@ impl Notice {
     }
 }
 
+/// A refused change the viewer can act on — not found, conflicting or invalid input — as a
+/// notice for the page to show again, with its status; any other failure stays an error.
+pub(crate) fn refusal(
+    err: crate::ApiError,
+) -> Result<(Notice, axum::http::StatusCode), super::WebError> {
+    use crate::ApiError;
+    match err {
+        ApiError::NotFound(_) | ApiError::Conflict(_) | ApiError::Invalid(_) => {
+            Ok((Notice::error(err.to_string()), err.status()))
+        }
+        err => Err(err.into()),
+    }
+}
+
 /// What a change did, named in the redirect after it (`?done=released&v=7`), so a reload
 /// does not post again. Only these fixed texts can appear: a crafted link shows nothing
 /// but them.
