@@ -159,8 +159,22 @@ pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> 
     ApiError::Internal(format!("handler panicked: {message}")).into_response()
 }
 
-pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no such endpoint: {method} {}", uri.path()))
+/// No route: JSON for the API's clients; the dashboard's error page for a browser asking
+/// for a page outside `/v1`.
+pub(crate) async fn not_found(
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let wants_page = !uri.path().starts_with("/v1")
+        && headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    if wants_page {
+        return crate::web::no_such_page();
+    }
+    ApiError::NotFound(format!("no such endpoint: {method} {}", uri.path())).into_response()
 }
 
 pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {

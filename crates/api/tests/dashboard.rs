@@ -420,6 +420,15 @@ both_backends! {
             assert_eq!(page.status, StatusCode::NOT_FOUND, "{tab}: {}", page.body);
             assert!(page.body.contains("no app named demo"), "{tab}");
         }
+        let nowhere = app
+            .router
+            .clone()
+            .oneshot(Request::get("/apps/demo/nowhere").header(header::ACCEPT, "text/html").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
+        assert!(nowhere.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+        assert_eq!(nowhere.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
         let missing = browser.get("/apps/nothing-here").await;
         assert_eq!(missing.body.replace("nothing-here", "demo"), browser.get("/apps/demo").await.body,
             "a stranger's app reads exactly as one that does not exist");

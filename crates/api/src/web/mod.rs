@@ -63,6 +63,17 @@ pub(crate) fn routes() -> Router<ApiState> {
         .layer(axum::middleware::map_response(protect))
 }
 
+/// The page for a path the dashboard does not have.
+pub(crate) fn no_such_page() -> Response {
+    protected(
+        WebError::Page(
+            StatusCode::NOT_FOUND,
+            "there is no such page: start again from your apps".to_owned(),
+        )
+        .into_response(),
+    )
+}
+
 /// The policy every dashboard response carries: only the platform's own scripts, styles and
 /// images (SVG charts are inline markup, not scripts); no framing; no sniffing; no referrer
 /// beyond the dashboard.
@@ -70,7 +81,11 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'";
 
-async fn protect(mut response: Response) -> Response {
+async fn protect(response: Response) -> Response {
+    protected(response)
+}
+
+fn protected(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
