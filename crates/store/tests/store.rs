@@ -419,6 +419,25 @@ both_backends! {
         assert!(matches!(store.finish_build(&demo, build.id, BuildStatus::Succeeded, &BTreeMap::new(), None).await, Err(Error::NotFound(_))), "a build ends once");
         assert_eq!(store.builds(&demo, 10).await.unwrap().len(), 1);
     }
+
+    async fn builds_before_a_release_are_found_however_many_came_after(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let mut ids = Vec::new();
+        for n in 0..6 {
+            let build = store.create_build(&demo, &BuildSource::Commit(format!("c{n}")), &ada).await.unwrap();
+            ids.push(build.id);
+            let done = store.finish_build(&demo, build.id, BuildStatus::Succeeded, &BTreeMap::new(), Some("sha256:x")).await.unwrap();
+            assert!(done.created_at <= done.finished_at.unwrap());
+        }
+        let third = store.build(&demo, ids[2]).await.unwrap();
+        let found: Vec<_> = store.builds_before(&demo, Some(third.created_at), 2).await.unwrap().into_iter().map(|b| b.id).collect();
+        assert_eq!(found, [ids[2], ids[1]], "newest first, from the given time back");
+        let newest: Vec<_> = store.builds_before(&demo, None, 3).await.unwrap().into_iter().map(|b| b.id).collect();
+        assert_eq!(newest, [ids[5], ids[4], ids[3]]);
+        let other = app(&store, "other", &ada).await;
+        assert!(store.builds_before(&other, None, 10).await.unwrap().is_empty(), "only the app's own");
+    }
 }
 
 const KEY: &str =
