@@ -72,7 +72,7 @@ async fn run() {
     seed(&store).await;
     let seeded = seeding.elapsed();
     let state = ApiState {
-        store,
+        store: store.clone(),
         config: Arc::new(ApiConfig {
             git_url: "ssh://git@127.0.0.1:2222".into(),
             domain: "localhost".into(),
@@ -176,10 +176,72 @@ async fn run() {
             );
         }
     }
+    store_share(&store, &cookie).await;
     println!(
         "(the server and the client share this machine's {} cores)",
         std::thread::available_parallelism().map_or(1, usize::from)
     );
+}
+
+/// The store's part of each page: the queries its handler makes, timed alone on one task
+/// (p50 and p99 over `REQUESTS` runs); the rest of a page's time is HTTP and rendering.
+async fn store_share(store: &Store, cookie: &str) {
+    let secret = cookie.split_once('=').unwrap().1;
+    let secret_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret));
+    let user = store
+        .session(&secret_hash)
+        .await
+        .unwrap()
+        .expect("the session")
+        .user;
+    let (big, _) = store.app_access("big", &user).await.unwrap();
+    let middle = ReleaseVersion::new(250);
+    println!("the store's part alone (the handler's queries, one after another, one task):");
+    for (name, before) in [("activity (500)", None), ("activity?before=250", middle)] {
+        let took = timed(|| async {
+            store.session(&secret_hash).await.unwrap();
+            store.app_access("big", &user).await.unwrap();
+            let releases = store.releases_before(&big, before, 51).await.unwrap();
+            store.current_version(&big).await.unwrap();
+            let until = before.and(releases.first().map(|r| r.created_at));
+            store.builds_before(&big, until, 110).await.unwrap();
+        })
+        .await;
+        println!(
+            "  {name:<34} p50 {:>6.2} ms  p99 {:>6.2} ms",
+            ms(took.0),
+            ms(took.1)
+        );
+    }
+    let took = timed(|| async {
+        store.session(&secret_hash).await.unwrap();
+        store.app_summaries(&user).await.unwrap();
+    })
+    .await;
+    println!(
+        "  {:<34} p50 {:>6.2} ms  p99 {:>6.2} ms",
+        "apps list (200)",
+        ms(took.0),
+        ms(took.1)
+    );
+}
+
+async fn timed<F, Fut>(run: F) -> (Duration, Duration)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..WARM_UP {
+        run().await;
+    }
+    let mut took = Vec::with_capacity(REQUESTS);
+    for _ in 0..REQUESTS {
+        let started = Instant::now();
+        run().await;
+        took.push(started.elapsed());
+    }
+    took.sort_unstable();
+    (took[took.len() / 2], took[took.len() * 99 / 100])
 }
 
 fn ms(d: Duration) -> f64 {
@@ -253,12 +315,10 @@ enum Kind {
 }
 
 fn kind(n: u32) -> Kind {
-    if n >= 20 && n % 20 == 0 {
-        Kind::Rollback
-    } else if n % 5 == 0 || n % 5 == 2 {
-        Kind::Push
-    } else {
-        Kind::Config
+    match (n % 20, n % 5) {
+        (0, _) if n >= 20 => Kind::Rollback,
+        (_, 0 | 2) => Kind::Push,
+        _ => Kind::Config,
     }
 }
 
