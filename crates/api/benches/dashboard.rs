@@ -203,8 +203,9 @@ async fn store_share(store: &Store, cookie: &str) {
             store.app_access("big", &user).await.unwrap();
             let releases = store.releases_before(&big, before, 51).await.unwrap();
             store.current_version(&big).await.unwrap();
+            let since = releases.get(50).map(|r| r.created_at);
             let until = before.and(releases.first().map(|r| r.created_at));
-            store.builds_before(&big, until, 110).await.unwrap();
+            store.builds_between(&big, since, until, 110).await.unwrap();
         })
         .await;
         println!(

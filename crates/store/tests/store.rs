@@ -420,7 +420,7 @@ both_backends! {
         assert_eq!(store.builds(&demo, 10).await.unwrap().len(), 1);
     }
 
-    async fn builds_before_a_release_are_found_however_many_came_after(store: Store) {
+    async fn builds_of_a_period_are_found_however_many_came_after(store: Store) {
         let ada = user(&store, "ada").await;
         let demo = app(&store, "demo", &ada).await;
         let mut ids = Vec::new();
@@ -431,12 +431,18 @@ both_backends! {
             assert!(done.created_at <= done.finished_at.unwrap());
         }
         let third = store.build(&demo, ids[2]).await.unwrap();
-        let found: Vec<_> = store.builds_before(&demo, Some(third.created_at), 2).await.unwrap().into_iter().map(|b| b.id).collect();
+        let fifth = store.build(&demo, ids[4]).await.unwrap();
+        let ids_of = |builds: Vec<store::Build>| builds.into_iter().map(|b| b.id).collect::<Vec<_>>();
+        let found = ids_of(store.builds_between(&demo, None, Some(third.created_at), 2).await.unwrap());
         assert_eq!(found, [ids[2], ids[1]], "newest first, from the given time back");
-        let newest: Vec<_> = store.builds_before(&demo, None, 3).await.unwrap().into_iter().map(|b| b.id).collect();
+        let found = ids_of(store.builds_between(&demo, Some(third.created_at), Some(fifth.created_at), 10).await.unwrap());
+        assert_eq!(found, [ids[4], ids[3], ids[2]], "both ends included");
+        let newest = ids_of(store.builds_between(&demo, None, None, 3).await.unwrap());
         assert_eq!(newest, [ids[5], ids[4], ids[3]]);
+        let since = ids_of(store.builds_between(&demo, Some(fifth.created_at), None, 10).await.unwrap());
+        assert_eq!(since, [ids[5], ids[4]]);
         let other = app(&store, "other", &ada).await;
-        assert!(store.builds_before(&other, None, 10).await.unwrap().is_empty(), "only the app's own");
+        assert!(store.builds_between(&other, None, None, 10).await.unwrap().is_empty(), "only the app's own");
     }
 }
 

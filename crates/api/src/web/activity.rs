@@ -91,10 +91,10 @@ impl History {
         let current = state.store.current_version(app).await?;
         let since = before_oldest.as_ref().map(|r| r.created_at);
         let until = before.and(releases.first().map(|r| r.created_at));
-        // The builds of this page's period (a middle page's are not among the newest).
+        // The builds of this page's period only (a middle page's are not among the newest).
         let recent = state
             .store
-            .builds_before(app, until, limit * 2 + 10)
+            .builds_between(app, since, until, limit * 2 + 10)
             .await?;
         let released: std::collections::HashSet<Uuid> =
             releases.iter().filter_map(|r| r.build).collect();
