@@ -148,6 +148,29 @@ impl Store {
         rows.into_iter().map(Build::try_from).collect()
     }
 
+    /// The app's builds made from `since` to `until` (either end open when `None`), newest
+    /// first, at most `limit`: the builds of one page of the app's history.
+    pub async fn builds_between(
+        &self,
+        app: &App,
+        since: Option<time::OffsetDateTime>,
+        until: Option<time::OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<Build>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{BUILD_SELECT} WHERE b.app_id = $1 AND ($2 IS NULL OR b.created_at >= $2) \
+             AND ($3 IS NULL OR b.created_at <= $3) ORDER BY b.created_at DESC, b.id DESC LIMIT $4"
+        ));
+        let rows: Vec<BuildRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
+            .bind(app.id)
+            .bind(since)
+            .bind(until)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(Build::try_from).collect()
+    }
+
     /// The images the app's own builds of pushed code made (as the builds name them), each
     /// once: the local images the app may deploy again.
     pub async fn built_images(&self, app: &App) -> Result<Vec<String>> {

@@ -419,6 +419,31 @@ both_backends! {
         assert!(matches!(store.finish_build(&demo, build.id, BuildStatus::Succeeded, &BTreeMap::new(), None).await, Err(Error::NotFound(_))), "a build ends once");
         assert_eq!(store.builds(&demo, 10).await.unwrap().len(), 1);
     }
+
+    async fn builds_of_a_period_are_found_however_many_came_after(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let mut ids = Vec::new();
+        for n in 0..6 {
+            let build = store.create_build(&demo, &BuildSource::Commit(format!("c{n}")), &ada).await.unwrap();
+            ids.push(build.id);
+            let done = store.finish_build(&demo, build.id, BuildStatus::Succeeded, &BTreeMap::new(), Some("sha256:x")).await.unwrap();
+            assert!(done.created_at <= done.finished_at.unwrap());
+        }
+        let third = store.build(&demo, ids[2]).await.unwrap();
+        let fifth = store.build(&demo, ids[4]).await.unwrap();
+        let ids_of = |builds: Vec<store::Build>| builds.into_iter().map(|b| b.id).collect::<Vec<_>>();
+        let found = ids_of(store.builds_between(&demo, None, Some(third.created_at), 2).await.unwrap());
+        assert_eq!(found, [ids[2], ids[1]], "newest first, from the given time back");
+        let found = ids_of(store.builds_between(&demo, Some(third.created_at), Some(fifth.created_at), 10).await.unwrap());
+        assert_eq!(found, [ids[4], ids[3], ids[2]], "both ends included");
+        let newest = ids_of(store.builds_between(&demo, None, None, 3).await.unwrap());
+        assert_eq!(newest, [ids[5], ids[4], ids[3]]);
+        let since = ids_of(store.builds_between(&demo, Some(fifth.created_at), None, 10).await.unwrap());
+        assert_eq!(since, [ids[5], ids[4]]);
+        let other = app(&store, "other", &ada).await;
+        assert!(store.builds_between(&other, None, None, 10).await.unwrap().is_empty(), "only the app's own");
+    }
 }
 
 const KEY: &str =

@@ -91,7 +91,11 @@ impl History {
         let current = state.store.current_version(app).await?;
         let since = before_oldest.as_ref().map(|r| r.created_at);
         let until = before.and(releases.first().map(|r| r.created_at));
-        let recent = state.store.builds(app, limit * 2 + 10).await?;
+        // The builds of this page's period only (a middle page's are not among the newest).
+        let recent = state
+            .store
+            .builds_between(app, since, until, limit * 2 + 10)
+            .await?;
         let released: std::collections::HashSet<Uuid> =
             releases.iter().filter_map(|r| r.build).collect();
         let mut builds = HashMap::new();
