@@ -346,6 +346,31 @@ both_backends! {
         assert_eq!(events.next().await.0, "done");
     }
 
+    async fn the_activity_pages_back_fifty_releases_at_a_time(app: TestApp) {
+        let token = app.owner_of_demo().await;
+        for n in 0..60 {
+            let body = serde_json::json!({"values": {"N": n.to_string()}}).to_string();
+            TestApp::ok(app.send(Method::PATCH, "/v1/apps/demo/config", &token, Some(&body)).await);
+        }
+        let mut browser = Browser::new(&app);
+        browser.sign_in("ada", "password-1").await;
+        let newest = browser.get("/apps/demo/activity").await;
+        let shown = |page: &Page| -> Vec<u32> {
+            page.body
+                .match_indices(r#"<strong class="version">v"#)
+                .map(|(at, m)| {
+                    let rest = &page.body[at + m.len()..];
+                    rest[..rest.find('<').unwrap()].parse().unwrap()
+                })
+                .collect()
+        };
+        assert_eq!(shown(&newest), (12..=61).rev().collect::<Vec<_>>());
+        assert!(newest.body.contains(r#"href="/apps/demo/activity?before=12" rel="next""#), "{}", newest.body);
+        let older = browser.get("/apps/demo/activity?before=12").await;
+        assert_eq!(shown(&older), (1..=11).rev().collect::<Vec<_>>());
+        assert!(!older.body.contains(r#"rel="next""#), "the last page links no further");
+    }
+
     async fn live_logs_arrive_as_escaped_lines(app: TestApp) {
         app.owner_of_demo().await;
         let mut browser = Browser::new(&app);

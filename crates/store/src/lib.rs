@@ -37,8 +37,8 @@ pub use metrics::{
 };
 pub use model::{
     Access, ApiToken, App, AppSummary, Build, BuildSource, BuildStatus, Collaborator,
-    ConfigOutcome, Domain, DomainState, Event, LatestRelease, Need, ProcessCount, Release, SshKey,
-    User,
+    ConfigOutcome, Domain, DomainState, Event, LatestRelease, Need, ProcessCount, Release,
+    ReleaseEntry, SshKey, User,
 };
 pub use routing::RoutingChanged;
 pub use sessions::WebSession;

@@ -176,6 +176,22 @@ pub struct Release {
     pub deploy_finished_at: Option<OffsetDateTime>,
 }
 
+/// A release as a history lists it: a [`Release`] without its config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseEntry {
+    pub version: ReleaseVersion,
+    pub build: Option<Uuid>,
+    pub commit: Option<String>,
+    pub summary: String,
+    pub status: ReleaseStatus,
+    pub reason: Option<String>,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub deploy_started_at: Option<OffsetDateTime>,
+    pub release_phase_finished_at: Option<OffsetDateTime>,
+    pub deploy_finished_at: Option<OffsetDateTime>,
+}
+
 /// What a config change did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigOutcome {

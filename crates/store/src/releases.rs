@@ -9,7 +9,7 @@ use domain::{
 use uuid::Uuid;
 
 use crate::db::{new_id, now, on_db, record_event};
-use crate::{App, ConfigOutcome, Error, Release, Result, Store, User};
+use crate::{App, ConfigOutcome, Error, Release, ReleaseEntry, Result, Store, User};
 
 /// Release columns, joined with the author and the build's commit.
 const RELEASE_SELECT: &str = "SELECT r.version, r.build_id, b.commit_sha, r.config, r.summary, r.status, r.reason, \
@@ -61,6 +61,50 @@ impl TryFrom<ReleaseRow> for Release {
     }
 }
 
+/// What a history lists of a release: everything but its config.
+const ENTRY_SELECT: &str = "SELECT r.version, r.build_id, b.commit_sha, r.summary, r.status, r.reason, \
+     u.username AS created_by, r.created_at, r.deploy_started_at, r.release_phase_finished_at, r.deploy_finished_at \
+     FROM releases r JOIN users u ON u.id = r.created_by LEFT JOIN builds b ON b.id = r.build_id";
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    version: i64,
+    build_id: Option<Uuid>,
+    commit_sha: Option<String>,
+    summary: String,
+    status: String,
+    reason: Option<String>,
+    created_by: String,
+    created_at: time::OffsetDateTime,
+    deploy_started_at: Option<time::OffsetDateTime>,
+    release_phase_finished_at: Option<time::OffsetDateTime>,
+    deploy_finished_at: Option<time::OffsetDateTime>,
+}
+
+impl TryFrom<EntryRow> for ReleaseEntry {
+    type Error = Error;
+
+    fn try_from(row: EntryRow) -> Result<ReleaseEntry> {
+        Ok(ReleaseEntry {
+            version: u32::try_from(row.version)
+                .ok()
+                .and_then(ReleaseVersion::new)
+                .ok_or_else(|| Error::corrupt(format!("release version {}", row.version)))?,
+            build: row.build_id,
+            commit: row.commit_sha,
+            summary: row.summary,
+            status: ReleaseStatus::parse(&row.status)
+                .ok_or_else(|| Error::corrupt(format!("release status {:?}", row.status)))?,
+            reason: row.reason,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            deploy_started_at: row.deploy_started_at,
+            release_phase_finished_at: row.release_phase_finished_at,
+            deploy_finished_at: row.deploy_finished_at,
+        })
+    }
+}
+
 /// The parts of the previous release a new one starts from.
 #[derive(sqlx::FromRow)]
 struct Latest {
@@ -82,25 +126,26 @@ impl Store {
         rows.into_iter().map(Release::try_from).collect()
     }
 
-    /// A page of the app's releases, newest first: at most `limit` of those older than
-    /// `before` (of the newest when `None`).
+    /// A page of the app's history, newest first: at most `limit` of the releases older than
+    /// `before` (of the newest when `None`), without their config — a history never shows
+    /// it, and each may be 256 KiB.
     pub async fn releases_before(
         &self,
         app: &App,
         before: Option<ReleaseVersion>,
         limit: u32,
-    ) -> Result<Vec<Release>> {
+    ) -> Result<Vec<ReleaseEntry>> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "{RELEASE_SELECT} WHERE r.app_id = $1 AND r.version < $2 ORDER BY r.version DESC LIMIT $3"
+            "{ENTRY_SELECT} WHERE r.app_id = $1 AND r.version < $2 ORDER BY r.version DESC LIMIT $3"
         ));
         let before = before.map_or(i64::MAX, |v| i64::from(v.get()));
-        let rows: Vec<ReleaseRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
+        let rows: Vec<EntryRow> = on_db!(self, read, |pool| sqlx::query_as(sql)
             .bind(app.id)
             .bind(before)
             .bind(i64::from(limit))
             .fetch_all(pool)
             .await)?;
-        rows.into_iter().map(Release::try_from).collect()
+        rows.into_iter().map(ReleaseEntry::try_from).collect()
     }
 
     /// The current release's version: the newest that succeeded, if any did.

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::{ReleaseFacts, ReleaseStatus, ReleaseVersion, may_roll_back_to};
-use store::{Build, BuildStatus, Need, Release};
+use store::{Build, BuildStatus, Need, ReleaseEntry};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -65,10 +65,10 @@ pub(super) struct Entry {
 /// A page of an app's history: its releases (and one more, to time the oldest shown), the
 /// builds among them, and which release is current.
 pub(super) struct History {
-    releases: Vec<Release>,
+    releases: Vec<ReleaseEntry>,
     /// The release before the oldest shown, if any: a release's build is its own when the
     /// build started after the release before it was made.
-    before_oldest: Option<Release>,
+    before_oldest: Option<ReleaseEntry>,
     builds: HashMap<Uuid, Build>,
     /// Builds of the same period that made no release.
     orphans: Vec<Build>,
@@ -132,8 +132,8 @@ impl History {
 
     fn row(
         &self,
-        release: &Release,
-        previous: Option<&Release>,
+        release: &ReleaseEntry,
+        previous: Option<&ReleaseEntry>,
         now: OffsetDateTime,
         can_write: bool,
     ) -> ReleaseRow {
@@ -211,7 +211,7 @@ impl History {
 
 /// The phases of a release's way out: its own build (when it had one), waiting for a
 /// release manager, the release phase (when it had one), and the rollout.
-fn phases(release: &Release, build: Option<&Build>) -> Vec<Phase> {
+fn phases(release: &ReleaseEntry, build: Option<&Build>) -> Vec<Phase> {
     let mut phases = Vec::new();
     if let Some(build) = build
         && let Some(finished) = build.finished_at
