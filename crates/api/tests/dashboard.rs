@@ -330,6 +330,11 @@ both_backends! {
         assert!(page.body.contains("-----&#62; Building demo"), "{}", page.body);
         assert!(page.body.contains(&format!("sse-connect=\"/apps/demo/builds/{}/live?from=21\"", build.id)), "{}", page.body);
 
+        // While it runs, the activity page lists it and reloads its timeline until it is done.
+        let activity = browser.get("/apps/demo/activity").await;
+        assert!(activity.body.contains("building"), "{}", activity.body);
+        assert!(activity.body.contains(r#"hx-get="/apps/demo/activity" hx-trigger="every 3s""#), "{}", activity.body);
+
         let mut events = browser.events(&format!("/apps/demo/builds/{}/live?from=21", build.id)).await;
         app.store
             .set_build_log(&demo, build.id, "-----> Building demo\n<b>compiling</b> & linking\n")
@@ -344,6 +349,9 @@ both_backends! {
         assert_eq!(name, "status");
         assert!(badge.contains("build failed"), "{badge}");
         assert_eq!(events.next().await.0, "done");
+        let activity = browser.get("/apps/demo/activity").await;
+        assert!(activity.body.contains("build failed"), "{}", activity.body);
+        assert!(!activity.body.contains("hx-trigger"), "all settled, the page stops reloading");
     }
 
     async fn the_activity_pages_back_fifty_releases_at_a_time(app: TestApp) {

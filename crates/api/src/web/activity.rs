@@ -289,6 +289,9 @@ struct ActivityPage {
     entries: Vec<Entry>,
     /// The version to page back from, when there are older releases.
     older: Option<u32>,
+    /// Where the page reloads its timeline from while something on it is under way (a
+    /// build running, a release pending or deploying); `None` once all is settled.
+    poll: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -324,10 +327,20 @@ async fn activity_page(
         .before_oldest
         .as_ref()
         .map(|_| history.releases.last().map_or(0, |r| r.version.get()));
+    let entries = history.entries(now, app.can_write);
+    let busy = entries.iter().any(|e| {
+        e.release.as_ref().is_some_and(|r| r.status_class == "busy")
+            || e.build.as_ref().is_some_and(|b| b.status_class == "busy")
+    });
+    let poll = busy.then(|| match before {
+        Some(v) => format!("/apps/{}/activity?before={}", app.app.name, v.get()),
+        None => format!("/apps/{}/activity", app.app.name),
+    });
     let page = ActivityPage {
         chrome: Chrome::app(viewer, &app.app, Tab::Activity).with_notice(notice),
-        entries: history.entries(now, app.can_write),
+        entries,
         older,
+        poll,
     };
     Ok((status, view::html(&page)).into_response())
 }
