@@ -333,7 +333,7 @@ both_backends! {
         // While it runs, the activity page lists it and reloads its timeline until it is done.
         let activity = browser.get("/apps/demo/activity").await;
         assert!(activity.body.contains("building"), "{}", activity.body);
-        assert!(activity.body.contains(r#"hx-get="/apps/demo/activity" hx-trigger="every 3s""#), "{}", activity.body);
+        assert!(activity.body.contains(r#"<div hidden hx-get="/apps/demo/activity" hx-trigger="every 3s""#), "{}", activity.body);
 
         let mut events = browser.events(&format!("/apps/demo/builds/{}/live?from=21", build.id)).await;
         app.store
