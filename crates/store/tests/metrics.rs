@@ -1,56 +1,14 @@
 //! Request metrics in the store, on SQLite and PostgreSQL: minutes and totals add up across
 //! flushes, old minutes are pruned but totals never drop, apps' rows go with them.
 
+mod common;
+
 use std::time::Duration;
 
-use domain::{AppMinute, AppName, RequestBatch, RequestStats, StatusClass, StatusCounts, Username};
-use slipway_store::{NewUser, Store, User};
-use test_support::{Backend, TestDatabase};
+use common::{app, both_backends, user};
+use domain::{AppMinute, RequestBatch, RequestStats, StatusClass, StatusCounts};
+use slipway_store::Store;
 use time::OffsetDateTime;
-
-macro_rules! both_backends {
-    ($(async fn $name:ident($store:ident: Store) $body:block)*) => {$(
-        mod $name {
-            use super::*;
-            async fn run($store: Store) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                run(open(Backend::Sqlite).await.expect("sqlite is always there")).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(store) = open(Backend::Postgres).await {
-                    run(store).await;
-                }
-            }
-        }
-    )*};
-}
-
-async fn open(backend: Backend) -> Option<Store> {
-    let db = TestDatabase::new(backend).await?;
-    let store = Store::open(&db.url).await.expect("open the store");
-    std::mem::forget(db);
-    Some(store)
-}
-
-async fn user(store: &Store, name: &str) -> User {
-    let username = Username::parse(name).unwrap();
-    store
-        .create_user(&username, "hash", NewUser::Any)
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-async fn app(store: &Store, name: &str, owner: &User) -> slipway_store::App {
-    store
-        .create_app(&AppName::parse(name).unwrap(), owner)
-        .await
-        .unwrap()
-}
 
 /// The current minute, minus `ago` minutes, since the epoch.
 fn minute(ago: i64) -> i64 {

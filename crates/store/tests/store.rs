@@ -1,8 +1,11 @@
 //! The store's test suite. Every test runs twice, against SQLite and against PostgreSQL,
 //! each time on a fresh database.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::{app, both_backends, user};
 use domain::{
     AppName, ConfigChange, Hostname, ProcessType, ReleaseStatus, ReleaseVersion, SshPublicKey,
     Username,
@@ -12,53 +15,6 @@ use slipway_store::{
     NewUser, Store, User,
 };
 use test_support::{Backend, TestDatabase};
-
-/// Declares `mod name { sqlite, postgres }`: one async test body, run on both backends.
-macro_rules! both_backends {
-    ($(async fn $name:ident($store:ident: Store) $body:block)*) => {$(
-        mod $name {
-            use super::*;
-            async fn run($store: Store) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                run(open(Backend::Sqlite).await.expect("sqlite is always there")).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(store) = open(Backend::Postgres).await {
-                    run(store).await;
-                }
-            }
-        }
-    )*};
-}
-
-async fn open(backend: Backend) -> Option<Store> {
-    let db = TestDatabase::new(backend).await?;
-    let store = Store::open(&db.url).await.expect("open the store");
-    // The database must outlive the test; leaking the handle keeps the SQLite file's
-    // directory for the process's life, which ends with the test binary.
-    std::mem::forget(db);
-    Some(store)
-}
-
-async fn user(store: &Store, name: &str) -> User {
-    let username = Username::parse(name).unwrap();
-    store
-        .create_user(&username, "hash", NewUser::Any)
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-async fn app(store: &Store, name: &str, owner: &User) -> store::App {
-    store
-        .create_app(&AppName::parse(name).unwrap(), owner)
-        .await
-        .unwrap()
-}
 
 fn set(pairs: &[(&str, &str)]) -> ConfigChange {
     ConfigChange::set(pairs.iter().copied()).unwrap()
