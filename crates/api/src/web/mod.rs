@@ -180,11 +180,10 @@ impl WebError {
     }
 }
 
-/// `/v1`'s messages point at `slip`; on a page, the page's own controls are the way.
+/// `/v1`'s "no app named x: see yours with `slip apps`"; on a page, the apps list is a link
+/// away, and the page says so.
 fn dashboard_words(message: &str) -> String {
-    message
-        .replace(": see yours with `slip apps`", "")
-        .replace("`slip ", "`")
+    message.replace(": see yours with `slip apps`", "")
 }
 
 #[derive(Template)]
