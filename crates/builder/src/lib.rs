@@ -522,12 +522,14 @@ impl Builder {
         log("-----> Pushing the image");
         // The run image goes to its own repository once (later pushes find its blobs there);
         // apps' images then mount its layers from there instead of uploading them again.
+        let mut sent = oci::PushReport::default();
         let mount_from = match (&self.config.run_image, &base_digest) {
             (Some(name), Some(digest)) => {
                 let name = name.as_str();
-                registry
+                let run_image = registry
                     .push(&self.images, RUN_IMAGE_REPOSITORY, name, digest, None, log)
                     .await?;
+                sent.add(run_image.report);
                 Some(format!(
                     "{}:{name}",
                     registry.repository(RUN_IMAGE_REPOSITORY)
@@ -535,7 +537,7 @@ impl Builder {
             }
             _ => None,
         };
-        Ok(registry
+        let pushed = registry
             .push(
                 &self.images,
                 job.app,
@@ -544,7 +546,13 @@ impl Builder {
                 mount_from.as_deref(),
                 log,
             )
-            .await?)
+            .await?;
+        sent.add(pushed.report);
+        log(&format!(
+            "       {} pushed in all",
+            oci::human_size(sent.sent_bytes)
+        ));
+        Ok(pushed.reference)
     }
 
     /// The first built-in buildpack whose detect passes, or the last one to report failure.
@@ -806,13 +814,9 @@ fn stage(
     Ok(into.join(at).join("src").join(relative))
 }
 
-/// `8 MiB`, `64 KiB`.
+/// `8.0 MiB`, `64 KiB`.
 fn size(bytes: usize) -> String {
-    if bytes >= 1024 * 1024 {
-        format!("{} MiB", bytes / (1024 * 1024))
-    } else {
-        format!("{} KiB", bytes.div_ceil(1024))
-    }
+    oci::human_size(u64::try_from(bytes).unwrap_or(u64::MAX))
 }
 
 fn display_name(buildpack: &Path) -> String {

@@ -94,9 +94,10 @@ impl Registry {
     }
 
     /// Pushes the image `digest` of the local store as `<repository>:<tag>` (the repository
-    /// `name` under the registry's prefix), returning the reference by digest
-    /// (`host/name@sha256:…`). `mount_from` names a repository of this registry that holds
-    /// the base image's layers. Says what it did in one line to `log`.
+    /// `name` under the registry's prefix): each blob the registry lacks is mounted from
+    /// `mount_from` (a repository of this registry that holds the base image's layers) or
+    /// sent, then the manifest. Says what it did in one line to `log`, and returns the
+    /// reference by digest and what crossed the wire.
     pub async fn push(
         &self,
         store: &ImageStore,
@@ -105,7 +106,7 @@ impl Registry {
         digest: &Digest,
         mount_from: Option<&str>,
         log: &(dyn Fn(&str) + Send + Sync),
-    ) -> Result<String> {
+    ) -> Result<Pushed> {
         let repository = self.config.repository(name);
         let target = parse_reference(&format!("{repository}:{tag}"))?;
         self.client
@@ -120,7 +121,7 @@ impl Registry {
             .map(|d| Digest::parse(d.digest().as_ref()))
             .collect::<Result<Vec<Digest>, _>>()?;
         let source = mount_from.map(parse_reference).transpose()?;
-        let (mut sent, mut skipped, mut mounted) = (0, 0, 0);
+        let mut report = PushReport::default();
         for blob in &blobs {
             if self
                 .client
@@ -128,7 +129,7 @@ impl Registry {
                 .await
                 .map_err(Error::Push)?
             {
-                skipped += 1;
+                report.skipped += 1;
                 continue;
             }
             if let Some(source) = &source
@@ -143,7 +144,7 @@ impl Registry {
                     .await
                     .is_ok()
             {
-                mounted += 1;
+                report.mounted += 1;
                 continue;
             }
             // Streamed from the store's file, so a large layer is never all in memory.
@@ -155,7 +156,8 @@ impl Registry {
                 .push_blob_stream(&target, stream, blob.as_str(), Some(size))
                 .await
                 .map_err(Error::Push)?;
-            sent += 1;
+            report.sent += 1;
+            report.sent_bytes += size;
         }
         let content_type = "application/vnd.oci.image.manifest.v1+json"
             .parse()
@@ -164,10 +166,55 @@ impl Registry {
             .push_manifest_raw(&target, manifest_bytes, content_type)
             .await
             .map_err(Error::Push)?;
-        log(&format!(
-            "       pushed {repository}:{tag}: {sent} blobs sent, {skipped} already there, {mounted} mounted"
-        ));
-        Ok(format!("{repository}@{digest}"))
+        log(&format!("       pushed {repository}:{tag}: {report}"));
+        Ok(Pushed {
+            reference: format!("{repository}@{digest}"),
+            report,
+        })
+    }
+}
+
+/// A pushed image: its reference by digest (`host/name@sha256:…`), and what the push sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub reference: String,
+    pub report: PushReport,
+}
+
+/// What one push did with the image's blobs (config and layers; the manifest not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// Blobs uploaded, and their bytes (compressed, as stored).
+    pub sent: u32,
+    pub sent_bytes: u64,
+    /// Blobs the repository had already.
+    pub skipped: u32,
+    /// Blobs mounted from another repository of the registry, without upload.
+    pub mounted: u32,
+}
+
+impl PushReport {
+    /// Adds another push's counts (an app's image after its run image's).
+    pub fn add(&mut self, other: PushReport) {
+        self.sent += other.sent;
+        self.sent_bytes += other.sent_bytes;
+        self.skipped += other.skipped;
+        self.mounted += other.mounted;
+    }
+}
+
+impl std::fmt::Display for PushReport {
+    /// `12 KiB in 2 blobs sent, 3 already there, 1 mounted`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} in {} blob{} sent, {} already there, {} mounted",
+            crate::human_size(self.sent_bytes),
+            self.sent,
+            if self.sent == 1 { "" } else { "s" },
+            self.skipped,
+            self.mounted
+        )
     }
 }
 
@@ -199,6 +246,7 @@ fn parse_reference(text: &str) -> Result<Reference> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::LayerRef;
 
     #[test]
     fn parses_registry_addresses() {
@@ -262,25 +310,76 @@ mod tests {
         let said = std::sync::Mutex::new(Vec::new());
         let log = |line: &str| said.lock().unwrap().push(line.trim().to_owned());
 
+        // The bytes a push must send: the config's and the layers' the registry lacks.
+        let blob_bytes = |image: &Digest, skip: &[LayerRef]| -> u64 {
+            let manifest: ImageManifest =
+                serde_json::from_slice(&std::fs::read(store.blob_path(image)).unwrap()).unwrap();
+            std::iter::once(manifest.config())
+                .chain(manifest.layers())
+                .filter(|d| {
+                    !skip
+                        .iter()
+                        .any(|l| l.digest.as_str() == d.digest().as_ref())
+                })
+                .map(|d| d.size())
+                .sum()
+        };
         let pushed = registry
             .push(&store, "base", "1", &base.digest, None, &log)
             .await
             .unwrap();
-        assert_eq!(pushed, format!("{prefix}/base@{}", base.digest));
+        assert_eq!(pushed.reference, format!("{prefix}/base@{}", base.digest));
+        let base_bytes = blob_bytes(&base.digest, &[]);
+        assert_eq!(
+            pushed.report,
+            PushReport {
+                sent: 2,
+                sent_bytes: base_bytes,
+                skipped: 0,
+                mounted: 0
+            }
+        );
         let from = format!("{}:1", registry.repository("base"));
+        let app_bytes = blob_bytes(&app.digest, &base_layers);
+        let mut reports = Vec::new();
         for _ in 0..2 {
             let pushed = registry
                 .push(&store, "app", "1", &app.digest, Some(&from), &log)
                 .await
                 .unwrap();
-            assert_eq!(pushed, format!("{prefix}/app@{}", app.digest));
+            assert_eq!(pushed.reference, format!("{prefix}/app@{}", app.digest));
+            reports.push(pushed.report);
         }
+        assert_eq!(
+            reports,
+            [
+                PushReport {
+                    sent: 2,
+                    sent_bytes: app_bytes,
+                    skipped: 0,
+                    mounted: 1
+                },
+                PushReport {
+                    sent: 0,
+                    sent_bytes: 0,
+                    skipped: 3,
+                    mounted: 0
+                },
+            ]
+        );
+        let size = crate::human_size;
         assert_eq!(
             *said.lock().unwrap(),
             [
-                format!("pushed {prefix}/base:1: 2 blobs sent, 0 already there, 0 mounted"),
-                format!("pushed {prefix}/app:1: 2 blobs sent, 0 already there, 1 mounted"),
-                format!("pushed {prefix}/app:1: 0 blobs sent, 3 already there, 0 mounted"),
+                format!(
+                    "pushed {prefix}/base:1: {} in 2 blobs sent, 0 already there, 0 mounted",
+                    size(base_bytes)
+                ),
+                format!(
+                    "pushed {prefix}/app:1: {} in 2 blobs sent, 0 already there, 1 mounted",
+                    size(app_bytes)
+                ),
+                format!("pushed {prefix}/app:1: 0 B in 0 blobs sent, 3 already there, 0 mounted"),
             ]
         );
     }
