@@ -437,6 +437,9 @@ pub struct Build {
     pub procfile: BTreeMap<String, String>,
     /// The image the build made, by digest.
     pub image: Option<String>,
+    /// The bytes its image push sent the registry; absent without a registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_bytes: Option<u64>,
     pub created_by: String,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]

@@ -119,6 +119,7 @@ pub(crate) fn build(build: store::Build) -> wire::Build {
         },
         procfile: build.procfile,
         image: build.image,
+        pushed_bytes: build.pushed_bytes,
         created_by: build.created_by,
         created_at: build.created_at,
         finished_at: build.finished_at,

@@ -98,6 +98,9 @@ pub struct BuildOutput {
     pub buildpack: String,
     /// The image the build made, by its manifest's digest, in the local image store.
     pub image: Option<String>,
+    /// The bytes its push sent the registry (`None` without a registry): with the run image's
+    /// layers and unchanged ones already there, what this build's changes cost.
+    pub pushed_bytes: Option<u64>,
     pub timings: Timings,
 }
 
@@ -386,7 +389,7 @@ impl Builder {
         let procfile = process_types(&source, &defaults)?;
         let types: Vec<String> = procfile.process_types().map(ToString::to_string).collect();
         log(&format!("-----> Process types: {}", types.join(", ")));
-        let image = self
+        let (image, pushed_bytes) = self
             .export(job, &scratch_tree, &procfile, launch_layers, env, log)
             .await?;
         let timings = Timings {
@@ -399,6 +402,7 @@ impl Builder {
             procfile,
             buildpack: name,
             image: Some(image),
+            pushed_bytes,
             timings,
         })
     }
@@ -421,7 +425,8 @@ impl Builder {
     }
 
     /// Makes the build's image: each launch layer, then the built tree at `/workspace`, and a
-    /// config naming the process types. Returns the image's digest.
+    /// config naming the process types. Returns the image's reference and, when it was pushed
+    /// to a registry, the bytes the push sent.
     async fn export(
         &self,
         job: &BuildJob<'_>,
@@ -430,7 +435,7 @@ impl Builder {
         launch_layers: Vec<(String, PathBuf)>,
         launch_env: BTreeMap<String, String>,
         log: Log<'_>,
-    ) -> Result<String, BuildError> {
+    ) -> Result<(String, Option<u64>), BuildError> {
         log("-----> Exporting the image");
         let base = match &self.config.run_image {
             Some(name) => {
@@ -517,7 +522,7 @@ impl Builder {
             size(usize::try_from(stored.size).unwrap_or(usize::MAX))
         ));
         let Some(registry) = &self.registry else {
-            return Ok(stored.digest.to_string());
+            return Ok((stored.digest.to_string(), None));
         };
         log("-----> Pushing the image");
         // The run image goes to its own repository once (later pushes find its blobs there);
@@ -552,7 +557,7 @@ impl Builder {
             "       {} pushed in all",
             oci::human_size(sent.sent_bytes)
         ));
-        Ok(pushed.reference)
+        Ok((pushed.reference, Some(sent.sent_bytes)))
     }
 
     /// The first built-in buildpack whose detect passes, or the last one to report failure.

@@ -20,6 +20,7 @@ mod procfile;
 mod release;
 mod routing;
 mod settings;
+mod size;
 mod ssh_key;
 mod user;
 
@@ -46,6 +47,7 @@ pub use settings::{
     MAX_MEMORY, MAX_PROBE_PATH, MAX_PROBE_SECONDS, Memory, Probe, ProbeKind, ProcessSettings,
     SettingsChange, TypeSettings,
 };
+pub use size::human_size;
 pub use ssh_key::SshPublicKey;
 pub use user::{Password, Username};
 

@@ -265,6 +265,13 @@ async fn build_and_release(
         )
         .await
         .map_err(|e| internal(out, "cannot record the build", e))?;
+    if let Some(bytes) = output.pushed_bytes {
+        shared
+            .store
+            .set_build_pushed_bytes(app, build.id, bytes)
+            .await
+            .map_err(|e| internal(out, "cannot record the build", e))?;
+    }
     // The last moment to back out: a pusher who has gone gets no release.
     if push.cancel.is_cancelled() {
         return Err("the push was cancelled: the connection closed".to_owned());

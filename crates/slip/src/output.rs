@@ -185,6 +185,12 @@ pub(crate) fn build_info(app: &str, build: &Build) -> String {
                 "Image",
                 build.image.clone().unwrap_or_else(|| "-".to_owned())
             ),
+            (
+                "Pushed",
+                build
+                    .pushed_bytes
+                    .map_or_else(|| "-".to_owned(), |b| format!("{b} bytes"))
+            ),
             ("By", build.created_by.clone()),
             ("Created", datetime(build.created_at)),
             (
@@ -390,6 +396,7 @@ mod tests {
             status: BuildStatus::Running,
             procfile: BTreeMap::from([("web".to_owned(), "python app.py".to_owned())]),
             image: None,
+            pushed_bytes: Some(402),
             created_by: "ada".to_owned(),
             created_at: datetime!(2026-11-26 14:00 UTC),
             finished_at: None,
@@ -402,6 +409,7 @@ mod tests {
             Status:    running
             Commit:    0123456789abcdef0123456789abcdef01234567
             Image:     -
+            Pushed:    402 bytes
             By:        ada
             Created:   2026-11-26 14:00
             Finished:  -

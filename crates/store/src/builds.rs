@@ -7,8 +7,8 @@ use uuid::Uuid;
 use crate::db::{new_id, now, on_db};
 use crate::{App, Build, BuildSource, BuildStatus, Error, Result, Store, User};
 
-const BUILD_SELECT: &str = "SELECT b.id, b.commit_sha, b.status, b.procfile, b.image, u.username AS created_by, \
-     b.created_at, b.finished_at FROM builds b JOIN users u ON u.id = b.created_by";
+const BUILD_SELECT: &str = "SELECT b.id, b.commit_sha, b.status, b.procfile, b.image, b.pushed_bytes, \
+     u.username AS created_by, b.created_at, b.finished_at FROM builds b JOIN users u ON u.id = b.created_by";
 
 #[derive(sqlx::FromRow)]
 struct BuildRow {
@@ -17,6 +17,7 @@ struct BuildRow {
     status: String,
     procfile: String,
     image: Option<String>,
+    pushed_bytes: Option<i64>,
     created_by: String,
     created_at: time::OffsetDateTime,
     finished_at: Option<time::OffsetDateTime>,
@@ -32,6 +33,10 @@ impl TryFrom<BuildRow> for Build {
             status: BuildStatus::parse(&row.status).ok_or_else(|| Error::corrupt(&row.status))?,
             procfile: serde_json::from_str(&row.procfile).map_err(Error::corrupt)?,
             image: row.image,
+            pushed_bytes: row
+                .pushed_bytes
+                .map(|b| u64::try_from(b).map_err(|_| Error::corrupt(format!("pushed bytes {b}"))))
+                .transpose()?,
             created_by: row.created_by,
             created_at: row.created_at,
             finished_at: row.finished_at,
@@ -199,6 +204,25 @@ impl Store {
 }
 
 impl Store {
+    /// Records the bytes the build's image push sent the registry.
+    pub async fn set_build_pushed_bytes(&self, app: &App, id: Uuid, bytes: u64) -> Result<()> {
+        let bytes =
+            i64::try_from(bytes).map_err(|_| Error::corrupt(format!("pushed bytes {bytes}")))?;
+        let updated = on_db!(self, write, |pool| {
+            sqlx::query("UPDATE builds SET pushed_bytes = $1 WHERE id = $2 AND app_id = $3")
+                .bind(bytes)
+                .bind(id)
+                .bind(app.id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        if updated == 0 {
+            return Err(Error::NotFound(format!("build {id} of {}", app.name)));
+        }
+        Ok(())
+    }
+
     /// Keeps a build's output.
     pub async fn set_build_log(&self, app: &App, id: Uuid, log: &str) -> Result<()> {
         on_db!(self, write, |pool| {

@@ -154,6 +154,8 @@ pub struct Build {
     /// Process type → command.
     pub procfile: BTreeMap<String, String>,
     pub image: Option<String>,
+    /// The bytes its image push sent the registry (`None` without one, or before it finished).
+    pub pushed_bytes: Option<u64>,
     pub created_by: String,
     pub created_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,

@@ -169,6 +169,21 @@ both_backends! {
         assert_eq!(store.fail_running_builds("again").await.unwrap(), 0);
     }
 
+    async fn a_build_keeps_the_bytes_its_push_sent(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let other = app(&store, "other", &ada).await;
+        let built = store.create_build(&demo, &BuildSource::Commit("b".repeat(40)), &ada).await.unwrap();
+        assert_eq!(built.pushed_bytes, None, "nothing pushed yet");
+        store.set_build_pushed_bytes(&demo, built.id, 402).await.unwrap();
+        assert_eq!(store.build(&demo, built.id).await.unwrap().pushed_bytes, Some(402));
+        assert_eq!(store.builds(&demo, 10).await.unwrap()[0].pushed_bytes, Some(402));
+        // Another app's build is not this one's to change.
+        let err = store.set_build_pushed_bytes(&other, built.id, 1).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{err}");
+        assert_eq!(store.build(&demo, built.id).await.unwrap().pushed_bytes, Some(402));
+    }
+
     async fn apps_and_access(store: Store) {
         let admin = user(&store, "admin").await;
         let ada = user(&store, "ada").await;

@@ -385,6 +385,8 @@ struct BuildPage {
     iso: String,
     commit: String,
     took: String,
+    /// What its image push sent the registry, when it was pushed.
+    pushed: String,
     log: String,
     log_bytes: usize,
 }
@@ -419,6 +421,10 @@ pub(super) async fn build(
         took: build
             .finished_at
             .map(|f| view::duration(f - build.created_at))
+            .unwrap_or_default(),
+        pushed: build
+            .pushed_bytes
+            .map(domain::human_size)
             .unwrap_or_default(),
         log_bytes: log.len(),
         log,
