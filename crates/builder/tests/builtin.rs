@@ -206,6 +206,37 @@ fs.writeFileSync("dist/built.txt", String(require("is-number")(5)));
 }
 
 #[tokio::test]
+async fn nodejs_without_a_lockfile_makes_the_same_image_cold_and_warm() {
+    // `npm install` without a lockfile used to write one into the app on the cold build only.
+    let app = [
+        (
+            "package.json",
+            r#"{ "name": "demo", "version": "1.0.0", "private": true, "scripts": { "start": "node server.js" } }
+"#,
+        ),
+        ("server.js", "console.log('serving')\n"),
+    ];
+    let f = Fixture::new().await;
+    let (cold, log) = f.built(&f.source(&app)).await;
+    assert!(mentions(&log, "npm install"), "{log:#?}");
+    let (warm, log) = f.built(&f.source(&app)).await;
+    assert!(
+        logged(
+            &log,
+            "-----> Dependencies unchanged; reusing the cached node_modules"
+        ),
+        "{log:#?}"
+    );
+    assert_eq!(cold.image, warm.image, "warm and cold give one image");
+    let elsewhere = Fixture::new().await;
+    let (other, _) = elsewhere.built(&elsewhere.source(&app)).await;
+    assert_eq!(
+        cold.image, other.image,
+        "another data directory gives the same image"
+    );
+}
+
+#[tokio::test]
 async fn go_builds_the_module_into_bin_and_reuses_its_build_cache() {
     let f = Fixture::new().await;
     let app = [
