@@ -342,6 +342,10 @@ impl Lifecycle<'_> {
             ),
             ("LANG".to_owned(), "C.UTF-8".to_owned()),
             (
+                "SOURCE_DATE_EPOCH".to_owned(),
+                crate::SOURCE_DATE_EPOCH.to_string(),
+            ),
+            (
                 "CNB_BUILDPACK_DIR".to_owned(),
                 bp.dir.to_string_lossy().into_owned(),
             ),

@@ -30,6 +30,13 @@ impl Run<'_> {
             ),
             ("STACK".to_owned(), "slipway-1".to_owned()),
             ("SOURCE_VERSION".to_owned(), self.job.commit.to_owned()),
+            // reproducible-builds.org's clock for tools that stamp their output (Python
+            // compiles `.pyc` by content hash instead of mtime with it): a build's time must
+            // not make its image differ.
+            (
+                "SOURCE_DATE_EPOCH".to_owned(),
+                crate::SOURCE_DATE_EPOCH.to_string(),
+            ),
             ("LANG".to_owned(), "C.UTF-8".to_owned()),
         ])
     }

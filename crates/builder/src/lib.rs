@@ -104,6 +104,10 @@ pub struct BuildOutput {
     pub timings: Timings,
 }
 
+/// The `SOURCE_DATE_EPOCH` buildpacks see: 1980-01-01, the earliest time a zip file (a
+/// Java jar, a Python wheel) can hold, so every tool accepts it.
+pub const SOURCE_DATE_EPOCH: u64 = 315_532_800;
+
 /// Where a build's time went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timings {

@@ -43,6 +43,7 @@ async fn a_heroku_buildpack_from_buildpack_url() {
                 r#"echo "-----> Compiling in $1 with cache $2"
                    echo "GREETING is $(cat "$3/GREETING")"
                    test -z "${GREETING:-}"   # config reaches the buildpack through ENV_DIR, not the environment
+                   echo "SOURCE_DATE_EPOCH is $SOURCE_DATE_EPOCH"
                    cp "$1/greet.txt" "$1/greeting.out"
                    date +%s%N > "$2/stamp""#,
             ),
@@ -65,6 +66,10 @@ async fn a_heroku_buildpack_from_buildpack_url() {
     );
     assert_eq!(output.buildpack, "Greeter");
     assert!(log.iter().any(|l| l == "GREETING is hi there"), "{log:?}");
+    assert!(
+        log.iter().any(|l| l == "SOURCE_DATE_EPOCH is 315532800"),
+        "tools that stamp their output get a fixed clock: {log:?}"
+    );
     assert!(
         source.join("greeting.out").exists(),
         "compile ran in the source tree"
