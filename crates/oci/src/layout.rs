@@ -426,6 +426,58 @@ mod tests {
         assert!(store.find("demo:v2").unwrap().is_none());
     }
 
+    /// The config's digest, read back through the manifest.
+    fn config_digest(store: &ImageStore, image: &StoredImage) -> String {
+        store
+            .manifest(&image.digest)
+            .unwrap()
+            .config()
+            .digest()
+            .to_string()
+    }
+
+    /// Labels reach the config through a `HashMap` (oci-spec's type), whose order is random
+    /// per map: only `canonical()`'s sorted keys keep the config's bytes, and so every image
+    /// digest, stable. If a crate turns on `serde_json/preserve_order`, the digests below
+    /// differ from write to write and this fails. The literal guards the config's format
+    /// (oci-spec, serde_json): bump deliberately; every app re-pushes once.
+    #[test]
+    fn the_config_digest_ignores_the_order_labels_come_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        let labels: Vec<(String, String)> = (0..32)
+            .map(|i| (format!("org.example.label-{i:02}"), format!("value {i}")))
+            .collect();
+        let orders = [
+            labels.clone(),
+            labels.iter().rev().cloned().collect(),
+            labels
+                .iter()
+                .step_by(2)
+                .chain(labels.iter().skip(1).step_by(2))
+                .cloned()
+                .collect(),
+        ];
+        let mut digests = std::collections::BTreeSet::new();
+        for order in orders {
+            // Each write builds a new HashMap, with its own random order.
+            for _ in 0..4 {
+                let spec = ImageSpec {
+                    env: vec!["PATH=/usr/bin:/bin".into(), "HOME=/workspace".into()],
+                    working_dir: Some("/workspace".into()),
+                    labels: order.iter().cloned().collect(),
+                };
+                let image = store.write_image("demo:v1", &[], &spec).unwrap();
+                digests.insert(config_digest(&store, &image));
+            }
+        }
+        assert_eq!(
+            digests.into_iter().collect::<Vec<_>>(),
+            ["sha256:be53d6e602f51f626cd162937a002f56e2c3475e1bc531c9bd205077040081e9"],
+            "the config's bytes changed: bump deliberately; every app re-pushes once"
+        );
+    }
+
     #[test]
     fn digests_in_a_stored_manifest_are_parsed_before_they_name_a_blob() {
         let dir = tempfile::tempdir().unwrap();
