@@ -82,6 +82,14 @@ pub fn layer_of(dir: &impl Dir, prefix: &str, tmp: &Path) -> crate::Result<Layer
     })
 }
 
+/// The diff_id and size of the tar [`layer_of`] would make of `dir` at `prefix`: the same
+/// walk, hashed as it streams, with no file written and nothing compressed. Blocking.
+pub fn diff_id_of(dir: &impl Dir, prefix: &str) -> std::io::Result<(Digest, u64)> {
+    let mut hashing = Hashing::new(std::io::sink());
+    write_tar(dir, prefix, &mut hashing)?;
+    hashing.finish()
+}
+
 /// A tar of `dir` under `prefix`, in memory (for tests and small trees).
 pub fn reproducible_tar(dir: &impl Dir, prefix: &str) -> std::io::Result<Vec<u8>> {
     let mut tar = Vec::new();
