@@ -673,6 +673,8 @@ mod tests {
     /// How long finding a layer by its diff_id takes against making it, on a 200 MB tree of
     /// 2,000 files of compressible text (warm page cache). Run with
     /// `cargo test -p slipway-oci --release -- --ignored --nocapture hashing_200`.
+    /// Measured (release, 2 shared cores, load ~3): tar 197 MB, gzip 128 MB; hashing 0.18 to
+    /// 0.29 s, making the layer 2.1 to 3.4 s: a hit saves about 11x the hash it costs.
     #[test]
     #[ignore = "a measurement: 200 MB of disk and seconds of CPU"]
     fn hashing_200_mb_against_making_the_layer() {
