@@ -515,6 +515,7 @@ impl Builder {
         let base_digest = base.as_ref().map(|b| b.digest.clone());
         let base_layers = base.map(|b| b.layers).unwrap_or_default();
         let stored = tokio::task::spawn_blocking(move || {
+            let layers: Vec<oci::LayerSource> = layers.into_iter().map(Into::into).collect();
             images.write_image_on(&name, &base_layers, &layers, &spec)
         })
         .await

@@ -116,7 +116,7 @@ pub(crate) fn store(images: &ImageStore, name: &str, rootfs: &Path) -> Result<Di
         labels: [("io.slipway.run-image".to_owned(), name.to_owned())].into(),
     };
     Ok(images
-        .write_image(&reference(name), &[layer], &spec)?
+        .write_image(&reference(name), &[layer.into()], &spec)?
         .digest)
 }
 

@@ -82,6 +82,14 @@ pub fn layer_of(dir: &impl Dir, prefix: &str, tmp: &Path) -> crate::Result<Layer
     })
 }
 
+/// The diff_id and size of the tar [`layer_of`] would make of `dir` at `prefix`: the same
+/// walk, hashed as it streams, with no file written and nothing compressed. Blocking.
+pub fn diff_id_of(dir: &impl Dir, prefix: &str) -> std::io::Result<(Digest, u64)> {
+    let mut hashing = Hashing::new(std::io::sink());
+    write_tar(dir, prefix, &mut hashing)?;
+    hashing.finish()
+}
+
 /// A tar of `dir` under `prefix`, in memory (for tests and small trees).
 pub fn reproducible_tar(dir: &impl Dir, prefix: &str) -> std::io::Result<Vec<u8>> {
     let mut tar = Vec::new();
@@ -369,6 +377,62 @@ pub(crate) mod tests {
                 "workspace/b/c/file 0",
                 "workspace/link 0"
             ]
+        );
+    }
+
+    /// A small tree fixed to the byte: contents, modes (only the owner's execute bit
+    /// counts), a nested directory, a link, an empty file.
+    pub(crate) fn golden_tree() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("lib/deep")).unwrap();
+        std::fs::write(root.join("Procfile"), "web: bin/serve\n").unwrap();
+        std::fs::write(root.join("bin/serve"), "#!/bin/sh\nexec echo hello\n").unwrap();
+        std::fs::set_permissions(
+            root.join("bin/serve"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        std::fs::write(root.join("lib/deep/empty"), "").unwrap();
+        std::fs::write(
+            root.join("lib/data"),
+            (0..100_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            root.join("lib/data"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("bin/serve", root.join("start")).unwrap();
+        dir
+    }
+
+    /// Guards every stored layer's name. If this fails, tar, flate2 or zlib-rs changed the
+    /// bytes of a layer: the diff_id is the tar's, the digest the gzip's. Bump deliberately;
+    /// every app re-pushes once (say so in the release notes).
+    #[test]
+    fn a_fixed_tree_keeps_its_layer_digests() {
+        let tree = golden_tree();
+        let tmp = tempfile::tempdir().unwrap();
+        let layer = layer_of(&PathDir(tree.path().into()), "workspace", tmp.path()).unwrap();
+        assert_eq!(
+            (layer.diff_id.as_str(), layer.tar_size),
+            (
+                "sha256:5ff45e921be9071b2731a2a24b355a4dae47d0c0819c19ca304157453fc67187",
+                107_008
+            ),
+            "the tar changed: bump deliberately; every app re-pushes once"
+        );
+        assert_eq!(
+            (layer.digest.as_str(), layer.size),
+            (
+                "sha256:2fff7f3f327bc70f1b3adc9ec4e8002a34bb90d0b0c3de3c3f1d10aa9e7b16f8",
+                2009
+            ),
+            "the gzip changed (flate2 or zlib-rs): bump deliberately; every app re-pushes once"
         );
     }
 

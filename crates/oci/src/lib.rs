@@ -16,8 +16,10 @@ pub mod layout;
 pub mod registry;
 
 pub use domain::human_size;
-pub use layer::{Dir, EntryKind, Layer, compress, compress_stream, sha256};
-pub use layout::{FoundImage, ImageSpec, ImageStore, LayerRef, MAX_DOCUMENT, StoredImage};
+pub use layer::{Dir, EntryKind, Layer, compress, compress_stream, diff_id_of, sha256};
+pub use layout::{
+    FoundImage, ImageSpec, ImageStore, LayerRef, LayerSource, MAX_DOCUMENT, StoredImage,
+};
 pub use registry::{PushReport, Pushed, Registry, RegistryConfig};
 
 /// What failed with an image. Messages are one line and say what to do.
@@ -34,6 +36,8 @@ pub enum Error {
     TooLarge { what: String, limit: u64 },
     #[error("{0}")]
     Digest(#[from] domain::Error),
+    #[error("the layer {0} is no longer in the image store; build the image again")]
+    LayerGone(domain::Digest),
     #[error("invalid registry {0:?}: give host:port or host:port/prefix")]
     RegistryAddress(String),
     #[error("invalid image reference {text:?}: {reason}")]

@@ -295,7 +295,7 @@ mod tests {
             .layer(&crate::layer::tests::PathDir(tree.path().into()), "")
             .unwrap();
         store
-            .write_image_on(name, base, &[layer], &crate::ImageSpec::default())
+            .write_image_on(name, base, &[layer.into()], &crate::ImageSpec::default())
             .unwrap()
     }
 
