@@ -16,47 +16,34 @@ const RELEASE_SELECT: &str = "SELECT r.version, r.build_id, b.commit_sha, r.conf
      u.username AS created_by, r.created_at, r.deploy_started_at, r.release_phase_finished_at, r.deploy_finished_at \
      FROM releases r JOIN users u ON u.id = r.created_by LEFT JOIN builds b ON b.id = r.build_id";
 
+/// A release's row: what a history lists of it, and its config.
 #[derive(sqlx::FromRow)]
 struct ReleaseRow {
-    version: i64,
-    build_id: Option<Uuid>,
-    commit_sha: Option<String>,
+    #[sqlx(flatten)]
+    entry: EntryRow,
     config: String,
-    summary: String,
-    status: String,
-    reason: Option<String>,
-    created_by: String,
-    created_at: time::OffsetDateTime,
-    deploy_started_at: Option<time::OffsetDateTime>,
-    release_phase_finished_at: Option<time::OffsetDateTime>,
-    deploy_finished_at: Option<time::OffsetDateTime>,
 }
 
 impl TryFrom<ReleaseRow> for Release {
     type Error = Error;
 
     fn try_from(row: ReleaseRow) -> Result<Release> {
-        let version = u32::try_from(row.version)
-            .ok()
-            .and_then(ReleaseVersion::new)
-            .ok_or_else(|| Error::corrupt(format!("release version {}", row.version)))?;
-        let status = ReleaseStatus::parse(&row.status)
-            .ok_or_else(|| Error::corrupt(format!("release status {:?}", row.status)))?;
+        let entry = ReleaseEntry::try_from(row.entry)?;
         let config: BTreeMap<String, String> =
             serde_json::from_str(&row.config).map_err(Error::corrupt)?;
         Ok(Release {
-            version,
-            build: row.build_id,
-            commit: row.commit_sha,
+            version: entry.version,
+            build: entry.build,
+            commit: entry.commit,
             config,
-            summary: row.summary,
-            status,
-            reason: row.reason,
-            created_by: row.created_by,
-            created_at: row.created_at,
-            deploy_started_at: row.deploy_started_at,
-            release_phase_finished_at: row.release_phase_finished_at,
-            deploy_finished_at: row.deploy_finished_at,
+            summary: entry.summary,
+            status: entry.status,
+            reason: entry.reason,
+            created_by: entry.created_by,
+            created_at: entry.created_at,
+            deploy_started_at: entry.deploy_started_at,
+            release_phase_finished_at: entry.release_phase_finished_at,
+            deploy_finished_at: entry.deploy_finished_at,
         })
     }
 }
