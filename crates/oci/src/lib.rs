@@ -14,6 +14,7 @@
 pub mod layer;
 pub mod layout;
 pub mod registry;
+pub mod rootfs;
 
 pub use domain::human_size;
 pub use layer::{Dir, EntryKind, Layer, compress, compress_stream, diff_id_of, sha256};
