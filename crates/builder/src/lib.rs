@@ -21,6 +21,7 @@
 
 mod builtin;
 mod cnb;
+mod dockerfile;
 mod heroku;
 pub mod image;
 mod project;
