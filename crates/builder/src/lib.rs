@@ -245,6 +245,7 @@ impl Builder {
                 writable: Vec::new(),
                 readable: Vec::new(),
                 limits: self.config.limits,
+                root: None,
             },
         };
         let started = Instant::now();
@@ -510,6 +511,7 @@ impl Builder {
                     job.commit.to_owned(),
                 ),
             ]),
+            ..image::ImageSpec::default()
         };
         let images = std::sync::Arc::clone(&self.images);
         let name = format!("{}:{}", job.app, job.commit);

@@ -114,6 +114,7 @@ pub(crate) fn store(images: &ImageStore, name: &str, rootfs: &Path) -> Result<Di
         env: vec!["PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".to_owned()],
         working_dir: Some(image::APP_DIR.to_owned()),
         labels: [("io.slipway.run-image".to_owned(), name.to_owned())].into(),
+        ..image::ImageSpec::default()
     };
     Ok(images
         .write_image(&reference(name), &[layer.into()], &spec)?

@@ -29,6 +29,9 @@ pub(crate) struct Sandbox {
     /// Bound read-only at the same path (toolchains outside /usr, buildpacks).
     pub(crate) readable: Vec<std::path::PathBuf>,
     pub(crate) limits: Limits,
+    /// A root file system to run on instead of the host's system directories, as uid 0 inside
+    /// the sandbox (a Dockerfile's `RUN`); `writable` and `readable` are then not bound.
+    pub(crate) root: Option<std::path::PathBuf>,
 }
 
 impl Sandbox {
@@ -40,6 +43,7 @@ impl Sandbox {
             writable: Vec::new(),
             readable: Vec::new(),
             limits: Limits::BUILD,
+            root: None,
         }
     }
 
@@ -53,6 +57,40 @@ impl Sandbox {
     fn command(&self, program: &Path, args: &[&Path], dir: &Path) -> Result<Sandboxed, BuildError> {
         // No --new-session: the sandbox stays in the script's process group, so killing the group
         // on a deadline reaches everything inside at once (builds get no terminal to hijack).
+        if let Some(root) = &self.root {
+            let mut mounts: Vec<std::ffi::OsString> = ["--proc", "/proc", "--dev", "/dev"]
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            // The host's resolver, so names resolve; the file itself is not in the layer.
+            if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf")
+                && root.join("etc/resolv.conf").is_file()
+            {
+                mounts.extend([
+                    "--ro-bind".into(),
+                    resolv.into_os_string(),
+                    "/etc/resolv.conf".into(),
+                ]);
+            }
+            return self
+                .isolation
+                .command_in_root(
+                    Spec {
+                        app: &self.app,
+                        name: format!("build-{}", self.app),
+                        mounts,
+                        binds: Vec::new(),
+                        chdir: dir,
+                        network: Network::Outbound,
+                        host_ports: Vec::new(),
+                        limits: self.limits,
+                        program: program.as_os_str(),
+                        args: args.iter().map(|a| a.as_os_str().to_owned()).collect(),
+                    },
+                    root,
+                )
+                .map_err(|e| BuildError::Buildpack(e.to_string()));
+        }
         let mut mounts = sandbox::host_system_mounts(&[]);
         for arg in [
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",

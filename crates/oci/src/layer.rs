@@ -62,9 +62,17 @@ pub struct Layer {
 /// Tars `dir` as `prefix/...`, reproducibly, into `tmp`, then compresses it there. Memory
 /// stays bounded by a few gzip members whatever the size of the tree. Blocking.
 pub fn layer_of(dir: &impl Dir, prefix: &str, tmp: &Path) -> crate::Result<Layer> {
+    write_layer(tmp, |mut out| write_tar(dir, prefix, &mut out))
+}
+
+/// The tar `write` writes, in a temporary file of `tmp`, hashed, then compressed there.
+fn write_layer(
+    tmp: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> crate::Result<Layer> {
     let tar = tempfile::NamedTempFile::new_in(tmp)?;
     let mut hashing = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, tar.as_file()));
-    write_tar(dir, prefix, &mut hashing)?;
+    write(&mut hashing)?;
     let (diff_id, tar_size) = hashing.finish()?;
     let compressed = tempfile::NamedTempFile::new_in(tmp)?;
     let mut out = Hashing::new(std::io::BufWriter::with_capacity(
@@ -147,6 +155,111 @@ fn append_tree<D: Dir>(
             EntryKind::File => {
                 let file = dir.open_file(&name)?;
                 // Exactly the size the header says, even if the file changed meanwhile.
+                let size = meta.len();
+                let data = file.take(size).chain(std::io::repeat(0)).take(size);
+                builder.append_data(&mut header, &path, data)?;
+            }
+            EntryKind::Symlink => {
+                let target = dir.read_link(&name)?;
+                header.set_size(0);
+                builder.append_link(&mut header, &path, target)?;
+            }
+            EntryKind::Other => {}
+        }
+    }
+    Ok(())
+}
+
+/// Which entries of a tree a layer holds, by name, directory by directory: a Dockerfile
+/// step's layer is what the step changed, not the whole tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes(pub std::collections::BTreeMap<OsString, Change>);
+
+/// What a layer holds of one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The entry, and all beneath it if it is a directory.
+    Whole,
+    /// The directory itself and, beneath it, only these.
+    Within(Changes),
+    /// Gone: a `.wh.<name>` whiteout hides it in the layers below.
+    Removed,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A layer of `changes` of `dir` (every entry when `None`), made in `tmp`, in the header mode
+/// of a Dockerfile's layers: owners root and times fixed like [`layer_of`]'s, but every mode
+/// bit kept as it is on disk (setuid, setgid and sticky included), since an image built from
+/// a Dockerfile may rely on them. Blocking.
+pub fn changes_layer(
+    dir: &impl Dir,
+    changes: Option<&Changes>,
+    tmp: &Path,
+) -> crate::Result<Layer> {
+    write_layer(tmp, |out| {
+        let mut builder = tar::Builder::new(out);
+        builder.follow_symlinks(false);
+        append_changes(&mut builder, dir, Path::new(""), changes)?;
+        builder.finish()
+    })
+}
+
+/// Appends `changes` of `dir` (everything when `None`) at `at`, in name order.
+fn append_changes<D: Dir>(
+    builder: &mut tar::Builder<impl Write>,
+    dir: &D,
+    at: &Path,
+    changes: Option<&Changes>,
+) -> std::io::Result<()> {
+    let names: Vec<(OsString, Option<&Change>)> = match changes {
+        None => dir.entries()?.into_iter().map(|(n, _)| (n, None)).collect(),
+        Some(changes) => changes
+            .0
+            .iter()
+            .map(|(n, c)| (n.clone(), Some(c)))
+            .collect(),
+    };
+    let kinds: std::collections::BTreeMap<OsString, EntryKind> =
+        dir.entries()?.into_iter().collect();
+    for (name, change) in names {
+        let path = at.join(&name);
+        if let Some(Change::Removed) = change {
+            let mut whiteout = OsString::from(".wh.");
+            whiteout.push(&name);
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(0o644);
+            header.set_mtime(DETERMINISTIC_MTIME);
+            header.set_size(0);
+            builder.append_data(&mut header, at.join(whiteout), std::io::empty())?;
+            continue;
+        }
+        let Some(&kind) = kinds.get(&name) else {
+            continue;
+        };
+        if kind == EntryKind::Other {
+            continue;
+        }
+        let meta = dir.metadata(&name)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+        header.set_mode(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777);
+        match kind {
+            EntryKind::Dir => {
+                builder.append_data(&mut header, &path, std::io::empty())?;
+                let within = match change {
+                    Some(Change::Within(within)) => Some(within),
+                    _ => None,
+                };
+                append_changes(builder, &dir.dir(&name)?, &path, within)?;
+            }
+            EntryKind::File => {
+                let file = dir.open_file(&name)?;
                 let size = meta.len();
                 let data = file.take(size).chain(std::io::repeat(0)).take(size);
                 builder.append_data(&mut header, &path, data)?;
@@ -320,6 +433,73 @@ pub(crate) mod tests {
         std::fs::write(dir.path().join("a.txt"), vec![7u8; 9 * 1024 * 1024]).unwrap();
         std::os::unix::fs::symlink("a.txt", dir.path().join("link")).unwrap();
         dir
+    }
+
+    #[test]
+    fn a_changes_layer_holds_only_the_changes_with_their_modes_and_whiteouts() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tree();
+        std::fs::write(dir.path().join("b/tool"), "x").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("b/tool"),
+            std::fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
+        let changes = Changes(
+            [
+                (
+                    OsString::from("b"),
+                    Change::Within(Changes(
+                        [
+                            (OsString::from("tool"), Change::Whole),
+                            (OsString::from("gone"), Change::Removed),
+                        ]
+                        .into(),
+                    )),
+                ),
+                (OsString::from("link"), Change::Whole),
+            ]
+            .into(),
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let layer = changes_layer(
+            &PathDir(dir.path().to_path_buf()),
+            Some(&changes),
+            tmp.path(),
+        )
+        .unwrap();
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(&layer.file).unwrap())
+            .read_to_end(&mut tar)
+            .unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let entries: Vec<(String, u32, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.mtime().unwrap(),
+                )
+            })
+            .collect();
+        let names: Vec<(&str, u32)> = entries.iter().map(|(n, m, _)| (n.as_str(), *m)).collect();
+        assert_eq!(
+            names,
+            [
+                ("b", 0o755),
+                ("b/.wh.gone", 0o644),
+                ("b/tool", 0o4755),
+                ("link", 0o777)
+            ]
+        );
+        assert!(entries.iter().all(|(_, _, t)| *t == DETERMINISTIC_MTIME));
+        // Everything, when no changes are named.
+        let all = changes_layer(&PathDir(dir.path().to_path_buf()), None, tmp.path()).unwrap();
+        assert!(all.tar_size > 9 * 1024 * 1024);
     }
 
     #[test]

@@ -91,6 +91,12 @@ pub struct ImageSpec {
     pub env: Vec<String>,
     pub working_dir: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// The user a Dockerfile named (recorded; the platform runs processes as the app's uid).
+    pub user: Option<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    /// `8080/tcp`, …
+    pub exposed_ports: Vec<String>,
 }
 
 /// An image written to the store.
@@ -297,6 +303,18 @@ impl ImageStore {
         );
         if let Some(dir) = &spec.working_dir {
             config = config.working_dir(dir.clone());
+        }
+        if let Some(user) = &spec.user {
+            config = config.user(user.clone());
+        }
+        if let Some(entrypoint) = &spec.entrypoint {
+            config = config.entrypoint(entrypoint.clone());
+        }
+        if let Some(cmd) = &spec.cmd {
+            config = config.cmd(cmd.clone());
+        }
+        if !spec.exposed_ports.is_empty() {
+            config = config.exposed_ports(spec.exposed_ports.clone());
         }
         let config = config.build().map_err(std::io::Error::other)?;
         let rootfs = RootFsBuilder::default()
@@ -513,6 +531,7 @@ mod tests {
             env: vec!["PATH=/usr/bin:/bin".into()],
             working_dir: Some("/workspace".into()),
             labels: BTreeMap::from([("org.example.label".into(), "{}".into())]),
+            ..ImageSpec::default()
         };
         let first = store
             .write_image("demo:v1", std::slice::from_ref(&layer), &spec)
@@ -767,6 +786,7 @@ mod tests {
                     env: vec!["PATH=/usr/bin:/bin".into(), "HOME=/workspace".into()],
                     working_dir: Some("/workspace".into()),
                     labels: order.iter().cloned().collect(),
+                    ..ImageSpec::default()
                 };
                 let image = store.write_image("demo:v1", &[], &spec).unwrap();
                 digests.insert(config_digest(&store, &image));

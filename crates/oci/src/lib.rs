@@ -17,7 +17,10 @@ pub mod registry;
 pub mod rootfs;
 
 pub use domain::human_size;
-pub use layer::{Dir, EntryKind, Layer, compress, compress_stream, diff_id_of, sha256};
+pub use layer::{
+    Change, Changes, Dir, EntryKind, Layer, changes_layer, compress, compress_stream, diff_id_of,
+    sha256,
+};
 pub use layout::{
     FoundImage, ImageSpec, ImageStore, LayerRef, LayerSource, MAX_DOCUMENT, StoredImage,
 };

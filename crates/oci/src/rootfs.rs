@@ -389,7 +389,6 @@ fn merge_dirs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, depth: usize) -> io::Res
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,10 @@ pub enum SandboxError {
         "the sandbox is required but incomplete: {0}; install what is missing or run with --sandbox auto"
     )]
     Incomplete(String),
+    #[error(
+        "this step runs on its own root file system, which needs bubblewrap: ask the operator to install it and run with --sandbox auto"
+    )]
+    NoRoot,
     #[error("cannot prepare the sandbox: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -472,6 +476,22 @@ impl Isolation {
 
     /// The command that runs `spec` in the sandbox, and the cell that holds it.
     pub fn command(&self, spec: Spec<'_>) -> Result<Sandboxed, SandboxError> {
+        self.chain(spec, None)
+    }
+
+    /// Like [`Isolation::command`], with the directory `root` (a root file system the
+    /// platform unpacked for the app, and handed over to it) bound writable at `/` before
+    /// `spec`'s mounts and binds, and the program running as uid 0 *inside* the user
+    /// namespace — still the app's uid outside, with no capabilities: a Dockerfile's `RUN`.
+    /// Refused without bubblewrap, which alone can make `root` the program's `/`.
+    pub fn command_in_root(&self, spec: Spec<'_>, root: &Path) -> Result<Sandboxed, SandboxError> {
+        if self.bwrap.is_none() {
+            return Err(SandboxError::NoRoot);
+        }
+        self.chain(spec, Some(root))
+    }
+
+    fn chain(&self, spec: Spec<'_>, root: Option<&Path>) -> Result<Sandboxed, SandboxError> {
         let Some(bwrap) = &self.bwrap else {
             let mut command = tokio::process::Command::new(spec.program);
             command.args(&spec.args).current_dir(spec.chdir);
@@ -492,10 +512,15 @@ impl Isolation {
             None => None,
         };
         let uid = self.uid_for(spec.app);
+        let root_bind = root.map(|root| Bind {
+            src: root.to_path_buf(),
+            dest: PathBuf::from("/"),
+            writable: true,
+        });
         // Staged only when bubblewrap runs as another uid than ours.
-        let staged: Vec<&Bind> = spec
-            .binds
+        let staged: Vec<&Bind> = root_bind
             .iter()
+            .chain(&spec.binds)
             .filter(|b| uid.is_some() && b.src.exists())
             .collect();
         // As root, in a mount namespace of its own, where the staging binds stay.
@@ -574,15 +599,26 @@ impl Isolation {
         if self.disable_userns {
             command.arg("--disable-userns");
         }
-        if let Some(uid) = uid {
+        if root.is_some() {
+            command.args(["--uid", "0", "--gid", "0"]);
+        } else if let Some(uid) = uid {
             let uid = uid.to_string();
             command.args(["--uid", &uid, "--gid", &uid]);
         }
         if self.seccomp.is_some() {
             command.args(["--seccomp", "9"]);
         }
-        command.args(&spec.mounts);
         let mut n = 0;
+        // The root first: the mounts and binds then go on top of it.
+        if let Some(bind) = &root_bind {
+            if uid.is_none() {
+                command.arg("--bind").arg(&bind.src).arg("/");
+            } else {
+                command.arg("--bind").arg(format!("{STAGE}/{n}")).arg("/");
+                n += 1;
+            }
+        }
+        command.args(&spec.mounts);
         for bind in &spec.binds {
             let kind = if bind.writable { "--bind" } else { "--ro-bind" };
             if uid.is_none() {
