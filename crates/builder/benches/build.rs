@@ -103,6 +103,7 @@ fn main() {
             commit: "0123456789abcdef",
             source: &source,
             config: &config,
+            stack: domain::Stack::Buildpacks,
         };
         let output = runtime
             .block_on(builder.build(&job, &|_: &str| {}))

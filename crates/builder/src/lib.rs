@@ -89,6 +89,8 @@ pub struct BuildJob<'a> {
     pub source: &'a Path,
     /// The app's config vars, which the buildpacks see (Heroku's ENV_DIR).
     pub config: &'a BTreeMap<String, String>,
+    /// Buildpacks, or the app's Dockerfile (see [`dockerfile`]).
+    pub stack: domain::Stack,
 }
 
 /// What a build produced.
@@ -310,6 +312,11 @@ impl Builder {
             ..*job
         };
 
+        let work_in = job.source.parent().unwrap_or(job.source);
+        if job.stack == domain::Stack::Container {
+            let path = dockerfile::for_container_stack(&source)?;
+            return dockerfile::build(self, job, &path, work_in, &budget, log).await;
+        }
         // Which buildpacks: BUILDPACK_URL, else project.toml, else the built-in ones.
         let (cnb, heroku) = match job.config.get("BUILDPACK_URL") {
             Some(url) => {
@@ -341,14 +348,13 @@ impl Builder {
                 }
                 (Some(top), None)
             }
-            None => (
-                None,
-                Some((
-                    self.detect_builtin(job, &scratch_tree, &budget, log)
-                        .await?,
-                    false,
-                )),
-            ),
+            // No buildpack detects the app: its root Dockerfile, if it has one.
+            None => match self.detect_builtin(job, &scratch_tree, &budget, log).await {
+                Err(BuildError::NoBuildpack) if let Some(path) = dockerfile::at_root(&source)? => {
+                    return dockerfile::build(self, job, &path, work_in, &budget, log).await;
+                }
+                found => (None, Some((found?, false))),
+            },
         };
 
         let mut launch_layers = Vec::new();
@@ -714,7 +720,7 @@ impl Builder {
 }
 
 /// The repository run images are pushed to, under the registry's prefix.
-const RUN_IMAGE_REPOSITORY: &str = "run-image";
+pub(crate) const RUN_IMAGE_REPOSITORY: &str = "run-image";
 
 /// Where the image store is in the data directory.
 fn images_dir(data_dir: &Path) -> PathBuf {

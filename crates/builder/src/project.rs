@@ -176,7 +176,7 @@ fn walk(root: &Tree, relative: &Path, out: &mut Vec<PathBuf>) -> Result<(), Buil
 /// Gitignore-style matching, enough for exclude lists: `*` within a path segment, `**` across
 /// segments, a leading `/` anchors to the root, and a pattern without `/` matches a name at
 /// any depth. A match on a directory takes what is under it too.
-fn matches(pattern: &str, path: &str) -> bool {
+pub(crate) fn matches(pattern: &str, path: &str) -> bool {
     let pattern = pattern.trim_end_matches('/');
     let (anchored, pattern) = match pattern.strip_prefix('/') {
         Some(rest) => (true, rest),

@@ -199,8 +199,9 @@ pub(crate) async fn run_unsandboxed(
     .await
 }
 
+/// Runs `program args` in `sandbox` (a Dockerfile's RUN: on its root), within the budget.
 #[allow(clippy::too_many_arguments)]
-async fn run_in(
+pub(crate) async fn run_in(
     sandbox: &Sandbox,
     program: &Path,
     args: &[&Path],
@@ -211,8 +212,14 @@ async fn run_in(
     log: Log<'_>,
 ) -> Result<Finished, BuildError> {
     let Sandboxed { mut command, cell } = sandbox.command(program, args, dir)?;
+    // On a root of its own, `dir` is inside it: the sandbox changes into it.
+    let host_dir = if sandbox.root.is_some() {
+        Path::new("/")
+    } else {
+        dir
+    };
     command
-        .current_dir(dir)
+        .current_dir(host_dir)
         .env_clear()
         .envs(env)
         .stdin(Stdio::null())

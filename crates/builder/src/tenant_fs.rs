@@ -216,6 +216,16 @@ impl Tree {
         Ok(found)
     }
 
+    /// Sets this directory's own permission bits.
+    pub(crate) fn set_permissions(
+        &self,
+        permissions: std::fs::Permissions,
+    ) -> Result<(), BuildError> {
+        use std::os::unix::fs::PermissionsExt;
+        rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(permissions.mode() & 0o7777))
+            .map_err(|e| error(e, &self.name(Path::new(""))))
+    }
+
     /// Makes the directory `relative` and any parents missing; a link on the way is an error.
     pub(crate) fn create_dir_all(&self, relative: &Path) -> Result<Tree, BuildError> {
         let mut so_far = PathBuf::new();

@@ -21,6 +21,8 @@ pub enum Error {
     ConfigValueControl { key: String, found: String },
     #[error("the app's config would be {len} bytes; an app's config is limited to {max} bytes")]
     ConfigTooLarge { len: usize, max: usize },
+    #[error("unknown stack {0:?}: use container (build from the app's Dockerfile) or buildpacks")]
+    Stack(String),
     #[error("invalid Procfile line {line}: {reason}")]
     Procfile { line: usize, reason: String },
     #[error(

@@ -22,6 +22,7 @@ mod routing;
 mod settings;
 mod size;
 mod ssh_key;
+mod stack;
 mod user;
 
 pub use app_name::AppName;
@@ -49,6 +50,7 @@ pub use settings::{
 };
 pub use size::human_size;
 pub use ssh_key::SshPublicKey;
+pub use stack::Stack;
 pub use user::{Password, Username};
 
 #[cfg(test)]

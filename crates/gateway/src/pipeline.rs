@@ -243,6 +243,7 @@ async fn build_and_release(
         commit,
         source: &source,
         config: &config,
+        stack: domain::Stack::Buildpacks,
     };
     let log = |line: &str| out.line(line);
     let output = tokio::select! {

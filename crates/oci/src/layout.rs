@@ -209,6 +209,19 @@ impl ImageStore {
         Ok(LayerSource::New(self.layer(dir, prefix)?))
     }
 
+    /// Stores `layer` as a blob, indexed by its diff_id, without writing an image (a
+    /// Dockerfile step's layer, named later by the image it ends in). Blocking.
+    pub fn store_layer(&self, layer: &Layer) -> Result<LayerRef> {
+        let stored = LayerRef {
+            digest: layer.digest.clone(),
+            diff_id: layer.diff_id.clone(),
+            size: layer.size,
+        };
+        self.put_blob_file(&layer.digest, &layer.file)?;
+        self.index_layer(&stored)?;
+        Ok(stored)
+    }
+
     /// The stored layer whose tar has `diff_id`, if `diffids/` names one and its blob is
     /// there with the size recorded. An entry that is not one Slipway wrote, or whose blob is
     /// gone, finds nothing: the layer is made again and the entry rewritten.

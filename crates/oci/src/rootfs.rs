@@ -195,6 +195,12 @@ fn walk(root: BorrowedFd<'_>, names: &[OsString], create: bool) -> Result<OwnedF
 /// Unpacks one layer's tar stream into `root` as it is, whiteout markers included, each
 /// entry checked first (see the module's documentation).
 pub fn unpack(tar: impl io::Read, root: &Path) -> io::Result<()> {
+    unpack_keeping(tar, root, MODE_BITS)
+}
+
+/// [`unpack`], keeping the mode bits `mode_bits` (a Dockerfile stage's root file system,
+/// inside the build sandbox, keeps setuid and setgid as recorded: `0o7777`).
+fn unpack_keeping(tar: impl io::Read, root: &Path, mode_bits: u32) -> io::Result<()> {
     let root = open_root(root)?;
     let root = root.as_fd();
     let mut archive = tar::Archive::new(tar);
@@ -217,7 +223,7 @@ pub fn unpack(tar: impl io::Read, root: &Path) -> io::Result<()> {
         let mode = header
             .mode()
             .map_err(|e| bad(format!("has no valid mode: {e}")))?
-            & MODE_BITS;
+            & mode_bits;
         let mtime = header.mtime().unwrap_or(0);
         let Some((name, parents)) = path.split_last() else {
             // The layer's root itself.
@@ -329,12 +335,22 @@ pub fn unpack(tar: impl io::Read, root: &Path) -> io::Result<()> {
 /// replacing what was there — directories merged, files hard-linked, symlinks recreated.
 /// Every step is on directory handles and single names, so nothing outside `dst` is touched.
 pub fn merge(src: &Path, dst: &Path) -> io::Result<()> {
-    let src = open_root(src)?;
-    let dst = open_root(dst)?;
-    merge_dirs(src.as_fd(), dst.as_fd(), 0)
+    merge_keeping(src, dst, MODE_BITS)
 }
 
-fn merge_dirs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, depth: usize) -> io::Result<()> {
+/// [`merge`], keeping the directory mode bits `mode_bits`.
+pub fn merge_keeping(src: &Path, dst: &Path, mode_bits: u32) -> io::Result<()> {
+    let src = open_root(src)?;
+    let dst = open_root(dst)?;
+    merge_dirs(src.as_fd(), dst.as_fd(), 0, mode_bits)
+}
+
+fn merge_dirs(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    depth: usize,
+    mode_bits: u32,
+) -> io::Result<()> {
     if depth > MAX_DEPTH {
         return Err(invalid(format!(
             "the layer is more than {MAX_DEPTH} directories deep"
@@ -369,8 +385,8 @@ fn merge_dirs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, depth: usize) -> io::Res
                 }
                 let from = open_dir(src, name)?;
                 let to = open_dir(dst, name)?;
-                merge_dirs(from.as_fd(), to.as_fd(), depth + 1)?;
-                let mode = rustix::fs::fstat(&from)?.st_mode & MODE_BITS;
+                merge_dirs(from.as_fd(), to.as_fd(), depth + 1, mode_bits)?;
+                let mode = rustix::fs::fstat(&from)?.st_mode & mode_bits;
                 rustix::fs::fchmod(&to, Mode::from_raw_mode(mode))?;
             }
             Some(FileType::Symlink) => {
@@ -387,6 +403,27 @@ fn merge_dirs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, depth: usize) -> io::Res
         }
     }
     Ok(())
+}
+
+/// Lays the layer `digest` of `store` over the root file system `root`: unpacked into a
+/// temporary directory of `tmp` (on the same file system as `root`), merged, and the
+/// temporary directory removed, so `root` alone holds its files. Every mode bit is kept:
+/// this is a Dockerfile stage's root, used only inside the build sandbox.
+pub fn apply_layer(
+    store: &crate::ImageStore,
+    digest: &domain::Digest,
+    root: &Path,
+    tmp: &Path,
+) -> io::Result<()> {
+    let unpacked = tempfile::Builder::new().prefix("layer-").tempdir_in(tmp)?;
+    let blob = store.open_blob(digest)?;
+    unpack_keeping(
+        flate2::read::MultiGzDecoder::new(io::BufReader::new(blob)),
+        unpacked.path(),
+        0o7777,
+    )
+    .map_err(|e| io::Error::new(e.kind(), format!("layer {digest}: {e}")))?;
+    merge_keeping(unpacked.path(), root, 0o7777)
 }
 
 #[cfg(test)]

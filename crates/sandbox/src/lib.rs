@@ -796,6 +796,24 @@ fn chown_tree(root: &Path, uid: u32) -> std::io::Result<()> {
             group,
             rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
         )?;
+        // chown clears a file's setuid and setgid bits: a hand-over changes only the owner.
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+        if meta.is_file() && mode & 0o6000 != 0 {
+            let file = rustix::fs::openat(
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::NOFOLLOW
+                    | rustix::fs::OFlags::NONBLOCK
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )?;
+            if rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&file)?.st_mode)
+                == rustix::fs::FileType::RegularFile
+            {
+                rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode & 0o7777))?;
+            }
+        }
         if meta.is_dir() {
             for entry in std::fs::read_dir(&path)? {
                 stack.push(entry?.path());

@@ -121,6 +121,17 @@ impl Fixture {
         source: &Path,
         config: &[(&str, &str)],
     ) -> (Result<BuildOutput, BuildError>, Vec<String>) {
+        self.build_on(domain::Stack::Buildpacks, source, config)
+            .await
+    }
+
+    /// Builds `source` as [`Fixture::build`] does, on `stack`.
+    pub async fn build_on(
+        &self,
+        stack: domain::Stack,
+        source: &Path,
+        config: &[(&str, &str)],
+    ) -> (Result<BuildOutput, BuildError>, Vec<String>) {
         let config: BTreeMap<String, String> = config
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -130,6 +141,7 @@ impl Fixture {
             commit: COMMIT,
             source,
             config: &config,
+            stack,
         };
         let lines = Mutex::new(Vec::new());
         let log = |line: &str| lines.lock().unwrap().push(line.to_owned());
