@@ -243,7 +243,7 @@ async fn build_and_release(
         commit,
         source: &source,
         config: &config,
-        stack: domain::Stack::Buildpacks,
+        stack: app.stack,
     };
     let log = |line: &str| out.line(line);
     let output = tokio::select! {

@@ -1,7 +1,7 @@
 //! Apps, collaborators, formation, domains and the audit trail.
 
 use domain::{
-    AppName, Formation, Hostname, ProcessType, ReleaseCause, ReleaseStatus, ReleaseVersion,
+    AppName, Formation, Hostname, ProcessType, ReleaseCause, ReleaseStatus, ReleaseVersion, Stack,
 };
 use uuid::Uuid;
 
@@ -12,7 +12,7 @@ use crate::{
     ProcessCount, Result, Store, User,
 };
 
-const APP_SELECT: &str = "SELECT a.id, a.name, o.username AS owner, a.created_at, a.uid_slot FROM apps a \
+const APP_SELECT: &str = "SELECT a.id, a.name, o.username AS owner, a.created_at, a.uid_slot, a.stack FROM apps a \
                           JOIN users o ON o.id = a.owner_id";
 
 #[derive(sqlx::FromRow)]
@@ -22,6 +22,7 @@ struct AppRow {
     owner: String,
     created_at: time::OffsetDateTime,
     uid_slot: Option<i64>,
+    stack: String,
 }
 
 impl TryFrom<AppRow> for App {
@@ -37,6 +38,7 @@ impl TryFrom<AppRow> for App {
                 .uid_slot
                 .and_then(|n| u32::try_from(n).ok())
                 .ok_or_else(|| Error::corrupt(format!("app {} has no uid slot", row.name)))?,
+            stack: Stack::parse(&row.stack).map_err(Error::corrupt)?,
         })
     }
 }
@@ -132,6 +134,7 @@ impl Store {
             owner: owner.username.clone(),
             created_at,
             uid_slot: u32::try_from(uid_slot).map_err(Error::corrupt)?,
+            stack: Stack::Buildpacks,
         })
     }
 
@@ -249,7 +252,7 @@ impl Store {
     /// The app and how `user` relates to it, in one query.
     pub async fn app_access(&self, name: &str, user: &User) -> Result<(App, Access)> {
         let sql = sqlx::AssertSqlSafe(
-            "SELECT a.id, a.name, o.username AS owner, a.created_at, a.uid_slot, CAST(CASE \
+            "SELECT a.id, a.name, o.username AS owner, a.created_at, a.uid_slot, a.stack, CAST(CASE \
                WHEN a.owner_id = $2 THEN 2 \
                WHEN EXISTS (SELECT 1 FROM collaborators c WHERE c.app_id = a.id AND c.user_id = $2) THEN 1 \
                ELSE 0 END AS BIGINT) AS access \
@@ -267,6 +270,28 @@ impl Store {
             _ => Access::None,
         };
         Ok((row.app.try_into()?, access))
+    }
+
+    /// Sets how the app is built from its next push on (`slip stack:set`).
+    pub async fn set_stack(&self, app: &App, stack: Stack, actor: &User) -> Result<App> {
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("UPDATE apps SET stack = $1 WHERE id = $2")
+                .bind(stack.as_str())
+                .bind(app.id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(Error::NotFound(format!("app {}", app.name)));
+            }
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "app.stack", detail: stack.as_str())?;
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        })?;
+        Ok(App {
+            stack,
+            ..app.clone()
+        })
     }
 
     /// Deletes the app and everything that belongs to it; the audit trail keeps its events.

@@ -47,6 +47,8 @@ pub struct App {
     /// The app's number among all apps ever made: the sandbox's uid for it derives from it,
     /// the same in every process.
     pub uid_slot: u32,
+    /// How it is built: buildpacks, or its Dockerfile.
+    pub stack: domain::Stack,
 }
 
 /// An app as the dashboard's list shows it.

@@ -70,6 +70,20 @@ async fn deploy(
 }
 
 both_backends! {
+    async fn an_apps_stack_is_buildpacks_until_set(store: Store) {
+        let ada = user(&store, "ada").await;
+        let app = store.create_app(&AppName::parse("demo").unwrap(), &ada).await.unwrap();
+        assert_eq!(app.stack, domain::Stack::Buildpacks);
+        assert_eq!(store.app("demo").await.unwrap().stack, domain::Stack::Buildpacks);
+        let set = store.set_stack(&app, domain::Stack::Container, &ada).await.unwrap();
+        assert_eq!(set.stack, domain::Stack::Container);
+        assert_eq!(store.app("demo").await.unwrap().stack, domain::Stack::Container);
+        let (found, _) = store.app_access("demo", &ada).await.unwrap();
+        assert_eq!(found.stack, domain::Stack::Container);
+        let events = store.events(Some("demo"), 10).await.unwrap();
+        assert!(events.iter().any(|e| e.action == "app.stack" && e.detail == "container"));
+    }
+
     async fn first_user_is_admin(store: Store) {
         let ada = Username::parse("ada").unwrap();
         let bob = Username::parse("bob").unwrap();
