@@ -1,0 +1,112 @@
+//! Dockerfile builds through `git push`: an app that no buildpack detects and that has a
+//! Dockerfile at its root is built from it by the platform's own code, daemonlessly, on the
+//! run image `slipwayd run-image` made, and served; a push that changes only the app's code
+//! reuses every layer before the step that copies it; an unsupported instruction is refused
+//! with its line; `slip stack:set container` builds from the Dockerfile `heroku.yml` names.
+//!
+//! The build stage runs busybox's shell, not a Go toolchain: the platform has no registry
+//! image with Go in it (no Docker Hub here), and a stage that needs one tests the toolchain,
+//! not the Dockerfile executor. What is tested is the same: a build stage that makes files
+//! with RUN, a runtime stage that takes only them with COPY --from.
+
+use std::time::Duration;
+
+use slipway_e2e::{Backend, Platform, User, eventually, http_get};
+
+const DOCKERFILE: &str = "\
+FROM run-image:base AS build
+WORKDIR /src
+COPY greeting.txt ./
+RUN mkdir -p /out && sed 's/.*/<h1>&<\\/h1>/' greeting.txt > /out/header.html && echo made the header
+COPY . .
+RUN cat /out/header.html page.html > /out/index.html && echo made the page
+
+FROM run-image:base
+COPY --from=build /out/index.html /site/index.html
+EXPOSE 8080
+CMD httpd -f -p $PORT -h /site
+";
+
+/// Whether the build printed `line` itself (not only as part of a step's text).
+fn printed(output: &str, line: &str) -> bool {
+    output
+        .lines()
+        .any(|l| l.trim_end() == format!("remote: {line}"))
+}
+
+fn commit(user: &User, message: &str) {
+    user.git(&["add", "-A"]).success();
+    user.git(&["commit", "-q", "-m", message]).success();
+}
+
+/// The page the app serves, once it serves `expected`.
+#[track_caller]
+fn serves(platform: &Platform, app: &str, expected: &str) {
+    let host = format!("{app}.localhost");
+    eventually(
+        Duration::from_secs(30),
+        &format!("{app} serves {expected:?}"),
+        || {
+            http_get(&platform.router, &host, "/")
+                .is_ok_and(|(status, body)| status == 200 && body.contains(expected))
+        },
+    );
+}
+
+#[tokio::test]
+async fn a_multi_stage_dockerfile_builds_serves_and_reuses_its_layers() {
+    let platform = Platform::start(Backend::Sqlite).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        platform.make_run_image("base");
+        let mut ada = User::registered(&platform, "ada");
+        let app = ada.home().join("site");
+        std::fs::create_dir_all(&app).unwrap();
+        ada.cwd = app.clone();
+        ada.git(&["init", "-q", "-b", "main"]).success();
+        std::fs::write(app.join("Dockerfile"), DOCKERFILE).unwrap();
+        std::fs::write(app.join("greeting.txt"), "hello from a Dockerfile\n").unwrap();
+        std::fs::write(app.join("page.html"), "<p>first</p>\n").unwrap();
+        commit(&ada, "site");
+        ada.slip(&["create", "site"]).success();
+
+        let first = ada.push_deployed();
+        assert!(printed(&first, "made the header") && printed(&first, "made the page"), "{first}");
+        assert!(!first.contains(": cached"), "{first}");
+        serves(&platform, "site", "<h1>hello from a Dockerfile</h1>");
+        serves(&platform, "site", "<p>first</p>");
+
+        // Only the app's code changes: every step before COPY . . is reused.
+        std::fs::write(app.join("page.html"), "<p>second</p>\n").unwrap();
+        commit(&ada, "page");
+        let second = ada.push_deployed();
+        for step in [
+            "Step 3/10 : COPY greeting.txt ./: cached",
+            "Step 4/10 : RUN mkdir -p /out && sed 's/.*/<h1>&<\\/h1>/' greeting.txt > /out/header.html && echo made the header: cached",
+        ] {
+            assert!(second.contains(step), "{step:?} in {second}");
+        }
+        assert!(!printed(&second, "made the header"), "{second}");
+        assert!(printed(&second, "made the page"), "{second}");
+        serves(&platform, "site", "<p>second</p>");
+
+        // An unsupported instruction: refused with its line, and the app keeps serving.
+        std::fs::write(
+            app.join("Dockerfile"),
+            format!("{DOCKERFILE}HEALTHCHECK CMD wget -q localhost:$PORT\n"),
+        )
+        .unwrap();
+        commit(&ada, "healthcheck");
+        let refused = ada.git(&["push", "-q", "slipway", "main"]);
+        assert!(!refused.ok);
+        assert!(
+            refused
+                .stderr
+                .contains("Dockerfile line 12: HEALTHCHECK is not supported; "),
+            "{}",
+            refused.stderr
+        );
+        serves(&platform, "site", "<p>second</p>");
+    })
+    .await
+    .unwrap();
+}
