@@ -106,6 +106,20 @@ async fn a_multi_stage_dockerfile_builds_serves_and_reuses_its_layers() {
             refused.stderr
         );
         serves(&platform, "site", "<p>second</p>");
+
+        // On the container stack, the Dockerfile heroku.yml names is the build.
+        std::fs::remove_file(app.join("Dockerfile")).unwrap();
+        std::fs::create_dir_all(app.join("docker")).unwrap();
+        std::fs::write(app.join("docker/web.Dockerfile"), DOCKERFILE).unwrap();
+        std::fs::write(app.join("heroku.yml"), "build:\n  docker:\n    web: docker/web.Dockerfile\n").unwrap();
+        std::fs::write(app.join("page.html"), "<p>third</p>\n").unwrap();
+        commit(&ada, "container stack");
+        let set = ada.slip(&["stack:set", "container", "-a", "site"]);
+        assert!(set.success().starts_with("site is on the container stack: "), "{}", set.stdout);
+        assert!(ada.slip(&["stack", "-a", "site"]).success().starts_with("site is on the container stack"));
+        let third = ada.push_deployed();
+        assert!(third.contains("Building the image from docker/web.Dockerfile"), "{third}");
+        serves(&platform, "site", "<p>third</p>");
     })
     .await
     .unwrap();

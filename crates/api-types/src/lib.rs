@@ -115,6 +115,23 @@ pub struct App {
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
+    /// How its pushes are built: `buildpacks` (its Dockerfile only when no buildpack detects
+    /// it) or `container` (its Dockerfile).
+    #[serde(default = "buildpacks")]
+    pub stack: String,
+}
+
+fn buildpacks() -> String {
+    "buildpacks".to_owned()
+}
+
+/// `PATCH /v1/apps/{app}`: what to change about the app.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AppPatch {
+    /// `container` or `buildpacks`, from the next push on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
 }
 
 /// `GET /v1/apps/{app}`: the app and what it runs now.

@@ -40,6 +40,7 @@ pub(crate) fn app(config: &ApiConfig, app: &store::App) -> wire::App {
         url: app_url(config, &app.name),
         git_url: format!("{}/{}.git", config.git_url.trim_end_matches('/'), app.name),
         created_at: app.created_at,
+        stack: app.stack.to_string(),
     }
 }
 

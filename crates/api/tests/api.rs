@@ -282,6 +282,25 @@ const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGnl4hM1pOmO5uGWO3i+0m0Y8ymXXJQ1s1eoF7XmKXYf ada@laptop";
 
 both_backends! {
+    async fn an_apps_stack_is_set_by_a_patch(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        let bob = t.user(&ada, "bob").await;
+        let app = t.create_app(&ada, "demo").await;
+        assert_eq!(app["stack"], "buildpacks");
+        let patch = |token: String, body: Value| {
+            let t = &t;
+            async move { t.call(Method::PATCH, "/v1/apps/demo", Some(&token), Some(body)).await }
+        };
+        let set = patch(ada.clone(), json!({"stack": "container"})).await.expect(StatusCode::OK);
+        assert_eq!(set["stack"], "container");
+        assert_eq!(t.get("/v1/apps/demo", &ada).await.expect(StatusCode::OK)["app"]["stack"], "container");
+        let error = patch(ada.clone(), json!({"stack": "heroku-24"})).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(error.starts_with("unknown stack \"heroku-24\""), "{error}");
+        patch(ada.clone(), json!({})).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY);
+        patch(bob, json!({"stack": "buildpacks"})).await.expect_error(StatusCode::NOT_FOUND);
+        assert_eq!(t.get("/v1/apps/demo", &ada).await.expect(StatusCode::OK)["app"]["stack"], "container");
+    }
+
     async fn the_users_day_up_to_git_push(t: TestApp) {
         let ada = t.first_user("ada").await;
         assert_eq!(t.get("/v1/auth/whoami", &ada).await.expect(StatusCode::OK)["username"], "ada");

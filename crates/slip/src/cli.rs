@@ -127,6 +127,13 @@ pub(crate) enum Command {
         command: Option<DomainsCommand>,
     },
 
+    /// How the app is built: with buildpacks, or from its Dockerfile (the container stack)
+    /// [default: stack info]
+    Stack {
+        #[command(subcommand)]
+        command: Option<StackCommand>,
+    },
+
     /// Maintenance mode: a 503 page for every request while processes keep running
     /// [default: maintenance info]
     Maintenance {
@@ -468,6 +475,15 @@ pub(crate) enum PermsCommand {
 }
 
 #[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum StackCommand {
+    /// Build the next pushes from the app's Dockerfile (container: the one heroku.yml's
+    /// build.docker names, else ./Dockerfile) or with buildpacks (buildpacks)
+    Set { stack: String },
+    /// Show how the app is built
+    Info,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
 pub(crate) enum MaintenanceCommand {
     /// Answer every request with a 503 maintenance page; processes keep running
     On,
@@ -682,6 +698,10 @@ pub(crate) enum Action {
     DomainsRemove {
         domain: String,
     },
+    StackSet {
+        stack: String,
+    },
+    StackInfo,
     MaintenanceSet {
         on: bool,
     },
@@ -855,6 +875,10 @@ impl Command {
                 DomainsCommand::Add { domain } => Action::DomainsAdd { domain },
                 DomainsCommand::Verify { domain } => Action::DomainsVerify { domain },
                 DomainsCommand::Remove { domain } => Action::DomainsRemove { domain },
+            },
+            Command::Stack { command } => match command.unwrap_or(StackCommand::Info) {
+                StackCommand::Set { stack } => Action::StackSet { stack },
+                StackCommand::Info => Action::StackInfo,
             },
             Command::Maintenance { command } => match command.unwrap_or(MaintenanceCommand::Info) {
                 MaintenanceCommand::On => Action::MaintenanceSet { on: true },
@@ -1175,6 +1199,11 @@ mod tests {
             expect!["MaintenanceSet { on: true }"],
         );
         check("slip maintenance", expect!["MaintenanceInfo"]);
+        check(
+            "slip stack:set container",
+            expect![[r#"StackSet { stack: "container" }"#]],
+        );
+        check("slip stack", expect!["StackInfo"]);
         check(
             "slip routing:disable",
             expect!["RoutingSet { enabled: false }"],

@@ -7,11 +7,11 @@ use std::io;
 use std::collections::BTreeMap;
 
 use api_types::{
-    AddCertificate, AddCollaborator, AddDomain, AddKey, ApiToken, App, AppInfo, Autoscale, Build,
-    Collaborator, Config, ConfigChanged, ConfigPatch, CreateApp, CreateBuild, Credentials, Domain,
-    ErrorBody, HealthChecks, Limits, PlatformInfo, Process, ProcessCount, Release, ReleaseInfo,
-    Restart, Rollback, Routing, RoutingPatch, RunCommand, Scale, Session, SetHealthCheck, SshKey,
-    User,
+    AddCertificate, AddCollaborator, AddDomain, AddKey, ApiToken, App, AppInfo, AppPatch,
+    Autoscale, Build, Collaborator, Config, ConfigChanged, ConfigPatch, CreateApp, CreateBuild,
+    Credentials, Domain, ErrorBody, HealthChecks, Limits, PlatformInfo, Process, ProcessCount,
+    Release, ReleaseInfo, Restart, Rollback, Routing, RoutingPatch, RunCommand, Scale, Session,
+    SetHealthCheck, SshKey, User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -493,6 +493,11 @@ impl Client {
 
     pub(crate) async fn routing(&self, app: &str) -> Result<Routing> {
         self.json(self.request(Method::GET, &["apps", app, "routing"]))
+            .await
+    }
+
+    pub(crate) async fn patch_app(&self, app: &str, patch: &AppPatch) -> Result<App> {
+        self.json(self.request(Method::PATCH, &["apps", app]).json(patch))
             .await
     }
 

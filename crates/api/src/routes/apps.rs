@@ -1,9 +1,9 @@
-//! Apps: create, list, show, destroy.
+//! Apps: create, list, show, change (the stack), destroy.
 
-use api_types::{App, AppInfo, CreateApp, ErrorBody};
+use api_types::{App, AppInfo, AppPatch, CreateApp, ErrorBody};
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::AppName;
+use domain::{AppName, Stack};
 
 use crate::actions::{self, current_procfile};
 use crate::auth::{CurrentUser, Need, authorize};
@@ -72,6 +72,29 @@ pub(super) async fn info(
             .map(convert::collaborator)
             .collect(),
     }))
+}
+
+/// Changes the app: its stack, from the next push on (`slip stack:set`).
+#[utoipa::path(patch, path = "/v1/apps/{app}", tag = "apps", security(("token" = [])),
+    params(("app" = String, Path)), request_body = AppPatch,
+    responses((status = 200, body = App), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn patch(
+    State(state): State<ApiState>,
+    caller: CurrentUser,
+    Path(name): Path<String>,
+    body: Result<Json<AppPatch>, ApiError>,
+) -> Result<Json<App>, ApiError> {
+    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let Json(body) = body?;
+    let Some(stack) = body.stack else {
+        return Err(ApiError::Invalid(
+            "name a change: stack (container or buildpacks)".to_owned(),
+        ));
+    };
+    let stack = Stack::parse(&stack)?;
+    let app = state.store.set_stack(&app, stack, &caller.user).await?;
+    tracing::info!(app = %app.name, %stack, "stack set");
+    Ok(Json(convert::app(&state.config, &app)))
 }
 
 /// Destroys the app and everything it owns: releases, builds, config, domains.

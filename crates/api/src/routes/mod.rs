@@ -40,7 +40,7 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(keys::list, keys::add))
         .routes(routes!(keys::remove))
         .routes(routes!(apps::list, apps::create))
-        .routes(routes!(apps::info, apps::destroy))
+        .routes(routes!(apps::info, apps::patch, apps::destroy))
         .routes(routes!(perms::list, perms::add))
         .routes(routes!(perms::remove))
         .routes(routes!(config::get, config::patch))

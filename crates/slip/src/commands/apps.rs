@@ -1,7 +1,7 @@
 //! `apps`: create (with its git remote), list, show and destroy apps.
 
 use anyhow::bail;
-use api_types::{App, CreateApp};
+use api_types::{App, AppPatch, CreateApp};
 
 use super::Context;
 use crate::cli::{CreateArgs, DestroyArgs};
@@ -76,6 +76,44 @@ pub(crate) async fn info(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `slip stack:set container|buildpacks`.
+pub(crate) async fn set_stack(ctx: &Context, stack: &str) -> anyhow::Result<()> {
+    let (client, app) = ctx.client_and_app()?;
+    let patch = AppPatch {
+        stack: Some(stack.to_owned()),
+    };
+    let changed = client.patch_app(&app, &patch).await?;
+    if ctx.json {
+        return print_json(&changed);
+    }
+    outln!(
+        "{app} is on the {} stack: {}",
+        changed.stack,
+        stack_note(&changed.stack)
+    )?;
+    Ok(())
+}
+
+/// `slip stack`.
+pub(crate) async fn stack(ctx: &Context) -> anyhow::Result<()> {
+    let (client, app) = ctx.client_and_app()?;
+    let info = client.app(&app).await?;
+    if ctx.json {
+        return print_json(&info.app);
+    }
+    let stack = &info.app.stack;
+    outln!("{app} is on the {stack} stack: {}", stack_note(stack))?;
+    Ok(())
+}
+
+fn stack_note(stack: &str) -> &'static str {
+    if stack == "container" {
+        "the next push builds from its Dockerfile (the one heroku.yml's build.docker names, else ./Dockerfile)"
+    } else {
+        "the next push builds with the buildpack that detects it (its Dockerfile only if none does)"
+    }
+}
+
 pub(crate) async fn destroy(ctx: &Context, args: DestroyArgs) -> anyhow::Result<()> {
     let (client, app) = ctx.client_and_app()?;
     check_confirm(&app, args.confirm.as_deref())?;
@@ -131,6 +169,7 @@ mod tests {
             url: format!("http://{name}.localhost:8080"),
             git_url: format!("ssh://git@127.0.0.1:2222/{name}.git"),
             created_at: time::OffsetDateTime::UNIX_EPOCH,
+            stack: "buildpacks".to_owned(),
         };
         let note = remote_note(&git, &app("demo")).unwrap();
         assert_eq!(

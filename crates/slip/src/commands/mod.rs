@@ -148,6 +148,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::DomainsAdd { domain } => domains::add(&ctx, domain).await,
         Action::DomainsVerify { domain } => domains::verify(&ctx, &domain).await,
         Action::DomainsRemove { domain } => domains::remove(&ctx, &domain).await,
+        Action::StackSet { stack } => apps::set_stack(&ctx, &stack).await,
+        Action::StackInfo => apps::stack(&ctx).await,
         Action::MaintenanceSet { on } => routing::maintenance(&ctx, on).await,
         Action::MaintenanceInfo => routing::maintenance_info(&ctx).await,
         Action::RoutingSet { enabled } => routing::enable(&ctx, enabled).await,
