@@ -63,8 +63,12 @@ impl Sandbox {
                 .map(Into::into)
                 .collect();
             // The host's resolver, so names resolve; the file itself is not in the layer.
+            // Asked through the root's handle: a link the build left there is not followed.
+            let has_resolv = crate::tenant_fs::Tree::open(root, "")
+                .and_then(|tree| tree.kind(Path::new("etc/resolv.conf")))
+                .is_ok_and(|kind| kind == Some(crate::tenant_fs::Kind::File));
             if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf")
-                && root.join("etc/resolv.conf").is_file()
+                && has_resolv
             {
                 mounts.extend([
                     "--ro-bind".into(),

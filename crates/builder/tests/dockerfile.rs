@@ -171,12 +171,22 @@ async fn a_dockerfile_step_sees_a_whiteout_for_what_it_removed() {
     with_run_image(&fixture).await;
     let source = fixture.source(&[(
         "Dockerfile",
-        "FROM run-image:base\nRUN mkdir -p /data/keep && echo x > /data/gone\nRUN rm /data/gone && touch /data/keep/new\nCMD [\"true\"]\n",
+        "FROM run-image:base\nRUN mkdir -p /data/keep && echo x > /data/gone && cat /etc/resolv.conf > /data/resolver\nRUN rm /data/gone && touch /data/keep/new\nCMD [\"true\"]\n",
     )]);
     let (output, log) = fixture.built(&source).await;
     let (manifest, _) = fixture.image(output.image.as_deref().unwrap());
     let layers = manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 3, "{log:#?}");
+    // The RUN saw the host's resolver, which is in no layer.
+    assert_eq!(
+        layer_entries(&fixture, layers[1]["digest"].as_str().unwrap()),
+        [
+            "data 755",
+            "data/gone 644",
+            "data/keep 755",
+            "data/resolver 644"
+        ]
+    );
     assert_eq!(
         layer_entries(&fixture, layers[2]["digest"].as_str().unwrap()),
         [

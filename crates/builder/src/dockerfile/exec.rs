@@ -31,6 +31,9 @@ use crate::{BuildError, Log};
 /// The PATH a `RUN` gets when the image sets none: Docker's.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The resolver file the sandbox binds from the host for a RUN.
+const RESOLV_CONF: &str = "etc/resolv.conf";
+
 /// The most links followed resolving one path in a stage's root file system.
 const MAX_LINKS: usize = 40;
 
@@ -335,7 +338,7 @@ impl Executor<'_> {
             self.app.clone(),
         );
         let relative_workdir = relative(&workdir);
-        let before = blocking(move || {
+        let (before, made_resolv) = blocking(move || {
             let tree = Tree::open(&rootfs, "")?;
             for dir in ["proc", "dev"] {
                 tree.create_dir_all(Path::new(dir))?;
@@ -343,8 +346,16 @@ impl Executor<'_> {
             if !relative_workdir.as_os_str().is_empty() {
                 tree.create_dir_all(&relative_workdir)?;
             }
+            // Where the sandbox binds the host's resolver, as Docker does; made for the RUN
+            // only, so it is in no layer.
+            let resolv = Path::new(RESOLV_CONF);
+            let made_resolv =
+                tree.kind(Path::new("etc"))? == Some(FsKind::Dir) && tree.kind(resolv)?.is_none();
+            if made_resolv {
+                tree.write(resolv, b"")?;
+            }
             isolation.hand_over(&app, &rootfs)?;
-            snapshot::take(&tree)
+            Ok((snapshot::take(&tree)?, made_resolv))
         })
         .await
         .map_err(|e| at(step.line, &e.to_string()))?;
@@ -383,6 +394,9 @@ impl Executor<'_> {
             let tree = Tree::open(&rootfs, "")?;
             let after = snapshot::take(&tree)?;
             let changes = snapshot::diff(&before, &after);
+            if made_resolv {
+                tree.remove_all(Path::new(RESOLV_CONF))?;
+            }
             if changes.is_empty() {
                 return Ok(None);
             }
