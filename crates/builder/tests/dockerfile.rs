@@ -246,6 +246,11 @@ async fn the_dockerfile_is_the_build_on_the_container_stack_or_when_no_buildpack
     let bare = fixture.source(&[("Dockerfile", dockerfile), ("page.txt", "hi\n")]);
     let (output, _) = fixture.built(&bare).await;
     assert_eq!(output.buildpack, "Dockerfile");
+    // A stage on a run image starts in its working directory, /workspace, where processes run.
+    assert_eq!(
+        output.procfile.command("web"),
+        Some("exec /bin/sh -c 'httpd -f -p $PORT -h /site'")
+    );
     // A buildpack detects it (a Procfile): the buildpack, as on Heroku.
     let both = fixture.source(&[
         ("Dockerfile", dockerfile),

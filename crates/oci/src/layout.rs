@@ -77,12 +77,15 @@ struct DiffIdEntry {
 /// The most a `diffids/` entry may be; the ones Slipway writes are under 100 bytes.
 const MAX_DIFF_ID_ENTRY: u64 = 1024;
 
-/// An image read back from the store: its layers and its config's environment.
+/// An image read back from the store: its layers and its config's environment and working
+/// directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundImage {
     pub digest: Digest,
     pub layers: Vec<LayerRef>,
     pub env: Vec<String>,
+    /// The config's working directory, if it names one.
+    pub working_dir: Option<String>,
 }
 
 /// What goes into an image's config besides its layers.
@@ -436,10 +439,15 @@ impl ImageStore {
             .as_ref()
             .and_then(|c| c.env().clone())
             .unwrap_or_default();
+        let working_dir = config
+            .config()
+            .as_ref()
+            .and_then(|c| c.working_dir().clone());
         Ok(FoundImage {
             digest: digest.clone(),
             layers,
             env,
+            working_dir,
         })
     }
 

@@ -187,6 +187,9 @@ impl Executor<'_> {
                 .filter_map(|e| e.split_once('='))
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect();
+            if let Some(dir) = found.working_dir.filter(|d| d.starts_with('/')) {
+                state.config.workdir = absolute("/", &dir);
+            }
             state.key = oci::sha256(format!("FROM {}", found.digest).as_bytes());
             state.run_image = Some(name.to_owned());
         } else {
