@@ -124,3 +124,40 @@ async fn a_multi_stage_dockerfile_builds_serves_and_reuses_its_layers() {
     .await
     .unwrap();
 }
+
+/// With a registry, a Dockerfile image goes there like a buildpack one: the run image it is
+/// built on once, to the run-image repository, and the app's image mounting its layers.
+#[tokio::test]
+async fn a_dockerfile_image_is_pushed_mounting_its_run_image() {
+    let registry = std::env::var("SLIPWAY_TEST_REGISTRY")
+        .expect("SLIPWAY_TEST_REGISTRY is not set: run the suite with scripts/test, which starts docker-registry");
+    let prefix = format!("{registry}/dockerfile{}", std::process::id());
+    let platform = Platform::start_with(Backend::Sqlite, &["--registry", &prefix])
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        platform.make_run_image("base");
+        let mut ada = User::registered(&platform, "ada");
+        let app = ada.home().join("site");
+        std::fs::create_dir_all(&app).unwrap();
+        ada.cwd = app.clone();
+        ada.git(&["init", "-q", "-b", "main"]).success();
+        std::fs::write(app.join("Dockerfile"), DOCKERFILE).unwrap();
+        std::fs::write(app.join("greeting.txt"), "pushed\n").unwrap();
+        std::fs::write(app.join("page.html"), "<p>registry</p>\n").unwrap();
+        commit(&ada, "site");
+        ada.slip(&["create", "site"]).success();
+        let pushed = ada.push_deployed();
+        assert!(
+            pushed.contains(&format!("pushed {prefix}/run-image:base: ")),
+            "{pushed}"
+        );
+        assert!(
+            pushed.contains(&format!("pushed {prefix}/site:")) && pushed.contains("1 mounted"),
+            "{pushed}"
+        );
+        serves(&platform, "site", "<p>registry</p>");
+    })
+    .await
+    .unwrap();
+}
