@@ -62,6 +62,8 @@ struct State {
     key: Digest,
     /// The run image it is built on (its name), if any.
     run_image: Option<String>,
+    /// Whether its CMD came from its base (an ENTRYPOINT then clears it, as in Docker).
+    cmd_inherited: bool,
 }
 
 impl State {
@@ -158,6 +160,7 @@ impl Executor<'_> {
             args: BTreeMap::new(),
             key: oci::sha256(b"FROM scratch"),
             run_image: None,
+            cmd_inherited: true,
         };
         if let Some(earlier) = states.iter().find(|s| s.name.as_deref() == Some(&lower)) {
             state.layers = earlier.layers.clone();
@@ -286,8 +289,16 @@ impl Executor<'_> {
                     state.config.exposed.insert(format!("{number}/{protocol}"));
                 }
             }
-            Kind::Cmd(command) => state.config.cmd = Some(argv(command)),
-            Kind::Entrypoint(command) => state.config.entrypoint = Some(argv(command)),
+            Kind::Cmd(command) => {
+                state.config.cmd = Some(argv(command));
+                state.cmd_inherited = false;
+            }
+            Kind::Entrypoint(command) => {
+                state.config.entrypoint = Some(argv(command));
+                if state.cmd_inherited {
+                    state.config.cmd = None;
+                }
+            }
             Kind::Run(_) | Kind::Copy { .. } => unreachable!("handled above"),
         }
         state.key =
@@ -944,6 +955,78 @@ mod tests {
         assert_eq!(contained("../etc/passwd"), None);
         assert_eq!(contained("/etc/passwd"), Some(PathBuf::from("etc/passwd")));
         assert_eq!(contained("."), Some(PathBuf::new()));
+    }
+
+    #[test]
+    fn an_entrypoint_clears_only_an_inherited_cmd() {
+        let step = |kind: Kind| Step {
+            line: 1,
+            text: String::new(),
+            kind,
+        };
+        let mut state = State {
+            name: None,
+            layers: Vec::new(),
+            rootfs: PathBuf::new(),
+            applied: AtomicUsize::new(0),
+            config: Config {
+                cmd: Some(vec!["base".into()]),
+                ..Config::default()
+            },
+            args: BTreeMap::new(),
+            key: oci::sha256(b""),
+            run_image: None,
+            cmd_inherited: true,
+        };
+        let entrypoint = Kind::Entrypoint(Command::Exec(vec!["/app".into()]));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let budget = crate::script::Budget {
+            deadline: std::time::Instant::now(),
+            limit: std::time::Duration::ZERO,
+            max_output: 0,
+            output: Default::default(),
+            in_scripts: Default::default(),
+            sandbox: crate::script::Sandbox {
+                isolation: Arc::new(sandbox::Isolation::off()),
+                app: String::new(),
+                writable: Vec::new(),
+                readable: Vec::new(),
+                limits: sandbox::Limits::BUILD,
+                root: None,
+            },
+        };
+        let store = tempfile::tempdir().unwrap();
+        let executor = Executor {
+            images: Arc::new(ImageStore::open(store.path().to_path_buf()).unwrap()),
+            isolation: Arc::new(sandbox::Isolation::off()),
+            app: String::new(),
+            budget: &budget,
+            source: PathBuf::new(),
+            ignore: Ignore::default(),
+            work: PathBuf::new(),
+            cache: PathBuf::new(),
+            log: &|_: &str| {},
+        };
+        let global = BTreeMap::new();
+        runtime.block_on(async {
+            executor
+                .step(&mut state, &step(entrypoint.clone()), &[], &global, "")
+                .await
+                .unwrap();
+            assert_eq!(state.config.cmd, None);
+            let cmd = Kind::Cmd(Command::Exec(vec!["--flag".into()]));
+            executor
+                .step(&mut state, &step(cmd), &[], &global, "")
+                .await
+                .unwrap();
+            executor
+                .step(&mut state, &step(entrypoint), &[], &global, "")
+                .await
+                .unwrap();
+            assert_eq!(state.config.cmd, Some(vec!["--flag".to_owned()]));
+        });
     }
 
     #[test]
