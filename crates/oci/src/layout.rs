@@ -388,6 +388,17 @@ impl ImageStore {
         })
     }
 
+    /// Tags the stored manifest `digest` (`size` bytes) `name` in the index.
+    pub fn tag_manifest(&self, name: &str, digest: &Digest, size: u64) -> Result<()> {
+        let mut tagged = descriptor(MediaType::ImageManifest, digest, size)?;
+        tagged.set_annotations(Some(
+            [(REF_NAME.to_owned(), name.to_owned())]
+                .into_iter()
+                .collect(),
+        ));
+        self.tag(name, tagged)
+    }
+
     /// The image tagged `name`, if the store has one.
     pub fn find(&self, name: &str) -> Result<Option<FoundImage>> {
         let index: ImageIndex = parse_json(

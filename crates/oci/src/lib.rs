@@ -50,6 +50,8 @@ pub enum Error {
         "cannot push the image to the registry: {0}; check that the registry is up and accepts pushes"
     )]
     Push(#[source] oci_client::errors::OciDistributionError),
+    #[error("cannot pull {0} from the registry: {1}; check that the image is there")]
+    Pull(String, #[source] oci_client::errors::OciDistributionError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

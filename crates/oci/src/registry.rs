@@ -1,7 +1,8 @@
 //! Pushing images from the local store to an OCI registry through the distribution API:
 //! blobs the registry has already are skipped, blobs another repository of the registry has
 //! (a base image's layers) are mounted from it instead of copied, and the manifest goes
-//! last, by digest.
+//! last, by digest. Pulling one into the store (a Dockerfile's `FROM`): every document
+//! size-capped and parsed, every blob checked against its digest before it is stored.
 
 use futures_util::StreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -174,6 +175,140 @@ impl Registry {
     }
 }
 
+/// The most a pulled image's layers may be, together.
+pub const MAX_PULL: u64 = 10 << 30;
+
+/// The manifest types a pull accepts: OCI's, and Docker's, which has the same shape.
+const MANIFEST_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// The layer types a pull accepts: gzipped tars, which the runtimes unpack.
+const LAYER_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+];
+
+impl Registry {
+    /// Pulls `<repository>:<tag>` (the repository `name` under the registry's prefix) into
+    /// `store`, tagged `local` there; returns its manifest's digest. Blobs the store has are
+    /// not fetched again. Refused: a manifest that is not one image's (an index), a layer that
+    /// is not a gzipped tar, layers over [`MAX_PULL`] together, and any blob whose bytes are
+    /// not its digest.
+    pub async fn pull(
+        &self,
+        store: &ImageStore,
+        name: &str,
+        tag: &str,
+        local: &str,
+    ) -> Result<Digest> {
+        let repository = self.config.repository(name);
+        let what = format!("{repository}:{tag}");
+        let source = parse_reference(&what)?;
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(&source, &RegistryAuth::Anonymous, &MANIFEST_TYPES)
+            .await
+            .map_err(|e| Error::Pull(what.clone(), e))?;
+        if bytes.len() as u64 > MAX_DOCUMENT {
+            return Err(Error::TooLarge {
+                what: format!("the manifest of {what}"),
+                limit: MAX_DOCUMENT,
+            });
+        }
+        let manifest: ImageManifest = parse_json(&bytes, &format!("the manifest of {what}"))?;
+        let invalid = |reason: String| Error::Invalid {
+            what: format!("the image {what}"),
+            reason,
+        };
+        let mut total = 0u64;
+        for layer in manifest.layers() {
+            let media = layer.media_type().to_string();
+            if !LAYER_TYPES.contains(&media.as_str()) {
+                return Err(invalid(format!("a layer is {media}, not a gzipped tar")));
+            }
+            total = total.saturating_add(layer.size());
+        }
+        if total > MAX_PULL {
+            return Err(invalid(format!(
+                "its layers are over {} together",
+                crate::human_size(MAX_PULL)
+            )));
+        }
+        let config = manifest.config();
+        if config.size() > MAX_DOCUMENT {
+            return Err(Error::TooLarge {
+                what: format!("the config of {what}"),
+                limit: MAX_DOCUMENT,
+            });
+        }
+        let blobs = std::iter::once(config)
+            .chain(manifest.layers())
+            .map(|d| Ok((Digest::parse(d.digest().as_ref())?, d.size())))
+            .collect::<Result<Vec<(Digest, u64)>>>()?;
+        for (digest, size) in &blobs {
+            if store.blob_path(digest).is_file() {
+                continue;
+            }
+            self.pull_blob(store, &source, &what, digest, *size).await?;
+        }
+        let digest = crate::layer::sha256(&bytes);
+        store.put_blob(&digest, &bytes)?;
+        store.tag_manifest(local, &digest, bytes.len() as u64)?;
+        Ok(digest)
+    }
+
+    /// Streams the blob `digest` of `size` bytes into the store, checked as it comes.
+    async fn pull_blob(
+        &self,
+        store: &ImageStore,
+        source: &Reference,
+        what: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        use sha2::Digest as _;
+        use tokio::io::AsyncWriteExt as _;
+        let descriptor = oci_client::manifest::OciDescriptor {
+            digest: digest.to_string(),
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        let mut stream = self
+            .client
+            .pull_blob_stream(source, &descriptor)
+            .await
+            .map_err(|e| Error::Pull(what.to_owned(), e))?;
+        let tmp = tempfile::NamedTempFile::new_in(store.tmp())?;
+        let mut file = tokio::fs::File::from_std(tmp.reopen()?);
+        let mut hasher = sha2::Sha256::new();
+        let mut got = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| std::io::Error::other(format!("pulling {what}: {e}")))?;
+            got += chunk.len() as u64;
+            if got > size {
+                return Err(Error::Invalid {
+                    what: format!("the blob {digest} of {what}"),
+                    reason: format!("it is longer than the {size} bytes its manifest says"),
+                });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        if Digest::sha256(hasher.finalize().into()) != *digest || got != size {
+            return Err(Error::Invalid {
+                what: format!("the blob {digest} of {what}"),
+                reason: "its bytes are not its digest".to_owned(),
+            });
+        }
+        let path = tmp.into_temp_path();
+        store.put_blob_file(digest, &path)?;
+        Ok(())
+    }
+}
+
 /// A pushed image: its reference by digest (`host/name@sha256:…`), and what the push sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pushed {
@@ -280,6 +415,34 @@ mod tests {
         let prefix = format!("{host}/oci-test-{}-{nanos}", std::process::id());
         let registry = Registry::new(RegistryConfig::parse(&prefix).unwrap());
         (prefix, registry)
+    }
+
+    #[tokio::test]
+    async fn an_image_pulled_is_the_image_pushed() {
+        let (_, registry) = test_registry();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("a")).unwrap();
+        let base = image(&store, "base:1", &[], "base");
+        registry
+            .push(&store, "tools", "1", &base.digest, None, &|_| {})
+            .await
+            .unwrap();
+        let other = ImageStore::open(dir.path().join("b")).unwrap();
+        let pulled = registry
+            .pull(&other, "tools", "1", "pulled:tools:1")
+            .await
+            .unwrap();
+        assert_eq!(pulled, base.digest);
+        assert_eq!(
+            other.find("pulled:tools:1").unwrap().unwrap(),
+            store.image(&base.digest).unwrap()
+        );
+        let error = registry
+            .pull(&other, "nothing", "1", "x")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("cannot pull "), "{error}");
     }
 
     /// A one-layer image of a tree holding `file` with `text`, tagged `name`.
