@@ -4,10 +4,11 @@
 //! reuses every layer before the step that copies it; an unsupported instruction is refused
 //! with its line; `slip stack:set container` builds from the Dockerfile `heroku.yml` names.
 //!
-//! The build stage runs busybox's shell, not a Go toolchain: the platform has no registry
-//! image with Go in it (no Docker Hub here), and a stage that needs one tests the toolchain,
-//! not the Dockerfile executor. What is tested is the same: a build stage that makes files
-//! with RUN, a runtime stage that takes only them with COPY --from.
+//! The build stage runs busybox's shell, not a Go toolchain: there is no image with Go in it
+//! here (no Docker Hub; Debian's golang packages are old and many), and a stage that needs one
+//! tests the toolchain, not the Dockerfile executor. What is tested is the same: a build stage
+//! that makes files with RUN, a runtime stage that takes only them with COPY --from. A FROM
+//! of an image in the platform's registry (pulled) is tested with the run image pushed there.
 
 use std::time::Duration;
 
@@ -126,7 +127,8 @@ async fn a_multi_stage_dockerfile_builds_serves_and_reuses_its_layers() {
 }
 
 /// With a registry, a Dockerfile image goes there like a buildpack one: the run image it is
-/// built on once, to the run-image repository, and the app's image mounting its layers.
+/// built on once, to the run-image repository, and the app's image mounting its layers; and
+/// a FROM may name an image of that registry, which is pulled.
 #[tokio::test]
 async fn a_dockerfile_image_is_pushed_mounting_its_run_image() {
     let registry = std::env::var("SLIPWAY_TEST_REGISTRY")
@@ -157,6 +159,24 @@ async fn a_dockerfile_image_is_pushed_mounting_its_run_image() {
             "{pushed}"
         );
         serves(&platform, "site", "<p>registry</p>");
+
+        // An image of the platform's registry as a FROM: pulled, and its layers mounted.
+        let tools = ada.home().join("tools");
+        std::fs::create_dir_all(&tools).unwrap();
+        ada.cwd = tools.clone();
+        ada.git(&["init", "-q", "-b", "main"]).success();
+        std::fs::write(
+            tools.join("Dockerfile"),
+            format!("FROM {prefix}/run-image:base\nCOPY page.html /site/index.html\nCMD httpd -f -p $PORT -h /site\n"),
+        )
+        .unwrap();
+        std::fs::write(tools.join("page.html"), "<p>pulled</p>\n").unwrap();
+        commit(&ada, "tools");
+        ada.slip(&["create", "tools"]).success();
+        let pushed = ada.push_deployed();
+        assert!(pushed.contains(&format!("pulling {prefix}/run-image:base")), "{pushed}");
+        assert!(pushed.contains(&format!("pushed {prefix}/tools:")) && pushed.contains("1 mounted"), "{pushed}");
+        serves(&platform, "tools", "<p>pulled</p>");
     })
     .await
     .unwrap();

@@ -60,8 +60,8 @@ struct State {
     config: Config,
     args: BTreeMap<String, Option<String>>,
     key: Digest,
-    /// The run image it is built on (its name), if any.
-    run_image: Option<String>,
+    /// The image it is built on, if any.
+    base: Option<Base>,
     /// Whether its CMD came from its base (an ENTRYPOINT then clears it, as in Docker).
     cmd_inherited: bool,
 }
@@ -77,16 +77,27 @@ impl State {
     }
 }
 
+/// The image a stage is built on, where the registry may already have its layers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Base {
+    /// A run image, by name: pushed to the registry's run-image repository.
+    RunImage(String),
+    /// An image pulled from the registry: `host/prefix/name:tag`.
+    Pulled(String),
+}
+
 /// The last stage: the image.
 #[derive(Debug)]
 pub(crate) struct Built {
     pub(crate) layers: Vec<LayerRef>,
     pub(crate) config: Config,
-    pub(crate) run_image: Option<String>,
+    pub(crate) base: Option<Base>,
 }
 
 /// Runs a Dockerfile for one build.
 pub(crate) struct Executor<'a> {
+    /// The platform's registry, whose images a FROM may name.
+    pub(crate) registry: Option<&'a oci::Registry>,
     pub(crate) images: Arc<ImageStore>,
     pub(crate) isolation: Arc<sandbox::Isolation>,
     pub(crate) app: String,
@@ -130,7 +141,7 @@ impl Executor<'_> {
         Ok(Built {
             layers: last.layers,
             config: last.config,
-            run_image: last.run_image,
+            base: last.base,
         })
     }
 
@@ -159,14 +170,14 @@ impl Executor<'_> {
             },
             args: BTreeMap::new(),
             key: oci::sha256(b"FROM scratch"),
-            run_image: None,
+            base: None,
             cmd_inherited: true,
         };
         if let Some(earlier) = states.iter().find(|s| s.name.as_deref() == Some(&lower)) {
             state.layers = earlier.layers.clone();
             state.config = earlier.config.clone();
             state.key = oci::sha256(format!("FROM stage {}", earlier.key).as_bytes());
-            state.run_image = earlier.run_image.clone();
+            state.base = earlier.base.clone();
         } else if lower == "scratch" {
         } else if let Some(name) = base
             .strip_prefix("run-image:")
@@ -184,22 +195,42 @@ impl Executor<'_> {
                 ));
             };
             state.layers = found.layers;
-            state.config.env = found
-                .env
-                .iter()
-                .filter_map(|e| e.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
+            state.config.env = env_map(&found.env);
             if let Some(dir) = found.working_dir.filter(|d| d.starts_with('/')) {
                 state.config.workdir = absolute("/", &dir);
             }
             state.key = oci::sha256(format!("FROM {}", found.digest).as_bytes());
-            state.run_image = Some(name.to_owned());
+            state.base = Some(Base::RunImage(name.to_owned()));
+        } else if let Some(registry) = self.registry
+            && let Some((name, tag)) = in_registry(&base, &registry.repository(""))
+        {
+            let reference = format!("{}:{tag}", registry.repository(&name));
+            (self.log)(&format!("       pulling {reference}"));
+            let digest = registry
+                .pull(&self.images, &name, &tag, &format!("pulled:{name}:{tag}"))
+                .await
+                .map_err(|e| at(stage.line, &format!("FROM {base}: {e}")))?;
+            let images = Arc::clone(&self.images);
+            let found = blocking(move || Ok(images.image(&digest)?)).await?;
+            state.layers = found.layers;
+            state.config.env = env_map(&found.env);
+            if let Some(dir) = found.working_dir.filter(|d| d.starts_with('/')) {
+                state.config.workdir = absolute("/", &dir);
+            }
+            state.key = oci::sha256(format!("FROM {}", found.digest).as_bytes());
+            state.base = Some(Base::Pulled(reference));
         } else {
+            let registry = match self.registry {
+                Some(registry) => format!(
+                    "an image of the platform's registry ({}…)",
+                    registry.repository("")
+                ),
+                None => "an image of the platform's registry (this platform has none)".to_owned(),
+            };
             return Err(at(
                 stage.line,
                 &format!(
-                    "FROM {base} is not supported; build on a run image (FROM run-image:<name>), an earlier stage or scratch"
+                    "FROM {base} is not supported; build on a run image (FROM run-image:<name>), {registry}, an earlier stage or scratch"
                 ),
             ));
         }
@@ -780,6 +811,53 @@ impl Copy<'_> {
     }
 }
 
+/// An image's `K=V` environment as a map.
+fn env_map(env: &[String]) -> BTreeMap<String, String> {
+    env.iter()
+        .filter_map(|e| e.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The repository (under the registry's prefix) and tag a FROM names in the registry whose
+/// repositories are `under` (`host/prefix/`): written in full (`host/prefix/name:tag`) or by
+/// name alone (`name:tag`, `name` for `latest`). `None` for another registry or a name that is
+/// not one.
+fn in_registry(base: &str, under: &str) -> Option<(String, String)> {
+    let rest = match base.strip_prefix(under) {
+        Some(rest) => rest,
+        None => {
+            // A first part with a dot, a colon or `localhost` is another registry's host.
+            let first = base.split('/').next().unwrap_or_default();
+            if base.contains('/') && (first.contains(['.', ':']) || first == "localhost") {
+                return None;
+            }
+            base
+        }
+    };
+    let (name, tag) = match rest.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (rest, "latest"),
+    };
+    let name_ok = !name.is_empty()
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && part
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric())
+        });
+    let tag_ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    (name_ok && tag_ok).then(|| (name.to_owned(), tag.to_owned()))
+}
+
 /// The root itself as `.`, which a [`Tree`] resolves beneath itself.
 fn dot(path: &Path) -> &Path {
     if path.as_os_str().is_empty() {
@@ -975,7 +1053,7 @@ mod tests {
             },
             args: BTreeMap::new(),
             key: oci::sha256(b""),
-            run_image: None,
+            base: None,
             cmd_inherited: true,
         };
         let entrypoint = Kind::Entrypoint(Command::Exec(vec!["/app".into()]));
@@ -999,6 +1077,7 @@ mod tests {
         };
         let store = tempfile::tempdir().unwrap();
         let executor = Executor {
+            registry: None,
             images: Arc::new(ImageStore::open(store.path().to_path_buf()).unwrap()),
             isolation: Arc::new(sandbox::Isolation::off()),
             app: String::new(),
@@ -1027,6 +1106,26 @@ mod tests {
                 .unwrap();
             assert_eq!(state.config.cmd, Some(vec!["--flag".to_owned()]));
         });
+    }
+
+    #[test]
+    fn a_from_names_an_image_of_the_platforms_registry() {
+        let under = oci::RegistryConfig::parse("127.0.0.1:5000/team")
+            .unwrap()
+            .repository("");
+        let pair = |base: &str| in_registry(base, &under);
+        let some = |n: &str, t: &str| Some((n.to_owned(), t.to_owned()));
+        assert_eq!(pair("golang:1.22"), some("golang", "1.22"));
+        assert_eq!(pair("tools/go"), some("tools/go", "latest"));
+        assert_eq!(
+            pair("127.0.0.1:5000/team/golang:1.22"),
+            some("golang", "1.22")
+        );
+        assert_eq!(pair("docker.io/library/golang:1.22"), None);
+        assert_eq!(pair("127.0.0.1:5001/team/golang"), None);
+        assert_eq!(pair("Golang"), None);
+        assert_eq!(pair("../x"), None);
+        assert_eq!(pair("golang@sha256:00"), None);
     }
 
     #[test]

@@ -148,6 +148,7 @@ pub(crate) async fn build(
     .await?;
     let cache = builder.config.data_dir.join("cache").join(job.app);
     let executor = exec::Executor {
+        registry: builder.registry.as_ref(),
         images: Arc::clone(&builder.images),
         isolation: Arc::clone(&builder.isolation),
         app: job.app.to_owned(),
@@ -198,8 +199,7 @@ pub(crate) async fn build(
         cmd: config.cmd.clone(),
         exposed_ports: config.exposed.iter().cloned().collect(),
     };
-    let (image, pushed_bytes) =
-        publish(builder, job, built.layers, built.run_image, spec, log).await?;
+    let (image, pushed_bytes) = publish(builder, job, built.layers, built.base, spec, log).await?;
     Ok(BuildOutput {
         procfile,
         buildpack: "Dockerfile".to_owned(),
@@ -254,25 +254,28 @@ async fn publish(
     builder: &Builder,
     job: &BuildJob<'_>,
     layers: Vec<oci::LayerRef>,
-    run_image: Option<String>,
+    base: Option<exec::Base>,
     spec: image::ImageSpec,
     log: Log<'_>,
 ) -> Result<(String, Option<u64>), BuildError> {
     log("-----> Exporting the image");
     let images = Arc::clone(&builder.images);
     let name = format!("{}:{}", job.app, job.commit);
-    let run_image_name = run_image.clone();
-    let (stored, base) = blocking(move || {
+    let run_image_name = match &base {
+        Some(exec::Base::RunImage(name)) => Some(name.clone()),
+        _ => None,
+    };
+    let (stored, run_image_digest) = blocking(move || {
         let layers: Vec<oci::LayerSource> =
             layers.into_iter().map(oci::LayerSource::Stored).collect();
         let stored = images.write_image_on(&name, &[], &layers, &spec)?;
-        let base = match &run_image_name {
+        let run_image = match &run_image_name {
             Some(name) => images
                 .find(&crate::run_image::reference(name))?
                 .map(|found| found.digest),
             None => None,
         };
-        Ok((stored, base))
+        Ok((stored, run_image))
     })
     .await?;
     log(&format!(
@@ -286,8 +289,9 @@ async fn publish(
     };
     log("-----> Pushing the image");
     let mut sent = oci::PushReport::default();
-    let mount_from = match (&run_image, &base) {
-        (Some(name), Some(digest)) => {
+    let mount_from = match (&base, &run_image_digest) {
+        (Some(exec::Base::Pulled(reference)), _) => Some(reference.clone()),
+        (Some(exec::Base::RunImage(name)), Some(digest)) => {
             let pushed = registry
                 .push(
                     &builder.images,
