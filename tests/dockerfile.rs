@@ -4,12 +4,13 @@
 //! reuses every layer before the step that copies it; an unsupported instruction is refused
 //! with its line; `slip stack:set container` builds from the Dockerfile `heroku.yml` names.
 //!
-//! The build stage runs busybox's shell, not a Go toolchain: there is no image with Go in it
-//! here (no Docker Hub; Debian's golang packages are old and many), and a stage that needs one
-//! tests the toolchain, not the Dockerfile executor. What is tested is the same: a build stage
-//! that makes files with RUN, a runtime stage that takes only them with COPY --from. A FROM
-//! of an image in the platform's registry (pulled) is tested with the run image pushed there.
+//! The first test's build stage runs busybox's shell, so it is quick. The Go test builds a
+//! real Go server in a build stage `FROM` a Go image of the platform's registry: there is no
+//! Docker Hub here, so the test makes that image of the host's Go toolchain (`/usr/local/go`)
+//! with umoci and pushes it with skopeo, as an operator would push one.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use slipway_e2e::{Backend, Platform, User, eventually, http_get};
@@ -177,6 +178,140 @@ async fn a_dockerfile_image_is_pushed_mounting_its_run_image() {
         assert!(pushed.contains(&format!("pulling {prefix}/run-image:base")), "{pushed}");
         assert!(pushed.contains(&format!("pushed {prefix}/tools:")) && pushed.contains("1 mounted"), "{pushed}");
         serves(&platform, "tools", "<p>pulled</p>");
+    })
+    .await
+    .unwrap();
+}
+
+/// Runs `program args`, which must succeed.
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Pushes to `reference` an image of the host's Go toolchain at `/usr/local/go`, made with
+/// umoci: what an operator would push to offer Go to Dockerfile builds.
+fn push_go_image(reference: &str) {
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let bundle = work.path().join("bundle");
+    let image = format!("{}:go", layout.display());
+    run(
+        "umoci",
+        &["init", "--layout", &layout.display().to_string()],
+    );
+    run("umoci", &["new", "--image", &image]);
+    run(
+        "umoci",
+        &["unpack", "--image", &image, &bundle.display().to_string()],
+    );
+    let go = bundle.join("rootfs/usr/local/go");
+    std::fs::create_dir_all(&go).unwrap();
+    for part in ["bin", "pkg", "src", "go.env", "VERSION", "lib"] {
+        let from = Path::new("/usr/local/go").join(part);
+        if from.exists() {
+            run(
+                "cp",
+                &["-a", &from.display().to_string(), &go.display().to_string()],
+            );
+        }
+    }
+    let tmp = bundle.join("rootfs/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    run(
+        "umoci",
+        &["repack", "--image", &image, &bundle.display().to_string()],
+    );
+    run(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &image,
+            "--config.env",
+            "PATH=/usr/local/go/bin:/usr/bin:/bin",
+        ],
+    );
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci:{image}"),
+            &format!("docker://{reference}"),
+        ],
+    );
+}
+
+const GO_DOCKERFILE: &str = "\
+FROM golang:local AS build
+ENV CGO_ENABLED=0 GOCACHE=/tmp/gocache GOTOOLCHAIN=local GOFLAGS=-trimpath
+WORKDIR /src
+COPY go.mod ./
+RUN [\"go\", \"version\"]
+COPY . .
+RUN [\"go\", \"build\", \"-o\", \"/out/server\", \".\"]
+
+FROM run-image:base
+COPY --from=build /out/server /app/server
+CMD [\"/app/server\"]
+";
+
+const GO_SERVER: &str = r#"package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func main() {
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "hello from a Go build stage")
+	})
+	http.ListenAndServe(":"+os.Getenv("PORT"), nil)
+}
+"#;
+
+/// The issue's acceptance: a multi-stage Dockerfile with a Go build stage and a runtime stage
+/// on the run image builds, runs and serves.
+#[tokio::test]
+async fn a_go_build_stage_from_the_registry_builds_a_server_that_serves() {
+    let registry = std::env::var("SLIPWAY_TEST_REGISTRY")
+        .expect("SLIPWAY_TEST_REGISTRY is not set: run the suite with scripts/test, which starts docker-registry");
+    let prefix = format!("{registry}/go{}", std::process::id());
+    let platform = Platform::start_with(Backend::Sqlite, &["--registry", &prefix])
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        platform.make_run_image("base");
+        push_go_image(&format!("{prefix}/golang:local"));
+        let mut ada = User::registered(&platform, "ada");
+        let app = ada.home().join("hello");
+        std::fs::create_dir_all(&app).unwrap();
+        ada.cwd = app.clone();
+        ada.git(&["init", "-q", "-b", "main"]).success();
+        std::fs::write(app.join("Dockerfile"), GO_DOCKERFILE).unwrap();
+        std::fs::write(app.join("go.mod"), "module example.com/hello\n\ngo 1.22\n").unwrap();
+        std::fs::write(app.join("main.go"), GO_SERVER).unwrap();
+        commit(&ada, "hello");
+        ada.slip(&["create", "hello"]).success();
+        // The Go buildpack would detect the app (go.mod): the container stack says Dockerfile.
+        ada.slip(&["stack:set", "container", "-a", "hello"])
+            .success();
+        let pushed = ada.push_deployed();
+        assert!(
+            pushed.contains(&format!("pulling {prefix}/golang:local")),
+            "{pushed}"
+        );
+        assert!(pushed.contains("go version go1."), "{pushed}");
+        serves(&platform, "hello", "hello from a Go build stage");
     })
     .await
     .unwrap();
