@@ -334,11 +334,14 @@ impl Lifecycle<'_> {
     }
 
     fn env(&self, bp: &Buildpack, platform: &Path) -> BTreeMap<String, String> {
+        let sandbox = &self.budget.sandbox;
         BTreeMap::from([
             ("PATH".to_owned(), system_path()),
+            // A home of the build's own, outside the app: what tools keep there stays out
+            // of the image.
             (
                 "HOME".to_owned(),
-                self.job.source.to_string_lossy().into_owned(),
+                sandbox.inside_str(&self.scratch.path().join("home")),
             ),
             ("LANG".to_owned(), "C.UTF-8".to_owned()),
             (
@@ -349,10 +352,7 @@ impl Lifecycle<'_> {
                 "CNB_BUILDPACK_DIR".to_owned(),
                 bp.dir.to_string_lossy().into_owned(),
             ),
-            (
-                "CNB_PLATFORM_DIR".to_owned(),
-                platform.to_string_lossy().into_owned(),
-            ),
+            ("CNB_PLATFORM_DIR".to_owned(), sandbox.inside_str(platform)),
             ("CNB_TARGET_OS".to_owned(), "linux".to_owned()),
             ("CNB_TARGET_ARCH".to_owned(), "amd64".to_owned()),
             ("CNB_TARGET_DISTRO_NAME".to_owned(), "debian".to_owned()),
@@ -378,7 +378,7 @@ impl Lifecycle<'_> {
             let mut env = self.env(bp, platform);
             env.insert(
                 "CNB_BUILD_PLAN_PATH".to_owned(),
-                plan_path.to_string_lossy().into_owned(),
+                self.budget.sandbox.inside_str(&plan_path),
             );
             let detect = bp.dir.join("bin").join("detect");
             let out = script::run(
@@ -439,14 +439,9 @@ impl Lifecycle<'_> {
             for (key, value) in &build_env {
                 env.insert(key.clone(), value.clone());
             }
-            env.insert(
-                "CNB_LAYERS_DIR".to_owned(),
-                layers.to_string_lossy().into_owned(),
-            );
-            env.insert(
-                "CNB_BP_PLAN_PATH".to_owned(),
-                plan_path.to_string_lossy().into_owned(),
-            );
+            let inside = |path: &Path| self.budget.sandbox.inside_str(path);
+            env.insert("CNB_LAYERS_DIR".to_owned(), inside(&layers));
+            env.insert("CNB_BP_PLAN_PATH".to_owned(), inside(&plan_path));
             let build = bp.dir.join("bin").join("build");
             let out = script::run(
                 &build,
@@ -473,9 +468,11 @@ impl Lifecycle<'_> {
                     })
                 };
                 if layer.build {
+                    let dir = open()?;
                     apply_layer_env(
                         &mut build_env,
-                        &open()?,
+                        &dir,
+                        &inside(dir.path()),
                         &["env", "env.build"],
                         &env,
                         &mut env_read,
@@ -514,19 +511,17 @@ impl Lifecycle<'_> {
             apply_layer_env(
                 &mut layer_env,
                 dir,
+                &at,
                 &["env", "env.launch"],
                 &env,
                 &mut env_read,
             )?;
+            // Without the sandbox, a buildpack wrote its layers' host paths.
             for (key, value) in layer_env {
                 env.insert(
                     key,
                     value.replace(&dir.path().to_string_lossy().into_owned(), &at),
                 );
-            }
-            if dir.kind(Path::new("bin"))? == Some(Kind::Dir) {
-                let path = env.get("PATH").cloned().unwrap_or_default();
-                env.insert("PATH".to_owned(), format!("{at}/bin:{path}"));
             }
         }
         let processes: BTreeMap<String, String> =
@@ -772,18 +767,19 @@ fn read_launch(layers: &Tree, bp: &Buildpack) -> Result<Vec<(String, String, boo
 }
 
 /// Applies a layer's `bin/`, `lib/` and env directories (`NAME`, `NAME.override`,
-/// `.default`, `.append`, `.prepend`, `.delim`) to `env`. An env file that is a link is an
-/// error; directories and devices among them are skipped.
+/// `.default`, `.append`, `.prepend`, `.delim`) to `env`, the layer being at `at` where the
+/// env is used. An env file that is a link is an error; directories and devices among them
+/// are skipped.
 fn apply_layer_env(
     env: &mut BTreeMap<String, String>,
     layer: &Tree,
+    at: &str,
     dirs: &[&str],
     base: &BTreeMap<String, String>,
     read: &mut u64,
 ) -> Result<(), BuildError> {
     let get =
         |env: &BTreeMap<String, String>, key: &str| env.get(key).or_else(|| base.get(key)).cloned();
-    let at = layer.path().display();
     if layer.kind(Path::new("bin"))? == Some(Kind::Dir) {
         let path = get(env, "PATH").unwrap_or_default();
         env.insert("PATH".to_owned(), format!("{at}/bin:{path}"));

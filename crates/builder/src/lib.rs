@@ -73,6 +73,11 @@ const TOOLCHAINS: &[&str] = &[
     "/usr/local/rustup",
 ];
 
+/// The build's scratch directory holds its CNB layers (`/layers` in the sandbox), the
+/// platform directory (`/platform`) and a home for tools that write there (`/builder/home`),
+/// so nothing a tool keeps in `$HOME` lands in the image.
+const SCRATCH_DIRS: &[&str] = &["layers", "platform", "home"];
+
 impl BuilderConfig {
     /// Heroku's and Deis's limit: 15 minutes.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -241,7 +246,7 @@ impl Builder {
             sandbox: script::Sandbox {
                 isolation: std::sync::Arc::clone(&self.isolation),
                 app: job.app.to_owned(),
-                writable: Vec::new(),
+                mounts: Vec::new(),
                 readable: Vec::new(),
                 limits: self.config.limits,
             },
@@ -257,7 +262,7 @@ impl Builder {
             cache.clone(),
         );
         // File work, a tree walk among it: on a blocking thread.
-        let (_scratch, fetched, writable, source, scratch_tree, cache_tree, project) =
+        let (_scratch, fetched, mounts, source, scratch_tree, cache_tree, project) =
             run_image::blocking(move || {
                 let scratch = tempfile::Builder::new()
                     .prefix("buildpack-")
@@ -272,13 +277,22 @@ impl Builder {
                     RemovedOffThread::new(scratch),
                     RemovedOffThread::new(fetched),
                 );
-                let writable = vec![
-                    source_dir.clone(),
-                    cache_dir.clone(),
-                    scratch.path().to_path_buf(),
+                for dir in SCRATCH_DIRS {
+                    std::fs::create_dir(scratch.path().join(dir))?;
+                }
+                let mount = |host: PathBuf, at: &str| script::Mount {
+                    host,
+                    at: PathBuf::from(at),
+                };
+                let mounts = vec![
+                    mount(source_dir.clone(), image::APP_DIR),
+                    mount(cache_dir.clone(), "/cache"),
+                    mount(scratch.path().to_path_buf(), "/builder"),
+                    mount(scratch.path().join("layers"), "/layers"),
+                    mount(scratch.path().join("platform"), "/platform"),
                 ];
                 // The build runs as the app's uid: what it may write becomes the app's.
-                for dir in &writable {
+                for dir in [&source_dir, &cache_dir, &scratch.path().to_path_buf()] {
                     isolation.hand_over(&app, dir)?;
                 }
                 let source = tenant_fs::Tree::open(&source_dir, "")?;
@@ -289,7 +303,7 @@ impl Builder {
                 Ok((
                     scratch,
                     fetched,
-                    writable,
+                    mounts,
                     source,
                     scratch_tree,
                     cache_tree,
@@ -298,7 +312,7 @@ impl Builder {
             })
             .await?;
         let mut budget = budget;
-        budget.sandbox.writable = writable;
+        budget.sandbox.mounts = mounts;
         budget.sandbox.readable = self.toolchains.clone();
         // project.toml's build env joins the config vars the buildpacks see.
         let mut config = job.config.clone();

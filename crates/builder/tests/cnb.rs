@@ -271,3 +271,53 @@ async fn unsupported_and_failing_buildpacks_are_refused_clearly() {
         .await;
     assert!(matches!(result, Err(BuildError::NoBuildpack)), "{result:?}");
 }
+
+/// A buildpack that says where it is: its arguments, its working directory and its home.
+const WHERE_TOML: &str = r#"api = "0.10"
+[buildpack]
+id = "test/where"
+version = "1.0.0"
+[[stacks]]
+id = "*"
+"#;
+
+#[tokio::test]
+async fn every_build_sees_the_same_paths_whatever_the_data_directory() {
+    assert!(
+        Path::new("/usr/bin/bwrap").exists(),
+        "bubblewrap is installed (scripts/test installs it)"
+    );
+    let script = r#"echo "WHERE pwd=$(pwd) layers=$1 platform=$2 CNB_LAYERS_DIR=$CNB_LAYERS_DIR CNB_PLATFORM_DIR=$CNB_PLATFORM_DIR home=$HOME"
+touch "$HOME/.dotfile""#;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let f = Fixture::new().await;
+        let bp = f.cnb_buildpack(
+            &f.buildpacks(),
+            "where",
+            WHERE_TOML,
+            &[("detect", "true"), ("build", script)],
+        );
+        let app = f.source(&[("Procfile", "web: true\n")]);
+        let (result, log) = f
+            .build(&app, &[("BUILDPACK_URL", bp.to_str().unwrap())])
+            .await;
+        result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+        let line = log
+            .iter()
+            .find(|l| l.starts_with("WHERE "))
+            .unwrap_or_else(|| panic!("the buildpack ran: {log:?}"))
+            .clone();
+        assert!(
+            !app.join(".dotfile").exists(),
+            "a tool's home is not the app"
+        );
+        seen.push(line);
+    }
+    assert_eq!(
+        seen[0],
+        "WHERE pwd=/workspace layers=/layers/test_where platform=/platform \
+         CNB_LAYERS_DIR=/layers/test_where CNB_PLATFORM_DIR=/platform home=/builder/home"
+    );
+    assert_eq!(seen[0], seen[1], "two data directories, the same paths");
+}
