@@ -365,6 +365,8 @@ impl Builder {
 
         let mut launch_layers = Vec::new();
         let mut env = BTreeMap::new();
+        let mut keep = Vec::new();
+        let records = self.launch_records(job.app).await;
         let (name, defaults) = if let Some(top) = cnb {
             let mut search: Vec<std::path::PathBuf> = Vec::new();
             for bp in &top {
@@ -378,12 +380,21 @@ impl Builder {
                 job,
                 scratch: &scratch_tree,
                 cache: &cache_tree,
+                records: &records,
                 budget: &budget,
                 log,
+                restored: Default::default(),
             };
-            let output = lifecycle.run(top, &catalog).await?;
+            let output = match lifecycle.run(top, &catalog).await {
+                Ok(output) => output,
+                Err(e) => {
+                    lifecycle.put_back()?;
+                    return Err(e);
+                }
+            };
             launch_layers = output.launch_layers;
             env = output.env;
+            keep = output.keep;
             (output.name, output.processes)
         } else {
             let (buildpack, explicit) = heroku.expect("one of the two is chosen");
@@ -407,8 +418,13 @@ impl Builder {
         let procfile = process_types(&source, &defaults)?;
         let types: Vec<String> = procfile.process_types().map(ToString::to_string).collect();
         log(&format!("-----> Process types: {}", types.join(", ")));
-        let (image, pushed_bytes) = self
-            .export(job, &scratch_tree, &procfile, launch_layers, env, log)
+        let exported = self
+            .export(job, &scratch_tree, &procfile, &launch_layers, env, log)
+            .await;
+        // The cache keeps what the buildpacks made, whether the image could be made or not.
+        cnb::keep_caches(&scratch_tree, &cache_tree, &keep)?;
+        let (image, pushed_bytes, launch_refs) = exported?;
+        self.keep_launch_records(job.app, cnb::records_of(&launch_layers, &launch_refs))
             .await?;
         let timings = Timings {
             total: started.elapsed(),
@@ -450,10 +466,10 @@ impl Builder {
         job: &BuildJob<'_>,
         scratch: &tenant_fs::Tree,
         procfile: &Procfile,
-        launch_layers: Vec<(String, PathBuf)>,
+        launch_layers: &[cnb::LaunchLayer],
         launch_env: BTreeMap<String, String>,
         log: Log<'_>,
-    ) -> Result<(String, Option<u64>), BuildError> {
+    ) -> Result<Exported, BuildError> {
         log("-----> Exporting the image");
         let base = match &self.config.run_image {
             Some(name) => {
@@ -469,23 +485,56 @@ impl Builder {
             None => None,
         };
         // Launch layers first, each its own image layer, so unchanged dependencies keep
-        // their digest from build to build; the app on top.
+        // their digest from build to build; the app on top. A layer the store already has
+        // (the same tar) is not made again, and a reused one is not even read.
         let images = std::sync::Arc::clone(&self.images);
         let scratch = tenant_fs::Tree::open(scratch.path(), "")?;
         let source = tenant_fs::Tree::open(job.source, "")?;
-        let layers = tokio::task::spawn_blocking(move || {
+        let wanted: Vec<(String, String, Option<PathBuf>, Option<oci::LayerRef>)> = launch_layers
+            .iter()
+            .map(|l| match &l.content {
+                cnb::Content::Dir(dir) => (l.id.clone(), l.at.clone(), Some(dir.clone()), None),
+                cnb::Content::Reused(made) => {
+                    (l.id.clone(), l.at.clone(), None, Some(made.clone()))
+                }
+            })
+            .collect();
+        let (layers, notes) = tokio::task::spawn_blocking(move || {
             let mut layers = Vec::new();
-            for (at, dir) in &launch_layers {
-                let dir = scratch
-                    .dir(dir)?
-                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-                layers.push(image::layer_from_tree(&images, &dir, at)?);
+            let mut notes = Vec::new();
+            for (id, at, dir, reused) in &wanted {
+                let layer = match (dir, reused) {
+                    (_, Some(made)) => match images.stored_layer(&made.diff_id)? {
+                        Some(stored) if stored == *made => oci::LayerSource::Stored(stored),
+                        _ => return Err(BuildError::Buildpack(format!(
+                            "the layer {id} that the last build made is gone from the image store: run `slip builds:purge-cache`, then push again"
+                        ))),
+                    },
+                    (Some(dir), None) => {
+                        let dir = scratch
+                            .dir(dir)?
+                            .ok_or_else(|| BuildError::NotADirectory(dir.display().to_string()))?;
+                        images.layer_or_reuse(&dir, at)?
+                    }
+                    (None, None) => unreachable!("a launch layer is a directory or reused"),
+                };
+                notes.push(layer_note(id, &layer, reused.is_some()));
+                layers.push(layer);
             }
-            layers.push(image::layer_from_tree(&images, &source, image::APP_DIR)?);
-            Ok::<_, BuildError>(layers)
+            let app = images.layer_or_reuse(&source, image::APP_DIR)?;
+            notes.push(layer_note("the app", &app, false));
+            layers.push(app);
+            Ok::<_, BuildError>((layers, notes))
         })
         .await
         .map_err(std::io::Error::other)??;
+        for note in &notes {
+            log(note);
+        }
+        let launch_refs: Vec<oci::LayerRef> = layers[..layers.len() - 1]
+            .iter()
+            .map(oci::LayerSource::layer_ref)
+            .collect();
         let processes: BTreeMap<String, String> = procfile
             .iter()
             .map(|(t, c)| (t.to_string(), c.to_owned()))
@@ -529,7 +578,6 @@ impl Builder {
         let base_digest = base.as_ref().map(|b| b.digest.clone());
         let base_layers = base.map(|b| b.layers).unwrap_or_default();
         let stored = tokio::task::spawn_blocking(move || {
-            let layers: Vec<oci::LayerSource> = layers.into_iter().map(Into::into).collect();
             images.write_image_on(&name, &base_layers, &layers, &spec)
         })
         .await
@@ -541,7 +589,7 @@ impl Builder {
             size(usize::try_from(stored.size).unwrap_or(usize::MAX))
         ));
         let Some(registry) = &self.registry else {
-            return Ok((stored.digest.to_string(), None));
+            return Ok((stored.digest.to_string(), None, launch_refs));
         };
         log("-----> Pushing the image");
         // The run image goes to its own repository once (later pushes find its blobs there);
@@ -576,7 +624,46 @@ impl Builder {
             "       {} pushed in all",
             oci::human_size(sent.sent_bytes)
         ));
-        Ok((pushed.reference, Some(sent.sent_bytes)))
+        Ok((pushed.reference, Some(sent.sent_bytes), launch_refs))
+    }
+
+    /// Where the platform keeps an app's last launch layers (see [`cnb::LaunchRecords`]):
+    /// under its data directory, out of every build's reach.
+    fn launch_records_path(&self, app: &str) -> PathBuf {
+        self.config
+            .data_dir
+            .join("launch")
+            .join(format!("{app}.json"))
+    }
+
+    /// The app's last launch layers; none when there are no records or they cannot be read
+    /// (the buildpacks then make every layer again).
+    async fn launch_records(&self, app: &str) -> cnb::LaunchRecords {
+        let path = self.launch_records_path(app);
+        let Ok(bytes) = tokio::fs::read(&path).await else {
+            return cnb::LaunchRecords::new();
+        };
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    async fn keep_launch_records(
+        &self,
+        app: &str,
+        records: cnb::LaunchRecords,
+    ) -> Result<(), BuildError> {
+        let path = self.launch_records_path(app);
+        let bytes = serde_json::to_vec(&records).map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || {
+            let dir = path.parent().expect("records live in launch/");
+            std::fs::create_dir_all(dir)?;
+            let mut file = tempfile::NamedTempFile::new_in(dir)?;
+            std::io::Write::write_all(&mut file, &bytes)?;
+            file.persist(&path).map_err(|e| e.error)?;
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(())
     }
 
     /// The first built-in buildpack whose detect passes, or the last one to report failure.
@@ -714,8 +801,14 @@ impl Builder {
         Ok(root.join(relative))
     }
 
-    /// Empties an app's build cache (`slip builds:purge-cache`). Blocking.
+    /// Empties an app's build cache (`slip builds:purge-cache`), its launch layers' records
+    /// among it, so the next build makes every layer. Blocking.
     pub fn purge_cache(&self, app: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.launch_records_path(app)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let cache = self.config.data_dir.join("cache").join(app);
         match std::fs::remove_dir_all(&cache) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
@@ -839,6 +932,19 @@ fn stage(
 }
 
 /// `8.0 MiB`, `64 KiB`.
+/// What an export did with a layer, for the build log.
+fn layer_note(id: &str, layer: &oci::LayerSource, reused: bool) -> String {
+    match layer {
+        oci::LayerSource::Stored(_) if reused => format!("       {id}: reused from the last build"),
+        oci::LayerSource::Stored(_) => format!("       {id}: unchanged"),
+        oci::LayerSource::New(made) => format!("       {id}: {} new", oci::human_size(made.size)),
+    }
+}
+
+/// An exported image: its reference, the bytes its push sent (with a registry), and its
+/// launch layers as stored.
+type Exported = (String, Option<u64>, Vec<oci::LayerRef>);
+
 fn size(bytes: usize) -> String {
     oci::human_size(u64::try_from(bytes).unwrap_or(u64::MAX))
 }

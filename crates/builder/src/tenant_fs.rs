@@ -296,6 +296,26 @@ impl Tree {
         }
     }
 
+    /// Moves `from` (a file, a link, or a tree) of this tree to `to` in `dest`, replacing
+    /// what is there: a rename, so a cache of any size moves at once; copied, then removed,
+    /// when the two are on different filesystems.
+    pub(crate) fn move_to(&self, from: &Path, dest: &Tree, to: &Path) -> Result<(), BuildError> {
+        if self.kind(from)?.is_none() {
+            return Ok(());
+        }
+        dest.remove_all(to)?;
+        let (old_parent, old_name) = self.parent_of(from)?;
+        let (new_parent, new_name) = dest.parent_of(to)?;
+        match rustix::fs::renameat(&old_parent, old_name, &new_parent, new_name) {
+            Ok(()) => Ok(()),
+            Err(Errno::XDEV) => {
+                self.copy_to(from, dest, to)?;
+                self.remove_all(from)
+            }
+            Err(e) => Err(error(e, &self.name(from))),
+        }
+    }
+
     /// Writes `bytes` to a new file `relative`, replacing whatever the tenant left there (a
     /// link is removed, never written through).
     pub(crate) fn write(&self, relative: &Path, bytes: &[u8]) -> Result<(), BuildError> {

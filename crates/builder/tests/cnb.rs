@@ -321,3 +321,90 @@ touch "$HOME/.dotfile""#;
     );
     assert_eq!(seen[0], seen[1], "two data directories, the same paths");
 }
+
+/// Keeps a launch-only layer whose metadata names the version it installed: when the
+/// version asked for (a config var) is the one recorded, it makes no directory and keeps the
+/// metadata, asking for the last build's layer.
+const REUSE_TOML: &str = r#"api = "0.10"
+[buildpack]
+id = "test/reuse"
+version = "1.0.0"
+[[stacks]]
+id = "*"
+"#;
+
+const REUSE_BUILD: &str = r#"layers="$1"; want=$(cat "$2/env/DEPS_VERSION")
+if grep -qx "version = \"$want\"" "$layers/deps.toml" 2>/dev/null; then
+  echo "       deps $want are current"
+else
+  mkdir -p "$layers/deps/bin"
+  printf '#!/bin/sh\necho deps %s\n' "$want" > "$layers/deps/bin/deps"; chmod +x "$layers/deps/bin/deps"
+  printf '[types]\nlaunch = true\n[metadata]\nversion = "%s"\n' "$want" > "$layers/deps.toml"
+  echo "       installed deps $want"
+fi"#;
+
+#[tokio::test]
+async fn a_launch_layer_the_buildpack_finds_current_is_reused_without_being_made_again() {
+    let f = Fixture::new().await;
+    let bp = f.cnb_buildpack(
+        &f.buildpacks(),
+        "reuse",
+        REUSE_TOML,
+        &[("detect", "true"), ("build", REUSE_BUILD)],
+    );
+    let url = bp.to_str().unwrap();
+    let build = |version: &'static str, code: &'static str| {
+        let app = f.source(&[("Procfile", "web: deps\n"), ("app.txt", code)]);
+        let f = &f;
+        async move {
+            let (result, log) = f
+                .build(&app, &[("BUILDPACK_URL", url), ("DEPS_VERSION", version)])
+                .await;
+            let output = result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+            let (manifest, config) = f.image(output.image.as_deref().unwrap());
+            let layers: Vec<String> = manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_owned())
+                .collect();
+            (layers, config, log)
+        }
+    };
+    let (first, _, log) = build("1", "one").await;
+    assert!(
+        log.iter().any(|l| l == "       installed deps 1"),
+        "{log:?}"
+    );
+    let (second, config, log) = build("1", "two").await;
+    assert!(
+        log.iter().any(|l| l == "       deps 1 are current"),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l == "       test/reuse:deps: reused from the last build"),
+        "{log:?}"
+    );
+    assert_eq!(first[0], second[0], "the deps layer is the last build's");
+    assert_ne!(first[1], second[1], "the app changed");
+    let env = config["config"]["Env"].to_string();
+    assert!(
+        env.contains("/layers/test_reuse/deps/bin"),
+        "a reused layer's env is the image's: {env}"
+    );
+    let (third, _, log) = build("2", "two").await;
+    assert!(
+        log.iter().any(|l| l == "       installed deps 2"),
+        "{log:?}"
+    );
+    assert_ne!(first[0], third[0], "other metadata, another layer");
+
+    // A purged cache forgets the layers: the next build makes them again.
+    f.builder.purge_cache("demo").unwrap();
+    let (_, _, log) = build("2", "two").await;
+    assert!(
+        log.iter().any(|l| l == "       installed deps 2"),
+        "{log:?}"
+    );
+}
