@@ -390,11 +390,7 @@ impl Lifecycle<'_> {
         top: Vec<Buildpack>,
         catalog: &Catalog,
     ) -> Result<Output, BuildError> {
-        let platform = self.scratch.path().join("platform");
-        let env_dir = self.scratch.create_dir_all(Path::new("platform/env"))?;
-        for (key, value) in self.job.config {
-            env_dir.write(Path::new(key), value.as_bytes())?;
-        }
+        let platform = self.platform()?;
         let top: Vec<Member> = top
             .into_iter()
             .map(|buildpack| Member {
@@ -416,6 +412,35 @@ impl Lifecycle<'_> {
             names.join(", ")
         ));
         self.build(&group, &platform).await
+    }
+
+    /// Of `candidates`, builds with the first whose detect passes, alone: the built-in
+    /// buildpacks, one per kind of app.
+    pub(crate) async fn run_first(&self, candidates: Vec<Buildpack>) -> Result<Output, BuildError> {
+        let platform = self.platform()?;
+        for buildpack in candidates {
+            let group = [Member {
+                buildpack,
+                optional: false,
+            }];
+            if let Some(chosen) = self.detect(&group, &platform).await? {
+                (self.log)(&format!(
+                    "-----> {} app detected",
+                    chosen[0].buildpack.name()
+                ));
+                return self.build(&chosen, &platform).await;
+            }
+        }
+        Err(BuildError::NoBuildpack)
+    }
+
+    /// The platform directory, its `env/` holding the config vars.
+    fn platform(&self) -> Result<PathBuf, BuildError> {
+        let env_dir = self.scratch.create_dir_all(Path::new("platform/env"))?;
+        for (key, value) in self.job.config {
+            env_dir.write(Path::new(key), value.as_bytes())?;
+        }
+        Ok(self.scratch.path().join("platform"))
     }
 
     fn env(&self, bp: &Buildpack, platform: &Path) -> BTreeMap<String, String> {

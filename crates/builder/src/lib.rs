@@ -193,11 +193,19 @@ impl Builder {
     pub async fn new(config: BuilderConfig) -> std::io::Result<Builder> {
         let root = config.data_dir.join("buildpacks");
         for (name, files) in builtin::BUILTIN {
+            // An older Slipway's files go: each version writes its buildpacks whole.
+            match tokio::fs::remove_dir_all(root.join(name)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
             for (path, text) in *files {
                 let path = root.join(name).join(path);
-                tokio::fs::create_dir_all(path.parent().expect("files are in bin/")).await?;
+                tokio::fs::create_dir_all(path.parent().expect("files are in a buildpack")).await?;
                 tokio::fs::write(&path, text).await?;
-                set_executable(&path).await?;
+                if path.parent().is_some_and(|p| p.ends_with("bin")) {
+                    set_executable(&path).await?;
+                }
             }
         }
         tokio::fs::create_dir_all(config.data_dir.join("cache")).await?;
@@ -323,12 +331,12 @@ impl Builder {
         };
 
         // Which buildpacks: BUILDPACK_URL, else project.toml, else the built-in ones.
-        let (cnb, heroku) = match job.config.get("BUILDPACK_URL") {
+        let chosen = match job.config.get("BUILDPACK_URL") {
             Some(url) => {
                 let dir = self.fetch(url, fetched.path(), &budget, log).await?;
                 match cnb::Buildpack::load(&dir)? {
-                    Some(bp) => (Some(vec![bp]), None),
-                    None => (None, Some((dir, true))),
+                    Some(bp) => Buildpacks::Cnb(vec![bp]),
+                    None => Buildpacks::Heroku(dir),
                 }
             }
             None if !project.buildpacks.is_empty() => {
@@ -351,31 +359,31 @@ impl Builder {
                     })?;
                     top.push(bp);
                 }
-                (Some(top), None)
+                Buildpacks::Cnb(top)
             }
-            None => (
-                None,
-                Some((
-                    self.detect_builtin(job, &scratch_tree, &budget, log)
-                        .await?,
-                    false,
-                )),
-            ),
+            None => Buildpacks::Builtin(self.builtin()?),
         };
 
         let mut launch_layers = Vec::new();
         let mut env = BTreeMap::new();
         let mut keep = Vec::new();
         let records = self.launch_records(job.app).await;
-        let (name, defaults) = if let Some(top) = cnb {
-            let mut search: Vec<std::path::PathBuf> = Vec::new();
-            for bp in &top {
-                search.push(bp.dir().to_path_buf());
-                if let Some(parent) = bp.dir().parent() {
-                    search.push(parent.to_path_buf());
-                }
-            }
-            let catalog = cnb::Catalog::scan(&search)?;
+        let (name, defaults) = if let Buildpacks::Heroku(buildpack) = chosen {
+            let run = heroku::Run {
+                buildpack: &buildpack,
+                job,
+                cache: &cache,
+                scratch: &scratch_tree,
+                budget: &budget,
+                log,
+            };
+            let Some(name) = run.detect().await? else {
+                return Err(BuildError::NotDetected(display_name(&buildpack)));
+            };
+            log(&format!("-----> {name} app detected"));
+            run.compile().await?;
+            (name, run.release().await?)
+        } else {
             let lifecycle = cnb::Lifecycle {
                 job,
                 scratch: &scratch_tree,
@@ -385,7 +393,24 @@ impl Builder {
                 log,
                 restored: Default::default(),
             };
-            let output = match lifecycle.run(top, &catalog).await {
+            let output = match chosen {
+                Buildpacks::Builtin(candidates) => lifecycle.run_first(candidates).await,
+                Buildpacks::Cnb(top) => {
+                    let mut search: Vec<std::path::PathBuf> = Vec::new();
+                    for bp in &top {
+                        search.push(bp.dir().to_path_buf());
+                        if let Some(parent) = bp.dir().parent() {
+                            search.push(parent.to_path_buf());
+                        }
+                    }
+                    match cnb::Catalog::scan(&search) {
+                        Ok(catalog) => lifecycle.run(top, &catalog).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Buildpacks::Heroku(_) => unreachable!("handled above"),
+            };
+            let output = match output {
                 Ok(output) => output,
                 Err(e) => {
                     lifecycle.put_back()?;
@@ -396,24 +421,6 @@ impl Builder {
             env = output.env;
             keep = output.keep;
             (output.name, output.processes)
-        } else {
-            let (buildpack, explicit) = heroku.expect("one of the two is chosen");
-            let run = heroku::Run {
-                buildpack: &buildpack,
-                job,
-                cache: &cache,
-                scratch: &scratch_tree,
-                budget: &budget,
-                log,
-            };
-            let name = match run.detect().await? {
-                Some(name) => name,
-                None if explicit => return Err(BuildError::NotDetected(display_name(&buildpack))),
-                None => return Err(BuildError::NoBuildpack),
-            };
-            log(&format!("-----> {name} app detected"));
-            run.compile().await?;
-            (name, run.release().await?)
         };
         let procfile = process_types(&source, &defaults)?;
         let types: Vec<String> = procfile.process_types().map(ToString::to_string).collect();
@@ -666,31 +673,17 @@ impl Builder {
         Ok(())
     }
 
-    /// The first built-in buildpack whose detect passes, or the last one to report failure.
-    async fn detect_builtin(
-        &self,
-        job: &BuildJob<'_>,
-        scratch: &tenant_fs::Tree,
-        budget: &script::Budget,
-        log: Log<'_>,
-    ) -> Result<PathBuf, BuildError> {
+    /// The built-in buildpacks, in the order they are tried.
+    fn builtin(&self) -> Result<Vec<cnb::Buildpack>, BuildError> {
         let root = self.config.data_dir.join("buildpacks");
-        for (name, _) in builtin::BUILTIN {
-            let buildpack = root.join(name);
-            let cache = self.config.data_dir.join("cache").join(job.app);
-            let run = heroku::Run {
-                buildpack: &buildpack,
-                job,
-                cache: &cache,
-                scratch,
-                budget,
-                log,
-            };
-            if run.detect().await?.is_some() {
-                return Ok(buildpack);
-            }
-        }
-        Err(BuildError::NoBuildpack)
+        builtin::BUILTIN
+            .iter()
+            .map(|(name, _)| {
+                cnb::Buildpack::load(&root.join(name))?.ok_or_else(|| {
+                    BuildError::Buildpack(format!("the built-in buildpack {name} is missing"))
+                })
+            })
+            .collect()
     }
 
     /// Resolves `BUILDPACK_URL`: a git URL cloned into `into` (`URL#REF` picks a branch or
@@ -932,6 +925,16 @@ fn stage(
 }
 
 /// `8.0 MiB`, `64 KiB`.
+/// The buildpacks a build runs.
+enum Buildpacks {
+    /// The built-in ones: the first that detects the app.
+    Builtin(Vec<cnb::Buildpack>),
+    /// Cloud Native Buildpacks the app names, as one group.
+    Cnb(Vec<cnb::Buildpack>),
+    /// A Heroku buildpack the app names.
+    Heroku(PathBuf),
+}
+
 /// What an export did with a layer, for the build log.
 fn layer_note(id: &str, layer: &oci::LayerSource, reused: bool) -> String {
     match layer {
