@@ -325,6 +325,42 @@ async fn nodejs_without_a_lockfile_makes_the_same_image_cold_and_warm() {
 }
 
 #[tokio::test]
+async fn nodejs_fetches_the_version_engines_asks_for_from_the_npm_registry() {
+    let f = Fixture::new().await;
+    let app = |engines: &str| {
+        f.source(&[
+            (
+                "package.json",
+                &format!(
+                    r#"{{ "name": "demo", "version": "1.0.0", "private": true, "engines": {{ "node": "{engines}" }},
+  "scripts": {{ "start": "node server.js" }} }}"#
+                ),
+            ),
+            ("server.js", "console.log(process.version)\n"),
+        ])
+    };
+    let (output, log) = f.built(&app("22.x")).await;
+    assert!(mentions(&log, "-----> Fetching Node.js 22."), "{log:#?}");
+    assert!(mentions(&log, "-----> Using node v22."), "{log:#?}");
+    let image = output.image.unwrap();
+    let root = f.unpack(&image);
+    let version = f.run_in_image(&image, &root, "node server.js");
+    assert!(version.starts_with("v22."), "the image runs the node asked for: {version}");
+    let (_, log) = f.built(&app("22.x")).await;
+    assert!(mentions(&log, "is in the cache"), "{log:#?}");
+
+    let (_, log) = f.built(&app(">=99")).await;
+    let warnings: Vec<&String> = log.iter().filter(|l| l.starts_with(" !")).collect();
+    assert_eq!(warnings.len(), 1, "{log:#?}");
+    assert!(
+        warnings[0].starts_with(
+            " !     package.json's engines.node asks for >=99, which could not be had from the npm registry"
+        ) && warnings[0].contains(": using node v"),
+        "{log:#?}"
+    );
+}
+
+#[tokio::test]
 async fn go_builds_the_module_into_bin_and_reuses_its_build_cache() {
     let f = Fixture::new().await;
     let app = [
