@@ -52,10 +52,7 @@ fn main() {
         "code-change benchmark: push-to-serving of a one-line change to a Python app with numpy, pandas and scipy, {ROUNDS} rounds, medians"
     );
     let mut results = Vec::new();
-    for (app, buildpack) in [
-        ("before", Some("python-before-layers")),
-        ("layered", None),
-    ] {
+    for (app, buildpack) in [("before", Some("python-before-layers")), ("layered", None)] {
         let (times, bytes, size) = measure(&platform, &mut ada, app, buildpack);
         println!(
             "  {:<44} {:>7.2} s   {:>10} pushed   (image layers: {})",
@@ -107,13 +104,21 @@ fn measure(
     commit(ada, "cold");
     ada.slip(&["create", app]).success();
     if let Some(buildpack) = buildpack {
-        ada.slip(&["config:set", &format!("BUILDPACK_URL={buildpack}"), "-a", app])
-            .success();
+        ada.slip(&[
+            "config:set",
+            &format!("BUILDPACK_URL={buildpack}"),
+            "-a",
+            app,
+        ])
+        .success();
     }
     let started = Instant::now();
     let push = ada.git(&["push", "-q", "slipway", "main"]);
     assert!(push.ok, "{app}: {}", push.stderr);
-    eprintln!("  ({app}: cold push in {:.1} s)", started.elapsed().as_secs_f64());
+    eprintln!(
+        "  ({app}: cold push in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
     let host = format!("{app}.localhost");
     let mut times = Vec::new();
     let mut bytes = Vec::new();
@@ -137,10 +142,8 @@ fn measure(
             std::thread::sleep(Duration::from_millis(20));
         }
         times.push(started.elapsed().as_secs_f64());
-        let builds: Value = serde_json::from_str(
-            ada.slip(&["builds", "-a", app, "--json"]).success(),
-        )
-        .unwrap();
+        let builds: Value =
+            serde_json::from_str(ada.slip(&["builds", "-a", app, "--json"]).success()).unwrap();
         bytes.push(builds[0]["pushed_bytes"].as_u64().unwrap_or(0));
     }
     let builds: Value =
@@ -148,7 +151,12 @@ fn measure(
     let image = builds[0]["image"].as_str().unwrap();
     let raw = ada.run(
         "skopeo",
-        &["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")],
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ],
     );
     let manifest: Value = serde_json::from_str(raw.success()).unwrap();
     let sizes: Vec<String> = manifest["layers"]
