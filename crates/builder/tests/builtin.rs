@@ -537,6 +537,25 @@ async fn go_builds_the_module_into_bin_and_reuses_its_build_cache() {
     assert_eq!(run(again.join("bin/hello"), &[], &again), "hello from go\n");
 }
 
+#[tokio::test]
+async fn go_says_in_one_line_when_the_toolchain_go_mod_asks_for_cannot_be_had() {
+    let f = Fixture::new().await;
+    let source = f.source(&[
+        ("go.mod", "module example.com/hello\n\ngo 1.99.0\n"),
+        ("main.go", "package main\n\nfunc main() {}\n"),
+    ]);
+    let (result, log) = f.build(&source, &[]).await;
+    assert!(result.is_err(), "no Go 1.99 to build with: {log:#?}");
+    let warnings: Vec<&String> = log.iter().filter(|l| l.starts_with(" !")).collect();
+    assert_eq!(warnings.len(), 1, "{log:#?}");
+    assert!(
+        warnings[0].starts_with(
+            " !     go.mod asks for go1.99.0, which could not be fetched through the Go module proxy ("
+        ) && warnings[0].contains("): using go1."),
+        "{log:#?}"
+    );
+}
+
 /// Sets every file's modification time under `dir` to one fixed moment.
 fn backdate(dir: &Path) {
     let moment = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
