@@ -355,7 +355,13 @@ async fn kube_release_manager(
     if let Err(err) = manager.recover().await {
         tracing::error!(error = %err, "cannot reconcile the apps");
     }
-    let worker = worker(&manager, &store, &holder, &config);
+    let mut worker = worker(&manager, &store, &holder, &config);
+    // Rebases need the images the gateways' builds store (the shared `images/` volume) and
+    // the run image; a release manager without --run-image leaves them undone, saying why.
+    if config.run_image.is_some() {
+        let builder = new_builder(&config).await?;
+        worker = worker.with_rebaser(Arc::new(crate::rebase::BuilderRebaser(builder)));
+    }
     worker.run(shutdown).await;
     logs.flush().await;
     Ok(())
@@ -549,7 +555,10 @@ async fn local_release_manager(
     if let Err(err) = manager.recover().await {
         tracing::error!(error = %err, "cannot bring the apps back");
     }
-    let worker = worker(&manager, &store, &holder, &config);
+    // The builder it shares holds the images, the run image and the registry: rebases are
+    // done here.
+    let worker = worker(&manager, &store, &holder, &config)
+        .with_rebaser(Arc::new(crate::rebase::BuilderRebaser(builder)));
     worker.run(stop.clone()).await;
     let _ = tokio::time::timeout(DRAIN_DEADLINE, routing).await;
     metrics_stop.cancel();

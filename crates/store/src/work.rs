@@ -175,7 +175,7 @@ impl WorkStatus {
 /// How a finished piece of work ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkOutcome {
-    /// Done; a one-off command's exit status, if it was one.
+    /// Done; a one-off command's exit status, or the version of the release a rebase made.
     Succeeded { exit_status: Option<i32> },
     /// Not done: what went wrong, and whose fault it was.
     Failed { fault: Fault, reason: String },
