@@ -137,6 +137,25 @@ impl Builder {
     }
 }
 
+impl BuildError {
+    /// Whether a rebase failed because of what the image is or how the platform is set up
+    /// (the asker's to change: push again, make the run image), not because something broke
+    /// (the image store's disk, the registry).
+    pub fn refuses_rebase(&self) -> bool {
+        matches!(
+            self,
+            BuildError::RunImage(_)
+                | BuildError::Image(
+                    oci::Error::DockerfileImage
+                        | oci::Error::NoBase
+                        | oci::Error::BaseMismatch
+                        | oci::Error::Invalid { .. }
+                        | oci::Error::Digest(_)
+                )
+        )
+    }
+}
+
 /// The tag of a rebased image, in the image store and the registry: `<stem>-on-<base>`.
 fn tag(stem: &str, base: &Digest) -> String {
     format!("{stem}-on-{}", &base.hex()[..12])

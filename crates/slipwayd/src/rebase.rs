@@ -30,18 +30,9 @@ impl releaser::Rebaser for BuilderRebaser {
                 unchanged: done.unchanged,
                 pushed_bytes: done.pushed_bytes,
             }),
-            // What the image or the platform's setup rules out is the asker's to change;
-            // the rest (the store's disk, the registry) failed.
-            Err(
-                err @ (builder::BuildError::RunImage(_)
-                | builder::BuildError::Image(
-                    oci::Error::DockerfileImage
-                    | oci::Error::NoBase
-                    | oci::Error::BaseMismatch
-                    | oci::Error::Invalid { .. }
-                    | oci::Error::Digest(_),
-                )),
-            ) => Err(releaser::RebaseError::Refused(err.to_string())),
+            Err(err) if err.refuses_rebase() => {
+                Err(releaser::RebaseError::Refused(err.to_string()))
+            }
             Err(err) => Err(releaser::RebaseError::Failed(err.to_string())),
         }
     }
