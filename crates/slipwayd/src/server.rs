@@ -359,8 +359,15 @@ async fn kube_release_manager(
     // Rebases need the images the gateways' builds store (the shared `images/` volume) and
     // the run image; a release manager without --run-image leaves them undone, saying why.
     if config.run_image.is_some() {
-        let builder = new_builder(&config).await?;
-        worker = worker.with_rebaser(Arc::new(crate::rebase::BuilderRebaser(builder)));
+        match new_builder(&config).await {
+            Ok(builder) => {
+                worker = worker.with_rebaser(Arc::new(crate::rebase::BuilderRebaser(builder)));
+            }
+            // Deploys go on; rebases fail saying this release manager cannot do them.
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), "cannot rebase images here")
+            }
+        }
     }
     worker.run(shutdown).await;
     logs.flush().await;
