@@ -4,7 +4,7 @@
 //! image and the registry (the builder, wired in by `slipwayd`), through [`Rebaser`].
 
 use async_trait::async_trait;
-use domain::AppName;
+use domain::{AppName, ReleaseStatus};
 use store::{BuildSource, BuildStatus, Store, WorkKind};
 
 use crate::{DeployError, Progress};
@@ -110,9 +110,10 @@ pub(crate) async fn rebase_app(
         progress.send(&format!("{name} is on {onto} already: nothing to rebase"));
         return Ok(None);
     }
-    // A rebase cut off after its release finds it: the newest release runs its image.
+    // A rebase cut off after its release finds it: the newest release runs its image. One
+    // whose deploy failed is made again, and deployed again.
     let latest = store.latest_release(&app).await.map_err(failed)?;
-    if let Some(id) = latest.build {
+    if let (Some(id), false) = (latest.build, latest.status == ReleaseStatus::Failed) {
         let newest = store.build(&app, id).await.map_err(failed)?;
         if newest.image.as_deref() == Some(rebased.image.as_str()) {
             progress.send(&format!(

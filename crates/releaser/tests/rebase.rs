@@ -210,6 +210,21 @@ async fn a_rebase_is_a_release_of_the_same_code_on_the_new_image() {
     assert_eq!(store.releases(&demo, 10).await.unwrap().len(), 3);
     assert_eq!(store.builds(&demo, 10).await.unwrap().len(), 2);
 
+    // A rebase whose deploy failed is made again, not found.
+    store
+        .set_release_status(&demo, v3.version, ReleaseStatus::Failed, Some("crashed"))
+        .await
+        .unwrap();
+    let (outcome, last) = rebase(&store, "alice").await;
+    assert_eq!(
+        outcome,
+        WorkOutcome::Succeeded {
+            exit_status: Some(4)
+        }
+    );
+    assert!(last.ends_with(": v4, no build ran"), "{last}");
+    assert_eq!(store.builds(&demo, 10).await.unwrap().len(), 3);
+
     // On the run image already: nothing made.
     *told.answer.lock().unwrap() = Ok(rebased(true));
     let (outcome, last) = rebase(&store, "alice").await;
@@ -236,8 +251,8 @@ async fn a_rebase_is_a_release_of_the_same_code_on_the_new_image() {
         matches!(&outcome, WorkOutcome::Failed { fault: Fault::Invalid, reason } if reason.contains("\"bob\"")),
         "{outcome:?}"
     );
-    assert_eq!(store.releases(&demo, 10).await.unwrap().len(), 3);
-    assert_eq!(store.builds(&demo, 10).await.unwrap().len(), 2);
+    assert_eq!(store.releases(&demo, 10).await.unwrap().len(), 4);
+    assert_eq!(store.builds(&demo, 10).await.unwrap().len(), 3);
     stop.cancel();
     working.await.unwrap();
 }
