@@ -24,12 +24,14 @@ mod cnb;
 mod heroku;
 pub mod image;
 mod project;
+mod rebase;
 pub mod run_image;
 mod script;
 mod tenant_fs;
 
 /// Where images are pushed: the `oci` crate's, named through the builder that pushes.
 pub use oci::registry;
+pub use rebase::Rebased;
 pub use sandbox::{Limits, SandboxMode};
 
 use std::collections::BTreeMap;
@@ -546,28 +548,22 @@ impl Builder {
             .iter()
             .map(|(t, c)| (t.to_string(), c.to_owned()))
             .collect();
-        let spec = image::ImageSpec {
-            env: {
-                let mut all: BTreeMap<String, String> = base
-                    .as_ref()
-                    .map(|b| {
-                        b.env
-                            .iter()
-                            .filter_map(|e| e.split_once('='))
-                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                all.extend([
-                    (
-                        "PATH".to_owned(),
-                        format!("{}/bin:/usr/local/bin:/usr/bin:/bin", image::APP_DIR),
-                    ),
-                    ("HOME".to_owned(), image::APP_DIR.to_owned()),
-                ]);
-                all.extend(launch_env);
-                all.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
-            },
+        // What the build sets over the run image's environment; recorded with the base, so a
+        // rebase onto a newer run image makes the same environment again.
+        let mut app_env = BTreeMap::from([
+            (
+                "PATH".to_owned(),
+                format!("{}/bin:/usr/local/bin:/usr/bin:/bin", image::APP_DIR),
+            ),
+            ("HOME".to_owned(), image::APP_DIR.to_owned()),
+        ]);
+        app_env.extend(launch_env);
+        let app_env: Vec<String> = app_env
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut spec = image::ImageSpec {
+            env: oci::image_env(base.as_ref().map_or(&[][..], |b| &b.env), &app_env),
             working_dir: Some(image::APP_DIR.to_owned()),
             labels: BTreeMap::from([
                 (
@@ -580,6 +576,11 @@ impl Builder {
                 ),
             ]),
         };
+        if let (Some(name), Some(base)) = (&self.config.run_image, &base) {
+            let record = oci::BaseRecord::new(name, base, app_env);
+            spec.labels
+                .insert(oci::BASE_LABEL.to_owned(), record.label());
+        }
         let images = std::sync::Arc::clone(&self.images);
         let name = format!("{}:{}", job.app, job.commit);
         let base_digest = base.as_ref().map(|b| b.digest.clone());

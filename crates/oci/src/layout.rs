@@ -354,6 +354,17 @@ impl ImageStore {
         })
     }
 
+    /// Tags the manifest `digest` (of `size` bytes) `name` in the index.
+    pub(crate) fn tag_manifest(&self, name: &str, digest: &Digest, size: u64) -> Result<()> {
+        let mut tagged = descriptor(MediaType::ImageManifest, digest, size)?;
+        tagged.set_annotations(Some(
+            [(REF_NAME.to_owned(), name.to_owned())]
+                .into_iter()
+                .collect(),
+        ));
+        self.tag(name, tagged)
+    }
+
     /// The image tagged `name`, if the store has one.
     pub fn find(&self, name: &str) -> Result<Option<FoundImage>> {
         let index: ImageIndex = parse_json(
@@ -447,7 +458,11 @@ fn ref_name(descriptor: &oci_spec::image::Descriptor) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn descriptor(media: MediaType, digest: &Digest, size: u64) -> Result<oci_spec::image::Descriptor> {
+pub(crate) fn descriptor(
+    media: MediaType,
+    digest: &Digest,
+    size: u64,
+) -> Result<oci_spec::image::Descriptor> {
     let oci_digest: oci_spec::image::Digest =
         digest.as_str().parse().map_err(std::io::Error::other)?;
     Ok(DescriptorBuilder::default()

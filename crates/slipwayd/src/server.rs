@@ -355,7 +355,20 @@ async fn kube_release_manager(
     if let Err(err) = manager.recover().await {
         tracing::error!(error = %err, "cannot reconcile the apps");
     }
-    let worker = worker(&manager, &store, &holder, &config);
+    let mut worker = worker(&manager, &store, &holder, &config);
+    // Rebases need the images the gateways' builds store (the shared `images/` volume) and
+    // the run image; a release manager without --run-image leaves them undone, saying why.
+    if config.run_image.is_some() {
+        match new_builder(&config).await {
+            Ok(builder) => {
+                worker = worker.with_rebaser(Arc::new(crate::rebase::BuilderRebaser(builder)));
+            }
+            // Deploys go on; rebases fail saying this release manager cannot do them.
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), "cannot rebase images here")
+            }
+        }
+    }
     worker.run(shutdown).await;
     logs.flush().await;
     Ok(())
@@ -549,7 +562,10 @@ async fn local_release_manager(
     if let Err(err) = manager.recover().await {
         tracing::error!(error = %err, "cannot bring the apps back");
     }
-    let worker = worker(&manager, &store, &holder, &config);
+    // The builder it shares holds the images, the run image and the registry: rebases are
+    // done here.
+    let worker = worker(&manager, &store, &holder, &config)
+        .with_rebaser(Arc::new(crate::rebase::BuilderRebaser(builder)));
     worker.run(stop.clone()).await;
     let _ = tokio::time::timeout(DRAIN_DEADLINE, routing).await;
     metrics_stop.cancel();
