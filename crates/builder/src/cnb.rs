@@ -310,8 +310,9 @@ pub(crate) struct LaunchLayer {
 /// What a launch layer holds.
 #[derive(Debug)]
 pub(crate) enum Content {
-    /// A directory of the scratch tree, to make a layer of.
-    Dir(PathBuf),
+    /// A directory of the scratch tree, to make a layer of; with the last build's record of
+    /// the layer of that name, whose fingerprint may show it is that layer untouched.
+    Dir(PathBuf, Option<LaunchRecord>),
     /// The last build's layer, which the buildpack found current: it kept the layer's
     /// metadata and made no directory (the Buildpack API's rule for reusing launch layers).
     Reused(oci::LayerRef),
@@ -330,10 +331,13 @@ pub(crate) struct LaunchRecord {
     pub(crate) diff_id: String,
     pub(crate) size: u64,
     pub(crate) env: LayerEnv,
+    /// The layer's directory's [`Tree::fingerprint`] when it was made, if it was a directory.
+    #[serde(default)]
+    pub(crate) fingerprint: Option<String>,
 }
 
 impl LaunchRecord {
-    fn layer_ref(&self) -> Option<oci::LayerRef> {
+    pub(crate) fn layer_ref(&self) -> Option<oci::LayerRef> {
         Some(oci::LayerRef {
             digest: domain::Digest::parse(&self.digest).ok()?,
             diff_id: domain::Digest::parse(&self.diff_id).ok()?,
@@ -343,9 +347,12 @@ impl LaunchRecord {
 }
 
 /// The records of an image's launch layers, for the next build.
-pub(crate) fn records_of(layers: &[LaunchLayer], refs: &[oci::LayerRef]) -> LaunchRecords {
+pub(crate) fn records_of(
+    layers: &[LaunchLayer],
+    made: &[(oci::LayerRef, Option<String>)],
+) -> LaunchRecords {
     let mut records = LaunchRecords::new();
-    for (layer, made) in layers.iter().zip(refs) {
+    for (layer, (made, fingerprint)) in layers.iter().zip(made) {
         records.entry(layer.buildpack.clone()).or_default().insert(
             layer.name.clone(),
             LaunchRecord {
@@ -354,6 +361,7 @@ pub(crate) fn records_of(layers: &[LaunchLayer], refs: &[oci::LayerRef]) -> Laun
                 diff_id: made.diff_id.to_string(),
                 size: made.size,
                 env: layer.env.clone(),
+                fingerprint: fingerprint.clone(),
             },
         );
     }
@@ -618,7 +626,12 @@ impl Lifecycle<'_> {
                 if layer.launch {
                     let layer_env =
                         read_layer_env(&open()?, &["env", "env.launch"], &mut env_read)?;
-                    launch_layers.push(launch(layer_env, Content::Dir(PathBuf::from(&at))));
+                    let last = self
+                        .records
+                        .get(bp.id())
+                        .and_then(|r| r.get(&layer.name))
+                        .cloned();
+                    launch_layers.push(launch(layer_env, Content::Dir(PathBuf::from(&at), last)));
                 }
                 if launch_layers.len() > MAX_LAUNCH_LAYERS {
                     return Err(BuildError::Buildpack(format!(

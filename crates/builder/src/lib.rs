@@ -499,50 +499,72 @@ impl Builder {
         let images = std::sync::Arc::clone(&self.images);
         let scratch = tenant_fs::Tree::open(scratch.path(), "")?;
         let source = tenant_fs::Tree::open(job.source, "")?;
-        let wanted: Vec<(String, String, Option<PathBuf>, Option<oci::LayerRef>)> = launch_layers
+        let wanted: Vec<(String, String, Want)> = launch_layers
             .iter()
-            .map(|l| match &l.content {
-                cnb::Content::Dir(dir) => (l.id.clone(), l.at.clone(), Some(dir.clone()), None),
-                cnb::Content::Reused(made) => {
-                    (l.id.clone(), l.at.clone(), None, Some(made.clone()))
-                }
+            .map(|l| {
+                let want = match &l.content {
+                    cnb::Content::Dir(dir, last) => Want::Dir(
+                        dir.clone(),
+                        last.as_ref()
+                            .and_then(|r| Some((r.fingerprint.clone()?, r.layer_ref()?))),
+                    ),
+                    cnb::Content::Reused(made) => Want::Reused(made.clone()),
+                };
+                (l.id.clone(), l.at.clone(), want)
             })
             .collect();
-        let (layers, notes) = tokio::task::spawn_blocking(move || {
+        let (layers, fingerprints, notes) = tokio::task::spawn_blocking(move || {
             let mut layers = Vec::new();
+            let mut fingerprints = Vec::new();
             let mut notes = Vec::new();
-            for (id, at, dir, reused) in &wanted {
-                let layer = match (dir, reused) {
-                    (_, Some(made)) => match images.stored_layer(&made.diff_id)? {
-                        Some(stored) if stored == *made => oci::LayerSource::Stored(stored),
-                        _ => return Err(BuildError::Buildpack(format!(
-                            "the layer {id} that the last build made is gone from the image store: run `slip builds:purge-cache`, then push again"
-                        ))),
-                    },
-                    (Some(dir), None) => {
+            let stored = |made: &oci::LayerRef| -> Result<bool, BuildError> {
+                Ok(images.stored_layer(&made.diff_id)?.as_ref() == Some(made))
+            };
+            for (id, at, want) in &wanted {
+                let (layer, fingerprint, how) = match want {
+                    Want::Reused(made) if stored(made)? => (
+                        oci::LayerSource::Stored(made.clone()),
+                        None,
+                        Some("reused from the last build"),
+                    ),
+                    Want::Reused(_) => return Err(BuildError::Buildpack(format!(
+                        "the layer {id} that the last build made is gone from the image store: run `slip builds:purge-cache`, then push again"
+                    ))),
+                    Want::Dir(dir, last) => {
                         let dir = scratch
                             .dir(dir)?
                             .ok_or_else(|| BuildError::NotADirectory(dir.display().to_string()))?;
-                        images.layer_or_reuse(&dir, at)?
+                        // Untouched since the last build made its layer (a cached layer
+                        // the buildpack kept): that layer, without reading a file.
+                        let fingerprint = dir.fingerprint()?;
+                        match last {
+                            Some((before, made)) if *before == fingerprint && stored(made)? => (
+                                oci::LayerSource::Stored(made.clone()),
+                                Some(fingerprint),
+                                Some("untouched since the last build"),
+                            ),
+                            _ => (images.layer_or_reuse(&dir, at)?, Some(fingerprint), None),
+                        }
                     }
-                    (None, None) => unreachable!("a launch layer is a directory or reused"),
                 };
-                notes.push(layer_note(id, &layer, reused.is_some()));
+                notes.push(layer_note(id, &layer, how));
                 layers.push(layer);
+                fingerprints.push(fingerprint);
             }
             let app = images.layer_or_reuse(&source, image::APP_DIR)?;
-            notes.push(layer_note("the app", &app, false));
+            notes.push(layer_note("the app", &app, None));
             layers.push(app);
-            Ok::<_, BuildError>((layers, notes))
+            Ok::<_, BuildError>((layers, fingerprints, notes))
         })
         .await
         .map_err(std::io::Error::other)??;
         for note in &notes {
             log(note);
         }
-        let launch_refs: Vec<oci::LayerRef> = layers[..layers.len() - 1]
+        let launch_refs: Vec<(oci::LayerRef, Option<String>)> = layers[..layers.len() - 1]
             .iter()
             .map(oci::LayerSource::layer_ref)
+            .zip(fingerprints)
             .collect();
         let processes: BTreeMap<String, String> = procfile
             .iter()
@@ -937,17 +959,27 @@ enum Buildpacks {
 }
 
 /// What an export did with a layer, for the build log.
-fn layer_note(id: &str, layer: &oci::LayerSource, reused: bool) -> String {
-    match layer {
-        oci::LayerSource::Stored(_) if reused => format!("       {id}: reused from the last build"),
-        oci::LayerSource::Stored(_) => format!("       {id}: unchanged"),
-        oci::LayerSource::New(made) => format!("       {id}: {} new", oci::human_size(made.size)),
+fn layer_note(id: &str, layer: &oci::LayerSource, how: Option<&str>) -> String {
+    match (layer, how) {
+        (oci::LayerSource::Stored(_), Some(how)) => format!("       {id}: {how}"),
+        (oci::LayerSource::Stored(_), None) => format!("       {id}: unchanged"),
+        (oci::LayerSource::New(made), _) => {
+            format!("       {id}: {} new", oci::human_size(made.size))
+        }
     }
 }
 
 /// An exported image: its reference, the bytes its push sent (with a registry), and its
-/// launch layers as stored.
-type Exported = (String, Option<u64>, Vec<oci::LayerRef>);
+/// launch layers as stored, with their directories' fingerprints.
+type Exported = (String, Option<u64>, Vec<(oci::LayerRef, Option<String>)>);
+
+/// What the export makes of a launch layer.
+enum Want {
+    /// A directory, and the last build's fingerprint and layer of that name.
+    Dir(PathBuf, Option<(String, oci::LayerRef)>),
+    /// The last build's layer, which the buildpack asked for.
+    Reused(oci::LayerRef),
+}
 
 fn size(bytes: usize) -> String {
     oci::human_size(u64::try_from(bytes).unwrap_or(u64::MAX))

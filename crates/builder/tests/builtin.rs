@@ -89,7 +89,10 @@ async fn python_installs_requirements_into_a_virtualenv_layer_it_keeps_while_the
     );
     assert!(!mentions(&log, "pip"), "{log:#?}");
     assert!(
-        logged(&log, "       slipway/python:venv: unchanged"),
+        logged(
+            &log,
+            "       slipway/python:venv: untouched since the last build"
+        ),
         "{log:#?}"
     );
     let image = output.image.unwrap();

@@ -408,3 +408,63 @@ async fn a_launch_layer_the_buildpack_finds_current_is_reused_without_being_made
         "{log:?}"
     );
 }
+
+/// Keeps a launch and cache layer; `EDIT` rewrites its file with the same or other bytes and
+/// sets the file's modification time back, as a tool hiding a change would.
+const KEPT_BUILD: &str = r#"layers="$1"; edit=$(cat "$2/env/EDIT")
+mkdir -p "$layers/kept"
+if [ ! -f "$layers/kept/data" ]; then echo one > "$layers/kept/data"; fi
+case $edit in
+same) echo one > "$layers/kept/data"; touch -d @0 "$layers/kept/data" ;;
+other) echo two > "$layers/kept/data"; touch -d @0 "$layers/kept/data" ;;
+esac
+printf '[types]\nlaunch = true\ncache = true\n' > "$layers/kept.toml""#;
+
+#[tokio::test]
+async fn a_cached_launch_layer_is_read_again_only_when_something_in_it_changed() {
+    let f = Fixture::new().await;
+    let toml = REUSE_TOML.replace("test/reuse", "test/kept");
+    let bp = f.cnb_buildpack(
+        &f.buildpacks(),
+        "kept",
+        &toml,
+        &[("detect", "true"), ("build", KEPT_BUILD)],
+    );
+    let app = f.source(&[("Procfile", "web: true\n")]);
+    let build = |edit: &'static str| {
+        let (f, app, url) = (&f, &app, bp.to_str().unwrap());
+        async move {
+            let (result, log) = f
+                .build(app, &[("BUILDPACK_URL", url), ("EDIT", edit)])
+                .await;
+            let output = result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+            (
+                f.layer_digests(output.image.as_deref().unwrap())[0].clone(),
+                log,
+            )
+        }
+    };
+    let (first, _) = build("none").await;
+    let (second, log) = build("none").await;
+    assert!(
+        log.iter()
+            .any(|l| l == "       test/kept:kept: untouched since the last build"),
+        "{log:?}"
+    );
+    assert_eq!(first, second);
+    // Written again with the same bytes: read again, and found to be the same layer.
+    let (third, log) = build("same").await;
+    assert!(
+        log.iter().any(|l| l == "       test/kept:kept: unchanged"),
+        "{log:?}"
+    );
+    assert_eq!(first, third);
+    // Other bytes under the old modification time: the change shows, and a new layer is made.
+    let (fourth, log) = build("other").await;
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("       test/kept:kept: ") && l.ends_with(" new")),
+        "{log:?}"
+    );
+    assert_ne!(first, fourth);
+}

@@ -748,18 +748,23 @@ pub fn host_system_mounts(except: &[&str]) -> Vec<OsString> {
 
 /// `lchown -R`: every entry under `root` given to `uid`, links never followed.
 fn chown_tree(root: &Path, uid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let owner = Some(rustix::fs::Uid::from_raw(uid));
     let group = Some(rustix::fs::Gid::from_raw(uid));
     let mut stack = vec![root.to_path_buf()];
     while let Some(path) = stack.pop() {
         let meta = std::fs::symlink_metadata(&path)?;
-        rustix::fs::chownat(
-            rustix::fs::CWD,
-            &path,
-            owner,
-            group,
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )?;
+        // What the uid owns already is left alone: a chown, even to the same owner, marks the
+        // file changed, and an unchanged cache must look unchanged.
+        if (meta.uid(), meta.gid()) != (uid, uid) {
+            rustix::fs::chownat(
+                rustix::fs::CWD,
+                &path,
+                owner,
+                group,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
         if meta.is_dir() {
             for entry in std::fs::read_dir(&path)? {
                 stack.push(entry?.path());
