@@ -625,6 +625,28 @@ async fn rust_builds_the_package_into_bin_and_keeps_its_target_dir_in_the_cache(
     );
 }
 
+#[tokio::test]
+async fn rust_says_in_one_line_when_the_toolchain_asked_for_is_not_there() {
+    let f = Fixture::new().await;
+    let source = f.source(&[
+        (
+            "Cargo.toml",
+            "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        ),
+        ("rust-toolchain.toml", "[toolchain]\nchannel = \"1.31.0\"\n"),
+        ("src/main.rs", "fn main() {}\n"),
+    ]);
+    let (_, log) = f.built(&source).await;
+    let warnings: Vec<&String> = log.iter().filter(|l| l.starts_with(" !")).collect();
+    assert_eq!(warnings.len(), 1, "{log:#?}");
+    assert!(
+        warnings[0].starts_with(
+            " !     rust-toolchain.toml asks for Rust 1.31.0, which this platform does not have: using "
+        ),
+        "{log:#?}"
+    );
+}
+
 /// Kills the process when the test ends, however it ends.
 struct Running(std::process::Child);
 
