@@ -2,7 +2,7 @@
 //! embedded in the binary and written to the data directory when the builder starts.
 //!
 //! They build with the toolchains installed on the build host (python3, node and npm, go,
-//! cargo). Each puts what changes seldom — a virtualenv, node_modules — in launch layers of its
+//! cargo, a JDK and Maven). Each puts what changes seldom — a virtualenv, node_modules — in launch layers of its
 //! own, keyed by the lockfile, so a change to the app's code ships only the code; and keeps
 //! what makes its next build faster (package and build caches) in cache layers. See each
 //! buildpack's `bin/build` for what it does and keeps.
@@ -37,6 +37,7 @@ pub(crate) const BUILTIN: &[(&str, &[(&str, &str)])] = &[
     buildpack!("nodejs"),
     buildpack!("go"),
     buildpack!("rust"),
+    buildpack!("java"),
     buildpack!("static"),
     buildpack!("procfile"),
 ];

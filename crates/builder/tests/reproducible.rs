@@ -114,6 +114,36 @@ async fn rust() {
 }
 
 #[tokio::test]
+async fn java() {
+    // The Spring Boot sample with the Maven wrapper (its dependencies from Maven Central).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/java");
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                files.push((name, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    let app: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    same_image_cold_warm_and_elsewhere("Java", &app).await;
+}
+
+#[tokio::test]
 async fn static_site() {
     same_image_cold_warm_and_elsewhere("Static HTML", &[("index.html", "<h1>hi</h1>\n")]).await;
 }
