@@ -5,7 +5,9 @@
 install_test_packages() {
     # chromium and chromium-driver: the dashboard's browser tests (headless); fonts-liberation
     # (a recommendation, skipped below) gives their screenshots the usual Arial-like fonts.
-    local packages=(git openssh-client postgresql sqlite3 ca-certificates skopeo bubblewrap python3-venv docker-registry busybox-static runc umoci passt chromium chromium-driver fonts-liberation)
+    # openjdk-17-jdk-headless and maven: the Java buildpack's tests (the Maven wrapper needs
+    # curl and unzip to fetch its Maven).
+    local packages=(git openssh-client postgresql sqlite3 ca-certificates skopeo bubblewrap python3-venv docker-registry busybox-static runc umoci passt chromium chromium-driver fonts-liberation openjdk-17-jdk-headless maven curl unzip)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

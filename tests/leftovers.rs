@@ -20,7 +20,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
 "#;
 
 /// What the Python buildpack says when it builds on a cache an earlier build left.
-const CACHE_USED: &str = "reusing the cached virtualenv";
+const CACHE_USED: &str = "keeping the virtualenv";
 const CACHE_MADE: &str = "Creating a virtualenv";
 
 /// Puts `user` in a new git repository for `app` (a Python app with no dependencies, so the
@@ -60,11 +60,13 @@ both_backends! {
         assert!(ada.push_deployed().contains(CACHE_USED));
         let repo = platform.data_dir.join("repos/demo.git");
         let cache = platform.data_dir.join("cache/demo");
-        assert!(repo.exists() && cache.exists());
+        let records = platform.data_dir.join("launch/demo.json");
+        assert!(repo.exists() && cache.exists() && records.exists());
 
         ada.slip(&["destroy", "--confirm", "demo"]).success();
         assert!(!repo.exists(), "the repository outlived its app");
         assert!(!cache.exists(), "the build cache outlived its app");
+        assert!(!records.exists(), "the launch layers' record outlived its app");
         eventually(Duration::from_secs(30), "the trash is emptied and the log file gone", || {
             std::fs::read_dir(platform.data_dir.join("trash")).unwrap().count() == 0
                 && !platform.data_dir.join("logs/demo.log").exists()

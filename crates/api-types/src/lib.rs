@@ -480,6 +480,17 @@ pub struct CreateBuild {
     pub procfile: String,
 }
 
+/// `POST /v1/apps/{app}/rebase`: what rebasing the app's image onto the current run image did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Rebased {
+    /// One line for people: `Rebased demo onto run image base (sha256:…): v8, no build ran`,
+    /// or that the app is on the current run image already.
+    pub message: String,
+    /// The release of the rebased image, deploying; absent when nothing was rebased.
+    pub release: Option<Release>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct AddDomain {

@@ -544,6 +544,18 @@ both_backends! {
         assert_eq!(huge.status, StatusCode::UNPROCESSABLE_ENTITY);
     }
 
+    async fn rebase_asks_a_release_manager_and_only_for_writers(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        t.create_app(&ada, "demo").await;
+        let rebase = t.call(Method::POST, "/v1/apps/demo/rebase", Some(&ada), None).await;
+        assert_eq!(rebase.expect_error(StatusCode::CONFLICT), "this platform has no runtime, so nothing runs");
+        let eve = t.user(&ada, "eve").await;
+        t.call(Method::POST, "/v1/apps/demo/rebase", Some(&eve), None).await.expect_error(StatusCode::NOT_FOUND);
+        t.call(Method::POST, "/v1/apps/demo/rebase", None, None).await.expect_error(StatusCode::UNAUTHORIZED);
+        let releases = t.get("/v1/apps/demo/releases", &ada).await.expect(StatusCode::OK);
+        assert_eq!(releases.as_array().unwrap().len(), 1, "nothing made");
+    }
+
     async fn bad_input_is_refused_and_changes_nothing(t: TestApp) {
         let ada = t.first_user("ada").await;
         t.create_app(&ada, "demo").await;

@@ -282,10 +282,99 @@ pub(crate) struct Output {
     pub(crate) name: String,
     /// Process type → command line.
     pub(crate) processes: BTreeMap<String, String>,
-    /// Launch layers: (path in the image, the directory in the scratch tree), in image order.
-    pub(crate) launch_layers: Vec<(String, PathBuf)>,
+    /// Launch layers, in image order.
+    pub(crate) launch_layers: Vec<LaunchLayer>,
     /// Environment for the image (PATH and the launch layers' env).
     pub(crate) env: BTreeMap<String, String>,
+    /// The layers to keep for the next build, (buildpack's layers name, layer): moved to the
+    /// cache by [`keep_caches`] once the image is made.
+    pub(crate) keep: Vec<(String, String)>,
+}
+
+/// A layer of the image a buildpack made for launch.
+#[derive(Debug)]
+pub(crate) struct LaunchLayer {
+    /// `<buildpack id>:<layer>`, as the log names it.
+    pub(crate) id: String,
+    pub(crate) buildpack: String,
+    pub(crate) name: String,
+    /// Where it is in the image, without the leading `/`: `layers/<buildpack>/<layer>`.
+    pub(crate) at: String,
+    /// Its `<layer>.toml`, kept for the next build.
+    pub(crate) toml: String,
+    /// What it sets in the image's environment.
+    pub(crate) env: LayerEnv,
+    pub(crate) content: Content,
+}
+
+/// What a launch layer holds.
+#[derive(Debug)]
+pub(crate) enum Content {
+    /// A directory of the scratch tree, to make a layer of; with the last build's record of
+    /// the layer of that name, whose fingerprint may show it is that layer untouched.
+    Dir(PathBuf, Option<LaunchRecord>),
+    /// The last build's layer, which the buildpack found current: it kept the layer's
+    /// metadata and made no directory (the Buildpack API's rule for reusing launch layers).
+    Reused(oci::LayerRef),
+}
+
+/// What the last build's launch layers were, by buildpack id and layer name: the platform's
+/// own record (under its data directory, never in a tree a build can write), so a buildpack
+/// can only ask to reuse a layer its app had, never name another.
+pub(crate) type LaunchRecords = BTreeMap<String, BTreeMap<String, LaunchRecord>>;
+
+/// A launch layer of the last build.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct LaunchRecord {
+    pub(crate) toml: String,
+    pub(crate) digest: String,
+    pub(crate) diff_id: String,
+    pub(crate) size: u64,
+    pub(crate) env: LayerEnv,
+    /// The layer's directory's [`Tree::fingerprint`] when it was made, if it was a directory.
+    #[serde(default)]
+    pub(crate) fingerprint: Option<String>,
+}
+
+impl LaunchRecord {
+    pub(crate) fn layer_ref(&self) -> Option<oci::LayerRef> {
+        Some(oci::LayerRef {
+            digest: domain::Digest::parse(&self.digest).ok()?,
+            diff_id: domain::Digest::parse(&self.diff_id).ok()?,
+            size: self.size,
+        })
+    }
+}
+
+/// The records of an image's launch layers, for the next build.
+pub(crate) fn records_of(
+    layers: &[LaunchLayer],
+    made: &[(oci::LayerRef, Option<String>)],
+) -> LaunchRecords {
+    let mut records = LaunchRecords::new();
+    for (layer, (made, fingerprint)) in layers.iter().zip(made) {
+        records.entry(layer.buildpack.clone()).or_default().insert(
+            layer.name.clone(),
+            LaunchRecord {
+                toml: layer.toml.clone(),
+                digest: made.digest.to_string(),
+                diff_id: made.diff_id.to_string(),
+                size: made.size,
+                env: layer.env.clone(),
+                fingerprint: fingerprint.clone(),
+            },
+        );
+    }
+    records
+}
+
+/// What a layer sets in the environment: its `bin/` and `lib/`, and its env files.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct LayerEnv {
+    bin: bool,
+    lib: bool,
+    /// (file name, value), in the order applied.
+    files: Vec<(String, String)>,
 }
 
 pub(crate) struct Lifecycle<'a> {
@@ -294,8 +383,12 @@ pub(crate) struct Lifecycle<'a> {
     pub(crate) scratch: &'a Tree,
     /// The app's cache; the CNB cache is `cnb/<buildpack>/<layer>` in it.
     pub(crate) cache: &'a Tree,
+    /// The last build's launch layers.
+    pub(crate) records: &'a LaunchRecords,
     pub(crate) budget: &'a Budget,
     pub(crate) log: Log<'a>,
+    /// The cached layers moved into the build, to move back if it fails.
+    pub(crate) restored: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl Lifecycle<'_> {
@@ -305,11 +398,7 @@ impl Lifecycle<'_> {
         top: Vec<Buildpack>,
         catalog: &Catalog,
     ) -> Result<Output, BuildError> {
-        let platform = self.scratch.path().join("platform");
-        let env_dir = self.scratch.create_dir_all(Path::new("platform/env"))?;
-        for (key, value) in self.job.config {
-            env_dir.write(Path::new(key), value.as_bytes())?;
-        }
+        let platform = self.platform()?;
         let top: Vec<Member> = top
             .into_iter()
             .map(|buildpack| Member {
@@ -333,12 +422,44 @@ impl Lifecycle<'_> {
         self.build(&group, &platform).await
     }
 
+    /// Of `candidates`, builds with the first whose detect passes, alone: the built-in
+    /// buildpacks, one per kind of app.
+    pub(crate) async fn run_first(&self, candidates: Vec<Buildpack>) -> Result<Output, BuildError> {
+        let platform = self.platform()?;
+        for buildpack in candidates {
+            let group = [Member {
+                buildpack,
+                optional: false,
+            }];
+            if let Some(chosen) = self.detect(&group, &platform).await? {
+                (self.log)(&format!(
+                    "-----> {} app detected",
+                    chosen[0].buildpack.name()
+                ));
+                return self.build(&chosen, &platform).await;
+            }
+        }
+        Err(BuildError::NoBuildpack)
+    }
+
+    /// The platform directory, its `env/` holding the config vars.
+    fn platform(&self) -> Result<PathBuf, BuildError> {
+        let env_dir = self.scratch.create_dir_all(Path::new("platform/env"))?;
+        for (key, value) in self.job.config {
+            env_dir.write(Path::new(key), value.as_bytes())?;
+        }
+        Ok(self.scratch.path().join("platform"))
+    }
+
     fn env(&self, bp: &Buildpack, platform: &Path) -> BTreeMap<String, String> {
+        let sandbox = &self.budget.sandbox;
         BTreeMap::from([
             ("PATH".to_owned(), system_path()),
+            // A home of the build's own, outside the app: what tools keep there stays out
+            // of the image.
             (
                 "HOME".to_owned(),
-                self.job.source.to_string_lossy().into_owned(),
+                sandbox.inside_str(&self.scratch.path().join("home")),
             ),
             ("LANG".to_owned(), "C.UTF-8".to_owned()),
             (
@@ -349,10 +470,7 @@ impl Lifecycle<'_> {
                 "CNB_BUILDPACK_DIR".to_owned(),
                 bp.dir.to_string_lossy().into_owned(),
             ),
-            (
-                "CNB_PLATFORM_DIR".to_owned(),
-                platform.to_string_lossy().into_owned(),
-            ),
+            ("CNB_PLATFORM_DIR".to_owned(), sandbox.inside_str(platform)),
             ("CNB_TARGET_OS".to_owned(), "linux".to_owned()),
             ("CNB_TARGET_ARCH".to_owned(), "amd64".to_owned()),
             ("CNB_TARGET_DISTRO_NAME".to_owned(), "debian".to_owned()),
@@ -378,7 +496,7 @@ impl Lifecycle<'_> {
             let mut env = self.env(bp, platform);
             env.insert(
                 "CNB_BUILD_PLAN_PATH".to_owned(),
-                plan_path.to_string_lossy().into_owned(),
+                self.budget.sandbox.inside_str(&plan_path),
             );
             let detect = bp.dir.join("bin").join("detect");
             let out = script::run(
@@ -420,14 +538,22 @@ impl Lifecycle<'_> {
         let mut env_read = 0u64;
         let mut processes: BTreeMap<String, (String, bool)> = BTreeMap::new();
         let mut launch_layers = Vec::new();
+        let mut keep = Vec::new();
         for (index, chosen) in group.iter().enumerate() {
             let bp = &chosen.buildpack;
             let layers_tree = self
                 .scratch
                 .create_dir_all(&Path::new("layers").join(bp.layers_name()))?;
             let layers = layers_tree.path().to_path_buf();
-            let cache = Path::new("cnb").join(bp.layers_name());
-            restore_cache(self.cache, &cache, &layers_tree)?;
+            self.restore_cache(&bp.layers_name(), &layers_tree)?;
+            // The last build's launch layers, by their metadata: a buildpack that finds one
+            // current keeps its `<layer>.toml` and makes no directory, and the layer is reused.
+            for (name, record) in self.records.get(bp.id()).into_iter().flatten() {
+                let toml = PathBuf::from(format!("{name}.toml"));
+                if layers_tree.kind(&toml)?.is_none() {
+                    layers_tree.write(&toml, record.toml.as_bytes())?;
+                }
+            }
             // The buildpack runs as the app's uid and writes its layers.
             self.budget.sandbox.hand_over(&layers)?;
             let plan_name = format!("bp-plan-{index}.toml");
@@ -439,14 +565,9 @@ impl Lifecycle<'_> {
             for (key, value) in &build_env {
                 env.insert(key.clone(), value.clone());
             }
-            env.insert(
-                "CNB_LAYERS_DIR".to_owned(),
-                layers.to_string_lossy().into_owned(),
-            );
-            env.insert(
-                "CNB_BP_PLAN_PATH".to_owned(),
-                plan_path.to_string_lossy().into_owned(),
-            );
+            let inside = |path: &Path| self.budget.sandbox.inside_str(path);
+            env.insert("CNB_LAYERS_DIR".to_owned(), inside(&layers));
+            env.insert("CNB_BP_PLAN_PATH".to_owned(), inside(&plan_path));
             let build = bp.dir.join("bin").join("build");
             let out = script::run(
                 &build,
@@ -466,6 +587,28 @@ impl Lifecycle<'_> {
                 )));
             }
             for layer in read_layers(&layers_tree)? {
+                let at = format!("layers/{}/{}", bp.layers_name(), layer.name);
+                let launch = |env: LayerEnv, content: Content| LaunchLayer {
+                    id: format!("{}:{}", bp.id(), layer.name),
+                    buildpack: bp.id().to_owned(),
+                    name: layer.name.clone(),
+                    at: at.clone(),
+                    toml: layer.toml.clone(),
+                    env,
+                    content,
+                };
+                if !layer.present {
+                    let reused = self
+                        .records
+                        .get(bp.id())
+                        .and_then(|r| r.get(&layer.name))
+                        .filter(|_| layer.launch)
+                        .and_then(|r| Some((r.env.clone(), r.layer_ref()?)));
+                    if let Some((env, made)) = reused {
+                        launch_layers.push(launch(env, Content::Reused(made)));
+                    }
+                    continue;
+                }
                 // Opened when used, so a build of many layers holds few descriptors.
                 let open = || {
                     layers_tree.dir(Path::new(&layer.name))?.ok_or_else(|| {
@@ -473,25 +616,27 @@ impl Lifecycle<'_> {
                     })
                 };
                 if layer.build {
-                    apply_layer_env(
-                        &mut build_env,
-                        &open()?,
-                        &["env", "env.build"],
-                        &env,
-                        &mut env_read,
-                    )?;
+                    let dir = open()?;
+                    let layer_env = read_layer_env(&dir, &["env", "env.build"], &mut env_read)?;
+                    apply_layer_env(&mut build_env, &layer_env, &inside(dir.path()), &env);
                 }
                 if layer.cache {
-                    save_cache(&layers_tree, &layer.name, self.cache, &cache)?;
+                    keep.push((bp.layers_name(), layer.name.clone()));
                 }
                 if layer.launch {
-                    let at = format!("layers/{}/{}", bp.layers_name(), layer.name);
-                    launch_layers.push((at.clone(), PathBuf::from(at)));
-                    if launch_layers.len() > MAX_LAUNCH_LAYERS {
-                        return Err(BuildError::Buildpack(format!(
-                            "the buildpacks made more than {MAX_LAUNCH_LAYERS} launch layers; merge some"
-                        )));
-                    }
+                    let layer_env =
+                        read_layer_env(&open()?, &["env", "env.launch"], &mut env_read)?;
+                    let last = self
+                        .records
+                        .get(bp.id())
+                        .and_then(|r| r.get(&layer.name))
+                        .cloned();
+                    launch_layers.push(launch(layer_env, Content::Dir(PathBuf::from(&at), last)));
+                }
+                if launch_layers.len() > MAX_LAUNCH_LAYERS {
+                    return Err(BuildError::Buildpack(format!(
+                        "the buildpacks made more than {MAX_LAUNCH_LAYERS} launch layers; merge some"
+                    )));
                 }
             }
             for (process_type, command, default) in read_launch(&layers_tree, bp)? {
@@ -503,30 +648,17 @@ impl Lifecycle<'_> {
             "PATH".to_owned(),
             format!("{}/bin:/usr/local/bin:/usr/bin:/bin", crate::image::APP_DIR),
         )]);
-        for (image_path, dir) in &launch_layers {
-            let at = format!("/{image_path}");
-            let dir = self
-                .scratch
-                .dir(dir)?
-                .ok_or_else(|| BuildError::NotADirectory(dir.display().to_string()))?;
-            let dir = &dir;
+        for layer in &launch_layers {
+            let at = format!("/{}", layer.at);
             let mut layer_env: BTreeMap<String, String> = BTreeMap::new();
-            apply_layer_env(
-                &mut layer_env,
-                dir,
-                &["env", "env.launch"],
-                &env,
-                &mut env_read,
-            )?;
+            apply_layer_env(&mut layer_env, &layer.env, &at, &env);
+            // Without the sandbox, a buildpack wrote its layers' host paths.
+            let host = self.scratch.path().join(&layer.at);
             for (key, value) in layer_env {
                 env.insert(
                     key,
-                    value.replace(&dir.path().to_string_lossy().into_owned(), &at),
+                    value.replace(&host.to_string_lossy().into_owned(), &at),
                 );
-            }
-            if dir.kind(Path::new("bin"))? == Some(Kind::Dir) {
-                let path = env.get("PATH").cloned().unwrap_or_default();
-                env.insert("PATH".to_owned(), format!("{at}/bin:{path}"));
             }
         }
         let processes: BTreeMap<String, String> =
@@ -540,8 +672,54 @@ impl Lifecycle<'_> {
             processes,
             launch_layers,
             env,
+            keep,
         })
     }
+
+    /// Moves the buildpack's cached layers (`cache/cnb/<buildpack>/`) into its layers
+    /// directory. Both trees are the tenant's: links are moved as links, never followed.
+    fn restore_cache(&self, buildpack: &str, layers: &Tree) -> Result<(), BuildError> {
+        let Some(cached) = self.cache.dir(&Path::new("cnb").join(buildpack))? else {
+            return Ok(());
+        };
+        for (name, _) in cached.entries()? {
+            let name = Path::new(&name);
+            cached.move_to(name, layers, name)?;
+            if let Some(layer) = name.to_str().filter(|n| !n.ends_with(".toml")) {
+                self.restored
+                    .lock()
+                    .expect("never poisoned")
+                    .push((buildpack.to_owned(), layer.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failed build: the cached layers it took, back to the cache as they are.
+    pub(crate) fn put_back(&self) -> Result<(), BuildError> {
+        let restored = std::mem::take(&mut *self.restored.lock().expect("never poisoned"));
+        keep_caches(self.scratch, self.cache, &restored)
+    }
+}
+
+/// Moves each (buildpack's layers name, layer) and its `<layer>.toml` from the build's
+/// layers to the app's cache, for the next build, replacing what was cached.
+pub(crate) fn keep_caches(
+    scratch: &Tree,
+    cache: &Tree,
+    layers: &[(String, String)],
+) -> Result<(), BuildError> {
+    for (buildpack, name) in layers {
+        let Some(from) = scratch.dir(&Path::new("layers").join(buildpack))? else {
+            continue;
+        };
+        let to = cache.create_dir_all(&Path::new("cnb").join(buildpack))?;
+        for entry in [name.clone(), format!("{name}.toml")] {
+            let entry = Path::new(&entry);
+            from.move_to(entry, &to, entry)?;
+        }
+    }
+    Ok(())
 }
 
 /// The build plan: the first combination of alternatives (and of optional buildpacks) in
@@ -648,12 +826,15 @@ fn check(trial: &[(&Member, &Alternative)]) -> Option<Vec<Chosen>> {
     )
 }
 
-/// A layer a buildpack made, with its `<layer>.toml` types.
+/// A layer a buildpack declared, with its `<layer>.toml` types.
 struct LayerInfo {
     name: String,
     launch: bool,
     build: bool,
     cache: bool,
+    /// Whether its directory is there (a launch layer without one asks to be reused).
+    present: bool,
+    toml: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -672,8 +853,11 @@ struct LayerTypes {
     cache: bool,
 }
 
+/// The most a `<layer>.toml` kept for the next build may be.
+const MAX_LAYER_TOML: usize = 64 * 1024;
+
 /// The layers a buildpack declared (`<layer>.toml` beside `<layer>/`). A declaration or a
-/// layer directory that is a link is an error; a declaration without a directory is skipped.
+/// layer directory that is a link is an error.
 fn read_layers(layers: &Tree) -> Result<Vec<LayerInfo>, BuildError> {
     let mut found = Vec::new();
     for (file, _) in layers.entries()? {
@@ -687,18 +871,26 @@ fn read_layers(layers: &Tree) -> Result<Vec<LayerInfo>, BuildError> {
         let Some(text) = layers.read(declaration)? else {
             continue;
         };
+        if text.len() > MAX_LAYER_TOML {
+            return Err(BuildError::TooLarge {
+                name: layers.name(declaration),
+                limit: MAX_LAYER_TOML as u64,
+            });
+        }
         let parsed: LayerToml =
             parse_toml(&text, || format!("invalid {}", layers.name(declaration)))?;
-        match layers.kind(Path::new(name))? {
-            Some(Kind::Dir) => {}
+        let present = match layers.kind(Path::new(name))? {
+            Some(Kind::Dir) => true,
             Some(Kind::Symlink) => return Err(BuildError::Link(layers.name(Path::new(name)))),
-            _ => continue,
-        }
+            _ => false,
+        };
         found.push(LayerInfo {
             name: name.to_owned(),
             launch: parsed.types.launch,
             build: parsed.types.build,
             cache: parsed.types.cache,
+            present,
+            toml: text,
         });
     }
     Ok(found)
@@ -771,29 +963,16 @@ fn read_launch(layers: &Tree, bp: &Buildpack) -> Result<Vec<(String, String, boo
     Ok(out)
 }
 
-/// Applies a layer's `bin/`, `lib/` and env directories (`NAME`, `NAME.override`,
-/// `.default`, `.append`, `.prepend`, `.delim`) to `env`. An env file that is a link is an
-/// error; directories and devices among them are skipped.
-fn apply_layer_env(
-    env: &mut BTreeMap<String, String>,
-    layer: &Tree,
-    dirs: &[&str],
-    base: &BTreeMap<String, String>,
-    read: &mut u64,
-) -> Result<(), BuildError> {
-    let get =
-        |env: &BTreeMap<String, String>, key: &str| env.get(key).or_else(|| base.get(key)).cloned();
-    let at = layer.path().display();
-    if layer.kind(Path::new("bin"))? == Some(Kind::Dir) {
-        let path = get(env, "PATH").unwrap_or_default();
-        env.insert("PATH".to_owned(), format!("{at}/bin:{path}"));
-    }
-    if layer.kind(Path::new("lib"))? == Some(Kind::Dir) {
-        for key in ["LD_LIBRARY_PATH", "LIBRARY_PATH"] {
-            let old = get(env, key).map(|v| format!(":{v}")).unwrap_or_default();
-            env.insert(key.to_owned(), format!("{at}/lib{old}"));
-        }
-    }
+/// What a layer sets in the environment: whether it has `bin/` and `lib/`, and the files
+/// of its env directories `dirs` (`NAME`, `NAME.override`, `.default`, `.append`,
+/// `.prepend`, `.delim`). An env file that is a link is an error; directories and devices
+/// among them are skipped. `read` counts what all a build's layers make the platform read.
+fn read_layer_env(layer: &Tree, dirs: &[&str], read: &mut u64) -> Result<LayerEnv, BuildError> {
+    let mut found = LayerEnv {
+        bin: layer.kind(Path::new("bin"))? == Some(Kind::Dir),
+        lib: layer.kind(Path::new("lib"))? == Some(Kind::Dir),
+        files: Vec::new(),
+    };
     for dir in dirs {
         let Some(dir) = layer.dir(Path::new(dir))? else {
             continue;
@@ -808,58 +987,66 @@ fn apply_layer_env(
             let Some(name) = file.to_str() else {
                 continue;
             };
-            let (key, action) = name
-                .rsplit_once('.')
-                .map_or((name, "override"), |(k, a)| (k, a));
-            if action == "delim" {
-                continue;
-            }
             let value = dir.read(Path::new(&file))?.unwrap_or_default();
-            let delim = dir
-                .read(Path::new(&format!("{key}.delim")))?
-                .unwrap_or_default();
             // Each file is bounded; so is all a build's layers make the platform read.
-            *read += (value.len() + delim.len()) as u64;
+            *read += value.len() as u64;
             if *read > MAX_ENV {
                 return Err(BuildError::TooLarge {
                     name: "the environment the layers set".to_owned(),
                     limit: MAX_ENV,
                 });
             }
-            let old = get(env, key);
-            let new = match (action, old) {
-                ("prepend", Some(old)) => format!("{value}{delim}{old}"),
-                ("append", Some(old)) => format!("{old}{delim}{value}"),
-                ("default", Some(old)) => old,
-                _ => value,
-            };
-            env.insert(key.to_owned(), new);
+            found.files.push((name.to_owned(), value));
         }
     }
-    Ok(())
+    Ok(found)
 }
 
-/// Copies a buildpack's cached layers (`cache/<at>/`) into its layers directory. Both trees
-/// are the tenant's: links are copied as links, never followed.
-fn restore_cache(cache: &Tree, at: &Path, layers: &Tree) -> Result<(), BuildError> {
-    let Some(cached) = cache.dir(at)? else {
-        return Ok(());
+/// Applies what a layer sets to `env`, the layer being at `at` where the env is used;
+/// `base` is the environment below `env`.
+fn apply_layer_env(
+    env: &mut BTreeMap<String, String>,
+    layer: &LayerEnv,
+    at: &str,
+    base: &BTreeMap<String, String>,
+) {
+    let get =
+        |env: &BTreeMap<String, String>, key: &str| env.get(key).or_else(|| base.get(key)).cloned();
+    if layer.bin {
+        let path = get(env, "PATH").unwrap_or_default();
+        env.insert("PATH".to_owned(), format!("{at}/bin:{path}"));
+    }
+    if layer.lib {
+        for key in ["LD_LIBRARY_PATH", "LIBRARY_PATH"] {
+            let old = get(env, key).map(|v| format!(":{v}")).unwrap_or_default();
+            env.insert(key.to_owned(), format!("{at}/lib{old}"));
+        }
+    }
+    let delim = |key: &str| {
+        layer
+            .files
+            .iter()
+            .rev()
+            .find(|(name, _)| *name == format!("{key}.delim"))
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default()
     };
-    for (name, _) in cached.entries()? {
-        let name = Path::new(&name);
-        cached.copy_to(name, layers, name)?;
+    for (name, value) in &layer.files {
+        let (key, action) = name
+            .rsplit_once('.')
+            .map_or((name.as_str(), "override"), |(k, a)| (k, a));
+        if action == "delim" {
+            continue;
+        }
+        let old = get(env, key);
+        let new = match (action, old) {
+            ("prepend", Some(old)) => format!("{value}{}{old}", delim(key)),
+            ("append", Some(old)) => format!("{old}{}{value}", delim(key)),
+            ("default", Some(old)) => old,
+            _ => value.clone(),
+        };
+        env.insert(key.to_owned(), new);
     }
-    Ok(())
-}
-
-/// Keeps the layer `name` and its `<name>.toml` in `cache/<at>/` for the next build.
-fn save_cache(layers: &Tree, name: &str, cache: &Tree, at: &Path) -> Result<(), BuildError> {
-    let cached = cache.create_dir_all(at)?;
-    for entry in [name.to_owned(), format!("{name}.toml")] {
-        let entry = Path::new(&entry);
-        layers.copy_to(entry, &cached, entry)?;
-    }
-    Ok(())
 }
 
 /// Parses TOML a buildpack or the platform wrote; `what` names it in the one-line error.

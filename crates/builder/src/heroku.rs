@@ -26,7 +26,7 @@ impl Run<'_> {
             ("PATH".to_owned(), system_path()),
             (
                 "HOME".to_owned(),
-                self.job.source.to_string_lossy().into_owned(),
+                self.budget.sandbox.inside_str(self.job.source),
             ),
             ("STACK".to_owned(), "slipway-1".to_owned()),
             ("SOURCE_VERSION".to_owned(), self.job.commit.to_owned()),

@@ -25,12 +25,14 @@ mod dockerfile;
 mod heroku;
 pub mod image;
 mod project;
+mod rebase;
 pub mod run_image;
 mod script;
 mod tenant_fs;
 
 /// Where images are pushed: the `oci` crate's, named through the builder that pushes.
 pub use oci::registry;
+pub use rebase::Rebased;
 pub use sandbox::{Limits, SandboxMode};
 
 use std::collections::BTreeMap;
@@ -73,6 +75,11 @@ const TOOLCHAINS: &[&str] = &[
     "/usr/local/cargo",
     "/usr/local/rustup",
 ];
+
+/// The build's scratch directory holds its CNB layers (`/layers` in the sandbox), the
+/// platform directory (`/platform`) and a home for tools that write there (`/builder/home`),
+/// so nothing a tool keeps in `$HOME` lands in the image.
+const SCRATCH_DIRS: &[&str] = &["layers", "platform", "home"];
 
 impl BuilderConfig {
     /// Heroku's and Deis's limit: 15 minutes.
@@ -191,11 +198,19 @@ impl Builder {
     pub async fn new(config: BuilderConfig) -> std::io::Result<Builder> {
         let root = config.data_dir.join("buildpacks");
         for (name, files) in builtin::BUILTIN {
+            // An older Slipway's files go: each version writes its buildpacks whole.
+            match tokio::fs::remove_dir_all(root.join(name)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
             for (path, text) in *files {
                 let path = root.join(name).join(path);
-                tokio::fs::create_dir_all(path.parent().expect("files are in bin/")).await?;
+                tokio::fs::create_dir_all(path.parent().expect("files are in a buildpack")).await?;
                 tokio::fs::write(&path, text).await?;
-                set_executable(&path).await?;
+                if path.parent().is_some_and(|p| p.ends_with("bin")) {
+                    set_executable(&path).await?;
+                }
             }
         }
         tokio::fs::create_dir_all(config.data_dir.join("cache")).await?;
@@ -244,7 +259,7 @@ impl Builder {
             sandbox: script::Sandbox {
                 isolation: std::sync::Arc::clone(&self.isolation),
                 app: job.app.to_owned(),
-                writable: Vec::new(),
+                mounts: Vec::new(),
                 readable: Vec::new(),
                 limits: self.config.limits,
                 root: None,
@@ -261,7 +276,7 @@ impl Builder {
             cache.clone(),
         );
         // File work, a tree walk among it: on a blocking thread.
-        let (_scratch, fetched, writable, source, scratch_tree, cache_tree, project) =
+        let (_scratch, fetched, mounts, source, scratch_tree, cache_tree, project) =
             run_image::blocking(move || {
                 let scratch = tempfile::Builder::new()
                     .prefix("buildpack-")
@@ -276,13 +291,22 @@ impl Builder {
                     RemovedOffThread::new(scratch),
                     RemovedOffThread::new(fetched),
                 );
-                let writable = vec![
-                    source_dir.clone(),
-                    cache_dir.clone(),
-                    scratch.path().to_path_buf(),
+                for dir in SCRATCH_DIRS {
+                    std::fs::create_dir(scratch.path().join(dir))?;
+                }
+                let mount = |host: PathBuf, at: &str| script::Mount {
+                    host,
+                    at: PathBuf::from(at),
+                };
+                let mounts = vec![
+                    mount(source_dir.clone(), image::APP_DIR),
+                    mount(cache_dir.clone(), "/cache"),
+                    mount(scratch.path().to_path_buf(), "/builder"),
+                    mount(scratch.path().join("layers"), "/layers"),
+                    mount(scratch.path().join("platform"), "/platform"),
                 ];
                 // The build runs as the app's uid: what it may write becomes the app's.
-                for dir in &writable {
+                for dir in [&source_dir, &cache_dir, &scratch.path().to_path_buf()] {
                     isolation.hand_over(&app, dir)?;
                 }
                 let source = tenant_fs::Tree::open(&source_dir, "")?;
@@ -293,7 +317,7 @@ impl Builder {
                 Ok((
                     scratch,
                     fetched,
-                    writable,
+                    mounts,
                     source,
                     scratch_tree,
                     cache_tree,
@@ -302,7 +326,7 @@ impl Builder {
             })
             .await?;
         let mut budget = budget;
-        budget.sandbox.writable = writable;
+        budget.sandbox.mounts = mounts;
         budget.sandbox.readable = self.toolchains.clone();
         // project.toml's build env joins the config vars the buildpacks see.
         let mut config = job.config.clone();
@@ -318,12 +342,12 @@ impl Builder {
             return dockerfile::build(self, job, &path, work_in, &budget, log).await;
         }
         // Which buildpacks: BUILDPACK_URL, else project.toml, else the built-in ones.
-        let (cnb, heroku) = match job.config.get("BUILDPACK_URL") {
+        let chosen = match job.config.get("BUILDPACK_URL") {
             Some(url) => {
                 let dir = self.fetch(url, fetched.path(), &budget, log).await?;
                 match cnb::Buildpack::load(&dir)? {
-                    Some(bp) => (Some(vec![bp]), None),
-                    None => (None, Some((dir, true))),
+                    Some(bp) => Buildpacks::Cnb(vec![bp]),
+                    None => Buildpacks::Heroku(dir),
                 }
             }
             None if !project.buildpacks.is_empty() => {
@@ -346,41 +370,16 @@ impl Builder {
                     })?;
                     top.push(bp);
                 }
-                (Some(top), None)
+                Buildpacks::Cnb(top)
             }
-            // No buildpack detects the app: its root Dockerfile, if it has one.
-            None => match self.detect_builtin(job, &scratch_tree, &budget, log).await {
-                Err(BuildError::NoBuildpack) if let Some(path) = dockerfile::at_root(&source)? => {
-                    return dockerfile::build(self, job, &path, work_in, &budget, log).await;
-                }
-                found => (None, Some((found?, false))),
-            },
+            None => Buildpacks::Builtin(self.builtin()?),
         };
 
         let mut launch_layers = Vec::new();
         let mut env = BTreeMap::new();
-        let (name, defaults) = if let Some(top) = cnb {
-            let mut search: Vec<std::path::PathBuf> = Vec::new();
-            for bp in &top {
-                search.push(bp.dir().to_path_buf());
-                if let Some(parent) = bp.dir().parent() {
-                    search.push(parent.to_path_buf());
-                }
-            }
-            let catalog = cnb::Catalog::scan(&search)?;
-            let lifecycle = cnb::Lifecycle {
-                job,
-                scratch: &scratch_tree,
-                cache: &cache_tree,
-                budget: &budget,
-                log,
-            };
-            let output = lifecycle.run(top, &catalog).await?;
-            launch_layers = output.launch_layers;
-            env = output.env;
-            (output.name, output.processes)
-        } else {
-            let (buildpack, explicit) = heroku.expect("one of the two is chosen");
+        let mut keep = Vec::new();
+        let records = self.launch_records(job.app).await;
+        let (name, defaults) = if let Buildpacks::Heroku(buildpack) = chosen {
             let run = heroku::Run {
                 buildpack: &buildpack,
                 job,
@@ -389,20 +388,68 @@ impl Builder {
                 budget: &budget,
                 log,
             };
-            let name = match run.detect().await? {
-                Some(name) => name,
-                None if explicit => return Err(BuildError::NotDetected(display_name(&buildpack))),
-                None => return Err(BuildError::NoBuildpack),
+            let Some(name) = run.detect().await? else {
+                return Err(BuildError::NotDetected(display_name(&buildpack)));
             };
             log(&format!("-----> {name} app detected"));
             run.compile().await?;
             (name, run.release().await?)
+        } else {
+            let lifecycle = cnb::Lifecycle {
+                job,
+                scratch: &scratch_tree,
+                cache: &cache_tree,
+                records: &records,
+                budget: &budget,
+                log,
+                restored: Default::default(),
+            };
+            let builtin = matches!(chosen, Buildpacks::Builtin(_));
+            let output = match chosen {
+                Buildpacks::Builtin(candidates) => lifecycle.run_first(candidates).await,
+                Buildpacks::Cnb(top) => {
+                    let mut search: Vec<std::path::PathBuf> = Vec::new();
+                    for bp in &top {
+                        search.push(bp.dir().to_path_buf());
+                        if let Some(parent) = bp.dir().parent() {
+                            search.push(parent.to_path_buf());
+                        }
+                    }
+                    match cnb::Catalog::scan(&search) {
+                        Ok(catalog) => lifecycle.run(top, &catalog).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Buildpacks::Heroku(_) => unreachable!("handled above"),
+            };
+            let output = match output {
+                Ok(output) => output,
+                Err(e) => {
+                    lifecycle.put_back()?;
+                    // No buildpack detects the app: its root Dockerfile, if it has one.
+                    if let (BuildError::NoBuildpack, true) = (&e, builtin)
+                        && let Some(path) = dockerfile::at_root(&source)?
+                    {
+                        return dockerfile::build(self, job, &path, work_in, &budget, log).await;
+                    }
+                    return Err(e);
+                }
+            };
+            launch_layers = output.launch_layers;
+            env = output.env;
+            keep = output.keep;
+            (output.name, output.processes)
         };
         let procfile = process_types(&source, &defaults)?;
         let types: Vec<String> = procfile.process_types().map(ToString::to_string).collect();
         log(&format!("-----> Process types: {}", types.join(", ")));
-        let (image, pushed_bytes) = self
-            .export(job, &scratch_tree, &procfile, launch_layers, env, log)
+        let exported = self
+            .export(job, &scratch_tree, &procfile, &launch_layers, env, log)
+            .await;
+        // The cache keeps what the buildpacks made, whether the image could be made or not.
+        cnb::keep_caches(&scratch_tree, &cache_tree, &keep)?;
+        let (image, pushed_bytes, launch_refs) = exported?;
+        self.keep_launch_records(job.app, cnb::records_of(&launch_layers, &launch_refs))
             .await?;
         let timings = Timings {
             total: started.elapsed(),
@@ -444,10 +491,10 @@ impl Builder {
         job: &BuildJob<'_>,
         scratch: &tenant_fs::Tree,
         procfile: &Procfile,
-        launch_layers: Vec<(String, PathBuf)>,
+        launch_layers: &[cnb::LaunchLayer],
         launch_env: BTreeMap<String, String>,
         log: Log<'_>,
-    ) -> Result<(String, Option<u64>), BuildError> {
+    ) -> Result<Exported, BuildError> {
         log("-----> Exporting the image");
         let base = match &self.config.run_image {
             Some(name) => {
@@ -463,49 +510,98 @@ impl Builder {
             None => None,
         };
         // Launch layers first, each its own image layer, so unchanged dependencies keep
-        // their digest from build to build; the app on top.
+        // their digest from build to build; the app on top. A layer the store already has
+        // (the same tar) is not made again, and a reused one is not even read.
         let images = std::sync::Arc::clone(&self.images);
         let scratch = tenant_fs::Tree::open(scratch.path(), "")?;
         let source = tenant_fs::Tree::open(job.source, "")?;
-        let layers = tokio::task::spawn_blocking(move || {
+        let wanted: Vec<(String, String, Want)> = launch_layers
+            .iter()
+            .map(|l| {
+                let want = match &l.content {
+                    cnb::Content::Dir(dir, last) => Want::Dir(
+                        dir.clone(),
+                        last.as_ref()
+                            .and_then(|r| Some((r.fingerprint.clone()?, r.layer_ref()?))),
+                    ),
+                    cnb::Content::Reused(made) => Want::Reused(made.clone()),
+                };
+                (l.id.clone(), l.at.clone(), want)
+            })
+            .collect();
+        let (layers, fingerprints, notes) = tokio::task::spawn_blocking(move || {
             let mut layers = Vec::new();
-            for (at, dir) in &launch_layers {
-                let dir = scratch
-                    .dir(dir)?
-                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-                layers.push(image::layer_from_tree(&images, &dir, at)?);
+            let mut fingerprints = Vec::new();
+            let mut notes = Vec::new();
+            let stored = |made: &oci::LayerRef| -> Result<bool, BuildError> {
+                Ok(images.stored_layer(&made.diff_id)?.as_ref() == Some(made))
+            };
+            for (id, at, want) in &wanted {
+                let (layer, fingerprint, how) = match want {
+                    Want::Reused(made) if stored(made)? => (
+                        oci::LayerSource::Stored(made.clone()),
+                        None,
+                        Some("reused from the last build"),
+                    ),
+                    Want::Reused(_) => return Err(BuildError::Buildpack(format!(
+                        "the layer {id} that the last build made is gone from the image store: run `slip builds:purge-cache`, then push again"
+                    ))),
+                    Want::Dir(dir, last) => {
+                        let dir = scratch
+                            .dir(dir)?
+                            .ok_or_else(|| BuildError::NotADirectory(dir.display().to_string()))?;
+                        // Untouched since the last build made its layer (a cached layer
+                        // the buildpack kept): that layer, without reading a file.
+                        let fingerprint = dir.fingerprint()?;
+                        match last {
+                            Some((before, made)) if *before == fingerprint && stored(made)? => (
+                                oci::LayerSource::Stored(made.clone()),
+                                Some(fingerprint),
+                                Some("untouched since the last build"),
+                            ),
+                            _ => (images.layer_or_reuse(&dir, at)?, Some(fingerprint), None),
+                        }
+                    }
+                };
+                notes.push(layer_note(id, &layer, how));
+                layers.push(layer);
+                fingerprints.push(fingerprint);
             }
-            layers.push(image::layer_from_tree(&images, &source, image::APP_DIR)?);
-            Ok::<_, BuildError>(layers)
+            let app = images.layer_or_reuse(&source, image::APP_DIR)?;
+            notes.push(layer_note("the app", &app, None));
+            layers.push(app);
+            Ok::<_, BuildError>((layers, fingerprints, notes))
         })
         .await
         .map_err(std::io::Error::other)??;
+        for note in &notes {
+            log(note);
+        }
+        let launch_refs: Vec<(oci::LayerRef, Option<String>)> = layers[..layers.len() - 1]
+            .iter()
+            .map(oci::LayerSource::layer_ref)
+            .zip(fingerprints)
+            .collect();
         let processes: BTreeMap<String, String> = procfile
             .iter()
             .map(|(t, c)| (t.to_string(), c.to_owned()))
             .collect();
-        let spec = image::ImageSpec {
-            env: {
-                let mut all: BTreeMap<String, String> = base
-                    .as_ref()
-                    .map(|b| {
-                        b.env
-                            .iter()
-                            .filter_map(|e| e.split_once('='))
-                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                all.extend([
-                    (
-                        "PATH".to_owned(),
-                        format!("{}/bin:/usr/local/bin:/usr/bin:/bin", image::APP_DIR),
-                    ),
-                    ("HOME".to_owned(), image::APP_DIR.to_owned()),
-                ]);
-                all.extend(launch_env);
-                all.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
-            },
+        // What the build sets over the run image's environment; recorded with the base, so a
+        // rebase onto a newer run image makes the same environment again.
+        let mut app_env = BTreeMap::from([
+            (
+                "PATH".to_owned(),
+                format!("{}/bin:/usr/local/bin:/usr/bin:/bin", image::APP_DIR),
+            ),
+            ("HOME".to_owned(), image::APP_DIR.to_owned()),
+        ]);
+        app_env.extend(launch_env);
+        let app_env: Vec<String> = app_env
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut spec = image::ImageSpec {
+            env: oci::image_env(base.as_ref().map_or(&[][..], |b| &b.env), &app_env),
             working_dir: Some(image::APP_DIR.to_owned()),
             labels: BTreeMap::from([
                 (
@@ -519,12 +615,16 @@ impl Builder {
             ]),
             ..image::ImageSpec::default()
         };
+        if let (Some(name), Some(base)) = (&self.config.run_image, &base) {
+            let record = oci::BaseRecord::new(name, base, app_env);
+            spec.labels
+                .insert(oci::BASE_LABEL.to_owned(), record.label());
+        }
         let images = std::sync::Arc::clone(&self.images);
         let name = format!("{}:{}", job.app, job.commit);
         let base_digest = base.as_ref().map(|b| b.digest.clone());
         let base_layers = base.map(|b| b.layers).unwrap_or_default();
         let stored = tokio::task::spawn_blocking(move || {
-            let layers: Vec<oci::LayerSource> = layers.into_iter().map(Into::into).collect();
             images.write_image_on(&name, &base_layers, &layers, &spec)
         })
         .await
@@ -535,33 +635,59 @@ impl Builder {
             stored.layers.len(),
             size(usize::try_from(stored.size).unwrap_or(usize::MAX))
         ));
+        let base = match (&self.config.run_image, base_digest) {
+            (Some(name), Some(digest)) => Mounted::RunImage(name.clone(), digest),
+            _ => Mounted::Nothing,
+        };
+        let (reference, sent) = self.push(job, &stored.digest, base, log).await?;
+        Ok((reference, sent, launch_refs))
+    }
+
+    /// With a registry, pushes the image `digest` as `<app>:<commit>`, mounting the layers of
+    /// `base` instead of uploading them; returns its reference and the bytes sent. Without
+    /// one, the digest is the reference.
+    pub(crate) async fn push(
+        &self,
+        job: &BuildJob<'_>,
+        digest: &domain::Digest,
+        base: Mounted,
+        log: Log<'_>,
+    ) -> Result<(String, Option<u64>), BuildError> {
         let Some(registry) = &self.registry else {
-            return Ok((stored.digest.to_string(), None));
+            return Ok((digest.to_string(), None));
         };
         log("-----> Pushing the image");
-        // The run image goes to its own repository once (later pushes find its blobs there);
-        // apps' images then mount its layers from there instead of uploading them again.
         let mut sent = oci::PushReport::default();
-        let mount_from = match (&self.config.run_image, &base_digest) {
-            (Some(name), Some(digest)) => {
-                let name = name.as_str();
-                let run_image = registry
-                    .push(&self.images, RUN_IMAGE_REPOSITORY, name, digest, None, log)
+        let mount_from = match base {
+            // The run image goes to its own repository once (later pushes find its blobs
+            // there); apps' images then mount its layers from there instead of uploading them
+            // again.
+            Mounted::RunImage(name, run_image) => {
+                let pushed = registry
+                    .push(
+                        &self.images,
+                        RUN_IMAGE_REPOSITORY,
+                        &name,
+                        &run_image,
+                        None,
+                        log,
+                    )
                     .await?;
-                sent.add(run_image.report);
+                sent.add(pushed.report);
                 Some(format!(
                     "{}:{name}",
                     registry.repository(RUN_IMAGE_REPOSITORY)
                 ))
             }
-            _ => None,
+            Mounted::Pulled(reference) => Some(reference),
+            Mounted::Nothing => None,
         };
         let pushed = registry
             .push(
                 &self.images,
                 job.app,
                 job.commit,
-                &stored.digest,
+                digest,
                 mount_from.as_deref(),
                 log,
             )
@@ -574,31 +700,51 @@ impl Builder {
         Ok((pushed.reference, Some(sent.sent_bytes)))
     }
 
-    /// The first built-in buildpack whose detect passes, or the last one to report failure.
-    async fn detect_builtin(
+    fn launch_records_path(&self, app: &str) -> PathBuf {
+        launch_records_path(&self.config.data_dir, app)
+    }
+
+    /// The app's last launch layers; none when there are no records or they cannot be read
+    /// (the buildpacks then make every layer again).
+    async fn launch_records(&self, app: &str) -> cnb::LaunchRecords {
+        let path = self.launch_records_path(app);
+        let Ok(bytes) = tokio::fs::read(&path).await else {
+            return cnb::LaunchRecords::new();
+        };
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    async fn keep_launch_records(
         &self,
-        job: &BuildJob<'_>,
-        scratch: &tenant_fs::Tree,
-        budget: &script::Budget,
-        log: Log<'_>,
-    ) -> Result<PathBuf, BuildError> {
+        app: &str,
+        records: cnb::LaunchRecords,
+    ) -> Result<(), BuildError> {
+        let path = self.launch_records_path(app);
+        let bytes = serde_json::to_vec(&records).map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || {
+            let dir = path.parent().expect("records live in launch/");
+            std::fs::create_dir_all(dir)?;
+            let mut file = tempfile::NamedTempFile::new_in(dir)?;
+            std::io::Write::write_all(&mut file, &bytes)?;
+            file.persist(&path).map_err(|e| e.error)?;
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(())
+    }
+
+    /// The built-in buildpacks, in the order they are tried.
+    fn builtin(&self) -> Result<Vec<cnb::Buildpack>, BuildError> {
         let root = self.config.data_dir.join("buildpacks");
-        for (name, _) in builtin::BUILTIN {
-            let buildpack = root.join(name);
-            let cache = self.config.data_dir.join("cache").join(job.app);
-            let run = heroku::Run {
-                buildpack: &buildpack,
-                job,
-                cache: &cache,
-                scratch,
-                budget,
-                log,
-            };
-            if run.detect().await?.is_some() {
-                return Ok(buildpack);
-            }
-        }
-        Err(BuildError::NoBuildpack)
+        builtin::BUILTIN
+            .iter()
+            .map(|(name, _)| {
+                cnb::Buildpack::load(&root.join(name))?.ok_or_else(|| {
+                    BuildError::Buildpack(format!("the built-in buildpack {name} is missing"))
+                })
+            })
+            .collect()
     }
 
     /// Resolves `BUILDPACK_URL`: a git URL cloned into `into` (`URL#REF` picks a branch or
@@ -709,15 +855,36 @@ impl Builder {
         Ok(root.join(relative))
     }
 
-    /// Empties an app's build cache (`slip builds:purge-cache`). Blocking.
+    /// Empties an app's build cache (`slip builds:purge-cache`), its launch layers' records
+    /// among it, so the next build makes every layer. Blocking.
     pub fn purge_cache(&self, app: &str) -> std::io::Result<()> {
-        let cache = self.config.data_dir.join("cache").join(app);
-        match std::fs::remove_dir_all(&cache) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
-            _ => Ok(()),
-        }
+        purge_cache(&self.config.data_dir, app)
     }
 }
+
+/// Empties the build cache of `app` under the data directory `data_dir`, its launch
+/// layers' records among it (`slip builds:purge-cache`, from whichever process serves it).
+/// Blocking.
+pub fn purge_cache(data_dir: &Path, app: &str) -> std::io::Result<()> {
+    match std::fs::remove_file(launch_records_path(data_dir, app)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    match std::fs::remove_dir_all(data_dir.join("cache").join(app)) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
+/// Where the platform keeps an app's last launch layers (see [`cnb::LaunchRecords`]): under
+/// its data directory, out of every build's reach. An app's leftovers include it.
+pub fn launch_records_path(data_dir: &Path, app: &str) -> PathBuf {
+    data_dir.join(LAUNCH_RECORDS).join(format!("{app}.json"))
+}
+
+/// The directory of [`launch_records_path`], in the data directory.
+pub const LAUNCH_RECORDS: &str = "launch";
 
 /// The repository run images are pushed to, under the registry's prefix.
 pub(crate) const RUN_IMAGE_REPOSITORY: &str = "run-image";
@@ -834,6 +1001,48 @@ fn stage(
 }
 
 /// `8.0 MiB`, `64 KiB`.
+/// The buildpacks a build runs.
+enum Buildpacks {
+    /// The built-in ones: the first that detects the app.
+    Builtin(Vec<cnb::Buildpack>),
+    /// Cloud Native Buildpacks the app names, as one group.
+    Cnb(Vec<cnb::Buildpack>),
+    /// A Heroku buildpack the app names.
+    Heroku(PathBuf),
+}
+
+/// What an export did with a layer, for the build log.
+fn layer_note(id: &str, layer: &oci::LayerSource, how: Option<&str>) -> String {
+    match (layer, how) {
+        (oci::LayerSource::Stored(_), Some(how)) => format!("       {id}: {how}"),
+        (oci::LayerSource::Stored(_), None) => format!("       {id}: unchanged"),
+        (oci::LayerSource::New(made), _) => {
+            format!("       {id}: {} new", oci::human_size(made.size))
+        }
+    }
+}
+
+/// An exported image: its reference, the bytes its push sent (with a registry), and its
+/// launch layers as stored, with their directories' fingerprints.
+type Exported = (String, Option<u64>, Vec<(oci::LayerRef, Option<String>)>);
+
+/// Whose layers an image's push mounts from the registry instead of uploading them.
+pub(crate) enum Mounted {
+    /// The run image of this name and manifest digest, pushed to its repository first.
+    RunImage(String, domain::Digest),
+    /// The image of this reference, pulled from the registry (a Dockerfile's `FROM`).
+    Pulled(String),
+    Nothing,
+}
+
+/// What the export makes of a launch layer.
+enum Want {
+    /// A directory, and the last build's fingerprint and layer of that name.
+    Dir(PathBuf, Option<(String, oci::LayerRef)>),
+    /// The last build's layer, which the buildpack asked for.
+    Reused(oci::LayerRef),
+}
+
 fn size(bytes: usize) -> String {
     oci::human_size(u64::try_from(bytes).unwrap_or(u64::MAX))
 }

@@ -3,7 +3,7 @@
 //! out, so nothing a buildpack started outlives its build.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,19 +19,32 @@ use crate::{BuildError, Log};
 /// needs — its source, its cache and its scratch space — so a build cannot read the platform's
 /// data, its database or other apps' sources, nor reach the host's loopback services. With
 /// the sandbox off, scripts run as the server's user.
+///
+/// Inside, every build sees the same paths, whatever the data directory and the build's own
+/// temporary directory: the source at `/workspace`, the layers at `/layers`, the cache at
+/// `/cache` (see [`Mount`]). Tools write the paths they are given into what they make (a
+/// virtualenv's scripts, compiled bytecode, build caches), so a build at a path of its own
+/// could never make the same image twice. With the sandbox off, paths are the host's.
 #[derive(Debug, Clone)]
 pub(crate) struct Sandbox {
     pub(crate) isolation: Arc<Isolation>,
     /// Whose build it is: the scripts run as the app's uid.
     pub(crate) app: String,
-    /// Bound read-write at the same path.
-    pub(crate) writable: Vec<std::path::PathBuf>,
+    /// The build's own directories, read-write, each at a fixed path.
+    pub(crate) mounts: Vec<Mount>,
     /// Bound read-only at the same path (toolchains outside /usr, buildpacks).
-    pub(crate) readable: Vec<std::path::PathBuf>,
+    pub(crate) readable: Vec<PathBuf>,
     pub(crate) limits: Limits,
     /// A root file system to run on instead of the host's system directories, as uid 0 inside
     /// the sandbox (a Dockerfile's `RUN`); `writable` and `readable` are then not bound.
     pub(crate) root: Option<std::path::PathBuf>,
+}
+
+/// A directory of the build's, bound read-write at `at` in the sandbox.
+#[derive(Debug, Clone)]
+pub(crate) struct Mount {
+    pub(crate) host: PathBuf,
+    pub(crate) at: PathBuf,
 }
 
 impl Sandbox {
@@ -40,7 +53,7 @@ impl Sandbox {
         Sandbox {
             isolation: Arc::new(Isolation::off()),
             app: String::new(),
-            writable: Vec::new(),
+            mounts: Vec::new(),
             readable: Vec::new(),
             limits: Limits::BUILD,
             root: None,
@@ -51,6 +64,33 @@ impl Sandbox {
     /// build runs as.
     pub(crate) fn hand_over(&self, path: &Path) -> std::io::Result<()> {
         self.isolation.hand_over(&self.app, path)
+    }
+
+    /// Where the host's `path` is seen by the build's scripts: beneath the mount holding it
+    /// most closely, or where it is when no mount holds it or there is no sandbox.
+    pub(crate) fn inside(&self, path: &Path) -> PathBuf {
+        if !self.isolation.is_sandboxed() {
+            return path.to_path_buf();
+        }
+        self.mounts
+            .iter()
+            .filter_map(|m| path.strip_prefix(&m.host).ok().map(|rest| (m, rest)))
+            .max_by_key(|(m, _)| m.host.components().count())
+            .map_or_else(
+                || path.to_path_buf(),
+                |(m, rest)| {
+                    if rest.as_os_str().is_empty() {
+                        m.at.clone()
+                    } else {
+                        m.at.join(rest)
+                    }
+                },
+            )
+    }
+
+    /// `path` as the build's scripts see it, as a string for their environment.
+    pub(crate) fn inside_str(&self, path: &Path) -> String {
+        self.inside(path).to_string_lossy().into_owned()
     }
 
     /// The command that runs `program args` inside the sandbox, and its cell.
@@ -101,29 +141,45 @@ impl Sandbox {
         ] {
             mounts.push(arg.into());
         }
-        let bind = |path: &Path, writable: bool| Bind {
+        let readable = |path: &Path| Bind {
             src: path.to_path_buf(),
             dest: path.to_path_buf(),
-            writable,
+            writable: false,
         };
-        let mut binds: Vec<Bind> = self.readable.iter().map(|p| bind(p, false)).collect();
+        let mut binds: Vec<Bind> = self.readable.iter().map(|p| readable(p)).collect();
         // The buildpack itself, wherever it lives.
         if let Some(buildpack) = program.parent().and_then(Path::parent) {
-            binds.push(bind(buildpack, false));
+            binds.push(readable(buildpack));
         }
-        binds.extend(self.writable.iter().map(|p| bind(p, true)));
+        // Outer directories first, so a mount inside another one is bound over it.
+        let mut own: Vec<&Mount> = self.mounts.iter().collect();
+        own.sort_by_key(|m| m.at.components().count());
+        binds.extend(own.into_iter().map(|m| Bind {
+            src: m.host.clone(),
+            dest: if self.isolation.is_sandboxed() {
+                m.at.clone()
+            } else {
+                m.host.clone()
+            },
+            writable: true,
+        }));
+        let args: Vec<std::ffi::OsString> = args
+            .iter()
+            .map(|a| self.inside(a).into_os_string())
+            .collect();
+        let chdir = self.inside(dir);
         self.isolation
             .command(Spec {
                 app: &self.app,
                 name: format!("build-{}", self.app),
                 mounts,
                 binds,
-                chdir: dir,
+                chdir: &chdir,
                 network: Network::Outbound,
                 host_ports: Vec::new(),
                 limits: self.limits,
                 program: program.as_os_str(),
-                args: args.iter().map(|a| a.as_os_str().to_owned()).collect(),
+                args,
             })
             .map_err(|e| BuildError::Io(std::io::Error::other(e)))
     }
@@ -282,8 +338,9 @@ pub(crate) async fn run_in(
         }
     };
     let remaining = budget.deadline.saturating_duration_since(Instant::now());
+    let writable: Vec<PathBuf> = sandbox.mounts.iter().map(|m| m.host.clone()).collect();
     let disk = watch_disk(
-        &sandbox.writable,
+        &writable,
         sandbox
             .isolation
             .is_sandboxed()

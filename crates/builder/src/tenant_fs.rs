@@ -226,6 +226,47 @@ impl Tree {
             .map_err(|e| error(e, &self.name(Path::new(""))))
     }
 
+    /// What changes whenever anything under this tree changes, read from the inodes alone
+    /// (no file is read): every entry's path, kind, mode, size, inode, and modification and
+    /// change times. The change time is the kernel's, which no one can set back, so a file
+    /// written and given its old modification time still shows. The root's own change time
+    /// is left out: moving the tree sets it. Blocking.
+    pub(crate) fn fingerprint(&self) -> Result<String, BuildError> {
+        let mut seen = Vec::new();
+        let root = rustix::fs::fstat(&self.fd).map_err(std::io::Error::from)?;
+        seen.extend_from_slice(format!("{:o} {}\n", root.st_mode, root.st_ino).as_bytes());
+        self.fingerprint_into(Path::new(""), &mut seen)?;
+        Ok(oci::sha256(&seen).hex().to_owned())
+    }
+
+    fn fingerprint_into(&self, at: &Path, seen: &mut Vec<u8>) -> Result<(), BuildError> {
+        for (name, kind) in self.entries()? {
+            let stat = rustix::fs::statat(&self.fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| error(e, &self.name(Path::new(&name))))?;
+            let path = at.join(&name);
+            seen.extend_from_slice(path.as_os_str().as_bytes());
+            seen.extend_from_slice(
+                format!(
+                    "\0{:o} {} {} {}.{} {}.{}\n",
+                    stat.st_mode,
+                    stat.st_size,
+                    stat.st_ino,
+                    stat.st_mtime,
+                    stat.st_mtime_nsec,
+                    stat.st_ctime,
+                    stat.st_ctime_nsec
+                )
+                .as_bytes(),
+            );
+            if kind == Kind::Dir
+                && let Some(dir) = self.dir(Path::new(&name))?
+            {
+                dir.fingerprint_into(&path, seen)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Makes the directory `relative` and any parents missing; a link on the way is an error.
     pub(crate) fn create_dir_all(&self, relative: &Path) -> Result<Tree, BuildError> {
         let mut so_far = PathBuf::new();
@@ -303,6 +344,26 @@ impl Tree {
                 target.set_permissions(mode)?;
                 Ok(())
             }
+        }
+    }
+
+    /// Moves `from` (a file, a link, or a tree) of this tree to `to` in `dest`, replacing
+    /// what is there: a rename, so a cache of any size moves at once; copied, then removed,
+    /// when the two are on different filesystems.
+    pub(crate) fn move_to(&self, from: &Path, dest: &Tree, to: &Path) -> Result<(), BuildError> {
+        if self.kind(from)?.is_none() {
+            return Ok(());
+        }
+        dest.remove_all(to)?;
+        let (old_parent, old_name) = self.parent_of(from)?;
+        let (new_parent, new_name) = dest.parent_of(to)?;
+        match rustix::fs::renameat(&old_parent, old_name, &new_parent, new_name) {
+            Ok(()) => Ok(()),
+            Err(Errno::XDEV) => {
+                self.copy_to(from, dest, to)?;
+                self.remove_all(from)
+            }
+            Err(e) => Err(error(e, &self.name(from))),
         }
     }
 

@@ -271,3 +271,200 @@ async fn unsupported_and_failing_buildpacks_are_refused_clearly() {
         .await;
     assert!(matches!(result, Err(BuildError::NoBuildpack)), "{result:?}");
 }
+
+/// A buildpack that says where it is: its arguments, its working directory and its home.
+const WHERE_TOML: &str = r#"api = "0.10"
+[buildpack]
+id = "test/where"
+version = "1.0.0"
+[[stacks]]
+id = "*"
+"#;
+
+#[tokio::test]
+async fn every_build_sees_the_same_paths_whatever_the_data_directory() {
+    assert!(
+        Path::new("/usr/bin/bwrap").exists(),
+        "bubblewrap is installed (scripts/test installs it)"
+    );
+    let script = r#"echo "WHERE pwd=$(pwd) layers=$1 platform=$2 CNB_LAYERS_DIR=$CNB_LAYERS_DIR CNB_PLATFORM_DIR=$CNB_PLATFORM_DIR home=$HOME"
+touch "$HOME/.dotfile""#;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let f = Fixture::new().await;
+        let bp = f.cnb_buildpack(
+            &f.buildpacks(),
+            "where",
+            WHERE_TOML,
+            &[("detect", "true"), ("build", script)],
+        );
+        let app = f.source(&[("Procfile", "web: true\n")]);
+        let (result, log) = f
+            .build(&app, &[("BUILDPACK_URL", bp.to_str().unwrap())])
+            .await;
+        result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+        let line = log
+            .iter()
+            .find(|l| l.starts_with("WHERE "))
+            .unwrap_or_else(|| panic!("the buildpack ran: {log:?}"))
+            .clone();
+        assert!(
+            !app.join(".dotfile").exists(),
+            "a tool's home is not the app"
+        );
+        seen.push(line);
+    }
+    assert_eq!(
+        seen[0],
+        "WHERE pwd=/workspace layers=/layers/test_where platform=/platform \
+         CNB_LAYERS_DIR=/layers/test_where CNB_PLATFORM_DIR=/platform home=/builder/home"
+    );
+    assert_eq!(seen[0], seen[1], "two data directories, the same paths");
+}
+
+/// Keeps a launch-only layer whose metadata names the version it installed: when the
+/// version asked for (a config var) is the one recorded, it makes no directory and keeps the
+/// metadata, asking for the last build's layer.
+const REUSE_TOML: &str = r#"api = "0.10"
+[buildpack]
+id = "test/reuse"
+version = "1.0.0"
+[[stacks]]
+id = "*"
+"#;
+
+const REUSE_BUILD: &str = r#"layers="$1"; want=$(cat "$2/env/DEPS_VERSION")
+if grep -qx "version = \"$want\"" "$layers/deps.toml" 2>/dev/null; then
+  echo "       deps $want are current"
+else
+  mkdir -p "$layers/deps/bin"
+  printf '#!/bin/sh\necho deps %s\n' "$want" > "$layers/deps/bin/deps"; chmod +x "$layers/deps/bin/deps"
+  printf '[types]\nlaunch = true\n[metadata]\nversion = "%s"\n' "$want" > "$layers/deps.toml"
+  echo "       installed deps $want"
+fi"#;
+
+#[tokio::test]
+async fn a_launch_layer_the_buildpack_finds_current_is_reused_without_being_made_again() {
+    let f = Fixture::new().await;
+    let bp = f.cnb_buildpack(
+        &f.buildpacks(),
+        "reuse",
+        REUSE_TOML,
+        &[("detect", "true"), ("build", REUSE_BUILD)],
+    );
+    let url = bp.to_str().unwrap();
+    let build = |version: &'static str, code: &'static str| {
+        let app = f.source(&[("Procfile", "web: deps\n"), ("app.txt", code)]);
+        let f = &f;
+        async move {
+            let (result, log) = f
+                .build(&app, &[("BUILDPACK_URL", url), ("DEPS_VERSION", version)])
+                .await;
+            let output = result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+            let (manifest, config) = f.image(output.image.as_deref().unwrap());
+            let layers: Vec<String> = manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_owned())
+                .collect();
+            (layers, config, log)
+        }
+    };
+    let (first, _, log) = build("1", "one").await;
+    assert!(
+        log.iter().any(|l| l == "       installed deps 1"),
+        "{log:?}"
+    );
+    let (second, config, log) = build("1", "two").await;
+    assert!(
+        log.iter().any(|l| l == "       deps 1 are current"),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l == "       test/reuse:deps: reused from the last build"),
+        "{log:?}"
+    );
+    assert_eq!(first[0], second[0], "the deps layer is the last build's");
+    assert_ne!(first[1], second[1], "the app changed");
+    let env = config["config"]["Env"].to_string();
+    assert!(
+        env.contains("/layers/test_reuse/deps/bin"),
+        "a reused layer's env is the image's: {env}"
+    );
+    let (third, _, log) = build("2", "two").await;
+    assert!(
+        log.iter().any(|l| l == "       installed deps 2"),
+        "{log:?}"
+    );
+    assert_ne!(first[0], third[0], "other metadata, another layer");
+
+    // A purged cache forgets the layers: the next build makes them again.
+    f.builder.purge_cache("demo").unwrap();
+    let (_, _, log) = build("2", "two").await;
+    assert!(
+        log.iter().any(|l| l == "       installed deps 2"),
+        "{log:?}"
+    );
+}
+
+/// Keeps a launch and cache layer; `EDIT` rewrites its file with the same or other bytes and
+/// sets the file's modification time back, as a tool hiding a change would.
+const KEPT_BUILD: &str = r#"layers="$1"; edit=$(cat "$2/env/EDIT")
+mkdir -p "$layers/kept"
+if [ ! -f "$layers/kept/data" ]; then echo one > "$layers/kept/data"; fi
+case $edit in
+same) echo one > "$layers/kept/data"; touch -d @0 "$layers/kept/data" ;;
+other) echo two > "$layers/kept/data"; touch -d @0 "$layers/kept/data" ;;
+esac
+printf '[types]\nlaunch = true\ncache = true\n' > "$layers/kept.toml""#;
+
+#[tokio::test]
+async fn a_cached_launch_layer_is_read_again_only_when_something_in_it_changed() {
+    let f = Fixture::new().await;
+    let toml = REUSE_TOML.replace("test/reuse", "test/kept");
+    let bp = f.cnb_buildpack(
+        &f.buildpacks(),
+        "kept",
+        &toml,
+        &[("detect", "true"), ("build", KEPT_BUILD)],
+    );
+    let app = f.source(&[("Procfile", "web: true\n")]);
+    let build = |edit: &'static str| {
+        let (f, app, url) = (&f, &app, bp.to_str().unwrap());
+        async move {
+            let (result, log) = f
+                .build(app, &[("BUILDPACK_URL", url), ("EDIT", edit)])
+                .await;
+            let output = result.unwrap_or_else(|e| panic!("{e}: {log:?}"));
+            (
+                f.layer_digests(output.image.as_deref().unwrap())[0].clone(),
+                log,
+            )
+        }
+    };
+    let (first, _) = build("none").await;
+    let (second, log) = build("none").await;
+    assert!(
+        log.iter()
+            .any(|l| l == "       test/kept:kept: untouched since the last build"),
+        "{log:?}"
+    );
+    assert_eq!(first, second);
+    // Written again with the same bytes: read again, and found to be the same layer.
+    let (third, log) = build("same").await;
+    assert!(
+        log.iter().any(|l| l == "       test/kept:kept: unchanged"),
+        "{log:?}"
+    );
+    assert_eq!(first, third);
+    // Other bytes under the old modification time: the change shows, and a new layer is made.
+    let (fourth, log) = build("other").await;
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("       test/kept:kept: ") && l.ends_with(" new")),
+        "{log:?}"
+    );
+    assert_ne!(first, fourth);
+}

@@ -95,6 +95,9 @@ pub enum ReleaseCause {
     Config(ConfigDiff),
     /// A rollback reused this release's build and config.
     Rollback { to: ReleaseVersion },
+    /// The running build's image was rebased onto a newer run image (its manifest digest),
+    /// without a build.
+    Rebase { run_image: String, base: String },
 }
 
 impl ReleaseCause {
@@ -108,6 +111,10 @@ impl ReleaseCause {
             ReleaseCause::Image { image } => format!("{actor} deployed image {image}"),
             ReleaseCause::Config(diff) => format!("{actor} {diff}"),
             ReleaseCause::Rollback { to } => format!("{actor} rolled back to {to}"),
+            ReleaseCause::Rebase { run_image, base } => format!(
+                "{actor} rebased onto run image {run_image} ({})",
+                base.get(..19).unwrap_or(base)
+            ),
         }
     }
 }
@@ -261,6 +268,10 @@ mod tests {
             ReleaseCause::Rollback {
                 to: ReleaseVersion(2),
             },
+            ReleaseCause::Rebase {
+                run_image: "base".into(),
+                base: format!("sha256:{}", "0123456789abcdef".repeat(4)),
+            },
         ];
         let actual: Vec<String> = causes.iter().map(|c| c.summary("ada")).collect();
         expect![[r#"
@@ -268,7 +279,8 @@ mod tests {
             ada deployed 1a2b3c4
             ada deployed image registry.local/demo@sha256:ab
             ada added A, B; changed C
-            ada rolled back to v2"#]]
+            ada rolled back to v2
+            ada rebased onto run image base (sha256:0123456789ab)"#]]
         .assert_eq(&actual.join("\n"));
     }
 

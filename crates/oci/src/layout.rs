@@ -497,7 +497,11 @@ fn ref_name(descriptor: &oci_spec::image::Descriptor) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn descriptor(media: MediaType, digest: &Digest, size: u64) -> Result<oci_spec::image::Descriptor> {
+pub(crate) fn descriptor(
+    media: MediaType,
+    digest: &Digest,
+    size: u64,
+) -> Result<oci_spec::image::Descriptor> {
     let oci_digest: oci_spec::image::Digest =
         digest.as_str().parse().map_err(std::io::Error::other)?;
     Ok(DescriptorBuilder::default()

@@ -13,6 +13,7 @@
 
 pub mod layer;
 pub mod layout;
+pub mod rebase;
 pub mod registry;
 pub mod rootfs;
 
@@ -24,6 +25,7 @@ pub use layer::{
 pub use layout::{
     FoundImage, ImageSpec, ImageStore, LayerRef, LayerSource, MAX_DOCUMENT, StoredImage,
 };
+pub use rebase::{BASE_LABEL, BaseRecord, image_env};
 pub use registry::{PushReport, Pushed, Registry, RegistryConfig};
 
 /// What failed with an image. Messages are one line and say what to do.
@@ -52,6 +54,21 @@ pub enum Error {
     Push(#[source] oci_client::errors::OciDistributionError),
     #[error("cannot pull {0} from the registry: {1}; check that the image is there")]
     Pull(String, #[source] oci_client::errors::OciDistributionError),
+    /// Rebase refused: the image was built from a Dockerfile.
+    #[error(
+        "rebase swaps the run image under buildpack builds; this image was built from a Dockerfile whose layers depend on its base: push again to rebuild"
+    )]
+    DockerfileImage,
+    /// Rebase refused: the image records no run image.
+    #[error(
+        "this image records no run image it was built on (it was built without --run-image, or before builds recorded it): push again to build it on the run image"
+    )]
+    NoBase,
+    /// Rebase refused: the image's first layers are not the run image it records.
+    #[error(
+        "this image's first layers are not the run image it records, so its base cannot be swapped: push again to rebuild"
+    )]
+    BaseMismatch,
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -26,6 +26,7 @@ mod leftovers;
 pub mod local;
 mod manager;
 mod metrics;
+mod rebase;
 mod worker;
 
 pub use certificates::{CertificateKeeper, RENEW_BEFORE};
@@ -34,6 +35,7 @@ pub use leftovers::Leftovers;
 pub use logs::{LineReceiver, LineSender, LogFilter, LogLine, Logs, Pace};
 pub use manager::{CUT_OFF, ReleaseManager};
 pub use metrics::{FLUSH_EVERY, MAX_PENDING_MINUTES, MetricsFlusher};
+pub use rebase::{RebaseError, RebasedImage, Rebaser};
 pub use worker::{Worker, WorkerConfig};
 
 /// Why an action on an app's processes did not happen.

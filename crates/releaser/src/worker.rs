@@ -42,6 +42,8 @@ pub struct Worker {
     /// One write of the record of processes at a time: two at once would interleave their
     /// delete and insert.
     syncing: Arc<tokio::sync::Mutex<()>>,
+    /// Who rebases images, if this release manager holds the image store.
+    rebaser: Option<Arc<dyn crate::Rebaser>>,
 }
 
 /// One-off commands run at once, at most, beside the other work.
@@ -71,7 +73,14 @@ impl Worker {
             store,
             config: Arc::new(config),
             syncing: Arc::default(),
+            rebaser: None,
         }
+    }
+
+    /// Rebase work is done with `rebaser`; without one, it fails saying why.
+    pub fn with_rebaser(mut self, rebaser: Arc<dyn crate::Rebaser>) -> Worker {
+        self.rebaser = Some(rebaser);
+        self
     }
 
     /// Claims and does work until `shutdown` fires, then waits for the pieces under way and
@@ -220,6 +229,12 @@ impl Worker {
                 Ok(None)
             }
             WorkKind::Run { command } => manager.run(app, command, output).await.map(Some),
+            // Succeeds with the version of the release it made, if it made one.
+            WorkKind::Rebase { by } => {
+                crate::rebase::rebase_app(&self.store, self.rebaser.as_deref(), app, by, &output)
+                    .await
+                    .map(|made| made.map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
+            }
         };
         match done {
             Ok(exit_status) => WorkOutcome::Succeeded { exit_status },

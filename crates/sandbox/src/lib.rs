@@ -784,34 +784,39 @@ pub fn host_system_mounts(except: &[&str]) -> Vec<OsString> {
 
 /// `lchown -R`: every entry under `root` given to `uid`, links never followed.
 fn chown_tree(root: &Path, uid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let owner = Some(rustix::fs::Uid::from_raw(uid));
     let group = Some(rustix::fs::Gid::from_raw(uid));
     let mut stack = vec![root.to_path_buf()];
     while let Some(path) = stack.pop() {
         let meta = std::fs::symlink_metadata(&path)?;
-        rustix::fs::chownat(
-            rustix::fs::CWD,
-            &path,
-            owner,
-            group,
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )?;
-        // chown clears a file's setuid and setgid bits: a hand-over changes only the owner.
-        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
-        if meta.is_file() && mode & 0o6000 != 0 {
-            let file = rustix::fs::openat(
+        // What the uid owns already is left alone: a chown, even to the same owner, marks the
+        // file changed, and an unchanged cache must look unchanged.
+        if (meta.uid(), meta.gid()) != (uid, uid) {
+            rustix::fs::chownat(
                 rustix::fs::CWD,
                 &path,
-                rustix::fs::OFlags::RDONLY
-                    | rustix::fs::OFlags::NOFOLLOW
-                    | rustix::fs::OFlags::NONBLOCK
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
+                owner,
+                group,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
             )?;
-            if rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&file)?.st_mode)
-                == rustix::fs::FileType::RegularFile
-            {
-                rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode & 0o7777))?;
+            // chown clears a file's setuid and setgid bits: a hand-over changes only the owner.
+            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+            if meta.is_file() && mode & 0o6000 != 0 {
+                let file = rustix::fs::openat(
+                    rustix::fs::CWD,
+                    &path,
+                    rustix::fs::OFlags::RDONLY
+                        | rustix::fs::OFlags::NOFOLLOW
+                        | rustix::fs::OFlags::NONBLOCK
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )?;
+                if rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&file)?.st_mode)
+                    == rustix::fs::FileType::RegularFile
+                {
+                    rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode & 0o7777))?;
+                }
             }
         }
         if meta.is_dir() {

@@ -84,6 +84,9 @@ pub(crate) enum Command {
     },
     /// Roll back to an earlier release (releases:rollback)
     Rollback(RollbackArgs),
+    /// Move the app's image onto the platform's current run image, without a build: a new
+    /// release whose app layers are unchanged (buildpack builds only)
+    Rebase,
 
     /// The app's processes, scaling and restarting them [default: ps list]
     Ps {
@@ -643,6 +646,7 @@ pub(crate) enum Action {
     Rollback {
         version: Option<String>,
     },
+    Rebase,
     PsList,
     PsScale {
         counts: Vec<String>,
@@ -802,6 +806,7 @@ impl Command {
             Command::Rollback(args) => Action::Rollback {
                 version: args.version,
             },
+            Command::Rebase => Action::Rebase,
             Command::Ps { command } => match command.unwrap_or(PsCommand::List) {
                 PsCommand::List => Action::PsList,
                 PsCommand::Scale { counts } => Action::PsScale { counts },
@@ -1183,6 +1188,7 @@ mod tests {
         );
         check("slip info", expect!["AppsInfo"]);
         check("slip rollback", expect!["Rollback { version: None }"]);
+        check("slip rebase -a demo", expect!["Rebase"]);
         check(
             "slip releases:rollback v2",
             expect![[r#"Rollback { version: Some("v2") }"#]],

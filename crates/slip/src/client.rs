@@ -281,6 +281,11 @@ impl Client {
         .await
     }
 
+    pub(crate) async fn rebase(&self, app: &str) -> Result<api_types::Rebased> {
+        self.json(self.request(Method::POST, &["apps", app, "rebase"]))
+            .await
+    }
+
     pub(crate) async fn formation(&self, app: &str) -> Result<Vec<ProcessCount>> {
         self.json(self.request(Method::GET, &["apps", app, "formation"]))
             .await

@@ -48,6 +48,11 @@ pub(crate) enum Command {
     /// Make the run image apps are built on, from Debian packages.
     #[command(name = "run-image")]
     RunImage(RunImageArgs),
+    /// Rebase apps onto the current run image without a build (after `run-image` made a new
+    /// one): each app's image gets the run image's new layers and keeps its own, in a new
+    /// release. A release manager with the image store does it; this queues it and reports
+    /// each app.
+    Rebase(Box<RebaseArgs>),
     /// Run a git hook of a push (git runs this; people do not).
     #[command(hide = true)]
     Hook {
@@ -76,6 +81,24 @@ pub(crate) struct RunImageArgs {
     /// A Debian package to put in it (repeatable). Dependencies are not followed: name them.
     #[arg(long = "package", default_value = "busybox-static")]
     pub(crate) packages: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RebaseArgs {
+    #[command(flatten)]
+    pub(crate) database: DatabaseArgs,
+    /// Every app: those on the current run image already, and those whose image cannot be
+    /// rebased (built from a Dockerfile, or on no run image), are reported and left as they are.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// The apps to rebase, instead of --all.
+    pub(crate) apps: Vec<String>,
+    /// The user the new releases are made as, as the audit trail records them.
+    #[arg(long = "as", value_name = "USER")]
+    pub(crate) as_user: String,
+    /// How long to wait for a release manager to do each app's rebase, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub(crate) timeout: u64,
 }
 
 #[derive(Debug, Args)]

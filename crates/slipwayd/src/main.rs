@@ -2,6 +2,7 @@
 
 mod config;
 mod http;
+mod rebase;
 mod server;
 mod telemetry;
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
             Command::Migrate(args) => server::migrate(args.resolve()?).await,
             Command::Ca(args) => server::print_ca(args.resolve()?).await,
             Command::RunImage(args) => server::run_image(args).await,
+            Command::Rebase(args) => rebase::rebase(*args).await,
             Command::Hook { .. } => unreachable!("handled before the runtime starts"),
         }
     });

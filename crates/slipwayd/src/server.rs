@@ -173,7 +173,7 @@ pub(crate) async fn serve(role: Role, config: UpConfig) -> anyhow::Result<()> {
                 dns_resolver: config.dns_resolver,
                 deploys: true,
             }),
-            build_cache: Arc::new(CacheDir(config.storage.data_dir.join("cache"))),
+            build_cache: Arc::new(CacheDir(config.storage.data_dir.clone())),
             logs: api_logs(role, &config, &logs).await?,
         };
         let listener = TcpListener::bind(config.api_listen)
@@ -355,7 +355,20 @@ async fn kube_release_manager(
     if let Err(err) = manager.recover().await {
         tracing::error!(error = %err, "cannot reconcile the apps");
     }
-    let worker = worker(&manager, &store, &holder, &config);
+    let mut worker = worker(&manager, &store, &holder, &config);
+    // Rebases need the images the gateways' builds store (the shared `images/` volume) and
+    // the run image; a release manager without --run-image leaves them undone, saying why.
+    if config.run_image.is_some() {
+        match new_builder(&config).await {
+            Ok(builder) => {
+                worker = worker.with_rebaser(Arc::new(crate::rebase::BuilderRebaser(builder)));
+            }
+            // Deploys go on; rebases fail saying this release manager cannot do them.
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), "cannot rebase images here")
+            }
+        }
+    }
     worker.run(shutdown).await;
     logs.flush().await;
     Ok(())
@@ -404,14 +417,16 @@ fn worker(
     )
 }
 
-/// What an app keeps on disk under its name, removed when it is destroyed: its repository
-/// and build cache.
+/// What an app keeps on disk under its name, removed when it is destroyed: its repository,
+/// its build cache and the record of its last launch layers.
 fn leftovers(config: &UpConfig) -> releaser::Leftovers {
+    let data = &config.storage.data_dir;
     releaser::Leftovers::new(
-        config.storage.data_dir.join("trash"),
+        data.join("trash"),
         vec![
-            (config.storage.data_dir.join("repos"), ".git".to_owned()),
-            (config.storage.data_dir.join("cache"), String::new()),
+            (data.join("repos"), ".git".to_owned()),
+            (data.join("cache"), String::new()),
+            (data.join(builder::LAUNCH_RECORDS), ".json".to_owned()),
         ],
     )
 }
@@ -549,7 +564,10 @@ async fn local_release_manager(
     if let Err(err) = manager.recover().await {
         tracing::error!(error = %err, "cannot bring the apps back");
     }
-    let worker = worker(&manager, &store, &holder, &config);
+    // The builder it shares holds the images, the run image and the registry: rebases are
+    // done here.
+    let worker = worker(&manager, &store, &holder, &config)
+        .with_rebaser(Arc::new(crate::rebase::BuilderRebaser(builder)));
     worker.run(stop.clone()).await;
     let _ = tokio::time::timeout(DRAIN_DEADLINE, routing).await;
     metrics_stop.cancel();
@@ -602,14 +620,12 @@ pub(crate) async fn print_ca(storage: Storage) -> anyhow::Result<()> {
 }
 
 /// The builder's per-app caches, as far as the API needs them: `<data>/cache/<app>`.
+/// The data directory whose build caches `slip builds:purge-cache` empties.
 struct CacheDir(std::path::PathBuf);
 
 impl api::BuildCache for CacheDir {
     fn purge(&self, app: &domain::AppName) -> std::io::Result<()> {
-        match std::fs::remove_dir_all(self.0.join(app.as_str())) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
-            _ => Ok(()),
-        }
+        builder::purge_cache(&self.0, app.as_str())
     }
 }
 

@@ -282,6 +282,34 @@ impl Store {
 
     /// Makes the release for a finished build: its code with the app's current config.
     pub async fn release_build(&self, app: &App, build: Uuid, actor: &User) -> Result<Release> {
+        self.release_build_as(app, build, actor, None).await
+    }
+
+    /// Makes the release for a build that rebased the running one's image onto a newer run
+    /// image: as [`Store::release_build`], with the rebase as its summary.
+    pub async fn release_rebased_build(
+        &self,
+        app: &App,
+        build: Uuid,
+        actor: &User,
+        run_image: &str,
+        base: &str,
+    ) -> Result<Release> {
+        let cause = ReleaseCause::Rebase {
+            run_image: run_image.to_owned(),
+            base: base.to_owned(),
+        };
+        self.release_build_as(app, build, actor, Some(cause)).await
+    }
+
+    /// The release of a finished build, its summary `cause`'s or else the build's own.
+    async fn release_build_as(
+        &self,
+        app: &App,
+        build: Uuid,
+        actor: &User,
+        cause: Option<ReleaseCause>,
+    ) -> Result<Release> {
         let version = on_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             let source: Option<(Option<String>, Option<String>)> = sqlx::query_as(
@@ -291,13 +319,15 @@ impl Store {
             .bind(app.id)
             .fetch_optional(&mut *tx)
             .await?;
-            let cause =
-                match source.ok_or_else(|| Error::NotFound(format!("succeeded build {build}")))? {
-                    (Some(commit), _) => ReleaseCause::Deploy { commit },
-                    (None, image) => ReleaseCause::Image {
-                        image: image.unwrap_or_default(),
-                    },
-                };
+            let source =
+                source.ok_or_else(|| Error::NotFound(format!("succeeded build {build}")))?;
+            let cause = match (cause.clone(), source) {
+                (Some(cause), _) => cause,
+                (None, (Some(commit), _)) => ReleaseCause::Deploy { commit },
+                (None, (None, image)) => ReleaseCause::Image {
+                    image: image.unwrap_or_default(),
+                },
+            };
             let version = next_version!(&mut *tx, app);
             let latest: Latest = latest!(&mut *tx, app);
             let config: BTreeMap<String, String> =

@@ -58,6 +58,10 @@ pub enum WorkKind {
     Destroy,
     /// Run a command once with the current release; never retried.
     Run { command: String },
+    /// Rebase the running build's image onto the current run image, as `by` (a username)
+    /// asked, and make a release of it. Done again after a cut-off it makes the same image
+    /// and no second release.
+    Rebase { by: String },
 }
 
 impl WorkKind {
@@ -81,6 +85,7 @@ impl WorkKind {
             WorkKind::Hosts => ("hosts", None, None),
             WorkKind::Destroy => ("destroy", None, None),
             WorkKind::Run { command } => ("run", None, Some(command.clone())),
+            WorkKind::Rebase { by } => ("rebase", None, Some(by.clone())),
         }
     }
 
@@ -108,6 +113,9 @@ impl WorkKind {
             "destroy" => WorkKind::Destroy,
             "run" => WorkKind::Run {
                 command: argument.unwrap_or_default(),
+            },
+            "rebase" => WorkKind::Rebase {
+                by: argument.unwrap_or_default(),
             },
             other => return Err(Error::corrupt(format!("work of kind {other:?}"))),
         })
@@ -167,7 +175,7 @@ impl WorkStatus {
 /// How a finished piece of work ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkOutcome {
-    /// Done; a one-off command's exit status, if it was one.
+    /// Done; a one-off command's exit status, or the version of the release a rebase made.
     Succeeded { exit_status: Option<i32> },
     /// Not done: what went wrong, and whose fault it was.
     Failed { fault: Fault, reason: String },

@@ -405,6 +405,28 @@ both_backends! {
         assert_eq!(store.builds(&demo, 10).await.unwrap().len(), 1);
     }
 
+    async fn a_rebase_is_a_release_of_the_same_commit_in_the_audit_trail(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        deploy(&store, &demo, &ada, "1a2b3c4d", &[("web", "./web")]).await;
+        let build = store.create_build(&demo, &BuildSource::Commit("1a2b3c4d".to_owned()), &ada).await.unwrap();
+        let procfile = BTreeMap::from([("web".to_owned(), "./web".to_owned())]);
+        store.finish_build(&demo, build.id, BuildStatus::Succeeded, &procfile, Some("sha256:def")).await.unwrap();
+        let base = format!("sha256:{}", "ab".repeat(32));
+        let release = store.release_rebased_build(&demo, build.id, &ada, "base", &base).await.unwrap();
+        assert_eq!(release.summary, "ada rebased onto run image base (sha256:abababababab)");
+        assert_eq!(release.commit.as_deref(), Some("1a2b3c4d"), "the same code");
+        assert_eq!(release.status, ReleaseStatus::Pending);
+        let built = store.build(&demo, build.id).await.unwrap();
+        assert_eq!(built.image.as_deref(), Some("sha256:def"));
+        let events: Vec<String> = store.events(Some("demo"), 1).await.unwrap().iter().map(|e| format!("{} {}", e.action, e.detail)).collect();
+        assert_eq!(events, [format!("release.create {} ada rebased onto run image base (sha256:abababababab)", release.version)]);
+
+        // The work that asks for it names who asked.
+        let work = store.enqueue(&demo.name, &store::WorkKind::Rebase { by: "ada".into() }).await.unwrap();
+        assert_eq!(store.work(work).await.unwrap().kind, store::WorkKind::Rebase { by: "ada".into() });
+    }
+
     async fn builds_of_a_period_are_found_however_many_came_after(store: Store) {
         let ada = user(&store, "ada").await;
         let demo = app(&store, "demo", &ada).await;

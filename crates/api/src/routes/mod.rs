@@ -11,6 +11,7 @@ mod formation;
 mod keys;
 mod perms;
 mod processes;
+mod rebase;
 mod releases;
 mod routing;
 mod settings;
@@ -61,6 +62,7 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(builds::list, builds::create))
         .routes(routes!(builds::info))
         .routes(routes!(builds::purge_cache))
+        .routes(routes!(rebase::rebase))
         .routes(routes!(domains::list, domains::add))
         .routes(routes!(domains::remove))
         .routes(routes!(domains::verify))

@@ -406,7 +406,11 @@ impl Executor<'_> {
         .map_err(|e| at(step.line, &e.to_string()))?;
         let mut sandbox = self.budget.sandbox.clone();
         sandbox.root = Some(state.rootfs.clone());
-        sandbox.writable = vec![state.rootfs.clone()];
+        // The root is all the step may write: the disk budget watches it.
+        sandbox.mounts = vec![script::Mount {
+            host: state.rootfs.clone(),
+            at: PathBuf::from("/"),
+        }];
         sandbox.readable = Vec::new();
         let program = PathBuf::from(&argv[0]);
         let args: Vec<&Path> = argv[1..].iter().map(Path::new).collect();
@@ -1069,7 +1073,7 @@ mod tests {
             sandbox: crate::script::Sandbox {
                 isolation: Arc::new(sandbox::Isolation::off()),
                 app: String::new(),
-                writable: Vec::new(),
+                mounts: Vec::new(),
                 readable: Vec::new(),
                 limits: sandbox::Limits::BUILD,
                 root: None,

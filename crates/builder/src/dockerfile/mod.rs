@@ -249,7 +249,6 @@ fn quote(word: &str) -> String {
 /// Writes the image `<app>:<commit>` and, with a registry, pushes it there (its run image
 /// first, to the run-image repository, so its layers are mounted, not sent). Returns the
 /// image's reference and the bytes the push sent.
-// TODO(lead): this is the tail of `Builder::export`; fold the two into one function.
 async fn publish(
     builder: &Builder,
     job: &BuildJob<'_>,
@@ -284,48 +283,12 @@ async fn publish(
         stored.layers.len(),
         oci::human_size(stored.size)
     ));
-    let Some(registry) = &builder.registry else {
-        return Ok((stored.digest.to_string(), None));
+    let mounted = match (base, run_image_digest) {
+        (Some(exec::Base::Pulled(reference)), _) => crate::Mounted::Pulled(reference),
+        (Some(exec::Base::RunImage(name)), Some(digest)) => crate::Mounted::RunImage(name, digest),
+        _ => crate::Mounted::Nothing,
     };
-    log("-----> Pushing the image");
-    let mut sent = oci::PushReport::default();
-    let mount_from = match (&base, &run_image_digest) {
-        (Some(exec::Base::Pulled(reference)), _) => Some(reference.clone()),
-        (Some(exec::Base::RunImage(name)), Some(digest)) => {
-            let pushed = registry
-                .push(
-                    &builder.images,
-                    crate::RUN_IMAGE_REPOSITORY,
-                    name,
-                    digest,
-                    None,
-                    log,
-                )
-                .await?;
-            sent.add(pushed.report);
-            Some(format!(
-                "{}:{name}",
-                registry.repository(crate::RUN_IMAGE_REPOSITORY)
-            ))
-        }
-        _ => None,
-    };
-    let pushed = registry
-        .push(
-            &builder.images,
-            job.app,
-            job.commit,
-            &stored.digest,
-            mount_from.as_deref(),
-            log,
-        )
-        .await?;
-    sent.add(pushed.report);
-    log(&format!(
-        "       {} pushed in all",
-        oci::human_size(sent.sent_bytes)
-    ));
-    Ok((pushed.reference, Some(sent.sent_bytes)))
+    builder.push(job, &stored.digest, mounted, log).await
 }
 
 #[cfg(test)]

@@ -175,6 +175,96 @@ impl Fixture {
         let config = blob(manifest["config"]["digest"].as_str().unwrap());
         (manifest, config)
     }
+
+    /// The digests of an image's layers, in order.
+    pub fn layer_digests(&self, digest: &str) -> Vec<String> {
+        let (manifest, _) = self.image(digest);
+        manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// An image's layers unpacked, in order, into a new directory: its root filesystem.
+    pub fn unpack(&self, digest: &str) -> PathBuf {
+        let root = tempfile::Builder::new()
+            .prefix("rootfs")
+            .tempdir_in(self.dir.path())
+            .unwrap()
+            .keep();
+        for layer in self.layer_digests(digest) {
+            let blob = self
+                .dir
+                .path()
+                .join("data/images/blobs/sha256")
+                .join(layer.trim_start_matches("sha256:"));
+            let status = std::process::Command::new("tar")
+                .arg("-xzf")
+                .arg(&blob)
+                .arg("-C")
+                .arg(&root)
+                .status()
+                .unwrap();
+            assert!(status.success(), "layer {layer} unpacks");
+        }
+        root
+    }
+
+    /// Runs `command` with `/bin/sh -c` in the image unpacked at `root`, as the platform runs
+    /// an app: its `/workspace` and `/layers` where the image has them, the host's system
+    /// read-only, the image's environment. Returns stdout; it must succeed.
+    pub fn run_in_image(&self, digest: &str, root: &Path, command: &str) -> String {
+        let (_, config) = self.image(digest);
+        let mut bwrap = std::process::Command::new("bwrap");
+        bwrap.args([
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+            "--ro-bind",
+            "/etc",
+            "/etc",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+            "--clearenv",
+        ]);
+        for dir in ["workspace", "layers"] {
+            if root.join(dir).exists() {
+                bwrap
+                    .arg("--bind")
+                    .arg(root.join(dir))
+                    .arg(format!("/{dir}"));
+            }
+        }
+        for entry in config["config"]["Env"].as_array().unwrap() {
+            let (key, value) = entry.as_str().unwrap().split_once('=').unwrap();
+            bwrap.args(["--setenv", key, value]);
+        }
+        let out = bwrap
+            .args(["--chdir", "/workspace", "/bin/sh", "-c", command])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{command} in the image: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
 }
 
 fn write_scripts(dir: &Path, scripts: &[(&str, &str)], options: &str) {

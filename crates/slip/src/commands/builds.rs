@@ -71,3 +71,21 @@ pub(crate) async fn purge_cache(ctx: &Context) -> anyhow::Result<()> {
     outln!("Purged the build cache of {app}; the next push installs its dependencies afresh")?;
     Ok(())
 }
+
+/// `slip rebase`: the app's image moved onto the current run image, and its deploy followed.
+pub(crate) async fn rebase(ctx: &Context) -> anyhow::Result<()> {
+    let (client, app) = ctx.client_and_app()?;
+    let rebased = client.rebase(&app).await?;
+    if ctx.json {
+        print_json(&rebased)?;
+    } else {
+        outln!("{}", rebased.message)?;
+    }
+    if let Some(release) = &rebased.release {
+        let outcome = outcome(&client, &app, release).await?;
+        if !ctx.json {
+            outln!("Deploying v{}... {outcome}", release.version)?;
+        }
+    }
+    Ok(())
+}

@@ -103,6 +103,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::ReleasesList { limit } => releases::list(&ctx, limit).await,
         Action::ReleasesInfo { version } => releases::info(&ctx, &version).await,
         Action::Rollback { version } => releases::rollback(&ctx, version).await,
+        Action::Rebase => builds::rebase(&ctx).await,
         Action::PsList => ps::list(&ctx).await,
         Action::PsScale { counts } => ps::scale(&ctx, &counts).await,
         Action::PsRestart { process_type } => ps::restart(&ctx, process_type).await,
