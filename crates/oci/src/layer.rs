@@ -152,22 +152,35 @@ fn append_tree<D: Dir>(
                 builder.append_data(&mut header, &path, std::io::empty())?;
                 append_tree(builder, &dir.dir(&name)?, &path)?;
             }
-            EntryKind::File => {
-                let file = dir.open_file(&name)?;
-                // Exactly the size the header says, even if the file changed meanwhile.
-                let size = meta.len();
-                let data = file.take(size).chain(std::io::repeat(0)).take(size);
-                builder.append_data(&mut header, &path, data)?;
-            }
-            EntryKind::Symlink => {
-                let target = dir.read_link(&name)?;
-                header.set_size(0);
-                builder.append_link(&mut header, &path, target)?;
+            EntryKind::File | EntryKind::Symlink => {
+                append_leaf(builder, dir, &name, kind, &meta, &mut header, &path)?;
             }
             EntryKind::Other => {}
         }
     }
     Ok(())
+}
+
+/// Appends the file or link `name` of `dir` at `path`, its `header` filled in from `meta`.
+fn append_leaf<D: Dir>(
+    builder: &mut tar::Builder<impl Write>,
+    dir: &D,
+    name: &OsStr,
+    kind: EntryKind,
+    meta: &std::fs::Metadata,
+    header: &mut tar::Header,
+    path: &Path,
+) -> std::io::Result<()> {
+    if kind == EntryKind::Symlink {
+        let target = dir.read_link(name)?;
+        header.set_size(0);
+        return builder.append_link(header, path, target);
+    }
+    let file = dir.open_file(name)?;
+    // Exactly the size the header says, even if the file changed meanwhile.
+    let size = meta.len();
+    let data = file.take(size).chain(std::io::repeat(0)).take(size);
+    builder.append_data(header, path, data)
 }
 
 /// Which entries of a tree a layer holds, by name, directory by directory: a Dockerfile
@@ -258,16 +271,8 @@ fn append_changes<D: Dir>(
                 };
                 append_changes(builder, &dir.dir(&name)?, &path, within)?;
             }
-            EntryKind::File => {
-                let file = dir.open_file(&name)?;
-                let size = meta.len();
-                let data = file.take(size).chain(std::io::repeat(0)).take(size);
-                builder.append_data(&mut header, &path, data)?;
-            }
-            EntryKind::Symlink => {
-                let target = dir.read_link(&name)?;
-                header.set_size(0);
-                builder.append_link(&mut header, &path, target)?;
+            EntryKind::File | EntryKind::Symlink => {
+                append_leaf(builder, dir, &name, kind, &meta, &mut header, &path)?;
             }
             EntryKind::Other => {}
         }
