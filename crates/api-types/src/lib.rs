@@ -480,6 +480,24 @@ pub struct CreateBuild {
     pub procfile: String,
 }
 
+/// One entry of the audit trail: who did what, to which app, when
+/// (`GET /v1/apps/{app}/events`, `GET /v1/events`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Event {
+    /// The app it concerns; none for platform-wide actions.
+    pub app: Option<String>,
+    /// Who did it.
+    pub actor: String,
+    /// What was done, such as `release.create` or `perms.add`.
+    pub action: String,
+    /// What it was done with, such as `v7 ada deployed 1a2b3c4`.
+    pub detail: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}
+
 /// `POST /v1/apps/{app}/rebase`: what rebasing the app's image onto the current run image did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

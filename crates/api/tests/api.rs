@@ -556,6 +556,28 @@ both_backends! {
         assert_eq!(releases.as_array().unwrap().len(), 1, "nothing made");
     }
 
+    async fn the_audit_trail_is_read_by_who_may_see_the_app(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        t.create_app(&ada, "demo").await;
+        t.set_config(&ada, "demo", json!({"A": "1"})).await.expect(StatusCode::OK);
+        let events = t.get("/v1/apps/demo/events", &ada).await.expect(StatusCode::OK);
+        let actions: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["release.create", "app.create"], "newest first: {events}");
+        assert_eq!(events[0]["actor"], "ada");
+        assert_eq!(events[0]["app"], "demo");
+        assert!(events[0]["detail"].as_str().unwrap().starts_with("v2 "), "{events}");
+        let one = t.get("/v1/apps/demo/events?limit=1", &ada).await.expect(StatusCode::OK);
+        assert_eq!(one.as_array().unwrap().len(), 1);
+        // A stranger does not learn the app exists; only an admin reads every app's.
+        let eve = t.user(&ada, "eve").await;
+        t.get("/v1/apps/demo/events", &eve).await.expect_error(StatusCode::NOT_FOUND);
+        let refused = t.get("/v1/events", &eve).await.expect_error(StatusCode::FORBIDDEN);
+        assert!(refused.contains("only an admin"), "{refused}");
+        let all = t.get("/v1/events", &ada).await.expect(StatusCode::OK);
+        assert!(all.as_array().unwrap().len() >= 2, "{all}");
+        t.call(Method::GET, "/v1/events", None, None).await.expect_error(StatusCode::UNAUTHORIZED);
+    }
+
     async fn bad_input_is_refused_and_changes_nothing(t: TestApp) {
         let ada = t.first_user("ada").await;
         t.create_app(&ada, "demo").await;

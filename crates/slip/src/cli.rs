@@ -87,6 +87,8 @@ pub(crate) enum Command {
     /// Move the app's image onto the platform's current run image, without a build: a new
     /// release whose app layers are unchanged (buildpack builds only)
     Rebase,
+    /// The audit trail: who did what to the app, newest first
+    Events(EventsArgs),
 
     /// The app's processes, scaling and restarting them [default: ps list]
     Ps {
@@ -299,6 +301,16 @@ pub(crate) enum ReleasesCommand {
 pub(crate) struct LimitArgs {
     /// How many to show, newest first
     #[arg(short = 'n', long = "num", value_name = "N")]
+    pub(crate) limit: Option<u32>,
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub(crate) struct EventsArgs {
+    /// Every app's events (admins only), not the app's
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// How many at most (default 100)
+    #[arg(short = 'n', long)]
     pub(crate) limit: Option<u32>,
 }
 
@@ -647,6 +659,10 @@ pub(crate) enum Action {
         version: Option<String>,
     },
     Rebase,
+    Events {
+        all: bool,
+        limit: Option<u32>,
+    },
     PsList,
     PsScale {
         counts: Vec<String>,
@@ -807,6 +823,10 @@ impl Command {
                 version: args.version,
             },
             Command::Rebase => Action::Rebase,
+            Command::Events(args) => Action::Events {
+                all: args.all,
+                limit: args.limit,
+            },
             Command::Ps { command } => match command.unwrap_or(PsCommand::List) {
                 PsCommand::List => Action::PsList,
                 PsCommand::Scale { counts } => Action::PsScale { counts },
@@ -1189,6 +1209,14 @@ mod tests {
         check("slip info", expect!["AppsInfo"]);
         check("slip rollback", expect!["Rollback { version: None }"]);
         check("slip rebase -a demo", expect!["Rebase"]);
+        check(
+            "slip events -n 5",
+            expect!["Events { all: false, limit: Some(5) }"],
+        );
+        check(
+            "slip events --all",
+            expect!["Events { all: true, limit: None }"],
+        );
         check(
             "slip releases:rollback v2",
             expect![[r#"Rollback { version: Some("v2") }"#]],

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use api_types::{
     AddCertificate, AddCollaborator, AddDomain, AddKey, ApiToken, App, AppInfo, AppPatch,
     Autoscale, Build, Collaborator, Config, ConfigChanged, ConfigPatch, CreateApp, CreateBuild,
-    Credentials, Domain, ErrorBody, HealthChecks, Limits, PlatformInfo, Process, ProcessCount,
-    Release, ReleaseInfo, Restart, Rollback, Routing, RoutingPatch, RunCommand, Scale, Session,
-    SetHealthCheck, SshKey, User,
+    Credentials, Domain, ErrorBody, Event, HealthChecks, Limits, PlatformInfo, Process,
+    ProcessCount, Release, ReleaseInfo, Restart, Rollback, Routing, RoutingPatch, RunCommand,
+    Scale, Session, SetHealthCheck, SshKey, User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -264,6 +264,16 @@ impl Client {
 
     pub(crate) async fn releases(&self, app: &str, limit: Option<u32>) -> Result<Vec<Release>> {
         let url = self.page_url(&["apps", app, "releases"], limit);
+        self.json(self.request_to(Method::GET, url)).await
+    }
+
+    pub(crate) async fn events(&self, app: &str, limit: Option<u32>) -> Result<Vec<Event>> {
+        let url = self.page_url(&["apps", app, "events"], limit);
+        self.json(self.request_to(Method::GET, url)).await
+    }
+
+    pub(crate) async fn all_events(&self, limit: Option<u32>) -> Result<Vec<Event>> {
+        let url = self.page_url(&["events"], limit);
         self.json(self.request_to(Method::GET, url)).await
     }
 

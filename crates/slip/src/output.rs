@@ -4,7 +4,7 @@
 
 use std::io::Write as _;
 
-use api_types::{AppInfo, Build, Release, ReleaseInfo};
+use api_types::{AppInfo, Build, Event, Release, ReleaseInfo};
 use comfy_table::{CellAlignment, Table, presets};
 use serde::Serialize;
 use time::{OffsetDateTime, UtcOffset, macros::format_description};
@@ -127,6 +127,21 @@ pub(crate) fn releases_table(releases: &[Release]) -> String {
                 short_commit(r.commit.as_deref()),
                 r.summary.clone(),
                 datetime(r.created_at),
+            ]
+        }),
+    )
+}
+
+pub(crate) fn events_table(events: &[Event]) -> String {
+    table(
+        &["TIME", "APP", "BY", "ACTION", "DETAIL"],
+        events.iter().map(|e| {
+            [
+                datetime(e.created_at),
+                e.app.clone().unwrap_or_else(|| "-".to_owned()),
+                e.actor.clone(),
+                e.action.clone(),
+                e.detail.clone(),
             ]
         }),
     )

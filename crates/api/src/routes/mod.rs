@@ -7,6 +7,7 @@ mod builds;
 mod certs;
 mod config;
 mod domains;
+mod events;
 mod formation;
 mod keys;
 mod perms;
@@ -74,6 +75,8 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(processes::restart))
         .routes(routes!(processes::logs))
         .routes(routes!(processes::run))
+        .routes(routes!(events::app_events))
+        .routes(routes!(events::all_events))
 }
 
 /// `GET /healthz`: 200 when the database answers, 503 otherwise.

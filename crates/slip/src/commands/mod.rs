@@ -104,6 +104,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::ReleasesInfo { version } => releases::info(&ctx, &version).await,
         Action::Rollback { version } => releases::rollback(&ctx, version).await,
         Action::Rebase => builds::rebase(&ctx).await,
+        Action::Events { all, limit } => releases::events(&ctx, all, limit).await,
         Action::PsList => ps::list(&ctx).await,
         Action::PsScale { counts } => ps::scale(&ctx, &counts).await,
         Action::PsRestart { process_type } => ps::restart(&ctx, process_type).await,

@@ -15,6 +15,21 @@ pub(crate) async fn list(ctx: &Context, limit: Option<u32>) -> anyhow::Result<()
     Ok(())
 }
 
+/// `slip events`: the app's audit trail, or with `--all` every app's.
+pub(crate) async fn events(ctx: &Context, all: bool, limit: Option<u32>) -> anyhow::Result<()> {
+    let events = if all {
+        ctx.client()?.all_events(limit).await?
+    } else {
+        let (client, app) = ctx.client_and_app()?;
+        client.events(&app, limit).await?
+    };
+    if ctx.json {
+        return print_json(&events);
+    }
+    output::print(&output::events_table(&events))?;
+    Ok(())
+}
+
 pub(crate) async fn info(ctx: &Context, version: &str) -> anyhow::Result<()> {
     let version = parse_version(version)?;
     let (client, app) = ctx.client_and_app()?;
