@@ -23,6 +23,27 @@ pub enum Error {
     ConfigTooLarge { len: usize, max: usize },
     #[error("unknown stack {0:?}: use container (build from the app's Dockerfile) or buildpacks")]
     Stack(String),
+    #[error(
+        "invalid pipeline name {0:?}: use 1-30 lowercase letters, digits and dashes, starting with a letter and not ending with a dash"
+    )]
+    PipelineName(String),
+    #[error("unknown stage {0:?}: use development, staging or production")]
+    Stage(String),
+    #[error("{0} is in no pipeline with the app: add it with `slip pipelines:add`")]
+    NotInPipeline(String),
+    #[error(
+        "{app} is in {stage}, the pipeline's last stage with apps: there is nowhere to promote it"
+    )]
+    NoLaterStage { app: String, stage: crate::Stage },
+    #[error(
+        "{app} is in {stage}, which is not after {upstream}'s {upstream_stage}: promotions go down the pipeline"
+    )]
+    NotDownstream {
+        app: String,
+        stage: crate::Stage,
+        upstream: String,
+        upstream_stage: crate::Stage,
+    },
     #[error("invalid Procfile line {line}: {reason}")]
     Procfile { line: usize, reason: String },
     #[error(

@@ -16,6 +16,7 @@ mod formation;
 mod hostname;
 mod image;
 mod metrics;
+mod pipeline;
 mod procfile;
 mod release;
 mod routing;
@@ -37,6 +38,7 @@ pub use metrics::{
     AppMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS, LatencyHistogram, RequestBatch, RequestStats,
     StatusClass, StatusCounts,
 };
+pub use pipeline::{PipelineName, Stage, promotion_targets};
 pub use procfile::{MAX_COMMAND, MAX_PROCESS_TYPES, ProcessType, Procfile};
 pub use release::{
     PUSH_CUT_OFF, ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion, RollbackRefused,
