@@ -19,6 +19,7 @@ mod documents;
 mod error;
 mod metrics;
 mod model;
+mod pipelines;
 mod releases;
 mod routing;
 mod sessions;
@@ -40,6 +41,7 @@ pub use model::{
     ConfigOutcome, Domain, DomainState, Event, LatestRelease, Need, ProcessCount, Release,
     ReleaseEntry, SshKey, User,
 };
+pub use pipelines::{Pipeline, StageGates};
 pub use routing::RoutingChanged;
 pub use sessions::WebSession;
 pub use settings::SettingsChanged;

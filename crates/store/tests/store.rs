@@ -84,6 +84,50 @@ both_backends! {
         assert!(events.iter().any(|e| e.action == "app.stack" && e.detail == "container"));
     }
 
+    async fn pipelines_hold_each_app_once_in_a_stage_with_gates(store: Store) {
+        use domain::{PipelineName, Stage};
+        let ada = user(&store, "ada").await;
+        let staging = store.create_app(&AppName::parse("demo-staging").unwrap(), &ada).await.unwrap();
+        let production = store.create_app(&AppName::parse("demo").unwrap(), &ada).await.unwrap();
+        let name = PipelineName::parse("demo").unwrap();
+        let pipeline = store.create_pipeline(&name, &ada).await.unwrap();
+        assert_eq!((pipeline.owner.as_str(), pipeline.apps.len(), pipeline.stages.len()), ("ada", 0, 3));
+        assert!(pipeline.stages.iter().all(|g| !g.protected && !g.auto_promote));
+        let again = store.create_pipeline(&name, &ada).await.unwrap_err();
+        assert_eq!(again.to_string(), "a pipeline named demo exists already: choose another name");
+
+        store.add_to_pipeline(&pipeline, &production, Stage::Production, &ada).await.unwrap();
+        store.add_to_pipeline(&pipeline, &staging, Stage::Staging, &ada).await.unwrap();
+        let twice = store.add_to_pipeline(&pipeline, &staging, Stage::Development, &ada).await.unwrap_err();
+        assert!(twice.to_string().starts_with("demo-staging is in a pipeline already"), "{twice}");
+        let pipeline = store.pipeline("demo").await.unwrap();
+        let apps: Vec<(&str, Stage)> = pipeline.apps.iter().map(|(a, s)| (a.as_str(), *s)).collect();
+        assert_eq!(apps, [("demo-staging", Stage::Staging), ("demo", Stage::Production)]);
+        assert_eq!(store.pipeline_of(&staging).await.unwrap().as_deref(), Some("demo"));
+
+        let gates = store.set_stage_gates(&pipeline, Stage::Production, Some(true), None, &ada).await.unwrap();
+        assert!(gates.protected && !gates.auto_promote);
+        let pipeline = store.pipeline("demo").await.unwrap();
+        let production_gates = pipeline.stages.iter().find(|g| g.stage == Stage::Production).unwrap();
+        assert!(production_gates.protected);
+
+        // Each change is in the audit trail; an app leaves when it is removed or destroyed.
+        let events = store.events(Some("demo-staging"), 10).await.unwrap();
+        assert!(events.iter().any(|e| e.action == "pipeline.add" && e.detail == "demo staging"), "{events:?}");
+        store.remove_from_pipeline(&staging, &ada).await.unwrap();
+        assert_eq!(store.pipeline_of(&staging).await.unwrap(), None);
+        let gone = store.remove_from_pipeline(&staging, &ada).await.unwrap_err();
+        assert!(matches!(gone, Error::NotFound(_)), "{gone}");
+        store.destroy_app(&production, &ada).await.unwrap();
+        assert!(store.pipeline("demo").await.unwrap().apps.is_empty());
+        store.destroy_pipeline(&pipeline, &ada).await.unwrap();
+        assert!(matches!(store.pipeline("demo").await.unwrap_err(), Error::NotFound(_)));
+        let all = store.events(None, 20).await.unwrap();
+        for action in ["pipeline.create", "pipeline.stage", "pipeline.destroy"] {
+            assert!(all.iter().any(|e| e.action == action), "{action}: {all:?}");
+        }
+    }
+
     async fn first_user_is_admin(store: Store) {
         let ada = Username::parse("ada").unwrap();
         let bob = Username::parse("bob").unwrap();
