@@ -9,13 +9,14 @@
 
 use std::collections::BTreeMap;
 
-use domain::{ReleaseCause, ReleaseStatus, ReleaseVersion};
+use domain::{AppName, ReleaseCause, ReleaseStatus, ReleaseVersion};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{new_id, now, on_db, record_event};
 use crate::releases::{Latest, insert_release, latest, next_version};
-use crate::{App, Error, Pipeline, Result, Store, User};
+use crate::work::enqueue_on;
+use crate::{App, Error, Pipeline, Result, Store, User, WorkKind};
 
 /// The build a promotion deploys: the upstream's current one, copied when asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,41 +154,49 @@ struct Requester {
     username: String,
 }
 
+/// Why a promotion to `target` must wait — a release of it deploying, or a push building —
+/// if one must. Read under the target's row lock, so nothing starts meanwhile.
+macro_rules! deploy_under_way {
+    ($tx:expr, $target:expr) => {{
+        let busy: Option<(i64, String)> = sqlx::query_as(
+            "SELECT version, status FROM releases \
+             WHERE app_id = $1 AND status IN ('pending', 'deploying') ORDER BY version DESC LIMIT 1",
+        )
+        .bind($target.id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        let pushing: Option<(Uuid,)> =
+            sqlx::query_as("SELECT id FROM builds WHERE app_id = $1 AND status = 'running' LIMIT 1")
+                .bind($target.id)
+                .fetch_optional(&mut *$tx)
+                .await?;
+        match (busy, pushing) {
+            (Some((busy, status)), _) => Some(format!(
+                "{} has a deploy under way (v{busy} is {status}): promote again when it has finished",
+                $target.name
+            )),
+            (None, Some(_)) => Some(format!(
+                "{} has a build running: promote again when its push has finished",
+                $target.name
+            )),
+            (None, None) => None,
+        }
+    }};
+}
+
 /// Makes, in the target, a build of the pinned one and its release with the target's own
 /// config; refused while the target has a deploy or a push under way. Evaluates to the
 /// release's version. Runs inside the caller's transaction, after nothing else has locked the
 /// target's row.
 macro_rules! release_promoted {
     ($tx:expr, $target:expr, $pinned:expr, $actor:expr, $approved_by:expr) => {{
-        let target: &App = $target;
+        let target = $target;
         let pinned: &PinnedBuild = $pinned;
         // Takes the target's row lock first: pushes, config changes and rollbacks take it too,
         // so nothing starts a deploy between this check and the commit.
         let version = next_version!(&mut *$tx, target);
-        let busy: Option<(i64, String)> = sqlx::query_as(
-            "SELECT version, status FROM releases \
-             WHERE app_id = $1 AND status IN ('pending', 'deploying') ORDER BY version DESC LIMIT 1",
-        )
-        .bind(target.id)
-        .fetch_optional(&mut *$tx)
-        .await?;
-        if let Some((busy, status)) = busy {
-            return Err(Error::Conflict(format!(
-                "{} has a deploy under way (v{busy} is {status}): promote again when it has finished",
-                target.name
-            )));
-        }
-        let pushing: Option<(Uuid,)> = sqlx::query_as(
-            "SELECT id FROM builds WHERE app_id = $1 AND status = 'running' LIMIT 1",
-        )
-        .bind(target.id)
-        .fetch_optional(&mut *$tx)
-        .await?;
-        if pushing.is_some() {
-            return Err(Error::Conflict(format!(
-                "{} has a build running: promote again when its push has finished",
-                target.name
-            )));
+        if let Some(why) = deploy_under_way!(&mut *$tx, target) {
+            return Err(Error::Conflict(why));
         }
         let build = new_id();
         let from = format!("{} {}", pinned.app, pinned.version);
@@ -227,6 +236,154 @@ macro_rules! release_promoted {
         .summary(&$actor.username);
         insert_release!(&mut *$tx, target, version, Some(build), &config, &summary, $actor);
         version
+    }};
+}
+
+/// An app a promotion goes to, as the macros need it.
+struct Target {
+    id: Uuid,
+    name: AppName,
+}
+
+/// What a release that has just succeeded promotes by itself. When its app's stage
+/// auto-promotes and the release runs a new build (not a config change's or a rollback's),
+/// that build goes to every app of the next stage with apps — unless that stage is
+/// protected, or the app is mid-deploy, which the audit trail records instead. Runs in the
+/// transaction that marks the release succeeded, so it happens once, crash or not. Evaluates
+/// to whether it queued a deploy.
+macro_rules! auto_promote {
+    ($tx:expr, $app:expr, $version:expr) => {{
+        let app: &App = $app;
+        let version: ReleaseVersion = $version;
+        let mut queued = false;
+        let place: Option<(Uuid, String, bool)> = sqlx::query_as(
+            "SELECT pa.pipeline_id, pa.stage, ps.auto_promote FROM pipeline_apps pa \
+             JOIN pipeline_stages ps ON ps.pipeline_id = pa.pipeline_id AND ps.stage = pa.stage \
+             WHERE pa.app_id = $1",
+        )
+        .bind(app.id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        if let Some((pipeline, stage, true)) = place {
+            let stage = domain::Stage::parse(&stage)?;
+            type Source = (
+                Option<Uuid>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Uuid,
+                String,
+            );
+            let (build, image, procfile, commit, actor_id, actor_name): Source = sqlx::query_as(
+                "SELECT r.build_id, b.image, b.procfile, b.commit_sha, r.created_by, u.username \
+                 FROM releases r LEFT JOIN builds b ON b.id = r.build_id \
+                 JOIN users u ON u.id = r.created_by WHERE r.app_id = $1 AND r.version = $2",
+            )
+            .bind(app.id)
+            .bind(i64::from(version.get()))
+            .fetch_one(&mut *$tx)
+            .await?;
+            let earlier: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM releases WHERE app_id = $1 AND build_id = $2 AND version < $3",
+            )
+            .bind(app.id)
+            .bind(build)
+            .bind(i64::from(version.get()))
+            .fetch_one(&mut *$tx)
+            .await?;
+            let members: Vec<(Uuid, String, String)> = sqlx::query_as(
+                "SELECT a.id, a.name, pa.stage FROM pipeline_apps pa JOIN apps a ON a.id = pa.app_id \
+                 WHERE pa.pipeline_id = $1 ORDER BY a.name",
+            )
+            .bind(pipeline)
+            .fetch_all(&mut *$tx)
+            .await?;
+            let next = stage
+                .later()
+                .find(|s| members.iter().any(|(_, _, m)| m == s.as_str()));
+            if let (Some(_), Some(image), Some(procfile), 0, Some(next)) =
+                (build, image, procfile, earlier, next)
+            {
+                let protected: bool = sqlx::query_scalar(
+                    "SELECT protected FROM pipeline_stages WHERE pipeline_id = $1 AND stage = $2",
+                )
+                .bind(pipeline)
+                .bind(next.as_str())
+                .fetch_one(&mut *$tx)
+                .await?;
+                let actor = Requester {
+                    id: actor_id,
+                    username: actor_name,
+                };
+                let pinned = PinnedBuild {
+                    app: app.name.to_string(),
+                    version,
+                    image,
+                    procfile: serde_json::from_str(&procfile).map_err(Error::corrupt)?,
+                    commit,
+                };
+                if protected {
+                    let detail = format!(
+                        "{version}: {next} is protected; promote it with `slip pipelines:promote -a {}`",
+                        app.name
+                    );
+                    record_event!(&mut *$tx, app: app.name.as_str(), actor: "slipway", action: "pipeline.auto-promote-skipped", detail: detail)?;
+                }
+                for (id, name, _) in members.iter().filter(|m| !protected && m.2 == next.as_str()) {
+                    let target = Target {
+                        id: *id,
+                        name: AppName::parse(name)?,
+                    };
+                    // The target's row lock first, as every change of its releases takes it.
+                    sqlx::query("UPDATE apps SET last_version = last_version WHERE id = $1")
+                        .bind(target.id)
+                        .execute(&mut *$tx)
+                        .await?;
+                    if let Some(why) = deploy_under_way!(&mut *$tx, &target) {
+                        let detail = format!("{version} to {}: {why}", target.name);
+                        record_event!(&mut *$tx, app: app.name.as_str(), actor: "slipway", action: "pipeline.auto-promote-skipped", detail: detail)?;
+                        continue;
+                    }
+                    let number: i64 = sqlx::query_scalar(
+                        "UPDATE counters SET value = value + 1 WHERE name = 'promotion' RETURNING value",
+                    )
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                    let released = release_promoted!($tx, &target, &pinned, &actor, None);
+                    sqlx::query(
+                        "INSERT INTO promotions (id, number, pipeline_id, source_app, source_version, image, procfile, \
+                         commit_sha, target_app_id, status, requested_by, requested_at, release_version) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'done', $10, $11, $12)",
+                    )
+                    .bind(new_id())
+                    .bind(number)
+                    .bind(pipeline)
+                    .bind(&pinned.app)
+                    .bind(i64::from(version.get()))
+                    .bind(&pinned.image)
+                    .bind(&procfile)
+                    .bind(pinned.commit.as_deref())
+                    .bind(target.id)
+                    .bind(actor.id)
+                    .bind(now())
+                    .bind(i64::from(released.get()))
+                    .execute(&mut *$tx)
+                    .await?;
+                    let detail = format!(
+                        "#{number} {} {version} to {} {released} (auto-promote)",
+                        app.name, target.name
+                    );
+                    record_event!(&mut *$tx, app: target.name.as_str(), actor: &actor.username, action: "promotion.auto", detail: detail)?;
+                    let deploy = WorkKind::Deploy {
+                        version: released,
+                        awaits_ref: false,
+                    };
+                    enqueue_on!(&mut *$tx, target.name, deploy)?;
+                    queued = true;
+                }
+            }
+        }
+        queued
     }};
 }
 
@@ -468,5 +625,45 @@ fn undecided(promotion: &Promotion) -> Result<()> {
             promotion.number,
             status.as_str()
         ))),
+    }
+}
+
+impl Store {
+    /// Marks a release succeeded and, the first time, promotes it onward when its pipeline
+    /// stage auto-promotes — in one transaction, so that happens exactly once.
+    pub(crate) async fn release_succeeded(&self, app: &App, version: ReleaseVersion) -> Result<()> {
+        let queued = on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let before: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM releases WHERE app_id = $1 AND version = $2",
+            )
+            .bind(app.id)
+            .bind(i64::from(version.get()))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(before) = before else {
+                return Err(Error::NotFound(format!(
+                    "release {version} of {}",
+                    app.name
+                )));
+            };
+            sqlx::query(
+                "UPDATE releases SET status = 'succeeded', reason = NULL, deploy_finished_at = $3 \
+                 WHERE app_id = $1 AND version = $2",
+            )
+            .bind(app.id)
+            .bind(i64::from(version.get()))
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+            let queued =
+                before != ReleaseStatus::Succeeded.as_str() && auto_promote!(tx, app, version);
+            tx.commit().await?;
+            Ok::<_, Error>(queued)
+        })?;
+        if queued {
+            self.announce().await;
+        }
+        Ok(())
     }
 }

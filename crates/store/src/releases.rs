@@ -395,7 +395,8 @@ impl Store {
                 "UPDATE releases SET status = $1, reason = $2, deploy_started_at = $5 \
                  WHERE app_id = $3 AND version = $4"
             }
-            ReleaseStatus::Succeeded | ReleaseStatus::Failed => {
+            ReleaseStatus::Succeeded => return self.release_succeeded(app, version).await,
+            ReleaseStatus::Failed => {
                 "UPDATE releases SET status = $1, reason = $2, deploy_finished_at = $5 \
                  WHERE app_id = $3 AND version = $4"
             }
