@@ -549,7 +549,7 @@ pub(crate) async fn probe(
             return false;
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
+        pause = (pause * 2).min(Duration::from_millis(25));
     }
 }
 
