@@ -80,7 +80,12 @@ fn main() {
         pushes.push(started.elapsed());
 
         let started = Instant::now();
-        api_post(&platform.api_url, &token, "/v1/apps/shop-staging/promote", "{}");
+        api_post(
+            &platform.api_url,
+            &token,
+            "/v1/apps/shop-staging/promote",
+            "{}",
+        );
         await_body(&platform, "shop", &format!("production {round}\n"));
         promotions.push(started.elapsed());
     }

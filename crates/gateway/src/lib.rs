@@ -711,3 +711,114 @@ async fn serve_hook(shared: &Shared, stream: UnixStream) -> std::io::Result<()> 
     drop(settling);
     sent
 }
+
+#[cfg(test)]
+mod tests {
+    use domain::{AppName, PipelineName, ReleaseStatus, Stage, Username};
+    use store::{BuildSource, BuildStatus, NewUser, WorkKind};
+    use test_support::{Backend, TestDatabase};
+
+    use super::*;
+
+    /// A succeeded build of `commit` in `app`, and its release.
+    async fn pushed(
+        store: &store::Store,
+        app: &store::App,
+        user: &store::User,
+        commit: &str,
+    ) -> store::Release {
+        let build = store
+            .create_build(app, &BuildSource::Commit(commit.to_owned()), user)
+            .await
+            .unwrap();
+        let procfile = [("web".to_owned(), "./serve".to_owned())].into();
+        store
+            .finish_build(
+                app,
+                build.id,
+                BuildStatus::Succeeded,
+                &procfile,
+                Some("sha256:1"),
+            )
+            .await
+            .unwrap();
+        store.release_build(app, build.id, user).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_sweep_settles_a_cut_off_push_but_leaves_a_promoted_release_alone() {
+        let db = TestDatabase::new(Backend::Sqlite).await.unwrap();
+        let store = store::Store::open(&db.url).await.unwrap();
+        let repos = tempfile::tempdir().unwrap();
+        let ada = store
+            .create_user(&Username::parse("ada").unwrap(), "x", NewUser::Any)
+            .await
+            .unwrap()
+            .unwrap();
+        let staging = store
+            .create_app(&AppName::parse("demo-staging").unwrap(), &ada)
+            .await
+            .unwrap();
+        let production = store
+            .create_app(&AppName::parse("demo").unwrap(), &ada)
+            .await
+            .unwrap();
+        let pipeline = store
+            .create_pipeline(&PipelineName::parse("demo").unwrap(), &ada)
+            .await
+            .unwrap();
+        store
+            .add_to_pipeline(&pipeline, &staging, Stage::Staging, &ada)
+            .await
+            .unwrap();
+        store
+            .add_to_pipeline(&pipeline, &production, Stage::Production, &ada)
+            .await
+            .unwrap();
+        let pipeline = store.pipeline("demo").await.unwrap();
+        let staged = pushed(&store, &staging, &ada, &"a".repeat(40)).await;
+        store
+            .set_release_status(&staging, staged.version, ReleaseStatus::Succeeded, None)
+            .await
+            .unwrap();
+        // Production deploys a promotion of staging's build; staging deploys a push whose
+        // commit no repository has (its push was cut off).
+        let pinned = store.promotable_build(&staging).await.unwrap();
+        let promoted = store
+            .promote(&pipeline, &production, &pinned, &ada, false)
+            .await
+            .unwrap()
+            .release
+            .unwrap();
+        store
+            .set_release_status(&production, promoted, ReleaseStatus::Deploying, None)
+            .await
+            .unwrap();
+        let cut_off = pushed(&store, &staging, &ada, &"b".repeat(40)).await;
+        store
+            .set_release_status(&staging, cut_off.version, ReleaseStatus::Deploying, None)
+            .await
+            .unwrap();
+
+        recover(&store, repos.path(), false).await.unwrap();
+
+        let settles = |work: Vec<store::Work>| -> Vec<WorkKind> {
+            work.into_iter()
+                .map(|w| w.kind)
+                .filter(|k| matches!(k, WorkKind::Settle { .. }))
+                .collect()
+        };
+        let staging_work = store.unfinished_work(&staging.name).await.unwrap();
+        assert_eq!(
+            settles(staging_work),
+            [WorkKind::Settle {
+                version: cut_off.version,
+                ref_moved: false
+            }]
+        );
+        let production_work = store.unfinished_work(&production.name).await.unwrap();
+        assert_eq!(settles(production_work), []);
+        let release = store.release(&production, promoted).await.unwrap();
+        assert_eq!(release.status, ReleaseStatus::Deploying);
+    }
+}
