@@ -634,6 +634,12 @@ impl Store {
     pub(crate) async fn release_succeeded(&self, app: &App, version: ReleaseVersion) -> Result<()> {
         let queued = on_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
+            // A write first: it takes the app's row lock (PostgreSQL) or the database's write
+            // lock (SQLite) before anything is read, so no other writer slips in between.
+            sqlx::query("UPDATE apps SET last_version = last_version WHERE id = $1")
+                .bind(app.id)
+                .execute(&mut *tx)
+                .await?;
             let before: Option<String> = sqlx::query_scalar(
                 "SELECT status FROM releases WHERE app_id = $1 AND version = $2",
             )
