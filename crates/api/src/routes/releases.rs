@@ -66,6 +66,6 @@ pub(super) async fn rollback(
                 .ok_or_else(|| ApiError::Invalid("release versions start at v1".to_owned()))
         })
         .transpose()?;
-    let release = actions::rollback(&state, &app, &caller.user, target).await?;
+    let release = actions::rollback(&state, &app, &caller.user, target, false).await?;
     Ok((StatusCode::CREATED, Json(convert::release(release))))
 }

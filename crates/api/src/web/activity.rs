@@ -146,6 +146,7 @@ impl History {
             version: release.version,
             status: release.status,
             has_build: release.build.is_some(),
+            release_phase_ran: release.release_phase_started_at.is_some(),
         };
         let can_roll_back = can_write
             && self
@@ -359,7 +360,7 @@ pub(super) async fn rollback(
     let app = AppView::load(&state, &viewer, &name, Need::Write).await?;
     let target = ReleaseVersion::new(form.version)
         .ok_or_else(|| WebError::Invalid("release versions start at v1".to_owned()))?;
-    match actions::rollback(&state, &app.app, &viewer.user, Some(target)).await {
+    match actions::rollback(&state, &app.app, &viewer.user, Some(target), false).await {
         Ok(release) => Ok(view::done(
             &format!("/apps/{}/activity", app.app.name),
             "rolled-back",
