@@ -99,6 +99,7 @@ impl TestApp {
             store: store.clone(),
             config: Arc::new(config),
             build_cache: Arc::new(slipway_api::NoBuildCache),
+            repos: Arc::new(slipway_api::NoRepos),
             logs: Arc::new(logs::Logs::default()),
         };
         Some(TestApp {
