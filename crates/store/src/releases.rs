@@ -395,30 +395,36 @@ impl Store {
         Ok(())
     }
 
-    /// The versions after `after` whose release phase ran (started), oldest first: what a
-    /// rollback to `after` or later would cross, for the dashboard to ask for confirmation.
+    /// The releases after `after` whose release phase ran (started), oldest first: what a
+    /// rollback to `after` or later would cross ([`domain::rollback_crosses`]), for the
+    /// dashboard to ask for confirmation where the rollback would.
     pub async fn release_phases_after(
         &self,
         app: &App,
         after: ReleaseVersion,
-    ) -> Result<Vec<ReleaseVersion>> {
-        let versions: Vec<i64> = on_db!(self, read, |pool| {
-            sqlx::query_scalar(
-                "SELECT version FROM releases WHERE app_id = $1 AND version > $2 \
-                 AND release_phase_started_at IS NOT NULL ORDER BY version",
+    ) -> Result<Vec<ReleaseFacts>> {
+        let rows: Vec<(i64, String, bool)> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT version, status, build_id IS NOT NULL FROM releases \
+                 WHERE app_id = $1 AND version > $2 AND release_phase_started_at IS NOT NULL \
+                 ORDER BY version",
             )
             .bind(app.id)
             .bind(i64::from(after.get()))
             .fetch_all(pool)
             .await
         })?;
-        versions
-            .into_iter()
-            .map(|v| {
-                u32::try_from(v)
-                    .ok()
-                    .and_then(ReleaseVersion::new)
-                    .ok_or_else(|| Error::corrupt(format!("release version {v}")))
+        rows.into_iter()
+            .map(|(v, status, has_build)| {
+                Ok(ReleaseFacts {
+                    version: u32::try_from(v)
+                        .ok()
+                        .and_then(ReleaseVersion::new)
+                        .ok_or_else(|| Error::corrupt(format!("release version {v}")))?,
+                    status: ReleaseStatus::parse(&status).ok_or_else(|| Error::corrupt(status))?,
+                    has_build,
+                    release_phase_ran: true,
+                })
             })
             .collect()
     }

@@ -382,7 +382,8 @@ both_backends! {
         let started = store.release(&demo, v3).await.unwrap();
         assert!(started.release_phase_started_at.is_some());
         assert_eq!(started.release_phase_finished_at, None);
-        assert_eq!(store.release_phases_after(&demo, v2).await.unwrap(), [v3]);
+        let after_v2 = store.release_phases_after(&demo, v2).await.unwrap();
+        assert_eq!(after_v2.iter().map(|f| (f.version, f.release_phase_ran)).collect::<Vec<_>>(), [(v3, true)]);
         assert!(store.release_phases_after(&demo, v3).await.unwrap().is_empty());
         let missing = store.release_phase_started(&demo, v(99)).await.unwrap_err();
         assert!(matches!(missing, Error::NotFound(_)), "{missing}");
