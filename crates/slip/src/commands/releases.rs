@@ -61,13 +61,7 @@ pub(crate) async fn rollback(
     let release = match client.rollback(&app, &Rollback { version, confirm }).await {
         Err(err) if prompt && err.code() == Some(CONFIRMATION_REQUIRED) => {
             eprintln!("{err}");
-            eprint!("To roll back anyway, type the app's name ({app}): ");
-            std::io::stderr().flush()?;
-            let mut typed = String::new();
-            std::io::stdin()
-                .read_line(&mut typed)
-                .context("cannot read the app's name")?;
-            if typed.trim() != app {
+            if !typed_at_prompt(&app)? {
                 bail!("that is not {app}; nothing was rolled back");
             }
             let confirm = Some(app.clone());
@@ -88,4 +82,15 @@ pub(crate) async fn rollback(
         }
     }
     Ok(())
+}
+
+/// Asks at the terminal for the app's name; whether it was typed.
+fn typed_at_prompt(app: &str) -> anyhow::Result<bool> {
+    eprint!("To roll back anyway, type the app's name ({app}): ");
+    std::io::stderr().flush()?;
+    let mut typed = String::new();
+    std::io::stdin()
+        .read_line(&mut typed)
+        .context("cannot read the app's name")?;
+    Ok(typed.trim() == app)
 }
