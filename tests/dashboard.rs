@@ -23,7 +23,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// axe-core, vendored (see `tests/assets/README.md`): the accessibility rules the pages must pass.
 const AXE: &str = include_str!("assets/axe-core-4.14.1.min.js");
 
-/// Pushes a small Python web app as `demo`: release v2, with a build.
+/// Pushes a small Python web app as `demo`: release v2, with a build and a release command.
 fn owner_with_pushed_app(platform: &Platform) -> User {
     let mut ada = User::registered(platform, "ada");
     let dir = ada.home().join("demo");
@@ -31,7 +31,11 @@ fn owner_with_pushed_app(platform: &Platform) -> User {
     ada.cwd = dir;
     ada.git(&["init", "-q", "-b", "main"]).success();
     std::fs::write(ada.cwd.join("app.py"), python_app("one")).unwrap();
-    std::fs::write(ada.cwd.join("Procfile"), "web: python3 app.py\n").unwrap();
+    std::fs::write(
+        ada.cwd.join("Procfile"),
+        "release: echo migrated\nweb: python3 app.py\n",
+    )
+    .unwrap();
     ada.git(&["add", "-A"]).success();
     ada.git(&["commit", "-q", "-m", "one"]).success();
     ada.slip(&["create", "demo"]).success();
@@ -169,7 +173,14 @@ async fn walk_through(
         "v2's phases: {phases}"
     );
     check_page(session, output, "activity").await?;
+    // v3's release command ran (a config change runs it too), so the form asks for the
+    // app's name before it goes back across it.
     session.click("#v2 details.rollback summary").await?;
+    session
+        .wait_for_text("#v2 details.rollback", "crosses v3", WAIT)
+        .await?;
+    check_page(session, output, "rollback").await?;
+    session.fill("#confirm-v2", "demo").await?;
     session.click("#v2 details.rollback button").await?;
     session
         .wait_for_text(".notice.ok", "Rolled back as v4", WAIT)

@@ -258,9 +258,31 @@ async fn failed_releases_leave_the_previous_one_serving() {
         let healthy = ada.slip(&["config:set", "HEALTH_STATUS=204"]);
         assert!(healthy.success().contains("done, v7"));
 
-        // Rolling back to a failed release is refused; to the previous good one works.
+        // Each release records its release phase: v4's started and never finished (it
+        // failed), v5's ran; v2 had none.
+        let phase = |v: &str| ada.slip(&["releases:info", v, "--json"]).json()["release"]["release_phase"].clone();
+        assert!(phase("v4")["started_at"].is_string() && phase("v4")["finished_at"].is_null(), "{}", phase("v4"));
+        assert!(phase("v5")["started_at"].is_string() && phase("v5")["finished_at"].is_string(), "{}", phase("v5"));
+        assert!(phase("v2").is_null());
+        let info = ada.slip(&["releases:info", "v4"]);
+        assert!(info.success().contains("did not finish (its data changes may be partial)"), "{}", info.stdout);
+        assert!(info.stdout.contains("Image:          "), "{}", info.stdout);
+
+        // Rolling back to a failed release is refused. To the previous good one, v5, it
+        // crosses v6 and v7, whose release command ran (a config change runs it too): with
+        // no terminal to ask at, and under --json, it is refused until --confirm names the app.
         assert!(ada.slip(&["rollback", "v4"]).failure().contains("v4"));
-        ada.slip(&["rollback"]).success();
+        let unconfirmed = ada.slip(&["rollback"]);
+        assert_eq!(
+            unconfirmed.failure(),
+            "error: rolling back to v5 crosses v6 and v7, whose release commands ran: their data changes (migrations) are not undone, and v5's own release command, if it has one, runs again; to go ahead, add `--confirm demo`"
+        );
+        assert!(ada.slip(&["rollback", "--json"]).failure().ends_with("add `--confirm demo`"));
+        assert!(ada.slip(&["rollback", "--confirm", "dmeo"]).failure().contains("--confirm dmeo does not match the app demo; nothing was rolled back"));
+        assert_eq!(ada.slip(&["releases", "--json"]).json().as_array().unwrap().len(), 7, "refusals make no release");
+        let rolled = ada.slip(&["rollback", "--confirm", "demo"]);
+        assert!(rolled.success().contains("Rolling back demo... done, v8"), "{}", rolled.stdout);
+        assert_eq!(body(&platform, "demo"), "none migrated web.1\n");
         let releases = ada.slip(&["releases", "--json"]).json();
         let statuses: Vec<&str> = releases.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
         assert_eq!(statuses, ["succeeded", "succeeded", "failed", "succeeded", "failed", "failed", "succeeded", "succeeded"]);

@@ -218,6 +218,12 @@ pub struct Release {
     pub build: Option<Uuid>,
     /// The commit the release's build was made from.
     pub commit: Option<String>,
+    /// The image the release runs (a digest reference), when it has a build.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Its release phase (its `release:` command), once that started.
+    #[serde(default)]
+    pub release_phase: Option<ReleasePhase>,
     pub created_by: String,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -230,6 +236,19 @@ pub struct Release {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub deploy_finished_at: Option<OffsetDateTime>,
+}
+
+/// When a release's release phase ran. One that started and never finished failed, and
+/// may have changed data all the same.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ReleasePhase {
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub started_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub finished_at: Option<OffsetDateTime>,
 }
 
 /// `GET /v1/apps/{app}/releases/{version}`: a release and the config it carries.
@@ -245,6 +264,11 @@ pub struct ReleaseInfo {
 pub struct Rollback {
     /// The release to roll back to; the previous successful release when absent.
     pub version: Option<u32>,
+    /// The app's name, to confirm a rollback across releases whose release phase ran
+    /// (their data changes are not undone); without it such a rollback is refused with
+    /// 409 `confirmation_required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -53,6 +53,7 @@ async fn run() {
             deploys: false,
         }),
         build_cache: Arc::new(slipway_api::NoBuildCache),
+        repos: Arc::new(slipway_api::NoRepos),
         logs: Arc::new(logs::Logs::default()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -84,6 +84,7 @@ async fn run() {
             deploys: false,
         }),
         build_cache: Arc::new(slipway_api::NoBuildCache),
+        repos: Arc::new(slipway_api::NoRepos),
         logs: Arc::new(logs::Logs::default()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -334,7 +335,7 @@ fn pushes(versions: std::ops::RangeInclusive<u32>) -> usize {
 async fn big_history(store: &Store, app: &App, user: &User) {
     for n in 2..=RELEASES {
         let release = match kind(n) {
-            Kind::Rollback => store.rollback(app, None, user).await.unwrap(),
+            Kind::Rollback => store.rollback(app, None, user, true).await.unwrap(),
             Kind::Push => {
                 if n % 8 == 2 {
                     build(store, app, user, n, BuildStatus::Failed).await;

@@ -31,14 +31,16 @@ pub(crate) async fn change_config(
 }
 
 /// A new release with the build and config of `target` (by default the previous release
-/// that succeeded), deployed. Never a rebuild.
+/// that succeeded), deployed. Never a rebuild. Across a release whose release phase ran,
+/// only when the user `confirmed` it.
 pub(crate) async fn rollback(
     state: &ApiState,
     app: &App,
     user: &User,
     target: Option<ReleaseVersion>,
+    confirmed: bool,
 ) -> Result<Release, ApiError> {
-    let release = state.store.rollback(app, target, user).await?;
+    let release = state.store.rollback(app, target, user, confirmed).await?;
     control::deploy(state, &app.name, release.version).await?;
     Ok(release)
 }

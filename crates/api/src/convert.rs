@@ -57,6 +57,13 @@ pub(crate) fn release(release: store::Release) -> wire::Release {
         reason: release.reason,
         build: release.build,
         commit: release.commit,
+        image: release.image,
+        release_phase: release
+            .release_phase_started_at
+            .map(|started_at| wire::ReleasePhase {
+                started_at,
+                finished_at: release.release_phase_finished_at,
+            }),
         created_by: release.created_by,
         created_at: release.created_at,
         deploy_started_at: release.deploy_started_at,

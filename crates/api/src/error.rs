@@ -19,6 +19,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Refused until the user confirms it (a rollback across releases whose release phase
+    /// ran): 409 with its own code, so clients can ask and try again.
+    #[error("{0}")]
+    ConfirmationRequired(String),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -46,7 +50,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::ConfirmationRequired(_) => StatusCode::CONFLICT,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -62,6 +66,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::ConfirmationRequired(_) => "confirmation_required",
             ApiError::Invalid(_) => "invalid_input",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::TooManyRequests { .. } => "too_many_requests",
@@ -106,6 +111,9 @@ impl From<store::Error> for ApiError {
     fn from(err: store::Error) -> ApiError {
         match err {
             store::Error::NotFound(_) => ApiError::NotFound(err.to_string()),
+            store::Error::Rollback(domain::RollbackRefused::NeedsConfirmation { .. }) => {
+                ApiError::ConfirmationRequired(err.to_string())
+            }
             store::Error::Conflict(_) | store::Error::Rollback(_) => {
                 ApiError::Conflict(err.to_string())
             }

@@ -81,12 +81,46 @@ impl BuildCache for NoBuildCache {
     }
 }
 
+/// The apps' git repositories, as far as the API needs them: how far one commit is ahead of
+/// another, for a pipeline's "commits behind". The API never opens a repository itself.
+#[async_trait::async_trait]
+pub trait Repos: Send + Sync + 'static {
+    /// How many commits `upstream_commit` is ahead of `downstream_commit`, counted in the
+    /// repository of `upstream_app` (the one that was pushed to): `None` when that cannot be
+    /// known, because the repository or a commit is missing there.
+    async fn commits_behind(
+        &self,
+        upstream_app: &AppName,
+        upstream_commit: &str,
+        downstream_commit: &str,
+    ) -> std::io::Result<Option<u32>>;
+}
+
+/// [`Repos`] for an API without the repositories (such as one on Kubernetes without their
+/// volume): nothing is known.
+#[derive(Debug, Default)]
+pub struct NoRepos;
+
+#[async_trait::async_trait]
+impl Repos for NoRepos {
+    async fn commits_behind(
+        &self,
+        _upstream_app: &AppName,
+        _upstream_commit: &str,
+        _downstream_commit: &str,
+    ) -> std::io::Result<Option<u32>> {
+        Ok(None)
+    }
+}
+
 /// Everything a handler can reach.
 #[derive(Clone)]
 pub struct ApiState {
     pub store: store::Store,
     pub config: Arc<ApiConfig>,
     pub build_cache: Arc<dyn BuildCache>,
+    /// The apps' git repositories: [`NoRepos`] where this process cannot read them.
+    pub repos: Arc<dyn Repos>,
     /// Where the apps' logs are read: the runtime's (written by the release manager, the
     /// runtime and the router).
     pub logs: Arc<dyn logs::LogSource>,

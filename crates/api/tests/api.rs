@@ -99,6 +99,7 @@ impl TestApp {
             store: store.clone(),
             config: Arc::new(config),
             build_cache: Arc::new(slipway_api::NoBuildCache),
+            repos: Arc::new(slipway_api::NoRepos),
             logs: Arc::new(logs::Logs::default()),
         };
         Some(TestApp {
@@ -370,6 +371,50 @@ both_backends! {
         let id = builds[0]["id"].as_str().unwrap();
         t.get(&format!("/v1/apps/demo/builds/{id}"), &ada).await.expect(StatusCode::OK);
         t.get("/v1/apps/demo/builds/not-a-uuid", &ada).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    async fn a_rollback_across_a_release_phase_needs_the_apps_name(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        t.create_app(&ada, "demo").await;
+        let app = t.store.app("demo").await.unwrap();
+        // Two deploys with a release command and one without, recorded as the release manager would.
+        for (image, phase) in [("registry.local/demo:1", true), ("registry.local/demo:2", true), ("registry.local/demo:3", false)] {
+            let procfile = if phase { "web: ./serve\nrelease: ./migrate\n" } else { "web: ./serve\n" };
+            let body = json!({"image": image, "procfile": procfile});
+            let release = t.call(Method::POST, "/v1/apps/demo/builds", Some(&ada), Some(body)).await.expect(StatusCode::CREATED);
+            let version = domain::ReleaseVersion::new(release["version"].as_u64().unwrap() as u32).unwrap();
+            if phase {
+                t.store.release_phase_started(&app, version).await.unwrap();
+                t.store.release_phase_done(&app, version).await.unwrap();
+            }
+            t.store.set_release_status(&app, version, domain::ReleaseStatus::Succeeded, None).await.unwrap();
+        }
+        // A release shows its image and its release phase.
+        let v3 = &t.get("/v1/apps/demo/releases/v3", &ada).await.expect(StatusCode::OK)["release"];
+        assert_eq!(v3["image"], "registry.local/demo:2");
+        assert!(v3["release_phase"]["started_at"].is_string(), "{v3}");
+        assert!(v3["release_phase"]["finished_at"].is_string(), "{v3}");
+        let v4 = &t.get("/v1/apps/demo/releases/v4", &ada).await.expect(StatusCode::OK)["release"];
+        assert_eq!(v4["release_phase"], Value::Null);
+
+        // To v3: nothing whose phase ran lies between. To v2: v3's did.
+        let refused = t.call(Method::POST, "/v1/apps/demo/rollback", Some(&ada), Some(json!({"version": 2}))).await;
+        assert_eq!(refused.body["code"], "confirmation_required", "{}", refused.body);
+        assert_eq!(
+            refused.expect_error(StatusCode::CONFLICT),
+            "rolling back to v2 crosses v3, whose release command ran: its data changes (migrations) are not undone, and v2's own release command, if it has one, runs again; to go ahead, add `--confirm demo`"
+        );
+        let wrong = t.call(Method::POST, "/v1/apps/demo/rollback", Some(&ada), Some(json!({"version": 2, "confirm": "other"}))).await;
+        assert_eq!(wrong.expect_error(StatusCode::UNPROCESSABLE_ENTITY), "--confirm other does not match the app demo; nothing was rolled back");
+        let releases = t.get("/v1/apps/demo/releases", &ada).await.expect(StatusCode::OK);
+        assert_eq!(releases.as_array().unwrap().len(), 4, "refusals make no release");
+        // Other refusals keep their code.
+        let current = t.call(Method::POST, "/v1/apps/demo/rollback", Some(&ada), Some(json!({"version": 4, "confirm": "demo"}))).await;
+        assert_eq!(current.body["code"], "conflict");
+
+        let rolled = t.call(Method::POST, "/v1/apps/demo/rollback", Some(&ada), Some(json!({"version": 2, "confirm": "demo"}))).await.expect(StatusCode::CREATED);
+        assert_eq!((rolled["version"].as_u64(), rolled["summary"].as_str()), (Some(5), Some("ada rolled back to v2")));
+        assert_eq!(rolled["image"], "registry.local/demo:1");
     }
 
     async fn hostile_image_references_are_refused_and_change_nothing(t: TestApp) {

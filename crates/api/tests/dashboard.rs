@@ -497,6 +497,48 @@ both_backends! {
         assert!(page.body.contains("too many login attempts"), "{}", page.body);
     }
 
+    async fn a_rollback_across_a_release_phase_needs_the_apps_name_typed(app: TestApp) {
+        let token = app.owner_of_demo().await;
+        let demo = app.store.app("demo").await.unwrap();
+        // Two deploys whose release command runs (v2, v3), deployed by the release manager.
+        for image in ["registry.local/demo:1", "registry.local/demo:2"] {
+            let body = serde_json::json!({"image": image, "procfile": "web: ./serve\nrelease: ./migrate\n"}).to_string();
+            let (status, release) = app.send(Method::POST, "/v1/apps/demo/builds", &token, Some(&body)).await;
+            assert_eq!(status, StatusCode::CREATED, "{release}");
+            let version = domain::ReleaseVersion::new(release["version"].as_u64().unwrap() as u32).unwrap();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let release = app.store.release(&demo, version).await.unwrap();
+                if release.status == domain::ReleaseStatus::Succeeded {
+                    assert!(release.release_phase_started_at.is_some(), "{release:?}");
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{release:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        let mut browser = Browser::new(&app);
+        browser.sign_in("ada", "password-1").await;
+        let csrf = browser.csrf("/apps/demo/activity").await;
+        // Only v2's form asks for the name: v3 is current, v1 has no build.
+        let activity = browser.get("/apps/demo/activity").await;
+        assert!(activity.body.contains(r#"<label for="confirm-v2">"#), "{}", activity.body);
+        assert!(activity.body.contains("rolling back to v2 crosses v3, whose release command ran"), "{}", activity.body);
+        assert_eq!(activity.body.matches(r#"name="confirm""#).count(), 1, "{}", activity.body);
+
+        let page = browser.post("/apps/demo/rollback", &[("_csrf", &csrf), ("version", "2")]).await;
+        assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+        assert!(page.body.contains("to confirm"), "{}", page.body);
+        let page = browser.post("/apps/demo/rollback", &[("_csrf", &csrf), ("version", "2"), ("confirm", "dem")]).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", page.body);
+        assert_eq!(app.store.latest_release(&demo).await.unwrap().version.get(), 3, "refusals make no release");
+
+        let page = browser.post("/apps/demo/rollback", &[("_csrf", &csrf), ("version", "2"), ("confirm", "demo")]).await;
+        assert_eq!(page.location.as_deref(), Some("/apps/demo/activity?done=rolled-back&v=4"), "{}", page.body);
+        let v4 = app.store.release(&demo, domain::ReleaseVersion::new(4).unwrap()).await.unwrap();
+        assert_eq!(v4.summary, "ada rolled back to v2");
+    }
+
     async fn forms_roll_back_scale_and_refuse_a_destroy_without_the_name(app: TestApp) {
         let token = app.owner_of_demo().await;
         let mut browser = Browser::new(&app);

@@ -216,6 +216,7 @@ impl TestApp {
                 deploys: true,
             }),
             build_cache: Arc::new(slipway_api::NoBuildCache),
+            repos: Arc::new(slipway_api::NoRepos),
             logs: Arc::new(logs),
         };
         Some(TestApp {

@@ -42,7 +42,7 @@ pub use pipeline::{Behind, PipelineName, Stage, behind, promotion_targets};
 pub use procfile::{MAX_COMMAND, MAX_PROCESS_TYPES, ProcessType, Procfile};
 pub use release::{
     PUSH_CUT_OFF, ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion, RollbackRefused,
-    may_roll_back_to, rollback_target,
+    confirmed_rollback_target, may_roll_back_to, rollback_crosses, rollback_target,
 };
 pub use routing::{Cidr, HSTS_MAX_AGE, MAX_ALLOW_LIST, RoutingChange, RoutingSettings};
 pub use settings::{

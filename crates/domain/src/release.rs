@@ -148,6 +148,9 @@ pub struct ReleaseFacts {
     pub version: ReleaseVersion,
     pub status: ReleaseStatus,
     pub has_build: bool,
+    /// Whether its release phase (its `release:` command) started, whatever came of it: a
+    /// phase that failed half-way may have changed data all the same.
+    pub release_phase_ran: bool,
 }
 
 /// Why a rollback was refused.
@@ -167,6 +170,42 @@ pub enum RollbackRefused {
     InProgress(ReleaseVersion),
     #[error("{0} has no build to roll back to; push code first with `git push slipway main`")]
     NoBuild(ReleaseVersion),
+    /// The rollback crosses releases whose release phase ran; the caller must confirm it.
+    #[error("{}", crossing(*.target, .crossed))]
+    NeedsConfirmation {
+        target: ReleaseVersion,
+        crossed: Vec<ReleaseVersion>,
+    },
+}
+
+/// The most versions a refusal names; the rest are counted.
+const NAMED: usize = 5;
+
+/// `rolling back to v2 crosses v3 and v5, whose release commands ran: …`.
+fn crossing(target: ReleaseVersion, crossed: &[ReleaseVersion]) -> String {
+    let mut names: Vec<String> = crossed.iter().take(NAMED).map(|v| v.to_string()).collect();
+    let list = match (names.pop(), crossed.len()) {
+        (Some(last), n) if n > NAMED => {
+            format!("{}, {last} and {} more", names.join(", "), n - NAMED)
+        }
+        (Some(last), _) if !names.is_empty() => format!("{} and {last}", names.join(", ")),
+        (Some(last), _) => last,
+        (None, _) => "no release".to_owned(),
+    };
+    let (whose, its) = if crossed.len() == 1 {
+        (
+            "whose release command ran",
+            "its data changes (migrations) are",
+        )
+    } else {
+        (
+            "whose release commands ran",
+            "their data changes (migrations) are",
+        )
+    };
+    format!(
+        "rolling back to {target} crosses {list}, {whose}: {its} not undone, and {target}'s own release command, if it has one, runs again"
+    )
 }
 
 /// Which release `rollback [target]` reuses.
@@ -200,6 +239,49 @@ pub fn rollback_target(
             })?,
     };
     may_roll_back_to(chosen, current.version)
+}
+
+/// The releases a rollback from `current` to `target` crosses whose release phase ran,
+/// oldest first: every `v` with `target < v <= current`, failed ones included (a phase that
+/// failed half-way may have changed data), the current release too. Their data changes are
+/// not undone by running older code, so such a rollback needs the user's confirmation.
+pub fn rollback_crosses(
+    history: &[ReleaseFacts],
+    current: ReleaseVersion,
+    target: ReleaseVersion,
+) -> Vec<ReleaseVersion> {
+    let mut crossed: Vec<ReleaseVersion> = history
+        .iter()
+        .filter(|r| r.release_phase_ran && target < r.version && r.version <= current)
+        .map(|r| r.version)
+        .collect();
+    crossed.sort();
+    crossed
+}
+
+/// [`rollback_target`], refused with [`RollbackRefused::NeedsConfirmation`] when the rollback
+/// crosses a release whose release phase ran and the user has not `confirmed` it.
+pub fn confirmed_rollback_target(
+    history: &[ReleaseFacts],
+    target: Option<ReleaseVersion>,
+    confirmed: bool,
+) -> Result<ReleaseVersion, RollbackRefused> {
+    let to = rollback_target(history, target)?;
+    let current = history
+        .iter()
+        .filter(|r| r.status == ReleaseStatus::Succeeded)
+        .map(|r| r.version)
+        .max()
+        .ok_or(RollbackRefused::NoCurrentRelease)?;
+    let crossed = rollback_crosses(history, current, to);
+    if crossed.is_empty() || confirmed {
+        Ok(to)
+    } else {
+        Err(RollbackRefused::NeedsConfirmation {
+            target: to,
+            crossed,
+        })
+    }
 }
 
 /// Whether a rollback may reuse `chosen` while `current` is the current release: it must
@@ -322,10 +404,10 @@ mod tests {
     }
 
     /// History is written `v1 ok build`, one release per word group: status `ok`, `failed`,
-    /// `pending` or `deploying`, then `build` when the release has one.
-    #[track_caller]
-    fn check(history: &str, target: Option<u32>, expect: Expect) {
-        let facts: Vec<ReleaseFacts> = history
+    /// `pending` or `deploying`, then `build` when the release has one and `phase` when its
+    /// release phase ran.
+    fn history(history: &str) -> Vec<ReleaseFacts> {
+        history
             .split(',')
             .filter(|s| !s.trim().is_empty())
             .map(|entry| {
@@ -336,10 +418,16 @@ mod tests {
                         "ok" => ReleaseStatus::Succeeded,
                         other => ReleaseStatus::parse(other).unwrap(),
                     },
-                    has_build: words.get(2) == Some(&"build"),
+                    has_build: words.contains(&"build"),
+                    release_phase_ran: words.contains(&"phase"),
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    #[track_caller]
+    fn check(history_: &str, target: Option<u32>, expect: Expect) {
+        let facts = history(history_);
         let actual = match rollback_target(&facts, target.map(ReleaseVersion)) {
             Ok(v) => format!("-> {v}"),
             Err(e) => format!("refused: {e}"),
@@ -407,5 +495,81 @@ mod tests {
             None,
             expect!["refused: the app has no release to roll back from"],
         );
+    }
+
+    /// A rollback of `history` to `target`, unconfirmed and confirmed.
+    #[track_caller]
+    fn check_confirmed(history_: &str, target: Option<u32>, expect: Expect) {
+        let facts = history(history_);
+        let show = |confirmed| match confirmed_rollback_target(
+            &facts,
+            target.map(ReleaseVersion),
+            confirmed,
+        ) {
+            Ok(v) => format!("-> {v}"),
+            Err(e) => format!("refused: {e}"),
+        };
+        expect.assert_eq(&format!("{}\nconfirmed: {}", show(false), show(true)));
+    }
+
+    #[test]
+    fn rollback_across_a_release_phase() {
+        // No release phase ran after the target: no confirmation.
+        check_confirmed(
+            "v1 ok, v2 ok build phase, v3 ok build",
+            None,
+            expect![[r#"
+                -> v2
+                confirmed: -> v2"#]],
+        );
+        // The current release's phase ran; the target's own does not count.
+        check_confirmed(
+            "v1 ok, v2 ok build phase, v3 ok build phase",
+            None,
+            expect![[r#"
+                refused: rolling back to v2 crosses v3, whose release command ran: its data changes (migrations) are not undone, and v2's own release command, if it has one, runs again
+                confirmed: -> v2"#]],
+        );
+        // A failed release whose phase started counts; one newer than the current does not.
+        check_confirmed(
+            "v1 ok, v2 ok build, v3 failed build phase, v4 ok build, v5 ok build phase, v6 failed build phase",
+            Some(2),
+            expect![[r#"
+                refused: rolling back to v2 crosses v3 and v5, whose release commands ran: their data changes (migrations) are not undone, and v2's own release command, if it has one, runs again
+                confirmed: -> v2"#]],
+        );
+        // Many are counted after the fifth.
+        check_confirmed(
+            "v1 ok, v2 ok build, v3 ok build phase, v4 ok build phase, v5 ok build phase, v6 ok build phase, v7 ok build phase, v8 ok build phase, v9 ok build phase",
+            Some(2),
+            expect![[r#"
+                refused: rolling back to v2 crosses v3, v4, v5, v6, v7 and 2 more, whose release commands ran: their data changes (migrations) are not undone, and v2's own release command, if it has one, runs again
+                confirmed: -> v2"#]],
+        );
+        // Other refusals come first: confirming does not make them go.
+        check_confirmed(
+            "v1 ok, v2 failed build phase, v3 ok build phase",
+            Some(2),
+            expect![[r#"
+                refused: v2 failed; only releases that succeeded can be rolled back to
+                confirmed: refused: v2 failed; only releases that succeeded can be rolled back to"#]],
+        );
+    }
+
+    #[test]
+    fn crossed_releases_between_target_and_current() {
+        let facts = history(
+            "v1 ok build phase, v2 ok build phase, v3 failed build phase, v4 ok build, v5 ok build phase",
+        );
+        let crossed = |current, target| {
+            rollback_crosses(&facts, ReleaseVersion(current), ReleaseVersion(target))
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        expect!["v2 v3 v5"].assert_eq(&crossed(5, 1));
+        expect!["v3"].assert_eq(&crossed(4, 2));
+        expect![""].assert_eq(&crossed(4, 4));
     }
 }

@@ -59,6 +59,7 @@ impl GatewayConfig {
         self.app_url_template.replace("{app}", app)
     }
 
+    /// Holds each app's bare repository, named by [`repo::repo_path`].
     fn repos(&self) -> PathBuf {
         self.data_dir.join("repos")
     }
@@ -100,6 +101,19 @@ pub enum Error {
     Refused(String),
     #[error("git: {0}")]
     Git(#[from] git2::Error),
+}
+
+/// How many commits `upstream` is ahead of `downstream` in `app`'s repository under the
+/// gateway's data directory (`None` when the repository or a commit is missing): what the
+/// pipelines API shows as "commits behind". libgit2 runs on the blocking pool.
+pub async fn commits_behind(
+    data_dir: &Path,
+    app: &domain::AppName,
+    upstream: &str,
+    downstream: &str,
+) -> std::io::Result<Option<u32>> {
+    let repo = repo::repo_path(&data_dir.join("repos"), app);
+    repo::commits_ahead(&repo, upstream, downstream).await
 }
 
 /// What every connection and hook call shares.

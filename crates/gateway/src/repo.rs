@@ -36,6 +36,7 @@ use rustix::io::Errno;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+use domain::AppName;
 
 /// The deepest an entry of an exported tree may be, as deep as the builder walks a tree.
 pub(crate) const MAX_DEPTH: usize = 256;
@@ -119,6 +120,44 @@ pub(crate) async fn reachable(repo: &Path, commit: &str) -> bool {
     found.unwrap_or_else(|err| {
         tracing::warn!(repo = %repo.display(), error = %err, "cannot read a repository");
         false
+    })
+}
+
+/// The bare repository of `app` under `repos`: `<repos>/<app>.git`. Only a parsed
+/// [`AppName`] names one, never a string a caller made.
+pub(crate) fn repo_path(repos: &Path, app: &AppName) -> PathBuf {
+    repos.join(format!("{}.git", app.as_str()))
+}
+
+/// How many commits `upstream` is ahead of `downstream` in the repository at `repo`: the
+/// commits reachable from the first and not from the second (`git rev-list --count
+/// downstream..upstream`). `None` when that cannot be known: the repository or either
+/// commit is missing, or a commit is not a full hexadecimal id.
+pub(crate) async fn commits_ahead(
+    repo: &Path,
+    upstream: &str,
+    downstream: &str,
+) -> std::io::Result<Option<u32>> {
+    let (Some(upstream), Some(downstream)) = (parse_oid(upstream), parse_oid(downstream)) else {
+        return Ok(None);
+    };
+    let path = repo.to_path_buf();
+    let ahead = blocking(move || {
+        let repo = match Repository::open_bare(&path) {
+            Ok(repo) => repo,
+            Err(err) if err.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        if repo.find_commit(upstream).is_err() || repo.find_commit(downstream).is_err() {
+            return Ok(None);
+        }
+        let (ahead, _behind) = repo.graph_ahead_behind(upstream, downstream)?;
+        Ok(Some(u32::try_from(ahead).unwrap_or(u32::MAX)))
+    })
+    .await;
+    ahead.map_err(|err| match err {
+        Error::Io(err) => err,
+        other => std::io::Error::other(other.to_string()),
     })
 }
 
@@ -642,6 +681,41 @@ mod tests {
         }
         found.sort();
         found
+    }
+
+    #[tokio::test]
+    async fn commits_ahead_counts_in_the_repository_and_knows_when_it_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let repos = dir.path().join("repos");
+        std::fs::create_dir(&repos).unwrap();
+        let app = AppName::parse("demo-staging").unwrap();
+        let repo = repo_path(&repos, &app);
+        assert_eq!(repo, repos.join("demo-staging.git"));
+        create_blocking(&repo).unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        git(&work, &["init", "--quiet", "--initial-branch=main"]);
+        let mut commits = Vec::new();
+        for n in 1..=3 {
+            std::fs::write(work.join("file"), format!("{n}\n")).unwrap();
+            git(&work, &["add", "-A"]);
+            git(&work, &["commit", "--quiet", "-m", &format!("commit {n}")]);
+            commits.push(git(&work, &["rev-parse", "HEAD"]));
+        }
+        git(&work, &["push", "--quiet", repo.to_str().unwrap(), "main"]);
+        let (first, third) = (commits[0].as_str(), commits[2].as_str());
+
+        assert_eq!(commits_ahead(&repo, third, first).await.unwrap(), Some(2));
+        assert_eq!(commits_ahead(&repo, first, third).await.unwrap(), Some(0));
+        assert_eq!(commits_ahead(&repo, third, third).await.unwrap(), Some(0));
+        // Unknown: a commit the repository lacks, a malformed one, a missing repository.
+        let absent = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(commits_ahead(&repo, third, absent).await.unwrap(), None);
+        assert_eq!(commits_ahead(&repo, absent, first).await.unwrap(), None);
+        assert_eq!(commits_ahead(&repo, "HEAD", first).await.unwrap(), None);
+        assert_eq!(commits_ahead(&repo, "../../x", first).await.unwrap(), None);
+        let other = repo_path(&repos, &AppName::parse("demo").unwrap());
+        assert_eq!(commits_ahead(&other, third, first).await.unwrap(), None);
     }
 
     #[test]

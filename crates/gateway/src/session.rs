@@ -323,7 +323,7 @@ impl GitJob {
         write: &russh::ChannelWriteHalf<Msg>,
     ) -> Result<u32, String> {
         let app = self.app.name.as_str();
-        let repo = self.shared.config.repos().join(format!("{app}.git"));
+        let repo = crate::repo::repo_path(&self.shared.config.repos(), &self.app.name);
         let mut stderr = write.make_writer_ext(Some(1));
         let mut env: Vec<(&str, String)> = Vec::new();
         let mut config: Vec<String> = Vec::new();

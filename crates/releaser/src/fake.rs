@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use domain::{AppName, Formation, ImageRef, ReleaseVersion};
 use time::OffsetDateTime;
+use tokio::sync::oneshot;
 
 use crate::{Lines, ProcessInfo, ProcessState, ReleaseSpec, Routing, Runtime, RuntimeError};
 
@@ -63,7 +64,43 @@ struct State {
     hosts: HashMap<AppName, Vec<String>>,
     routing: HashMap<AppName, Routing>,
     deploys: VecDeque<RuntimeError>,
-    runs: VecDeque<Result<i32, RuntimeError>>,
+    runs: VecDeque<Run>,
+}
+
+/// How a one-off run the test prepared goes.
+#[derive(Debug)]
+enum Run {
+    Exit(i32),
+    Fail(RuntimeError),
+    /// It says it started, then waits for the test to end it (with a status).
+    Held {
+        started: oneshot::Sender<()>,
+        finish: oneshot::Receiver<i32>,
+    },
+}
+
+/// A one-off run held by [`FakeRuntime::hold_next_run`]: the test looks at the world while
+/// it runs, then ends it.
+#[derive(Debug)]
+pub struct HeldRun {
+    started: Option<oneshot::Receiver<()>>,
+    finish: oneshot::Sender<i32>,
+}
+
+impl HeldRun {
+    /// Waits until the run has begun (the runtime was asked to run it).
+    pub async fn started(&mut self) {
+        if let Some(started) = self.started.take() {
+            started
+                .await
+                .expect("the fake runtime never drops a held run unstarted");
+        }
+    }
+
+    /// Ends the run with `status`.
+    pub fn finish(self, status: i32) {
+        let _ = self.finish.send(status);
+    }
 }
 
 /// A runtime for tests. Deploys succeed and one-off runs exit 0 unless told otherwise.
@@ -85,12 +122,26 @@ impl FakeRuntime {
 
     /// The next one-off run (a release command or `slip run`) exits with `status`.
     pub fn exit_next_run(&self, status: i32) {
-        self.state().runs.push_back(Ok(status));
+        self.state().runs.push_back(Run::Exit(status));
+    }
+
+    /// The next one-off run starts and then waits until the returned [`HeldRun`] ends it.
+    pub fn hold_next_run(&self) -> HeldRun {
+        let (started_tx, started_rx) = oneshot::channel();
+        let (finish_tx, finish_rx) = oneshot::channel();
+        self.state().runs.push_back(Run::Held {
+            started: started_tx,
+            finish: finish_rx,
+        });
+        HeldRun {
+            started: Some(started_rx),
+            finish: finish_tx,
+        }
     }
 
     /// The next one-off run does not start: it fails with `err`.
     pub fn fail_next_run(&self, err: RuntimeError) {
-        self.state().runs.push_back(Err(err));
+        self.state().runs.push_back(Run::Fail(err));
     }
 
     /// Everything asked of the runtime so far, in order.
@@ -154,14 +205,27 @@ impl Runtime for FakeRuntime {
         source: &str,
         _output: Lines<'_>,
     ) -> Result<i32, RuntimeError> {
-        let mut state = self.state();
-        state.calls.push(Call::RunOnce {
-            app: spec.app.clone(),
-            version: spec.version,
-            command: command.to_owned(),
-            source: source.to_owned(),
-        });
-        state.runs.pop_front().unwrap_or(Ok(0))
+        let run = {
+            let mut state = self.state();
+            state.calls.push(Call::RunOnce {
+                app: spec.app.clone(),
+                version: spec.version,
+                command: command.to_owned(),
+                source: source.to_owned(),
+            });
+            state.runs.pop_front()
+        };
+        match run {
+            None => Ok(0),
+            Some(Run::Exit(status)) => Ok(status),
+            Some(Run::Fail(err)) => Err(err),
+            Some(Run::Held { started, finish }) => {
+                let _ = started.send(());
+                finish
+                    .await
+                    .map_err(|_| RuntimeError::Runtime("the held run was dropped".to_owned()))
+            }
+        }
     }
 
     async fn deploy(

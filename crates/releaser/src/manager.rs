@@ -478,6 +478,16 @@ impl ReleaseManager {
                 logs.push(app_name, "release", line);
                 say(&format!("       {line}"));
             };
+            // Recorded before the command may change any data, so that a rollback across
+            // this release asks for confirmation even if the command fails half-way; a
+            // command that cannot be recorded is not run.
+            self.inner
+                .store
+                .release_phase_started(app, spec.version)
+                .await
+                .map_err(|e| {
+                    format!("cannot record that the release command starts, so it did not run: {e}")
+                })?;
             let status = self
                 .inner
                 .runtime

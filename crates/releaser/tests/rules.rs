@@ -333,6 +333,57 @@ async fn a_release_command_that_fails_fails_the_release_and_deploys_nothing() {
 }
 
 #[tokio::test]
+async fn the_release_phase_is_recorded_as_started_before_its_command_runs() {
+    let mut rig = Rig::new().await;
+    let procfile = &[("web", "serve"), ("release", "migrate")];
+    let v2 = rig.push(procfile).await;
+    let mut held = rig.runtime.hold_next_run();
+    let deploying = {
+        let (manager, app) = (rig.manager.clone(), rig.app.name.clone());
+        tokio::spawn(async move {
+            let (progress, _lines) = LineSender::channel(100);
+            manager.deploy_and_wait(&app, v2, progress).await
+        })
+    };
+    // While the command runs, its start is on record and its end is not.
+    held.started().await;
+    let running = rig.store.release(&rig.app, v2).await.unwrap();
+    assert!(running.release_phase_started_at.is_some(), "{running:?}");
+    assert_eq!(running.release_phase_finished_at, None);
+    held.finish(0);
+    deploying.await.unwrap().unwrap();
+    let done = rig.store.release(&rig.app, v2).await.unwrap();
+    assert!(done.release_phase_started_at <= done.release_phase_finished_at);
+    assert!(done.release_phase_finished_at.is_some());
+
+    // A command that fails half-way has a start and no end: it counts as run.
+    let v3 = rig.push(procfile).await;
+    rig.runtime.exit_next_run(1);
+    rig.deploy(v3).await.unwrap_err();
+    let failed = rig.store.release(&rig.app, v3).await.unwrap();
+    assert!(failed.release_phase_started_at.is_some());
+    assert_eq!(failed.release_phase_finished_at, None);
+    assert_eq!(failed.status, ReleaseStatus::Failed);
+
+    // A release without a release command records no phase.
+    let v4 = rig.push(WEB).await;
+    rig.deploy(v4).await.unwrap();
+    let plain = rig.store.release(&rig.app, v4).await.unwrap();
+    assert_eq!(plain.release_phase_started_at, None);
+
+    // So a rollback from v4 to v2 crosses v3, the failed one, and needs confirming.
+    let err = rig
+        .store
+        .rollback(&rig.app, Some(v2), &rig.user, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, store::Error::Rollback(domain::RollbackRefused::NeedsConfirmation { crossed, .. }) if crossed == &[v3]),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn an_older_release_deployed_after_a_newer_one_is_superseded() {
     let mut rig = Rig::new().await;
     let v2 = rig.push(WEB).await;
@@ -576,7 +627,7 @@ async fn a_rollback_deploys_the_target_build_and_a_refused_one_changes_nothing()
     for target in [v3, v4, rig.v(9)] {
         let err = rig
             .store
-            .rollback(&rig.app, Some(target), &rig.user)
+            .rollback(&rig.app, Some(target), &rig.user, false)
             .await
             .unwrap_err();
         assert!(matches!(err, store::Error::Rollback(_)), "{err}");
@@ -590,7 +641,11 @@ async fn a_rollback_deploys_the_target_build_and_a_refused_one_changes_nothing()
     let before = rig.runtime.calls().len();
 
     // Allowed: to the release before the current one, with its build (its image).
-    let v5 = rig.store.rollback(&rig.app, None, &rig.user).await.unwrap();
+    let v5 = rig
+        .store
+        .rollback(&rig.app, None, &rig.user, false)
+        .await
+        .unwrap();
     rig.deploy(v5.version).await.unwrap();
     let deployed = rig.runtime.calls()[before..].iter().find_map(|c| match c {
         Call::Deploy { version, image, .. } => Some((*version, image.to_string())),

@@ -401,6 +401,10 @@ pub(crate) struct EventsArgs {
 pub(crate) struct RollbackArgs {
     /// The release to go back to, such as v2 [default: the previous successful release]
     pub(crate) version: Option<String>,
+    /// The app's name, to go back across releases whose release command ran (their data
+    /// changes are not undone)
+    #[arg(long, value_name = "APP")]
+    pub(crate) confirm: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq, Subcommand)]
@@ -740,6 +744,7 @@ pub(crate) enum Action {
     },
     Rollback {
         version: Option<String>,
+        confirm: Option<String>,
     },
     Rebase,
     Events {
@@ -902,11 +907,13 @@ impl Command {
                     ReleasesCommand::Info { version } => Action::ReleasesInfo { version },
                     ReleasesCommand::Rollback(args) => Action::Rollback {
                         version: args.version,
+                        confirm: args.confirm,
                     },
                 }
             }
             Command::Rollback(args) => Action::Rollback {
                 version: args.version,
+                confirm: args.confirm,
             },
             Command::Rebase => Action::Rebase,
             Command::Events(args) => Action::Events {
@@ -1300,7 +1307,14 @@ mod tests {
             expect![[r#"AppsDestroy(DestroyArgs { confirm: Some("demo") })"#]],
         );
         check("slip info", expect!["AppsInfo"]);
-        check("slip rollback", expect!["Rollback { version: None }"]);
+        check(
+            "slip rollback",
+            expect!["Rollback { version: None, confirm: None }"],
+        );
+        check(
+            "slip rollback v2 --confirm demo",
+            expect![[r#"Rollback { version: Some("v2"), confirm: Some("demo") }"#]],
+        );
         check("slip rebase -a demo", expect!["Rebase"]);
         check(
             "slip events -n 5",
@@ -1339,7 +1353,7 @@ mod tests {
         );
         check(
             "slip releases:rollback v2",
-            expect![[r#"Rollback { version: Some("v2") }"#]],
+            expect![[r#"Rollback { version: Some("v2"), confirm: None }"#]],
         );
         check(
             "slip config:pull",

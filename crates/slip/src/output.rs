@@ -278,6 +278,24 @@ pub(crate) fn release_info(app: &str, info: &ReleaseInfo) -> String {
             r.build.map_or_else(|| "-".to_owned(), |b| b.to_string()),
         ),
         ("Commit", r.commit.clone().unwrap_or_else(|| "-".to_owned())),
+        ("Image", r.image.clone().unwrap_or_else(|| "-".to_owned())),
+        (
+            "Release phase",
+            match &r.release_phase {
+                None => "-".to_owned(),
+                Some(phase) => match phase.finished_at {
+                    Some(finished) => format!(
+                        "ran {} to {}",
+                        datetime(phase.started_at),
+                        datetime(finished)
+                    ),
+                    None => format!(
+                        "ran from {}, did not finish (its data changes may be partial)",
+                        datetime(phase.started_at)
+                    ),
+                },
+            },
+        ),
         ("By", r.created_by.clone()),
         ("Created", datetime(r.created_at)),
     ]);
@@ -430,6 +448,8 @@ mod tests {
                 .then(|| "web did not become healthy in 60s".to_owned()),
             build: None,
             commit: commit.map(str::to_owned),
+            image: None,
+            release_phase: None,
             created_by: "ada".to_owned(),
             created_at: datetime!(2026-11-26 14:00:59 +01:00)
                 + time::Duration::minutes(i64::from(version)),
@@ -488,13 +508,19 @@ mod tests {
 
     #[test]
     fn release_info_shows_reason_and_config() {
+        let mut failed = release(
+            4,
+            ReleaseStatus::Failed,
+            Some("fedcba9876543210"),
+            "bob deployed fedcba9",
+        );
+        failed.image = Some("registry.local/demo@sha256:0123".to_owned());
+        failed.release_phase = Some(api_types::ReleasePhase {
+            started_at: datetime!(2026-11-26 14:05 +01:00),
+            finished_at: None,
+        });
         let info = ReleaseInfo {
-            release: release(
-                4,
-                ReleaseStatus::Failed,
-                Some("fedcba9876543210"),
-                "bob deployed fedcba9",
-            ),
+            release: failed,
             config: BTreeMap::from([
                 ("GREETING".to_owned(), "hi".to_owned()),
                 ("MULTI".to_owned(), "line one\n  line two".to_owned()),
@@ -503,13 +529,15 @@ mod tests {
         };
         expect![[r#"
             === demo v4
-            Status:   failed
-            Summary:  bob deployed fedcba9
-            Reason:   web did not become healthy in 60s
-            Build:    -
-            Commit:   fedcba9876543210
-            By:       ada
-            Created:  2026-11-26 13:04
+            Status:         failed
+            Summary:        bob deployed fedcba9
+            Reason:         web did not become healthy in 60s
+            Build:          -
+            Commit:         fedcba9876543210
+            Image:          registry.local/demo@sha256:0123
+            Release phase:  ran from 2026-11-26 13:05, did not finish (its data changes may be partial)
+            By:             ada
+            Created:        2026-11-26 13:04
             Config:
               DATABASE_URL:  postgres://db/x
               GREETING:      hi

@@ -174,6 +174,7 @@ pub(crate) async fn serve(role: Role, config: UpConfig) -> anyhow::Result<()> {
                 deploys: true,
             }),
             build_cache: Arc::new(CacheDir(config.storage.data_dir.clone())),
+            repos: Arc::new(GitRepos(config.storage.data_dir.clone())),
             logs: api_logs(role, &config, &logs).await?,
         };
         let listener = TcpListener::bind(config.api_listen)
@@ -626,6 +627,23 @@ struct CacheDir(std::path::PathBuf);
 impl api::BuildCache for CacheDir {
     fn purge(&self, app: &domain::AppName) -> std::io::Result<()> {
         builder::purge_cache(&self.0, app.as_str())
+    }
+}
+
+/// The gateway's repositories, as far as the API needs them: `<data>/repos/<app>.git`,
+/// shared with the gateway through the data directory (a split API reads them there too;
+/// without them every answer is `None`).
+struct GitRepos(std::path::PathBuf);
+
+#[async_trait::async_trait]
+impl api::Repos for GitRepos {
+    async fn commits_behind(
+        &self,
+        upstream_app: &domain::AppName,
+        upstream_commit: &str,
+        downstream_commit: &str,
+    ) -> std::io::Result<Option<u32>> {
+        gateway::commits_behind(&self.0, upstream_app, upstream_commit, downstream_commit).await
     }
 }
 

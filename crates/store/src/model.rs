@@ -186,14 +186,18 @@ pub struct Release {
     pub version: ReleaseVersion,
     pub build: Option<Uuid>,
     pub commit: Option<String>,
+    /// The build's image (a digest reference), when it has one.
+    pub image: Option<String>,
     pub config: BTreeMap<String, String>,
     pub summary: String,
     pub status: ReleaseStatus,
     pub reason: Option<String>,
     pub created_by: String,
     pub created_at: OffsetDateTime,
-    /// When its deploy began and ended, and when its release phase ended (if it had one).
+    /// When its deploy began and ended, and when its release phase started and ended (if it
+    /// had one; a phase that failed has a start and no end).
     pub deploy_started_at: Option<OffsetDateTime>,
+    pub release_phase_started_at: Option<OffsetDateTime>,
     pub release_phase_finished_at: Option<OffsetDateTime>,
     pub deploy_finished_at: Option<OffsetDateTime>,
 }
@@ -204,12 +208,14 @@ pub struct ReleaseEntry {
     pub version: ReleaseVersion,
     pub build: Option<Uuid>,
     pub commit: Option<String>,
+    pub image: Option<String>,
     pub summary: String,
     pub status: ReleaseStatus,
     pub reason: Option<String>,
     pub created_by: String,
     pub created_at: OffsetDateTime,
     pub deploy_started_at: Option<OffsetDateTime>,
+    pub release_phase_started_at: Option<OffsetDateTime>,
     pub release_phase_finished_at: Option<OffsetDateTime>,
     pub deploy_finished_at: Option<OffsetDateTime>,
 }

@@ -4,16 +4,16 @@ use std::collections::BTreeMap;
 
 use domain::{
     ConfigChange, ConfigVars, ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion,
-    rollback_target,
+    confirmed_rollback_target,
 };
 use uuid::Uuid;
 
 use crate::db::{new_id, now, on_db, record_event};
 use crate::{App, ConfigOutcome, Error, Release, ReleaseEntry, Result, Store, User};
 
-/// Release columns, joined with the author and the build's commit.
-const RELEASE_SELECT: &str = "SELECT r.version, r.build_id, b.commit_sha, r.config, r.summary, r.status, r.reason, \
-     u.username AS created_by, r.created_at, r.deploy_started_at, r.release_phase_finished_at, r.deploy_finished_at \
+/// Release columns, joined with the author and the build's commit and image.
+const RELEASE_SELECT: &str = "SELECT r.version, r.build_id, b.commit_sha, b.image, r.config, r.summary, r.status, r.reason, \
+     u.username AS created_by, r.created_at, r.deploy_started_at, r.release_phase_started_at, r.release_phase_finished_at, r.deploy_finished_at \
      FROM releases r JOIN users u ON u.id = r.created_by LEFT JOIN builds b ON b.id = r.build_id";
 
 /// A release's row: what a history lists of it, and its config.
@@ -35,6 +35,7 @@ impl TryFrom<ReleaseRow> for Release {
             version: entry.version,
             build: entry.build,
             commit: entry.commit,
+            image: entry.image,
             config,
             summary: entry.summary,
             status: entry.status,
@@ -42,6 +43,7 @@ impl TryFrom<ReleaseRow> for Release {
             created_by: entry.created_by,
             created_at: entry.created_at,
             deploy_started_at: entry.deploy_started_at,
+            release_phase_started_at: entry.release_phase_started_at,
             release_phase_finished_at: entry.release_phase_finished_at,
             deploy_finished_at: entry.deploy_finished_at,
         })
@@ -49,8 +51,8 @@ impl TryFrom<ReleaseRow> for Release {
 }
 
 /// What a history lists of a release: everything but its config.
-const ENTRY_SELECT: &str = "SELECT r.version, r.build_id, b.commit_sha, r.summary, r.status, r.reason, \
-     u.username AS created_by, r.created_at, r.deploy_started_at, r.release_phase_finished_at, r.deploy_finished_at \
+const ENTRY_SELECT: &str = "SELECT r.version, r.build_id, b.commit_sha, b.image, r.summary, r.status, r.reason, \
+     u.username AS created_by, r.created_at, r.deploy_started_at, r.release_phase_started_at, r.release_phase_finished_at, r.deploy_finished_at \
      FROM releases r JOIN users u ON u.id = r.created_by LEFT JOIN builds b ON b.id = r.build_id";
 
 #[derive(sqlx::FromRow)]
@@ -58,12 +60,14 @@ struct EntryRow {
     version: i64,
     build_id: Option<Uuid>,
     commit_sha: Option<String>,
+    image: Option<String>,
     summary: String,
     status: String,
     reason: Option<String>,
     created_by: String,
     created_at: time::OffsetDateTime,
     deploy_started_at: Option<time::OffsetDateTime>,
+    release_phase_started_at: Option<time::OffsetDateTime>,
     release_phase_finished_at: Option<time::OffsetDateTime>,
     deploy_finished_at: Option<time::OffsetDateTime>,
 }
@@ -79,6 +83,7 @@ impl TryFrom<EntryRow> for ReleaseEntry {
                 .ok_or_else(|| Error::corrupt(format!("release version {}", row.version)))?,
             build: row.build_id,
             commit: row.commit_sha,
+            image: row.image,
             summary: row.summary,
             status: ReleaseStatus::parse(&row.status)
                 .ok_or_else(|| Error::corrupt(format!("release status {:?}", row.status)))?,
@@ -86,6 +91,7 @@ impl TryFrom<EntryRow> for ReleaseEntry {
             created_by: row.created_by,
             created_at: row.created_at,
             deploy_started_at: row.deploy_started_at,
+            release_phase_started_at: row.release_phase_started_at,
             release_phase_finished_at: row.release_phase_finished_at,
             deploy_finished_at: row.deploy_finished_at,
         })
@@ -225,24 +231,29 @@ impl Store {
     }
 
     /// Rolls back to `target`, or to the previous successful release: a new release that
-    /// reuses the target's build and config, without a rebuild.
+    /// reuses the target's build and config, without a rebuild. A rollback across a release
+    /// whose release phase ran is refused unless the user `confirmed` it
+    /// ([`domain::confirmed_rollback_target`]).
     pub async fn rollback(
         &self,
         app: &App,
         target: Option<ReleaseVersion>,
         actor: &User,
+        confirmed: bool,
     ) -> Result<Release> {
         let version = on_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             let version = next_version!(&mut *tx, app);
-            let history: Vec<(i64, String, Option<Uuid>)> =
-                sqlx::query_as("SELECT version, status, build_id FROM releases WHERE app_id = $1")
-                    .bind(app.id)
-                    .fetch_all(&mut *tx)
-                    .await?;
+            let history: Vec<(i64, String, Option<Uuid>, bool)> = sqlx::query_as(
+                "SELECT version, status, build_id, release_phase_started_at IS NOT NULL \
+                 FROM releases WHERE app_id = $1",
+            )
+            .bind(app.id)
+            .fetch_all(&mut *tx)
+            .await?;
             let facts = history
                 .iter()
-                .map(|(v, status, build)| {
+                .map(|(v, status, build, phase)| {
                     Ok(ReleaseFacts {
                         version: u32::try_from(*v)
                             .ok()
@@ -251,10 +262,11 @@ impl Store {
                         status: ReleaseStatus::parse(status)
                             .ok_or_else(|| Error::corrupt(status))?,
                         has_build: build.is_some(),
+                        release_phase_ran: *phase,
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let to = rollback_target(&facts, target)?;
+            let to = confirmed_rollback_target(&facts, target, confirmed)?;
             let source: Latest = sqlx::query_as(
                 "SELECT build_id, config FROM releases WHERE app_id = $1 AND version = $2",
             )
@@ -359,8 +371,64 @@ impl Store {
         self.release(app, version).await
     }
 
-    /// Records how a release's deploy went: `deploying` stamps its start, `succeeded` and
-    /// `failed` its end.
+    /// Records that the release's release phase is about to start: its `release:` command
+    /// may change data from now on, so a rollback across it needs confirming. The release
+    /// manager stamps this before it runs the command, and runs nothing if it cannot.
+    pub async fn release_phase_started(&self, app: &App, version: ReleaseVersion) -> Result<()> {
+        let done = on_db!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE releases SET release_phase_started_at = $3 WHERE app_id = $1 AND version = $2",
+            )
+            .bind(app.id)
+            .bind(i64::from(version.get()))
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        if done == 0 {
+            return Err(Error::NotFound(format!(
+                "release {version} of {}",
+                app.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// The releases after `after` whose release phase ran (started), oldest first: what a
+    /// rollback to `after` or later would cross ([`domain::rollback_crosses`]), for the
+    /// dashboard to ask for confirmation where the rollback would.
+    pub async fn release_phases_after(
+        &self,
+        app: &App,
+        after: ReleaseVersion,
+    ) -> Result<Vec<ReleaseFacts>> {
+        let rows: Vec<(i64, String, bool)> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT version, status, build_id IS NOT NULL FROM releases \
+                 WHERE app_id = $1 AND version > $2 AND release_phase_started_at IS NOT NULL \
+                 ORDER BY version",
+            )
+            .bind(app.id)
+            .bind(i64::from(after.get()))
+            .fetch_all(pool)
+            .await
+        })?;
+        rows.into_iter()
+            .map(|(v, status, has_build)| {
+                Ok(ReleaseFacts {
+                    version: u32::try_from(v)
+                        .ok()
+                        .and_then(ReleaseVersion::new)
+                        .ok_or_else(|| Error::corrupt(format!("release version {v}")))?,
+                    status: ReleaseStatus::parse(&status).ok_or_else(|| Error::corrupt(status))?,
+                    has_build,
+                    release_phase_ran: true,
+                })
+            })
+            .collect()
+    }
+
     /// Records that the release's release phase has just finished, and its rollout begins.
     pub async fn release_phase_done(&self, app: &App, version: ReleaseVersion) -> Result<()> {
         on_db!(self, write, |pool| {
@@ -377,6 +445,8 @@ impl Store {
         Ok(())
     }
 
+    /// Records how a release's deploy went: `deploying` stamps its start, `succeeded` and
+    /// `failed` its end.
     pub async fn set_release_status(
         &self,
         app: &App,

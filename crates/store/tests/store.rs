@@ -419,7 +419,7 @@ both_backends! {
         let ada = user(&store, "ada").await;
         let demo = app(&store, "demo", &ada).await;
         store.change_config(&demo, &set(&[("A", "1")]), &ada).await.unwrap();
-        let err = store.rollback(&demo, None, &ada).await.unwrap_err();
+        let err = store.rollback(&demo, None, &ada, false).await.unwrap_err();
         assert_eq!(err.to_string(), "v1 has no build to roll back to; push code first with `git push slipway main`");
 
         let v3 = deploy(&store, &demo, &ada, "1111111aaaa", &[("web", "serve")]).await;
@@ -428,17 +428,62 @@ both_backends! {
         let v4 = store.latest_release(&demo).await.unwrap();
         assert_eq!((v4.status, v4.commit.as_deref()), (ReleaseStatus::Pending, Some("1111111aaaa")), "a config release keeps the build");
         store.set_release_status(&demo, v(4), ReleaseStatus::Failed, Some("web crashed on boot")).await.unwrap();
-        assert_eq!(store.rollback(&demo, Some(v(4)), &ada).await.unwrap_err().to_string(), "v4 failed; only releases that succeeded can be rolled back to");
-        assert_eq!(store.rollback(&demo, Some(v(3)), &ada).await.unwrap_err().to_string(), "v3 is the current release already");
+        assert_eq!(store.rollback(&demo, Some(v(4)), &ada, false).await.unwrap_err().to_string(), "v4 failed; only releases that succeeded can be rolled back to");
+        assert_eq!(store.rollback(&demo, Some(v(3)), &ada, false).await.unwrap_err().to_string(), "v3 is the current release already");
 
         deploy(&store, &demo, &ada, "2222222bbbb", &[("web", "serve2")]).await; // v5
-        let rolled = store.rollback(&demo, None, &ada).await.unwrap();
+        let rolled = store.rollback(&demo, None, &ada, false).await.unwrap();
         assert_eq!(rolled.version, v(6), "refused rollbacks used up no version");
         assert_eq!(rolled.summary, "ada rolled back to v3");
         assert_eq!(rolled.commit.as_deref(), Some("1111111aaaa"));
         assert_eq!(rolled.config, BTreeMap::from([("A".to_owned(), "1".to_owned())]), "the config of v3, not the latest");
         let failed = store.release(&demo, v(4)).await.unwrap();
         assert_eq!(failed.reason.as_deref(), Some("web crashed on boot"));
+    }
+
+    async fn rollback_across_a_release_phase_needs_confirming(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let procfile = &[("web", "serve"), ("release", "migrate")];
+        let v2 = deploy(&store, &demo, &ada, "1111111aaaa", procfile).await;
+        let v3 = deploy(&store, &demo, &ada, "2222222bbbb", procfile).await;
+        let fresh = store.release(&demo, v3).await.unwrap();
+        assert_eq!((fresh.release_phase_started_at, fresh.release_phase_finished_at), (None, None));
+        assert_eq!(fresh.image.as_deref(), Some("sha256:abc"), "a release shows its build's image");
+        // Without a release phase after the target, no confirmation is needed.
+        assert!(store.release_phases_after(&demo, v2).await.unwrap().is_empty());
+
+        // v3's release phase ran (started) and failed half-way, then v4 succeeded without one.
+        store.release_phase_started(&demo, v3).await.unwrap();
+        let v4 = deploy(&store, &demo, &ada, "3333333cccc", &[("web", "serve")]).await;
+        let started = store.release(&demo, v3).await.unwrap();
+        assert!(started.release_phase_started_at.is_some());
+        assert_eq!(started.release_phase_finished_at, None);
+        let after_v2 = store.release_phases_after(&demo, v2).await.unwrap();
+        assert_eq!(after_v2.iter().map(|f| (f.version, f.release_phase_ran)).collect::<Vec<_>>(), [(v3, true)]);
+        assert!(store.release_phases_after(&demo, v3).await.unwrap().is_empty());
+        let missing = store.release_phase_started(&demo, v(99)).await.unwrap_err();
+        assert!(matches!(missing, Error::NotFound(_)), "{missing}");
+
+        let err = store.rollback(&demo, Some(v2), &ada, false).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Rollback(domain::RollbackRefused::NeedsConfirmation { target, crossed }) if *target == v2 && crossed == &[v3]),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "rolling back to v2 crosses v3, whose release command ran: its data changes (migrations) are not undone, and v2's own release command, if it has one, runs again"
+        );
+        assert_eq!(store.latest_release(&demo).await.unwrap().version, v4, "a refused rollback makes no release");
+        // Rolling back to v3 crosses nothing whose phase ran: v3's own does not count.
+        let to_v3 = store.rollback(&demo, Some(v3), &ada, false).await.unwrap();
+        assert_eq!((to_v3.version, to_v3.summary.as_str()), (v(5), "ada rolled back to v3"));
+        store.set_release_status(&demo, to_v3.version, ReleaseStatus::Succeeded, None).await.unwrap();
+
+        let rolled = store.rollback(&demo, Some(v2), &ada, true).await.unwrap();
+        assert_eq!((rolled.version, rolled.summary.as_str()), (v(6), "ada rolled back to v2"));
+        assert_eq!(rolled.commit.as_deref(), Some("1111111aaaa"));
+        assert_eq!(rolled.release_phase_started_at, None, "the new release's own phase has not run yet");
     }
 
     async fn formation(store: Store) {

@@ -47,10 +47,13 @@ pub(super) async fn info(
 }
 
 /// Makes a new release with the build and config of an earlier one (by default the
-/// previous successful release), and deploys it. No rebuild.
+/// previous successful release), and deploys it. No rebuild. Across a release whose release
+/// phase ran it needs `confirm` set to the app's name.
 #[utoipa::path(post, path = "/v1/apps/{app}/rollback", tag = "releases", security(("token" = [])),
     params(("app" = String, Path)), request_body = Rollback,
-    responses((status = 201, body = Release), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "the rollback is refused; the error says why")))]
+    responses((status = 201, body = Release), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the rollback is refused; the error says why, and its code is `confirmation_required` when `confirm` would allow it"),
+        (status = 422, body = ErrorBody, description = "`confirm` is not the app's name")))]
 pub(super) async fn rollback(
     State(state): State<ApiState>,
     caller: CurrentUser,
@@ -66,6 +69,24 @@ pub(super) async fn rollback(
                 .ok_or_else(|| ApiError::Invalid("release versions start at v1".to_owned()))
         })
         .transpose()?;
-    let release = actions::rollback(&state, &app, &caller.user, target).await?;
+    let confirmed = match body.confirm.as_deref() {
+        None => false,
+        Some(confirm) if confirm == app.name.as_str() => true,
+        Some(confirm) => {
+            return Err(ApiError::Invalid(format!(
+                "--confirm {confirm} does not match the app {}; nothing was rolled back",
+                app.name
+            )));
+        }
+    };
+    let release = actions::rollback(&state, &app, &caller.user, target, confirmed)
+        .await
+        .map_err(|err| match err {
+            ApiError::ConfirmationRequired(why) => ApiError::ConfirmationRequired(format!(
+                "{why}; to go ahead, add `--confirm {}`",
+                app.name
+            )),
+            other => other,
+        })?;
     Ok((StatusCode::CREATED, Json(convert::release(release))))
 }

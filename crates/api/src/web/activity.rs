@@ -8,7 +8,10 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use domain::{ReleaseFacts, ReleaseStatus, ReleaseVersion, may_roll_back_to};
+use domain::{
+    ReleaseFacts, ReleaseStatus, ReleaseVersion, RollbackRefused, may_roll_back_to,
+    rollback_crosses,
+};
 use store::{Build, BuildStatus, Need, ReleaseEntry};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -41,6 +44,9 @@ pub(super) struct ReleaseRow {
     pub(super) current: bool,
     /// Whether the viewer may roll back to it, by the same rule `rollback` applies.
     pub(super) can_roll_back: bool,
+    /// Why a rollback to it needs the app's name typed (it crosses releases whose release
+    /// phase ran), or empty when it does not.
+    pub(super) crosses: String,
 }
 
 /// A build that made no release (it failed, or is still running).
@@ -73,6 +79,9 @@ pub(super) struct History {
     /// Builds of the same period that made no release.
     orphans: Vec<Build>,
     current: Option<ReleaseVersion>,
+    /// The releases newer than the oldest shown whose release phase ran: what a rollback
+    /// to a shown release would cross.
+    phases: Vec<ReleaseFacts>,
 }
 
 impl History {
@@ -89,6 +98,15 @@ impl History {
             None
         };
         let current = state.store.current_version(app).await?;
+        let phases = match releases.last() {
+            Some(oldest) => {
+                state
+                    .store
+                    .release_phases_after(app, oldest.version)
+                    .await?
+            }
+            None => Vec::new(),
+        };
         let since = before_oldest.as_ref().map(|r| r.created_at);
         let until = before.and(releases.first().map(|r| r.created_at));
         // The builds of this page's period only (a middle page's are not among the newest).
@@ -115,6 +133,7 @@ impl History {
             builds,
             orphans,
             current,
+            phases,
         })
     }
 
@@ -146,11 +165,27 @@ impl History {
             version: release.version,
             status: release.status,
             has_build: release.build.is_some(),
+            release_phase_ran: release.release_phase_started_at.is_some(),
         };
         let can_roll_back = can_write
             && self
                 .current
                 .is_some_and(|current| may_roll_back_to(&facts, current).is_ok());
+        let crosses = match self.current {
+            Some(current) if can_roll_back => {
+                let crossed = rollback_crosses(&self.phases, current, release.version);
+                if crossed.is_empty() {
+                    String::new()
+                } else {
+                    RollbackRefused::NeedsConfirmation {
+                        target: release.version,
+                        crossed,
+                    }
+                    .to_string()
+                }
+            }
+            _ => String::new(),
+        };
         let (status, status_class) = release_status(release.status);
         ReleaseRow {
             version: release.version.get(),
@@ -176,6 +211,7 @@ impl History {
             phases: view::phase_bar(&phases),
             current: self.current == Some(release.version),
             can_roll_back,
+            crosses,
         }
     }
 
@@ -348,9 +384,13 @@ async fn activity_page(
 #[derive(serde::Deserialize)]
 pub(super) struct RollbackForm {
     version: u32,
+    /// The app's name, typed where the rollback crosses releases whose release phase ran.
+    #[serde(default)]
+    confirm: Option<String>,
 }
 
-/// `POST /apps/{app}/rollback`: the same rollback as `/v1`, to the release the form names.
+/// `POST /apps/{app}/rollback`: the same rollback as `/v1`, to the release the form names;
+/// across a release whose release phase ran, only with the app's name typed.
 pub(super) async fn rollback(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -359,12 +399,36 @@ pub(super) async fn rollback(
     let app = AppView::load(&state, &viewer, &name, Need::Write).await?;
     let target = ReleaseVersion::new(form.version)
         .ok_or_else(|| WebError::Invalid("release versions start at v1".to_owned()))?;
-    match actions::rollback(&state, &app.app, &viewer.user, Some(target)).await {
+    let typed = form.confirm.as_deref().map(str::trim).unwrap_or_default();
+    if !typed.is_empty() && typed != app.app.name.as_str() {
+        let message = format!(
+            "type the app's name, {}, to confirm; nothing was rolled back",
+            app.app.name
+        );
+        let notice = Notice::error(message);
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return activity_page(&state, &viewer, &app, None, Some(notice), status).await;
+    }
+    let confirmed = !typed.is_empty();
+    match actions::rollback(&state, &app.app, &viewer.user, Some(target), confirmed).await {
         Ok(release) => Ok(view::done(
             &format!("/apps/{}/activity", app.app.name),
             "rolled-back",
             Some(release.version.get()),
         )),
+        Err(crate::ApiError::ConfirmationRequired(why)) => {
+            let message = format!("{why}; type the app's name, {}, to confirm", app.app.name);
+            let notice = Notice::error(message);
+            activity_page(
+                &state,
+                &viewer,
+                &app,
+                None,
+                Some(notice),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
         Err(err) => {
             let (notice, status) = view::refusal(err)?;
             activity_page(&state, &viewer, &app, None, Some(notice), status).await

@@ -154,9 +154,10 @@ pub(crate) fn refusal(
 ) -> Result<(Notice, axum::http::StatusCode), super::WebError> {
     use crate::ApiError;
     match err {
-        ApiError::NotFound(_) | ApiError::Conflict(_) | ApiError::Invalid(_) => {
-            Ok((Notice::error(err.to_string()), err.status()))
-        }
+        ApiError::NotFound(_)
+        | ApiError::Conflict(_)
+        | ApiError::ConfirmationRequired(_)
+        | ApiError::Invalid(_) => Ok((Notice::error(err.to_string()), err.status())),
         err => Err(err.into()),
     }
 }

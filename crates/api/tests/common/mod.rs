@@ -88,6 +88,7 @@ impl TestApp {
                 deploys: true,
             }),
             build_cache: Arc::new(slipway_api::NoBuildCache),
+            repos: Arc::new(slipway_api::NoRepos),
             logs: Arc::new(logs.clone()),
         };
         Some(TestApp {

@@ -103,7 +103,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::ConfigPush { file } => config::push(&ctx, &file).await,
         Action::ReleasesList { limit } => releases::list(&ctx, limit).await,
         Action::ReleasesInfo { version } => releases::info(&ctx, &version).await,
-        Action::Rollback { version } => releases::rollback(&ctx, version).await,
+        Action::Rollback { version, confirm } => releases::rollback(&ctx, version, confirm).await,
         Action::Rebase => builds::rebase(&ctx).await,
         Action::Events {
             all,
