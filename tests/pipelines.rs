@@ -161,6 +161,21 @@ async fn a_build_goes_from_staging_to_a_protected_production_with_another_person
         );
         let releases: Value = ada.slip(&["releases", "-a", "demo", "--json"]).json();
         assert_eq!(releases[0]["status"], "succeeded", "{releases}");
+
+        // Staging moves on by a commit: production is one release and one commit behind.
+        write_app(
+            &mut ada,
+            "demo-staging",
+            "code2",
+            "release: echo migrating for $GREETING\nweb: python3 app.py\n",
+        );
+        ada.push_deployed();
+        let info = ada.slip(&["pipelines:info", "-a", "demo"]);
+        assert!(
+            info.success().contains("demo-staging: 1 release, 1 commit"),
+            "{}",
+            info.stdout
+        );
     })
     .await
     .unwrap();

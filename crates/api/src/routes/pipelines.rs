@@ -342,11 +342,13 @@ async fn describe(
 }
 
 /// How many commits `from` is ahead of `to` in `upstream`'s repository, when known.
-async fn commits_behind(
-    _state: &ApiState,
-    _upstream: &AppName,
-    _from: &str,
-    _to: &str,
-) -> Option<u32> {
-    None
+async fn commits_behind(state: &ApiState, upstream: &AppName, from: &str, to: &str) -> Option<u32> {
+    state
+        .repos
+        .commits_behind(upstream, from, to)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(app = %upstream, error = %e, "cannot count commits behind");
+            None
+        })
 }
