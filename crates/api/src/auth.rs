@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 pub(crate) use store::Need;
-use store::{Access, App, User};
+use store::{Access, ApiToken, App, User};
 use tokio::time::Instant;
 
 use crate::{ApiError, ApiState};
@@ -410,13 +410,49 @@ impl<K: std::hash::Hash + Eq + Clone> Throttle<K> {
     }
 }
 
-/// The authenticated caller. Rejects with 401 when the token is missing or unknown.
+/// The authenticated caller of a route that is not about one app. Rejects with 401 when
+/// the token is missing or unknown.
 #[derive(Debug, Clone)]
 pub(crate) struct CurrentUser {
     pub(crate) user: User,
     /// The hash of the token this request used (logout revokes it).
     pub(crate) token_hash: String,
     pub(crate) token_id: uuid::Uuid,
+}
+
+/// The authenticated caller of a route about one app: what it may do is checked by
+/// [`authorize`]. Only app routes take it.
+#[derive(Debug, Clone)]
+pub(crate) struct AppCaller {
+    pub(crate) user: User,
+}
+
+/// The user and token behind the request's bearer token, or 401.
+async fn authenticate(
+    parts: &Parts,
+    state: &ApiState,
+) -> Result<(User, ApiToken, String), ApiError> {
+    let token = bearer_token(parts)?.ok_or_else(|| {
+        ApiError::Unauthorized("missing API token: log in with `slip login URL`".to_owned())
+    })?;
+    let token_hash = token_hash(token);
+    let (user, token) = state
+        .store
+        .user_by_token(&token_hash)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "invalid or revoked API token: log in again with `slip login URL`".to_owned(),
+            )
+        })?;
+    if token.expired(time::OffsetDateTime::now_utc()) {
+        // Gone for good: the next request with it is simply unknown.
+        state.store.delete_token(&token_hash).await?;
+        return Err(ApiError::Unauthorized(
+            "your session expired: log in again with `slip login`".to_owned(),
+        ));
+    }
+    Ok((user, token, token_hash))
 }
 
 impl FromRequestParts<ApiState> for CurrentUser {
@@ -426,31 +462,24 @@ impl FromRequestParts<ApiState> for CurrentUser {
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts)?.ok_or_else(|| {
-            ApiError::Unauthorized("missing API token: log in with `slip login URL`".to_owned())
-        })?;
-        let token_hash = token_hash(token);
-        let (user, token) = state
-            .store
-            .user_by_token(&token_hash)
-            .await?
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "invalid or revoked API token: log in again with `slip login URL`".to_owned(),
-                )
-            })?;
-        if token.expired(time::OffsetDateTime::now_utc()) {
-            // Gone for good: the next request with it is simply unknown.
-            state.store.delete_token(&token_hash).await?;
-            return Err(ApiError::Unauthorized(
-                "your session expired: log in again with `slip login`".to_owned(),
-            ));
-        }
+        let (user, token, token_hash) = authenticate(parts, state).await?;
         Ok(CurrentUser {
             user,
             token_hash,
             token_id: token.id,
         })
+    }
+}
+
+impl FromRequestParts<ApiState> for AppCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let (user, _token, _) = authenticate(parts, state).await?;
+        Ok(AppCaller { user })
     }
 }
 
@@ -488,17 +517,17 @@ fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
     Ok(Some(token))
 }
 
-/// Loads the app and checks that `user` may do what `need` says. Admins may do anything.
+/// Loads the app and checks that `caller` may do what `need` says. Admins may do anything.
 /// Someone with no access to the app is told it does not exist, word for word as for an
 /// app that does not: which apps exist is nobody else's business. Handlers call this
 /// before they look at their input, so a stranger learns nothing from validation either.
 pub(crate) async fn authorize(
     state: &ApiState,
-    user: &User,
+    caller: &AppCaller,
     app: &str,
     need: Need,
 ) -> Result<App, ApiError> {
-    authorize_access(state, user, app, need)
+    authorize_access(state, &caller.user, app, need)
         .await
         .map(|(app, _)| app)
 }

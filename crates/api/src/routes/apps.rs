@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use domain::{AppName, Stack};
 
 use crate::actions::{self, current_procfile};
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, CurrentUser, Need, authorize};
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
 use crate::{control, convert};
@@ -53,10 +53,10 @@ pub(super) async fn create(
     responses((status = 200, body = AppInfo), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn info(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<Json<AppInfo>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let latest = state.store.latest_release(&app).await?;
     let procfile = current_procfile(&state, &app, &latest).await?;
     let formation = convert::formation(state.store.formation(&app).await?, procfile.as_ref());
@@ -80,11 +80,11 @@ pub(super) async fn info(
     responses((status = 200, body = App), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn patch(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     body: Result<Json<AppPatch>, ApiError>,
 ) -> Result<Json<App>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let Json(body) = body?;
     let Some(stack) = body.stack else {
         return Err(ApiError::Invalid(
@@ -103,10 +103,10 @@ pub(super) async fn patch(
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn destroy(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Own).await?;
+    let app = authorize(&state, &caller, &name, Need::Own).await?;
     actions::destroy(&state, &app, &caller.user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
