@@ -13,10 +13,11 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use domain::TokenScope;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 pub(crate) use store::Need;
-use store::{Access, ApiToken, App, User};
+use store::{Access, ApiToken, App, TokenLimit, User};
 use tokio::time::Instant;
 
 use crate::{ApiError, ApiState};
@@ -411,7 +412,9 @@ impl<K: std::hash::Hash + Eq + Clone> Throttle<K> {
 }
 
 /// The authenticated caller of a route that is not about one app. Rejects with 401 when
-/// the token is missing or unknown.
+/// the token is missing or unknown, and a token limited to one app with 403: a route takes
+/// scoped tokens only by asking for an [`AppCaller`], so one nobody thought about is closed
+/// to them.
 #[derive(Debug, Clone)]
 pub(crate) struct CurrentUser {
     pub(crate) user: User,
@@ -425,6 +428,8 @@ pub(crate) struct CurrentUser {
 #[derive(Debug, Clone)]
 pub(crate) struct AppCaller {
     pub(crate) user: User,
+    /// The one app the token is limited to, and what it may do there.
+    pub(crate) limit: Option<TokenLimit>,
 }
 
 /// The user and token behind the request's bearer token, or 401.
@@ -463,6 +468,12 @@ impl FromRequestParts<ApiState> for CurrentUser {
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
         let (user, token, token_hash) = authenticate(parts, state).await?;
+        if let Some(limit) = token.limit {
+            return Err(ApiError::Forbidden(format!(
+                "this token is limited to {}: it cannot do this; use your own login",
+                limit.app
+            )));
+        }
         Ok(CurrentUser {
             user,
             token_hash,
@@ -478,8 +489,11 @@ impl FromRequestParts<ApiState> for AppCaller {
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
-        let (user, _token, _) = authenticate(parts, state).await?;
-        Ok(AppCaller { user })
+        let (user, token, _) = authenticate(parts, state).await?;
+        Ok(AppCaller {
+            user,
+            limit: token.limit,
+        })
     }
 }
 
@@ -527,9 +541,42 @@ pub(crate) async fn authorize(
     app: &str,
     need: Need,
 ) -> Result<App, ApiError> {
-    authorize_access(state, &caller.user, app, need)
-        .await
-        .map(|(app, _)| app)
+    let Some(limit) = &caller.limit else {
+        return authorize_access(state, &caller.user, app, need)
+            .await
+            .map(|(app, _)| app);
+    };
+    // The token's user knows both names: saying so leaks nothing.
+    let wrong_app =
+        || ApiError::Forbidden(format!("this token may only be used for {}", limit.app));
+    if app != limit.app {
+        return Err(wrong_app());
+    }
+    if !scope_permits(limit.scope, need) {
+        return Err(ApiError::Forbidden(format!(
+            "this token may only {} {}: it cannot do this; use your own login",
+            match limit.scope {
+                TokenScope::Deploy => "read and deploy",
+                TokenScope::Read => "read",
+            },
+            limit.app
+        )));
+    }
+    // The user's own access still counts: a collaborator removed from the app loses it
+    // for their tokens too.
+    let (found, _) = authorize_access(state, &caller.user, app, need).await?;
+    if found.id != limit.app_id {
+        return Err(wrong_app());
+    }
+    Ok(found)
+}
+
+/// What a scoped token may do on its app: `deploy` reads and deploys, `read` only reads.
+fn scope_permits(scope: TokenScope, need: Need) -> bool {
+    match scope {
+        TokenScope::Deploy => matches!(need, Need::Read | Need::Deploy),
+        TokenScope::Read => need == Need::Read,
+    }
 }
 
 /// [`authorize`], also saying how `user` relates to the app (the dashboard shows only the

@@ -20,6 +20,27 @@ pub struct ApiToken {
     pub id: Uuid,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    /// What it is for (`slip tokens:create --description`); none for a login's token.
+    pub description: Option<String>,
+    /// The one app it is limited to, and what it may do there; none for a token that is
+    /// its user.
+    pub limit: Option<TokenLimit>,
+}
+
+/// What a scoped token may touch: one app, for reading or deploying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenLimit {
+    pub app_id: Uuid,
+    pub app: String,
+    pub scope: domain::TokenScope,
+}
+
+/// A token to make: what it is for, until when, and what it is limited to.
+#[derive(Debug, Clone)]
+pub struct NewToken<'a> {
+    pub description: &'a str,
+    pub expires_at: OffsetDateTime,
+    pub limit: Option<(&'a App, domain::TokenScope)>,
 }
 
 impl ApiToken {
@@ -87,7 +108,9 @@ pub enum Access {
 pub enum Need {
     /// Read anything about the app, or fetch its code.
     Read,
-    /// Deploy, configure, scale, roll back, manage domains.
+    /// Deploy it: create a build, push, roll back. A `deploy`-scoped token may do this.
+    Deploy,
+    /// Configure, scale, run, manage domains (and everything `Deploy` may).
     Write,
     /// Destroy the app or change who may use it.
     Own,
@@ -99,7 +122,7 @@ impl Access {
     pub fn permits(self, admin: bool, need: Need) -> bool {
         admin
             || match need {
-                Need::Read | Need::Write => self >= Access::Collaborator,
+                Need::Read | Need::Deploy | Need::Write => self >= Access::Collaborator,
                 Need::Own => self == Access::Owner,
             }
     }

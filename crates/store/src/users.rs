@@ -1,11 +1,11 @@
 //! Users, API tokens and SSH keys.
 
-use domain::{SshPublicKey, Username};
+use domain::{SshPublicKey, TokenScope, Username};
 use uuid::Uuid;
 
-use crate::db::{Db, new_id, now, on_db};
+use crate::db::{Db, new_id, now, on_db, record_event};
 use crate::error::conflict_on_unique;
-use crate::{ApiToken, Error, Result, SshKey, Store, User};
+use crate::{ApiToken, Error, NewToken, Result, SshKey, Store, TokenLimit, User};
 
 /// Who may be created by [`Store::create_user`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,21 +37,43 @@ impl From<UserRow> for User {
     }
 }
 
+/// A token's columns, with its app's name: `t` is `api_tokens`, `a` its app (left join).
+const TOKEN_COLUMNS: &str = "t.id, t.created_at, t.expires_at, t.description, t.app_id, \
+    a.name AS app_name, t.scope";
+
 #[derive(sqlx::FromRow)]
 struct TokenRow {
     id: Uuid,
     created_at: time::OffsetDateTime,
     expires_at: Option<time::OffsetDateTime>,
+    description: Option<String>,
+    app_id: Option<Uuid>,
+    app_name: Option<String>,
+    scope: Option<String>,
 }
 
-impl From<TokenRow> for ApiToken {
-    fn from(row: TokenRow) -> ApiToken {
-        ApiToken {
+impl TryFrom<TokenRow> for ApiToken {
+    type Error = Error;
+
+    fn try_from(row: TokenRow) -> Result<ApiToken> {
+        let limit = match (row.app_id, row.app_name, row.scope) {
+            (None, _, None) => None,
+            (Some(app_id), Some(app), Some(scope)) => Some(TokenLimit {
+                app_id,
+                app,
+                scope: TokenScope::parse(&scope).map_err(|e| Error::Corrupt(e.to_string()))?,
+            }),
+            // Never written: fail closed rather than treat it as unscoped.
+            _ => return Err(Error::Corrupt(format!("token {} has half a scope", row.id))),
+        };
+        Ok(ApiToken {
             id: row.id,
             created_at: row.created_at,
             // A token from before expiry was recorded has none: it counts as expired.
             expires_at: row.expires_at.unwrap_or(row.created_at),
-        }
+            description: row.description,
+            limit,
+        })
     }
 }
 
@@ -164,27 +186,82 @@ impl Store {
         Ok(row.map(|row| (row.user.into(), row.password_hash)))
     }
 
-    /// Stores a new API token by its hash, valid until `expires_at`.
+    /// Stores a new API token by its hash, valid until `expires_at` (a login's token).
     pub async fn create_token(
         &self,
         user: &User,
         token_hash: &str,
         expires_at: time::OffsetDateTime,
     ) -> Result<ApiToken> {
-        let row: TokenRow = on_db!(self, write, |pool| {
-            sqlx::query_as(
+        let id = new_id();
+        on_db!(self, write, |pool| {
+            sqlx::query(
                 "INSERT INTO api_tokens (id, user_id, token_hash, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at, expires_at",
+                 VALUES ($1, $2, $3, $4, $5)",
             )
-            .bind(new_id())
+            .bind(id)
             .bind(user.id)
             .bind(token_hash)
             .bind(now())
             .bind(expires_at)
-            .fetch_one(pool)
+            .execute(pool)
             .await
+            .map(|r| r.rows_affected())
         })?;
-        Ok(row.into())
+        self.token(user, id).await
+    }
+
+    /// Stores a token made for automation (`slip tokens:create`), with the event
+    /// `token.create` (which never holds the secret).
+    pub async fn create_api_token(
+        &self,
+        user: &User,
+        token_hash: &str,
+        new: &NewToken<'_>,
+    ) -> Result<ApiToken> {
+        let id = new_id();
+        let (app_id, app_name, scope) = match new.limit {
+            Some((app, scope)) => (Some(app.id), Some(app.name.as_str()), Some(scope.as_str())),
+            None => (None, None, None),
+        };
+        let detail = token_detail(id, new.description, scope, Some(new.expires_at));
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO api_tokens \
+                 (id, user_id, token_hash, created_at, expires_at, description, app_id, scope) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(id)
+            .bind(user.id)
+            .bind(token_hash)
+            .bind(now())
+            .bind(new.expires_at)
+            .bind(new.description)
+            .bind(app_id)
+            .bind(scope)
+            .execute(&mut *tx)
+            .await?;
+            record_event!(&mut *tx, app: app_name, actor: &user.username, action: "token.create", detail: &detail)?;
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        })?;
+        self.token(user, id).await
+    }
+
+    /// One of the user's tokens by id.
+    async fn token(&self, user: &User, id: Uuid) -> Result<ApiToken> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens t LEFT JOIN apps a ON a.id = t.app_id \
+             WHERE t.id = $1 AND t.user_id = $2"
+        ));
+        let row: Option<TokenRow> = on_db!(self, write, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .bind(user.id)
+            .fetch_optional(pool)
+            .await)?;
+        row.ok_or_else(|| Error::NotFound(format!("token {id}")))?
+            .try_into()
     }
 
     /// The user a token belongs to and the token, if the token exists. Whether it has
@@ -197,25 +274,36 @@ impl Store {
             token_id: Uuid,
             token_created_at: time::OffsetDateTime,
             expires_at: Option<time::OffsetDateTime>,
+            description: Option<String>,
+            app_id: Option<Uuid>,
+            app_name: Option<String>,
+            scope: Option<String>,
         }
         let row: Option<Row> = on_db!(self, read, |pool| {
             sqlx::query_as(
                 "SELECT u.id, u.username, u.admin, u.created_at, t.id AS token_id, \
-                 t.created_at AS token_created_at, t.expires_at FROM api_tokens t \
-                 JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+                 t.created_at AS token_created_at, t.expires_at, t.description, t.app_id, \
+                 a.name AS app_name, t.scope FROM api_tokens t \
+                 JOIN users u ON u.id = t.user_id LEFT JOIN apps a ON a.id = t.app_id \
+                 WHERE t.token_hash = $1",
             )
             .bind(token_hash)
             .fetch_optional(pool)
             .await
         })?;
-        Ok(row.map(|row| {
-            let token = ApiToken::from(TokenRow {
+        row.map(|row| {
+            let token = ApiToken::try_from(TokenRow {
                 id: row.token_id,
                 created_at: row.token_created_at,
                 expires_at: row.expires_at,
-            });
-            (row.user.into(), token)
-        }))
+                description: row.description,
+                app_id: row.app_id,
+                app_name: row.app_name,
+                scope: row.scope,
+            })?;
+            Ok((row.user.into(), token))
+        })
+        .transpose()
     }
 
     /// A user's tokens, newest first. Expired ones are deleted on the way.
@@ -230,29 +318,39 @@ impl Store {
             .await
             .map(|r| r.rows_affected())
         })?;
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens t LEFT JOIN apps a ON a.id = t.app_id \
+             WHERE t.user_id = $1 ORDER BY t.created_at DESC, t.id DESC"
+        ));
         let rows: Vec<TokenRow> = on_db!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT id, created_at, expires_at FROM api_tokens WHERE user_id = $1 \
-                 ORDER BY created_at DESC, id DESC",
-            )
-            .bind(user.id)
-            .fetch_all(pool)
-            .await
+            sqlx::query_as(sql).bind(user.id).fetch_all(pool).await
         })?;
-        Ok(rows.into_iter().map(ApiToken::from).collect())
+        rows.into_iter().map(ApiToken::try_from).collect()
     }
 
-    /// Revokes one of the user's tokens by its id. Returns whether it existed.
+    /// Revokes one of the user's tokens by its id, with the event `token.revoke`. Returns
+    /// whether it existed.
     pub async fn delete_token_by_id(&self, user: &User, id: Uuid) -> Result<bool> {
-        let done = on_db!(self, write, |pool| {
-            sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+        let Ok(token) = self.token(user, id).await else {
+            return Ok(false);
+        };
+        let app = token.limit.as_ref().map(|l| l.app.as_str());
+        let scope = token.limit.as_ref().map(|l| l.scope.as_str());
+        let detail = token_detail(id, token.description.as_deref().unwrap_or(""), scope, None);
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
                 .bind(id)
                 .bind(user.id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        Ok(done > 0)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            record_event!(&mut *tx, app: app, actor: &user.username, action: "token.revoke", detail: &detail)?;
+            tx.commit().await?;
+            Ok::<_, Error>(true)
+        })
     }
 
     /// Revokes a token. Returns whether it existed.
@@ -344,4 +442,22 @@ impl Store {
         })?;
         Ok(row.map(User::from))
     }
+}
+
+/// A token's event detail: its id, description, scope and expiry; never the secret.
+fn token_detail(
+    id: Uuid,
+    description: &str,
+    scope: Option<&str>,
+    expires_at: Option<time::OffsetDateTime>,
+) -> String {
+    let mut detail = format!("{id} {description:?}");
+    if let Some(scope) = scope {
+        detail.push_str(&format!(" scope {scope}"));
+    }
+    if let Some(expires_at) = expires_at {
+        let date = expires_at.date();
+        detail.push_str(&format!(" until {date}"));
+    }
+    detail
 }

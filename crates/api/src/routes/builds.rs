@@ -58,7 +58,7 @@ pub(super) async fn create(
     Path(name): Path<String>,
     body: Result<Json<CreateBuild>, ApiError>,
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
-    let app = authorize(&state, &caller, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Deploy).await?;
     let Json(body) = body?;
     let image = ImageRef::parse(body.image.trim())?;
     // A digest names an image of the local store, where every app's images are: only one

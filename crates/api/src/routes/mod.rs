@@ -37,7 +37,7 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::whoami))
-        .routes(routes!(auth::tokens))
+        .routes(routes!(auth::tokens, auth::create_token))
         .routes(routes!(auth::revoke))
         .routes(routes!(keys::list, keys::add))
         .routes(routes!(keys::remove))

@@ -57,7 +57,7 @@ pub(super) async fn rollback(
     Path(name): Path<String>,
     body: Result<Json<Rollback>, ApiError>,
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
-    let app = authorize(&state, &caller, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Deploy).await?;
     let Json(body) = body?;
     let target = body
         .version
