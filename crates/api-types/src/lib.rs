@@ -90,6 +90,7 @@ pub struct ApiToken {
 /// app, with `scope` (`deploy` unless given; `read` only reads).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub description: String,
     /// How long it lives: `30d`, `12h`, `90m` or `45s`, at most `365d`. The server's login
@@ -132,6 +133,7 @@ pub struct SshKey {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CreateApp {
     /// A readable unused name is picked when none is given.
     #[serde(default)]

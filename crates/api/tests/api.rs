@@ -996,6 +996,35 @@ both_backends! {
         assert_eq!(t.get("/v1/apps", &ada).await.expect(StatusCode::OK).as_array().unwrap().len(), 2, "nothing was made or destroyed");
     }
 
+    async fn deploy_keys_are_the_owners_to_give(t: TestApp) {
+        let root = t.first_user("root").await;
+        let ada = t.user(&root, "ada").await;
+        let bob = t.user(&root, "bob").await;
+        let eve = t.user(&root, "eve").await;
+        t.create_app(&ada, "demo").await;
+        t.call(Method::POST, "/v1/apps/demo/perms", Some(&ada), Some(json!({"username": "bob"}))).await.expect(StatusCode::CREATED);
+        let key = json!({"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDoyy3jwG2RsuNTRQkVuwgmIVmDpiqPHx70cH49eNSr+ ci@demo"});
+        let ci = t.call(Method::POST, "/v1/tokens", Some(&ada), Some(json!({"description": "CI", "app": "demo"}))).await.expect(StatusCode::CREATED);
+        let ci = ci["secret"].as_str().unwrap().to_owned();
+        t.call(Method::POST, "/v1/apps/demo/deploy-keys", Some(&bob), Some(key.clone())).await.expect_error(StatusCode::FORBIDDEN);
+        t.call(Method::POST, "/v1/apps/demo/deploy-keys", Some(&eve), Some(key.clone())).await.expect_error(StatusCode::NOT_FOUND);
+        t.call(Method::POST, "/v1/apps/demo/deploy-keys", Some(&ci), Some(key.clone())).await.expect_error(StatusCode::FORBIDDEN);
+        t.call(Method::POST, "/v1/apps/demo/deploy-keys", Some(&ada), Some(json!({"public_key": "nonsense"}))).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(t.get("/v1/apps/demo/deploy-keys", &bob).await.expect(StatusCode::OK), json!([]));
+        let added = t.call(Method::POST, "/v1/apps/demo/deploy-keys", Some(&ada), Some(key.clone())).await.expect(StatusCode::CREATED);
+        assert_eq!(added["comment"], "ci@demo");
+        t.call(Method::POST, "/v1/apps/demo/deploy-keys", Some(&ada), Some(key.clone())).await.expect_error(StatusCode::CONFLICT);
+        t.call(Method::POST, "/v1/keys", Some(&bob), Some(key.clone())).await.expect_error(StatusCode::CONFLICT);
+        assert_eq!(t.get("/v1/apps/demo/deploy-keys", &bob).await.expect(StatusCode::OK)[0]["fingerprint"], added["fingerprint"]);
+        assert_eq!(t.get("/v1/keys", &ada).await.expect(StatusCode::OK), json!([]), "not one of ada's own keys");
+        t.call(Method::DELETE, "/v1/apps/demo/deploy-keys/ci@demo", Some(&bob), None).await.expect_error(StatusCode::FORBIDDEN);
+        t.call(Method::DELETE, "/v1/apps/demo/deploy-keys/ci@demo", Some(&ada), None).await.expect(StatusCode::NO_CONTENT);
+        t.call(Method::DELETE, "/v1/apps/demo/deploy-keys/ci@demo", Some(&ada), None).await.expect_error(StatusCode::NOT_FOUND);
+        let events = t.get("/v1/apps/demo/events", &ada).await.expect(StatusCode::OK);
+        let actions: Vec<&str> = events.as_array().unwrap().iter().take(2).map(|e| e["action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["keys.remove", "keys.add"]);
+    }
+
     async fn an_app_created_without_a_name_gets_a_readable_one(t: TestApp) {
         let ada = t.first_user("ada").await;
         let made = t.call(Method::POST, "/v1/apps", Some(&ada), Some(json!({}))).await.expect(StatusCode::CREATED);

@@ -38,8 +38,8 @@ pub use metrics::{
 };
 pub use model::{
     Access, ApiToken, App, AppSummary, Build, BuildSource, BuildStatus, Collaborator,
-    ConfigOutcome, Domain, DomainState, Event, LatestRelease, Need, NewToken, ProcessCount,
-    Release, ReleaseEntry, SshKey, TokenLimit, User,
+    ConfigOutcome, Domain, DomainState, Event, KeyOwner, LatestRelease, Need, NewToken,
+    ProcessCount, Release, ReleaseEntry, SshKey, TokenLimit, User,
 };
 pub use pipelines::{Pipeline, StageGates};
 pub use routing::RoutingChanged;

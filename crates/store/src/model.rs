@@ -52,7 +52,10 @@ impl ApiToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshKey {
     pub id: Uuid,
+    /// Who added it: a deploy key acts as them.
     pub user_id: Uuid,
+    /// The one app a deploy key may clone and push; none for a personal key.
+    pub app_id: Option<Uuid>,
     pub fingerprint: String,
     pub public_key: String,
     pub comment: String,
@@ -70,6 +73,15 @@ pub struct App {
     pub uid_slot: u32,
     /// How it is built: buildpacks, or its Dockerfile.
     pub stack: domain::Stack,
+}
+
+/// Whom an SSH key lets in (the gateway's lookup): its user, and for a deploy key the one
+/// app it is limited to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    pub user: User,
+    pub only_app: Option<Uuid>,
+    pub comment: String,
 }
 
 /// An app as the dashboard's list shows it.

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::db::{Db, new_id, now, on_db, record_event};
 use crate::error::conflict_on_unique;
-use crate::{ApiToken, Error, NewToken, Result, SshKey, Store, TokenLimit, User};
+use crate::{ApiToken, App, Error, KeyOwner, NewToken, Result, SshKey, Store, TokenLimit, User};
 
 /// Who may be created by [`Store::create_user`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,7 @@ impl TryFrom<TokenRow> for ApiToken {
 struct KeyRow {
     id: Uuid,
     user_id: Uuid,
+    app_id: Option<Uuid>,
     fingerprint: String,
     public_key: String,
     comment: String,
@@ -92,6 +93,7 @@ impl From<KeyRow> for SshKey {
         SshKey {
             id: row.id,
             user_id: row.user_id,
+            app_id: row.app_id,
             fingerprint: row.fingerprint,
             public_key: row.public_key,
             comment: row.comment,
@@ -365,59 +367,43 @@ impl Store {
         Ok(done > 0)
     }
 
+    /// Adds one of the user's own keys.
     pub async fn add_key(&self, user: &User, key: &SshPublicKey) -> Result<SshKey> {
         let row: KeyRow = on_db!(self, write, |pool| {
-            sqlx::query_as(
+            let sql = sqlx::AssertSqlSafe(format!(
                 "INSERT INTO ssh_keys (id, user_id, fingerprint, public_key, comment, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 RETURNING id, user_id, fingerprint, public_key, comment, created_at",
-            )
-            .bind(new_id())
-            .bind(user.id)
-            .bind(key.fingerprint())
-            .bind(key.openssh())
-            .bind(key.comment())
-            .bind(now())
-            .fetch_one(pool)
-            .await
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}"
+            ));
+            sqlx::query_as(sql)
+                .bind(new_id())
+                .bind(user.id)
+                .bind(key.fingerprint())
+                .bind(key.openssh())
+                .bind(key.comment())
+                .bind(now())
+                .fetch_one(pool)
+                .await
         })
-        .map_err(|e| {
-            conflict_on_unique(e, || {
-                format!("the key {} is already added", key.fingerprint())
-            })
-        })?;
+        .map_err(|e| key_taken(e, key))?;
         Ok(row.into())
     }
 
+    /// The user's own keys (not the deploy keys they added to apps).
     pub async fn keys(&self, user: &User) -> Result<Vec<SshKey>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM ssh_keys WHERE user_id = $1 AND app_id IS NULL \
+             ORDER BY created_at, id"
+        ));
         let rows: Vec<KeyRow> = on_db!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT id, user_id, fingerprint, public_key, comment, created_at FROM ssh_keys \
-                 WHERE user_id = $1 ORDER BY created_at, id",
-            )
-            .bind(user.id)
-            .fetch_all(pool)
-            .await
+            sqlx::query_as(sql).bind(user.id).fetch_all(pool).await
         })?;
         Ok(rows.into_iter().map(SshKey::from).collect())
     }
 
-    /// Removes one of the user's keys, named by id, fingerprint or comment.
+    /// Removes one of the user's own keys, named by id, fingerprint or comment.
     pub async fn remove_key(&self, user: &User, which: &str) -> Result<SshKey> {
         let keys = self.keys(user).await?;
-        let matches: Vec<&SshKey> = keys
-            .iter()
-            .filter(|k| k.id.to_string() == which || k.fingerprint == which || k.comment == which)
-            .collect();
-        let key = match matches.as_slice() {
-            [key] => *key,
-            [] => return Err(Error::NotFound(format!("key {which}"))),
-            _ => {
-                return Err(Error::Conflict(format!(
-                    "{which} names several keys; give the fingerprint instead"
-                )));
-            }
-        };
+        let key = pick_key(&keys, which)?;
         on_db!(self, write, |pool| {
             sqlx::query("DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2")
                 .bind(key.id)
@@ -429,18 +415,128 @@ impl Store {
         Ok(key.clone())
     }
 
-    /// The user who owns the key with this fingerprint (the gateway's lookup).
-    pub async fn user_by_key(&self, fingerprint: &str) -> Result<Option<User>> {
-        let row: Option<UserRow> = on_db!(self, read, |pool| {
+    /// Adds a deploy key to the app: it acts as `adder`, limited to the app. Fingerprints
+    /// stay unique platform-wide, so a key is someone's own or one app's, never both.
+    pub async fn add_deploy_key(
+        &self,
+        app: &App,
+        adder: &User,
+        key: &SshPublicKey,
+    ) -> Result<SshKey> {
+        let detail = key_detail(key.fingerprint(), key.comment());
+        let row: KeyRow = on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let sql = sqlx::AssertSqlSafe(format!(
+                "INSERT INTO ssh_keys (id, user_id, app_id, fingerprint, public_key, comment, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {KEY_COLUMNS}"
+            ));
+            let row: KeyRow = sqlx::query_as(sql)
+                .bind(new_id())
+                .bind(adder.id)
+                .bind(app.id)
+                .bind(key.fingerprint())
+                .bind(key.openssh())
+                .bind(key.comment())
+                .bind(now())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| key_taken(e, key))?;
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &adder.username, action: "keys.add", detail: &detail)?;
+            tx.commit().await?;
+            Ok::<_, Error>(row)
+        })?;
+        Ok(row.into())
+    }
+
+    /// The app's deploy keys, whoever added them.
+    pub async fn deploy_keys(&self, app: &App) -> Result<Vec<SshKey>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM ssh_keys WHERE app_id = $1 ORDER BY created_at, id"
+        ));
+        let rows: Vec<KeyRow> = on_db!(self, read, |pool| {
+            sqlx::query_as(sql).bind(app.id).fetch_all(pool).await
+        })?;
+        Ok(rows.into_iter().map(SshKey::from).collect())
+    }
+
+    /// Removes one of the app's deploy keys, named by id, fingerprint or comment.
+    pub async fn remove_deploy_key(&self, app: &App, which: &str, actor: &User) -> Result<SshKey> {
+        let keys = self.deploy_keys(app).await?;
+        let key = pick_key(&keys, which)?.clone();
+        let detail = key_detail(&key.fingerprint, &key.comment);
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("DELETE FROM ssh_keys WHERE id = $1 AND app_id = $2")
+                .bind(key.id)
+                .bind(app.id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(Error::NotFound(format!("deploy key {which}")));
+            }
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "keys.remove", detail: &detail)?;
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        })?;
+        Ok(key)
+    }
+
+    /// Whom the key with this fingerprint lets in (the gateway's lookup): the user who
+    /// added it, and for a deploy key its app.
+    pub async fn user_by_key(&self, fingerprint: &str) -> Result<Option<KeyOwner>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            app_id: Option<Uuid>,
+            comment: String,
+        }
+        let row: Option<Row> = on_db!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT u.id, u.username, u.admin, u.created_at FROM ssh_keys k \
+                "SELECT u.id, u.username, u.admin, u.created_at, k.app_id, k.comment FROM ssh_keys k \
                  JOIN users u ON u.id = k.user_id WHERE k.fingerprint = $1",
             )
             .bind(fingerprint)
             .fetch_optional(pool)
             .await
         })?;
-        Ok(row.map(User::from))
+        Ok(row.map(|row| KeyOwner {
+            user: row.user.into(),
+            only_app: row.app_id,
+            comment: row.comment,
+        }))
+    }
+}
+
+const KEY_COLUMNS: &str = "id, user_id, app_id, fingerprint, public_key, comment, created_at";
+
+/// A key named by id, fingerprint or comment among `keys`.
+fn pick_key<'a>(keys: &'a [SshKey], which: &str) -> Result<&'a SshKey> {
+    let matches: Vec<&SshKey> = keys
+        .iter()
+        .filter(|k| k.id.to_string() == which || k.fingerprint == which || k.comment == which)
+        .collect();
+    match matches.as_slice() {
+        [key] => Ok(*key),
+        [] => Err(Error::NotFound(format!("key {which}"))),
+        _ => Err(Error::Conflict(format!(
+            "{which} names several keys; give the fingerprint instead"
+        ))),
+    }
+}
+
+fn key_taken(err: sqlx::Error, key: &SshPublicKey) -> Error {
+    conflict_on_unique(err, || {
+        format!("the key {} is already added", key.fingerprint())
+    })
+}
+
+/// A deploy key's event detail: what the key is, never more.
+fn key_detail(fingerprint: &str, comment: &str) -> String {
+    if comment.is_empty() {
+        format!("deploy key {fingerprint}")
+    } else {
+        format!("deploy key {fingerprint} ({comment})")
     }
 }
 
