@@ -3,7 +3,7 @@
 //! and nothing else; a revoked or expired token is refused.
 
 use serde_json::Value;
-use slipway_e2e::{Platform, User, both_backends, eventually};
+use slipway_e2e::{User, both_backends, eventually};
 
 /// Makes `dir` a git repository with a Procfile and one commit.
 fn app_repo(user: &mut User, dir: &str, procfile: &str) {

@@ -232,7 +232,7 @@ both_backends! {
         }
         // Personal keys and deploy keys are listed and removed apart.
         assert_eq!(store.keys(&ada).await.unwrap().len(), 1);
-        assert_eq!(store.deploy_keys(&demo).await.unwrap(), [added.clone()]);
+        assert_eq!(store.deploy_keys(&demo).await.unwrap(), [added]);
         assert!(store.deploy_keys(&other).await.unwrap().is_empty());
         assert!(matches!(store.remove_key(&ada, "ci@demo").await, Err(Error::NotFound(_))));
         assert!(matches!(store.remove_deploy_key(&other, "ci@demo", &ada).await, Err(Error::NotFound(_))));
