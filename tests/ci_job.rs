@@ -43,8 +43,11 @@ both_backends! {
         assert!(!ci.home().join(".config/slipway/credentials.json").exists());
         assert!(ci.slip(&["logout"]).failure().contains("SLIPWAY_TOKEN"));
 
-        // It pushes its app with the deploy key, and deploys a build through the API.
+        // It pushes its app with the deploy key, clones it, and deploys a build through the API.
         ci.push_deployed();
+        let clone = ci.home().join("clone");
+        ci.git(&["clone", "-q", &format!("{}/demo.git", platform.ssh_url), clone.to_str().unwrap()]).success();
+        assert_eq!(std::fs::read_to_string(clone.join("Procfile")).unwrap(), "web: ./serve\n");
         let builds = ci.slip(&["builds", "-a", "demo", "--json"]).json();
         let image = builds[0]["image"].as_str().expect("the push's image").to_owned();
         ci.slip(&["builds:create", &image, "-a", "demo"]).success();
@@ -60,6 +63,8 @@ both_backends! {
         assert!(ci.slip(&["tokens:create", "--description", "more"]).failure().contains("this token is limited to demo"));
         let push = ci.git(&["push", &format!("{}/other.git", platform.ssh_url), "main"]);
         assert!(!push.ok && push.stderr.contains("there is no app other: create it with `slip create other`"), "{}", push.stderr);
+        let fetch = ci.git(&["ls-remote", &format!("{}/other.git", platform.ssh_url)]);
+        assert!(!fetch.ok && fetch.stderr.contains("there is no app other"), "{}", fetch.stderr);
         assert_eq!(ada.slip(&["releases", "-a", "other", "--json"]).json().as_array().unwrap().len(), 1);
 
         // Revoked: refused at once.
