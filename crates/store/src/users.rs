@@ -333,8 +333,10 @@ impl Store {
     /// Revokes one of the user's tokens by its id, with the event `token.revoke`. Returns
     /// whether it existed.
     pub async fn delete_token_by_id(&self, user: &User, id: Uuid) -> Result<bool> {
-        let Ok(token) = self.token(user, id).await else {
-            return Ok(false);
+        let token = match self.token(user, id).await {
+            Ok(token) => token,
+            Err(Error::NotFound(_)) => return Ok(false),
+            Err(err) => return Err(err),
         };
         let app = token.limit.as_ref().map(|l| l.app.as_str());
         let scope = token.limit.as_ref().map(|l| l.scope.as_str());
