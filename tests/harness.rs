@@ -262,6 +262,8 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct User {
     home: tempfile::TempDir,
     pub cwd: PathBuf,
+    /// More environment for every command (a CI job's `SLIPWAY_URL` and `SLIPWAY_TOKEN`).
+    pub env: Vec<(String, String)>,
 }
 
 /// What a command did.
@@ -323,7 +325,22 @@ impl User {
     pub fn new() -> User {
         let home = tempfile::tempdir().expect("temp home");
         let cwd = home.path().to_path_buf();
-        User { home, cwd }
+        User {
+            home,
+            cwd,
+            env: Vec::new(),
+        }
+    }
+
+    /// A CI job: no credentials file, only `SLIPWAY_URL` and `SLIPWAY_TOKEN` in its
+    /// environment, and `GIT_SSH_COMMAND` with its own key (made by [`User::ssh_key`]).
+    pub fn ci(api_url: &str, token: &str) -> User {
+        let mut user = User::new();
+        user.env = vec![
+            ("SLIPWAY_URL".to_owned(), api_url.to_owned()),
+            ("SLIPWAY_TOKEN".to_owned(), token.to_owned()),
+        ];
+        user
     }
 
     /// A user registered on `platform` as `username` (the first user registers themselves
@@ -437,6 +454,7 @@ impl User {
                     self.home.path().join(".ssh").join("id_ed25519").display()
                 ),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         command
     }

@@ -75,6 +75,40 @@ pub struct ApiToken {
     pub expires_at: OffsetDateTime,
     /// Whether this is the token the request was made with.
     pub current: bool,
+    /// What it is for; none for a login's token.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The one app a scoped token is limited to.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// What a scoped token may do on its app: `deploy` or `read`.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// A token for automation (`slip tokens:create`). With `app`, the token is limited to that
+/// app, with `scope` (`deploy` unless given; `read` only reads).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub description: String,
+    /// How long it lives: `30d`, `12h`, `90m` or `45s`, at most `365d`. The server's login
+    /// lifetime unless given.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// A new token: its secret, shown this once, and what it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreatedToken {
+    pub secret: String,
+    pub token: ApiToken,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,8 +133,11 @@ pub struct SshKey {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CreateApp {
-    pub name: String,
+    /// A readable unused name is picked when none is given.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

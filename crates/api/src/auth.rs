@@ -13,10 +13,11 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use domain::TokenScope;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 pub(crate) use store::Need;
-use store::{Access, App, User};
+use store::{Access, ApiToken, App, TokenLimit, User};
 use tokio::time::Instant;
 
 use crate::{ApiError, ApiState};
@@ -410,13 +411,53 @@ impl<K: std::hash::Hash + Eq + Clone> Throttle<K> {
     }
 }
 
-/// The authenticated caller. Rejects with 401 when the token is missing or unknown.
+/// The authenticated caller of a route that is not about one app. Rejects with 401 when
+/// the token is missing or unknown, and a token limited to one app with 403: a route takes
+/// scoped tokens only by asking for an [`AppCaller`], so one nobody thought about is closed
+/// to them.
 #[derive(Debug, Clone)]
 pub(crate) struct CurrentUser {
     pub(crate) user: User,
     /// The hash of the token this request used (logout revokes it).
     pub(crate) token_hash: String,
     pub(crate) token_id: uuid::Uuid,
+}
+
+/// The authenticated caller of a route about one app: what it may do is checked by
+/// [`authorize`]. Only app routes take it.
+#[derive(Debug, Clone)]
+pub(crate) struct AppCaller {
+    pub(crate) user: User,
+    /// The one app the token is limited to, and what it may do there.
+    pub(crate) limit: Option<TokenLimit>,
+}
+
+/// The user and token behind the request's bearer token, or 401.
+async fn authenticate(
+    parts: &Parts,
+    state: &ApiState,
+) -> Result<(User, ApiToken, String), ApiError> {
+    let token = bearer_token(parts)?.ok_or_else(|| {
+        ApiError::Unauthorized("missing API token: log in with `slip login URL`".to_owned())
+    })?;
+    let token_hash = token_hash(token);
+    let (user, token) = state
+        .store
+        .user_by_token(&token_hash)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "invalid or revoked API token: log in again with `slip login URL`".to_owned(),
+            )
+        })?;
+    if token.expired(time::OffsetDateTime::now_utc()) {
+        // Gone for good: the next request with it is simply unknown.
+        state.store.delete_token(&token_hash).await?;
+        return Err(ApiError::Unauthorized(
+            "your session expired: log in again with `slip login`".to_owned(),
+        ));
+    }
+    Ok((user, token, token_hash))
 }
 
 impl FromRequestParts<ApiState> for CurrentUser {
@@ -426,30 +467,32 @@ impl FromRequestParts<ApiState> for CurrentUser {
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts)?.ok_or_else(|| {
-            ApiError::Unauthorized("missing API token: log in with `slip login URL`".to_owned())
-        })?;
-        let token_hash = token_hash(token);
-        let (user, token) = state
-            .store
-            .user_by_token(&token_hash)
-            .await?
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "invalid or revoked API token: log in again with `slip login URL`".to_owned(),
-                )
-            })?;
-        if token.expired(time::OffsetDateTime::now_utc()) {
-            // Gone for good: the next request with it is simply unknown.
-            state.store.delete_token(&token_hash).await?;
-            return Err(ApiError::Unauthorized(
-                "your session expired: log in again with `slip login`".to_owned(),
-            ));
+        let (user, token, token_hash) = authenticate(parts, state).await?;
+        if let Some(limit) = token.limit {
+            return Err(ApiError::Forbidden(format!(
+                "this token is limited to {}: it cannot do this; use your own login",
+                limit.app
+            )));
         }
         Ok(CurrentUser {
             user,
             token_hash,
             token_id: token.id,
+        })
+    }
+}
+
+impl FromRequestParts<ApiState> for AppCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let (user, token, _) = authenticate(parts, state).await?;
+        Ok(AppCaller {
+            user,
+            limit: token.limit,
         })
     }
 }
@@ -488,19 +531,52 @@ fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
     Ok(Some(token))
 }
 
-/// Loads the app and checks that `user` may do what `need` says. Admins may do anything.
+/// Loads the app and checks that `caller` may do what `need` says. Admins may do anything.
 /// Someone with no access to the app is told it does not exist, word for word as for an
 /// app that does not: which apps exist is nobody else's business. Handlers call this
 /// before they look at their input, so a stranger learns nothing from validation either.
 pub(crate) async fn authorize(
     state: &ApiState,
-    user: &User,
+    caller: &AppCaller,
     app: &str,
     need: Need,
 ) -> Result<App, ApiError> {
-    authorize_access(state, user, app, need)
-        .await
-        .map(|(app, _)| app)
+    let Some(limit) = &caller.limit else {
+        return authorize_access(state, &caller.user, app, need)
+            .await
+            .map(|(app, _)| app);
+    };
+    // The token's user knows both names: saying so leaks nothing.
+    let wrong_app =
+        || ApiError::Forbidden(format!("this token may only be used for {}", limit.app));
+    if app != limit.app {
+        return Err(wrong_app());
+    }
+    if !scope_permits(limit.scope, need) {
+        return Err(ApiError::Forbidden(format!(
+            "this token may only {} {}: it cannot do this; use your own login",
+            match limit.scope {
+                TokenScope::Deploy => "read and deploy",
+                TokenScope::Read => "read",
+            },
+            limit.app
+        )));
+    }
+    // The user's own access still counts: a collaborator removed from the app loses it
+    // for their tokens too.
+    let (found, _) = authorize_access(state, &caller.user, app, need).await?;
+    if found.id != limit.app_id {
+        return Err(wrong_app());
+    }
+    Ok(found)
+}
+
+/// What a scoped token may do on its app: `deploy` reads and deploys, `read` only reads.
+fn scope_permits(scope: TokenScope, need: Need) -> bool {
+    match scope {
+        TokenScope::Deploy => matches!(need, Need::Read | Need::Deploy),
+        TokenScope::Read => need == Need::Read,
+    }
 }
 
 /// [`authorize`], also saying how `user` relates to the app (the dashboard shows only the

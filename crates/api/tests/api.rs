@@ -1013,6 +1013,180 @@ both_backends! {
         t.call(Method::DELETE, &format!("/v1/tokens/{id}"), Some(&ada), None).await.expect_error(StatusCode::NOT_FOUND);
     }
 
+    async fn scoped_tokens_are_limited_to_their_app_and_scope(t: TestApp) {
+        let root = t.first_user("root").await;
+        let ada = t.user(&root, "ada").await;
+        let bob = t.user(&root, "bob").await;
+        t.create_app(&ada, "demo").await;
+        t.create_app(&ada, "other").await;
+        let made = t.call(Method::POST, "/v1/tokens", Some(&ada), Some(json!({"description": "CI deploys", "expires_in": "30d", "app": "demo"}))).await.expect(StatusCode::CREATED);
+        let ci = made["secret"].as_str().unwrap().to_owned();
+        assert!(ci.starts_with("slp_"), "{made}");
+        assert_eq!((made["token"]["app"].as_str(), made["token"]["scope"].as_str(), made["token"]["description"].as_str()), (Some("demo"), Some("deploy"), Some("CI deploys")));
+        let lifetime = time::OffsetDateTime::parse(made["token"]["expires_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap()
+            - time::OffsetDateTime::parse(made["token"]["created_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+        assert!((30 * 86400 - 2..=30 * 86400).contains(&lifetime.whole_seconds()), "{lifetime}");
+
+        // It deploys and reads its app.
+        let build = json!({"image": "registry.local/demo:1", "procfile": "web: ./serve"});
+        t.call(Method::POST, "/v1/apps/demo/builds", Some(&ci), Some(build.clone())).await.expect(StatusCode::CREATED);
+        t.get("/v1/apps/demo/releases", &ci).await.expect(StatusCode::OK);
+        assert_eq!(t.get("/v1/auth/whoami", &ci).await.expect(StatusCode::OK)["username"], "ada");
+        // Nothing else.
+        let other = t.call(Method::POST, "/v1/apps/other/builds", Some(&ci), Some(build.clone())).await.expect_error(StatusCode::FORBIDDEN);
+        assert_eq!(other, "this token may only be used for demo");
+        t.get("/v1/apps/nope", &ci).await.expect_error(StatusCode::FORBIDDEN);
+        let config = t.set_config(&ci, "demo", json!({"K": "v"})).await.expect_error(StatusCode::FORBIDDEN);
+        assert_eq!(config, "this token may only read and deploy demo: it cannot do this; use your own login");
+        t.call(Method::DELETE, "/v1/apps/demo", Some(&ci), None).await.expect_error(StatusCode::FORBIDDEN);
+        let create = t.call(Method::POST, "/v1/apps", Some(&ci), Some(json!({"name": "mine"}))).await.expect_error(StatusCode::FORBIDDEN);
+        assert_eq!(create, "this token is limited to demo: it cannot do this; use your own login");
+        t.call(Method::POST, "/v1/tokens", Some(&ci), Some(json!({"description": "escalate"}))).await.expect_error(StatusCode::FORBIDDEN);
+        t.get("/v1/tokens", &ci).await.expect_error(StatusCode::FORBIDDEN);
+
+        // A read token only reads.
+        let read = t.call(Method::POST, "/v1/tokens", Some(&ada), Some(json!({"description": "dashboards", "app": "demo", "scope": "read"}))).await.expect(StatusCode::CREATED);
+        let read = read["secret"].as_str().unwrap().to_owned();
+        t.get("/v1/apps/demo", &read).await.expect(StatusCode::OK);
+        let refused = t.call(Method::POST, "/v1/apps/demo/builds", Some(&read), Some(build.clone())).await.expect_error(StatusCode::FORBIDDEN);
+        assert_eq!(refused, "this token may only read demo: it cannot do this; use your own login");
+        t.call(Method::POST, "/v1/apps/demo/rollback", Some(&read), Some(json!({}))).await.expect_error(StatusCode::FORBIDDEN);
+
+        // What is asked for is checked, and bad requests make nothing.
+        let before = t.get("/v1/tokens", &ada).await.expect(StatusCode::OK);
+        for (body, status, message) in [
+            (json!({"description": "x", "scope": "deploy"}), StatusCode::UNPROCESSABLE_ENTITY, "a scope limits a token to one app: give the app with --app APP"),
+            (json!({"description": "x", "expires_in": "400d"}), StatusCode::UNPROCESSABLE_ENTITY, "a token may live at most 365 days; \"400d\" is longer"),
+            (json!({"description": "x", "app": "demo", "scope": "write"}), StatusCode::UNPROCESSABLE_ENTITY, "unknown token scope \"write\": use deploy or read"),
+            (json!({"description": " ", "app": "demo"}), StatusCode::UNPROCESSABLE_ENTITY, "give the token a description of 1-200 characters on one line, such as --description \"CI deploys\""),
+            (json!({"description": "x", "app": "nope"}), StatusCode::NOT_FOUND, "no app named nope: see yours with `slip apps`"),
+        ] {
+            assert_eq!(t.call(Method::POST, "/v1/tokens", Some(&ada), Some(body.clone())).await.expect_error(status), message, "{body}");
+        }
+        // A stranger to the app cannot make a token for it, nor learn that it exists.
+        t.call(Method::POST, "/v1/tokens", Some(&bob), Some(json!({"description": "x", "app": "demo"}))).await.expect_error(StatusCode::NOT_FOUND);
+        assert_eq!(t.get("/v1/tokens", &ada).await.expect(StatusCode::OK), before);
+
+        // The list shows what each token is for; the events never hold a secret.
+        let listed = t.get("/v1/tokens", &ada).await.expect(StatusCode::OK);
+        let shown: Vec<String> = listed.as_array().unwrap().iter().map(|t| format!("{} {} {}", t["description"], t["app"], t["scope"])).collect();
+        assert_eq!(shown, ["\"dashboards\" \"demo\" \"read\"", "\"CI deploys\" \"demo\" \"deploy\"", "null null null"]);
+        let events = t.get("/v1/apps/demo/events", &ada).await.expect(StatusCode::OK);
+        let actions: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert_eq!(actions.iter().filter(|a| **a == "token.create").count(), 2, "{events}");
+        assert!(!events.to_string().contains("slp_"), "{events}");
+
+        // Revoked: 401 at once, and recorded.
+        let id = listed[1]["id"].as_str().unwrap();
+        t.call(Method::DELETE, &format!("/v1/tokens/{id}"), Some(&ada), None).await.expect(StatusCode::NO_CONTENT);
+        let revoked = t.call(Method::POST, "/v1/apps/demo/builds", Some(&ci), Some(build.clone())).await.expect_error(StatusCode::UNAUTHORIZED);
+        assert_eq!(revoked, "invalid or revoked API token: log in again with `slip login URL`");
+        let events = t.get("/v1/apps/demo/events", &ada).await.expect(StatusCode::OK);
+        assert_eq!(events[0]["action"], "token.revoke", "{events}");
+        assert!(events[0]["detail"].as_str().unwrap().contains("CI deploys"), "{events}");
+
+        // Expired: 401.
+        use sha2::Digest;
+        let user = t.store.user("ada").await.unwrap();
+        let app = t.store.app("demo").await.unwrap();
+        let expired = "slp_an_expired_deploy_token";
+        t.store.create_api_token(&user, &hex::encode(sha2::Sha256::digest(expired.as_bytes())), &store::NewToken {
+            description: "old CI",
+            expires_at: time::OffsetDateTime::now_utc() - time::Duration::seconds(1),
+            limit: Some((&app, domain::TokenScope::Deploy)),
+        }).await.unwrap();
+        let refused = t.call(Method::POST, "/v1/apps/demo/builds", Some(expired), Some(build.clone())).await.expect_error(StatusCode::UNAUTHORIZED);
+        assert_eq!(refused, "your session expired: log in again with `slip login`");
+
+        // A collaborator's token goes with their access; an app's tokens go with the app.
+        t.call(Method::POST, "/v1/apps/demo/perms", Some(&ada), Some(json!({"username": "bob"}))).await.expect(StatusCode::CREATED);
+        let bobs = t.call(Method::POST, "/v1/tokens", Some(&bob), Some(json!({"description": "bob's CI", "app": "demo"}))).await.expect(StatusCode::CREATED);
+        let bobs = bobs["secret"].as_str().unwrap().to_owned();
+        t.call(Method::POST, "/v1/apps/demo/builds", Some(&bobs), Some(build.clone())).await.expect(StatusCode::CREATED);
+        t.call(Method::DELETE, "/v1/apps/demo/perms/bob", Some(&ada), None).await.expect(StatusCode::NO_CONTENT);
+        t.call(Method::POST, "/v1/apps/demo/builds", Some(&bobs), Some(build.clone())).await.expect_error(StatusCode::NOT_FOUND);
+        t.call(Method::DELETE, "/v1/apps/demo", Some(&ada), None).await.expect(StatusCode::NO_CONTENT);
+        t.get("/v1/apps/demo", &read).await.expect_error(StatusCode::UNAUTHORIZED);
+    }
+
+    async fn a_scoped_token_is_refused_by_every_route_not_about_its_app(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        t.create_app(&ada, "demo").await;
+        t.create_app(&ada, "other").await;
+        let ci = t.call(Method::POST, "/v1/tokens", Some(&ada), Some(json!({"description": "CI", "app": "demo"}))).await.expect(StatusCode::CREATED);
+        let ci = ci["secret"].as_str().unwrap().to_owned();
+        let openapi = t.call(Method::GET, "/v1/openapi.json", None, None).await.expect(StatusCode::OK);
+        // Routes that take a scoped token although they are about no app.
+        let open = ["/v1/info", "/v1/auth/login", "/v1/auth/whoami"];
+        let mut checked = 0;
+        for (path, operations) in openapi["paths"].as_object().unwrap() {
+            let on_app = path.starts_with("/v1/apps/{app}");
+            if open.contains(&path.as_str()) {
+                continue;
+            }
+            // Every parameter filled in: the app with the wrong one, the rest with anything.
+            let mut uri = path.replace("{app}", "other");
+            while let (Some(start), Some(end)) = (uri.find('{'), uri.find('}')) {
+                uri.replace_range(start..=end, "x");
+            }
+            for method in operations.as_object().unwrap().keys() {
+                let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let body = [Method::POST, Method::PUT, Method::PATCH].contains(&method).then(|| json!({}));
+                let reply = t.call(method.clone(), &uri, Some(&ci), body).await;
+                let context = format!("{method} {uri}: {}", reply.body);
+                let message = reply.expect_error(StatusCode::FORBIDDEN);
+                let expected = if on_app { "this token may only be used for demo" } else { "this token is limited to demo: it cannot do this; use your own login" };
+                assert_eq!(message, expected, "{context}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "{checked}");
+        let metrics = t.call(Method::GET, "/metrics", Some(&ci), None).await;
+        assert!([StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&metrics.status), "{metrics:?}");
+        assert_eq!(t.get("/v1/apps", &ada).await.expect(StatusCode::OK).as_array().unwrap().len(), 2, "nothing was made or destroyed");
+    }
+
+    async fn deploy_keys_are_the_owners_to_give(t: TestApp) {
+        let root = t.first_user("root").await;
+        let ada = t.user(&root, "ada").await;
+        let bob = t.user(&root, "bob").await;
+        let eve = t.user(&root, "eve").await;
+        t.create_app(&ada, "demo").await;
+        t.call(Method::POST, "/v1/apps/demo/perms", Some(&ada), Some(json!({"username": "bob"}))).await.expect(StatusCode::CREATED);
+        let key = json!({"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDoyy3jwG2RsuNTRQkVuwgmIVmDpiqPHx70cH49eNSr+ ci@demo"});
+        let ci = t.call(Method::POST, "/v1/tokens", Some(&ada), Some(json!({"description": "CI", "app": "demo"}))).await.expect(StatusCode::CREATED);
+        let ci = ci["secret"].as_str().unwrap().to_owned();
+        t.call(Method::POST, "/v1/apps/demo/deploy-keys", Some(&bob), Some(key.clone())).await.expect_error(StatusCode::FORBIDDEN);
+        t.call(Method::POST, "/v1/apps/demo/deploy-keys", Some(&eve), Some(key.clone())).await.expect_error(StatusCode::NOT_FOUND);
+        t.call(Method::POST, "/v1/apps/demo/deploy-keys", Some(&ci), Some(key.clone())).await.expect_error(StatusCode::FORBIDDEN);
+        t.call(Method::POST, "/v1/apps/demo/deploy-keys", Some(&ada), Some(json!({"public_key": "nonsense"}))).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(t.get("/v1/apps/demo/deploy-keys", &bob).await.expect(StatusCode::OK), json!([]));
+        let added = t.call(Method::POST, "/v1/apps/demo/deploy-keys", Some(&ada), Some(key.clone())).await.expect(StatusCode::CREATED);
+        assert_eq!(added["comment"], "ci@demo");
+        t.call(Method::POST, "/v1/apps/demo/deploy-keys", Some(&ada), Some(key.clone())).await.expect_error(StatusCode::CONFLICT);
+        t.call(Method::POST, "/v1/keys", Some(&bob), Some(key.clone())).await.expect_error(StatusCode::CONFLICT);
+        assert_eq!(t.get("/v1/apps/demo/deploy-keys", &bob).await.expect(StatusCode::OK)[0]["fingerprint"], added["fingerprint"]);
+        assert_eq!(t.get("/v1/keys", &ada).await.expect(StatusCode::OK), json!([]), "not one of ada's own keys");
+        t.call(Method::DELETE, "/v1/apps/demo/deploy-keys/ci@demo", Some(&bob), None).await.expect_error(StatusCode::FORBIDDEN);
+        t.call(Method::DELETE, "/v1/apps/demo/deploy-keys/ci@demo", Some(&ada), None).await.expect(StatusCode::NO_CONTENT);
+        t.call(Method::DELETE, "/v1/apps/demo/deploy-keys/ci@demo", Some(&ada), None).await.expect_error(StatusCode::NOT_FOUND);
+        let events = t.get("/v1/apps/demo/events", &ada).await.expect(StatusCode::OK);
+        let actions: Vec<&str> = events.as_array().unwrap().iter().take(2).map(|e| e["action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["keys.remove", "keys.add"]);
+    }
+
+    async fn an_app_created_without_a_name_gets_a_readable_one(t: TestApp) {
+        let ada = t.first_user("ada").await;
+        let made = t.call(Method::POST, "/v1/apps", Some(&ada), Some(json!({}))).await.expect(StatusCode::CREATED);
+        let name = made["name"].as_str().unwrap();
+        let parts: Vec<&str> = name.split('-').collect();
+        assert_eq!(parts.len(), 3, "{name}");
+        assert!(parts[2].len() == 4 && parts[2].chars().all(|c| c.is_ascii_digit()), "{name}");
+        t.get(&format!("/v1/apps/{name}"), &ada).await.expect(StatusCode::OK);
+        let again = t.call(Method::POST, "/v1/apps", Some(&ada), Some(json!({"name": null}))).await.expect(StatusCode::CREATED);
+        assert_ne!(again["name"], made["name"]);
+    }
+
     async fn a_login_flood_is_throttled_and_hashing_is_bounded(t: TestApp) {
         let t = TestApp::with_config(t.backend(), |config| {
             config.login = slipway_api::LoginLimits {

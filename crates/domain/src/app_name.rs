@@ -53,7 +53,36 @@ impl AppName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A readable name, `adjective-noun-NNNN`, for an app created without one: indices
+    /// pick from fixed word lists (taken modulo their lengths) and `number` is kept to
+    /// four digits. The caller draws them at random and tries again if the name is taken.
+    pub fn generate(adjective: usize, noun: usize, number: u32) -> AppName {
+        let adjective = ADJECTIVES[adjective % ADJECTIVES.len()];
+        let noun = NOUNS[noun % NOUNS.len()];
+        AppName(format!("{adjective}-{noun}-{:04}", number % 10_000))
+    }
+
+    /// How many adjectives and nouns [`AppName::generate`] chooses from.
+    pub const WORDS: (usize, usize) = (ADJECTIVES.len(), NOUNS.len());
 }
+
+/// Words for generated names: short, plain and harmless in any combination.
+const ADJECTIVES: &[&str] = &[
+    "amber", "brave", "bright", "calm", "clever", "coral", "crisp", "dapper", "eager", "early",
+    "fancy", "fresh", "gentle", "golden", "happy", "hidden", "jolly", "keen", "kind", "lively",
+    "lucky", "mellow", "merry", "misty", "noble", "polite", "proud", "quick", "quiet", "rapid",
+    "ruby", "silent", "silver", "smooth", "snowy", "solid", "sunny", "swift", "tidy", "vivid",
+    "warm", "wise", "witty", "young", "zesty",
+];
+
+const NOUNS: &[&str] = &[
+    "anchor", "badger", "beacon", "brook", "canyon", "cedar", "comet", "coral", "delta", "dune",
+    "falcon", "fern", "fjord", "forest", "garden", "glacier", "harbor", "heron", "island",
+    "lagoon", "lantern", "maple", "meadow", "mesa", "otter", "orchid", "pebble", "pine", "prairie",
+    "quartz", "raven", "reef", "river", "sparrow", "summit", "thicket", "tide", "tundra", "valley",
+    "willow",
+];
 
 impl fmt::Display for AppName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -112,6 +141,24 @@ mod tests {
                 format!("error: invalid app name {bad:?}: {msg}")
             );
         }
+    }
+
+    #[test]
+    fn every_generated_name_parses() {
+        let (adjectives, nouns) = AppName::WORDS;
+        for a in 0..adjectives {
+            for n in 0..nouns {
+                for number in [0, 7, 4242, 9999, 10_000, u32::MAX] {
+                    let name = AppName::generate(a, n, number);
+                    assert_eq!(AppName::parse(name.as_str()), Ok(name.clone()));
+                    assert!(name.as_str().len() <= AppName::MAX_LEN, "{name}");
+                }
+            }
+        }
+        check(
+            AppName::generate(6, 3, 42).as_str(),
+            expect!["crisp-brook-0042"],
+        );
     }
 
     #[test]

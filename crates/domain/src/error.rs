@@ -132,4 +132,10 @@ pub enum Error {
     AutoscaleNeedsCpu { process: String },
     #[error("{process} is autoscaled on its CPU limit: run `slip autoscale:unset {process}` first")]
     AutoscaleKeepsCpu { process: String },
+    #[error("unknown token scope {0:?}: use deploy or read")]
+    TokenScope(String),
+    #[error("invalid lifetime {0:?}: write a number and a unit, such as 30d, 12h, 90m or 45s")]
+    Lifetime(String),
+    #[error("a token may live at most 365 days; {0:?} is longer")]
+    LifetimeTooLong(String),
 }

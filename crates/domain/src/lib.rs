@@ -24,6 +24,7 @@ mod settings;
 mod size;
 mod ssh_key;
 mod stack;
+mod token;
 mod user;
 
 pub use app_name::AppName;
@@ -53,6 +54,7 @@ pub use settings::{
 pub use size::human_size;
 pub use ssh_key::SshPublicKey;
 pub use stack::Stack;
+pub use token::{Lifetime, TokenScope};
 pub use user::{Password, Username};
 
 #[cfg(test)]

@@ -23,9 +23,14 @@ use crate::{PushContext, Shared};
 /// Exit status for a refused command, as git uses for fatal errors.
 const REFUSED: u32 = 128;
 
-/// Who authenticated: a platform user, or a valid key nobody has added (told so on any command).
+/// Who authenticated: a platform user (through a deploy key, limited to one app), or a
+/// valid key nobody has added (told so on any command).
 enum Identity {
-    User(store::User),
+    User {
+        user: store::User,
+        /// A deploy key's app: the key acts as `user`, on this app only.
+        only_app: Option<uuid::Uuid>,
+    },
     UnknownKey(String),
 }
 
@@ -75,9 +80,13 @@ impl russh::server::Handler for Connection {
     ) -> Result<Auth, Self::Error> {
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
         let identity = match self.shared.store.user_by_key(&fingerprint).await {
-            Ok(Some(account)) => {
-                tracing::info!(peer = %self.peer, ssh_user = user, user = %account.username, "ssh login");
-                Identity::User(account)
+            Ok(Some(owner)) => {
+                tracing::info!(peer = %self.peer, ssh_user = user, user = %owner.user.username,
+                    deploy_key = owner.only_app.is_some(), key = %owner.comment, "ssh login");
+                Identity::User {
+                    user: owner.user,
+                    only_app: owner.only_app,
+                }
             }
             Ok(None) => {
                 // Let the client in, but only to be told what to do: every command is refused.
@@ -92,7 +101,7 @@ impl russh::server::Handler for Connection {
         // A platform user's connection leaves the unauthenticated count, unless the gate
         // has already closed it (deadline or eviction). A key nobody added stays counted
         // there: it may only hear why it is refused, within the authentication deadline.
-        if matches!(identity, Identity::User(_)) && !self.slot.authenticated() {
+        if matches!(identity, Identity::User { .. }) && !self.slot.authenticated() {
             return Ok(Auth::reject());
         }
         self.identity = Some(identity);
@@ -153,7 +162,7 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let greeting = match &self.identity {
-            Some(Identity::User(user)) => format!("Hi {}! ", user.username),
+            Some(Identity::User { user, .. }) => format!("Hi {}! ", user.username),
             _ => String::new(),
         };
         session.channel_success(channel)?;
@@ -194,8 +203,8 @@ impl russh::server::Handler for Connection {
                 "Slipway gives no terminal: git does not ask for one; push with `git push slipway main`",
             );
         }
-        let user = match &self.identity {
-            Some(Identity::User(user)) => user.clone(),
+        let (user, only_app) = match &self.identity {
+            Some(Identity::User { user, only_app }) => (user.clone(), *only_app),
             Some(Identity::UnknownKey(fingerprint)) => {
                 return refuse(
                     session,
@@ -211,7 +220,7 @@ impl russh::server::Handler for Connection {
             Ok(command) => command,
             Err(message) => return refuse(session, channel, &message),
         };
-        let app = match self.authorize(&user, &command).await {
+        let app = match self.authorize(&user, only_app, &command).await {
             Ok(app) => app,
             Err(message) => return refuse(session, channel, &message),
         };
@@ -232,14 +241,16 @@ impl russh::server::Handler for Connection {
 }
 
 impl Connection {
-    /// The app, if `user` may do what `command` asks; otherwise the reason, for the pusher.
+    /// The app, if `user` may do what `command` asks (through a deploy key, only on
+    /// `only_app`); otherwise the reason, for the pusher.
     async fn authorize(
         &self,
         user: &store::User,
+        only_app: Option<uuid::Uuid>,
         command: &GitCommand,
     ) -> Result<store::App, String> {
         let need = match command.service {
-            Service::ReceivePack => Need::Write,
+            Service::ReceivePack => Need::Deploy,
             Service::UploadPack => Need::Read,
         };
         let (app, access) = match self
@@ -255,7 +266,10 @@ impl Connection {
                 return Err("internal error; the server log has the details".to_owned());
             }
         };
-        if Access::permits(access, user.admin, need) {
+        if only_app.is_some_and(|only| only != app.id) {
+            // A deploy key is for its one app: any other is as good as missing.
+            Err(no_such_app(&command.app))
+        } else if Access::permits(access, user.admin, need) {
             Ok(app)
         } else if access == Access::None {
             // Someone else's app: told exactly what they would be told if it did not exist.

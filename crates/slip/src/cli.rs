@@ -207,12 +207,17 @@ pub(crate) struct AccountArgs {
 pub(crate) enum KeysCommand {
     /// List your SSH keys
     List,
-    /// Add an SSH public key [default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub]
+    /// Add an SSH public key [default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub];
+    /// with `--app APP --deploy-key FILE`, a key that may clone and push only that app
     Add {
         /// An OpenSSH public key file
+        #[arg(conflicts_with = "deploy_key")]
         path: Option<PathBuf>,
+        /// Add FILE as a deploy key of the app given with --app
+        #[arg(long, value_name = "FILE")]
+        deploy_key: Option<PathBuf>,
     },
-    /// Remove an SSH key
+    /// Remove an SSH key (with --app, one of that app's deploy keys)
     Remove {
         /// The key's fingerprint, comment or id
         key: String,
@@ -223,6 +228,18 @@ pub(crate) enum KeysCommand {
 pub(crate) enum TokensCommand {
     /// List your API tokens
     List,
+    /// Create a token for automation, shown once; with --app, limited to that app
+    Create {
+        /// What the token is for, such as "GitHub Actions deploys"
+        #[arg(long)]
+        description: String,
+        /// How long it lives: 30d, 12h, 90m or 45s, at most 365d [default: the platform's login lifetime]
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// What it may do on the app given with --app [default: deploy]
+        #[arg(long, value_parser = ["deploy", "read"])]
+        scope: Option<String>,
+    },
     /// Revoke an API token, ending that login
     Revoke {
         /// The token's id, as `slip tokens` shows it
@@ -244,8 +261,8 @@ pub(crate) enum AppsCommand {
 
 #[derive(Debug, PartialEq, Eq, Args)]
 pub(crate) struct CreateArgs {
-    /// The app's name, such as `demo`
-    pub(crate) name: String,
+    /// The app's name, such as `demo` [default: a readable unused one]
+    pub(crate) name: Option<String>,
     /// Do not add the git remote `slipway`
     #[arg(long)]
     pub(crate) no_remote: bool,
@@ -705,11 +722,17 @@ pub(crate) enum Action {
     KeysList,
     KeysAdd {
         path: Option<PathBuf>,
+        deploy_key: Option<PathBuf>,
     },
     KeysRemove {
         key: String,
     },
     TokensList,
+    TokensCreate {
+        description: String,
+        expires_in: Option<String>,
+        scope: Option<String>,
+    },
     TokensRevoke {
         id: String,
     },
@@ -876,11 +899,20 @@ impl Command {
             Command::Platform { url } => Action::Platform { url },
             Command::Keys { command } => match command.unwrap_or(KeysCommand::List) {
                 KeysCommand::List => Action::KeysList,
-                KeysCommand::Add { path } => Action::KeysAdd { path },
+                KeysCommand::Add { path, deploy_key } => Action::KeysAdd { path, deploy_key },
                 KeysCommand::Remove { key } => Action::KeysRemove { key },
             },
             Command::Tokens { command } => match command.unwrap_or(TokensCommand::List) {
                 TokensCommand::List => Action::TokensList,
+                TokensCommand::Create {
+                    description,
+                    expires_in,
+                    scope,
+                } => Action::TokensCreate {
+                    description,
+                    expires_in,
+                    scope,
+                },
                 TokensCommand::Revoke { id } => Action::TokensRevoke { id },
             },
             Command::Apps { command } => match command.unwrap_or(AppsCommand::List) {
@@ -1300,7 +1332,21 @@ mod tests {
         check("slip releases", expect!["ReleasesList { limit: None }"]);
         check(
             "slip create demo",
-            expect![[r#"AppsCreate(CreateArgs { name: "demo", no_remote: false })"#]],
+            expect![[r#"AppsCreate(CreateArgs { name: Some("demo"), no_remote: false })"#]],
+        );
+        check(
+            "slip create",
+            expect!["AppsCreate(CreateArgs { name: None, no_remote: false })"],
+        );
+        check(
+            "slip tokens:create --description CI --expires-in 30d -a demo --scope read",
+            expect![[
+                r#"TokensCreate { description: "CI", expires_in: Some("30d"), scope: Some("read") }"#
+            ]],
+        );
+        check(
+            "slip keys:add --app demo --deploy-key ci.pub",
+            expect![[r#"KeysAdd { path: None, deploy_key: Some("ci.pub") }"#]],
         );
         check(
             "slip destroy --confirm demo",

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use api_types::{
     AddCertificate, AddCollaborator, AddDomain, AddKey, ApiToken, App, AppInfo, AppPatch,
     Autoscale, Build, Collaborator, Config, ConfigChanged, ConfigPatch, CreateApp, CreateBuild,
-    Credentials, Domain, ErrorBody, Event, HealthChecks, Limits, PlatformInfo, Process,
-    ProcessCount, Release, ReleaseInfo, Restart, Rollback, Routing, RoutingPatch, RunCommand,
-    Scale, Session, SetHealthCheck, SshKey, User,
+    CreateToken, CreatedToken, Credentials, Domain, ErrorBody, Event, HealthChecks, Limits,
+    PlatformInfo, Process, ProcessCount, Release, ReleaseInfo, Restart, Rollback, Routing,
+    RoutingPatch, RunCommand, Scale, Session, SetHealthCheck, SshKey, User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -202,6 +202,29 @@ impl Client {
 
     pub(crate) async fn tokens(&self) -> Result<Vec<ApiToken>> {
         self.json(self.request(Method::GET, &["tokens"])).await
+    }
+
+    pub(crate) async fn create_token(&self, token: &CreateToken) -> Result<CreatedToken> {
+        self.json(self.request(Method::POST, &["tokens"]).json(token))
+            .await
+    }
+
+    pub(crate) async fn deploy_keys(&self, app: &str) -> Result<Vec<SshKey>> {
+        self.json(self.request(Method::GET, &["apps", app, "deploy-keys"]))
+            .await
+    }
+
+    pub(crate) async fn add_deploy_key(&self, app: &str, key: &AddKey) -> Result<SshKey> {
+        self.json(
+            self.request(Method::POST, &["apps", app, "deploy-keys"])
+                .json(key),
+        )
+        .await
+    }
+
+    pub(crate) async fn remove_deploy_key(&self, app: &str, key: &str) -> Result<()> {
+        self.empty(self.request(Method::DELETE, &["apps", app, "deploy-keys", key]))
+            .await
     }
 
     pub(crate) async fn revoke_token(&self, id: &str) -> Result<()> {

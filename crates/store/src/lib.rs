@@ -39,8 +39,8 @@ pub use metrics::{
 };
 pub use model::{
     Access, ApiToken, App, AppSummary, Build, BuildSource, BuildStatus, Collaborator,
-    ConfigOutcome, Domain, DomainState, Event, LatestRelease, Need, ProcessCount, Release,
-    ReleaseEntry, SshKey, User,
+    ConfigOutcome, Domain, DomainState, Event, KeyOwner, LatestRelease, Need, NewToken,
+    ProcessCount, Release, ReleaseEntry, SshKey, TokenLimit, User,
 };
 pub use pipelines::{Pipeline, StageGates};
 pub use promotions::{PinnedBuild, Promotion, PromotionStatus};

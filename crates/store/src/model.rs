@@ -20,6 +20,27 @@ pub struct ApiToken {
     pub id: Uuid,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    /// What it is for (`slip tokens:create --description`); none for a login's token.
+    pub description: Option<String>,
+    /// The one app it is limited to, and what it may do there; none for a token that is
+    /// its user.
+    pub limit: Option<TokenLimit>,
+}
+
+/// What a scoped token may touch: one app, for reading or deploying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenLimit {
+    pub app_id: Uuid,
+    pub app: String,
+    pub scope: domain::TokenScope,
+}
+
+/// A token to make: what it is for, until when, and what it is limited to.
+#[derive(Debug, Clone)]
+pub struct NewToken<'a> {
+    pub description: &'a str,
+    pub expires_at: OffsetDateTime,
+    pub limit: Option<(&'a App, domain::TokenScope)>,
 }
 
 impl ApiToken {
@@ -31,7 +52,10 @@ impl ApiToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshKey {
     pub id: Uuid,
+    /// Who added it: a deploy key acts as them.
     pub user_id: Uuid,
+    /// The one app a deploy key may clone and push; none for a personal key.
+    pub app_id: Option<Uuid>,
     pub fingerprint: String,
     pub public_key: String,
     pub comment: String,
@@ -49,6 +73,15 @@ pub struct App {
     pub uid_slot: u32,
     /// How it is built: buildpacks, or its Dockerfile.
     pub stack: domain::Stack,
+}
+
+/// Whom an SSH key lets in (the gateway's lookup): its user, and for a deploy key the one
+/// app it is limited to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    pub user: User,
+    pub only_app: Option<Uuid>,
+    pub comment: String,
 }
 
 /// An app as the dashboard's list shows it.
@@ -87,7 +120,9 @@ pub enum Access {
 pub enum Need {
     /// Read anything about the app, or fetch its code.
     Read,
-    /// Deploy, configure, scale, roll back, manage domains.
+    /// Deploy it: create a build, push, roll back. A `deploy`-scoped token may do this.
+    Deploy,
+    /// Configure, scale, run, manage domains (and everything `Deploy` may).
     Write,
     /// Destroy the app or change who may use it.
     Own,
@@ -99,7 +134,7 @@ impl Access {
     pub fn permits(self, admin: bool, need: Need) -> bool {
         admin
             || match need {
-                Need::Read | Need::Write => self >= Access::Collaborator,
+                Need::Read | Need::Deploy | Need::Write => self >= Access::Collaborator,
                 Need::Own => self == Access::Owner,
             }
     }

@@ -1,11 +1,11 @@
 //! Users, API tokens and SSH keys.
 
-use domain::{SshPublicKey, Username};
+use domain::{SshPublicKey, TokenScope, Username};
 use uuid::Uuid;
 
-use crate::db::{Db, new_id, now, on_db};
+use crate::db::{Db, new_id, now, on_db, record_event};
 use crate::error::conflict_on_unique;
-use crate::{ApiToken, Error, Result, SshKey, Store, User};
+use crate::{ApiToken, App, Error, KeyOwner, NewToken, Result, SshKey, Store, TokenLimit, User};
 
 /// Who may be created by [`Store::create_user`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,21 +37,43 @@ impl From<UserRow> for User {
     }
 }
 
+/// A token's columns, with its app's name: `t` is `api_tokens`, `a` its app (left join).
+const TOKEN_COLUMNS: &str = "t.id, t.created_at, t.expires_at, t.description, t.app_id, \
+    a.name AS app_name, t.scope";
+
 #[derive(sqlx::FromRow)]
 struct TokenRow {
     id: Uuid,
     created_at: time::OffsetDateTime,
     expires_at: Option<time::OffsetDateTime>,
+    description: Option<String>,
+    app_id: Option<Uuid>,
+    app_name: Option<String>,
+    scope: Option<String>,
 }
 
-impl From<TokenRow> for ApiToken {
-    fn from(row: TokenRow) -> ApiToken {
-        ApiToken {
+impl TryFrom<TokenRow> for ApiToken {
+    type Error = Error;
+
+    fn try_from(row: TokenRow) -> Result<ApiToken> {
+        let limit = match (row.app_id, row.app_name, row.scope) {
+            (None, _, None) => None,
+            (Some(app_id), Some(app), Some(scope)) => Some(TokenLimit {
+                app_id,
+                app,
+                scope: TokenScope::parse(&scope).map_err(|e| Error::Corrupt(e.to_string()))?,
+            }),
+            // Never written: fail closed rather than treat it as unscoped.
+            _ => return Err(Error::Corrupt(format!("token {} has half a scope", row.id))),
+        };
+        Ok(ApiToken {
             id: row.id,
             created_at: row.created_at,
             // A token from before expiry was recorded has none: it counts as expired.
             expires_at: row.expires_at.unwrap_or(row.created_at),
-        }
+            description: row.description,
+            limit,
+        })
     }
 }
 
@@ -59,6 +81,7 @@ impl From<TokenRow> for ApiToken {
 struct KeyRow {
     id: Uuid,
     user_id: Uuid,
+    app_id: Option<Uuid>,
     fingerprint: String,
     public_key: String,
     comment: String,
@@ -70,6 +93,7 @@ impl From<KeyRow> for SshKey {
         SshKey {
             id: row.id,
             user_id: row.user_id,
+            app_id: row.app_id,
             fingerprint: row.fingerprint,
             public_key: row.public_key,
             comment: row.comment,
@@ -164,27 +188,82 @@ impl Store {
         Ok(row.map(|row| (row.user.into(), row.password_hash)))
     }
 
-    /// Stores a new API token by its hash, valid until `expires_at`.
+    /// Stores a new API token by its hash, valid until `expires_at` (a login's token).
     pub async fn create_token(
         &self,
         user: &User,
         token_hash: &str,
         expires_at: time::OffsetDateTime,
     ) -> Result<ApiToken> {
-        let row: TokenRow = on_db!(self, write, |pool| {
-            sqlx::query_as(
+        let id = new_id();
+        on_db!(self, write, |pool| {
+            sqlx::query(
                 "INSERT INTO api_tokens (id, user_id, token_hash, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at, expires_at",
+                 VALUES ($1, $2, $3, $4, $5)",
             )
-            .bind(new_id())
+            .bind(id)
             .bind(user.id)
             .bind(token_hash)
             .bind(now())
             .bind(expires_at)
-            .fetch_one(pool)
+            .execute(pool)
             .await
+            .map(|r| r.rows_affected())
         })?;
-        Ok(row.into())
+        self.token(user, id).await
+    }
+
+    /// Stores a token made for automation (`slip tokens:create`), with the event
+    /// `token.create` (which never holds the secret).
+    pub async fn create_api_token(
+        &self,
+        user: &User,
+        token_hash: &str,
+        new: &NewToken<'_>,
+    ) -> Result<ApiToken> {
+        let id = new_id();
+        let (app_id, app_name, scope) = match new.limit {
+            Some((app, scope)) => (Some(app.id), Some(app.name.as_str()), Some(scope.as_str())),
+            None => (None, None, None),
+        };
+        let detail = token_detail(id, new.description, scope, Some(new.expires_at));
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO api_tokens \
+                 (id, user_id, token_hash, created_at, expires_at, description, app_id, scope) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(id)
+            .bind(user.id)
+            .bind(token_hash)
+            .bind(now())
+            .bind(new.expires_at)
+            .bind(new.description)
+            .bind(app_id)
+            .bind(scope)
+            .execute(&mut *tx)
+            .await?;
+            record_event!(&mut *tx, app: app_name, actor: &user.username, action: "token.create", detail: &detail)?;
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        })?;
+        self.token(user, id).await
+    }
+
+    /// One of the user's tokens by id.
+    async fn token(&self, user: &User, id: Uuid) -> Result<ApiToken> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens t LEFT JOIN apps a ON a.id = t.app_id \
+             WHERE t.id = $1 AND t.user_id = $2"
+        ));
+        let row: Option<TokenRow> = on_db!(self, write, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .bind(user.id)
+            .fetch_optional(pool)
+            .await)?;
+        row.ok_or_else(|| Error::NotFound(format!("token {id}")))?
+            .try_into()
     }
 
     /// The user a token belongs to and the token, if the token exists. Whether it has
@@ -197,25 +276,36 @@ impl Store {
             token_id: Uuid,
             token_created_at: time::OffsetDateTime,
             expires_at: Option<time::OffsetDateTime>,
+            description: Option<String>,
+            app_id: Option<Uuid>,
+            app_name: Option<String>,
+            scope: Option<String>,
         }
         let row: Option<Row> = on_db!(self, read, |pool| {
             sqlx::query_as(
                 "SELECT u.id, u.username, u.admin, u.created_at, t.id AS token_id, \
-                 t.created_at AS token_created_at, t.expires_at FROM api_tokens t \
-                 JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+                 t.created_at AS token_created_at, t.expires_at, t.description, t.app_id, \
+                 a.name AS app_name, t.scope FROM api_tokens t \
+                 JOIN users u ON u.id = t.user_id LEFT JOIN apps a ON a.id = t.app_id \
+                 WHERE t.token_hash = $1",
             )
             .bind(token_hash)
             .fetch_optional(pool)
             .await
         })?;
-        Ok(row.map(|row| {
-            let token = ApiToken::from(TokenRow {
+        row.map(|row| {
+            let token = ApiToken::try_from(TokenRow {
                 id: row.token_id,
                 created_at: row.token_created_at,
                 expires_at: row.expires_at,
-            });
-            (row.user.into(), token)
-        }))
+                description: row.description,
+                app_id: row.app_id,
+                app_name: row.app_name,
+                scope: row.scope,
+            })?;
+            Ok((row.user.into(), token))
+        })
+        .transpose()
     }
 
     /// A user's tokens, newest first. Expired ones are deleted on the way.
@@ -230,29 +320,41 @@ impl Store {
             .await
             .map(|r| r.rows_affected())
         })?;
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens t LEFT JOIN apps a ON a.id = t.app_id \
+             WHERE t.user_id = $1 ORDER BY t.created_at DESC, t.id DESC"
+        ));
         let rows: Vec<TokenRow> = on_db!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT id, created_at, expires_at FROM api_tokens WHERE user_id = $1 \
-                 ORDER BY created_at DESC, id DESC",
-            )
-            .bind(user.id)
-            .fetch_all(pool)
-            .await
+            sqlx::query_as(sql).bind(user.id).fetch_all(pool).await
         })?;
-        Ok(rows.into_iter().map(ApiToken::from).collect())
+        rows.into_iter().map(ApiToken::try_from).collect()
     }
 
-    /// Revokes one of the user's tokens by its id. Returns whether it existed.
+    /// Revokes one of the user's tokens by its id, with the event `token.revoke`. Returns
+    /// whether it existed.
     pub async fn delete_token_by_id(&self, user: &User, id: Uuid) -> Result<bool> {
-        let done = on_db!(self, write, |pool| {
-            sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+        let token = match self.token(user, id).await {
+            Ok(token) => token,
+            Err(Error::NotFound(_)) => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        let app = token.limit.as_ref().map(|l| l.app.as_str());
+        let scope = token.limit.as_ref().map(|l| l.scope.as_str());
+        let detail = token_detail(id, token.description.as_deref().unwrap_or(""), scope, None);
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
                 .bind(id)
                 .bind(user.id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        Ok(done > 0)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            record_event!(&mut *tx, app: app, actor: &user.username, action: "token.revoke", detail: &detail)?;
+            tx.commit().await?;
+            Ok::<_, Error>(true)
+        })
     }
 
     /// Revokes a token. Returns whether it existed.
@@ -267,59 +369,43 @@ impl Store {
         Ok(done > 0)
     }
 
+    /// Adds one of the user's own keys.
     pub async fn add_key(&self, user: &User, key: &SshPublicKey) -> Result<SshKey> {
         let row: KeyRow = on_db!(self, write, |pool| {
-            sqlx::query_as(
+            let sql = sqlx::AssertSqlSafe(format!(
                 "INSERT INTO ssh_keys (id, user_id, fingerprint, public_key, comment, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 RETURNING id, user_id, fingerprint, public_key, comment, created_at",
-            )
-            .bind(new_id())
-            .bind(user.id)
-            .bind(key.fingerprint())
-            .bind(key.openssh())
-            .bind(key.comment())
-            .bind(now())
-            .fetch_one(pool)
-            .await
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}"
+            ));
+            sqlx::query_as(sql)
+                .bind(new_id())
+                .bind(user.id)
+                .bind(key.fingerprint())
+                .bind(key.openssh())
+                .bind(key.comment())
+                .bind(now())
+                .fetch_one(pool)
+                .await
         })
-        .map_err(|e| {
-            conflict_on_unique(e, || {
-                format!("the key {} is already added", key.fingerprint())
-            })
-        })?;
+        .map_err(|e| key_taken(e, key))?;
         Ok(row.into())
     }
 
+    /// The user's own keys (not the deploy keys they added to apps).
     pub async fn keys(&self, user: &User) -> Result<Vec<SshKey>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM ssh_keys WHERE user_id = $1 AND app_id IS NULL \
+             ORDER BY created_at, id"
+        ));
         let rows: Vec<KeyRow> = on_db!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT id, user_id, fingerprint, public_key, comment, created_at FROM ssh_keys \
-                 WHERE user_id = $1 ORDER BY created_at, id",
-            )
-            .bind(user.id)
-            .fetch_all(pool)
-            .await
+            sqlx::query_as(sql).bind(user.id).fetch_all(pool).await
         })?;
         Ok(rows.into_iter().map(SshKey::from).collect())
     }
 
-    /// Removes one of the user's keys, named by id, fingerprint or comment.
+    /// Removes one of the user's own keys, named by id, fingerprint or comment.
     pub async fn remove_key(&self, user: &User, which: &str) -> Result<SshKey> {
         let keys = self.keys(user).await?;
-        let matches: Vec<&SshKey> = keys
-            .iter()
-            .filter(|k| k.id.to_string() == which || k.fingerprint == which || k.comment == which)
-            .collect();
-        let key = match matches.as_slice() {
-            [key] => *key,
-            [] => return Err(Error::NotFound(format!("key {which}"))),
-            _ => {
-                return Err(Error::Conflict(format!(
-                    "{which} names several keys; give the fingerprint instead"
-                )));
-            }
-        };
+        let key = pick_key(&keys, which)?;
         on_db!(self, write, |pool| {
             sqlx::query("DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2")
                 .bind(key.id)
@@ -331,17 +417,145 @@ impl Store {
         Ok(key.clone())
     }
 
-    /// The user who owns the key with this fingerprint (the gateway's lookup).
-    pub async fn user_by_key(&self, fingerprint: &str) -> Result<Option<User>> {
-        let row: Option<UserRow> = on_db!(self, read, |pool| {
+    /// Adds a deploy key to the app: it acts as `adder`, limited to the app. Fingerprints
+    /// stay unique platform-wide, so a key is someone's own or one app's, never both.
+    pub async fn add_deploy_key(
+        &self,
+        app: &App,
+        adder: &User,
+        key: &SshPublicKey,
+    ) -> Result<SshKey> {
+        let detail = key_detail(key.fingerprint(), key.comment());
+        let row: KeyRow = on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let sql = sqlx::AssertSqlSafe(format!(
+                "INSERT INTO ssh_keys (id, user_id, app_id, fingerprint, public_key, comment, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {KEY_COLUMNS}"
+            ));
+            let row: KeyRow = sqlx::query_as(sql)
+                .bind(new_id())
+                .bind(adder.id)
+                .bind(app.id)
+                .bind(key.fingerprint())
+                .bind(key.openssh())
+                .bind(key.comment())
+                .bind(now())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| key_taken(e, key))?;
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &adder.username, action: "keys.add", detail: &detail)?;
+            tx.commit().await?;
+            Ok::<_, Error>(row)
+        })?;
+        Ok(row.into())
+    }
+
+    /// The app's deploy keys, whoever added them.
+    pub async fn deploy_keys(&self, app: &App) -> Result<Vec<SshKey>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM ssh_keys WHERE app_id = $1 ORDER BY created_at, id"
+        ));
+        let rows: Vec<KeyRow> = on_db!(self, read, |pool| {
+            sqlx::query_as(sql).bind(app.id).fetch_all(pool).await
+        })?;
+        Ok(rows.into_iter().map(SshKey::from).collect())
+    }
+
+    /// Removes one of the app's deploy keys, named by id, fingerprint or comment.
+    pub async fn remove_deploy_key(&self, app: &App, which: &str, actor: &User) -> Result<SshKey> {
+        let keys = self.deploy_keys(app).await?;
+        let key = pick_key(&keys, which)?.clone();
+        let detail = key_detail(&key.fingerprint, &key.comment);
+        on_db!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("DELETE FROM ssh_keys WHERE id = $1 AND app_id = $2")
+                .bind(key.id)
+                .bind(app.id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(Error::NotFound(format!("deploy key {which}")));
+            }
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "keys.remove", detail: &detail)?;
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        })?;
+        Ok(key)
+    }
+
+    /// Whom the key with this fingerprint lets in (the gateway's lookup): the user who
+    /// added it, and for a deploy key its app.
+    pub async fn user_by_key(&self, fingerprint: &str) -> Result<Option<KeyOwner>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            app_id: Option<Uuid>,
+            comment: String,
+        }
+        let row: Option<Row> = on_db!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT u.id, u.username, u.admin, u.created_at FROM ssh_keys k \
+                "SELECT u.id, u.username, u.admin, u.created_at, k.app_id, k.comment FROM ssh_keys k \
                  JOIN users u ON u.id = k.user_id WHERE k.fingerprint = $1",
             )
             .bind(fingerprint)
             .fetch_optional(pool)
             .await
         })?;
-        Ok(row.map(User::from))
+        Ok(row.map(|row| KeyOwner {
+            user: row.user.into(),
+            only_app: row.app_id,
+            comment: row.comment,
+        }))
     }
+}
+
+const KEY_COLUMNS: &str = "id, user_id, app_id, fingerprint, public_key, comment, created_at";
+
+/// A key named by id, fingerprint or comment among `keys`.
+fn pick_key<'a>(keys: &'a [SshKey], which: &str) -> Result<&'a SshKey> {
+    let matches: Vec<&SshKey> = keys
+        .iter()
+        .filter(|k| k.id.to_string() == which || k.fingerprint == which || k.comment == which)
+        .collect();
+    match matches.as_slice() {
+        [key] => Ok(*key),
+        [] => Err(Error::NotFound(format!("key {which}"))),
+        _ => Err(Error::Conflict(format!(
+            "{which} names several keys; give the fingerprint instead"
+        ))),
+    }
+}
+
+fn key_taken(err: sqlx::Error, key: &SshPublicKey) -> Error {
+    conflict_on_unique(err, || {
+        format!("the key {} is already added", key.fingerprint())
+    })
+}
+
+/// A deploy key's event detail: what the key is, never more.
+fn key_detail(fingerprint: &str, comment: &str) -> String {
+    if comment.is_empty() {
+        format!("deploy key {fingerprint}")
+    } else {
+        format!("deploy key {fingerprint} ({comment})")
+    }
+}
+
+/// A token's event detail: its id, description, scope and expiry; never the secret.
+fn token_detail(
+    id: Uuid,
+    description: &str,
+    scope: Option<&str>,
+    expires_at: Option<time::OffsetDateTime>,
+) -> String {
+    let mut detail = format!("{id} {description:?}");
+    if let Some(scope) = scope {
+        detail.push_str(&format!(" scope {scope}"));
+    }
+    if let Some(expires_at) = expires_at {
+        let date = expires_at.date();
+        detail.push_str(&format!(" until {date}"));
+    }
+    detail
 }

@@ -279,11 +279,73 @@ both_backends! {
         // A fingerprint belongs to one user only, so the gateway knows who is pushing.
         let err = store.add_key(&bob, &key).await.unwrap_err();
         assert!(matches!(err, Error::Conflict(_)), "{err}");
-        assert_eq!(store.user_by_key(key.fingerprint()).await.unwrap().unwrap().username, "ada");
+        let owner = store.user_by_key(key.fingerprint()).await.unwrap().unwrap();
+        assert_eq!((owner.user.username.as_str(), owner.only_app), ("ada", None));
         assert!(matches!(store.remove_key(&bob, key.fingerprint()).await, Err(Error::NotFound(_))));
         store.remove_key(&ada, "ada@laptop").await.unwrap();
         assert!(store.keys(&ada).await.unwrap().is_empty());
         assert_eq!(store.user_by_key(key.fingerprint()).await.unwrap(), None);
+    }
+
+    async fn deploy_keys_act_as_their_adder_on_one_app(store: Store) {
+        let ada = user(&store, "ada").await;
+        let bob = user(&store, "bob").await;
+        let demo = app(&store, "demo", &ada).await;
+        let other = app(&store, "other", &ada).await;
+        let personal = SshPublicKey::parse(KEY).unwrap();
+        let ci = SshPublicKey::parse(CI_KEY).unwrap();
+        store.add_key(&ada, &personal).await.unwrap();
+        let added = store.add_deploy_key(&demo, &ada, &ci).await.unwrap();
+        assert_eq!(added.app_id, Some(demo.id));
+        let owner = store.user_by_key(ci.fingerprint()).await.unwrap().unwrap();
+        assert_eq!((owner.user.username.as_str(), owner.only_app, owner.comment.as_str()), ("ada", Some(demo.id), "ci@demo"));
+        // Unique platform-wide: a key is someone's own or one app's, never both.
+        for err in [
+            store.add_deploy_key(&other, &ada, &ci).await.unwrap_err(),
+            store.add_deploy_key(&demo, &ada, &personal).await.unwrap_err(),
+            store.add_key(&bob, &ci).await.unwrap_err(),
+        ] {
+            assert!(matches!(err, Error::Conflict(_)), "{err}");
+        }
+        // Personal keys and deploy keys are listed and removed apart.
+        assert_eq!(store.keys(&ada).await.unwrap().len(), 1);
+        assert_eq!(store.deploy_keys(&demo).await.unwrap(), [added]);
+        assert!(store.deploy_keys(&other).await.unwrap().is_empty());
+        assert!(matches!(store.remove_key(&ada, "ci@demo").await, Err(Error::NotFound(_))));
+        assert!(matches!(store.remove_deploy_key(&other, "ci@demo", &ada).await, Err(Error::NotFound(_))));
+        store.remove_deploy_key(&demo, "ci@demo", &ada).await.unwrap();
+        assert_eq!(store.user_by_key(ci.fingerprint()).await.unwrap(), None);
+        let events: Vec<String> = store.events(Some("demo"), 10).await.unwrap().iter().map(|e| format!("{} {} {}", e.actor, e.action, e.detail)).collect();
+        let fingerprint = ci.fingerprint();
+        assert_eq!(events[..2], [format!("ada keys.remove deploy key {fingerprint} (ci@demo)"), format!("ada keys.add deploy key {fingerprint} (ci@demo)")]);
+        // A deploy key goes with its app.
+        store.add_deploy_key(&demo, &ada, &ci).await.unwrap();
+        store.destroy_app(&demo, &ada).await.unwrap();
+        assert_eq!(store.user_by_key(ci.fingerprint()).await.unwrap(), None);
+        store.add_key(&bob, &ci).await.unwrap();
+    }
+
+    async fn scoped_tokens_carry_their_app_and_go_with_it(store: Store) {
+        let ada = user(&store, "ada").await;
+        let demo = app(&store, "demo", &ada).await;
+        let later = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+        let made = store.create_api_token(&ada, "hash-ci", &store::NewToken {
+            description: "CI",
+            expires_at: later,
+            limit: Some((&demo, domain::TokenScope::Deploy)),
+        }).await.unwrap();
+        let (_, token) = store.user_by_token("hash-ci").await.unwrap().unwrap();
+        assert_eq!(token, made);
+        assert_eq!(token.description.as_deref(), Some("CI"));
+        let limit = token.limit.unwrap();
+        assert_eq!((limit.app_id, limit.app.as_str(), limit.scope), (demo.id, "demo", domain::TokenScope::Deploy));
+        let plain = store.create_api_token(&ada, "hash-all", &store::NewToken { description: "all", expires_at: later, limit: None }).await.unwrap();
+        assert_eq!(plain.limit, None);
+        assert!(store.delete_token_by_id(&ada, plain.id).await.unwrap());
+        let events: Vec<String> = store.events(None, 10).await.unwrap().iter().map(|e| format!("{:?} {}", e.app, e.action)).collect();
+        assert_eq!(events[..3], ["None token.revoke", "None token.create", "Some(\"demo\") token.create"]);
+        store.destroy_app(&demo, &ada).await.unwrap();
+        assert_eq!(store.user_by_token("hash-ci").await.unwrap(), None, "gone with its app");
     }
 
     async fn builds_cut_off_by_a_restart_are_marked_failed(store: Store) {
@@ -618,6 +680,9 @@ both_backends! {
         assert!(store.builds_between(&other, None, None, 10).await.unwrap().is_empty(), "only the app's own");
     }
 }
+
+const CI_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDoyy3jwG2RsuNTRQkVuwgmIVmDpiqPHx70cH49eNSr+ ci@demo";
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGnl4hM1pOmO5uGWO3i+0m0Y8ymXXJQ1s1eoF7XmKXYf ada@laptop";

@@ -2,14 +2,17 @@
 
 use std::sync::Arc;
 
-use api_types::{ApiToken, Credentials, ErrorBody, Session, User};
+use api_types::{ApiToken, CreateToken, CreatedToken, Credentials, ErrorBody, Session, User};
 use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::{Password, Username};
-use store::NewUser;
+use domain::{Lifetime, Password, TokenScope, Username};
+use store::{NewToken, NewUser};
 
-use crate::auth::{CurrentUser, LoginGuard, hash_password, new_token, sign_in, token_hash};
+use crate::auth::{
+    AppCaller, CurrentUser, LoginGuard, Need, authorize_access, hash_password, new_token, sign_in,
+    token_hash,
+};
 use crate::convert;
 use crate::extract::{Json, Path, Peer};
 use crate::{ApiError, ApiState};
@@ -94,13 +97,91 @@ pub(super) async fn tokens(
     Ok(Json(
         tokens
             .into_iter()
-            .map(|t| ApiToken {
-                current: t.id == caller.token_id,
-                id: t.id,
-                created_at: t.created_at,
-                expires_at: t.expires_at,
-            })
+            .map(|t| wire_token(t, caller.token_id))
             .collect(),
+    ))
+}
+
+fn wire_token(token: store::ApiToken, current: uuid::Uuid) -> ApiToken {
+    ApiToken {
+        current: token.id == current,
+        id: token.id,
+        created_at: token.created_at,
+        expires_at: token.expires_at,
+        description: token.description,
+        app: token.limit.as_ref().map(|l| l.app.clone()),
+        scope: token.limit.map(|l| l.scope.as_str().to_owned()),
+    }
+}
+
+/// The longest description a token may have.
+const MAX_DESCRIPTION: usize = 200;
+
+/// Makes a token for automation, shown this once. Only a token that is its user may make
+/// tokens: a scoped one could otherwise mint itself an unscoped one. With `app`, the token
+/// is limited to that app (`deploy` unless `scope` says `read`), and its maker must be
+/// allowed to do there what it may.
+#[utoipa::path(post, path = "/v1/tokens", tag = "auth", security(("token" = [])), request_body = CreateToken,
+    responses((status = 201, body = CreatedToken), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn create_token(
+    State(state): State<ApiState>,
+    caller: CurrentUser,
+    body: Result<Json<CreateToken>, ApiError>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let Json(body) = body?;
+    let description = body.description.trim();
+    if description.is_empty()
+        || description.len() > MAX_DESCRIPTION
+        || description.chars().any(char::is_control)
+    {
+        return Err(ApiError::Invalid(format!(
+            "give the token a description of 1-{MAX_DESCRIPTION} characters on one line, such as --description \"CI deploys\""
+        )));
+    }
+    let lifetime = match body.expires_in.as_deref() {
+        Some(text) => Lifetime::parse(text.trim())?,
+        None => Lifetime::capped(state.config.token_ttl),
+    };
+    let scope = body.scope.as_deref().map(TokenScope::parse).transpose()?;
+    let app = match (body.app.as_deref(), scope) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(ApiError::Invalid(
+                "a scope limits a token to one app: give the app with --app APP".to_owned(),
+            ));
+        }
+        (Some(name), scope) => {
+            let scope = scope.unwrap_or(TokenScope::Deploy);
+            let need = match scope {
+                TokenScope::Deploy => Need::Deploy,
+                TokenScope::Read => Need::Read,
+            };
+            let (app, _) = authorize_access(&state, &caller.user, name, need).await?;
+            Some((app, scope))
+        }
+    };
+    let ttl = time::Duration::try_from(lifetime.duration()).map_err(ApiError::internal)?;
+    let secret = new_token();
+    let token = state
+        .store
+        .create_api_token(
+            &caller.user,
+            &token_hash(&secret),
+            &NewToken {
+                description,
+                expires_at: time::OffsetDateTime::now_utc() + ttl,
+                limit: app.as_ref().map(|(app, scope)| (app, *scope)),
+            },
+        )
+        .await?;
+    tracing::info!(user = %caller.user.username, token = %token.id, "token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            secret,
+            token: wire_token(token, caller.token_id),
+        }),
     ))
 }
 
@@ -138,7 +219,8 @@ pub(super) async fn logout(
 
 #[utoipa::path(get, path = "/v1/auth/whoami", tag = "auth", security(("token" = [])),
     responses((status = 200, body = User), (status = 401, body = ErrorBody)))]
-pub(super) async fn whoami(caller: CurrentUser) -> Json<User> {
+/// Who the token belongs to; a token limited to one app may ask too.
+pub(super) async fn whoami(caller: AppCaller) -> Json<User> {
     Json(convert::user(&caller.user))
 }
 

@@ -9,7 +9,7 @@ use domain::{ImageRef, Procfile};
 use uuid::Uuid;
 
 use super::Page;
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, Need, authorize};
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState};
 use crate::{control, convert};
@@ -20,11 +20,11 @@ use crate::{control, convert};
     responses((status = 200, body = Vec<Build>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     page: Result<Query<Page>, ApiError>,
 ) -> Result<Json<Vec<Build>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let Query(page) = page?;
     let builds = state.store.builds(&app, page.limit()).await?;
     Ok(Json(builds.into_iter().map(convert::build).collect()))
@@ -35,10 +35,10 @@ pub(super) async fn list(
     responses((status = 200, body = Build), (status = 404, body = ErrorBody)))]
 pub(super) async fn info(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<Build>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let id =
         Uuid::parse_str(&id).map_err(|_| ApiError::Invalid(format!("invalid build id {id:?}")))?;
     let mut build = convert::build(state.store.build(&app, id).await?);
@@ -54,11 +54,11 @@ pub(super) async fn info(
     responses((status = 201, body = Release), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn create(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     body: Result<Json<CreateBuild>, ApiError>,
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Deploy).await?;
     let Json(body) = body?;
     let image = ImageRef::parse(body.image.trim())?;
     // A digest names an image of the local store, where every app's images are: only one
@@ -116,10 +116,10 @@ pub(super) async fn create(
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn purge_cache(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let cache = std::sync::Arc::clone(&state.build_cache);
     let name = app.name.clone();
     tokio::task::spawn_blocking(move || cache.purge(&name))

@@ -6,7 +6,7 @@ use api_types::{AddCertificate, Certificate, ErrorBody};
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, Need, authorize};
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
 
@@ -48,10 +48,10 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     responses((status = 200, body = Vec<Certificate>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<Certificate>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let certificates = state.store.certificates(&app).await?;
     Ok(Json(certificates.into_iter().map(wire).collect()))
 }
@@ -63,11 +63,11 @@ pub(super) async fn list(
     responses((status = 201, body = Certificate), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn add(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     body: Result<Json<AddCertificate>, ApiError>,
 ) -> Result<(StatusCode, Json<Certificate>), ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let Json(body) = body?;
     check_name(&body.name)?;
     let (certificate, key) = (body.certificate, body.key);
@@ -102,10 +102,10 @@ pub(super) async fn add(
     responses((status = 200, body = Certificate), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn info(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, cert)): Path<(String, String)>,
 ) -> Result<Json<Certificate>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     Ok(Json(wire(state.store.certificate(&app, &cert).await?)))
 }
 
@@ -116,10 +116,10 @@ pub(super) async fn info(
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn remove(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, cert)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     state
         .store
         .remove_certificate(&app, &cert, &caller.user)
@@ -133,10 +133,10 @@ pub(super) async fn remove(
     responses((status = 200, body = Certificate), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn attach(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, cert, domain)): Path<(String, String, String)>,
 ) -> Result<Json<Certificate>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let attached = state
         .store
         .attach_certificate(&app, &cert, &domain, &caller.user)
@@ -150,10 +150,10 @@ pub(super) async fn attach(
     responses((status = 200, body = Certificate), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn detach(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, cert, domain)): Path<(String, String, String)>,
 ) -> Result<Json<Certificate>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let detached = state
         .store
         .detach_certificate(&app, &cert, &domain, &caller.user)

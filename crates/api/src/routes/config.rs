@@ -6,7 +6,7 @@ use axum::extract::State;
 use domain::ConfigChange;
 use store::ConfigOutcome;
 
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, Need, authorize};
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
 use crate::{actions, convert};
@@ -17,10 +17,10 @@ use crate::{actions, convert};
     responses((status = 200, body = Config), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn get(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<Json<Config>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let latest = state.store.latest_release(&app).await?;
     Ok(Json(Config {
         version: latest.version.get(),
@@ -34,11 +34,11 @@ pub(super) async fn get(
     responses((status = 200, body = ConfigChanged), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn patch(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     body: Result<Json<ConfigPatch>, ApiError>,
 ) -> Result<Json<ConfigChanged>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let Json(body) = body?;
     if body.values.is_empty() {
         return Err(ApiError::Invalid("no config vars given".to_owned()));

@@ -14,7 +14,7 @@ use hickory_resolver::proto::rr::RData;
 use rand::Rng;
 use tokio::sync::Semaphore;
 
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, Need, authorize};
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
 use crate::{actions, control, convert};
@@ -34,10 +34,10 @@ const LOOKUP_DEADLINE: Duration = Duration::from_secs(10);
     responses((status = 200, body = Vec<Domain>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<Domain>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     Ok(Json(
         state
             .store
@@ -56,11 +56,11 @@ pub(super) async fn list(
     responses((status = 201, body = Domain), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn add(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     body: Result<Json<AddDomain>, ApiError>,
 ) -> Result<(StatusCode, Json<Domain>), ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let Json(body) = body?;
     let added = actions::add_domain(&state, &app, &caller.user, &body.domain).await?;
     Ok((StatusCode::CREATED, Json(convert::domain(added))))
@@ -73,10 +73,10 @@ pub(super) async fn add(
     responses((status = 200, body = Domain), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn verify(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, domain)): Path<(String, String)>,
 ) -> Result<Json<Domain>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let current = state.store.domain(&app, &domain).await?;
     let store::DomainState::Pending { token } = &current.state else {
         return Ok(Json(convert::domain(current)));
@@ -129,10 +129,10 @@ pub(super) async fn verify(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub(super) async fn remove(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, domain)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     actions::remove_domain(&state, &app, &caller.user, &domain).await?;
     Ok(StatusCode::NO_CONTENT)
 }

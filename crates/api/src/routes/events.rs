@@ -4,7 +4,7 @@ use api_types::{ErrorBody, Event};
 use axum::extract::State;
 
 use super::Page;
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, CurrentUser, Need, authorize};
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState};
 
@@ -14,11 +14,11 @@ use crate::{ApiError, ApiState};
     responses((status = 200, body = Vec<Event>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn app_events(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     page: Result<Query<Page>, ApiError>,
 ) -> Result<Json<Vec<Event>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let Query(page) = page?;
     let events = state
         .store

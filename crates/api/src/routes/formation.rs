@@ -3,7 +3,7 @@
 use api_types::{ErrorBody, ProcessCount, Scale};
 use axum::extract::State;
 
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, Need, authorize};
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
 use crate::{actions, convert};
@@ -13,10 +13,10 @@ use crate::{actions, convert};
     responses((status = 200, body = Vec<ProcessCount>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn get(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<ProcessCount>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let latest = state.store.latest_release(&app).await?;
     let procfile = actions::current_procfile(&state, &app, &latest).await?;
     Ok(Json(convert::formation(
@@ -31,11 +31,11 @@ pub(super) async fn get(
     responses((status = 200, body = Vec<ProcessCount>), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn scale(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     body: Result<Json<Scale>, ApiError>,
 ) -> Result<Json<Vec<ProcessCount>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let Json(body) = body?;
     let args: Vec<String> = body
         .counts

@@ -6,6 +6,7 @@ mod auth;
 mod builds;
 mod certs;
 mod config;
+mod deploy_keys;
 mod domains;
 mod events;
 mod formation;
@@ -39,10 +40,12 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::whoami))
-        .routes(routes!(auth::tokens))
+        .routes(routes!(auth::tokens, auth::create_token))
         .routes(routes!(auth::revoke))
         .routes(routes!(keys::list, keys::add))
         .routes(routes!(keys::remove))
+        .routes(routes!(deploy_keys::list, deploy_keys::add))
+        .routes(routes!(deploy_keys::remove))
         .routes(routes!(apps::list, apps::create))
         .routes(routes!(apps::info, apps::patch, apps::destroy))
         .routes(routes!(perms::list, perms::add))

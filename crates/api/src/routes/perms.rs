@@ -4,7 +4,7 @@ use api_types::{AddCollaborator, Collaborator, ErrorBody};
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, Need, authorize};
 use crate::convert;
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
@@ -14,10 +14,10 @@ use crate::{ApiError, ApiState};
     responses((status = 200, body = Vec<Collaborator>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<Collaborator>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let collaborators = state.store.collaborators(&app).await?;
     Ok(Json(
         collaborators
@@ -33,11 +33,11 @@ pub(super) async fn list(
     responses((status = 201, body = Collaborator), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn add(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     body: Result<Json<AddCollaborator>, ApiError>,
 ) -> Result<(StatusCode, Json<Collaborator>), ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Own).await?;
+    let app = authorize(&state, &caller, &name, Need::Own).await?;
     let Json(body) = body?;
     let added = state
         .store
@@ -51,10 +51,10 @@ pub(super) async fn add(
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn remove(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, username)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Own).await?;
+    let app = authorize(&state, &caller, &name, Need::Own).await?;
     state
         .store
         .remove_collaborator(&app, &username, &caller.user)

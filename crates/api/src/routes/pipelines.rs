@@ -15,7 +15,7 @@ use domain::{AppName, Behind, PipelineName, Stage};
 use store::{Access, Pipeline, User};
 
 use super::Page;
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{CurrentUser, Need, authorize_access};
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState};
 
@@ -104,7 +104,7 @@ pub(super) async fn add_app(
 ) -> Result<(StatusCode, Json<WirePipeline>), ApiError> {
     let pipeline = managed(&state, &caller.user, &name).await?;
     let Json(body) = body?;
-    let app = authorize(&state, &caller.user, &body.app, Need::Own).await?;
+    let (app, _) = authorize_access(&state, &caller.user, &body.app, Need::Own).await?;
     let stage = Stage::parse(&body.stage)?;
     state
         .store
@@ -127,7 +127,7 @@ pub(super) async fn remove_app(
     Path((name, app)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let pipeline = visible(&state, &caller.user, &name).await?;
-    let app = authorize(&state, &caller.user, &app, Need::Read).await?;
+    let (app, _) = authorize_access(&state, &caller.user, &app, Need::Read).await?;
     if !pipeline.apps.iter().any(|(a, _)| *a == app.name) {
         return Err(ApiError::NotFound(format!(
             "{} is not in pipeline {}: see `slip pipelines:info {}`",

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use logs::{Followed, LogFilter, Logs};
 
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, Need, authorize};
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState};
 use crate::{actions, control, convert};
@@ -22,10 +22,10 @@ const MAX_COMMAND: usize = 16 * 1024;
     responses((status = 200, body = Vec<Process>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<Process>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let processes = state.store.processes(&app.name).await?;
     Ok(Json(processes.into_iter().map(convert::process).collect()))
 }
@@ -37,11 +37,11 @@ pub(super) async fn list(
     responses((status = 200, body = Vec<Process>), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn restart(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     body: Result<Json<Restart>, ApiError>,
 ) -> Result<Json<Vec<Process>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let Json(body) = body?;
     actions::restart(&state, &app, body.process_type).await?;
     let processes = state.store.processes(&app.name).await?;
@@ -67,11 +67,11 @@ pub(super) struct LogQuery {
     responses((status = 200, content_type = "text/plain", body = String), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn logs(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     query: Result<Query<LogQuery>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let Query(query) = query?;
     let n = query.lines.unwrap_or(100).min(Logs::KEPT);
     let filter = LogFilter {
@@ -138,11 +138,11 @@ fn unreadable(err: logs::LogError) -> ApiError {
     responses((status = 200, content_type = "application/x-ndjson", body = RunEvent), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn run(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     body: Result<Json<RunCommand>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let Json(body) = body?;
     let command = body.command.trim().to_owned();
     if command.is_empty() {

@@ -10,13 +10,14 @@ use store::{Promotion, User};
 
 use super::Page;
 use super::pipelines::visible;
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{CurrentUser, Need, authorize_access};
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState, control};
 
 /// Promotes the app's current build to the next stage's apps (or to the later apps named):
 /// each gets a release of the same image with its own config, deployed with its release
-/// phase; a protected target gets a pending promotion instead.
+/// phase; a protected target gets a pending promotion instead. It spans apps, so a token
+/// limited to one app cannot promote.
 #[utoipa::path(post, path = "/v1/apps/{app}/promote", tag = "pipelines", security(("token" = [])),
     params(("app" = String, Path)), request_body = Promote,
     responses((status = 201, body = Vec<WirePromotion>), (status = 404, body = ErrorBody),
@@ -28,7 +29,7 @@ pub(super) async fn promote(
     Path(name): Path<String>,
     body: Result<Json<Promote>, ApiError>,
 ) -> Result<(StatusCode, Json<Vec<WirePromotion>>), ApiError> {
-    let source = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let (source, _) = authorize_access(&state, &caller.user, &name, Need::Read).await?;
     let Json(body) = body?;
     let to = body
         .to
@@ -46,7 +47,9 @@ pub(super) async fn promote(
     // Every target is checked before anything is promoted.
     let mut checked = Vec::with_capacity(targets.len());
     for target in &targets {
-        checked.push(authorize(&state, &caller.user, target.as_str(), Need::Write).await?);
+        let (target, _) =
+            authorize_access(&state, &caller.user, target.as_str(), Need::Deploy).await?;
+        checked.push(target);
     }
     let pinned = state.store.promotable_build(&source).await?;
     let mut promotions = Vec::with_capacity(checked.len());
@@ -106,7 +109,7 @@ pub(super) async fn info(
 }
 
 /// Approves a pending promotion and deploys it: for a collaborator of the target other than
-/// the person who asked for it.
+/// the person who asked for it, with their own login (never a token limited to an app).
 #[utoipa::path(post, path = "/v1/promotions/{number}/approve", tag = "pipelines", security(("token" = [])),
     params(("number" = u64, Path)),
     responses((status = 200, body = WirePromotion), (status = 403, body = ErrorBody, description = "the requester may not approve their own promotion"),
@@ -117,7 +120,8 @@ pub(super) async fn approve(
     Path(number): Path<u64>,
 ) -> Result<Json<WirePromotion>, ApiError> {
     let promotion = find(&state, &caller.user, number).await?;
-    let target = authorize(&state, &caller.user, &promotion.target_app, Need::Write).await?;
+    let (target, _) =
+        authorize_access(&state, &caller.user, &promotion.target_app, Need::Deploy).await?;
     let promotion = state.store.approve_promotion(number, &caller.user).await?;
     if let Some(release) = promotion.release {
         control::deploy(&state, &target.name, release).await?;
@@ -136,7 +140,7 @@ pub(super) async fn reject(
     Path(number): Path<u64>,
 ) -> Result<Json<WirePromotion>, ApiError> {
     let promotion = find(&state, &caller.user, number).await?;
-    authorize(&state, &caller.user, &promotion.target_app, Need::Write).await?;
+    authorize_access(&state, &caller.user, &promotion.target_app, Need::Deploy).await?;
     let promotion = state.store.reject_promotion(number, &caller.user).await?;
     Ok(Json(wire(promotion)))
 }

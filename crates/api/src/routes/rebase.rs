@@ -5,7 +5,7 @@ use axum::extract::State;
 use domain::ReleaseVersion;
 use store::WorkKind;
 
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, Need, authorize};
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState};
 use crate::{control, convert};
@@ -23,10 +23,10 @@ const MAX_LINE: usize = 1024;
     responses((status = 200, body = Rebased), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn rebase(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<Json<Rebased>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     if !state.config.deploys {
         return Err(ApiError::Conflict(control::NO_RUNTIME.to_owned()));
     }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use domain::ReleaseVersion;
 
 use super::Page;
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, Need, authorize};
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState};
 use crate::{actions, convert};
@@ -17,11 +17,11 @@ use crate::{actions, convert};
     responses((status = 200, body = Vec<Release>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     page: Result<Query<Page>, ApiError>,
 ) -> Result<Json<Vec<Release>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let Query(page) = page?;
     let releases = state.store.releases(&app, page.limit()).await?;
     Ok(Json(releases.into_iter().map(convert::release).collect()))
@@ -33,10 +33,10 @@ pub(super) async fn list(
     responses((status = 200, body = ReleaseInfo), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn info(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ReleaseInfo>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let version = ReleaseVersion::parse(&version)?;
     let release = state.store.release(&app, version).await?;
     let config = release.config.clone();
@@ -56,11 +56,11 @@ pub(super) async fn info(
         (status = 422, body = ErrorBody, description = "`confirm` is not the app's name")))]
 pub(super) async fn rollback(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     body: Result<Json<Rollback>, ApiError>,
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Deploy).await?;
     let Json(body) = body?;
     let target = body
         .version

@@ -7,7 +7,7 @@ use axum::extract::State;
 use domain::{Cidr, RoutingChange, RoutingSettings};
 use store::ServedCertificate;
 
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, Need, authorize};
 use crate::extract::{Json, Path};
 use crate::{ApiError, ApiState, actions};
 
@@ -18,10 +18,10 @@ use crate::{ApiError, ApiState, actions};
     responses((status = 200, body = Routing), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn get(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<Json<Routing>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let settings = state.store.routing_settings(&app).await?;
     Ok(Json(routing(&state, &app, settings).await?))
 }
@@ -32,11 +32,11 @@ pub(super) async fn get(
     responses((status = 200, body = Routing), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn patch(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
     body: Result<Json<RoutingPatch>, ApiError>,
 ) -> Result<Json<Routing>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let Json(body) = body?;
     let change = change(body)?;
     let settings = actions::change_routing(&state, &app, &caller.user, &change).await?;

@@ -8,7 +8,7 @@ use api_types::{Autoscale, CheckType, ErrorBody, HealthChecks, Limits, SetHealth
 use axum::extract::State;
 use domain::{Check, Cpu, Memory, Probe, ProbeKind, ProcessSettings, ProcessType, SettingsChange};
 
-use crate::auth::{CurrentUser, Need, authorize};
+use crate::auth::{AppCaller, Need, authorize};
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState};
 use crate::{control, convert};
@@ -17,7 +17,7 @@ use crate::{control, convert};
 /// manager runs. Like scaling, a type the current build does not declare is refused.
 async fn change(
     state: &ApiState,
-    caller: &CurrentUser,
+    caller: &AppCaller,
     app: &store::App,
     process_type: &ProcessType,
     change: SettingsChange,
@@ -51,10 +51,10 @@ async fn change(
     responses((status = 200, body = BTreeMap<String, HealthChecks>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn health_checks(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<Json<BTreeMap<String, HealthChecks>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let settings = state.store.process_settings(&app).await?;
     Ok(Json(convert::health_checks(&settings)))
 }
@@ -66,11 +66,11 @@ pub(super) async fn health_checks(
     responses((status = 200, body = BTreeMap<String, HealthChecks>), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn set_health_check(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, process_type, kind)): Path<(String, String, String)>,
     body: Result<Json<SetHealthCheck>, ApiError>,
 ) -> Result<Json<BTreeMap<String, HealthChecks>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let Json(body) = body?;
     let process_type = ProcessType::parse(&process_type)?;
     let kind = ProbeKind::parse(&kind)?;
@@ -85,10 +85,10 @@ pub(super) async fn set_health_check(
     responses((status = 200, body = BTreeMap<String, HealthChecks>), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn unset_health_check(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, process_type, kind)): Path<(String, String, String)>,
 ) -> Result<Json<BTreeMap<String, HealthChecks>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let process_type = ProcessType::parse(&process_type)?;
     let unset = SettingsChange::UnsetProbe(Some(ProbeKind::parse(&kind)?));
     let settings = change(&state, &caller, &app, &process_type, unset).await?;
@@ -101,10 +101,10 @@ pub(super) async fn unset_health_check(
     responses((status = 200, body = BTreeMap<String, HealthChecks>), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn unset_health_checks(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, process_type)): Path<(String, String)>,
 ) -> Result<Json<BTreeMap<String, HealthChecks>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let process_type = ProcessType::parse(&process_type)?;
     let unset = SettingsChange::UnsetProbe(None);
     let settings = change(&state, &caller, &app, &process_type, unset).await?;
@@ -152,10 +152,10 @@ fn probe(body: SetHealthCheck) -> Result<Probe, ApiError> {
     responses((status = 200, body = BTreeMap<String, Limits>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn limits(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<Json<BTreeMap<String, Limits>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let settings = state.store.process_settings(&app).await?;
     Ok(Json(convert::limits(&settings)))
 }
@@ -166,11 +166,11 @@ pub(super) async fn limits(
     responses((status = 200, body = BTreeMap<String, Limits>), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn set_limits(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, process_type)): Path<(String, String)>,
     body: Result<Json<Limits>, ApiError>,
 ) -> Result<Json<BTreeMap<String, Limits>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let Json(body) = body?;
     let process_type = ProcessType::parse(&process_type)?;
     let limits = domain::Limits {
@@ -198,11 +198,11 @@ pub(super) struct WhichLimits {
     responses((status = 200, body = BTreeMap<String, Limits>), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn unset_limits(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, process_type)): Path<(String, String)>,
     query: Result<Query<WhichLimits>, ApiError>,
 ) -> Result<Json<BTreeMap<String, Limits>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let Query(which) = query?;
     let process_type = ProcessType::parse(&process_type)?;
     let both = !which.memory && !which.cpu;
@@ -219,10 +219,10 @@ pub(super) async fn unset_limits(
     responses((status = 200, body = BTreeMap<String, Autoscale>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn autoscale(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path(name): Path<String>,
 ) -> Result<Json<BTreeMap<String, Autoscale>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Read).await?;
+    let app = authorize(&state, &caller, &name, Need::Read).await?;
     let settings = state.store.process_settings(&app).await?;
     Ok(Json(convert::autoscale(&settings)))
 }
@@ -233,11 +233,11 @@ pub(super) async fn autoscale(
     responses((status = 200, body = BTreeMap<String, Autoscale>), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn set_autoscale(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, process_type)): Path<(String, String)>,
     body: Result<Json<Autoscale>, ApiError>,
 ) -> Result<Json<BTreeMap<String, Autoscale>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let Json(body) = body?;
     let process_type = ProcessType::parse(&process_type)?;
     let autoscale = domain::Autoscale::new(body.min, body.max, body.cpu_percent)?;
@@ -252,10 +252,10 @@ pub(super) async fn set_autoscale(
     responses((status = 200, body = BTreeMap<String, Autoscale>), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn unset_autoscale(
     State(state): State<ApiState>,
-    caller: CurrentUser,
+    caller: AppCaller,
     Path((name, process_type)): Path<(String, String)>,
 ) -> Result<Json<BTreeMap<String, Autoscale>>, ApiError> {
-    let app = authorize(&state, &caller.user, &name, Need::Write).await?;
+    let app = authorize(&state, &caller, &name, Need::Write).await?;
     let process_type = ProcessType::parse(&process_type)?;
     let unset = SettingsChange::UnsetAutoscale;
     let settings = change(&state, &caller, &app, &process_type, unset).await?;

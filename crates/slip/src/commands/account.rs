@@ -97,6 +97,11 @@ pub(crate) async fn login(ctx: &Context, args: AccountArgs) -> anyhow::Result<()
 }
 
 pub(crate) async fn logout(ctx: &Context) -> anyhow::Result<()> {
+    if ctx.env.is_some() {
+        bail!(
+            "the login comes from SLIPWAY_TOKEN, not from `slip login`: unset SLIPWAY_URL and SLIPWAY_TOKEN, or revoke the token with `slip tokens:revoke ID`"
+        );
+    }
     let saved = ctx.saved()?;
     match Client::new(&saved.url, Some(saved.token))?.logout().await {
         Ok(()) => {}
@@ -113,20 +118,26 @@ pub(crate) async fn logout(ctx: &Context) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn whoami(ctx: &Context) -> anyhow::Result<()> {
-    let saved = ctx.saved()?;
+    let (url, source) = match &ctx.env {
+        Some(env) => (env.url.clone(), " (from SLIPWAY_TOKEN)"),
+        None => (ctx.saved()?.url, ""),
+    };
     let user = ctx.client()?.whoami().await?;
     if ctx.json {
         return print_json(&user);
     }
     let admin = if user.admin { " (admin)" } else { "" };
-    outln!("{}{admin} at {}", user.username, saved.url)?;
+    outln!("{}{admin} at {url}{source}", user.username)?;
     Ok(())
 }
 
 pub(crate) async fn platform(ctx: &Context, url: Option<String>) -> anyhow::Result<()> {
     let url = match url {
         Some(url) => platform_url(&url)?,
-        None => ctx.saved()?.url,
+        None => match &ctx.env {
+            Some(env) => env.url.clone(),
+            None => ctx.saved()?.url,
+        },
     };
     let info = Client::new(&url, None)?.info().await?;
     if ctx.json {

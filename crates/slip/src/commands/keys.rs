@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
-use api_types::AddKey;
+use api_types::{AddKey, CreateToken};
 
 use super::{Context, read_file};
 use crate::output::{self, datetime, outln, print_json};
@@ -11,13 +11,24 @@ use crate::output::{self, datetime, outln, print_json};
 /// The keys `keys:add` looks for, in order, under `~/.ssh`.
 const DEFAULT_KEYS: [&str; 3] = ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"];
 
+/// Your keys; with an explicit `-a APP`, that app's deploy keys.
 pub(crate) async fn list(ctx: &Context) -> anyhow::Result<()> {
-    let keys = ctx.client()?.keys().await?;
+    let client = ctx.client()?;
+    let app = ctx.explicit_app();
+    let keys = match app {
+        Some(app) => client.deploy_keys(app).await?,
+        None => client.keys().await?,
+    };
     if ctx.json {
         return print_json(&keys);
     }
     if keys.is_empty() {
-        outln!("You have no SSH keys: add one with `slip keys:add`")?;
+        match app {
+            Some(app) => outln!(
+                "{app} has no deploy keys: add one with `slip keys:add --app {app} --deploy-key FILE`"
+            )?,
+            None => outln!("You have no SSH keys: add one with `slip keys:add`")?,
+        }
         return Ok(());
     }
     let rows = keys.iter().map(|k| {
@@ -31,14 +42,29 @@ pub(crate) async fn list(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn add(ctx: &Context, path: Option<PathBuf>) -> anyhow::Result<()> {
+/// Adds one of your keys, or with `--app APP --deploy-key FILE` a deploy key of that app.
+/// The app must be given explicitly: a key limited to an app never takes it from the
+/// directory it runs in.
+pub(crate) async fn add(
+    ctx: &Context,
+    path: Option<PathBuf>,
+    deploy_key: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let client = ctx.client()?;
-    let path = match path {
-        Some(path) => path,
-        None => default_key()?,
+    let app = ctx.explicit_app();
+    let (path, app) = match (deploy_key, app) {
+        (Some(file), Some(app)) => (file, Some(app)),
+        (Some(_), None) => bail!("a deploy key belongs to one app: give it with --app APP"),
+        (None, Some(app)) => bail!(
+            "to add a deploy key to {app}, give its file with --deploy-key FILE; to add your own key, leave out --app"
+        ),
+        (None, None) => (path.map_or_else(default_key, Ok)?, None),
     };
     let public_key = public_key(&read_file(&path)?, &path)?;
-    let key = client.add_key(&AddKey { public_key }).await?;
+    let key = match app {
+        Some(app) => client.add_deploy_key(app, &AddKey { public_key }).await?,
+        None => client.add_key(&AddKey { public_key }).await?,
+    };
     if ctx.json {
         return print_json(&key);
     }
@@ -47,17 +73,70 @@ pub(crate) async fn add(ctx: &Context, path: Option<PathBuf>) -> anyhow::Result<
     } else {
         format!(" ({})", key.comment)
     };
+    let what = match app {
+        Some(app) => format!("deploy key of {app}"),
+        None => "SSH key".to_owned(),
+    };
     outln!(
-        "Adding SSH key {}... done, {}{comment}",
+        "Adding {what} {}... done, {}{comment}",
         path.display(),
         key.fingerprint
     )?;
     Ok(())
 }
 
+/// Removes one of your keys; with an explicit `-a APP`, one of that app's deploy keys.
 pub(crate) async fn remove(ctx: &Context, key: &str) -> anyhow::Result<()> {
-    ctx.client()?.remove_key(key).await?;
-    ctx.say(format_args!("Removing SSH key {key}... done"))?;
+    let client = ctx.client()?;
+    match ctx.explicit_app() {
+        Some(app) => {
+            client.remove_deploy_key(app, key).await?;
+            ctx.say(format_args!("Removing deploy key {key} of {app}... done"))?;
+        }
+        None => {
+            client.remove_key(key).await?;
+            ctx.say(format_args!("Removing SSH key {key}... done"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes a token for automation and prints its secret once, alone on stdout (so that
+/// `TOKEN=$(slip tokens:create ...)` takes it); what it is goes to stderr. Scoped only to
+/// an explicit `--app`.
+pub(crate) async fn create_token(
+    ctx: &Context,
+    description: String,
+    expires_in: Option<String>,
+    scope: Option<String>,
+) -> anyhow::Result<()> {
+    let app = ctx.explicit_app().map(str::to_owned);
+    if scope.is_some() && app.is_none() {
+        bail!("--scope limits the token to one app: give it with --app APP");
+    }
+    let created = ctx
+        .client()?
+        .create_token(&CreateToken {
+            description,
+            expires_in,
+            app,
+            scope,
+        })
+        .await?;
+    if ctx.json {
+        return print_json(&created);
+    }
+    let token = &created.token;
+    let limit = match (&token.app, &token.scope) {
+        (Some(app), Some(scope)) => format!("{scope} on {app}"),
+        _ => "everything you may do".to_owned(),
+    };
+    eprintln!(
+        "Created API token {} ({limit}), expires {}. It is shown only this once: keep it secret.",
+        token.id,
+        datetime(token.expires_at)
+    );
+    outln!("{}", created.secret)?;
     Ok(())
 }
 
@@ -67,14 +146,23 @@ pub(crate) async fn tokens(ctx: &Context) -> anyhow::Result<()> {
         return print_json(&tokens);
     }
     let rows = tokens.iter().map(|t| {
+        let scope = match (&t.scope, &t.app) {
+            (Some(scope), Some(app)) => format!("{scope} {app}"),
+            _ => "all".to_owned(),
+        };
         [
             t.id.to_string(),
+            t.description.clone().unwrap_or_else(|| "login".to_owned()),
+            scope,
             datetime(t.created_at),
             datetime(t.expires_at),
             if t.current { "this one" } else { "" }.to_owned(),
         ]
     });
-    output::print(&output::table(&["ID", "CREATED", "EXPIRES", ""], rows))?;
+    output::print(&output::table(
+        &["ID", "DESCRIPTION", "SCOPE", "CREATED", "EXPIRES", ""],
+        rows,
+    ))?;
     Ok(())
 }
 

@@ -24,11 +24,54 @@ use crate::client::Client;
 use crate::credentials::{self, Saved};
 use crate::git::Git;
 
-/// What every command may need: the global flags, the saved login, the app.
+/// What every command may need: the global flags, the login from the environment, the app.
 #[derive(Debug)]
 pub(crate) struct Context {
     app: Option<String>,
     json: bool,
+    /// `SLIPWAY_URL` and `SLIPWAY_TOKEN`: when set, the credentials file is never read.
+    env: Option<EnvLogin>,
+}
+
+/// A login from the environment, for CI jobs. The token is a secret, so Debug leaves it out.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct EnvLogin {
+    /// The platform's API, without a trailing slash.
+    pub(crate) url: String,
+    pub(crate) token: String,
+}
+
+impl std::fmt::Debug for EnvLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvLogin")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the login comes from, given `SLIPWAY_URL` and `SLIPWAY_TOKEN` (empty counts as
+/// unset): both set, them; neither, the credentials file (`None`); only one, an error, so
+/// that a saved token is never sent to a URL from the environment, nor a token from the
+/// environment to the saved URL.
+pub(crate) fn env_login(
+    url: Option<&str>,
+    token: Option<&str>,
+) -> anyhow::Result<Option<EnvLogin>> {
+    let url = url.map(str::trim).filter(|v| !v.is_empty());
+    let token = token.map(str::trim).filter(|v| !v.is_empty());
+    match (url, token) {
+        (Some(url), Some(token)) => Ok(Some(EnvLogin {
+            url: url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        })),
+        (None, None) => Ok(None),
+        (Some(_), None) => bail!(
+            "SLIPWAY_URL is set but SLIPWAY_TOKEN is not: set both to use a token, or unset SLIPWAY_URL to use your saved login"
+        ),
+        (None, Some(_)) => bail!(
+            "SLIPWAY_TOKEN is set but SLIPWAY_URL is not: set both to use the token, or unset SLIPWAY_TOKEN to use your saved login"
+        ),
+    }
 }
 
 impl Context {
@@ -42,10 +85,20 @@ impl Context {
             .ok_or_else(|| anyhow!("not logged in: run `slip login URL`"))
     }
 
-    /// A client of the platform the user is logged in to.
+    /// A client of the platform the user is logged in to: the environment's login, else
+    /// the saved one.
     fn client(&self) -> anyhow::Result<Client> {
+        if let Some(env) = &self.env {
+            return Client::new(&env.url, Some(env.token.clone()));
+        }
         let saved = self.saved()?;
         Client::new(&saved.url, Some(saved.token))
+    }
+
+    /// The app from an explicit `-a/--app` only: what limits a token or a key to an app
+    /// must never come from the directory it runs in.
+    fn explicit_app(&self) -> Option<&str> {
+        self.app.as_deref().filter(|app| !app.is_empty())
     }
 
     /// The app from `-a`, else from the `slipway` git remote of the current directory.
@@ -79,6 +132,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Context {
         app: cli.app,
         json: cli.json,
+        env: env_login(
+            std::env::var("SLIPWAY_URL").ok().as_deref(),
+            std::env::var("SLIPWAY_TOKEN").ok().as_deref(),
+        )?,
     };
     match cli.command.action() {
         Action::Register(args) => account::register(&ctx, args).await,
@@ -87,9 +144,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::Whoami => account::whoami(&ctx).await,
         Action::Platform { url } => account::platform(&ctx, url).await,
         Action::KeysList => keys::list(&ctx).await,
-        Action::KeysAdd { path } => keys::add(&ctx, path).await,
+        Action::KeysAdd { path, deploy_key } => keys::add(&ctx, path, deploy_key).await,
         Action::KeysRemove { key } => keys::remove(&ctx, &key).await,
         Action::TokensList => keys::tokens(&ctx).await,
+        Action::TokensCreate {
+            description,
+            expires_in,
+            scope,
+        } => keys::create_token(&ctx, description, expires_in, scope).await,
         Action::TokensRevoke { id } => keys::revoke_token(&ctx, &id).await,
         Action::AppsList => apps::list(&ctx).await,
         Action::AppsCreate(args) => apps::create(&ctx, args).await,
@@ -264,5 +326,39 @@ mod tests {
                 format!("invalid release version `{bad}`: expected one such as v3")
             );
         }
+    }
+
+    #[test]
+    fn the_login_comes_from_both_variables_or_from_neither() {
+        let both = env_login(Some("https://api.example.com/"), Some("slp_secret")).unwrap();
+        assert_eq!(
+            both,
+            Some(EnvLogin {
+                url: "https://api.example.com".to_owned(),
+                token: "slp_secret".to_owned(),
+            })
+        );
+        assert_eq!(
+            format!("{:?}", both.unwrap()),
+            r#"EnvLogin { url: "https://api.example.com", .. }"#,
+            "the token stays out of Debug"
+        );
+        assert_eq!(env_login(None, None).unwrap(), None);
+        assert_eq!(
+            env_login(Some(""), Some(" ")).unwrap(),
+            None,
+            "empty is unset"
+        );
+        let only_url = env_login(Some("https://api.example.com"), None).unwrap_err();
+        assert_eq!(
+            only_url.to_string(),
+            "SLIPWAY_URL is set but SLIPWAY_TOKEN is not: set both to use a token, or unset SLIPWAY_URL to use your saved login"
+        );
+        let only_token = env_login(Some(""), Some("slp_secret")).unwrap_err();
+        assert_eq!(
+            only_token.to_string(),
+            "SLIPWAY_TOKEN is set but SLIPWAY_URL is not: set both to use the token, or unset SLIPWAY_TOKEN to use your saved login"
+        );
+        assert!(!only_token.to_string().contains("slp_secret"));
     }
 }
