@@ -84,7 +84,7 @@ both_backends! {
             last = run.stderr.clone();
             !run.ok
         });
-        assert!(last.contains("your session expired"), "{last}");
+        assert!(last.contains("the API token \"short\" expired: make a new one with `slip tokens:create`"), "{last}");
         let events: Value = ada.slip(&["events", "-a", "demo", "--json"]).json();
         let actions: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
         for action in ["token.create", "token.revoke", "keys.add"] {

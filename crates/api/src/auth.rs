@@ -453,9 +453,14 @@ async fn authenticate(
     if token.expired(time::OffsetDateTime::now_utc()) {
         // Gone for good: the next request with it is simply unknown.
         state.store.delete_token(&token_hash).await?;
-        return Err(ApiError::Unauthorized(
-            "your session expired: log in again with `slip login`".to_owned(),
-        ));
+        // A login's token is renewed by logging in; a made one (for CI) by making another.
+        let message = match &token.description {
+            None => "your session expired: log in again with `slip login`".to_owned(),
+            Some(description) => format!(
+                "the API token {description:?} expired: make a new one with `slip tokens:create`"
+            ),
+        };
+        return Err(ApiError::Unauthorized(message));
     }
     Ok((user, token, token_hash))
 }

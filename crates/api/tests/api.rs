@@ -1096,7 +1096,7 @@ both_backends! {
             limit: Some((&app, domain::TokenScope::Deploy)),
         }).await.unwrap();
         let refused = t.call(Method::POST, "/v1/apps/demo/builds", Some(expired), Some(build.clone())).await.expect_error(StatusCode::UNAUTHORIZED);
-        assert_eq!(refused, "your session expired: log in again with `slip login`");
+        assert_eq!(refused, "the API token \"old CI\" expired: make a new one with `slip tokens:create`");
 
         // A collaborator's token goes with their access; an app's tokens go with the app.
         t.call(Method::POST, "/v1/apps/demo/perms", Some(&ada), Some(json!({"username": "bob"}))).await.expect(StatusCode::CREATED);
