@@ -180,3 +180,67 @@ async fn a_build_goes_from_staging_to_a_protected_production_with_another_person
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_good_deploy_in_an_auto_promoting_stage_goes_on_by_itself() {
+    let platform = Platform::start(Backend::Sqlite).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut ada = User::registered(&platform, "ada");
+        write_app(&mut ada, "shop-dev", "first", "web: python3 app.py\n");
+        ada.slip(&["create", "shop-dev"]).success();
+        ada.slip(&["create", "shop-qa", "--no-remote"]).success();
+        ada.slip(&["config:set", "GREETING=qa", "-a", "shop-qa"])
+            .success();
+        ada.slip(&["pipelines:create", "shop"]).success();
+        ada.slip(&[
+            "pipelines:add",
+            "shop",
+            "-a",
+            "shop-dev",
+            "--stage",
+            "development",
+        ])
+        .success();
+        ada.slip(&[
+            "pipelines:add",
+            "shop",
+            "-a",
+            "shop-qa",
+            "--stage",
+            "staging",
+        ])
+        .success();
+        ada.slip(&["pipelines:auto-promote", "development", "-a", "shop-dev"])
+            .success();
+
+        ada.push_deployed();
+        slipway_e2e::eventually(
+            std::time::Duration::from_secs(30),
+            "shop-qa serves the promoted build",
+            || {
+                http_get(&platform.router, "shop-qa.localhost", "/")
+                    .is_ok_and(|(status, body)| status == 200 && body == "qa first web.1\n")
+            },
+        );
+        let promotions = ada.slip(&["promotions", "-p", "shop", "--json"]).json();
+        assert_eq!(promotions[0]["status"], "done", "{promotions}");
+        assert_eq!(promotions[0]["source_app"], "shop-dev");
+        assert_eq!(promotions[0]["requested_by"], "ada");
+        // A config change is no new build: it stays where it is.
+        ada.slip(&["config:set", "GREETING=dev", "-a", "shop-dev"])
+            .success();
+        let releases = ada.slip(&["releases", "-a", "shop-qa", "--json"]).json();
+        assert_eq!(releases.as_array().unwrap().len(), 3, "{releases}");
+        let events = ada.slip(&["events", "-a", "shop-qa", "--json"]).json();
+        assert!(
+            events
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["action"] == "promotion.auto"),
+            "{events}"
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -97,9 +97,12 @@ pub(crate) enum Command {
         command: Option<PipelinesCommand>,
     },
     /// Promotions waiting for approval, and those decided [default: promotions list]
+    #[command(args_conflicts_with_subcommands = true)]
     Promotions {
         #[command(subcommand)]
         command: Option<PromotionsCommand>,
+        #[command(flatten)]
+        list: PromotionsListArgs,
     },
 
     /// The app's processes, scaling and restarting them [default: ps list]
@@ -390,15 +393,18 @@ pub(crate) struct StageGateArgs {
 #[derive(Debug, PartialEq, Eq, Subcommand)]
 pub(crate) enum PromotionsCommand {
     /// List a pipeline's promotions, newest first
-    List {
-        /// The pipeline [default: the app's]
-        #[arg(long, short = 'p')]
-        pipeline: Option<String>,
-    },
+    List(PromotionsListArgs),
     /// Approve a pending promotion and deploy it (not your own)
     Approve { number: u64 },
     /// Reject a pending promotion (yours too: that withdraws it)
     Reject { number: u64 },
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub(crate) struct PromotionsListArgs {
+    /// The pipeline [default: the app's]
+    #[arg(long, short = 'p')]
+    pub(crate) pipeline: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq, Args)]
@@ -956,8 +962,8 @@ impl Command {
             Command::Pipelines { command } => {
                 Action::Pipelines(command.unwrap_or(PipelinesCommand::List))
             }
-            Command::Promotions { command } => {
-                Action::Promotions(command.unwrap_or(PromotionsCommand::List { pipeline: None }))
+            Command::Promotions { command, list } => {
+                Action::Promotions(command.unwrap_or(PromotionsCommand::List(list)))
             }
             Command::Ps { command } => match command.unwrap_or(PsCommand::List) {
                 PsCommand::List => Action::PsList,
@@ -1391,7 +1397,11 @@ mod tests {
         );
         check(
             "slip promotions",
-            expect!["Promotions(List { pipeline: None })"],
+            expect!["Promotions(List(PromotionsListArgs { pipeline: None }))"],
+        );
+        check(
+            "slip promotions -p demo",
+            expect![[r#"Promotions(List(PromotionsListArgs { pipeline: Some("demo") }))"#]],
         );
         check(
             "slip promotions:approve 3",

@@ -81,8 +81,8 @@ pub(crate) async fn run(ctx: &Context, command: PipelinesCommand) -> anyhow::Res
 pub(crate) async fn promotions(ctx: &Context, command: PromotionsCommand) -> anyhow::Result<()> {
     let client = ctx.client()?;
     let (number, approve) = match command {
-        PromotionsCommand::List { pipeline } => {
-            let name = pipeline_of(ctx, &client, pipeline).await?;
+        PromotionsCommand::List(args) => {
+            let name = pipeline_of(ctx, &client, args.pipeline).await?;
             let promotions = client.promotions(&name).await?;
             if ctx.json {
                 return print_json(&promotions);
