@@ -912,7 +912,7 @@ fn process_types(
         }
     }
     let procfile = Procfile::from_entries(entries.iter().map(|(t, c)| (t.as_str(), c.as_str())))?;
-    if procfile.process_types().all(|t| t.is_release()) {
+    if procfile.process_types().all(|t| t.is_one_off()) {
         return Err(BuildError::NoProcesses);
     }
     Ok(procfile)

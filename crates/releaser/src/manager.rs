@@ -336,7 +336,7 @@ impl ReleaseManager {
         Ok(Formation::from_counts(
             spec.processes
                 .process_types()
-                .filter(|t| !t.is_release())
+                .filter(|t| !t.is_one_off())
                 .filter_map(|t| {
                     let count = counts.iter().find(|p| p.process_type == t.as_str())?;
                     Some((t.clone(), count.count))

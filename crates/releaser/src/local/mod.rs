@@ -560,7 +560,7 @@ impl Runtime for LocalRuntime {
                 .spec
                 .processes
                 .process_types()
-                .filter(|t| !t.is_release())
+                .filter(|t| !t.is_one_off())
                 .map(|t| t.as_str().to_owned())
                 .collect();
             for process_type in types {
