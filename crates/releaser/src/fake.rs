@@ -23,6 +23,13 @@ pub enum Call {
         command: String,
         source: String,
     },
+    /// A test run's command, with the config it was given.
+    RunTest {
+        app: AppName,
+        command: String,
+        source: String,
+        config: Vec<(String, String)>,
+    },
     /// Recorded whether the deploy succeeded or not.
     Deploy {
         app: AppName,
@@ -160,6 +167,28 @@ impl Runtime for FakeRuntime {
             version: spec.version,
             command: command.to_owned(),
             source: source.to_owned(),
+        });
+        state.runs.pop_front().unwrap_or(Ok(0))
+    }
+
+    async fn run_test(
+        &self,
+        spec: &ReleaseSpec,
+        command: &str,
+        source: &str,
+        output: Lines<'_>,
+    ) -> Result<i32, RuntimeError> {
+        output(&format!("running {command}"));
+        let mut state = self.state();
+        state.calls.push(Call::RunTest {
+            app: spec.app.clone(),
+            command: command.to_owned(),
+            source: source.to_owned(),
+            config: spec
+                .config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_owned()))
+                .collect(),
         });
         state.runs.pop_front().unwrap_or(Ok(0))
     }
