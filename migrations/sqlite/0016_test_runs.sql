@@ -3,6 +3,9 @@
 -- copy of the image and process types, so it is tested as built even while the build is
 -- still running (a push's tests run before its build counts as succeeded). Output is kept
 -- up to 4 MiB. last_test_run numbers an app's runs as last_version numbers its releases.
+-- builds.test_plan is how to test a build (JSON: command and app.json's env), NULL when
+-- nothing says, so a build can be tested again later.
+ALTER TABLE builds ADD COLUMN test_plan TEXT;
 ALTER TABLE apps ADD COLUMN last_test_run INTEGER NOT NULL DEFAULT 0;
 
 CREATE TABLE test_runs (

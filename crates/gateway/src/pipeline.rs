@@ -342,6 +342,13 @@ async fn build_and_release(
         )
         .await
         .map_err(|e| internal(out, "cannot record the build", e))?;
+    if let Some(plan) = &output.test {
+        shared
+            .store
+            .set_build_test_plan(app, build.id, plan)
+            .await
+            .map_err(|e| internal(out, "cannot record the build", e))?;
+    }
     if let Some(bytes) = output.pushed_bytes {
         shared
             .store

@@ -258,6 +258,49 @@ impl Store {
         })
     }
 
+    /// Keeps how to test a build, as its app.json and Procfile said, so it can be tested
+    /// again later.
+    pub async fn set_build_test_plan(
+        &self,
+        app: &App,
+        build: Uuid,
+        plan: &domain::TestPlan,
+    ) -> Result<()> {
+        let plan = serde_json::to_string(plan).map_err(Error::corrupt)?;
+        let updated = on_db!(self, write, |pool| {
+            sqlx::query("UPDATE builds SET test_plan = $1 WHERE id = $2 AND app_id = $3")
+                .bind(&plan)
+                .bind(build)
+                .bind(app.id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        if updated == 0 {
+            return Err(Error::NotFound(format!("build {build} of {}", app.name)));
+        }
+        Ok(())
+    }
+
+    /// How to test a build of `app`; `None` when nothing said.
+    pub async fn build_test_plan(
+        &self,
+        app: &App,
+        build: Uuid,
+    ) -> Result<Option<domain::TestPlan>> {
+        let row: Option<(Option<String>,)> = on_db!(self, read, |pool| sqlx::query_as(
+            "SELECT test_plan FROM builds WHERE id = $1 AND app_id = $2"
+        )
+        .bind(build)
+        .bind(app.id)
+        .fetch_optional(pool)
+        .await)?;
+        let (plan,) =
+            row.ok_or_else(|| Error::NotFound(format!("build {build} of {}", app.name)))?;
+        plan.map(|p| serde_json::from_str(&p).map_err(Error::corrupt))
+            .transpose()
+    }
+
     /// The test run `number` of `app`, with its output.
     pub async fn test_run(&self, app: &App, number: u64) -> Result<TestRun> {
         let number = i64::try_from(number).map_err(Error::corrupt)?;

@@ -34,6 +34,10 @@ both_backends! {
             plan: &plan,
             cause: TestCause::Push,
         };
+        assert_eq!(store.build_test_plan(&demo, build.id).await.unwrap(), None);
+        store.set_build_test_plan(&demo, build.id, &plan).await.unwrap();
+        assert_eq!(store.build_test_plan(&demo, build.id).await.unwrap(), Some(plan.clone()));
+        assert!(store.build_test_plan(&other, build.id).await.is_err(), "another app's build");
         let first = store.create_test_run(&demo, &new, &ada).await.unwrap();
         let second = store.create_test_run(&demo, &new, &ada).await.unwrap();
         let elsewhere = store.create_test_run(&other, &NewTestRun { cause: TestCause::Api, ..new.clone() }, &ada).await.unwrap();
