@@ -846,9 +846,7 @@ impl Deployer for ReleaseManager {
                     .await
                     .map_err(DeployError::from)
             }
-            Err(err) => Err(DeployError::Invalid(format!(
-                "test run {run} cannot run: {err}"
-            ))),
+            Err(err) => Err(DeployError::Invalid(err.to_string())),
         };
         let (status, exit_status) = match &ran {
             Ok(0) => (store::TestStatus::Succeeded, Some(0)),

@@ -16,6 +16,7 @@ mod rebase;
 mod releases;
 mod routing;
 mod settings;
+mod test_runs;
 
 pub(crate) use domains::new_verification_token;
 
@@ -77,6 +78,8 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(processes::run))
         .routes(routes!(events::app_events))
         .routes(routes!(events::all_events))
+        .routes(routes!(test_runs::list, test_runs::create))
+        .routes(routes!(test_runs::info))
 }
 
 /// `GET /healthz`: 200 when the database answers, 503 otherwise.
