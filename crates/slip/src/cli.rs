@@ -90,6 +90,16 @@ pub(crate) enum Command {
     /// The audit trail: who did what to the app, newest first
     Events(EventsArgs),
 
+    /// Test runs: the app's builds tested with app.json's scripts.test or the Procfile's
+    /// `test:` [default: ci list]
+    #[command(args_conflicts_with_subcommands = true)]
+    Ci {
+        #[command(subcommand)]
+        command: Option<CiCommand>,
+        #[command(flatten)]
+        list: LimitArgs,
+    },
+
     /// The app's processes, scaling and restarting them [default: ps list]
     Ps {
         #[command(subcommand)]
@@ -312,6 +322,23 @@ pub(crate) struct EventsArgs {
     /// How many at most (default 100)
     #[arg(short = 'n', long)]
     pub(crate) limit: Option<u32>,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum CiCommand {
+    /// List the app's test runs, newest first
+    List(LimitArgs),
+    /// Show a test run and its output
+    Info {
+        /// The test run's number, such as 4
+        number: String,
+    },
+    /// Test without deploying: this directory's HEAD (pushed to refs/slipway/ci), or a build
+    Run {
+        /// Test this build of the app again instead (`slip builds` lists them)
+        #[arg(long, value_name = "ID")]
+        build: Option<String>,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq, Args)]
@@ -663,6 +690,15 @@ pub(crate) enum Action {
         all: bool,
         limit: Option<u32>,
     },
+    CiList {
+        limit: Option<u32>,
+    },
+    CiInfo {
+        number: String,
+    },
+    CiRun {
+        build: Option<String>,
+    },
     PsList,
     PsScale {
         counts: Vec<String>,
@@ -826,6 +862,11 @@ impl Command {
             Command::Events(args) => Action::Events {
                 all: args.all,
                 limit: args.limit,
+            },
+            Command::Ci { command, list } => match command.unwrap_or(CiCommand::List(list)) {
+                CiCommand::List(args) => Action::CiList { limit: args.limit },
+                CiCommand::Info { number } => Action::CiInfo { number },
+                CiCommand::Run { build } => Action::CiRun { build },
             },
             Command::Ps { command } => match command.unwrap_or(PsCommand::List) {
                 PsCommand::List => Action::PsList,
@@ -1216,6 +1257,14 @@ mod tests {
         check(
             "slip events --all",
             expect!["Events { all: true, limit: None }"],
+        );
+        check("slip ci", expect!["CiList { limit: None }"]);
+        check("slip ci -n 3 -a demo", expect!["CiList { limit: Some(3) }"]);
+        check("slip ci:info 4", expect![[r#"CiInfo { number: "4" }"#]]);
+        check("slip ci:run", expect!["CiRun { build: None }"]);
+        check(
+            "slip ci:run --build 0190a0a0-0000-7000-8000-000000000000",
+            expect![[r#"CiRun { build: Some("0190a0a0-0000-7000-8000-000000000000") }"#]],
         );
         check(
             "slip releases:rollback v2",

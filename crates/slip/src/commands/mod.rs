@@ -4,6 +4,7 @@ mod account;
 mod apps;
 mod builds;
 mod certs;
+mod ci;
 mod config;
 mod domains;
 mod keys;
@@ -105,6 +106,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::Rollback { version } => releases::rollback(&ctx, version).await,
         Action::Rebase => builds::rebase(&ctx).await,
         Action::Events { all, limit } => releases::events(&ctx, all, limit).await,
+        Action::CiList { limit } => ci::list(&ctx, limit).await,
+        Action::CiInfo { number } => ci::info(&ctx, &number).await,
+        Action::CiRun { build } => ci::run(&ctx, build.as_deref()).await,
         Action::PsList => ps::list(&ctx).await,
         Action::PsScale { counts } => ps::scale(&ctx, &counts).await,
         Action::PsRestart { process_type } => ps::restart(&ctx, process_type).await,
