@@ -548,6 +548,9 @@ pub struct CreateTestRun {
 pub struct Event {
     /// The app it concerns; none for platform-wide actions.
     pub app: Option<String>,
+    /// The pipeline the app was in then, or the pipeline acted on.
+    #[serde(default)]
+    pub pipeline: Option<String>,
     /// Who did it.
     pub actor: String,
     /// What was done, such as `release.create` or `perms.add`.
@@ -557,6 +560,127 @@ pub struct Event {
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
+}
+
+/// `POST /v1/pipelines`: a new pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreatePipeline {
+    pub name: String,
+}
+
+/// `POST /v1/pipelines/{pipeline}/apps`: puts an app in the pipeline at a stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AddPipelineApp {
+    pub app: String,
+    /// `development`, `staging` or `production`.
+    pub stage: String,
+}
+
+/// `PATCH /v1/pipelines/{pipeline}/stages/{stage}`: a stage's gates; absent ones stay.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StageGatesPatch {
+    pub protected: Option<bool>,
+    pub auto_promote: Option<bool>,
+}
+
+/// A pipeline as a listing shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PipelineSummary {
+    pub name: String,
+    pub owner: String,
+    /// How many apps are in it.
+    pub apps: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}
+
+/// `GET /v1/pipelines/{pipeline}`: its stages in order, each with its gates and apps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Pipeline {
+    pub name: String,
+    pub owner: String,
+    pub stages: Vec<PipelineStage>,
+    /// Apps in it that the caller may not see, not named.
+    pub hidden_apps: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PipelineStage {
+    /// `development`, `staging` or `production`.
+    pub stage: String,
+    /// A promotion to it waits for another person's approval.
+    pub protected: bool,
+    /// A successful deploy in it promotes onward by itself.
+    pub auto_promote: bool,
+    pub apps: Vec<PipelineApp>,
+}
+
+/// An app of a pipeline: what it runs, and how far behind the stage before it it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PipelineApp {
+    pub name: String,
+    /// Its current release (the newest that succeeded), if any.
+    pub release: Option<u32>,
+    pub commit: Option<String>,
+    pub image: Option<String>,
+    /// Against the previous stage's apps; none in the first stage with apps.
+    pub behind: Vec<BehindUpstream>,
+}
+
+/// How far an app is behind one upstream app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BehindUpstream {
+    pub upstream: String,
+    /// Builds the upstream has released since the one this app runs; none when this app runs
+    /// nothing of the upstream's.
+    pub releases: Option<u32>,
+    /// Commits the upstream's current commit is ahead of this app's; none when unknown.
+    pub commits: Option<u32>,
+}
+
+/// `POST /v1/apps/{app}/promote`: promotes the app's current build down its pipeline.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Promote {
+    /// Apps of later stages to promote to; empty means every app of the next stage with apps.
+    #[serde(default)]
+    pub to: Vec<String>,
+}
+
+/// A promotion: released at once, or pending another person's approval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Promotion {
+    /// What `slip promotions:approve N` takes.
+    pub number: u64,
+    pub pipeline: String,
+    pub source_app: String,
+    pub source_version: u32,
+    /// The image promoted, by digest: the same in both apps.
+    pub image: String,
+    pub commit: Option<String>,
+    pub target_app: String,
+    /// `pending`, `done`, `rejected` or `superseded`.
+    pub status: String,
+    pub requested_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub requested_at: OffsetDateTime,
+    pub decided_by: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub decided_at: Option<OffsetDateTime>,
+    /// The target's release it made.
+    pub release: Option<u32>,
 }
 
 /// `POST /v1/apps/{app}/rebase`: what rebasing the app's image onto the current run image did.

@@ -110,6 +110,7 @@ impl From<store::Error> for ApiError {
                 ApiError::Conflict(err.to_string())
             }
             store::Error::Invalid(_) => ApiError::Invalid(err.to_string()),
+            store::Error::Forbidden(_) => ApiError::Forbidden(err.to_string()),
             store::Error::Database(_)
             | store::Error::Migrate(_)
             | store::Error::UnsupportedUrl(_)

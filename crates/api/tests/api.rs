@@ -165,6 +165,10 @@ impl TestApp {
     }
 
     /// Registers the first user (who becomes admin) and returns their token.
+    async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
     async fn first_user(&self, name: &str) -> String {
         let body = self
             .call(
@@ -581,6 +585,105 @@ both_backends! {
         t.call(Method::GET, "/v1/events", None, None).await.expect_error(StatusCode::UNAUTHORIZED);
     }
 
+    async fn a_pipeline_promotes_one_image_with_each_apps_config_and_gates_production(t: TestApp) {
+        let root = t.first_user("root").await;
+        let ada = t.user(&root, "ada").await;
+        let bob = t.user(&root, "bob").await;
+        let eve = t.user(&root, "eve").await;
+        for app in ["demo-staging", "demo"] {
+            t.create_app(&ada, app).await;
+            t.call(Method::POST, &format!("/v1/apps/{app}/perms"), Some(&ada), Some(json!({"username": "bob"})))
+                .await
+                .expect(StatusCode::CREATED);
+        }
+        t.set_config(&ada, "demo-staging", json!({"GREETING": "staging"})).await.expect(StatusCode::OK);
+        t.set_config(&ada, "demo", json!({"GREETING": "production"})).await.expect(StatusCode::OK);
+        t.post("/v1/pipelines", &ada, json!({"name": "demo"})).await.expect(StatusCode::CREATED);
+        let dup = t.post("/v1/pipelines", &bob, json!({"name": "demo"})).await.expect_error(StatusCode::CONFLICT);
+        assert_eq!(dup, "a pipeline named demo exists already: choose another name");
+        // Only the pipeline's maker adds apps, and only apps they own.
+        t.post("/v1/pipelines/demo/apps", &bob, json!({"app": "demo", "stage": "production"}))
+            .await
+            .expect_error(StatusCode::NOT_FOUND);
+        t.post("/v1/pipelines/demo/apps", &eve, json!({"app": "demo", "stage": "production"}))
+            .await
+            .expect_error(StatusCode::NOT_FOUND);
+        t.post("/v1/pipelines/demo/apps", &ada, json!({"app": "demo", "stage": "prod"}))
+            .await
+            .expect_error(StatusCode::UNPROCESSABLE_ENTITY);
+        t.post("/v1/pipelines/demo/apps", &ada, json!({"app": "demo-staging", "stage": "staging"})).await.expect(StatusCode::CREATED);
+        t.post("/v1/pipelines/demo/apps", &ada, json!({"app": "demo", "stage": "production"})).await.expect(StatusCode::CREATED);
+        let patch = t
+            .call(Method::PATCH, "/v1/pipelines/demo/stages/production", Some(&bob), Some(json!({"protected": true})))
+            .await
+            .expect_error(StatusCode::FORBIDDEN);
+        assert_eq!(patch, "only ada, who made pipeline demo, or an admin may change it");
+        t.call(Method::PATCH, "/v1/pipelines/demo/stages/production", Some(&ada), Some(json!({"protected": true})))
+            .await
+            .expect(StatusCode::OK);
+        // A stranger learns nothing; a collaborator sees it.
+        let missing = t.get("/v1/pipelines/demo", &eve).await.expect_error(StatusCode::NOT_FOUND);
+        assert_eq!(missing, t.get("/v1/pipelines/nope", &eve).await.expect_error(StatusCode::NOT_FOUND).replace("nope", "demo"));
+        assert_eq!(t.get("/v1/pipelines", &eve).await.expect(StatusCode::OK), json!([]));
+        assert_eq!(t.get("/v1/pipelines", &bob).await.expect(StatusCode::OK)[0]["apps"], 2);
+        // Nothing deployed upstream: nothing to promote.
+        let nothing = t.post("/v1/apps/demo-staging/promote", &ada, json!({})).await.expect_error(StatusCode::CONFLICT);
+        assert!(nothing.starts_with("demo-staging has no deployed build to promote"), "{nothing}");
+        // staging runs v3 of a pushed build.
+        let image = format!("127.0.0.1:5000/demo-staging@sha256:{}", "a".repeat(64));
+        let staging = t.store.app("demo-staging").await.unwrap();
+        let ada_user = t.store.user("ada").await.unwrap();
+        let build = t.store.create_build(&staging, &store::BuildSource::Commit("c".repeat(40)), &ada_user).await.unwrap();
+        let procfile = [("web".to_owned(), "./serve".to_owned())].into();
+        t.store.finish_build(&staging, build.id, store::BuildStatus::Succeeded, &procfile, Some(&image)).await.unwrap();
+        let v3 = t.store.release_build(&staging, build.id, &ada_user).await.unwrap();
+        t.store.set_release_status(&staging, v3.version, domain::ReleaseStatus::Succeeded, None).await.unwrap();
+        let info = t.get("/v1/pipelines/demo", &bob).await.expect(StatusCode::OK);
+        assert_eq!(info["stages"][1]["apps"][0]["image"], image.as_str(), "{info}");
+        assert_eq!(info["stages"][2]["apps"][0]["behind"][0]["releases"], Value::Null, "demo runs nothing of staging's: {info}");
+        // Production is protected: the promotion waits, and its requester cannot approve it.
+        let asked = t.post("/v1/apps/demo-staging/promote", &ada, json!({})).await.expect(StatusCode::CREATED);
+        assert_eq!((asked[0]["status"].as_str(), asked[0]["target_app"].as_str()), (Some("pending"), Some("demo")), "{asked}");
+        let number = asked[0]["number"].as_u64().unwrap();
+        let own = t.post(&format!("/v1/promotions/{number}/approve"), &ada, json!({})).await.expect_error(StatusCode::FORBIDDEN);
+        assert_eq!(own, format!("you asked for promotion #{number}: another collaborator of demo must approve it"));
+        t.post(&format!("/v1/promotions/{number}/approve"), &eve, json!({})).await.expect_error(StatusCode::NOT_FOUND);
+        let approved = t.post(&format!("/v1/promotions/{number}/approve"), &bob, json!({})).await.expect(StatusCode::OK);
+        assert_eq!((approved["status"].as_str(), approved["decided_by"].as_str(), approved["release"].as_u64()), (Some("done"), Some("bob"), Some(3)));
+        t.post(&format!("/v1/promotions/{number}/approve"), &bob, json!({})).await.expect_error(StatusCode::CONFLICT);
+        // The same image, production's own config, and a build that is not a push's.
+        let demo = t.store.app("demo").await.unwrap();
+        let release = t.store.release(&demo, domain::ReleaseVersion::new(3).unwrap()).await.unwrap();
+        assert_eq!(release.config["GREETING"], "production");
+        assert_eq!(release.summary, "ada promoted demo-staging v3 (ccccccc), approved by bob");
+        let promoted = t.store.build(&demo, release.build.unwrap()).await.unwrap();
+        assert_eq!((promoted.image.as_deref(), promoted.commit.as_deref()), (Some(image.as_str()), Some("c".repeat(40).as_str())));
+        assert!(!promoted.is_push(), "{promoted:?}");
+        // While production deploys, another promotion's approval is refused and stays pending.
+        let again = t.post("/v1/apps/demo-staging/promote", &bob, json!({"to": ["demo"]})).await.expect(StatusCode::CREATED);
+        let second = again[0]["number"].as_u64().unwrap();
+        let busy = t.post(&format!("/v1/promotions/{second}/approve"), &ada, json!({})).await.expect_error(StatusCode::CONFLICT);
+        assert!(busy.starts_with("demo has a deploy under way (v3 is pending)"), "{busy}");
+        assert_eq!(t.get(&format!("/v1/promotions/{second}"), &ada).await.expect(StatusCode::OK)["status"], "pending");
+        let rejected = t.post(&format!("/v1/promotions/{second}/reject"), &bob, json!({})).await.expect(StatusCode::OK);
+        assert_eq!(rejected["status"], "rejected");
+        // Promotions go down the pipeline only.
+        let up = t.post("/v1/apps/demo/promote", &ada, json!({"to": ["demo-staging"]})).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(up.contains("promotions go down the pipeline"), "{up}");
+        // Each step is in the pipeline's audit trail, with who.
+        let events = t.get("/v1/pipelines/demo/events", &bob).await.expect(StatusCode::OK);
+        let steps: Vec<String> = events.as_array().unwrap().iter().rev()
+            .filter(|e| e["action"].as_str().unwrap().starts_with("promotion."))
+            .map(|e| format!("{} {}", e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
+            .collect();
+        assert_eq!(steps, ["ada promotion.request", "ada promotion.approve-refused", "bob promotion.approve", "bob promotion.request", "bob promotion.reject"]);
+        t.get("/v1/pipelines/demo/events", &eve).await.expect_error(StatusCode::NOT_FOUND);
+        // Destroying the pipeline leaves its apps.
+        t.call(Method::DELETE, "/v1/pipelines/demo", Some(&bob), None).await.expect_error(StatusCode::FORBIDDEN);
+        t.call(Method::DELETE, "/v1/pipelines/demo", Some(&ada), None).await.expect(StatusCode::NO_CONTENT);
+        t.get("/v1/apps/demo", &ada).await.expect(StatusCode::OK);
+    }
+
     async fn bad_input_is_refused_and_changes_nothing(t: TestApp) {
         let ada = t.first_user("ada").await;
         t.create_app(&ada, "demo").await;
@@ -800,6 +903,8 @@ both_backends! {
             (Method::DELETE, "/certs/www", &[]),
             (Method::PUT, "/certs/www/domains/www.example.com", &[]),
             (Method::DELETE, "/certs/www/domains/www.example.com", &[]),
+            (Method::GET, "/events", &[]),
+            (Method::POST, "/promote", &["{}", r#"{"to": ["Bad!"]}"#, "{"]),
         ];
         let mut checked = 0;
         for (method, route, bodies) in routes {

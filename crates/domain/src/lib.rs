@@ -40,7 +40,7 @@ pub use metrics::{
     AppMinute, LATENCY_BOUNDS_MS, LATENCY_BUCKETS, LatencyHistogram, RequestBatch, RequestStats,
     StatusClass, StatusCounts,
 };
-pub use pipeline::{PipelineName, Stage, promotion_targets};
+pub use pipeline::{Behind, PipelineName, Stage, behind, promotion_targets};
 pub use procfile::{MAX_COMMAND, MAX_PROCESS_TYPES, ProcessType, Procfile};
 pub use release::{
     PUSH_CUT_OFF, ReleaseCause, ReleaseFacts, ReleaseStatus, ReleaseVersion, RollbackRefused,

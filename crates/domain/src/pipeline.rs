@@ -114,6 +114,37 @@ pub fn promotion_targets(
     Ok(targets)
 }
 
+/// How far a downstream app is behind its upstream, counted in the upstream's releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behind {
+    /// The downstream runs the upstream's current build.
+    UpToDate,
+    /// The upstream has made this many builds since the one the downstream runs.
+    Releases(u32),
+    /// The downstream runs nothing the upstream has run (or the upstream has nothing yet).
+    Unrelated,
+}
+
+/// How far behind `downstream_image` is: `upstream` is the upstream's succeeded releases,
+/// newest first, each with the image it ran (`None` without a build). Only a new image
+/// counts: a config change or a rollback to an image seen since is not a build to promote.
+pub fn behind(upstream: &[Option<&str>], downstream_image: Option<&str>) -> Behind {
+    let Some(downstream) = downstream_image else {
+        return Behind::Unrelated;
+    };
+    let Some(position) = upstream.iter().position(|image| *image == Some(downstream)) else {
+        return Behind::Unrelated;
+    };
+    let mut newer: Vec<&str> = upstream[..position].iter().flatten().copied().collect();
+    newer.sort_unstable();
+    newer.dedup();
+    newer.retain(|image| *image != downstream);
+    match newer.len() {
+        0 => Behind::UpToDate,
+        n => Behind::Releases(u32::try_from(n).unwrap_or(u32::MAX)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +229,24 @@ mod tests {
         assert_eq!(
             promotion_targets(&sparse, &app("demo-dev"), &[]),
             Ok(vec![app("demo")])
+        );
+    }
+
+    #[test]
+    fn behind_counts_the_upstreams_new_images_since_the_downstreams() {
+        // Newest first; each entry is a succeeded release's image.
+        let history = [Some("c"), Some("b"), None, Some("b"), Some("a")];
+        assert_eq!(behind(&history, Some("c")), Behind::UpToDate);
+        // b twice (a config change) counts once.
+        assert_eq!(behind(&history, Some("a")), Behind::Releases(2));
+        assert_eq!(behind(&history, Some("b")), Behind::Releases(1));
+        assert_eq!(behind(&history, Some("z")), Behind::Unrelated);
+        assert_eq!(behind(&history, None), Behind::Unrelated);
+        assert_eq!(behind(&[], Some("a")), Behind::Unrelated);
+        // A rollback upstream to the downstream's image: up to date again.
+        assert_eq!(
+            behind(&[Some("a"), Some("b"), Some("a")], Some("a")),
+            Behind::UpToDate
         );
     }
 }

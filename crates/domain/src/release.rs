@@ -98,6 +98,14 @@ pub enum ReleaseCause {
     /// The running build's image was rebased onto a newer run image (its manifest digest),
     /// without a build.
     Rebase { run_image: String, base: String },
+    /// Another app's build was promoted here, without a rebuild, perhaps after a person's
+    /// approval.
+    Promote {
+        from_app: String,
+        from_version: ReleaseVersion,
+        commit: Option<String>,
+        approved_by: Option<String>,
+    },
 }
 
 impl ReleaseCause {
@@ -115,6 +123,21 @@ impl ReleaseCause {
                 "{actor} rebased onto run image {run_image} ({})",
                 base.get(..19).unwrap_or(base)
             ),
+            ReleaseCause::Promote {
+                from_app,
+                from_version,
+                commit,
+                approved_by,
+            } => {
+                let mut summary = format!("{actor} promoted {from_app} {from_version}");
+                if let Some(commit) = commit {
+                    summary += &format!(" ({})", commit.get(..7).unwrap_or(commit));
+                }
+                if let Some(approver) = approved_by {
+                    summary += &format!(", approved by {approver}");
+                }
+                summary
+            }
         }
     }
 }
@@ -272,6 +295,18 @@ mod tests {
                 run_image: "base".into(),
                 base: format!("sha256:{}", "0123456789abcdef".repeat(4)),
             },
+            ReleaseCause::Promote {
+                from_app: "demo-staging".into(),
+                from_version: ReleaseVersion(7),
+                commit: Some("1a2b3c4d5e6f".into()),
+                approved_by: Some("bob".into()),
+            },
+            ReleaseCause::Promote {
+                from_app: "demo-staging".into(),
+                from_version: ReleaseVersion(8),
+                commit: None,
+                approved_by: None,
+            },
         ];
         let actual: Vec<String> = causes.iter().map(|c| c.summary("ada")).collect();
         expect![[r#"
@@ -280,7 +315,9 @@ mod tests {
             ada deployed image registry.local/demo@sha256:ab
             ada added A, B; changed C
             ada rolled back to v2
-            ada rebased onto run image base (sha256:0123456789ab)"#]]
+            ada rebased onto run image base (sha256:0123456789ab)
+            ada promoted demo-staging v7 (1a2b3c4), approved by bob
+            ada promoted demo-staging v8"#]]
         .assert_eq(&actual.join("\n"));
     }
 

@@ -525,11 +525,10 @@ pub(crate) async fn recover(
             )
         }) {
             let Some(build) = release.build else { continue };
+            // Only a push's release waits for its ref; a promoted build's commit is its
+            // upstream's, which this repository never sees.
             let commit = match store.build(&app, build).await {
-                Ok(store::Build {
-                    commit: Some(commit),
-                    ..
-                }) => commit,
+                Ok(build) if build.is_push() => build.commit.unwrap_or_default(),
                 Ok(_) => continue,
                 Err(err) => return Err(Error::Store(err)),
             };

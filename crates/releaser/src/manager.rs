@@ -206,11 +206,22 @@ impl ReleaseManager {
                     .map_err(|e| store_error("read the app's work", &e))?
                     .is_empty()
                 {
-                    // A release of a commit is deployed as a push's: it serves, but has
-                    // succeeded only once a gateway has seen the commit in the repository.
+                    // A release of a pushed commit is deployed as a push's: it serves, but
+                    // has succeeded only once a gateway has seen the commit in the
+                    // repository. A promoted build's commit is another app's: it never will.
+                    let awaits_ref = match release.build {
+                        Some(build) => self
+                            .inner
+                            .store
+                            .build(app, build)
+                            .await
+                            .map_err(|e| store_error("read the release's build", &e))?
+                            .is_push(),
+                        None => false,
+                    };
                     let kind = store::WorkKind::Deploy {
                         version: release.version,
-                        awaits_ref: release.commit.is_some(),
+                        awaits_ref,
                     };
                     self.inner
                         .store

@@ -123,9 +123,16 @@ pub(crate) async fn rebase_app(
             return Ok(Some(latest.version.get()));
         }
     }
-    let source = match &build.commit {
-        Some(commit) => BuildSource::Commit(commit.clone()),
-        None => BuildSource::Image(rebased.image.clone()),
+    // A rebased build is its source's kind still: a push's, another app's promoted, or an
+    // image's.
+    let source = match (&build.promoted_from, &build.commit) {
+        (Some(from), commit) => BuildSource::Promoted {
+            image: rebased.image.clone(),
+            commit: commit.clone(),
+            from: from.clone(),
+        },
+        (None, Some(commit)) => BuildSource::Commit(commit.clone()),
+        (None, None) => BuildSource::Image(rebased.image.clone()),
     };
     let new = store
         .create_build(&app, &source, &actor)

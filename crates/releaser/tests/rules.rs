@@ -407,6 +407,92 @@ async fn recover_deploys_again_the_newest_release_whose_deploy_a_stop_cut_short(
 }
 
 #[tokio::test]
+async fn recover_deploys_a_promoted_release_without_waiting_for_a_push() {
+    // A release promoted from another app carries that app's commit, which this app's
+    // repository never sees: cut short by a stop, it is deployed again as a release that
+    // waits for no ref (a push's would wait for a gateway to find its commit, forever).
+    let mut rig = Rig::new().await;
+    let upstream = rig
+        .store
+        .create_app(&AppName::parse("demo-staging").unwrap(), &rig.user)
+        .await
+        .unwrap();
+    let pipeline = rig
+        .store
+        .create_pipeline(&domain::PipelineName::parse("demo").unwrap(), &rig.user)
+        .await
+        .unwrap();
+    for (app, stage) in [
+        (&upstream, domain::Stage::Staging),
+        (&rig.app, domain::Stage::Production),
+    ] {
+        rig.store
+            .add_to_pipeline(&pipeline, app, stage, &rig.user)
+            .await
+            .unwrap();
+    }
+    let build = rig
+        .store
+        .create_build(&upstream, &BuildSource::Commit("e".repeat(40)), &rig.user)
+        .await
+        .unwrap();
+    let procfile = [("web".to_owned(), "./serve".to_owned())].into();
+    rig.store
+        .finish_build(
+            &upstream,
+            build.id,
+            BuildStatus::Succeeded,
+            &procfile,
+            Some(&image(9)),
+        )
+        .await
+        .unwrap();
+    let staged = rig
+        .store
+        .release_build(&upstream, build.id, &rig.user)
+        .await
+        .unwrap();
+    rig.store
+        .set_release_status(&upstream, staged.version, ReleaseStatus::Succeeded, None)
+        .await
+        .unwrap();
+    let pipeline = rig.store.pipeline("demo").await.unwrap();
+    let pinned = rig.store.promotable_build(&upstream).await.unwrap();
+    let promoted = rig
+        .store
+        .promote(&pipeline, &rig.app, &pinned, &rig.user, false)
+        .await
+        .unwrap()
+        .release
+        .unwrap();
+    rig.store
+        .set_release_status(&rig.app, promoted, ReleaseStatus::Deploying, None)
+        .await
+        .unwrap();
+
+    rig.restarted();
+    rig.manager.recover().await.unwrap();
+    let queued: Vec<store::WorkKind> = rig
+        .store
+        .unfinished_work(&rig.app.name)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.kind)
+        .collect();
+    assert_eq!(
+        queued,
+        [store::WorkKind::Deploy {
+            version: promoted,
+            awaits_ref: false
+        }]
+    );
+    rig.settled(promoted).await;
+    assert_eq!(rig.status(promoted).await, ReleaseStatus::Succeeded);
+    assert_eq!(rig.runtime.running(&rig.app.name), Some(promoted));
+}
+
+#[tokio::test]
 async fn recover_with_a_failing_runtime_leaves_the_history_as_it_was() {
     let mut rig = Rig::new().await;
     let v2 = rig.push(WEB).await;

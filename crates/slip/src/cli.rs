@@ -99,6 +99,17 @@ pub(crate) enum Command {
         #[command(flatten)]
         list: LimitArgs,
     },
+    /// Pipelines: apps in development, staging and production stages, and promoting a build
+    /// down them without a rebuild [default: pipelines list]
+    Pipelines {
+        #[command(subcommand)]
+        command: Option<PipelinesCommand>,
+    },
+    /// Promotions waiting for approval, and those decided [default: promotions list]
+    Promotions {
+        #[command(subcommand)]
+        command: Option<PromotionsCommand>,
+    },
 
     /// The app's processes, scaling and restarting them [default: ps list]
     Ps {
@@ -314,11 +325,82 @@ pub(crate) struct LimitArgs {
     pub(crate) limit: Option<u32>,
 }
 
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum PipelinesCommand {
+    /// List the pipelines you can see
+    List,
+    /// Make a pipeline; you manage it
+    Create {
+        /// Such as `demo`
+        name: String,
+    },
+    /// Put the app (-a) in a pipeline at a stage
+    Add {
+        pipeline: String,
+        /// development, staging or production
+        #[arg(long, short = 's')]
+        stage: String,
+    },
+    /// Show a pipeline's stages, what each app runs, and how far behind the stage before it
+    /// each is [default: the app's pipeline]
+    Info { pipeline: Option<String> },
+    /// Take the app (-a) out of its pipeline
+    Remove,
+    /// Destroy a pipeline; its apps stay
+    Destroy {
+        pipeline: String,
+        /// The pipeline's name again, to confirm
+        #[arg(long, value_name = "PIPELINE")]
+        confirm: Option<String>,
+    },
+    /// Make promotions to a stage wait for another collaborator's approval
+    Protect(StageGateArgs),
+    /// Make a successful deploy in a stage promote onward by itself
+    AutoPromote(StageGateArgs),
+    /// Promote the app's (-a) current build to the next stage's apps, or to those named,
+    /// without a rebuild
+    Promote {
+        /// An app of a later stage to promote to (repeatable) [default: every app of the
+        /// next stage with apps]
+        #[arg(long, value_name = "APP")]
+        to: Vec<String>,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, Args)]
+pub(crate) struct StageGateArgs {
+    /// development, staging or production
+    pub(crate) stage: String,
+    /// The pipeline [default: the app's]
+    #[arg(long, short = 'p')]
+    pub(crate) pipeline: Option<String>,
+    /// Turn it off instead
+    #[arg(long)]
+    pub(crate) off: bool,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum PromotionsCommand {
+    /// List a pipeline's promotions, newest first
+    List {
+        /// The pipeline [default: the app's]
+        #[arg(long, short = 'p')]
+        pipeline: Option<String>,
+    },
+    /// Approve a pending promotion and deploy it (not your own)
+    Approve { number: u64 },
+    /// Reject a pending promotion (yours too: that withdraws it)
+    Reject { number: u64 },
+}
+
 #[derive(Debug, PartialEq, Eq, Args)]
 pub(crate) struct EventsArgs {
     /// Every app's events (admins only), not the app's
     #[arg(long)]
     pub(crate) all: bool,
+    /// A pipeline's events: its own and its apps' while they were in it
+    #[arg(long, value_name = "PIPELINE", conflicts_with = "all")]
+    pub(crate) pipeline: Option<String>,
     /// How many at most (default 100)
     #[arg(short = 'n', long)]
     pub(crate) limit: Option<u32>,
@@ -688,6 +770,7 @@ pub(crate) enum Action {
     Rebase,
     Events {
         all: bool,
+        pipeline: Option<String>,
         limit: Option<u32>,
     },
     CiList {
@@ -699,6 +782,8 @@ pub(crate) enum Action {
     CiRun {
         build: Option<String>,
     },
+    Pipelines(PipelinesCommand),
+    Promotions(PromotionsCommand),
     PsList,
     PsScale {
         counts: Vec<String>,
@@ -861,6 +946,7 @@ impl Command {
             Command::Rebase => Action::Rebase,
             Command::Events(args) => Action::Events {
                 all: args.all,
+                pipeline: args.pipeline,
                 limit: args.limit,
             },
             Command::Ci { command, list } => match command.unwrap_or(CiCommand::List(list)) {
@@ -868,6 +954,12 @@ impl Command {
                 CiCommand::Info { number } => Action::CiInfo { number },
                 CiCommand::Run { build } => Action::CiRun { build },
             },
+            Command::Pipelines { command } => {
+                Action::Pipelines(command.unwrap_or(PipelinesCommand::List))
+            }
+            Command::Promotions { command } => {
+                Action::Promotions(command.unwrap_or(PromotionsCommand::List { pipeline: None }))
+            }
             Command::Ps { command } => match command.unwrap_or(PsCommand::List) {
                 PsCommand::List => Action::PsList,
                 PsCommand::Scale { counts } => Action::PsScale { counts },
@@ -1252,11 +1344,38 @@ mod tests {
         check("slip rebase -a demo", expect!["Rebase"]);
         check(
             "slip events -n 5",
-            expect!["Events { all: false, limit: Some(5) }"],
+            expect!["Events { all: false, pipeline: None, limit: Some(5) }"],
         );
         check(
             "slip events --all",
-            expect!["Events { all: true, limit: None }"],
+            expect!["Events { all: true, pipeline: None, limit: None }"],
+        );
+        check(
+            "slip events --pipeline demo",
+            expect![[r#"Events { all: false, pipeline: Some("demo"), limit: None }"#]],
+        );
+        check("slip pipelines", expect!["Pipelines(List)"]);
+        check(
+            "slip pipelines:add demo -a demo-staging --stage staging",
+            expect![[r#"Pipelines(Add { pipeline: "demo", stage: "staging" })"#]],
+        );
+        check(
+            "slip pipelines:auto-promote staging --off",
+            expect![[
+                r#"Pipelines(AutoPromote(StageGateArgs { stage: "staging", pipeline: None, off: true }))"#
+            ]],
+        );
+        check(
+            "slip pipelines:promote -a demo-staging --to demo --to demo-eu",
+            expect![[r#"Pipelines(Promote { to: ["demo", "demo-eu"] })"#]],
+        );
+        check(
+            "slip promotions",
+            expect!["Promotions(List { pipeline: None })"],
+        );
+        check(
+            "slip promotions:approve 3",
+            expect!["Promotions(Approve { number: 3 })"],
         );
         check("slip ci", expect!["CiList { limit: None }"]);
         check("slip ci -n 3 -a demo", expect!["CiList { limit: Some(3) }"]);

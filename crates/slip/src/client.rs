@@ -277,6 +277,95 @@ impl Client {
         self.json(self.request_to(Method::GET, url)).await
     }
 
+    pub(crate) async fn pipeline_events(
+        &self,
+        pipeline: &str,
+        limit: Option<u32>,
+    ) -> Result<Vec<Event>> {
+        let url = self.page_url(&["pipelines", pipeline, "events"], limit);
+        self.json(self.request_to(Method::GET, url)).await
+    }
+
+    pub(crate) async fn pipelines(&self) -> Result<Vec<api_types::PipelineSummary>> {
+        self.json(self.request(Method::GET, &["pipelines"])).await
+    }
+
+    pub(crate) async fn pipeline(&self, name: &str) -> Result<api_types::Pipeline> {
+        self.json(self.request(Method::GET, &["pipelines", name]))
+            .await
+    }
+
+    pub(crate) async fn create_pipeline(&self, name: &str) -> Result<api_types::Pipeline> {
+        let body = api_types::CreatePipeline {
+            name: name.to_owned(),
+        };
+        self.json(self.request(Method::POST, &["pipelines"]).json(&body))
+            .await
+    }
+
+    pub(crate) async fn destroy_pipeline(&self, name: &str) -> Result<()> {
+        self.empty(self.request(Method::DELETE, &["pipelines", name]))
+            .await
+    }
+
+    pub(crate) async fn add_to_pipeline(
+        &self,
+        pipeline: &str,
+        add: &api_types::AddPipelineApp,
+    ) -> Result<api_types::Pipeline> {
+        self.json(
+            self.request(Method::POST, &["pipelines", pipeline, "apps"])
+                .json(add),
+        )
+        .await
+    }
+
+    pub(crate) async fn remove_from_pipeline(&self, pipeline: &str, app: &str) -> Result<()> {
+        self.empty(self.request(Method::DELETE, &["pipelines", pipeline, "apps", app]))
+            .await
+    }
+
+    pub(crate) async fn set_stage_gates(
+        &self,
+        pipeline: &str,
+        stage: &str,
+        patch: &api_types::StageGatesPatch,
+    ) -> Result<api_types::Pipeline> {
+        self.json(
+            self.request(Method::PATCH, &["pipelines", pipeline, "stages", stage])
+                .json(patch),
+        )
+        .await
+    }
+
+    pub(crate) async fn promote(
+        &self,
+        app: &str,
+        promote: &api_types::Promote,
+    ) -> Result<Vec<api_types::Promotion>> {
+        self.json(
+            self.request(Method::POST, &["apps", app, "promote"])
+                .json(promote),
+        )
+        .await
+    }
+
+    pub(crate) async fn promotions(&self, pipeline: &str) -> Result<Vec<api_types::Promotion>> {
+        self.json(self.request(Method::GET, &["pipelines", pipeline, "promotions"]))
+            .await
+    }
+
+    /// `decision` is `approve` or `reject`.
+    pub(crate) async fn decide_promotion(
+        &self,
+        number: u64,
+        decision: &str,
+    ) -> Result<api_types::Promotion> {
+        let number = number.to_string();
+        self.json(self.request(Method::POST, &["promotions", &number, decision]))
+            .await
+    }
+
     pub(crate) async fn release(&self, app: &str, version: u32) -> Result<ReleaseInfo> {
         let version = version.to_string();
         self.json(self.request(Method::GET, &["apps", app, "releases", &version]))

@@ -4,7 +4,9 @@
 
 use std::io::Write as _;
 
-use api_types::{AppInfo, Build, Event, Release, ReleaseInfo};
+use api_types::{
+    AppInfo, Build, Event, Pipeline, PipelineSummary, Promotion, Release, ReleaseInfo,
+};
 use comfy_table::{CellAlignment, Table, presets};
 use serde::Serialize;
 use time::{OffsetDateTime, UtcOffset, macros::format_description};
@@ -142,6 +144,120 @@ pub(crate) fn events_table(events: &[Event]) -> String {
                 e.actor.clone(),
                 e.action.clone(),
                 e.detail.clone(),
+            ]
+        }),
+    )
+}
+
+pub(crate) fn pipelines_table(pipelines: &[PipelineSummary]) -> String {
+    table(
+        &["PIPELINE", "OWNER", "APPS", "CREATED"],
+        pipelines.iter().map(|p| {
+            [
+                p.name.clone(),
+                p.owner.clone(),
+                p.apps.to_string(),
+                datetime(p.created_at),
+            ]
+        }),
+    )
+}
+
+/// A pipeline's stages in order: each app's current release and how far it is behind the
+/// stage before it, and each stage's gates.
+pub(crate) fn pipeline_info(pipeline: &Pipeline) -> String {
+    let mut rows = Vec::new();
+    for stage in &pipeline.stages {
+        let mut gates = Vec::new();
+        if stage.protected {
+            gates.push("protected");
+        }
+        if stage.auto_promote {
+            gates.push("auto-promote");
+        }
+        let gates = if gates.is_empty() {
+            "-".to_owned()
+        } else {
+            gates.join(", ")
+        };
+        if stage.apps.is_empty() {
+            rows.push([
+                stage.stage.clone(),
+                gates,
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+            ]);
+            continue;
+        }
+        for app in &stage.apps {
+            let behind: Vec<String> = app
+                .behind
+                .iter()
+                .map(|b| {
+                    let releases = match b.releases {
+                        Some(0) => "up to date".to_owned(),
+                        Some(1) => "1 release".to_owned(),
+                        Some(n) => format!("{n} releases"),
+                        None => "runs none of its builds".to_owned(),
+                    };
+                    let commits = match (b.releases, b.commits) {
+                        (Some(0), _) | (None, _) => String::new(),
+                        (_, Some(1)) => ", 1 commit".to_owned(),
+                        (_, Some(n)) => format!(", {n} commits"),
+                        (_, None) => ", commits unknown".to_owned(),
+                    };
+                    format!("{}: {releases}{commits}", b.upstream)
+                })
+                .collect();
+            rows.push([
+                stage.stage.clone(),
+                gates.clone(),
+                app.name.clone(),
+                app.release.map_or_else(|| "-".to_owned(), version),
+                short_commit(app.commit.as_deref()),
+                if behind.is_empty() {
+                    "-".to_owned()
+                } else {
+                    behind.join("; ")
+                },
+            ]);
+        }
+    }
+    let mut text = format!("=== {} (managed by {})\n", pipeline.name, pipeline.owner);
+    text += &table(
+        &["STAGE", "GATES", "APP", "RELEASE", "COMMIT", "BEHIND"],
+        rows,
+    );
+    if pipeline.hidden_apps > 0 {
+        text += &format!("({} more app(s) you may not see)\n", pipeline.hidden_apps);
+    }
+    text
+}
+
+pub(crate) fn promotions_table(promotions: &[Promotion]) -> String {
+    table(
+        &[
+            "#",
+            "FROM",
+            "TO",
+            "COMMIT",
+            "STATUS",
+            "ASKED BY",
+            "DECIDED BY",
+            "RELEASE",
+        ],
+        promotions.iter().map(|p| {
+            [
+                p.number.to_string(),
+                format!("{} {}", p.source_app, version(p.source_version)),
+                p.target_app.clone(),
+                short_commit(p.commit.as_deref()),
+                p.status.clone(),
+                format!("{} {}", p.requested_by, datetime(p.requested_at)),
+                p.decided_by.clone().unwrap_or_else(|| "-".to_owned()),
+                p.release.map_or_else(|| "-".to_owned(), version),
             ]
         }),
     )

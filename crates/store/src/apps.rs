@@ -595,10 +595,9 @@ impl Store {
 
     /// The newest events first; for one app, or platform-wide.
     pub async fn events(&self, app: Option<&str>, limit: u32) -> Result<Vec<Event>> {
-        type EventRow = (Option<String>, String, String, String, time::OffsetDateTime);
         let rows: Vec<EventRow> = on_db!(self, read, |pool| {
             sqlx::query_as(
-                "SELECT app, actor, action, detail, created_at FROM events \
+                "SELECT app, pipeline, actor, action, detail, created_at FROM events \
                  WHERE $1 IS NULL OR app = $1 ORDER BY id DESC LIMIT $2",
             )
             .bind(app)
@@ -606,15 +605,41 @@ impl Store {
             .fetch_all(pool)
             .await
         })?;
-        Ok(rows
-            .into_iter()
-            .map(|(app, actor, action, detail, created_at)| Event {
-                app,
-                actor,
-                action,
-                detail,
-                created_at,
-            })
-            .collect())
+        Ok(rows.into_iter().map(event).collect())
+    }
+
+    /// The newest events of a pipeline first: its own, and its apps' while they were in it.
+    pub async fn pipeline_events(&self, pipeline: &str, limit: u32) -> Result<Vec<Event>> {
+        let rows: Vec<EventRow> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT app, pipeline, actor, action, detail, created_at FROM events \
+                 WHERE pipeline = $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(pipeline)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows.into_iter().map(event).collect())
+    }
+}
+
+type EventRow = (
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    time::OffsetDateTime,
+);
+
+fn event((app, pipeline, actor, action, detail, created_at): EventRow) -> Event {
+    Event {
+        app,
+        pipeline,
+        actor,
+        action,
+        detail,
+        created_at,
     }
 }

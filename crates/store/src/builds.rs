@@ -8,7 +8,7 @@ use crate::db::{new_id, now, on_db};
 use crate::{App, Build, BuildSource, BuildStatus, Error, Result, Store, User};
 
 const BUILD_SELECT: &str = "SELECT b.id, b.commit_sha, b.status, b.procfile, b.image, b.pushed_bytes, \
-     u.username AS created_by, b.created_at, b.finished_at FROM builds b JOIN users u ON u.id = b.created_by";
+     u.username AS created_by, b.created_at, b.finished_at, b.promoted_from FROM builds b JOIN users u ON u.id = b.created_by";
 
 #[derive(sqlx::FromRow)]
 struct BuildRow {
@@ -21,6 +21,7 @@ struct BuildRow {
     created_by: String,
     created_at: time::OffsetDateTime,
     finished_at: Option<time::OffsetDateTime>,
+    promoted_from: Option<String>,
 }
 
 impl TryFrom<BuildRow> for Build {
@@ -40,6 +41,7 @@ impl TryFrom<BuildRow> for Build {
             created_by: row.created_by,
             created_at: row.created_at,
             finished_at: row.finished_at,
+            promoted_from: row.promoted_from,
         })
     }
 }
@@ -53,14 +55,19 @@ impl Store {
         actor: &User,
     ) -> Result<Build> {
         let id = new_id();
-        let (commit, image) = match source {
-            BuildSource::Commit(commit) => (Some(commit.as_str()), None),
-            BuildSource::Image(image) => (None, Some(image.as_str())),
+        let (commit, image, promoted_from) = match source {
+            BuildSource::Commit(commit) => (Some(commit.as_str()), None, None),
+            BuildSource::Image(image) => (None, Some(image.as_str()), None),
+            BuildSource::Promoted {
+                image,
+                commit,
+                from,
+            } => (commit.as_deref(), Some(image.as_str()), Some(from.as_str())),
         };
         on_db!(self, write, |pool| {
             sqlx::query(
-                "INSERT INTO builds (id, app_id, commit_sha, status, procfile, image, created_by, created_at, finished_at) \
-                 VALUES ($1, $2, $3, 'running', '{}', $4, $5, $6, NULL)",
+                "INSERT INTO builds (id, app_id, commit_sha, status, procfile, image, created_by, created_at, finished_at, promoted_from) \
+                 VALUES ($1, $2, $3, 'running', '{}', $4, $5, $6, NULL, $7)",
             )
             .bind(id)
             .bind(app.id)
@@ -68,6 +75,7 @@ impl Store {
             .bind(image)
             .bind(actor.id)
             .bind(now())
+            .bind(promoted_from)
             .execute(pool)
             .await
             .map(|r| r.rows_affected())

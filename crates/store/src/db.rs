@@ -197,11 +197,18 @@ pub(crate) fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }
 
-/// Appends a row to the audit trail, on the given connection or transaction.
+/// Appends a row to the audit trail, on the given connection or transaction. The row names
+/// the pipeline its app is in at that moment (or the one given, for a pipeline's own events),
+/// so a pipeline's history reads as it was.
 macro_rules! record_event {
     ($conn:expr, app: $app:expr, actor: $actor:expr, action: $action:expr, detail: $detail:expr $(,)?) => {
+        crate::db::record_event!($conn, app: $app, actor: $actor, action: $action, detail: $detail, pipeline: None::<&str>)
+    };
+    ($conn:expr, app: $app:expr, actor: $actor:expr, action: $action:expr, detail: $detail:expr, pipeline: $pipeline:expr $(,)?) => {
         sqlx::query(
-            "INSERT INTO events (id, app, actor, action, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO events (id, app, actor, action, detail, created_at, pipeline) \
+             VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, (SELECT p.name FROM pipeline_apps pa \
+             JOIN apps a ON a.id = pa.app_id JOIN pipelines p ON p.id = pa.pipeline_id WHERE a.name = $2)))",
         )
         .bind(crate::db::new_id())
         .bind($app)
@@ -209,6 +216,7 @@ macro_rules! record_event {
         .bind($action)
         .bind($detail)
         .bind(crate::db::now())
+        .bind($pipeline)
         .execute($conn)
         .await
     };

@@ -8,6 +8,9 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The caller may see the thing but not do this to it (a rule, not a missing right).
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Invalid(#[from] domain::Error),
     #[error(transparent)]

@@ -20,6 +20,7 @@ mod error;
 mod metrics;
 mod model;
 mod pipelines;
+mod promotions;
 mod releases;
 mod routing;
 mod sessions;
@@ -43,6 +44,7 @@ pub use model::{
     ReleaseEntry, SshKey, User,
 };
 pub use pipelines::{Pipeline, StageGates};
+pub use promotions::{PinnedBuild, Promotion, PromotionStatus};
 pub use routing::RoutingChanged;
 pub use sessions::WebSession;
 pub use settings::SettingsChanged;

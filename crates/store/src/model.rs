@@ -145,6 +145,13 @@ pub enum BuildSource {
     Commit(String),
     /// An image built elsewhere, deployed as it is.
     Image(String),
+    /// Another app's build (`from`: `demo-staging v7`), its image and commit, deployed here
+    /// without a rebuild. Its commit is the upstream's, which this app's repository lacks.
+    Promoted {
+        image: String,
+        commit: Option<String>,
+        from: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +168,17 @@ pub struct Build {
     pub created_by: String,
     pub created_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
+    /// Where a promoted build came from (`demo-staging v7`).
+    pub promoted_from: Option<String>,
+}
+
+impl Build {
+    /// Whether a push made it: built from a commit that this app's repository has, or will
+    /// have once the push's ref moves. A promoted build carries its upstream's commit, which
+    /// this app's repository never sees, so it is not a push's and never waits for one.
+    pub fn is_push(&self) -> bool {
+        self.commit.is_some() && self.promoted_from.is_none()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +255,8 @@ impl Domain {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub app: Option<String>,
+    /// The pipeline the app was in when it happened, or the pipeline acted on.
+    pub pipeline: Option<String>,
     pub actor: String,
     pub action: String,
     pub detail: String,

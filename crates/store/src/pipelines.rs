@@ -1,6 +1,6 @@
 //! Pipelines: apps in stages, and each stage's gates. An app is in at most one pipeline.
 
-use domain::{AppName, PipelineName, Stage};
+use domain::{AppName, PipelineName, ReleaseVersion, Stage};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -62,7 +62,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            record_event!(&mut *tx, app: None::<&str>, actor: &owner.username, action: "pipeline.create", detail: name.as_str())?;
+            record_event!(&mut *tx, app: None::<&str>, actor: &owner.username, action: "pipeline.create", detail: name.as_str(), pipeline: Some(name.as_str()))?;
             tx.commit().await?;
             Ok::<_, Error>(())
         })?;
@@ -118,6 +118,58 @@ impl Store {
             apps,
             stages,
         })
+    }
+
+    /// The pipelines `user` may see, by name, with how many apps each has: an admin sees
+    /// all; anyone else those they made and those with an app they may see.
+    pub async fn pipelines_for(&self, user: &User) -> Result<Vec<(Pipeline, u32)>> {
+        let names: Vec<(String, i64)> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+            "SELECT p.name, CAST((SELECT COUNT(*) FROM pipeline_apps pa WHERE pa.pipeline_id = p.id) AS BIGINT) \
+             FROM pipelines p WHERE $1 OR p.owner_id = $2 OR EXISTS \
+             (SELECT 1 FROM pipeline_apps pa JOIN apps a ON a.id = pa.app_id WHERE pa.pipeline_id = p.id \
+              AND (a.owner_id = $2 OR EXISTS (SELECT 1 FROM collaborators c WHERE c.app_id = a.id AND c.user_id = $2))) \
+             ORDER BY p.name"
+        )
+        .bind(user.admin)
+        .bind(user.id)
+        .fetch_all(pool)
+        .await
+        })?;
+        let mut pipelines = Vec::with_capacity(names.len());
+        for (name, apps) in names {
+            let apps = u32::try_from(apps).map_err(Error::corrupt)?;
+            pipelines.push((self.pipeline(&name).await?, apps));
+        }
+        Ok(pipelines)
+    }
+
+    /// The app's succeeded releases, newest first, each with the image and commit it ran:
+    /// what a pipeline compares its stages by.
+    pub async fn released_builds(
+        &self,
+        app: &App,
+        limit: u32,
+    ) -> Result<Vec<(ReleaseVersion, Option<String>, Option<String>)>> {
+        let rows: Vec<(i64, Option<String>, Option<String>)> = on_db!(self, read, |pool| {
+            sqlx::query_as(
+            "SELECT r.version, b.image, b.commit_sha FROM releases r LEFT JOIN builds b ON b.id = r.build_id \
+             WHERE r.app_id = $1 AND r.status = 'succeeded' ORDER BY r.version DESC LIMIT $2"
+        )
+        .bind(app.id)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        })?;
+        rows.into_iter()
+            .map(|(version, image, commit)| {
+                let version = u32::try_from(version)
+                    .ok()
+                    .and_then(ReleaseVersion::new)
+                    .ok_or_else(|| Error::corrupt(format!("release version {version}")))?;
+                Ok((version, image, commit))
+            })
+            .collect()
     }
 
     /// The name of the pipeline `app` is in, if any.
@@ -178,7 +230,7 @@ impl Store {
                 .bind(app.id)
                 .execute(&mut *tx)
                 .await?;
-            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "pipeline.remove", detail: pipeline.as_str())?;
+            record_event!(&mut *tx, app: app.name.as_str(), actor: &actor.username, action: "pipeline.remove", detail: pipeline.as_str(), pipeline: Some(pipeline.as_str()))?;
             tx.commit().await?;
             Ok::<_, Error>(())
         })
@@ -230,7 +282,7 @@ impl Store {
                     "auto-promote off"
                 }
             );
-            record_event!(&mut *tx, app: None::<&str>, actor: &actor.username, action: "pipeline.stage", detail: detail)?;
+            record_event!(&mut *tx, app: None::<&str>, actor: &actor.username, action: "pipeline.stage", detail: detail, pipeline: Some(pipeline.name.as_str()))?;
             tx.commit().await?;
             Ok::<_, Error>(())
         })?;
@@ -245,7 +297,7 @@ impl Store {
                 .bind(pipeline.id)
                 .execute(&mut *tx)
                 .await?;
-            record_event!(&mut *tx, app: None::<&str>, actor: &actor.username, action: "pipeline.destroy", detail: pipeline.name.as_str())?;
+            record_event!(&mut *tx, app: None::<&str>, actor: &actor.username, action: "pipeline.destroy", detail: pipeline.name.as_str(), pipeline: Some(pipeline.name.as_str()))?;
             tx.commit().await?;
             Ok::<_, Error>(())
         })

@@ -94,9 +94,9 @@ impl TryFrom<EntryRow> for ReleaseEntry {
 
 /// The parts of the previous release a new one starts from.
 #[derive(sqlx::FromRow)]
-struct Latest {
-    build_id: Option<Uuid>,
-    config: String,
+pub(crate) struct Latest {
+    pub(crate) build_id: Option<Uuid>,
+    pub(crate) config: String,
 }
 
 impl Store {
@@ -395,7 +395,8 @@ impl Store {
                 "UPDATE releases SET status = $1, reason = $2, deploy_started_at = $5 \
                  WHERE app_id = $3 AND version = $4"
             }
-            ReleaseStatus::Succeeded | ReleaseStatus::Failed => {
+            ReleaseStatus::Succeeded => return self.release_succeeded(app, version).await,
+            ReleaseStatus::Failed => {
                 "UPDATE releases SET status = $1, reason = $2, deploy_finished_at = $5 \
                  WHERE app_id = $3 AND version = $4"
             }
@@ -439,7 +440,7 @@ macro_rules! next_version {
             .ok_or_else(|| Error::corrupt(version))?
     }};
 }
-use next_version;
+pub(crate) use next_version;
 
 /// The newest release's build and config. Read after `next_version!`, under its lock.
 macro_rules! latest {
@@ -452,7 +453,7 @@ macro_rules! latest {
         .await?
     };
 }
-use latest;
+pub(crate) use latest;
 
 /// Inserts a release. One with a build waits for the release manager to deploy it
 /// (`pending`); one without has nothing to deploy and is `succeeded` at once.
@@ -479,4 +480,4 @@ macro_rules! insert_release {
         record_event!(&mut *$tx, app: $app.name.as_str(), actor: &$actor.username, action: "release.create", detail: format!("{} {}", $version, $summary))?;
     }};
 }
-use insert_release;
+pub(crate) use insert_release;

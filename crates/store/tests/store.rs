@@ -84,6 +84,83 @@ both_backends! {
         assert!(events.iter().any(|e| e.action == "app.stack" && e.detail == "container"));
     }
 
+    async fn auto_promote_sends_each_new_build_onward_once_and_stops_at_a_protected_stage(store: Store) {
+        use domain::{PipelineName, Stage};
+        let ada = user(&store, "ada").await;
+        let dev = store.create_app(&app_name("demo-dev"), &ada).await.unwrap();
+        let staging = store.create_app(&app_name("demo-staging"), &ada).await.unwrap();
+        let production = store.create_app(&app_name("demo"), &ada).await.unwrap();
+        let pipeline = store.create_pipeline(&PipelineName::parse("demo").unwrap(), &ada).await.unwrap();
+        store.add_to_pipeline(&pipeline, &dev, Stage::Development, &ada).await.unwrap();
+        store.add_to_pipeline(&pipeline, &staging, Stage::Staging, &ada).await.unwrap();
+        store.add_to_pipeline(&pipeline, &production, Stage::Production, &ada).await.unwrap();
+        let pipeline = store.pipeline("demo").await.unwrap();
+        store.set_stage_gates(&pipeline, Stage::Development, None, Some(true), &ada).await.unwrap();
+        store.set_stage_gates(&pipeline, Stage::Staging, Some(false), Some(true), &ada).await.unwrap();
+        store.set_stage_gates(&pipeline, Stage::Production, Some(true), None, &ada).await.unwrap();
+        store.change_config(&staging, &set(&[("GREETING", "staging")]), &ada).await.unwrap();
+
+        // A push to development succeeds: its build goes to staging, once, with staging's config.
+        let build = store.create_build(&dev, &BuildSource::Commit("d".repeat(40)), &ada).await.unwrap();
+        let procfile = [("web".to_owned(), "./serve".to_owned())].into();
+        store.finish_build(&dev, build.id, BuildStatus::Succeeded, &procfile, Some("registry/demo-dev@sha256:1")).await.unwrap();
+        let pushed = store.release_build(&dev, build.id, &ada).await.unwrap();
+        store.set_release_status(&dev, pushed.version, ReleaseStatus::Deploying, None).await.unwrap();
+        store.set_release_status(&dev, pushed.version, ReleaseStatus::Succeeded, None).await.unwrap();
+        store.set_release_status(&dev, pushed.version, ReleaseStatus::Succeeded, None).await.unwrap();
+        let arrived = store.latest_release(&staging).await.unwrap();
+        assert_eq!((arrived.version, arrived.status), (v(3), ReleaseStatus::Pending), "{}", history(&store, &staging).await);
+        assert_eq!(arrived.summary, "ada promoted demo-dev v2 (ddddddd)");
+        assert_eq!(arrived.config["GREETING"], "staging");
+        let queued = store.unfinished_work(&staging.name).await.unwrap();
+        assert_eq!(queued.iter().map(|w| &w.kind).collect::<Vec<_>>(), [&deploy_of(3)]);
+        // A config change in development is not a new build: nothing goes onward.
+        store.change_config(&dev, &set(&[("A", "1")]), &ada).await.unwrap();
+        store.set_release_status(&dev, v(3), ReleaseStatus::Succeeded, None).await.unwrap();
+        assert_eq!(store.latest_release(&staging).await.unwrap().version, v(3));
+
+        // Staging's deploy of it succeeds: production is protected, so nothing is promoted,
+        // and the audit trail says why.
+        store.set_release_status(&staging, v(3), ReleaseStatus::Succeeded, None).await.unwrap();
+        assert_eq!(store.latest_release(&production).await.unwrap().version, v(1));
+        let events = store.events(Some("demo-staging"), 20).await.unwrap();
+        assert!(
+            events.iter().any(|e| e.action == "pipeline.auto-promote-skipped"
+                && e.detail == "v3: production is protected; promote it with `slip pipelines:promote -a demo-staging`"),
+            "{events:?}"
+        );
+        // Every step is in the pipeline's trail.
+        let trail = store.pipeline_events("demo", 50).await.unwrap();
+        assert!(trail.iter().any(|e| e.action == "promotion.auto" && e.app.as_deref() == Some("demo-staging")), "{trail:?}");
+
+        // Two approvals of one pending promotion race: exactly one deploys it.
+        let bob = user(&store, "bob").await;
+        let carol = user(&store, "carol").await;
+        let pinned = store.promotable_build(&staging).await.unwrap();
+        assert_eq!((pinned.version, pinned.image.as_str()), (v(3), "registry/demo-dev@sha256:1"));
+        let pending = store.promote(&pipeline, &production, &pinned, &ada, true).await.unwrap();
+        assert_eq!(pending.status, store::PromotionStatus::Pending);
+        let (first, second) = tokio::join!(
+            store.approve_promotion(pending.number, &bob),
+            store.approve_promotion(pending.number, &carol)
+        );
+        let outcomes = [first.is_ok(), second.is_ok()];
+        assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "{first:?} {second:?}");
+        let promoted = store.latest_release(&production).await.unwrap();
+        assert_eq!(promoted.version, v(2), "{}", history(&store, &production).await);
+        let build = store.build(&production, promoted.build.unwrap()).await.unwrap();
+        assert_eq!(build.promoted_from.as_deref(), Some("demo-staging v3"));
+        assert!(!build.is_push());
+        // A newer request supersedes a pending one.
+        store.set_release_status(&production, v(2), ReleaseStatus::Succeeded, None).await.unwrap();
+        let older = store.promote(&pipeline, &production, &pinned, &ada, true).await.unwrap();
+        let newer = store.promote(&pipeline, &production, &pinned, &bob, true).await.unwrap();
+        assert_eq!(store.promotion(older.number).await.unwrap().status, store::PromotionStatus::Superseded);
+        assert_eq!(store.promotion(newer.number).await.unwrap().status, store::PromotionStatus::Pending);
+        let late = store.approve_promotion(older.number, &bob).await.unwrap_err();
+        assert_eq!(late.to_string(), format!("promotion #{} is superseded already: nothing to decide", older.number));
+    }
+
     async fn pipelines_hold_each_app_once_in_a_stage_with_gates(store: Store) {
         use domain::{PipelineName, Stage};
         let ada = user(&store, "ada").await;

@@ -48,9 +48,10 @@ pub(super) async fn all_events(
     Ok(Json(events.into_iter().map(event).collect()))
 }
 
-fn event(event: store::Event) -> Event {
+pub(super) fn event(event: store::Event) -> Event {
     Event {
         app: event.app,
+        pipeline: event.pipeline,
         actor: event.actor,
         action: event.action,
         detail: event.detail,

@@ -11,7 +11,9 @@ mod events;
 mod formation;
 mod keys;
 mod perms;
+mod pipelines;
 mod processes;
+mod promotions;
 mod rebase;
 mod releases;
 mod routing;
@@ -80,6 +82,17 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(events::all_events))
         .routes(routes!(test_runs::list, test_runs::create))
         .routes(routes!(test_runs::info))
+        .routes(routes!(pipelines::list, pipelines::create))
+        .routes(routes!(pipelines::info, pipelines::destroy))
+        .routes(routes!(pipelines::add_app))
+        .routes(routes!(pipelines::remove_app))
+        .routes(routes!(pipelines::set_stage))
+        .routes(routes!(pipelines::events))
+        .routes(routes!(promotions::promote))
+        .routes(routes!(promotions::list))
+        .routes(routes!(promotions::info))
+        .routes(routes!(promotions::approve))
+        .routes(routes!(promotions::reject))
 }
 
 /// `GET /healthz`: 200 when the database answers, 503 otherwise.

@@ -9,6 +9,7 @@ mod config;
 mod domains;
 mod keys;
 mod perms;
+mod pipelines;
 mod ps;
 mod releases;
 mod routing;
@@ -105,10 +106,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::ReleasesInfo { version } => releases::info(&ctx, &version).await,
         Action::Rollback { version } => releases::rollback(&ctx, version).await,
         Action::Rebase => builds::rebase(&ctx).await,
-        Action::Events { all, limit } => releases::events(&ctx, all, limit).await,
         Action::CiList { limit } => ci::list(&ctx, limit).await,
         Action::CiInfo { number } => ci::info(&ctx, &number).await,
         Action::CiRun { build } => ci::run(&ctx, build.as_deref()).await,
+        Action::Events {
+            all,
+            pipeline,
+            limit,
+        } => releases::events(&ctx, all, pipeline, limit).await,
+        Action::Pipelines(command) => pipelines::run(&ctx, command).await,
+        Action::Promotions(command) => pipelines::promotions(&ctx, command).await,
         Action::PsList => ps::list(&ctx).await,
         Action::PsScale { counts } => ps::scale(&ctx, &counts).await,
         Action::PsRestart { process_type } => ps::restart(&ctx, process_type).await,

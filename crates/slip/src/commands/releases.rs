@@ -15,10 +15,18 @@ pub(crate) async fn list(ctx: &Context, limit: Option<u32>) -> anyhow::Result<()
     Ok(())
 }
 
-/// `slip events`: the app's audit trail, or with `--all` every app's.
-pub(crate) async fn events(ctx: &Context, all: bool, limit: Option<u32>) -> anyhow::Result<()> {
+/// `slip events`: the app's audit trail, a pipeline's with `--pipeline`, or with `--all`
+/// every app's.
+pub(crate) async fn events(
+    ctx: &Context,
+    all: bool,
+    pipeline: Option<String>,
+    limit: Option<u32>,
+) -> anyhow::Result<()> {
     let events = if all {
         ctx.client()?.all_events(limit).await?
+    } else if let Some(pipeline) = pipeline {
+        ctx.client()?.pipeline_events(&pipeline, limit).await?
     } else {
         let (client, app) = ctx.client_and_app()?;
         client.events(&app, limit).await?

@@ -1,0 +1,36 @@
+-- Issue 15. Promotion: a downstream app's release of an upstream app's build, without a
+-- rebuild. The downstream app gets a build row of its own that names where it came from; its
+-- commit is the upstream's, which the downstream repository never saw, so such a build is
+-- never settled as a push's.
+ALTER TABLE builds ADD COLUMN promoted_from TEXT;
+
+-- Every promotion asked for: done at once, or pending another person's approval when its
+-- target's stage is protected. The build it promotes is pinned when asked for (image,
+-- Procfile, commit copied), so an approval deploys what was asked for even if the upstream
+-- has moved on. Numbers are small, for typing `slip promotions:approve 3`.
+CREATE TABLE promotions (
+    id             UUID PRIMARY KEY,
+    number         BIGINT NOT NULL UNIQUE,
+    pipeline_id    UUID NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    source_app     TEXT NOT NULL,
+    source_version BIGINT NOT NULL,
+    image          TEXT NOT NULL,
+    procfile       TEXT NOT NULL,
+    commit_sha     TEXT,
+    target_app_id  UUID NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    status         TEXT NOT NULL
+                   CHECK (status IN ('pending', 'done', 'rejected', 'superseded')),
+    requested_by   UUID NOT NULL REFERENCES users (id),
+    requested_at   TIMESTAMPTZ NOT NULL,
+    decided_by     UUID REFERENCES users (id),
+    decided_at     TIMESTAMPTZ,
+    release_version BIGINT
+);
+CREATE INDEX promotions_target ON promotions (target_app_id, status);
+CREATE INDEX promotions_pipeline ON promotions (pipeline_id, number);
+INSERT INTO counters (name, value) VALUES ('promotion', 0);
+
+-- The pipeline an event's app was in when it happened, so `slip events --pipeline P` shows a
+-- pipeline's history as it was.
+ALTER TABLE events ADD COLUMN pipeline TEXT;
+CREATE INDEX events_pipeline ON events (pipeline, id);
