@@ -541,6 +541,67 @@ pub struct CreateBuild {
     pub procfile: String,
 }
 
+/// Where a test run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum TestRunStatus {
+    Running,
+    /// Its command exited 0.
+    Succeeded,
+    /// Its command exited non-zero.
+    Failed,
+    /// Its command could not run or was cut off.
+    Errored,
+}
+
+impl TestRunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestRunStatus::Running => "running",
+            TestRunStatus::Succeeded => "succeeded",
+            TestRunStatus::Failed => "failed",
+            TestRunStatus::Errored => "errored",
+        }
+    }
+}
+
+/// A build tested with the command app.json or the Procfile's `test:` names
+/// (`GET /v1/apps/{app}/test-runs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TestRun {
+    /// Numbered per app: `slip ci:info 4`.
+    pub number: u64,
+    pub build: Uuid,
+    pub commit: Option<String>,
+    pub image: String,
+    pub command: String,
+    /// What made it: `push`, `ci-run` (a push to refs/slipway/ci) or `api`.
+    pub cause: String,
+    pub status: TestRunStatus,
+    pub exit_status: Option<i32>,
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub finished_at: Option<OffsetDateTime>,
+    /// Its output (at most 4 MiB); only in `GET /v1/apps/{app}/test-runs/{number}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+/// `POST /v1/apps/{app}/test-runs`: test a build again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateTestRun {
+    /// The build to test; the current release's build when absent.
+    #[serde(default)]
+    pub build: Option<Uuid>,
+}
+
 /// One entry of the audit trail: who did what, to which app, when
 /// (`GET /v1/apps/{app}/events`, `GET /v1/events`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -515,6 +515,9 @@ both_backends! {
             (Method::GET, "/v1/apps/demo/logs?lines=10&process=web", None, Need::Read),
             (Method::POST, "/v1/apps/demo/processes/restart", Some(json!({"type": "web"})), Need::Write),
             (Method::POST, "/v1/apps/demo/run", Some(json!({"command": "true"})), Need::Write),
+            (Method::GET, "/v1/apps/demo/test-runs", None, Need::Read),
+            (Method::GET, "/v1/apps/demo/test-runs/1", None, Need::Read),
+            (Method::POST, "/v1/apps/demo/test-runs", Some(json!({})), Need::Write),
             (Method::PATCH, "/v1/apps/demo/config", Some(json!({"values": {"K": "v"}})), Need::Write),
             (Method::POST, "/v1/apps/demo/rollback", Some(json!({})), Need::Write),
             (Method::PATCH, "/v1/apps/demo/formation", Some(json!({"counts": {"web": 1}})), Need::Write),
@@ -878,7 +881,8 @@ both_backends! {
         let paths = openapi["paths"].as_object().unwrap();
         for path in ["/v1/apps/{app}/config", "/v1/apps/{app}/rollback", "/v1/auth/login", "/v1/keys/{key}",
                      "/v1/apps/{app}/healthchecks/{type}/{kind}", "/v1/apps/{app}/limits/{type}", "/v1/apps/{app}/autoscale/{type}",
-                     "/v1/apps/{app}/routing", "/v1/apps/{app}/certs", "/v1/apps/{app}/certs/{name}/domains/{domain}"] {
+                     "/v1/apps/{app}/routing", "/v1/apps/{app}/certs", "/v1/apps/{app}/certs/{name}/domains/{domain}",
+                     "/v1/apps/{app}/test-runs", "/v1/apps/{app}/test-runs/{number}"] {
             assert!(paths.contains_key(path), "{path} is documented");
         }
     }
@@ -920,6 +924,10 @@ both_backends! {
             (Method::GET, "/logs", &[]),
             (Method::GET, "/logs?lines=notanumber", &[]),
             (Method::POST, "/run", &[r#"{"command": "true"}"#, r#"{"command": ""}"#, "{"]),
+            (Method::GET, "/test-runs", &[]),
+            (Method::GET, "/test-runs/1", &[]),
+            (Method::GET, "/test-runs/x", &[]),
+            (Method::POST, "/test-runs", &["{}", r#"{"build": "0190a0a0-0000-7000-8000-000000000000"}"#, r#"{"build": "x"}"#, "{"]),
             (Method::GET, "/healthchecks", &[]),
             (Method::PUT, "/healthchecks/web/liveness", &[r#"{"type": "exec", "command": "true"}"#, r#"{"type": "httpGet"}"#, "{"]),
             (Method::PUT, "/healthchecks/Web!/nope", &[r#"{"type": "exec", "command": "true"}"#]),

@@ -131,6 +131,15 @@ impl Runtime for HostsSeen {
     ) -> Result<i32, RuntimeError> {
         Err(RuntimeError::Runtime("this test runs nothing".to_owned()))
     }
+    async fn run_test(
+        &self,
+        _: &ReleaseSpec,
+        _: &str,
+        _: &str,
+        _: Lines<'_>,
+    ) -> Result<i32, RuntimeError> {
+        Err(RuntimeError::Runtime("this test runs nothing".to_owned()))
+    }
     async fn deploy(
         &self,
         _: &ReleaseSpec,

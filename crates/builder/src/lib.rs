@@ -112,6 +112,9 @@ pub struct BuildOutput {
     /// layers and unchanged ones already there, what this build's changes cost.
     pub pushed_bytes: Option<u64>,
     pub timings: Timings,
+    /// How to test the build (app.json's test script, or the Procfile's `test:`), if anything
+    /// says.
+    pub test: Option<domain::TestPlan>,
 }
 
 /// The `SOURCE_DATE_EPOCH` buildpacks see: 1980-01-01, the earliest time a zip file (a
@@ -248,8 +251,30 @@ impl Builder {
         })
     }
 
-    /// Builds `job`, writing progress to `log`.
+    /// Builds `job`, writing progress to `log`, and reads how to test it from app.json.
     pub async fn build(&self, job: &BuildJob<'_>, log: Log<'_>) -> Result<BuildOutput, BuildError> {
+        // app.json as pushed, before any build script runs; a broken one fails the push at once.
+        let source_dir = job.source.to_path_buf();
+        let app_json = run_image::blocking(move || {
+            tenant_fs::Tree::open(&source_dir, "")?.read(Path::new("app.json"))
+        })
+        .await?;
+        let app_json = app_json.as_deref().map(str::as_bytes);
+        domain::TestPlan::resolve(app_json, &Procfile::default())?;
+        let mut output = self.build_image(job, log).await?;
+        output.test = domain::TestPlan::resolve(app_json, &output.procfile)?;
+        if let Some(plan) = &output.test {
+            log(&format!("-----> Test command: {}", plan.command));
+        }
+        Ok(output)
+    }
+
+    /// Builds `job`'s image and reads its process types.
+    async fn build_image(
+        &self,
+        job: &BuildJob<'_>,
+        log: Log<'_>,
+    ) -> Result<BuildOutput, BuildError> {
         let budget = script::Budget {
             deadline: Instant::now() + self.config.timeout,
             limit: self.config.timeout,
@@ -463,6 +488,7 @@ impl Builder {
             image: Some(image),
             pushed_bytes,
             timings,
+            test: None,
         })
     }
 
@@ -912,7 +938,7 @@ fn process_types(
         }
     }
     let procfile = Procfile::from_entries(entries.iter().map(|(t, c)| (t.as_str(), c.as_str())))?;
-    if procfile.process_types().all(|t| t.is_release()) {
+    if procfile.process_types().all(|t| t.is_one_off()) {
         return Err(BuildError::NoProcesses);
     }
     Ok(procfile)

@@ -242,10 +242,25 @@ async fn the_dockerfile_is_the_build_on_the_container_stack_or_when_no_buildpack
     let fixture = Fixture::new().await;
     with_run_image(&fixture).await;
     let dockerfile = "FROM run-image:base\nCOPY page.txt /site/\nCMD httpd -f -p $PORT -h /site\n";
-    // No buildpack detects it: its Dockerfile.
-    let bare = fixture.source(&[("Dockerfile", dockerfile), ("page.txt", "hi\n")]);
-    let (output, _) = fixture.built(&bare).await;
+    // No buildpack detects it: its Dockerfile. Its app.json says how to test it, as for any
+    // stack, with app.json's env and never the build's config.
+    let bare = fixture.source(&[
+        ("Dockerfile", dockerfile),
+        ("page.txt", "hi\n"),
+        (
+            "app.json",
+            r#"{"scripts": {"test": "make test"}, "environments": {"test": {"env": {"A": "1"}}}}"#,
+        ),
+    ]);
+    let (output, log) = fixture.built(&bare).await;
     assert_eq!(output.buildpack, "Dockerfile");
+    let plan = output.test.expect("app.json names a test command");
+    assert_eq!(plan.command, "make test");
+    assert_eq!(plan.env.get("A").map(String::as_str), Some("1"));
+    assert!(
+        log.iter().any(|l| l == "-----> Test command: make test"),
+        "{log:#?}"
+    );
     // A stage on a run image starts in its working directory, /workspace, where processes run.
     assert_eq!(
         output.procfile.command("web"),
@@ -259,6 +274,7 @@ async fn the_dockerfile_is_the_build_on_the_container_stack_or_when_no_buildpack
     ]);
     let (output, _) = fixture.built(&both).await;
     assert_ne!(output.buildpack, "Dockerfile");
+    assert_eq!(output.test, None, "nothing says how to test it");
     // On the container stack: the Dockerfile heroku.yml names, with the Procfile's types.
     let container = fixture.source(&[
         ("docker/web.Dockerfile", dockerfile),

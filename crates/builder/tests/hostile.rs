@@ -1,6 +1,6 @@
 //! Hostile tenants against the builder: builds and sources that leave symbolic links where the
 //! platform reads (launch.toml, layer declarations and env files, plans, the cache, the
-//! Procfile, project.toml, launch layers), and `BUILDPACK_URL`s that name server directories.
+//! Procfile, project.toml, app.json, launch layers), and `BUILDPACK_URL`s that name server directories.
 //! The platform runs outside the sandbox, so a link it followed would read the server's files:
 //! in every case a secret file's marker must appear nowhere — not in the log, the error, the
 //! image's layers or config, nor the cache — and the secret must be unchanged.
@@ -254,6 +254,20 @@ async fn links_in_the_source_and_the_cache_are_never_followed() {
             },
             true,
             Expect::Refused("cache/cnb/test_hostile is a symbolic link"),
+        ),
+        (
+            "app.json",
+            |_, app, secret| link(&secret.join("secret.txt"), &app.join("app.json")),
+            true,
+            Expect::Refused("app.json is a symbolic link; the platform does not follow links"),
+        ),
+        (
+            "an oversized app.json",
+            |_, app, _| {
+                std::fs::write(app.join("app.json"), " ".repeat(2 << 20)).unwrap();
+            },
+            true,
+            Expect::Refused("app.json is larger than 1 MiB"),
         ),
         (
             "an oversized Procfile",

@@ -44,6 +44,8 @@ pub enum Error {
         upstream: String,
         upstream_stage: crate::Stage,
     },
+    #[error("invalid app.json: {0}")]
+    AppJson(String),
     #[error("invalid Procfile line {line}: {reason}")]
     Procfile { line: usize, reason: String },
     #[error(
@@ -60,8 +62,8 @@ pub enum Error {
         count: u32,
         max: u32,
     },
-    #[error("the release process runs once per release and cannot be scaled")]
-    ScaleRelease,
+    #[error("the {process} process runs {when} and cannot be scaled")]
+    ScaleOneOff { process: String, when: &'static str },
     #[error("the app has no process type {process:?}; its processes are: {known}")]
     UnknownProcessType { process: String, known: String },
     #[error("{0:?} is given more than once")]
@@ -118,10 +120,8 @@ pub enum Error {
     AutoscaleBounds { min: u32, max: u32, limit: u32 },
     #[error("invalid autoscale target of {value}% CPU: give 1 to {max}")]
     AutoscaleTarget { value: u32, max: u32 },
-    #[error(
-        "the release process runs once per release and takes no health checks, limits or autoscaling"
-    )]
-    SettingsRelease,
+    #[error("the {process} process runs {when} and takes no health checks, limits or autoscaling")]
+    SettingsOneOff { process: String, when: &'static str },
     #[error("{process} processes have no $PORT: give the health check a port, such as --port 8080")]
     ProbeNeedsPort { process: String },
     #[error("no limit given: give a memory limit, a CPU limit or both, such as --memory 512M")]

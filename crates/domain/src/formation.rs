@@ -53,8 +53,11 @@ impl Formation {
     ) -> Result<Formation, Error> {
         let mut next = self.0.clone();
         for (process, count) in changes {
-            if process.is_release() {
-                return Err(Error::ScaleRelease);
+            if process.is_one_off() {
+                return Err(Error::ScaleOneOff {
+                    process: process.to_string(),
+                    when: process.one_off_when(),
+                });
             }
             if *count > MAX_PROCESSES_PER_TYPE {
                 return Err(Error::ScaleTooLarge {
@@ -89,7 +92,7 @@ impl Formation {
 pub(crate) fn unknown_type(process: &ProcessType, known: &[ProcessType]) -> Error {
     let names: Vec<&str> = known
         .iter()
-        .filter(|t| !t.is_release())
+        .filter(|t| !t.is_one_off())
         .map(ProcessType::as_str)
         .collect();
     Error::UnknownProcessType {
@@ -184,6 +187,12 @@ mod tests {
             &["release=1"],
             None,
             expect!["error: the release process runs once per release and cannot be scaled"],
+        );
+        check(
+            &[],
+            &["test=1"],
+            Some(&["web", "test"]),
+            expect!["error: the test process runs only in test runs and cannot be scaled"],
         );
         check(
             &[],

@@ -9,6 +9,7 @@
 //! Architecture invariant: this crate knows nothing of SQL, HTTP, processes or the file
 //! system. It must stay cheap to compile and test.
 
+mod app_json;
 mod app_name;
 mod config;
 mod error;
@@ -27,6 +28,7 @@ mod stack;
 mod token;
 mod user;
 
+pub use app_json::{TestPlan, TestRunFacts};
 pub use app_name::AppName;
 pub use config::{
     ConfigChange, ConfigDiff, ConfigKey, ConfigVars, MAX_CONFIG_BYTES, MAX_VALUE_BYTES,

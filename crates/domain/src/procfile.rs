@@ -15,6 +15,7 @@ pub struct ProcessType(String);
 impl ProcessType {
     pub const WEB: &str = "web";
     pub const RELEASE: &str = "release";
+    pub const TEST: &str = "test";
 
     pub fn parse(name: &str) -> Result<ProcessType, Error> {
         let bytes = name.as_bytes();
@@ -37,6 +38,21 @@ impl ProcessType {
     /// `release` runs once per release instead of being scaled.
     pub fn is_release(&self) -> bool {
         self.0 == Self::RELEASE
+    }
+
+    /// `release` and `test` run as one-offs (once per release, once per test run), never as
+    /// processes of the formation, so they cannot be scaled or given settings.
+    pub fn is_one_off(&self) -> bool {
+        self.is_release() || self.0 == Self::TEST
+    }
+
+    /// When a one-off type runs, for refusals: "once per release" or "only in test runs".
+    pub(crate) fn one_off_when(&self) -> &'static str {
+        if self.is_release() {
+            "once per release"
+        } else {
+            "only in test runs"
+        }
     }
 }
 

@@ -424,8 +424,11 @@ impl ProcessSettings {
         change: &SettingsChange,
         known: Option<&[ProcessType]>,
     ) -> Result<ProcessSettings, Error> {
-        if process_type.is_release() {
-            return Err(Error::SettingsRelease);
+        if process_type.is_one_off() {
+            return Err(Error::SettingsOneOff {
+                process: process_type.to_string(),
+                when: process_type.one_off_when(),
+            });
         }
         let sets = matches!(
             change,

@@ -5,6 +5,11 @@
 //! The deploy runs before git moves the ref (a failed deploy rejects the push), so a
 //! deployed release stays `deploying` until the push has ended and the gateway has seen
 //! whether the ref moved ([`Pushed`], settled in `serve_hook`).
+//!
+//! An app in a pipeline is tested before its build counts as succeeded: a failing test
+//! rejects the push with the build failed and nothing released, so an untested image is
+//! never deployable by digest nor a rollback target. A push to `refs/slipway/ci` builds and
+//! tests any app's commit and never releases it: the push's result is the test's.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +21,22 @@ use crate::{PushContext, Shared};
 
 /// Branches that deploy; others are accepted and stored, but not built.
 const DEPLOY_BRANCHES: &[&str] = &["refs/heads/main", "refs/heads/master"];
+
+/// The ref `slip ci:run` pushes: built and tested, never released.
+const CI_REF: &str = "refs/slipway/ci";
+
+/// What a push's commit is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A deploy branch: released (tested first when the app is in a pipeline).
+    Deploy,
+    /// `refs/slipway/ci`: tested, never released.
+    Test,
+}
+
+/// How long a test may print nothing before the pusher is told it still runs, which also
+/// keeps the SSH connection from counting as idle.
+const TEST_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Sends lines to the pusher, and keeps a copy for the build's log. The pusher's queue is
 /// bounded: a pusher who reads slower than the build and deploy print misses lines, with a
@@ -99,7 +120,7 @@ async fn run(
     out: &Output,
     build: &mut Option<uuid::Uuid>,
 ) -> Result<Option<Pushed>, String> {
-    let Some(update) = deployed_update(push, request, out)? else {
+    let Some((update, purpose)) = deployed_update(push, request, out)? else {
         return Ok(None);
     };
     let commit = update.new.clone();
@@ -121,7 +142,7 @@ async fn run(
         record.id,
         out.clone(),
     ));
-    let built = build_and_release(shared, push, request, out, record.id, &commit).await;
+    let built = build_and_release(shared, push, request, out, record.id, &commit, purpose).await;
     flushing.abort();
     let version = built?;
     Ok(version.map(|version| Pushed {
@@ -153,13 +174,15 @@ async fn flush_log(store: store::Store, app: store::App, build: uuid::Uuid, out:
     }
 }
 
-/// The ref update that deploys (main, else master), after checking the others.
+/// The ref update that deploys (main, else master), else a push to [`CI_REF`], after
+/// checking the others.
 fn deployed_update<'a>(
     push: &PushContext,
     request: &'a HookRequest,
     out: &Output,
-) -> Result<Option<&'a RefUpdate>, String> {
+) -> Result<Option<(&'a RefUpdate, Purpose)>, String> {
     let mut deploy: Option<&RefUpdate> = None;
+    let mut test: Option<&RefUpdate> = None;
     for update in &request.updates {
         let deploys = DEPLOY_BRANCHES.contains(&update.name.as_str());
         if update.is_delete() {
@@ -176,6 +199,8 @@ fn deployed_update<'a>(
             if deploy.is_none_or(|d| d.name != DEPLOY_BRANCHES[0]) {
                 deploy = Some(update);
             }
+        } else if update.name == CI_REF {
+            test = Some(update);
         } else {
             out.line(&format!(
                 "-----> {} accepted, not built: only main and master are deployed",
@@ -183,11 +208,23 @@ fn deployed_update<'a>(
             ));
         }
     }
-    Ok(deploy)
+    Ok(match (deploy, test) {
+        (Some(deploy), Some(_)) => {
+            out.line(&format!(
+                "-----> {CI_REF} accepted, not tested on its own: {} is deployed",
+                deploy.name
+            ));
+            Some((deploy, Purpose::Deploy))
+        }
+        (Some(deploy), None) => Some((deploy, Purpose::Deploy)),
+        (None, Some(test)) => Some((test, Purpose::Test)),
+        (None, None) => None,
+    })
 }
 
-/// Export, build, record, release, deploy. Any `Err` leaves no release. `Some` is the
-/// deployed release, waiting for the ref to move.
+/// Export, build, test (an app in a pipeline, or [`Purpose::Test`]), record, release,
+/// deploy. Any `Err` leaves no release. `Some` is the deployed release, waiting for the ref
+/// to move.
 async fn build_and_release(
     shared: &Shared,
     push: &PushContext,
@@ -195,6 +232,7 @@ async fn build_and_release(
     out: &Output,
     build: uuid::Uuid,
     commit: &str,
+    purpose: Purpose,
 ) -> Result<Option<domain::ReleaseVersion>, String> {
     let app = &push.app;
     let tmp = shared.config.tmp();
@@ -255,6 +293,44 @@ async fn build_and_release(
         .iter()
         .map(|(t, c)| (t.to_string(), c.to_owned()))
         .collect();
+    // Tested before the build counts as succeeded: a failure fails the build.
+    let tested = match purpose {
+        Purpose::Test => true,
+        Purpose::Deploy => shared
+            .store
+            .pipeline_of(app)
+            .await
+            .map_err(|e| internal(out, "cannot read the app's pipeline", e))?
+            .is_some(),
+    };
+    if tested {
+        match (&output.test, output.image.as_deref()) {
+            (Some(plan), Some(image)) => {
+                let cause = match purpose {
+                    Purpose::Deploy => store::TestCause::Push,
+                    Purpose::Test => store::TestCause::CiRun,
+                };
+                let run = store::NewTestRun {
+                    build,
+                    commit: Some(commit),
+                    image,
+                    procfile: &procfile,
+                    plan,
+                    cause,
+                };
+                run_tests(shared, push, out, &run).await?;
+            }
+            (Some(_), None) => {
+                return Err(internal(out, "cannot test the build", "it made no image"));
+            }
+            (None, _) if purpose == Purpose::Test => {
+                return Err(format!(
+                    "{NO_TEST_COMMAND}: nothing to test. Add one, such as `test: pytest` in the Procfile"
+                ));
+            }
+            (None, _) => out.line(&format!("-----> {NO_TEST_COMMAND}: not tested")),
+        }
+    }
     let build = shared
         .store
         .finish_build(
@@ -266,6 +342,13 @@ async fn build_and_release(
         )
         .await
         .map_err(|e| internal(out, "cannot record the build", e))?;
+    if let Some(plan) = &output.test {
+        shared
+            .store
+            .set_build_test_plan(app, build.id, plan)
+            .await
+            .map_err(|e| internal(out, "cannot record the build", e))?;
+    }
     if let Some(bytes) = output.pushed_bytes {
         shared
             .store
@@ -276,6 +359,12 @@ async fn build_and_release(
     // The last moment to back out: a pusher who has gone gets no release.
     if push.cancel.is_cancelled() {
         return Err("the push was cancelled: the connection closed".to_owned());
+    }
+    if purpose == Purpose::Test {
+        out.line(&format!(
+            "-----> {CI_REF} built and tested; nothing was released"
+        ));
+        return Ok(None);
     }
     let release = shared
         .store
@@ -314,6 +403,90 @@ async fn build_and_release(
     }
 }
 
+/// Said when a build has nothing to test it with.
+const NO_TEST_COMMAND: &str = "no test command (app.json scripts.test or Procfile test:)";
+
+/// Records a test run of the build, has a release manager run it, and streams its output to
+/// the pusher. `Err` unless it passed: the push is rejected, nothing released.
+async fn run_tests(
+    shared: &Shared,
+    push: &PushContext,
+    out: &Output,
+    new: &store::NewTestRun<'_>,
+) -> Result<(), String> {
+    let store = &shared.store;
+    let app = &push.app;
+    let run = store
+        .create_test_run(app, new, &push.user)
+        .await
+        .map_err(|e| internal(out, "cannot record the test run", e))?;
+    let number = run.number;
+    out.line(&format!(
+        "-----> Running tests (test run #{number}): {}",
+        run.command
+    ));
+    let work = store
+        .enqueue(&app.name, &store::WorkKind::Test { run: number })
+        .await
+        .map_err(|e| internal(out, "cannot queue the test run", e))?;
+    let last_line = Mutex::new(tokio::time::Instant::now());
+    let heard = |line: &str| {
+        *last_line.lock().expect("never poisoned") = tokio::time::Instant::now();
+        out.line(line);
+    };
+    let heartbeat = async {
+        let started = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(TEST_HEARTBEAT).await;
+            let quiet = last_line.lock().expect("never poisoned").elapsed();
+            if quiet >= TEST_HEARTBEAT {
+                out.line(&format!(
+                    "-----> Tests still running ({}m)",
+                    started.elapsed().as_secs() / 60
+                ));
+            }
+        }
+    };
+    let followed = tokio::select! {
+        followed = follow(store, work, "test run", out, heard) => followed,
+        () = heartbeat => unreachable!("the heartbeat never ends"),
+        () = push.cancel.cancelled() => {
+            // The work is never retried; the run is recorded as cut off now, and the
+            // release manager's late end of it changes nothing.
+            let _ = store
+                .finish_test_run(app, number, store::TestStatus::Errored, None, "cut off: the push was cancelled")
+                .await;
+            return Err("the push was cancelled: the connection closed".to_owned());
+        }
+    };
+    if let Err(reason) = &followed {
+        // A run that never started (no release manager could run it) ends here.
+        let _ = store
+            .finish_test_run(app, number, store::TestStatus::Errored, None, reason)
+            .await;
+    }
+    let run = store
+        .test_run(app, number)
+        .await
+        .map_err(|e| internal(out, "cannot read the test run", e))?;
+    match (run.status, run.exit_status) {
+        (store::TestStatus::Succeeded, _) => {
+            out.line(&format!("-----> Tests passed (test run #{number})"));
+            Ok(())
+        }
+        (store::TestStatus::Failed, Some(code)) => Err(format!(
+            "tests failed (exit {code}): see `slip ci:info {number}`; nothing was released"
+        )),
+        _ => Err(format!(
+            "tests could not run{}: see `slip ci:info {number}`; nothing was released",
+            followed
+                .err()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        )),
+    }
+}
+
 /// A push's build directory: removed, however the push ends, on a blocking thread the
 /// gateway waits for at shutdown (a build's tree can be large).
 struct BuildDir {
@@ -345,11 +518,20 @@ async fn await_deploy(
     work: store::WorkId,
     out: &Output,
 ) -> Result<(), String> {
+    follow(store, work, "deploy", out, |line| out.line(line)).await
+}
+
+/// Waits for queued work, whichever release manager does it, handing its output lines to
+/// `on_line`; tells the pusher if none takes it for a while.
+async fn follow(
+    store: &store::Store,
+    work: store::WorkId,
+    what: &str,
+    out: &Output,
+    mut on_line: impl FnMut(&str) + Send,
+) -> Result<(), String> {
     let notice = tokio::time::Instant::now() + UNCLAIMED_NOTICE;
-    let outcome = match store
-        .await_work(work, Some(notice), |line| out.line(line))
-        .await
-    {
+    let outcome = match store.await_work(work, Some(notice), &mut on_line).await {
         Ok(Some(outcome)) => outcome,
         Ok(None) => {
             if store
@@ -357,15 +539,15 @@ async fn await_deploy(
                 .await
                 .is_ok_and(|w| w.status == store::WorkStatus::Queued)
             {
-                out.line("-----> Waiting for a release manager to take the deploy: is `slipwayd releaser` (or `up`) running?");
+                out.line(&format!("-----> Waiting for a release manager to take the {what}: is `slipwayd releaser` (or `up`) running?"));
             }
             store
-                .await_work(work, None, |line| out.line(line))
+                .await_work(work, None, &mut on_line)
                 .await
-                .map_err(|e| internal(out, "cannot follow the deploy", e))?
+                .map_err(|e| internal(out, &format!("cannot follow the {what}"), e))?
                 .expect("no deadline")
         }
-        Err(err) => return Err(internal(out, "cannot follow the deploy", err)),
+        Err(err) => return Err(internal(out, &format!("cannot follow the {what}"), err)),
     };
     match outcome {
         store::WorkOutcome::Succeeded { .. } => Ok(()),

@@ -119,7 +119,7 @@ pub fn render(
     let mut deployments = Vec::new();
     let mut autoscalers = Vec::new();
     for (process_type, command) in spec.processes.iter() {
-        if process_type.is_release() {
+        if process_type.is_one_off() {
             continue;
         }
         let settings = spec.settings.get(process_type).cloned().unwrap_or_default();

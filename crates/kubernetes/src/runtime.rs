@@ -1078,6 +1078,22 @@ impl Runtime for KubeRuntime {
         Ok(status)
     }
 
+    /// Refused: a one-off here takes the release Secret `<app>-v<N>-env` of its spec's
+    /// version (creating it if absent), so a test run would borrow a release's config or
+    /// plant one. Tests run on the local runtime until they have their own Pod.
+    async fn run_test(
+        &self,
+        _spec: &ReleaseSpec,
+        _command: &str,
+        _source: &str,
+        _output: Lines<'_>,
+    ) -> Result<i32, RuntimeError> {
+        Err(RuntimeError::Invalid(
+            "test runs are not supported on the Kubernetes runtime yet: run the tests in your own CI, or use the local runtime"
+                .to_owned(),
+        ))
+    }
+
     async fn deploy(
         &self,
         spec: &ReleaseSpec,

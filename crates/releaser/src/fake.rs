@@ -24,6 +24,13 @@ pub enum Call {
         command: String,
         source: String,
     },
+    /// A test run's command, with the config it was given.
+    RunTest {
+        app: AppName,
+        command: String,
+        source: String,
+        config: Vec<(String, String)>,
+    },
     /// Recorded whether the deploy succeeded or not.
     Deploy {
         app: AppName,
@@ -212,6 +219,41 @@ impl Runtime for FakeRuntime {
                 version: spec.version,
                 command: command.to_owned(),
                 source: source.to_owned(),
+            });
+            state.runs.pop_front()
+        };
+        match run {
+            None => Ok(0),
+            Some(Run::Exit(status)) => Ok(status),
+            Some(Run::Fail(err)) => Err(err),
+            Some(Run::Held { started, finish }) => {
+                let _ = started.send(());
+                finish
+                    .await
+                    .map_err(|_| RuntimeError::Runtime("the held run was dropped".to_owned()))
+            }
+        }
+    }
+
+    async fn run_test(
+        &self,
+        spec: &ReleaseSpec,
+        command: &str,
+        source: &str,
+        output: Lines<'_>,
+    ) -> Result<i32, RuntimeError> {
+        output(&format!("running {command}"));
+        let run = {
+            let mut state = self.state();
+            state.calls.push(Call::RunTest {
+                app: spec.app.clone(),
+                command: command.to_owned(),
+                source: source.to_owned(),
+                config: spec
+                    .config
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_owned()))
+                    .collect(),
             });
             state.runs.pop_front()
         };

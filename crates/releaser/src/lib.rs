@@ -141,6 +141,11 @@ pub trait Deployer: Send + Sync + 'static {
         output: LineSender,
     ) -> Result<i32, DeployError>;
 
+    /// Runs the app's test run number `run` (its image, command and test environment, never
+    /// the app's config) and records how it ended; each output line goes to `output`.
+    /// Returns the command's exit status.
+    async fn test(&self, app: &AppName, run: u64, output: LineSender) -> Result<i32, DeployError>;
+
     /// How the app is routed changed: it was created, a custom domain or a certificate was
     /// added or removed, or a routing switch (maintenance, allow list, HTTPS only) moved.
     async fn hosts_changed(&self, app: &AppName);
@@ -298,6 +303,18 @@ pub trait Runtime: Send + Sync + 'static {
     /// Runs `command` once with `spec`'s image and config, as process `source` (`release`,
     /// `run.1`); each output line goes to `output`. Returns its exit status.
     async fn run_once(
+        &self,
+        spec: &ReleaseSpec,
+        command: &str,
+        source: &str,
+        output: Lines<'_>,
+    ) -> Result<i32, RuntimeError>;
+
+    /// Runs a test run's `command` once, as process `source` (`test.4`). `spec` is the test
+    /// run's, never a release's: its image and process types are the tested build's, its
+    /// config is the test environment, and its version is the test run's number. A runtime
+    /// that cannot keep a test apart from the app's releases refuses.
+    async fn run_test(
         &self,
         spec: &ReleaseSpec,
         command: &str,

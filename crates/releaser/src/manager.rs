@@ -347,7 +347,7 @@ impl ReleaseManager {
         Ok(Formation::from_counts(
             spec.processes
                 .process_types()
-                .filter(|t| !t.is_release())
+                .filter(|t| !t.is_one_off())
                 .filter_map(|t| {
                     let count = counts.iter().find(|p| p.process_type == t.as_str())?;
                     Some((t.clone(), count.count))
@@ -704,6 +704,27 @@ impl ReleaseManager {
     }
 }
 
+/// What a test run runs in: the tested build's image and process types, the test
+/// environment as its config (never the app's), no process settings, and the run's number
+/// where a release's version would be.
+fn test_spec(app: &App, test: &store::TestRun) -> Result<ReleaseSpec, domain::Error> {
+    let number = u32::try_from(test.number)
+        .ok()
+        .and_then(ReleaseVersion::new)
+        .ok_or_else(|| domain::Error::ReleaseVersion(test.number.to_string()))?;
+    Ok(ReleaseSpec {
+        app: app.name.clone(),
+        uid_slot: app.uid_slot,
+        version: number,
+        image: ImageRef::parse(&test.image)?,
+        processes: Procfile::from_entries(
+            test.procfile.iter().map(|(t, c)| (t.as_str(), c.as_str())),
+        )?,
+        config: ConfigVars::from_map(test.env.clone())?,
+        settings: Default::default(),
+    })
+}
+
 fn store_error(doing: &str, err: &store::Error) -> DeployError {
     match err {
         store::Error::NotFound(what) => DeployError::Invalid(format!("{what} not found")),
@@ -806,6 +827,66 @@ impl Deployer for ReleaseManager {
             .await?;
         self.log(&app, &format!("{source} exited with status {status}"));
         Ok(status)
+    }
+
+    async fn test(
+        &self,
+        name: &AppName,
+        run: u64,
+        output: crate::LineSender,
+    ) -> Result<i32, DeployError> {
+        let app = self.app(name).await?;
+        let test = self
+            .inner
+            .store
+            .test_run(&app, run)
+            .await
+            .map_err(|e| store_error("read the test run", &e))?;
+        if test.status != store::TestStatus::Running {
+            return Err(DeployError::Invalid(format!(
+                "test run {run} of {name} has ended already"
+            )));
+        }
+        let source = format!("test.{run}");
+        // Kept for the test run as well as sent to the caller, up to the store's bound.
+        let kept = Mutex::new(String::new());
+        let sink = |line: &str| {
+            let mut kept = kept.lock().expect("never poisoned");
+            if kept.len() <= store::MAX_TEST_OUTPUT {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            output.send(line);
+        };
+        let ran = match test_spec(&app, &test) {
+            Ok(spec) => {
+                self.log(&app, &format!("Starting {source}: {}", test.command));
+                self.inner
+                    .runtime
+                    .run_test(&spec, &test.command, &source, &sink)
+                    .await
+                    .map_err(DeployError::from)
+            }
+            Err(err) => Err(DeployError::Invalid(err.to_string())),
+        };
+        let (status, exit_status) = match &ran {
+            Ok(0) => (store::TestStatus::Succeeded, Some(0)),
+            Ok(code) => (store::TestStatus::Failed, Some(*code)),
+            Err(err) => {
+                sink(&err.to_string());
+                (store::TestStatus::Errored, None)
+            }
+        };
+        if let Ok(code) = ran {
+            self.log(&app, &format!("{source} exited with status {code}"));
+        }
+        let kept = kept.into_inner().expect("never poisoned");
+        self.inner
+            .store
+            .finish_test_run(&app, run, status, exit_status, &kept)
+            .await
+            .map_err(|e| store_error("record how the test run ended", &e))?;
+        ran
     }
 
     async fn hosts_changed(&self, name: &AppName) {

@@ -120,7 +120,7 @@ impl Worker {
                 Ok(Some(work)) => {
                     // Only this loop takes permits, so the room it saw is still there.
                     let room = match work.kind {
-                        WorkKind::Run { .. } => &run_slots,
+                        ref kind if kind.is_one_off() => &run_slots,
                         _ => &slots,
                     };
                     let permit = Arc::clone(room).try_acquire_owned().expect("room was seen");
@@ -229,6 +229,7 @@ impl Worker {
                 Ok(None)
             }
             WorkKind::Run { command } => manager.run(app, command, output).await.map(Some),
+            WorkKind::Test { run } => manager.test(app, *run, output).await.map(Some),
             // Succeeds with the version of the release it made, if it made one.
             WorkKind::Rebase { by } => {
                 crate::rebase::rebase_app(&self.store, self.rebaser.as_deref(), app, by, &output)

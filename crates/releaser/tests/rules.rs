@@ -797,3 +797,104 @@ async fn routing_reaches_the_runtime_with_switches_and_each_hosts_certificate() 
         ]
     );
 }
+
+/// A test run of the newest build, with app.json's `A=1` as its environment.
+async fn test_run(rig: &mut Rig) -> u64 {
+    let version = rig.push(&[("web", "serve"), ("test", "pytest")]).await;
+    let release = rig.store.release(&rig.app, version).await.unwrap();
+    let build = rig
+        .store
+        .build(&rig.app, release.build.unwrap())
+        .await
+        .unwrap();
+    let plan = domain::TestPlan {
+        command: "pytest -x".to_owned(),
+        env: [("A".to_owned(), "1".to_owned())].into(),
+    };
+    let new = store::NewTestRun {
+        build: build.id,
+        commit: build.commit.as_deref(),
+        image: build.image.as_deref().unwrap(),
+        procfile: &build.procfile,
+        plan: &plan,
+        cause: store::TestCause::Push,
+    };
+    rig.store
+        .create_test_run(&rig.app, &new, &rig.user)
+        .await
+        .unwrap()
+        .number
+}
+
+#[tokio::test]
+async fn a_test_runs_with_the_test_environment_and_records_how_it_ended() {
+    let mut rig = Rig::new().await;
+    rig.config("SECRET", "production only").await;
+    let (passing, failing, cut) = (
+        test_run(&mut rig).await,
+        test_run(&mut rig).await,
+        test_run(&mut rig).await,
+    );
+    let test = |run: u64| {
+        let manager = rig.manager.clone();
+        let app = rig.app.name.clone();
+        async move {
+            let (sink, _lines) = LineSender::channel(100);
+            manager.test(&app, run, sink).await
+        }
+    };
+    assert_eq!(test(passing).await.unwrap(), 0);
+    rig.runtime.exit_next_run(3);
+    assert_eq!(test(failing).await.unwrap(), 3);
+    rig.runtime
+        .fail_next_run(RuntimeError::Runtime("the runtime went away".to_owned()));
+    assert!(test(cut).await.is_err());
+    // An ended run is not run again.
+    assert!(matches!(
+        test(passing).await,
+        Err(DeployError::Invalid(e)) if e == "test run 1 of demo has ended already"
+    ));
+
+    let runs: Vec<String> = rig
+        .store
+        .test_runs(&rig.app, 10)
+        .await
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|r| format!("#{} {} {:?}", r.number, r.status.as_str(), r.exit_status))
+        .collect();
+    expect![[r#"
+        #1 succeeded Some(0)
+        #2 failed Some(3)
+        #3 errored None"#]]
+    .assert_eq(&runs.join("\n"));
+    let output = rig.store.test_run(&rig.app, 3).await.unwrap().output;
+    assert_eq!(output, "running pytest -x\nthe runtime went away\n");
+
+    // Never the app's config: app.json's environment and the platform's variables only.
+    let calls: Vec<String> = rig
+        .runtime
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::RunTest {
+                app,
+                command,
+                source,
+                config,
+            } => {
+                let config: Vec<String> = config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                Some(format!("{app} {source} {command:?} {}", config.join(" ")))
+            }
+            _ => None,
+        })
+        .collect();
+    expect![[r#"
+        demo test.1 "pytest -x" A=1 CI=true SLIPWAY_APP=demo SLIPWAY_TEST_RUN=1 SOURCE_VERSION=0000000000000000000000000000000000000001
+        demo test.2 "pytest -x" A=1 CI=true SLIPWAY_APP=demo SLIPWAY_TEST_RUN=2 SOURCE_VERSION=0000000000000000000000000000000000000002
+        demo test.3 "pytest -x" A=1 CI=true SLIPWAY_APP=demo SLIPWAY_TEST_RUN=3 SOURCE_VERSION=0000000000000000000000000000000000000003"#]]
+    .assert_eq(&calls.join("\n"));
+    // Nothing was deployed by testing.
+    rig.check_deploys(expect![""]);
+}

@@ -90,6 +90,15 @@ pub(crate) enum Command {
     /// The audit trail: who did what to the app, newest first
     Events(EventsArgs),
 
+    /// Test runs: the app's builds tested with app.json's scripts.test or the Procfile's
+    /// `test:` [default: ci list]
+    #[command(args_conflicts_with_subcommands = true)]
+    Ci {
+        #[command(subcommand)]
+        command: Option<CiCommand>,
+        #[command(flatten)]
+        list: LimitArgs,
+    },
     /// Pipelines: apps in development, staging and production stages, and promoting a build
     /// down them without a rebuild [default: pipelines list]
     Pipelines {
@@ -418,6 +427,23 @@ pub(crate) struct EventsArgs {
     /// How many at most (default 100)
     #[arg(short = 'n', long)]
     pub(crate) limit: Option<u32>,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub(crate) enum CiCommand {
+    /// List the app's test runs, newest first
+    List(LimitArgs),
+    /// Show a test run and its output
+    Info {
+        /// The test run's number, such as 4
+        number: String,
+    },
+    /// Test without deploying: this directory's HEAD (pushed to refs/slipway/ci), or a build
+    Run {
+        /// Test this build of the app again instead (`slip builds` lists them)
+        #[arg(long, value_name = "ID")]
+        build: Option<String>,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq, Args)]
@@ -781,6 +807,15 @@ pub(crate) enum Action {
         pipeline: Option<String>,
         limit: Option<u32>,
     },
+    CiList {
+        limit: Option<u32>,
+    },
+    CiInfo {
+        number: String,
+    },
+    CiRun {
+        build: Option<String>,
+    },
     Pipelines(PipelinesCommand),
     Promotions(PromotionsCommand),
     PsList,
@@ -958,6 +993,11 @@ impl Command {
                 all: args.all,
                 pipeline: args.pipeline,
                 limit: args.limit,
+            },
+            Command::Ci { command, list } => match command.unwrap_or(CiCommand::List(list)) {
+                CiCommand::List(args) => Action::CiList { limit: args.limit },
+                CiCommand::Info { number } => Action::CiInfo { number },
+                CiCommand::Run { build } => Action::CiRun { build },
             },
             Command::Pipelines { command } => {
                 Action::Pipelines(command.unwrap_or(PipelinesCommand::List))
@@ -1406,6 +1446,14 @@ mod tests {
         check(
             "slip promotions:approve 3",
             expect!["Promotions(Approve { number: 3 })"],
+        );
+        check("slip ci", expect!["CiList { limit: None }"]);
+        check("slip ci -n 3 -a demo", expect!["CiList { limit: Some(3) }"]);
+        check("slip ci:info 4", expect![[r#"CiInfo { number: "4" }"#]]);
+        check("slip ci:run", expect!["CiRun { build: None }"]);
+        check(
+            "slip ci:run --build 0190a0a0-0000-7000-8000-000000000000",
+            expect![[r#"CiRun { build: Some("0190a0a0-0000-7000-8000-000000000000") }"#]],
         );
         check(
             "slip releases:rollback v2",

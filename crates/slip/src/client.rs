@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use api_types::{
     AddCertificate, AddCollaborator, AddDomain, AddKey, ApiToken, App, AppInfo, AppPatch,
     Autoscale, Build, Collaborator, Config, ConfigChanged, ConfigPatch, CreateApp, CreateBuild,
-    CreateToken, CreatedToken, Credentials, Domain, ErrorBody, Event, HealthChecks, Limits,
-    PlatformInfo, Process, ProcessCount, Release, ReleaseInfo, Restart, Rollback, Routing,
-    RoutingPatch, RunCommand, Scale, Session, SetHealthCheck, SshKey, User,
+    CreateTestRun, CreateToken, CreatedToken, Credentials, Domain, ErrorBody, Event, HealthChecks,
+    Limits, PlatformInfo, Process, ProcessCount, Release, ReleaseInfo, Restart, Rollback, Routing,
+    RoutingPatch, RunCommand, Scale, Session, SetHealthCheck, SshKey, TestRun, User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -570,6 +570,30 @@ impl Client {
         }
         let body = response.bytes().await.map_err(|e| self.request_error(&e))?;
         Err(decode_error(status, &body))
+    }
+
+    pub(crate) async fn test_runs(&self, app: &str, limit: Option<u32>) -> Result<Vec<TestRun>> {
+        let url = self.page_url(&["apps", app, "test-runs"], limit);
+        self.json(self.request_to(Method::GET, url)).await
+    }
+
+    pub(crate) async fn test_run(&self, app: &str, number: u64) -> Result<TestRun> {
+        let number = number.to_string();
+        self.json(self.request(Method::GET, &["apps", app, "test-runs", &number]))
+            .await
+    }
+
+    /// Tests a build again; the response streams NDJSON `RunEvent`s.
+    pub(crate) async fn create_test_run(
+        &self,
+        app: &str,
+        run: &CreateTestRun,
+    ) -> Result<reqwest::Response> {
+        self.streaming(
+            self.request(Method::POST, &["apps", app, "test-runs"])
+                .json(run),
+        )
+        .await
     }
 
     pub(crate) async fn builds(&self, app: &str, limit: Option<u32>) -> Result<Vec<Build>> {

@@ -65,6 +65,21 @@ impl Git {
         self.check(&["remote", "remove", name])
     }
 
+    /// Runs git with the terminal's input and output (its progress and the remote's lines
+    /// reach the user as they come), and returns how it exited.
+    pub(crate) fn run_attached(&self, args: &[&str]) -> anyhow::Result<std::process::ExitStatus> {
+        match Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .status()
+        {
+            Ok(status) => Ok(status),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => bail!("git is not installed"),
+            Err(e) => Err(e).context("cannot run git"),
+        }
+    }
+
     fn check(&self, args: &[&str]) -> anyhow::Result<()> {
         let Some(out) = self.run(args)? else {
             bail!("git is not installed");

@@ -25,6 +25,7 @@ mod releases;
 mod routing;
 mod sessions;
 mod settings;
+mod test_runs;
 mod users;
 mod work;
 
@@ -47,6 +48,7 @@ pub use promotions::{PinnedBuild, Promotion, PromotionStatus};
 pub use routing::RoutingChanged;
 pub use sessions::WebSession;
 pub use settings::SettingsChanged;
+pub use test_runs::{MAX_TEST_OUTPUT, NewTestRun, TestCause, TestRun, TestStatus};
 pub use users::NewUser;
 pub use work::{
     Claimable, Fault, MAX_OUTPUT_LINES, ProcessRecord, Work, WorkId, WorkKind, WorkOutcome,

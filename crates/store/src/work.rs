@@ -58,6 +58,9 @@ pub enum WorkKind {
     Destroy,
     /// Run a command once with the current release; never retried.
     Run { command: String },
+    /// Run the test run numbered `run` (its image, command and environment); like `Run`, a
+    /// one-off beside the app's other work, never retried.
+    Test { run: u64 },
     /// Rebase the running build's image onto the current run image, as `by` (a username)
     /// asked, and make a release of it. Done again after a cut-off it makes the same image
     /// and no second release.
@@ -85,11 +88,13 @@ impl WorkKind {
             WorkKind::Hosts => ("hosts", None, None),
             WorkKind::Destroy => ("destroy", None, None),
             WorkKind::Run { command } => ("run", None, Some(command.clone())),
+            WorkKind::Test { run } => ("test", i64::try_from(*run).ok(), None),
             WorkKind::Rebase { by } => ("rebase", None, Some(by.clone())),
         }
     }
 
     fn from_columns(kind: &str, version: Option<i64>, argument: Option<String>) -> Result<Self> {
+        let test_run = version.and_then(|v| u64::try_from(v).ok());
         let version = || {
             version
                 .and_then(|v| u32::try_from(v).ok())
@@ -114,6 +119,9 @@ impl WorkKind {
             "run" => WorkKind::Run {
                 command: argument.unwrap_or_default(),
             },
+            "test" => WorkKind::Test {
+                run: test_run.ok_or_else(|| Error::corrupt("a test work without its run"))?,
+            },
             "rebase" => WorkKind::Rebase {
                 by: argument.unwrap_or_default(),
             },
@@ -123,7 +131,12 @@ impl WorkKind {
 
     /// Whether doing it again after a release manager died half-way is safe.
     pub fn retried(&self) -> bool {
-        !matches!(self, WorkKind::Run { .. })
+        !self.is_one_off()
+    }
+
+    /// A one-off command (`run`, `test`): done beside the app's other work, in its own slots.
+    pub fn is_one_off(&self) -> bool {
+        matches!(self, WorkKind::Run { .. } | WorkKind::Test { .. })
     }
 }
 
@@ -377,9 +390,9 @@ impl Store {
                  attempts = attempts + 1, started_at = $3 \
                  WHERE id = (SELECT w.id FROM work w \
                    WHERE (w.status = 'queued' OR (w.status = 'running' AND w.lease_until < $4)) \
-                   AND ((w.kind = 'run' AND $5) OR (w.kind <> 'run' AND $6 \
+                   AND ((w.kind IN ('run', 'test') AND $5) OR (w.kind NOT IN ('run', 'test') AND $6 \
                      AND NOT EXISTS (SELECT 1 FROM work o WHERE o.app = w.app AND o.id < w.id \
-                                     AND o.kind <> 'run' AND o.status IN ('queued', 'running')))) \
+                                     AND o.kind NOT IN ('run', 'test') AND o.status IN ('queued', 'running')))) \
                    ORDER BY w.id LIMIT 1{lock}) \
                  RETURNING {WORK_COLUMNS}"
             ));

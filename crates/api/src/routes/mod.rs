@@ -19,6 +19,7 @@ mod rebase;
 mod releases;
 mod routing;
 mod settings;
+mod test_runs;
 
 pub(crate) use domains::new_verification_token;
 
@@ -82,6 +83,8 @@ pub(crate) fn v1() -> OpenApiRouter<ApiState> {
         .routes(routes!(processes::run))
         .routes(routes!(events::app_events))
         .routes(routes!(events::all_events))
+        .routes(routes!(test_runs::list, test_runs::create))
+        .routes(routes!(test_runs::info))
         .routes(routes!(pipelines::list, pipelines::create))
         .routes(routes!(pipelines::info, pipelines::destroy))
         .routes(routes!(pipelines::add_app))

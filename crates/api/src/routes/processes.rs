@@ -205,7 +205,7 @@ pub(super) async fn run(
     Ok(ndjson(Body::from_stream(tokio_stream(rx))))
 }
 
-fn ndjson(body: Body) -> Response {
+pub(super) fn ndjson(body: Body) -> Response {
     let mut response = Response::new(body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -215,7 +215,7 @@ fn ndjson(body: Body) -> Response {
 }
 
 /// A channel's receiving end as a stream of body chunks.
-fn tokio_stream(
+pub(super) fn tokio_stream(
     mut rx: tokio::sync::mpsc::Receiver<Result<String, std::io::Error>>,
 ) -> impl futures_core::Stream<Item = Result<String, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))

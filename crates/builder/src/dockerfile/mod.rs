@@ -211,6 +211,7 @@ pub(crate) async fn build(
                 budget.in_scripts.load(std::sync::atomic::Ordering::Relaxed),
             ),
         },
+        test: None,
     })
 }
 

@@ -450,6 +450,18 @@ impl Runtime for LocalRuntime {
         ended
     }
 
+    /// As any one-off: the spec's config is all the process sees, and nothing of a
+    /// release's is kept by version here.
+    async fn run_test(
+        &self,
+        spec: &ReleaseSpec,
+        command: &str,
+        source: &str,
+        output: Lines<'_>,
+    ) -> Result<i32, RuntimeError> {
+        self.run_once(spec, command, source, output).await
+    }
+
     async fn deploy(
         &self,
         spec: &ReleaseSpec,
@@ -560,7 +572,7 @@ impl Runtime for LocalRuntime {
                 .spec
                 .processes
                 .process_types()
-                .filter(|t| !t.is_release())
+                .filter(|t| !t.is_one_off())
                 .map(|t| t.as_str().to_owned())
                 .collect();
             for process_type in types {

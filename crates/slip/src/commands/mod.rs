@@ -4,6 +4,7 @@ mod account;
 mod apps;
 mod builds;
 mod certs;
+mod ci;
 mod config;
 mod domains;
 mod keys;
@@ -167,6 +168,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Action::ReleasesInfo { version } => releases::info(&ctx, &version).await,
         Action::Rollback { version, confirm } => releases::rollback(&ctx, version, confirm).await,
         Action::Rebase => builds::rebase(&ctx).await,
+        Action::CiList { limit } => ci::list(&ctx, limit).await,
+        Action::CiInfo { number } => ci::info(&ctx, &number).await,
+        Action::CiRun { build } => ci::run(&ctx, build.as_deref()).await,
         Action::Events {
             all,
             pipeline,

@@ -65,7 +65,7 @@ pub(crate) async fn logs(ctx: &Context, args: &LogsArgs) -> anyhow::Result<()> {
 
 pub(crate) async fn run(ctx: &Context, command: &str) -> anyhow::Result<()> {
     let (client, app) = ctx.client_and_app()?;
-    let mut response = client
+    let response = client
         .run(
             &app,
             &RunCommand {
@@ -73,6 +73,12 @@ pub(crate) async fn run(ctx: &Context, command: &str) -> anyhow::Result<()> {
             },
         )
         .await?;
+    follow_events(response).await
+}
+
+/// Prints a stream of NDJSON [`RunEvent`]s as it comes: the output, then the exit status as
+/// this process's (non-zero is an [`ExitStatus`] error).
+pub(crate) async fn follow_events(mut response: reqwest::Response) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     let mut pending: Vec<u8> = Vec::new();
     while let Some(chunk) = response
