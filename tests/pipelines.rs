@@ -65,7 +65,28 @@ async fn a_build_goes_from_staging_to_a_protected_production_with_another_person
             protect.stdout
         );
 
-        ada.push_deployed();
+        // The platform runs staging's tests on each push: a failure rejects it.
+        std::fs::write(
+            ada.cwd.join("app.json"),
+            r#"{"scripts": {"test": "echo checking; test -f tests-pass"}}"#,
+        )
+        .unwrap();
+        ada.git(&["add", "-A"]).success();
+        ada.git(&["commit", "-q", "-m", "tests"]).success();
+        let failed = ada.git(&["push", "-q", "slipway", "main"]);
+        assert!(!failed.ok, "{}", failed.stderr);
+        assert!(
+            failed
+                .stderr
+                .contains("tests failed (exit 1): see `slip ci:info 1`; nothing was released"),
+            "{}",
+            failed.stderr
+        );
+        std::fs::write(ada.cwd.join("tests-pass"), "").unwrap();
+        ada.git(&["add", "-A"]).success();
+        ada.git(&["commit", "-q", "-m", "tests pass"]).success();
+        let passed = ada.push_deployed();
+        assert!(passed.contains("Tests passed (test run #2)"), "{passed}");
         assert_eq!(body(&platform, "demo-staging"), "staging code1 web.1\n");
 
         // The promotion waits for approval; its requester cannot give it.
