@@ -13,12 +13,10 @@
 //! `scripts/bench` (it installs wrk), or `cargo build --release --bins && cargo bench -p
 //! slipway-e2e --bench deploy`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{Backend, Platform, User, http_get};
+use slipway_e2e::{Backend, Platform, User, api_post, http_get};
 
 const ROLLBACKS: usize = 11;
 const WRK_ROUNDS: usize = 3;
@@ -48,7 +46,7 @@ fn main() {
     let rss_empty = rss_kib(platform.pid());
 
     let mut ada = User::registered(&platform, "ada");
-    let token = token(&ada);
+    let token = ada.saved_token();
 
     // The app, deployed, with two releases to go back and forth between.
     let dir = ada.home().join("fast");
@@ -165,28 +163,6 @@ fn medians(runs: &mut [(f64, f64)]) -> (f64, f64) {
     rps.sort_by(f64::total_cmp);
     p99.sort_by(f64::total_cmp);
     (rps[rps.len() / 2], p99[p99.len() / 2])
-}
-
-/// The token `slip` saved when the user registered.
-fn token(user: &User) -> String {
-    let path = user.home().join(".config/slipway/credentials.json");
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    saved["token"].as_str().expect("a saved token").to_owned()
-}
-
-fn api_post(api_url: &str, token: &str, path: &str, body: &str) {
-    let address = api_url.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
 }
 
 /// The body of a 200 for `/`, or nothing.

@@ -394,6 +394,14 @@ impl User {
         run.stderr
     }
 
+    /// The API token `slip` saved when the user registered or logged in.
+    pub fn saved_token(&self) -> String {
+        let path = self.home().join(".config/slipway/credentials.json");
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).expect("saved credentials")).unwrap();
+        saved["token"].as_str().expect("a saved token").to_owned()
+    }
+
     pub fn home(&self) -> &Path {
         self.home.path()
     }
@@ -762,6 +770,24 @@ pub fn dns_server(zone: Zone) -> String {
         }
     });
     addr
+}
+
+/// `POST path` with a JSON `body` to the API at `api_url` with `token`, over a plain socket
+/// (benchmarks time it without a client library's overhead); asserts a 201.
+pub fn api_post(api_url: &str, token: &str, path: &str, body: &str) {
+    use std::io::{Read, Write};
+    let address = api_url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
 }
 
 /// A web app that answers `<GREETING> <code>` and names the process that answered; `/health`

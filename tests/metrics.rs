@@ -7,14 +7,6 @@ use std::time::Duration;
 
 use slipway_e2e::{PASSWORD, User, both_backends, eventually, http_get};
 
-/// The user's saved API token.
-fn token(user: &User) -> String {
-    let path = user.home().join(".config/slipway/credentials.json");
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    saved["token"].as_str().unwrap().to_owned()
-}
-
 /// `GET /metrics` on the API with `token`, if any: the status and the body.
 fn scrape(api_url: &str, token: Option<&str>) -> (u16, String) {
     let address = api_url.strip_prefix("http://").unwrap();
@@ -55,7 +47,7 @@ both_backends! {
         ada.slip(&["create", "demo", "--no-remote"]).success();
         let bob = User::registered_by(&platform, &ada, "bob");
         assert_eq!(scrape(&platform.api_url, None).0, 401);
-        let (status, body) = scrape(&platform.api_url, Some(&token(&bob)));
+        let (status, body) = scrape(&platform.api_url, Some(&bob.saved_token()));
         assert_eq!(status, 403, "{body}");
         assert!(!body.contains("demo"), "{body}");
 
@@ -82,7 +74,7 @@ both_backends! {
         assert_eq!(http_get(&platform.router, "nobody.localhost", "/").unwrap().0, 404);
         unknown += 1;
 
-        let admin = token(&ada);
+        let admin = ada.saved_token();
         let mut last = String::new();
         eventually(Duration::from_secs(40), "the router's counts are flushed to the store", || {
             let (status, body) = scrape(&platform.api_url, Some(&admin));

@@ -10,11 +10,9 @@
 //! `scripts/bench`, or `cargo build --release --bins && cargo bench -p slipway-e2e --bench
 //! promote`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use slipway_e2e::{Backend, Platform, User, http_get};
+use slipway_e2e::{Backend, Platform, User, api_post, http_get};
 
 const ROUNDS: usize = 7;
 
@@ -41,7 +39,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let platform = runtime.block_on(Platform::start(Backend::Sqlite)).unwrap();
     let mut ada = User::registered(&platform, "ada");
-    let token = token(&ada);
+    let token = ada.saved_token();
 
     let dir = ada.home().join("shop-staging");
     std::fs::create_dir_all(&dir).unwrap();
@@ -121,26 +119,4 @@ fn ms(d: Duration) -> f64 {
 fn median(times: &mut [Duration]) -> Duration {
     times.sort();
     times[times.len() / 2]
-}
-
-/// The token `slip` saved when the user registered.
-fn token(user: &User) -> String {
-    let path = user.home().join(".config/slipway/credentials.json");
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    saved["token"].as_str().expect("a saved token").to_owned()
-}
-
-fn api_post(api_url: &str, token: &str, path: &str, body: &str) {
-    let address = api_url.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
 }

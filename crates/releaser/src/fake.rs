@@ -203,6 +203,21 @@ fn nothing_runs(app: &AppName) -> RuntimeError {
     RuntimeError::Invalid(format!("{app} runs nothing: deploy a release first"))
 }
 
+/// How a one-off the fake was told about ends: exit 0 when it was told nothing.
+async fn finish(run: Option<Run>) -> Result<i32, RuntimeError> {
+    match run {
+        None => Ok(0),
+        Some(Run::Exit(status)) => Ok(status),
+        Some(Run::Fail(err)) => Err(err),
+        Some(Run::Held { started, finish }) => {
+            let _ = started.send(());
+            finish
+                .await
+                .map_err(|_| RuntimeError::Runtime("the held run was dropped".to_owned()))
+        }
+    }
+}
+
 #[async_trait]
 impl Runtime for FakeRuntime {
     async fn run_once(
@@ -222,17 +237,7 @@ impl Runtime for FakeRuntime {
             });
             state.runs.pop_front()
         };
-        match run {
-            None => Ok(0),
-            Some(Run::Exit(status)) => Ok(status),
-            Some(Run::Fail(err)) => Err(err),
-            Some(Run::Held { started, finish }) => {
-                let _ = started.send(());
-                finish
-                    .await
-                    .map_err(|_| RuntimeError::Runtime("the held run was dropped".to_owned()))
-            }
-        }
+        finish(run).await
     }
 
     async fn run_test(
@@ -257,17 +262,7 @@ impl Runtime for FakeRuntime {
             });
             state.runs.pop_front()
         };
-        match run {
-            None => Ok(0),
-            Some(Run::Exit(status)) => Ok(status),
-            Some(Run::Fail(err)) => Err(err),
-            Some(Run::Held { started, finish }) => {
-                let _ = started.send(());
-                finish
-                    .await
-                    .map_err(|_| RuntimeError::Runtime("the held run was dropped".to_owned()))
-            }
-        }
+        finish(run).await
     }
 
     async fn deploy(

@@ -184,6 +184,30 @@ macro_rules! deploy_under_way {
     }};
 }
 
+/// Decides pending promotion `number` (`done` or `rejected`) as `actor`: refused when someone
+/// decided it meanwhile, so each promotion is decided once.
+macro_rules! decide {
+    ($tx:expr, $number:expr, $status:literal, $actor:expr) => {{
+        let decided = sqlx::query(concat!(
+            "UPDATE promotions SET status = '",
+            $status,
+            "', decided_by = $2, decided_at = $3 WHERE number = $1 AND status = 'pending'"
+        ))
+        .bind(i64::try_from($number).map_err(Error::corrupt)?)
+        .bind($actor.id)
+        .bind(now())
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if decided == 0 {
+            return Err(Error::Conflict(format!(
+                "promotion #{} was decided a moment ago: see `slip promotions`",
+                $number
+            )));
+        }
+    }};
+}
+
 /// Makes, in the target, a build of the pinned one and its release with the target's own
 /// config; refused while the target has a deploy or a push under way. Evaluates to the
 /// release's version. Runs inside the caller's transaction, after nothing else has locked the
@@ -517,21 +541,7 @@ impl Store {
         };
         on_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let decided = sqlx::query(
-                "UPDATE promotions SET status = 'done', decided_by = $2, decided_at = $3 \
-                 WHERE number = $1 AND status = 'pending'",
-            )
-            .bind(i64::try_from(number).map_err(Error::corrupt)?)
-            .bind(approver.id)
-            .bind(now())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if decided == 0 {
-                return Err(Error::Conflict(format!(
-                    "promotion #{number} was decided a moment ago: see `slip promotions`"
-                )));
-            }
+            decide!(tx, number, "done", approver);
             let version = release_promoted!(
                 tx,
                 &target,
@@ -561,21 +571,7 @@ impl Store {
         undecided(&promotion)?;
         on_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let decided = sqlx::query(
-                "UPDATE promotions SET status = 'rejected', decided_by = $2, decided_at = $3 \
-                 WHERE number = $1 AND status = 'pending'",
-            )
-            .bind(i64::try_from(number).map_err(Error::corrupt)?)
-            .bind(actor.id)
-            .bind(now())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if decided == 0 {
-                return Err(Error::Conflict(format!(
-                    "promotion #{number} was decided a moment ago: see `slip promotions`"
-                )));
-            }
+            decide!(tx, number, "rejected", actor);
             let detail = format!(
                 "#{number} {} {} to {}",
                 promotion.source_app, promotion.source_version, promotion.target_app
