@@ -912,5 +912,32 @@ pub fn run_pod(
     })
 }
 
+/// The pod of a test run: a one-off's, but with the test run's environment inline and no
+/// `envFrom`. A test must neither read a release's Secret (it would see the app's config) nor
+/// make one (the release of that version would take it for its own).
+pub fn test_pod(
+    spec: &ReleaseSpec,
+    command: &str,
+    suffix: &str,
+    platform: &Platform,
+) -> Result<Pod, Error> {
+    let mut pod = run_pod(spec, command, suffix, platform)?;
+    let mut labels = labels(&spec.app, "test", spec.version);
+    labels.insert("slipway.io/run".to_owned(), suffix.to_owned());
+    pod.metadata = meta(format!("{}-test-{suffix}", spec.app), &spec.app, labels);
+    if let Some(container) = pod.spec.as_mut().and_then(|pod| pod.containers.first_mut()) {
+        container.env_from = None;
+        container
+            .env
+            .get_or_insert_with(Vec::new)
+            .extend(spec.config.iter().map(|(key, value)| EnvVar {
+                name: key.to_string(),
+                value: Some(value.to_owned()),
+                ..EnvVar::default()
+            }));
+    }
+    Ok(pod)
+}
+
 #[cfg(test)]
 mod tests;

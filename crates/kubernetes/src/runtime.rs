@@ -192,17 +192,23 @@ impl KubeRuntime {
     async fn apply_base(&self, spec: &ReleaseSpec, objects: &Objects) -> Result<(), Error> {
         self.apply_cluster(&objects.namespace, FIELD_MANAGER)
             .await?;
+        tokio::try_join!(
+            self.apply_isolation(spec, objects),
+            self.apply_env(spec, &objects.env),
+        )?;
+        Ok(())
+    }
+
+    /// What every pod of the app needs in its namespace besides its config: the network
+    /// policy that keeps it apart, and the registry's pull secret.
+    async fn apply_isolation(&self, spec: &ReleaseSpec, objects: &Objects) -> Result<(), Error> {
         let pull_secret = async {
             match &objects.pull_secret {
                 Some(secret) => self.apply(&spec.app, secret).await.map(drop),
                 None => Ok(()),
             }
         };
-        tokio::try_join!(
-            self.apply(&spec.app, &objects.network_policy),
-            pull_secret,
-            self.apply_env(spec, &objects.env),
-        )?;
+        tokio::try_join!(self.apply(&spec.app, &objects.network_policy), pull_secret)?;
         Ok(())
     }
 
@@ -760,13 +766,37 @@ impl KubeRuntime {
     ) -> Result<i32, Error> {
         let suffix = format!("{}-{}", source.replace('.', "-"), random_suffix());
         let pod = render::run_pod(spec, command, &suffix, &self.platform)?;
+        self.run_to_end(&spec.app, &pod, output).await
+    }
+
+    /// A test run: a pod of its own with the test run's environment inline, in the app's
+    /// namespace (made if the app has never run here), its isolation applied first. No
+    /// release Secret is read or made.
+    async fn run_test_pod(
+        &self,
+        spec: &ReleaseSpec,
+        command: &str,
+        source: &str,
+        output: Lines<'_>,
+    ) -> Result<i32, Error> {
+        let objects = render::render(spec, &Formation::default(), &self.platform)?;
+        self.apply_cluster(&objects.namespace, FIELD_MANAGER)
+            .await?;
+        self.apply_isolation(spec, &objects).await?;
+        let suffix = format!("{}-{}", source.replace('.', "-"), random_suffix());
+        let pod = render::test_pod(spec, command, &suffix, &self.platform)?;
+        self.run_to_end(&spec.app, &pod, output).await
+    }
+
+    /// Creates a pod that runs once, follows it to its end and deletes it, as `kubectl run
+    /// --rm` does: the pod's exit status.
+    async fn run_to_end(&self, app: &AppName, pod: &Pod, output: Lines<'_>) -> Result<i32, Error> {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let pods = self.api::<Pod>(&spec.app);
-        pods.create(&PostParams::default(), &pod)
+        let pods = self.api::<Pod>(app);
+        pods.create(&PostParams::default(), pod)
             .await
             .map_err(Error::api(format!("create pod {name}")))?;
-        let status = self.run_pod(&spec.app, &name, output).await;
-        // As `kubectl run --rm`: a one-off leaves nothing behind.
+        let status = self.run_pod(app, &name, output).await;
         if let Err(err) = pods.delete(&name, &DeleteParams::background()).await {
             tracing::warn!(pod = %name, error = %err, "cannot delete a finished one-off pod");
         }
@@ -1078,20 +1108,17 @@ impl Runtime for KubeRuntime {
         Ok(status)
     }
 
-    /// Refused: a one-off here takes the release Secret `<app>-v<N>-env` of its spec's
-    /// version (creating it if absent), so a test run would borrow a release's config or
-    /// plant one. Tests run on the local runtime until they have their own Pod.
+    /// A test run's pod carries its environment inline: a one-off's would take the release
+    /// Secret `<app>-v<N>-env` of its spec's version (creating it if absent), so a test would
+    /// borrow a release's config or plant one.
     async fn run_test(
         &self,
-        _spec: &ReleaseSpec,
-        _command: &str,
-        _source: &str,
-        _output: Lines<'_>,
+        spec: &ReleaseSpec,
+        command: &str,
+        source: &str,
+        output: Lines<'_>,
     ) -> Result<i32, RuntimeError> {
-        Err(RuntimeError::Invalid(
-            "test runs are not supported on the Kubernetes runtime yet: run the tests in your own CI, or use the local runtime"
-                .to_owned(),
-        ))
+        Ok(self.run_test_pod(spec, command, source, output).await?)
     }
 
     async fn deploy(

@@ -237,6 +237,16 @@ async fn releases_roll_out_reconcile_without_change_and_prune_what_they_drop() {
     assert_eq!(status, 0);
     assert_eq!(lines.into_inner().unwrap(), ["hello from a one-off"]);
 
+    // A test run: its own pod, its environment inline; no release's Secret read or made.
+    let tested = spec("demo", 9, "web: serve\n", &[("CI", "true")]);
+    let status = runtime
+        .run_test(&tested, "pytest", "test.1", &|_: &str| {})
+        .await
+        .unwrap();
+    assert_eq!(status, 0);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "demo");
+    assert!(secrets.get_opt("demo-v9-env").await.unwrap().is_none());
+
     // Stopped: the namespace goes.
     runtime.stop(&app).await.unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());

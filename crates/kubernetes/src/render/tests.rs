@@ -333,6 +333,31 @@ fn the_release_phase_is_a_job_and_a_one_off_a_pod() {
 }
 
 #[test]
+fn a_test_pod_carries_its_own_environment_and_no_release_secret() {
+    let spec = spec(5, &[("CI", "true"), ("SUITE", "unit")]);
+    let pod = test_pod(&spec, "pytest", "test-3-x7k2p", &Platform::default()).unwrap();
+    let container = &pod.spec.as_ref().unwrap().containers[0];
+    assert_eq!(container.env_from, None, "no release Secret");
+    let env: Vec<(&str, Option<&str>)> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e.value.as_deref()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("DYNO", Some("run")),
+            ("CI", Some("true")),
+            ("SUITE", Some("unit"))
+        ]
+    );
+    assert_eq!(pod.metadata.name.as_deref(), Some("demo-test-test-3-x7k2p"));
+    let labels = pod.metadata.labels.unwrap();
+    assert_eq!(labels["app.kubernetes.io/component"], "test");
+}
+
+#[test]
 fn a_new_release_changes_the_template_but_never_the_selector() {
     let platform = Platform::default();
     let before = render(
