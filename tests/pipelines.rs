@@ -123,6 +123,13 @@ async fn a_build_goes_from_staging_to_a_protected_production_with_another_person
         let release = ada
             .slip(&["releases:info", "v3", "-a", "demo", "--json"])
             .json();
+        let staged = ada
+            .slip(&["releases:info", "v3", "-a", "demo-staging", "--json"])
+            .json();
+        let digest = release["release"]["image"].as_str().unwrap();
+        assert!(digest.contains("@sha256:") || digest.starts_with("sha256:"), "{digest}");
+        assert_eq!(release["release"]["image"], staged["release"]["image"], "the same image in both");
+        assert!(release["release"]["release_phase"]["started_at"].is_string(), "{release}");
         let summary = release["release"]["summary"].as_str().unwrap();
         assert!(
             summary.starts_with("ada promoted demo-staging v3 (") && summary.ends_with("), approved by bob"),
