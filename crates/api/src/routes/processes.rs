@@ -169,24 +169,8 @@ pub(super) async fn run(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
     let store = state.store.clone();
     tokio::spawn(async move {
-        // A caller who reads slower than the command prints misses lines, with a count; one
-        // who goes away stops reading, and the command runs to its end.
-        let mut missed = 0u64;
-        let followed = store
-            .await_work(work, None, |line| {
-                if tx.is_closed() {
-                    return;
-                }
-                match tx.try_send(Ok(event(RunEvent::Output(line.to_owned())))) {
-                    Ok(()) => {}
-                    Err(_) => missed += 1,
-                }
-            })
-            .await;
-        if missed > 0 {
-            let note = format!("(slipway: {missed} lines skipped: the reader fell behind)");
-            let _ = tx.send(Ok(event(RunEvent::Output(note)))).await;
-        }
+        // One who goes away stops reading, and the command runs to its end.
+        let followed = relay_output(&store, work, &tx).await;
         let last = match followed {
             Ok(Some(outcome)) => match control::outcome_result(outcome) {
                 Ok(status) => RunEvent::Exit(status.unwrap_or(0)),
@@ -203,6 +187,37 @@ pub(super) async fn run(
         let _ = tx.send(Ok(event(last))).await;
     });
     Ok(ndjson(Body::from_stream(tokio_stream(rx))))
+}
+
+/// Follows a piece of work's output lines into `tx` as [`RunEvent::Output`] events until it
+/// ends, and gives its outcome. A reader slower than the work misses lines, with a count at
+/// the end; one that went away is no longer written to. The work's output stays bounded in
+/// the store either way.
+pub(super) async fn relay_output(
+    store: &store::Store,
+    work: store::WorkId,
+    tx: &tokio::sync::mpsc::Sender<Result<String, std::io::Error>>,
+) -> Result<Option<store::WorkOutcome>, store::Error> {
+    let event = |e: RunEvent| serde_json::to_string(&e).expect("events serialise") + "\n";
+    let mut missed = 0u64;
+    let followed = store
+        .await_work(work, None, |line| {
+            if tx.is_closed() {
+                return;
+            }
+            if tx
+                .try_send(Ok(event(RunEvent::Output(line.to_owned()))))
+                .is_err()
+            {
+                missed += 1;
+            }
+        })
+        .await;
+    if missed > 0 {
+        let note = format!("(slipway: {missed} lines skipped: the reader fell behind)");
+        let _ = tx.send(Ok(event(RunEvent::Output(note)))).await;
+    }
+    followed
 }
 
 pub(super) fn ndjson(body: Body) -> Response {

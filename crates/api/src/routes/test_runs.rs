@@ -8,7 +8,7 @@ use axum::response::Response;
 use uuid::Uuid;
 
 use super::Page;
-use super::processes::{ndjson, tokio_stream};
+use super::processes::{ndjson, relay_output, tokio_stream};
 use crate::auth::{AppCaller, Need, authorize};
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, ApiState, control};
@@ -113,25 +113,8 @@ pub(super) async fn create(
     let _ = tx.try_send(Ok(event(RunEvent::Output(first))));
     let store = state.store.clone();
     tokio::spawn(async move {
-        // A slow reader misses lines, with a count; the test run keeps its whole output.
-        let mut missed = 0u64;
-        let followed = store
-            .await_work(work, None, |line| {
-                if tx.is_closed() {
-                    return;
-                }
-                if tx
-                    .try_send(Ok(event(RunEvent::Output(line.to_owned()))))
-                    .is_err()
-                {
-                    missed += 1;
-                }
-            })
-            .await;
-        if missed > 0 {
-            let note = format!("(slipway: {missed} lines skipped: the reader fell behind)");
-            let _ = tx.send(Ok(event(RunEvent::Output(note)))).await;
-        }
+        // The test run keeps its whole output, bounded, whatever the reader misses.
+        let followed = relay_output(&store, work, &tx).await;
         let reason = match followed {
             Ok(Some(store::WorkOutcome::Failed { reason, .. })) => Some(reason),
             Ok(Some(store::WorkOutcome::Succeeded { .. })) => None,
