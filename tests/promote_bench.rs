@@ -3,7 +3,10 @@
 //! - push: from `git push` of a one-line code change to staging until the router serves the
 //!   new text there (build, release, deploy);
 //! - promotion: from the promote API call until production serves the same text (a release
-//!   of the same image with production's config, and its deploy: nothing is rebuilt).
+//!   of the same image with production's config, and its deploy: nothing is rebuilt);
+//! - for scale, the app's own cold start: the same `app.py` started directly by the host's
+//!   Python until it answers. A promotion cannot be faster than that; the rest is the
+//!   platform's.
 //!
 //! The app is a Python web app with a dependency from PyPI, as apps are: the push builds it
 //! (its dependency layer reused, its code layer new), the promotion does not. Run with
@@ -16,10 +19,11 @@ use slipway_e2e::{Backend, Platform, User, api_post, http_get};
 
 const ROUNDS: usize = 7;
 
+/// The web app; its dependency (in requirements.txt) makes a layer of its own that a code
+/// change reuses, as a real app's do.
 fn app(mark: usize) -> String {
     format!(
         r#"import os, http.server
-import six
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = ("%s {mark}\n" % os.environ.get("STAGE", "none")).encode()
@@ -87,8 +91,13 @@ fn main() {
         await_body(&platform, "shop", &format!("production {round}\n"));
         promotions.push(started.elapsed());
     }
+    let mut cold = Vec::new();
+    for _ in 0..ROUNDS {
+        cold.push(cold_start(&dir));
+    }
     let push = median(&mut pushes);
     let promotion = median(&mut promotions);
+    let cold = median(&mut cold);
     println!("promotion benchmark: {ROUNDS} rounds of a one-line code change, medians");
     println!(
         "promotion latency       {:>8.0} ms   push of the same change {:>8.0} ms   ratio {:.2} (aim < 0.20)",
@@ -96,6 +105,39 @@ fn main() {
         ms(push),
         ms(promotion) / ms(push)
     );
+    println!(
+        "app cold start          {:>8.0} ms   the platform's part of a promotion {:>5.0} ms   ratio to the push {:.2}",
+        ms(cold),
+        ms(promotion) - ms(cold),
+        (ms(promotion) - ms(cold)) / ms(push)
+    );
+}
+
+/// The app started directly by the host's Python, until it answers.
+fn cold_start(dir: &std::path::Path) -> Duration {
+    let port = slipway_e2e::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut child = std::process::Command::new("python3")
+        .arg("app.py")
+        .current_dir(dir)
+        .env("PORT", port.to_string())
+        .env("STAGE", "cold")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Ok((200, body)) = http_get(&address, "localhost", "/")
+            && body.starts_with("cold ")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let took = started.elapsed();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    took
 }
 
 /// Waits until the app serves `expect`, for at most a minute.
