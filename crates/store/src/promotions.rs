@@ -184,6 +184,41 @@ macro_rules! deploy_under_way {
     }};
 }
 
+/// Numbers a promotion and records it, its build pinned: evaluates to its number.
+macro_rules! insert_promotion {
+    ($tx:expr, $pipeline:expr, $pinned:expr, $target:expr, $status:expr, $actor:expr, $release:expr) => {{
+        let pinned: &PinnedBuild = $pinned;
+        let status: PromotionStatus = $status;
+        let release: Option<ReleaseVersion> = $release;
+        let number: i64 = sqlx::query_scalar(
+            "UPDATE counters SET value = value + 1 WHERE name = 'promotion' RETURNING value",
+        )
+        .fetch_one(&mut *$tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO promotions (id, number, pipeline_id, source_app, source_version, image, procfile, \
+             commit_sha, target_app_id, status, requested_by, requested_at, release_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(new_id())
+        .bind(number)
+        .bind($pipeline)
+        .bind(&pinned.app)
+        .bind(i64::from(pinned.version.get()))
+        .bind(&pinned.image)
+        .bind(serde_json::to_string(&pinned.procfile).map_err(Error::corrupt)?)
+        .bind(pinned.commit.as_deref())
+        .bind($target.id)
+        .bind(status.as_str())
+        .bind($actor.id)
+        .bind(now())
+        .bind(release.map(|v| i64::from(v.get())))
+        .execute(&mut *$tx)
+        .await?;
+        number
+    }};
+}
+
 /// Decides pending promotion `number` (`done` or `rejected`) as `actor`: refused when someone
 /// decided it meanwhile, so each promotion is decided once.
 macro_rules! decide {
@@ -368,31 +403,16 @@ macro_rules! auto_promote {
                         record_event!(&mut *$tx, app: app.name.as_str(), actor: "slipway", action: "pipeline.auto-promote-skipped", detail: detail)?;
                         continue;
                     }
-                    let number: i64 = sqlx::query_scalar(
-                        "UPDATE counters SET value = value + 1 WHERE name = 'promotion' RETURNING value",
-                    )
-                    .fetch_one(&mut *$tx)
-                    .await?;
                     let released = release_promoted!($tx, &target, &pinned, &actor, None);
-                    sqlx::query(
-                        "INSERT INTO promotions (id, number, pipeline_id, source_app, source_version, image, procfile, \
-                         commit_sha, target_app_id, status, requested_by, requested_at, release_version) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'done', $10, $11, $12)",
-                    )
-                    .bind(new_id())
-                    .bind(number)
-                    .bind(pipeline)
-                    .bind(&pinned.app)
-                    .bind(i64::from(version.get()))
-                    .bind(&pinned.image)
-                    .bind(&procfile)
-                    .bind(pinned.commit.as_deref())
-                    .bind(target.id)
-                    .bind(actor.id)
-                    .bind(now())
-                    .bind(i64::from(released.get()))
-                    .execute(&mut *$tx)
-                    .await?;
+                    let number = insert_promotion!(
+                        $tx,
+                        pipeline,
+                        &pinned,
+                        &target,
+                        PromotionStatus::Done,
+                        &actor,
+                        Some(released)
+                    );
                     let detail = format!(
                         "#{number} {} {version} to {} {released} (auto-promote)",
                         app.name, target.name
@@ -447,12 +467,7 @@ impl Store {
     ) -> Result<Promotion> {
         let number = on_db!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let number: i64 = sqlx::query_scalar(
-                "UPDATE counters SET value = value + 1 WHERE name = 'promotion' RETURNING value",
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            let (status, release) = if protected {
+            let (status, release, superseded) = if protected {
                 let superseded: Vec<i64> = sqlx::query_scalar(
                     "UPDATE promotions SET status = 'superseded', decided_at = $2 \
                      WHERE target_app_id = $1 AND status = 'pending' RETURNING number",
@@ -461,35 +476,16 @@ impl Store {
                 .bind(now())
                 .fetch_all(&mut *tx)
                 .await?;
-                for old in superseded {
-                    let detail = format!("#{old} replaced by #{number}");
-                    record_event!(&mut *tx, app: target.name.as_str(), actor: &actor.username, action: "promotion.supersede", detail: detail)?;
-                }
-                (PromotionStatus::Pending, None)
+                (PromotionStatus::Pending, None, superseded)
             } else {
                 let version = release_promoted!(tx, target, pinned, actor, None);
-                (PromotionStatus::Done, Some(version))
+                (PromotionStatus::Done, Some(version), Vec::new())
             };
-            sqlx::query(
-                "INSERT INTO promotions (id, number, pipeline_id, source_app, source_version, image, procfile, \
-                 commit_sha, target_app_id, status, requested_by, requested_at, release_version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(new_id())
-            .bind(number)
-            .bind(pipeline.id)
-            .bind(&pinned.app)
-            .bind(i64::from(pinned.version.get()))
-            .bind(&pinned.image)
-            .bind(serde_json::to_string(&pinned.procfile).map_err(Error::corrupt)?)
-            .bind(pinned.commit.as_deref())
-            .bind(target.id)
-            .bind(status.as_str())
-            .bind(actor.id)
-            .bind(now())
-            .bind(release.map(|v: ReleaseVersion| i64::from(v.get())))
-            .execute(&mut *tx)
-            .await?;
+            let number = insert_promotion!(tx, pipeline.id, pinned, target, status, actor, release);
+            for old in superseded {
+                let detail = format!("#{old} replaced by #{number}");
+                record_event!(&mut *tx, app: target.name.as_str(), actor: &actor.username, action: "promotion.supersede", detail: detail)?;
+            }
             let (action, detail) = match release {
                 Some(version) => (
                     "promotion.deploy",
